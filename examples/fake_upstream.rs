@@ -1,0 +1,27 @@
+//! The fake Aareguru API as a program, for interop scripts and for trying the server without
+//! internet: `cargo run --example fake_upstream -- [PORT] [MODE]`.
+//!
+//! MODE is `normal` (default), `error`, `status-503`, `hang` or `garbage`; switch it at run time
+//! with `GET /__control?mode=hang` (add `&city=thun` to affect one station, `&delay_ms=200` to
+//! slow every answer). `GET /__stats` lists the requests received. Prints `listening on ADDR`
+//! on stdout once ready.
+
+#[path = "../tests/support/fake_upstream.rs"]
+mod fake_upstream;
+
+use std::net::SocketAddr;
+
+use fake_upstream::{Behaviour, FakeUpstream};
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let port: u16 = args.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let behaviour = args
+        .next()
+        .map(|m| Behaviour::parse(&m).unwrap_or_else(|| panic!("unknown mode {m:?}")))
+        .unwrap_or(Behaviour::Normal);
+    let fake = FakeUpstream::start_on(SocketAddr::from(([127, 0, 0, 1], port)), behaviour).await;
+    println!("listening on {}", fake.addr);
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,16 @@
+//! aareguru-mcp: an MCP server for the Aareguru API (Aare river temperature, flow and weather for
+//! Swiss bathing spots).
+//!
+//! - [`config`]: command-line flags and environment variables, validated into a `Config`.
+//! - [`logging`]: tracing to stderr (stdout is the protocol in stdio mode).
+//! - [`domain`]: the rules (danger levels, trend, seasons, Bernese glosses, city names, times).
+//! - [`upstream`]: the Aareguru HTTP client with its shared TTL cache.
+//! - [`server`]: the rmcp server handler: tools, resources, prompts.
+//! - [`stdio`]: runs the server on stdin/stdout.
+
+pub mod config;
+pub mod domain;
+pub mod logging;
+pub mod server;
+pub mod stdio;
+pub mod upstream;
