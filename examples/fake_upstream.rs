@@ -22,6 +22,10 @@ async fn main() {
         .map(|m| Behaviour::parse(&m).unwrap_or_else(|| panic!("unknown mode {m:?}")))
         .unwrap_or(Behaviour::Normal);
     let fake = FakeUpstream::start_on(SocketAddr::from(([127, 0, 0, 1], port)), behaviour).await;
-    println!("listening on {}", fake.addr);
+    // This program is not an MCP server: its stdout is a readiness line for the scripts.
+    #[allow(clippy::disallowed_macros)]
+    {
+        println!("listening on {}", fake.addr);
+    }
     let _ = tokio::signal::ctrl_c().await;
 }

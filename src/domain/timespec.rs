@@ -192,8 +192,9 @@ mod tests {
 
     #[test]
     fn relative_days_keep_wall_clock_across_dst() {
-        // 2024-10-28 12:00 CET; a day earlier is 2024-10-27 12:00 CEST, 25 hours before.
-        let now: ZonedDateTime = "2024-10-28T12:00:00+01:00[Europe/Zurich]".parse().unwrap();
+        // DST ended on 2024-10-27 at 03:00. From 2024-10-27 12:00 CET, a day earlier is
+        // 2024-10-26 12:00 CEST: 25 hours before.
+        let now: ZonedDateTime = "2024-10-27T12:00:00+01:00[Europe/Zurich]".parse().unwrap();
         let back = parse("-1 day", &now).unwrap();
         assert_eq!(now.timestamp().as_second() - back.as_second(), 25 * 3600);
     }

@@ -75,6 +75,7 @@ fn default_hours() -> i64 {
 /// A time argument: text such as `-7 days` or `2024-08-19`, or Unix seconds as a number.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
+#[schemars(inline)]
 pub enum TimeArg {
     Seconds(i64),
     Text(String),
@@ -106,16 +107,31 @@ pub struct CompareArgs {
 pub struct NoArgs {}
 
 fn tool<T: JsonSchema + 'static>(name: &'static str, title: &str, description: &str) -> Tool {
-    let schema: Arc<JsonObject> = rmcp::handler::server::common::schema_for_type::<T>();
-    Tool::new(name, format!("{description}\n\n{ATTRIBUTION}"), schema)
-        .with_title(title)
-        .with_annotations(
-            ToolAnnotations::with_title(title)
-                .read_only(true)
-                .destructive(false)
-                .idempotent(true)
-                .open_world(true),
-        )
+    let mut schema: JsonObject = (*rmcp::handler::server::common::schema_for_type::<T>()).clone();
+    // The Rust type's name and doc comment are not for clients.
+    schema.remove("title");
+    schema.remove("description");
+    // Doc comments wrap at 100 columns; a schema description is one paragraph.
+    if let Some(Value::Object(props)) = schema.get_mut("properties") {
+        for prop in props.values_mut() {
+            if let Some(Value::String(d)) = prop.get_mut("description") {
+                *d = d.split_whitespace().collect::<Vec<_>>().join(" ");
+            }
+        }
+    }
+    Tool::new(
+        name,
+        format!("{description}\n\n{ATTRIBUTION}"),
+        Arc::new(schema),
+    )
+    .with_title(title)
+    .with_annotations(
+        ToolAnnotations::with_title(title)
+            .read_only(true)
+            .destructive(false)
+            .idempotent(true)
+            .open_world(true),
+    )
 }
 
 /// The tool list, in the order `tools/list` shows it.

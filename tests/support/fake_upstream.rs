@@ -64,6 +64,8 @@ pub struct State {
     delay: Mutex<Duration>,
     /// Every request as `endpoint?query`, in arrival order.
     requests: Mutex<Vec<String>>,
+    /// Bodies to serve for `/current?city=X` instead of the fixtures.
+    current_overrides: Mutex<HashMap<String, String>>,
 }
 
 impl State {
@@ -75,6 +77,13 @@ impl State {
             .lock()
             .unwrap()
             .insert(city.to_string(), b);
+    }
+    /// Serve `body` for `/current?city=city` from now on.
+    pub fn set_current_body(&self, city: &str, body: String) {
+        self.current_overrides
+            .lock()
+            .unwrap()
+            .insert(city.to_string(), body);
     }
     pub fn set_delay(&self, d: Duration) {
         *self.delay.lock().unwrap() = d;
@@ -126,6 +135,7 @@ impl FakeUpstream {
             city_behaviour: Mutex::new(HashMap::new()),
             delay: Mutex::new(Duration::ZERO),
             requests: Mutex::new(Vec::new()),
+            current_overrides: Mutex::new(HashMap::new()),
         });
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -222,7 +232,11 @@ async fn answer(state: &State, endpoint: &str, query: &str) -> Response {
     match endpoint {
         "cities" => json_response(StatusCode::OK, CITIES.into()),
         "widget" => json_response(StatusCode::OK, WIDGET.into()),
-        "current" => json_response(StatusCode::OK, current(city.unwrap_or("bern"))),
+        "current" => {
+            let city = city.unwrap_or("bern");
+            let body = state.current_overrides.lock().unwrap().get(city).cloned();
+            json_response(StatusCode::OK, body.unwrap_or_else(|| current(city)))
+        }
         "today" => json_response(StatusCode::OK, today(city.unwrap_or("bern"))),
         "history" => history(city, &params),
         _ => json_response(StatusCode::NOT_FOUND, "{\"error\":\"not found\"}".into()),
@@ -272,13 +286,12 @@ fn today(city: &str) -> String {
 }
 
 fn history(city: Option<&str>, params: &HashMap<String, String>) -> Response {
-    let Some(city) = city.filter(|c| overview(c).is_some()) else {
+    if city.filter(|c| overview(c).is_some()).is_none() {
         return json_response(
             StatusCode::BAD_REQUEST,
             "{\"error\":\"city missing or unknown\"}".into(),
         );
-    };
-    let _ = city;
+    }
     let num = |k: &str| params.get(k).and_then(|v| v.parse::<i64>().ok());
     let (Some(start), Some(end)) = (num("start"), num("end")) else {
         return json_response(
