@@ -38,7 +38,7 @@ pub struct Cli {
 
     /// Timeout for one upstream request (e.g. 10s, 500ms, 1m).
     #[arg(long, env = "AAREGURU_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    pub upstream_timeout: Duration,
 
     /// How long upstream responses are cached and shared (e.g. 120s; 0 disables the cache).
     #[arg(long, env = "AAREGURU_CACHE_TTL", default_value = "120s", value_parser = parse_duration)]
@@ -90,8 +90,8 @@ impl Cli {
                 self.base_url
             );
         }
-        if self.timeout.is_zero() {
-            bail!("--timeout / AAREGURU_TIMEOUT must be greater than zero");
+        if self.upstream_timeout.is_zero() {
+            bail!("--upstream-timeout / AAREGURU_TIMEOUT must be greater than zero");
         }
         if self.max_line_bytes < 1024 {
             bail!("--max-line-bytes / AAREGURU_MAX_LINE_BYTES must be at least 1024");
@@ -110,7 +110,7 @@ impl Cli {
                 base_url: base,
                 app: self.app.trim().to_string(),
                 version: self.app_version.trim().to_string(),
-                timeout: self.timeout,
+                timeout: self.upstream_timeout,
                 cache_ttl: self.cache_ttl,
             },
             max_line_bytes: self.max_line_bytes,

@@ -323,7 +323,7 @@ async fn upstream_garbage_is_a_tool_error() {
 #[tokio::test]
 async fn upstream_hang_times_out_with_a_clear_error() {
     let fake = FakeUpstream::start(Behaviour::Hang).await;
-    let mut s = StdioServer::initialized(&fake.base_url(), &["--timeout", "1s"]).await;
+    let mut s = StdioServer::initialized(&fake.base_url(), &["--upstream-timeout", "1s"]).await;
     let started = std::time::Instant::now();
     let r = s.call("get_current_temperature", json!({})).await;
     assert!(is_error(&r), "{r}");
