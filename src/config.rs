@@ -1,7 +1,7 @@
 //! Command-line flags and environment variables (clap, with env fallbacks), validated into a
 //! [`Config`]. The rest of the program only sees `Config`.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Parser, ValueEnum};
@@ -14,11 +14,24 @@ use crate::upstream::UpstreamConfig;
 /// Data: Aareguru (https://aare.guru) with measurements from BAFU (https://www.hydrodaten.admin.ch).
 #[derive(Debug, Parser)]
 #[command(name = "aareguru-mcp", version, about, long_about)]
-#[command(group(ArgGroup::new("mode").required(true).args(["stdio"])))]
+#[command(group(ArgGroup::new("mode").required(true).args(["stdio", "sse"])))]
 pub struct Cli {
     /// Run the MCP server on stdin/stdout (for Claude Desktop and other MCP hosts).
     #[arg(long)]
     pub stdio: bool,
+
+    /// Run the HTTP gateway: remote MCP clients over SSE, each session served by a stdio MCP
+    /// child (this server by default, or COMMAND after `--`).
+    #[arg(long)]
+    pub sse: bool,
+
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+
+    /// A stdio MCP server to wrap instead of the built-in one (gateway mode), e.g.
+    /// `-- npx -y @modelcontextprotocol/server-everything`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 
     /// Base URL of the Aareguru API (without /v2018).
     #[arg(
@@ -44,7 +57,8 @@ pub struct Cli {
     #[arg(long, env = "AAREGURU_CACHE_TTL", default_value = "120s", value_parser = parse_duration)]
     pub cache_ttl: Duration,
 
-    /// Largest JSON-RPC message accepted on stdin, in bytes; longer lines are discarded.
+    /// Largest JSON-RPC message, in bytes: on stdin (--stdio; longer lines are discarded) and
+    /// from a child (--sse; a longer reply becomes a JSON-RPC error).
     #[arg(long, env = "AAREGURU_MAX_LINE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_line_bytes: usize,
 
@@ -65,10 +79,143 @@ pub enum LogFormat {
     Json,
 }
 
+/// Gateway flags (`--sse`).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Gateway (--sse)")]
+pub struct GatewayArgs {
+    /// Address to listen on. Loopback by default; binding another address exposes the gateway,
+    /// so add --allowed-host for the names clients use and consider --api-key.
+    #[arg(long, env = "AAREGURU_MCP_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on (0 picks a free one; the chosen address is logged).
+    #[arg(long, env = "AAREGURU_MCP_PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// Public base URL or path prefix under which clients reach the gateway, when behind a
+    /// reverse proxy (e.g. https://example.com/aare or /aare). The `endpoint` event carries it.
+    #[arg(long, env = "AAREGURU_MCP_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Largest POST body accepted, in bytes (larger: 413).
+    #[arg(long, env = "AAREGURU_MCP_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most concurrent sessions (more: 503).
+    #[arg(long, env = "AAREGURU_MCP_MAX_SESSIONS", default_value_t = 1024)]
+    pub max_sessions: usize,
+
+    /// A session with no messages either way for this long is closed (e.g. 30m, 1h).
+    #[arg(long, env = "AAREGURU_MCP_SESSION_IDLE_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
+    pub session_idle_timeout: Duration,
+
+    /// How long a new child may take to answer its first request before the session fails.
+    #[arg(long, env = "AAREGURU_MCP_CHILD_START_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub child_start_timeout: Duration,
+
+    /// Interval of SSE keep-alive comments, which keep proxies from cutting idle streams.
+    #[arg(long, env = "AAREGURU_MCP_KEEPALIVE", default_value = "15s", value_parser = parse_duration)]
+    pub keepalive: Duration,
+
+    /// Bytes of messages that may wait for a client that does not read its stream; past this
+    /// the session is closed.
+    #[arg(long, env = "AAREGURU_MCP_SESSION_BUFFER_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub session_buffer_bytes: usize,
+
+    /// Extra Host names accepted (repeatable; loopback names are always accepted; `*` accepts
+    /// any Host, which disables DNS-rebinding protection).
+    #[arg(
+        long = "allowed-host",
+        env = "AAREGURU_MCP_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+
+    /// Extra browser Origins accepted (repeatable, e.g. https://app.example.com; loopback
+    /// origins are always accepted; requests without Origin are not browser requests).
+    #[arg(
+        long = "allowed-origin",
+        env = "AAREGURU_MCP_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// API key clients must send as `X-API-Key` or `Authorization: Bearer` (repeatable). Off
+    /// when none is given.
+    #[arg(
+        long = "api-key",
+        env = "AAREGURU_MCP_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+
+    /// Require an API key on /metrics too (/health stays open).
+    #[arg(long, env = "AAREGURU_MCP_PROTECT_METRICS")]
+    pub protect_metrics: bool,
+
+    /// Answer CORS requests from these origins (repeatable; `*` for any). Off by default.
+    #[arg(
+        long = "cors-origin",
+        env = "AAREGURU_MCP_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Requests per second allowed per client address (0: no limit). Excess gets 429 with
+    /// Retry-After.
+    #[arg(long, env = "AAREGURU_MCP_RATE_LIMIT", default_value_t = 0)]
+    pub rate_limit: u32,
+
+    /// Burst allowed above --rate-limit (default: twice the rate).
+    #[arg(long, env = "AAREGURU_MCP_RATE_BURST")]
+    pub rate_burst: Option<u32>,
+
+    /// On SIGINT/SIGTERM, how long children get to exit before they are killed.
+    #[arg(long, env = "AAREGURU_MCP_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
 /// What the program does.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Mode {
     Stdio,
+    Sse(Box<GatewayConfig>),
+}
+
+/// The command a gateway session runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildCommand {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Extra environment for the child.
+    pub env: Vec<(String, String)>,
+}
+
+/// Validated gateway settings.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub bind: SocketAddr,
+    /// Prefix for the `endpoint` URI, without trailing slash ("" for none).
+    pub public_url: String,
+    pub child: ChildCommand,
+    /// Whether the child is this program's own server (`--stdio`).
+    pub builtin_child: bool,
+    pub max_body_bytes: usize,
+    pub max_line_bytes: usize,
+    pub max_sessions: usize,
+    pub session_idle_timeout: Duration,
+    pub child_start_timeout: Duration,
+    pub keepalive: Duration,
+    pub session_buffer_bytes: usize,
+    pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub api_keys: Vec<String>,
+    pub protect_metrics: bool,
+    pub cors_origins: Vec<String>,
+    /// (requests per second, burst) per client address.
+    pub rate_limit: Option<(u32, u32)>,
+    pub shutdown_grace: Duration,
 }
 
 /// Validated configuration.
@@ -99,25 +246,164 @@ impl Cli {
         if self.app.trim().is_empty() {
             bail!("--app / AAREGURU_APP must not be empty");
         }
+        let upstream = UpstreamConfig {
+            base_url: base,
+            app: self.app.trim().to_string(),
+            version: self.app_version.trim().to_string(),
+            timeout: self.upstream_timeout,
+            cache_ttl: self.cache_ttl,
+        };
         let mode = if self.stdio {
+            if !self.command.is_empty() {
+                bail!("a COMMAND after `--` is only for --sse (the gateway wraps it)");
+            }
             Mode::Stdio
+        } else if self.sse {
+            Mode::Sse(Box::new(gateway_config(
+                self.gateway,
+                self.command,
+                &upstream,
+                self.max_line_bytes,
+                &self.log_level,
+                self.log_format,
+            )?))
         } else {
-            bail!("choose a mode: --stdio");
+            bail!("choose a mode: --stdio or --sse");
         };
         Ok(Config {
             mode,
-            upstream: UpstreamConfig {
-                base_url: base,
-                app: self.app.trim().to_string(),
-                version: self.app_version.trim().to_string(),
-                timeout: self.upstream_timeout,
-                cache_ttl: self.cache_ttl,
-            },
+            upstream,
             max_line_bytes: self.max_line_bytes,
             log_level: self.log_level,
             log_format: self.log_format,
         })
     }
+}
+
+fn gateway_config(
+    g: GatewayArgs,
+    command: Vec<String>,
+    upstream: &UpstreamConfig,
+    max_line_bytes: usize,
+    log_level: &str,
+    log_format: LogFormat,
+) -> anyhow::Result<GatewayConfig> {
+    let ip: std::net::IpAddr = g
+        .host
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .or_else(|_| {
+            if g.host == "localhost" {
+                Ok("127.0.0.1".parse().unwrap())
+            } else {
+                Err(anyhow::anyhow!(
+                    "--host must be an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1), got {:?}",
+                    g.host
+                ))
+            }
+        })?;
+    let builtin_child = command.is_empty();
+    let child = if builtin_child {
+        let exe = std::env::current_exe().context("cannot find this program's own path")?;
+        let secs = |d: Duration| format!("{}ms", d.as_millis());
+        ChildCommand {
+            program: exe.to_string_lossy().into_owned(),
+            args: vec![
+                "--stdio".into(),
+                "--base-url".into(),
+                upstream.base_url.clone(),
+                "--app".into(),
+                upstream.app.clone(),
+                "--app-version".into(),
+                upstream.version.clone(),
+                "--upstream-timeout".into(),
+                secs(upstream.timeout),
+                "--cache-ttl".into(),
+                secs(upstream.cache_ttl),
+                "--max-line-bytes".into(),
+                max_line_bytes.to_string(),
+                "--log-format".into(),
+                match log_format {
+                    LogFormat::Text => "text".into(),
+                    LogFormat::Json => "json".into(),
+                },
+            ],
+            // Per-session lifecycle chatter from hundreds of children drowns the gateway's own
+            // log; children report warnings and errors unless the operator asks for more.
+            env: vec![(
+                "RUST_LOG".into(),
+                if log_level == "info" {
+                    "warn".to_string()
+                } else {
+                    log_level.to_string()
+                },
+            )],
+        }
+    } else {
+        ChildCommand {
+            program: command[0].clone(),
+            args: command[1..].to_vec(),
+            env: vec![],
+        }
+    };
+    if g.max_body_bytes < 1024 {
+        bail!("--max-body-bytes must be at least 1024");
+    }
+    if g.max_sessions == 0 {
+        bail!("--max-sessions must be at least 1");
+    }
+    if g.keepalive.is_zero() || g.session_idle_timeout.is_zero() || g.child_start_timeout.is_zero()
+    {
+        bail!(
+            "--keepalive, --session-idle-timeout and --child-start-timeout must be greater than zero"
+        );
+    }
+    if g.session_buffer_bytes < 64 * 1024 {
+        bail!("--session-buffer-bytes must be at least 65536");
+    }
+    let clean = |v: Vec<String>| -> Vec<String> {
+        v.into_iter()
+            .map(|s| s.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let rate_limit = (g.rate_limit > 0).then(|| {
+        let burst = g
+            .rate_burst
+            .unwrap_or(g.rate_limit.saturating_mul(2))
+            .max(1);
+        (g.rate_limit, burst)
+    });
+    Ok(GatewayConfig {
+        bind: SocketAddr::new(ip, g.port),
+        public_url: g
+            .public_url
+            .unwrap_or_default()
+            .trim()
+            .trim_end_matches('/')
+            .to_string(),
+        child,
+        builtin_child,
+        max_body_bytes: g.max_body_bytes,
+        max_line_bytes,
+        max_sessions: g.max_sessions,
+        session_idle_timeout: g.session_idle_timeout,
+        child_start_timeout: g.child_start_timeout,
+        keepalive: g.keepalive,
+        session_buffer_bytes: g.session_buffer_bytes,
+        allowed_hosts: clean(g.allowed_hosts),
+        allowed_origins: clean(g.allowed_origins),
+        api_keys: g
+            .api_keys
+            .into_iter()
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .collect(),
+        protect_metrics: g.protect_metrics,
+        cors_origins: clean(g.cors_origins),
+        rate_limit,
+        shutdown_grace: g.shutdown_grace,
+    })
 }
 
 /// "10s", "500ms", "2m", "1h 30m" (jiff's friendly format) or bare seconds ("10").

@@ -7,9 +7,11 @@
 //! - [`upstream`]: the Aareguru HTTP client with its shared TTL cache.
 //! - [`server`]: the rmcp server handler: tools, resources, prompts.
 //! - [`stdio`]: runs the server on stdin/stdout.
+//! - [`gateway`]: the HTTP+SSE gateway in front of stdio MCP children.
 
 pub mod config;
 pub mod domain;
+pub mod gateway;
 pub mod logging;
 pub mod server;
 pub mod stdio;

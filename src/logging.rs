@@ -6,6 +6,14 @@ use tracing_subscriber::{EnvFilter, fmt};
 use crate::config::LogFormat;
 
 pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<()> {
+    // warp logs every client that disconnects mid-stream at error level; that is routine for
+    // SSE. Keep it quiet unless the operator asks about warp explicitly.
+    let filter = if filter.contains("warp") {
+        filter.to_string()
+    } else {
+        format!("{filter},warp::server=off")
+    };
+    let filter = filter.as_str();
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
     let builder = fmt()

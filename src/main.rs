@@ -4,9 +4,10 @@ use std::{process::ExitCode, time::Duration};
 
 use aareguru_mcp::{
     config::{Cli, Mode},
-    logging, stdio,
+    gateway, logging, stdio,
 };
 use clap::Parser;
+use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     match run() {
@@ -21,12 +22,25 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<ExitCode> {
     let config = Cli::parse().into_config()?;
     logging::init(&config.log_level, config.log_format)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = match config.mode {
+        // One client, mostly waiting on I/O: a single thread keeps each child small when the
+        // gateway runs hundreds of them.
+        Mode::Stdio => tokio::runtime::Builder::new_current_thread(),
+        Mode::Sse(_) => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()?;
     let result = runtime.block_on(async {
-        match config.mode {
+        match &config.mode {
             Mode::Stdio => stdio::run(&config).await,
+            Mode::Sse(gw) => {
+                let listener = gateway::bind(gw.bind)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", gw.bind))?;
+                let shutdown = CancellationToken::new();
+                tokio::spawn(stdio::cancel_on_signal(shutdown.clone()));
+                gateway::run((**gw).clone(), listener, shutdown).await
+            }
         }
     });
     // A read on a blocking stdin cannot be cancelled; do not wait for it on the way out.

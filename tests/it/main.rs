@@ -3,5 +3,7 @@
 
 #[path = "../support/fake_upstream.rs"]
 mod fake_upstream;
+mod gateway;
+mod gateway_util;
 mod stdio;
 mod util;

@@ -1,0 +1,137 @@
+//! Just enough JSON-RPC to relay messages: classify a message without building a tree, and
+//! write error responses. Ids are kept as their raw JSON text, so `1` and `"1"` stay distinct.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The fields a relay looks at.
+#[derive(Deserialize)]
+pub struct Probe<'a> {
+    #[serde(borrow, default)]
+    pub id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub method: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub jsonrpc: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// What a message is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Has a method and an id: expects a response.
+    Request { id: String, method: String },
+    /// Has a method, no id.
+    Notification { method: String },
+    /// Has an id, no method.
+    Response { id: String },
+}
+
+/// Parses and classifies one message; `Err` says why it is not a JSON-RPC 2.0 message.
+pub fn classify(bytes: &[u8]) -> Result<Kind, String> {
+    let probe: Probe = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
+    if probe.jsonrpc.as_deref() != Some("2.0") {
+        return Err("not a JSON-RPC 2.0 message (\"jsonrpc\": \"2.0\" missing)".into());
+    }
+    let id = probe
+        .id
+        .map(|r| r.get().to_string())
+        .filter(|id| id != "null");
+    Ok(match (probe.method, id) {
+        (Some(method), Some(id)) => Kind::Request {
+            id,
+            method: method.into_owned(),
+        },
+        (Some(method), None) => Kind::Notification {
+            method: method.into_owned(),
+        },
+        (None, Some(id)) => Kind::Response { id },
+        (None, None) => return Err("a message needs a method or an id".into()),
+    })
+}
+
+/// `{"jsonrpc":"2.0","id":<raw id>,"error":{"code":..,"message":..}}`.
+pub fn error_response(raw_id: &str, code: i64, message: &str) -> String {
+    format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":{raw_id},\"error\":{{\"code\":{code},\"message\":{}}}}}",
+        serde_json::Value::String(message.to_string())
+    )
+}
+
+/// Best effort: the raw id of a message from its first bytes (for over-long lines).
+pub fn id_from_prefix(prefix: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(prefix)
+        .or_else(|e| std::str::from_utf8(&prefix[..e.valid_up_to()]))
+        .ok()?;
+    let at = text.find("\"id\"")? + 4;
+    let rest = text[at..].trim_start().strip_prefix(':')?.trim_start();
+    if let Some(s) = rest.strip_prefix('"') {
+        let end = s.find('"')?;
+        Some(format!("\"{}\"", &s[..end]))
+    } else {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+            .unwrap_or(rest.len());
+        (end > 0).then(|| rest[..end].to_string())
+    }
+}
+
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INTERNAL_ERROR: i64 = -32603;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_keeps_id_types_apart() {
+        assert_eq!(
+            classify(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).unwrap(),
+            Kind::Request {
+                id: "1".into(),
+                method: "ping".into()
+            }
+        );
+        assert_eq!(
+            classify(br#"{"jsonrpc":"2.0","id":"1","method":"ping"}"#).unwrap(),
+            Kind::Request {
+                id: "\"1\"".into(),
+                method: "ping".into()
+            }
+        );
+        assert_eq!(
+            classify(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap(),
+            Kind::Notification {
+                method: "notifications/initialized".into()
+            }
+        );
+        assert_eq!(
+            classify(br#"{"jsonrpc":"2.0","id":3,"result":{}}"#).unwrap(),
+            Kind::Response { id: "3".into() }
+        );
+        assert!(classify(b"{nope").is_err());
+        assert!(classify(br#"{"id":1,"method":"x"}"#).is_err());
+        assert!(classify(br#"{"jsonrpc":"2.0"}"#).is_err());
+        assert!(classify(b"[1,2]").is_err());
+    }
+
+    #[test]
+    fn error_responses_are_valid_json() {
+        let e = error_response("\"a\\\"b\"", -32603, "child \"x\" died");
+        let v: serde_json::Value = serde_json::from_str(&e).unwrap();
+        assert_eq!(v["id"], "a\"b");
+        assert_eq!(v["error"]["message"], "child \"x\" died");
+    }
+
+    #[test]
+    fn ids_from_prefixes() {
+        assert_eq!(
+            id_from_prefix(br#"{"jsonrpc":"2.0","id": 42,"result":{"#).as_deref(),
+            Some("42")
+        );
+        assert_eq!(
+            id_from_prefix(br#"{"id":"abc","res"#).as_deref(),
+            Some("\"abc\"")
+        );
+        assert_eq!(id_from_prefix(br#"{"jsonrpc":"2.0","result":"#), None);
+    }
+}

@@ -1,0 +1,315 @@
+//! Who may talk to the gateway: Host and Origin allow-lists (DNS-rebinding protection), API
+//! keys compared in constant time, CORS, and a per-client rate limit.
+
+use std::{net::IpAddr, num::NonZeroU32, time::Duration};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
+use subtle::ConstantTimeEq;
+use warp::http::HeaderMap;
+
+use crate::config::GatewayConfig;
+
+/// A refusal, with the HTTP status it maps to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// 421: the Host header names a host this gateway does not serve.
+    Host,
+    /// 403: a browser Origin that is not allowed.
+    Origin,
+    /// 401: missing or wrong API key.
+    Auth,
+    /// 429: over the rate limit; retry after this many seconds.
+    RateLimited(u64),
+}
+
+impl Refusal {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Host => "host",
+            Refusal::Origin => "origin",
+            Refusal::Auth => "auth",
+            Refusal::RateLimited(_) => "rate_limit",
+        }
+    }
+}
+
+pub struct Guard {
+    allowed_hosts: Vec<String>,
+    any_host: bool,
+    allowed_origins: Vec<String>,
+    any_origin: bool,
+    cors_origins: Vec<String>,
+    api_keys: Vec<Vec<u8>>,
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+const LOOPBACK_HOSTS: [&str; 4] = ["localhost", "127.0.0.1", "[::1]", "::1"];
+
+impl Guard {
+    pub fn new(config: &GatewayConfig) -> Self {
+        let mut allowed_hosts = config.allowed_hosts.clone();
+        // The address the operator bound is a name clients legitimately use.
+        if !config.bind.ip().is_unspecified() && !config.bind.ip().is_loopback() {
+            allowed_hosts.push(match config.bind.ip() {
+                IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            });
+        }
+        let limiter = config.rate_limit.map(|(rate, burst)| {
+            let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+            let burst = NonZeroU32::new(burst).unwrap_or(rate);
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
+        Guard {
+            any_host: allowed_hosts.iter().any(|h| h == "*"),
+            allowed_hosts,
+            any_origin: config.allowed_origins.iter().any(|o| o == "*"),
+            allowed_origins: config.allowed_origins.clone(),
+            cors_origins: config.cors_origins.clone(),
+            api_keys: config
+                .api_keys
+                .iter()
+                .map(|k| k.as_bytes().to_vec())
+                .collect(),
+            limiter,
+        }
+    }
+
+    pub fn auth_enabled(&self) -> bool {
+        !self.api_keys.is_empty()
+    }
+
+    /// Host and Origin checks (every endpoint but /health).
+    pub fn check_origin_and_host(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        if !self.any_host {
+            let host = headers
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .map(host_without_port)
+                .ok_or(Refusal::Host)?;
+            if !LOOPBACK_HOSTS.contains(&host.as_str()) && !self.allowed_hosts.contains(&host) {
+                return Err(Refusal::Host);
+            }
+        }
+        if let Some(origin) = headers.get("origin") {
+            let origin = origin.to_str().map_err(|_| Refusal::Origin)?;
+            if !self.origin_allowed(origin) {
+                return Err(Refusal::Origin);
+            }
+        }
+        Ok(())
+    }
+
+    fn origin_allowed(&self, origin: &str) -> bool {
+        let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+        if self.any_origin
+            || self.allowed_origins.contains(&origin)
+            || self.cors_origins.iter().any(|o| o == "*" || *o == origin)
+        {
+            return true;
+        }
+        let Some((scheme, rest)) = origin.split_once("://") else {
+            return false;
+        };
+        matches!(scheme, "http" | "https")
+            && LOOPBACK_HOSTS.contains(&host_without_port(rest).as_str())
+    }
+
+    /// The API key check; a no-op when no key is configured.
+    pub fn check_key(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        if self.api_keys.is_empty() {
+            return Ok(());
+        }
+        let presented = headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| {
+                headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| {
+                        v.strip_prefix("Bearer ")
+                            .or_else(|| v.strip_prefix("bearer "))
+                    })
+            })
+            .map(str::trim)
+            .ok_or(Refusal::Auth)?;
+        // Compare against every key without stopping early, so timing reveals nothing.
+        let mut ok = subtle::Choice::from(0u8);
+        for key in &self.api_keys {
+            ok |= presented.as_bytes().ct_eq(key);
+        }
+        if bool::from(ok) {
+            Ok(())
+        } else {
+            Err(Refusal::Auth)
+        }
+    }
+
+    pub fn check_rate(&self, client: IpAddr) -> Result<(), Refusal> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        limiter.check_key(&client).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            Refusal::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64)
+        })
+    }
+
+    /// Forgets rate-limit state of clients not seen recently (keeps memory bounded).
+    pub fn forget_idle_clients(&self) {
+        if let Some(l) = &self.limiter {
+            l.retain_recent();
+        }
+    }
+
+    /// The value for `Access-Control-Allow-Origin`, if this origin may make CORS requests.
+    pub fn cors_allow(&self, headers: &HeaderMap) -> Option<String> {
+        if self.cors_origins.is_empty() {
+            return None;
+        }
+        let origin = headers.get("origin")?.to_str().ok()?;
+        let lower = origin.trim_end_matches('/').to_ascii_lowercase();
+        if self.cors_origins.iter().any(|o| o == "*") {
+            Some("*".into())
+        } else if self.cors_origins.contains(&lower) {
+            Some(origin.to_string())
+        } else {
+            None
+        }
+    }
+}
+
+/// `Example.COM:8000` → `example.com`; `[::1]:8000` → `[::1]`.
+fn host_without_port(host: &str) -> String {
+    let host = host.trim().to_ascii_lowercase();
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(end) => host[..=end].to_string(),
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => {
+            h.to_string()
+        }
+        _ => host,
+    }
+}
+
+/// How often idle rate-limit state is dropped.
+pub const FORGET_INTERVAL: Duration = Duration::from_secs(60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Cli;
+    use clap::Parser;
+
+    fn guard(args: &[&str]) -> Guard {
+        let mut argv = vec!["aareguru-mcp", "--sse"];
+        argv.extend_from_slice(args);
+        let cfg = Cli::try_parse_from(argv).unwrap().into_config().unwrap();
+        match cfg.mode {
+            crate::config::Mode::Sse(g) => Guard::new(&g),
+            _ => unreachable!(),
+        }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                warp::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn hosts() {
+        let g = guard(&[]);
+        assert!(
+            g.check_origin_and_host(&headers(&[("host", "127.0.0.1:8000")]))
+                .is_ok()
+        );
+        assert!(
+            g.check_origin_and_host(&headers(&[("host", "LOCALHOST")]))
+                .is_ok()
+        );
+        assert!(
+            g.check_origin_and_host(&headers(&[("host", "[::1]:8000")]))
+                .is_ok()
+        );
+        assert_eq!(
+            g.check_origin_and_host(&headers(&[("host", "evil.example:8000")])),
+            Err(Refusal::Host)
+        );
+        assert_eq!(g.check_origin_and_host(&headers(&[])), Err(Refusal::Host));
+        let g = guard(&["--allowed-host", "mcp.example.com"]);
+        assert!(
+            g.check_origin_and_host(&headers(&[("host", "mcp.example.com:443")]))
+                .is_ok()
+        );
+        let g = guard(&["--host", "10.1.2.3"]);
+        assert!(
+            g.check_origin_and_host(&headers(&[("host", "10.1.2.3:8000")]))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn origins() {
+        let g = guard(&[]);
+        let ok = |o: &str| {
+            g.check_origin_and_host(&headers(&[("host", "localhost"), ("origin", o)]))
+                .is_ok()
+        };
+        assert!(ok("http://localhost:6274"));
+        assert!(ok("http://127.0.0.1"));
+        assert!(!ok("https://evil.example"));
+        assert!(!ok("http://localhost.evil.example"));
+        assert!(!ok("null"));
+        let g = guard(&["--allowed-origin", "https://app.example.com/"]);
+        assert!(
+            g.check_origin_and_host(&headers(&[
+                ("host", "localhost"),
+                ("origin", "https://app.example.com")
+            ]))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn api_keys() {
+        let g = guard(&[]);
+        assert!(g.check_key(&headers(&[])).is_ok());
+        let g = guard(&["--api-key", "s3cret", "--api-key", "other"]);
+        assert_eq!(g.check_key(&headers(&[])), Err(Refusal::Auth));
+        assert!(g.check_key(&headers(&[("x-api-key", "s3cret")])).is_ok());
+        assert!(
+            g.check_key(&headers(&[("authorization", "Bearer other")]))
+                .is_ok()
+        );
+        assert_eq!(
+            g.check_key(&headers(&[("x-api-key", "s3cre")])),
+            Err(Refusal::Auth)
+        );
+        assert_eq!(
+            g.check_key(&headers(&[("authorization", "Basic s3cret")])),
+            Err(Refusal::Auth)
+        );
+    }
+
+    #[test]
+    fn rate_limit() {
+        let g = guard(&["--rate-limit", "1", "--rate-burst", "2"]);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(g.check_rate(ip).is_ok());
+        assert!(g.check_rate(ip).is_ok());
+        assert!(matches!(g.check_rate(ip), Err(Refusal::RateLimited(s)) if s >= 1));
+        // Another client has its own budget.
+        assert!(g.check_rate("127.0.0.2".parse().unwrap()).is_ok());
+    }
+}

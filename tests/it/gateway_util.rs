@@ -1,0 +1,313 @@
+//! Harness for gateway tests: the real binary in `--sse` mode on port 0 (its address read from
+//! its JSON log), and a minimal SSE client over reqwest.
+
+use std::{
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+    sync::mpsc,
+};
+
+use crate::util::{BIN, WAIT};
+
+/// Path of a compiled example (cargo test builds them next to the test binary).
+pub fn example(name: &str) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} missing: run `cargo build --examples`",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
+
+pub struct Gateway {
+    pub child: Child,
+    pub base: String,
+    /// Everything the gateway logged, for assertions.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gateway {
+    /// Starts `aareguru-mcp --sse --port 0 ARGS`.
+    pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Gateway {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--sse", "--port", "0", "--log-format", "json"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn gateway");
+        let stderr = child.stderr.take().unwrap();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let log2 = log.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["message"] == "gateway listening"
+                {
+                    let _ = tx.send(v["address"].as_str().unwrap_or("").to_string());
+                }
+                log2.lock().unwrap().push(line);
+            }
+        });
+        let addr = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("gateway did not start")
+            .expect("gateway exited before listening");
+        Gateway {
+            child,
+            base: format!("http://{addr}"),
+            log,
+        }
+    }
+
+    /// The gateway in front of the fixture server.
+    pub async fn with_fixture(args: &[&str]) -> Gateway {
+        let fixture = example("fixture_server");
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("--");
+        all.push(&fixture);
+        Gateway::start(&all, &[]).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn health(&self) -> Value {
+        reqwest::get(self.url("/health"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Polls /health until `pred` holds (or panics after 30 s).
+    pub async fn wait_health(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let h = self.health().await;
+            if pred(&h) {
+                return h;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{what}: {h}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+/// One SSE event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: String,
+}
+
+/// A client session: the SSE stream plus POSTs to its endpoint.
+pub struct SseClient {
+    pub http: reqwest::Client,
+    /// Absolute POST URL from the `endpoint` event.
+    pub endpoint: String,
+    #[allow(dead_code)]
+    pub session_id: String,
+    events: mpsc::UnboundedReceiver<SseEvent>,
+    /// Comment lines seen (keep-alives).
+    pub comments: Arc<Mutex<usize>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl SseClient {
+    pub async fn connect(gw: &Gateway) -> SseClient {
+        Self::connect_with(gw, &[]).await.expect("GET /sse refused")
+    }
+
+    /// Opens `/sse` with extra headers; `Err(status)` when refused.
+    pub async fn connect_with(
+        gw: &Gateway,
+        headers: &[(&str, &str)],
+    ) -> Result<SseClient, (u16, String)> {
+        let http = reqwest::Client::new();
+        let mut req = http.get(gw.url("/sse"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            return Err((status, resp.text().await.unwrap_or_default()));
+        }
+        assert_eq!(
+            resp.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let comments: Arc<Mutex<usize>> = Arc::default();
+        let c2 = comments.clone();
+        let reader = tokio::spawn(async move {
+            let mut body = resp.bytes_stream();
+            let mut buf = String::new();
+            let (mut event, mut data) = (String::new(), Vec::<String>::new());
+            while let Some(Ok(chunk)) = body.next().await {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(i) = buf.find('\n') {
+                    let line = buf[..i].trim_end_matches('\r').to_string();
+                    buf.drain(..=i);
+                    if line.is_empty() {
+                        if !data.is_empty() || !event.is_empty() {
+                            let _ = tx.send(SseEvent {
+                                event: std::mem::take(&mut event),
+                                data: data.join("\n"),
+                            });
+                            data.clear();
+                        }
+                    } else if let Some(c) = line.strip_prefix(':') {
+                        let _ = c;
+                        *c2.lock().unwrap() += 1;
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim_start().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push(v.strip_prefix(' ').unwrap_or(v).to_string());
+                    }
+                }
+            }
+        });
+        let first = tokio::time::timeout(WAIT, events.recv())
+            .await
+            .expect("no endpoint event")
+            .expect("stream ended before the endpoint event");
+        assert_eq!(first.event, "endpoint");
+        let endpoint = if first.data.starts_with("http") {
+            first.data.clone()
+        } else {
+            gw.url(&first.data)
+        };
+        let session_id = endpoint.rsplit('=').next().unwrap().to_string();
+        Ok(SseClient {
+            http,
+            endpoint,
+            session_id,
+            events,
+            comments,
+            reader,
+        })
+    }
+
+    /// POSTs a message; returns the status.
+    pub async fn post(&self, message: &Value) -> u16 {
+        self.http
+            .post(&self.endpoint)
+            .header("content-type", "application/json")
+            .body(message.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// The next `message` event's JSON, or `None` when the stream ended.
+    pub async fn next_message(&mut self) -> Option<Value> {
+        loop {
+            let e = tokio::time::timeout(WAIT, self.events.recv())
+                .await
+                .expect("no event within 30 s")?;
+            if e.event == "message" {
+                return Some(serde_json::from_str(&e.data).expect("message data is JSON"));
+            }
+        }
+    }
+
+    /// Sends a request and waits for the response with its id (other messages are skipped).
+    pub async fn request(&mut self, id: Value, method: &str, params: Value) -> Value {
+        let status = self
+            .post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await;
+        assert_eq!(status, 202, "POST {method}");
+        loop {
+            let m = self.next_message().await.expect("stream ended");
+            if m["id"] == id && m.get("method").is_none() {
+                return m;
+            }
+        }
+    }
+
+    pub async fn initialize(&mut self) -> Value {
+        let r = self
+            .request(
+                json!(0),
+                "initialize",
+                json!({"protocolVersion": "2024-11-05", "capabilities": {},
+                       "clientInfo": {"name": "it", "version": "1"}}),
+            )
+            .await;
+        assert!(r["result"]["serverInfo"].is_object(), "{r}");
+        let s = self
+            .post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        assert_eq!(s, 202);
+        r
+    }
+
+    /// Whether the stream has ended within `within`.
+    pub async fn ended_within(&mut self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(None) => return true,
+                Ok(Some(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Processes whose command line contains `marker`.
+pub fn processes_with(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(marker)
+                })
+                .unwrap_or(false)
+        })
+        .count()
+}
