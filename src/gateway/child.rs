@@ -41,7 +41,8 @@ impl ExitCause {
 pub enum ChildEvent {
     /// One JSON line from stdout (without the newline).
     Line(Bytes),
-    /// A line longer than the limit: its first bytes (to find an id) and its length.
+    /// A line longer than the limit: its first bytes (to find an id) and its length (without
+    /// the newline).
     TooLong { prefix: Bytes, len: usize },
     /// Stdout closed and the process was reaped; always the last event.
     Exited { cause: ExitCause, detail: String },
@@ -338,7 +339,7 @@ impl LineFramer {
             };
             data = rest;
             if let Some(len) = self.discarding.as_mut() {
-                *len += chunk.len() + usize::from(complete);
+                *len += chunk.len();
                 if complete {
                     let len = *len;
                     self.discarding = None;
@@ -350,7 +351,7 @@ impl LineFramer {
                 continue;
             }
             if self.partial.len() + chunk.len() > self.max {
-                let len = self.partial.len() + chunk.len() + usize::from(complete);
+                let len = self.partial.len() + chunk.len();
                 let keep = TOO_LONG_PREFIX
                     .saturating_sub(self.partial.len())
                     .min(chunk.len());
@@ -426,7 +427,7 @@ mod tests {
         match &frames[0] {
             Frame::TooLong { prefix, len } => {
                 assert!(prefix.starts_with(b"{\"id\":7"));
-                assert_eq!(*len, 30);
+                assert_eq!(*len, 27);
             }
             other => panic!("{other:?}"),
         }
@@ -436,6 +437,6 @@ mod tests {
     #[test]
     fn exact_limit_is_allowed() {
         let mut f = LineFramer::new(4);
-        assert_eq!(lines(f.push(b"{12}\n{123}\n")), ["{12}", "<too long: 6>"]);
+        assert_eq!(lines(f.push(b"{12}\n{123}\n")), ["{12}", "<too long: 5>"]);
     }
 }

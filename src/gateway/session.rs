@@ -246,11 +246,9 @@ impl Sessions {
                     session.touch(&self);
                     self.metrics.message("server_to_client");
                     if !session.push(text, limit) && !session.closed.is_cancelled() {
-                        {
-                            tracing::warn!(session = %session.id_str, limit, "client is not reading its stream; closing the session");
-                            self.metrics.error("slow_client");
-                            self.close(&session.id, CloseCause::SlowClient);
-                        }
+                        tracing::warn!(session = %session.id_str, limit, "client is not reading its stream; closing the session");
+                        self.metrics.error("slow_client");
+                        self.close(&session.id, CloseCause::SlowClient);
                     }
                 }
                 ChildEvent::TooLong { prefix, len } => {
@@ -259,16 +257,14 @@ impl Sessions {
                     if let Some(id) = jsonrpc::id_from_prefix(&prefix)
                         && session.inflight.lock().unwrap().remove(&id)
                     {
-                        {
-                            let msg = format!(
-                                "the response was {len} bytes, over the gateway's limit of {} bytes",
-                                self.config.max_line_bytes
-                            );
-                            session.push(
-                                jsonrpc::error_response(&id, jsonrpc::INTERNAL_ERROR, &msg),
-                                usize::MAX,
-                            );
-                        }
+                        let msg = format!(
+                            "the response was {len} bytes, over the gateway's limit of {} bytes",
+                            self.config.max_line_bytes
+                        );
+                        session.push(
+                            jsonrpc::error_response(&id, jsonrpc::INTERNAL_ERROR, &msg),
+                            usize::MAX,
+                        );
                     }
                 }
                 ChildEvent::Exited { cause, detail } => {
