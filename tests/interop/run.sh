@@ -1,21 +1,42 @@
 #!/usr/bin/env bash
-# Interop tests with real MCP clients. Installs them into target/interop (ignored by git),
-# builds the binary and the fake upstream, and runs every client script.
+# Interop tests with real MCP clients and servers. Installs them into target/interop (ignored by
+# git), builds the binary and the test programs, and runs every client script.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+root=$(pwd)
 
 dir=target/interop
-mkdir -p "$dir"
+mkdir -p "$dir/node"
+
+# Python SDK
 if [ ! -x "$dir/venv/bin/python" ]; then
     python3 -m venv "$dir/venv"
 fi
-if ! "$dir/venv/bin/python" -c 'import mcp, importlib.metadata as m; assert m.version("mcp") == "2.3.0"' 2>/dev/null; then
+if ! "$dir/venv/bin/python" -c 'import importlib.metadata as m; assert m.version("mcp") == "2.3.0"' 2>/dev/null; then
     "$dir/venv/bin/pip" install --quiet --disable-pip-version-check "mcp==2.3.0"
 fi
 
-cargo build --quiet --bin aareguru-mcp --example fake_upstream
-bin=target/debug/aareguru-mcp
-fake=target/debug/examples/fake_upstream
+# TypeScript SDK and the reference "everything" server
+sdk=1.32.2
+everything=2026.8.31
+if ! grep -q "\"version\": \"$sdk\"" "$dir/node/node_modules/@modelcontextprotocol/sdk/package.json" 2>/dev/null \
+   || ! grep -q "\"version\": \"$everything\"" "$dir/node/node_modules/@modelcontextprotocol/server-everything/package.json" 2>/dev/null; then
+    echo '{"name":"aareguru-interop","private":true,"type":"module"}' > "$dir/node/package.json"
+    npm install --prefix "$dir/node" --no-audit --no-fund --silent \
+        "@modelcontextprotocol/sdk@$sdk" "@modelcontextprotocol/server-everything@$everything"
+fi
+everything_js="$root/$dir/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+
+cargo build --quiet --bin aareguru-mcp --examples
+bin="$root/target/debug/aareguru-mcp"
+fake="$root/target/debug/examples/fake_upstream"
 
 echo "== Python SDK (mcp 2.3.0) over stdio"
 timeout 300 "$dir/venv/bin/python" tests/interop/stdio_python.py "$bin" "$fake"
+
+echo "== Python SDK (mcp 2.3.0) over SSE through the gateway"
+timeout 300 "$dir/venv/bin/python" tests/interop/sse_python.py "$bin" "$fake" "$everything_js"
+
+echo "== TypeScript SDK ($sdk) over SSE through the gateway"
+cp tests/interop/sse_ts.mjs "$dir/node/"
+(cd "$dir/node" && timeout 300 node sse_ts.mjs "$bin" "$fake" "$everything_js")

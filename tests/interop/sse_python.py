@@ -1,0 +1,144 @@
+"""Interop: the official Python MCP SDK (mcp 2.3.0) `sse_client` against `aareguru-mcp --sse`.
+
+1. The gateway in front of the Aareguru server (fake upstream): initialize, list and call tools,
+   several sessions at once.
+2. The gateway in front of @modelcontextprotocol/server-everything: server->client requests
+   (sampling, roots, elicitation) answered by this client's callbacks.
+
+Usage: python sse_python.py BIN FAKE_UPSTREAM EVERYTHING_JS
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import mcp.types as types
+from mcp import ClientSession
+from mcp.client.sse import sse_client
+
+BIN, FAKE, EVERYTHING = sys.argv[1], sys.argv[2], sys.argv[3]
+passed = 0
+
+
+def check(cond: bool, what: str) -> None:
+    global passed
+    if not cond:
+        print(f"FAIL: {what}", file=sys.stderr)
+        sys.exit(1)
+    passed += 1
+
+
+def start_gateway(extra: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    import os
+
+    proc = subprocess.Popen(
+        [BIN, "--sse", "--port", "0", "--log-format", "json", "--log-level", "info", *extra],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    for line in proc.stderr:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("message") == "gateway listening":
+            # Keep draining stderr so the gateway never blocks on a full pipe.
+            import threading
+
+            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+            return proc, "http://" + entry["address"]
+    raise RuntimeError("gateway did not start")
+
+
+def text_of(result) -> str:
+    return "\n".join(c.text for c in result.content if getattr(c, "type", "") == "text")
+
+
+async def aareguru(base: str) -> None:
+    async def one(i: int) -> None:
+        async with sse_client(f"{base}/sse") as (read, write):
+            async with ClientSession(read, write) as s:
+                init = await s.initialize()
+                check(init.server_info.name == "aareguru-mcp", f"aareguru[{i}]: server name")
+                tools = await s.list_tools()
+                check(len(tools.tools) == 7, f"aareguru[{i}]: 7 tools")
+                r = await s.call_tool("get_current_temperature", {"city": "Bärn"})
+                check(not r.is_error and "12.5 °C" in text_of(r), f"aareguru[{i}]: temperature")
+                r = await s.call_tool("get_current_temperature", {"city": "Zurich"})
+                check(r.is_error and "Known stations" in text_of(r), f"aareguru[{i}]: tool error relayed")
+                res = await s.read_resource("aareguru://cities")
+                check(len(json.loads(res.contents[0].text)) == 8, f"aareguru[{i}]: resource")
+
+    await asyncio.gather(*(one(i) for i in range(5)))
+
+
+async def everything(base: str) -> None:
+    seen = {"sampling": 0, "roots": 0, "elicitation": 0}
+
+    async def sampling(context, params: types.CreateMessageRequestParams):
+        seen["sampling"] += 1
+        prompt = params.messages[0].content.text
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text=f"sampled-by-python: {prompt}"),
+            model="interop-test-model",
+            stop_reason="endTurn",
+        )
+
+    async def roots(context):
+        seen["roots"] += 1
+        return types.ListRootsResult(roots=[types.Root(uri="file:///tmp/interop-root", name="interop")])
+
+    async def elicitation(context, params):
+        seen["elicitation"] += 1
+        return types.ElicitResult(action="decline")
+
+    async with sse_client(f"{base}/sse") as (read, write):
+        async with ClientSession(
+            read,
+            write,
+            sampling_callback=sampling,
+            list_roots_callback=roots,
+            elicitation_callback=elicitation,
+        ) as s:
+            init = await s.initialize()
+            check("everything" in init.server_info.name.lower(), f"everything: server {init.server_info.name}")
+            names = {t.name for t in (await s.list_tools()).tools}
+            for needed in ["echo", "trigger-sampling-request", "get-roots-list", "trigger-elicitation-request"]:
+                check(needed in names, f"everything: tool {needed} offered")
+            r = await s.call_tool("echo", {"message": "hello through the gateway"})
+            check("hello through the gateway" in text_of(r), "everything: echo")
+            r = await s.call_tool("trigger-sampling-request", {"prompt": "ping-42", "maxTokens": 10})
+            check("sampled-by-python" in text_of(r) and "ping-42" in text_of(r), f"everything: sampling answer reached the child: {text_of(r)[:200]}")
+            r = await s.call_tool("get-roots-list", {})
+            check("interop-root" in text_of(r), f"everything: roots answer reached the child: {text_of(r)[:200]}")
+            r = await s.call_tool("trigger-elicitation-request", {})
+            check("decline" in text_of(r).lower(), f"everything: elicitation answer reached the child: {text_of(r)[:200]}")
+    check(seen["sampling"] >= 1 and seen["roots"] >= 1 and seen["elicitation"] >= 1, f"callbacks ran: {seen}")
+
+
+async def main() -> None:
+    fake = subprocess.Popen([FAKE, "0"], stdout=subprocess.PIPE, text=True)
+    procs = [fake]
+    try:
+        upstream = "http://" + fake.stdout.readline().strip().removeprefix("listening on ")
+        gw, base = start_gateway([], {"AAREGURU_BASE_URL": upstream})
+        procs.append(gw)
+        await aareguru(base)
+        print(f"aareguru via SSE: ok ({base})")
+        gw2, base2 = start_gateway(["--", "node", EVERYTHING, "stdio"])
+        procs.append(gw2)
+        await everything(base2)
+        print("server-everything via SSE: ok (sampling, roots, elicitation)")
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+    print(f"{passed} passed, 0 failed")
+
+
+asyncio.run(main())
