@@ -1,0 +1,566 @@
+//! Load generator for the gateway (a benchmark program, not a test).
+//!
+//! Opens N concurrent sessions, makes M tool calls in each with a payload unique to the session,
+//! and reports session setup (new stream to `initialize` answered) p50/p99, call round trip
+//! p50/p99, calls per second, misrouted replies and memory. The same workload can run against
+//! the child driven directly over stdio, for comparison.
+//!
+//! ```sh
+//! cargo build --release --bin aareguru-mcp --examples
+//! target/release/examples/loadgen --matrix                       # the README table
+//! target/release/examples/loadgen --mode sse --sessions 100 --calls 200 --child echo
+//! target/release/examples/loadgen --mode stdio --sessions 10 --calls 1000 --child aareguru
+//! ```
+//!
+//! Children: `echo` (examples/fixture_server, measures the relay itself) or `aareguru` (this
+//! project's server, against the fake upstream started in-process; the payload is an unknown
+//! city name, which the server echoes in its error).
+
+#[path = "../tests/support/fake_upstream.rs"]
+mod fake_upstream;
+
+use std::{
+    process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    process::Command,
+    sync::{Barrier, mpsc},
+};
+
+#[derive(Clone)]
+struct Opts {
+    mode: String,
+    sessions: usize,
+    calls: usize,
+    child: String,
+    bin: String,
+    fixture: String,
+    upstream: String,
+}
+
+struct Report {
+    mode: String,
+    child: String,
+    sessions: usize,
+    calls: usize,
+    setup: Vec<Duration>,
+    rtt: Vec<Duration>,
+    elapsed: Duration,
+    misrouted: u64,
+    errors: u64,
+    gateway_rss_kib: u64,
+    children_rss_kib: u64,
+}
+
+fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1000.0)
+}
+
+impl Report {
+    fn header() -> &'static str {
+        "| mode | child | sessions | calls | setup p50 ms | setup p99 ms | call p50 ms | call p99 ms | calls/s | misrouted | errors | gateway RSS MiB | children RSS MiB | (gateway+children) / session KiB |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    }
+
+    fn row(&mut self) -> String {
+        let total_calls = self.rtt.len() as f64;
+        let per_session =
+            (self.gateway_rss_kib + self.children_rss_kib) / self.sessions.max(1) as u64;
+        format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {:.1} | {:.1} | {} |",
+            self.mode,
+            self.child,
+            self.sessions,
+            self.sessions * self.calls,
+            ms(percentile(&mut self.setup, 0.5)),
+            ms(percentile(&mut self.setup, 0.99)),
+            ms(percentile(&mut self.rtt, 0.5)),
+            ms(percentile(&mut self.rtt, 0.99)),
+            total_calls / self.elapsed.as_secs_f64(),
+            self.misrouted,
+            self.errors,
+            self.gateway_rss_kib as f64 / 1024.0,
+            self.children_rss_kib as f64 / 1024.0,
+            per_session,
+        )
+    }
+}
+
+/// The call for call `j` of session `i`, and the text its reply must contain.
+fn call(child: &str, i: usize, j: usize) -> (Value, String) {
+    let payload = format!("s{i}-c{j}");
+    let params = if child == "echo" {
+        json!({"name": "echo", "arguments": {"p": payload}})
+    } else {
+        json!({"name": "get_current_temperature", "arguments": {"city": payload}})
+    };
+    (params, payload)
+}
+
+fn reply_matches(reply: &Value, payload: &str) -> bool {
+    reply["result"]["content"][0]["text"]
+        .as_str()
+        .is_some_and(|t| t.contains(&format!("\"{payload}\"")))
+}
+
+/// RSS of `pid` and of all its descendants, in KiB.
+fn rss_tree(pid: u32) -> (u64, u64) {
+    let rss = |p: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{p}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let mut parents: Vec<(u32, u32)> = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
+            // Field 4 (ppid) comes after the parenthesised command name.
+            if let Some(rest) = stat.rsplit_once(')').map(|x| x.1)
+                && let Some(ppid) = rest.split_whitespace().nth(1).and_then(|x| x.parse().ok())
+            {
+                parents.push((p, ppid));
+            }
+        }
+    }
+    let mut descendants = vec![pid];
+    let mut i = 0;
+    while i < descendants.len() {
+        let cur = descendants[i];
+        descendants.extend(parents.iter().filter(|(_, pp)| *pp == cur).map(|(p, _)| *p));
+        i += 1;
+    }
+    let children: u64 = descendants[1..].iter().map(|p| rss(*p)).sum();
+    (rss(pid), children)
+}
+
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+async fn start_gateway(o: &Opts) -> (tokio::process::Child, String) {
+    let mut cmd = Command::new(&o.bin);
+    cmd.args([
+        "--sse",
+        "--port",
+        "0",
+        "--log-format",
+        "json",
+        "--log-level",
+        "info",
+    ])
+    .args(["--max-sessions", "20000", "--base-url", &o.upstream])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    if o.child == "echo" {
+        cmd.args(["--", &o.fixture]);
+    }
+    let mut child = cmd.spawn().expect("start gateway");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next_line().await.unwrap().expect("gateway exited");
+        if let Ok(v) = serde_json::from_str::<Value>(&line)
+            && v["message"] == "gateway listening"
+        {
+            break v["address"].as_str().unwrap().to_string();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, format!("http://{addr}"))
+}
+
+struct Sse {
+    events: mpsc::UnboundedReceiver<(String, String)>,
+}
+
+impl Sse {
+    async fn next(&mut self) -> Option<(String, String)> {
+        self.events.recv().await
+    }
+}
+
+async fn open_sse(http: &reqwest::Client, base: &str) -> Result<Sse, String> {
+    let resp = http
+        .get(format!("{base}/sse"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("GET /sse: {}", resp.status()));
+    }
+    let (tx, events) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut body = resp.bytes_stream();
+        let mut buf: Vec<u8> = vec![];
+        while let Some(Ok(chunk)) = body.next().await {
+            buf.extend_from_slice(&chunk);
+            while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = buf.drain(..end + 2).collect();
+                let text = String::from_utf8_lossy(&block);
+                let (mut event, mut data) = (String::new(), String::new());
+                for line in text.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                    }
+                }
+                if !event.is_empty() && tx.send((event, data)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Sse { events })
+}
+
+/// What every session task of one run shares.
+struct Run {
+    http: reqwest::Client,
+    base: String,
+    o: Arc<Opts>,
+    barrier: Arc<Barrier>,
+    misrouted: Arc<AtomicU64>,
+    errors: Arc<AtomicU64>,
+    /// Limits how many sessions are being set up at once.
+    wave: Arc<tokio::sync::Semaphore>,
+}
+
+async fn sse_session(run: Arc<Run>, i: usize) -> (Option<Duration>, Vec<Duration>, Option<Sse>) {
+    let Run {
+        http,
+        base,
+        o,
+        barrier,
+        misrouted,
+        errors,
+        wave,
+    } = &*run;
+    let permit = wave.clone().acquire_owned().await.unwrap();
+    let started = Instant::now();
+    let setup = async {
+        let mut sse = open_sse(http, base).await?;
+        let (_, endpoint) = sse.next().await.ok_or("no endpoint event")?;
+        let endpoint = format!("{base}{endpoint}");
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "loadgen", "version": "1"}}});
+        post(http, &endpoint, &init).await?;
+        loop {
+            let (_, data) = sse.next().await.ok_or("stream ended")?;
+            let v: Value = serde_json::from_str(&data).map_err(|e| e.to_string())?;
+            if v["id"] == 0 {
+                break;
+            }
+        }
+        post(http, &endpoint, &json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await?;
+        Ok::<_, String>((sse, endpoint))
+    }
+    .await;
+    let setup_time = started.elapsed();
+    drop(permit);
+    let (mut sse, endpoint) = match setup {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("session {i}: setup failed: {e}");
+            errors.fetch_add(1, Ordering::Relaxed);
+            barrier.wait().await;
+            barrier.wait().await;
+            return (None, vec![], None);
+        }
+    };
+    // All sessions are open before anyone calls (and memory is sampled in between).
+    barrier.wait().await;
+    barrier.wait().await;
+    let mut rtts = Vec::with_capacity(o.calls);
+    for j in 0..o.calls {
+        let id = j as u64 + 1;
+        let (params, payload) = call(&o.child, i, j);
+        let msg = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
+        let t = Instant::now();
+        if let Err(e) = post(http, &endpoint, &msg).await {
+            eprintln!("session {i}: POST failed: {e}");
+            errors.fetch_add(1, Ordering::Relaxed);
+            break;
+        }
+        let Some((_, data)) = sse.next().await else {
+            errors.fetch_add(1, Ordering::Relaxed);
+            break;
+        };
+        rtts.push(t.elapsed());
+        let v: Value = serde_json::from_str(&data).unwrap_or_default();
+        if v["id"] != id || !reply_matches(&v, &payload) {
+            misrouted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    (Some(setup_time), rtts, Some(sse))
+}
+
+async fn post(http: &reqwest::Client, url: &str, body: &Value) -> Result<(), String> {
+    let r = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status() != 202 {
+        return Err(format!("status {}", r.status()));
+    }
+    Ok(())
+}
+
+async fn run_sse(o: Opts) -> Report {
+    let (mut gateway, base) = start_gateway(&o).await;
+    let pid = gateway.id().unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(4096)
+        .tcp_nodelay(true)
+        .build()
+        .unwrap();
+    let o = Arc::new(o);
+    let barrier = Arc::new(Barrier::new(o.sessions + 1));
+    let misrouted = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    // Open sessions in waves so a thousand spawns do not all land in the same millisecond.
+    let run = Arc::new(Run {
+        http,
+        base,
+        o: o.clone(),
+        barrier: barrier.clone(),
+        misrouted: misrouted.clone(),
+        errors: errors.clone(),
+        wave: Arc::new(tokio::sync::Semaphore::new(64)),
+    });
+    let tasks: Vec<_> = (0..o.sessions)
+        .map(|i| tokio::spawn(sse_session(run.clone(), i)))
+        .collect();
+    barrier.wait().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (gateway_rss, children_rss) = rss_tree(pid);
+    let started = Instant::now();
+    barrier.wait().await;
+    let mut setup = vec![];
+    let mut rtt = vec![];
+    let mut streams = vec![];
+    for t in tasks {
+        let (s, r, sse) = t.await.unwrap();
+        setup.extend(s);
+        rtt.extend(r);
+        streams.push(sse);
+    }
+    let elapsed = started.elapsed();
+    drop(streams);
+    let _ = gateway.kill().await;
+    Report {
+        mode: "gateway (SSE)".into(),
+        child: o.child.clone(),
+        sessions: o.sessions,
+        calls: o.calls,
+        setup,
+        rtt,
+        elapsed,
+        misrouted: misrouted.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        gateway_rss_kib: gateway_rss,
+        children_rss_kib: children_rss,
+    }
+}
+
+async fn run_stdio(o: Opts) -> Report {
+    let o = Arc::new(o);
+    let barrier = Arc::new(Barrier::new(o.sessions + 1));
+    let misrouted = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = vec![];
+    for i in 0..o.sessions {
+        let (o, barrier, misrouted, errors) = (
+            o.clone(),
+            barrier.clone(),
+            misrouted.clone(),
+            errors.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let mut cmd = if o.child == "echo" {
+                Command::new(&o.fixture)
+            } else {
+                let mut c = Command::new(&o.bin);
+                c.args(["--stdio", "--base-url", &o.upstream]).env("RUST_LOG", "warn");
+                c
+            };
+            let mut child = cmd
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn child");
+            let mut stdin = child.stdin.take().unwrap();
+            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+            let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "loadgen", "version": "1"}}});
+            stdin.write_all(format!("{init}\n").as_bytes()).await.unwrap();
+            let _ = lines.next_line().await;
+            stdin
+                .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+                .await
+                .unwrap();
+            let setup = started.elapsed();
+            barrier.wait().await;
+            barrier.wait().await;
+            let mut rtts = Vec::with_capacity(o.calls);
+            for j in 0..o.calls {
+                let id = j as u64 + 1;
+                let (params, payload) = call(&o.child, i, j);
+                let msg = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
+                let t = Instant::now();
+                stdin.write_all(format!("{msg}\n").as_bytes()).await.unwrap();
+                let Ok(Some(line)) = lines.next_line().await else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    break;
+                };
+                rtts.push(t.elapsed());
+                let v: Value = serde_json::from_str(&line).unwrap_or_default();
+                if v["id"] != id || !reply_matches(&v, &payload) {
+                    misrouted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            (setup, rtts, child)
+        }));
+    }
+    barrier.wait().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, children_rss) = rss_tree(std::process::id());
+    let started = Instant::now();
+    barrier.wait().await;
+    let mut setup = vec![];
+    let mut rtt = vec![];
+    let mut children = vec![];
+    for t in tasks {
+        let (s, r, c) = t.await.unwrap();
+        setup.push(s);
+        rtt.extend(r);
+        children.push(c);
+    }
+    let elapsed = started.elapsed();
+    drop(children);
+    Report {
+        mode: "direct stdio".into(),
+        child: o.child.clone(),
+        sessions: o.sessions,
+        calls: o.calls,
+        setup,
+        rtt,
+        elapsed,
+        misrouted: misrouted.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        gateway_rss_kib: 0,
+        children_rss_kib: children_rss,
+    }
+}
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+#[tokio::main]
+async fn main() {
+    raise_fd_limit();
+    let args: Vec<String> = std::env::args().collect();
+    let exe = std::env::current_exe().unwrap();
+    let examples = exe.parent().unwrap();
+    let release = examples.parent().unwrap();
+    let fake = fake_upstream::FakeUpstream::start(fake_upstream::Behaviour::Normal).await;
+    let base = Opts {
+        mode: arg(&args, "--mode").unwrap_or_else(|| "sse".into()),
+        sessions: arg(&args, "--sessions").map_or(10, |s| s.parse().unwrap()),
+        calls: arg(&args, "--calls").map_or(200, |s| s.parse().unwrap()),
+        child: arg(&args, "--child").unwrap_or_else(|| "echo".into()),
+        bin: arg(&args, "--bin")
+            .unwrap_or_else(|| release.join("aareguru-mcp").to_string_lossy().into_owned()),
+        fixture: examples
+            .join("fixture_server")
+            .to_string_lossy()
+            .into_owned(),
+        upstream: fake.base_url(),
+    };
+    let print = |mut r: Report| {
+        #[allow(clippy::disallowed_macros)]
+        {
+            println!("{}", r.row());
+        }
+    };
+    #[allow(clippy::disallowed_macros)]
+    {
+        println!("{}", Report::header());
+    }
+    if args.iter().any(|a| a == "--matrix") {
+        let children: Vec<String> = arg(&args, "--children")
+            .map(|c| c.split(',').map(String::from).collect())
+            .unwrap_or_else(|| vec!["echo".into(), "aareguru".into()]);
+        for child in children {
+            for (sessions, calls) in [(1, 5000), (10, 1000), (100, 200), (1000, 20)] {
+                for mode in ["stdio", "sse"] {
+                    let o = Opts {
+                        mode: mode.into(),
+                        sessions,
+                        calls,
+                        child: child.clone(),
+                        ..base.clone()
+                    };
+                    let r = if mode == "sse" {
+                        run_sse(o).await
+                    } else {
+                        run_stdio(o).await
+                    };
+                    print(r);
+                }
+            }
+        }
+    } else {
+        let r = if base.mode == "sse" {
+            run_sse(base.clone()).await
+        } else {
+            run_stdio(base.clone()).await
+        };
+        print(r);
+    }
+}
