@@ -262,7 +262,7 @@ struct Run {
     wave: Arc<tokio::sync::Semaphore>,
 }
 
-async fn sse_session(run: Arc<Run>, i: usize) -> (Option<Duration>, Vec<Duration>, Option<Sse>) {
+async fn sse_session(run: Arc<Run>, i: usize) -> SessionResult<Option<Sse>> {
     let Run {
         http,
         base,
@@ -331,6 +331,46 @@ async fn sse_session(run: Arc<Run>, i: usize) -> (Option<Duration>, Vec<Duration
     (Some(setup_time), rtts, Some(sse))
 }
 
+/// One session's setup time (`None` if setup failed), call round trips, and what it keeps open.
+type SessionResult<K> = (Option<Duration>, Vec<Duration>, K);
+
+struct Measured {
+    setup: Vec<Duration>,
+    rtt: Vec<Duration>,
+    elapsed: Duration,
+    /// RSS (KiB) of the measured process and of its descendants, with all sessions idle.
+    rss: (u64, u64),
+}
+
+/// Drives one run's session tasks through its two barriers: all sessions open → sample memory
+/// → all call → collect. `K` is what a task keeps alive until everyone is done.
+async fn measure<K>(
+    barrier: &Barrier,
+    tasks: Vec<tokio::task::JoinHandle<SessionResult<K>>>,
+    rss_of: u32,
+) -> Measured {
+    barrier.wait().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss = rss_tree(rss_of);
+    let started = Instant::now();
+    barrier.wait().await;
+    let (mut setup, mut rtt, mut keep) = (vec![], vec![], vec![]);
+    for t in tasks {
+        let (s, r, k) = t.await.unwrap();
+        setup.extend(s);
+        rtt.extend(r);
+        keep.push(k);
+    }
+    let elapsed = started.elapsed();
+    drop(keep);
+    Measured {
+        setup,
+        rtt,
+        elapsed,
+        rss,
+    }
+}
+
 async fn post(http: &reqwest::Client, url: &str, body: &Value) -> Result<(), String> {
     let r = http
         .post(url)
@@ -370,35 +410,20 @@ async fn run_sse(o: Opts) -> Report {
     let tasks: Vec<_> = (0..o.sessions)
         .map(|i| tokio::spawn(sse_session(run.clone(), i)))
         .collect();
-    barrier.wait().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (gateway_rss, children_rss) = rss_tree(pid);
-    let started = Instant::now();
-    barrier.wait().await;
-    let mut setup = vec![];
-    let mut rtt = vec![];
-    let mut streams = vec![];
-    for t in tasks {
-        let (s, r, sse) = t.await.unwrap();
-        setup.extend(s);
-        rtt.extend(r);
-        streams.push(sse);
-    }
-    let elapsed = started.elapsed();
-    drop(streams);
+    let m = measure(&barrier, tasks, pid).await;
     let _ = gateway.kill().await;
     Report {
         mode: "gateway (SSE)".into(),
         child: o.child.clone(),
         sessions: o.sessions,
         calls: o.calls,
-        setup,
-        rtt,
-        elapsed,
+        setup: m.setup,
+        rtt: m.rtt,
+        elapsed: m.elapsed,
         misrouted: misrouted.load(Ordering::Relaxed),
         errors: errors.load(Ordering::Relaxed),
-        gateway_rss_kib: gateway_rss,
-        children_rss_kib: children_rss,
+        gateway_rss_kib: m.rss.0,
+        children_rss_kib: m.rss.1,
     }
 }
 
@@ -461,37 +486,23 @@ async fn run_stdio(o: Opts) -> Report {
                     misrouted.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            (setup, rtts, child)
+            (Some(setup), rtts, child)
         }));
     }
-    barrier.wait().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, children_rss) = rss_tree(std::process::id());
-    let started = Instant::now();
-    barrier.wait().await;
-    let mut setup = vec![];
-    let mut rtt = vec![];
-    let mut children = vec![];
-    for t in tasks {
-        let (s, r, c) = t.await.unwrap();
-        setup.push(s);
-        rtt.extend(r);
-        children.push(c);
-    }
-    let elapsed = started.elapsed();
-    drop(children);
+    // The load generator is the parent of the children here.
+    let m = measure(&barrier, tasks, std::process::id()).await;
     Report {
         mode: "direct stdio".into(),
         child: o.child.clone(),
         sessions: o.sessions,
         calls: o.calls,
-        setup,
-        rtt,
-        elapsed,
+        setup: m.setup,
+        rtt: m.rtt,
+        elapsed: m.elapsed,
         misrouted: misrouted.load(Ordering::Relaxed),
         errors: errors.load(Ordering::Relaxed),
         gateway_rss_kib: 0,
-        children_rss_kib: children_rss,
+        children_rss_kib: m.rss.1,
     }
 }
 

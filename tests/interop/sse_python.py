@@ -12,50 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 
 import mcp.types as types
 from mcp import ClientSession
 from mcp.client.sse import sse_client
 
+from common import check, start_fake, start_gateway, summary, text_of
+
 BIN, FAKE, EVERYTHING = sys.argv[1], sys.argv[2], sys.argv[3]
-passed = 0
-
-
-def check(cond: bool, what: str) -> None:
-    global passed
-    if not cond:
-        print(f"FAIL: {what}", file=sys.stderr)
-        sys.exit(1)
-    passed += 1
-
-
-def start_gateway(extra: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    import os
-
-    proc = subprocess.Popen(
-        [BIN, "--sse", "--port", "0", "--log-format", "json", "--log-level", "info", *extra],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    for line in proc.stderr:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("message") == "gateway listening":
-            # Keep draining stderr so the gateway never blocks on a full pipe.
-            import threading
-
-            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
-            return proc, "http://" + entry["address"]
-    raise RuntimeError("gateway did not start")
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if getattr(c, "type", "") == "text")
 
 
 async def aareguru(base: str) -> None:
@@ -122,15 +87,14 @@ async def everything(base: str) -> None:
 
 
 async def main() -> None:
-    fake = subprocess.Popen([FAKE, "0"], stdout=subprocess.PIPE, text=True)
+    fake, upstream = start_fake(FAKE)
     procs = [fake]
     try:
-        upstream = "http://" + fake.stdout.readline().strip().removeprefix("listening on ")
-        gw, base = start_gateway([], {"AAREGURU_BASE_URL": upstream})
+        gw, base = start_gateway(BIN, [], {"AAREGURU_BASE_URL": upstream})
         procs.append(gw)
         await aareguru(base)
         print(f"aareguru via SSE: ok ({base})")
-        gw2, base2 = start_gateway(["--", "node", EVERYTHING, "stdio"])
+        gw2, base2 = start_gateway(BIN, ["--", "node", EVERYTHING, "stdio"])
         procs.append(gw2)
         await everything(base2)
         print("server-everything via SSE: ok (sampling, roots, elicitation)")
@@ -138,7 +102,7 @@ async def main() -> None:
         for p in procs:
             p.terminate()
             p.wait()
-    print(f"{passed} passed, 0 failed")
+    print(summary())
 
 
 asyncio.run(main())

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 import time
 
 from mcp import Client, ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+
+from common import check, start_fake, summary, text_of
 
 BIN, FAKE = sys.argv[1], sys.argv[2]
 TOOLS = {
@@ -29,20 +30,6 @@ TOOLS = {
     "compare_cities",
     "get_forecast",
 }
-passed = 0
-
-
-def check(cond: bool, what: str) -> None:
-    global passed
-    if not cond:
-        print(f"FAIL: {what}", file=sys.stderr)
-        sys.exit(1)
-    passed += 1
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if getattr(c, "type", "") == "text")
-
 
 async def exercise(call, label: str) -> None:
     """`call` is an object with the Client API (list_tools, call_tool, ...)."""
@@ -126,11 +113,8 @@ async def exercise(call, label: str) -> None:
 
 
 async def main() -> None:
-    fake = subprocess.Popen([FAKE, "0"], stdout=subprocess.PIPE, text=True)
+    fake, base = start_fake(FAKE)
     try:
-        line = fake.stdout.readline().strip()
-        check(line.startswith("listening on "), f"fake upstream started ({line!r})")
-        base = "http://" + line.removeprefix("listening on ")
         params = StdioServerParameters(
             command=BIN, args=["--stdio"], env={"AAREGURU_BASE_URL": base, "RUST_LOG": "warn"}
         )
@@ -153,7 +137,7 @@ async def main() -> None:
     finally:
         fake.terminate()
         fake.wait()
-    print(f"{passed} passed, 0 failed")
+    print(summary())
 
 
 asyncio.run(main())

@@ -1,0 +1,55 @@
+"""Helpers shared by the interop scripts: checks with a pass count, and starting the programs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+passed = 0
+
+
+def check(cond: bool, what: str) -> None:
+    global passed
+    if not cond:
+        print(f"FAIL: {what}", file=sys.stderr)
+        sys.exit(1)
+    passed += 1
+
+
+def summary() -> str:
+    return f"{passed} passed, 0 failed"
+
+
+def text_of(result) -> str:
+    return "\n".join(c.text for c in result.content if getattr(c, "type", "") == "text")
+
+
+def start_fake(fake: str) -> tuple[subprocess.Popen, str]:
+    """Starts examples/fake_upstream on a free port; returns it and its base URL."""
+    proc = subprocess.Popen([fake, "0"], stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().strip()
+    check(line.startswith("listening on "), f"fake upstream started ({line!r})")
+    return proc, "http://" + line.removeprefix("listening on ")
+
+
+def start_gateway(binary: str, extra: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """Starts `BIN --sse --port 0 EXTRA`; returns it and its base URL (read from its JSON log)."""
+    proc = subprocess.Popen(
+        [binary, "--sse", "--port", "0", "--log-format", "json", "--log-level", "info", *extra],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    for line in proc.stderr:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("message") == "gateway listening":
+            # Keep draining stderr so the gateway never blocks on a full pipe.
+            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+            return proc, "http://" + entry["address"]
+    raise RuntimeError("gateway did not start")
