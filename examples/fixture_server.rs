@@ -3,7 +3,8 @@
 //!
 //! Tools: `echo` (returns its arguments), `crash` (exits with status 3 without answering),
 //! `junk` (prints a non-JSON line, then answers), `big` (answers with `bytes` of text),
-//! `slow` (answers after `ms` milliseconds), `notify` (sends a log notification, then answers).
+//! `slow` (answers after `ms` milliseconds), `notify` (sends a log notification, then answers),
+//! `never` (never answers).
 //! `FIXTURE_GRANDCHILD=1` makes it start a `sleep` grandchild (to test process-group cleanup).
 //!
 //! Run: `cargo run --example fixture_server`.
@@ -52,6 +53,8 @@ fn main() {
                     "echo" => {
                         json!({"content": [{"type": "text", "text": args.to_string()}], "structuredContent": args})
                     }
+                    // Never answers (the client is expected to cancel).
+                    "never" => continue,
                     "crash" => {
                         let _ = out.flush();
                         std::process::exit(3);

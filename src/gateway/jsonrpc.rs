@@ -49,6 +49,23 @@ pub fn classify(bytes: &[u8]) -> Result<Kind, String> {
     })
 }
 
+/// The raw `params.requestId` of a `notifications/cancelled`.
+pub fn cancelled_request_id(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Params<'a> {
+        #[serde(borrow, rename = "requestId")]
+        request_id: &'a RawValue,
+    }
+    #[derive(Deserialize)]
+    struct Cancelled<'a> {
+        #[serde(borrow)]
+        params: Params<'a>,
+    }
+    serde_json::from_slice::<Cancelled>(bytes)
+        .ok()
+        .map(|c| c.params.request_id.get().to_string())
+}
+
 /// `{"jsonrpc":"2.0","id":<raw id>,"error":{"code":..,"message":..}}`.
 pub fn error_response(raw_id: &str, code: i64, message: &str) -> String {
     format!(
@@ -120,6 +137,13 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&e).unwrap();
         assert_eq!(v["id"], "a\"b");
         assert_eq!(v["error"]["message"], "child \"x\" died");
+    }
+
+    #[test]
+    fn cancelled_ids() {
+        let n = br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"7","reason":"x"}}"#;
+        assert_eq!(cancelled_request_id(n).as_deref(), Some("\"7\""));
+        assert_eq!(cancelled_request_id(br#"{"params":{}}"#), None);
     }
 
     #[test]

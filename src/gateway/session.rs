@@ -311,9 +311,19 @@ impl Sessions {
             return Err(ForwardError::Closed);
         }
         session.touch(self);
-        if let Kind::Request { id, .. } = kind {
-            session.inflight.lock().unwrap().insert(id.clone());
-            self.arm_start_watchdog(session);
+        match kind {
+            Kind::Request { id, .. } => {
+                session.inflight.lock().unwrap().insert(id.clone());
+                self.arm_start_watchdog(session);
+            }
+            // A cancelled request gets no response; forget it so a later child failure does
+            // not answer it either.
+            Kind::Notification { method } if method == "notifications/cancelled" => {
+                if let Some(id) = jsonrpc::cancelled_request_id(&line) {
+                    session.inflight.lock().unwrap().remove(&id);
+                }
+            }
+            _ => {}
         }
         self.metrics.message("client_to_server");
         match session

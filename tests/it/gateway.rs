@@ -169,6 +169,31 @@ async fn child_crash_fails_inflight_requests_and_ends_only_that_stream() {
 }
 
 #[tokio::test]
+async fn cancelled_requests_are_not_failed_when_the_child_dies() {
+    let gw = Gateway::with_fixture(&[]).await;
+    let mut c = SseClient::connect(&gw).await;
+    c.initialize().await;
+    let never = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "never", "arguments": {}}});
+    assert_eq!(c.post(&never).await, 202);
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": 1, "reason": "user gave up"}});
+    assert_eq!(c.post(&cancel).await, 202);
+    let r = c
+        .request(
+            json!(2),
+            "tools/call",
+            json!({"name": "crash", "arguments": {}}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], -32603);
+    // Nothing more for id 1: the stream just ends.
+    if let Some(m) = c.next_message().await {
+        panic!("unexpected message after the crash: {m}");
+    }
+}
+
+#[tokio::test]
 async fn non_json_child_output_is_skipped() {
     let gw = Gateway::with_fixture(&[]).await;
     let mut c = SseClient::connect(&gw).await;
