@@ -133,8 +133,8 @@ pub async fn run(
 
     shutdown.cancelled().await;
     tracing::info!("shutting down: refusing new sessions, ending streams, stopping children");
+    // Keep answering while children stop, so load balancers see /health turn 503 and drain.
     gateway.shutting_down.store(true, Ordering::SeqCst);
-    server_stop.cancel();
     let grace = config.shutdown_grace;
     // Children get `grace` after stdin closes and again after SIGTERM; SIGKILL ends the rest.
     if tokio::time::timeout(
@@ -146,7 +146,8 @@ pub async fn run(
     {
         tracing::warn!("some children did not stop in time");
     }
-    // Streams have ended; idle keep-alive connections close with the server.
+    // Streams have ended; stop listening and let idle keep-alive connections close.
+    server_stop.cancel();
     if tokio::time::timeout(Duration::from_secs(3), server)
         .await
         .is_err()

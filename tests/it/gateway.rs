@@ -700,6 +700,54 @@ async fn sigterm_ends_streams_stops_children_and_exits_zero() {
 }
 
 #[tokio::test]
+async fn health_turns_503_while_children_stop() {
+    // A child that ignores both stdin EOF and SIGTERM keeps the drain going until SIGKILL.
+    let mut gw = Gateway::start(
+        &[
+            "--shutdown-grace",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            "trap '' TERM; while :; do sleep 0.1; done",
+        ],
+        &[],
+    )
+    .await;
+    let c = SseClient::connect(&gw).await;
+    gw.wait_health("child up", |h| h["children_alive"] == 1)
+        .await;
+    let pid = gw.child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut saw_503 = false;
+    for _ in 0..100 {
+        match http.get(gw.url("/health")).send().await {
+            Ok(r) if r.status() == 503 => {
+                let body: Value = r.json().await.unwrap();
+                assert_eq!(body["status"], "shutting_down");
+                let sse = http.get(gw.url("/sse")).send().await.unwrap();
+                assert_eq!(sse.status(), 503, "no new sessions while draining");
+                saw_503 = true;
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => break,
+        }
+    }
+    assert!(saw_503, "/health never reported shutting_down");
+    let status = tokio::time::timeout(Duration::from_secs(15), gw.child.wait())
+        .await
+        .expect("gateway did not exit")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    drop(c);
+}
+
+#[tokio::test]
 async fn metrics_count_sessions_messages_and_spawns() {
     let gw = Gateway::with_fixture(&[]).await;
     let mut c = SseClient::connect(&gw).await;
