@@ -11,10 +11,11 @@ use std::{collections::HashMap, sync::Arc};
 use rmcp::{
     ErrorData as McpError, RoleServer, ServerHandler,
     model::{
-        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock,
-        GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
-        ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-        ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig, Tool,
+        CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams,
+        CompleteResult, CompletionInfo, ContentBlock, GetPromptRequestParams, GetPromptResponse,
+        Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+        ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+        ServerCapabilities, ServerConfig, Tool,
     },
     service::RequestContext,
 };
@@ -55,6 +56,7 @@ impl ServerHandler for AareguruServer {
                 .enable_tools()
                 .enable_resources()
                 .enable_prompts()
+                .enable_completions()
                 .build(),
         )
         .with_server_info(
@@ -111,6 +113,42 @@ impl ServerHandler for AareguruServer {
             }
         };
         Ok(result.into())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        let typed = request.argument.value.as_str();
+        let mut values: Vec<String> = match request.argument.name.as_str() {
+            // Station slugs matching what was typed, by slug or Bernese name. Best effort: if
+            // the station list cannot be fetched there is simply nothing to suggest.
+            "city" => {
+                let wanted = crate::domain::city::fold(typed);
+                self.upstream
+                    .stations()
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|s| {
+                        crate::domain::city::fold(&s.slug).starts_with(&wanted)
+                            || crate::domain::city::fold(&s.name).starts_with(&wanted)
+                    })
+                    .map(|s| s.slug)
+                    .collect()
+            }
+            "include_forecast" | "safety_only" => vec!["true".into(), "false".into()],
+            "days" => vec!["7".into(), "14".into(), "30".into()],
+            "min_temperature" => vec!["16".into(), "18".into(), "20".into()],
+            _ => vec![],
+        };
+        if request.argument.name != "city" {
+            values.retain(|v| v.starts_with(typed.trim()));
+        }
+        let completion = CompletionInfo::with_all_values(values)
+            .map_err(|e| McpError::internal_error(e, None))?;
+        Ok(CompleteResult::new(completion))
     }
 
     async fn list_resources(

@@ -492,6 +492,42 @@ async fn prompts() {
 }
 
 #[tokio::test]
+async fn completions_suggest_stations() {
+    let (_fake, mut s) = setup().await;
+    let complete = |r: Value, name: &str, value: &str| json!({"ref": r, "argument": {"name": name, "value": value}});
+    let prompt = json!({"type": "ref/prompt", "name": "daily-swimming-report"});
+    let r = s
+        .request("completion/complete", complete(prompt.clone(), "city", "b"))
+        .await;
+    let values = r["result"]["completion"]["values"].clone();
+    assert_eq!(values, json!(["brienz", "bern", "biel", "brugg"]), "{r}");
+    // Bernese names complete to their slug.
+    let r = s
+        .request(
+            "completion/complete",
+            complete(prompt.clone(), "city", "Bä"),
+        )
+        .await;
+    assert_eq!(r["result"]["completion"]["values"], json!(["bern"]), "{r}");
+    let template = json!({"type": "ref/resource", "uri": "aareguru://current/{city}"});
+    let r = s
+        .request("completion/complete", complete(template, "city", "inter"))
+        .await;
+    assert_eq!(
+        r["result"]["completion"]["values"],
+        json!(["interlaken"]),
+        "{r}"
+    );
+    let r = s
+        .request(
+            "completion/complete",
+            complete(prompt, "include_forecast", "f"),
+        )
+        .await;
+    assert_eq!(r["result"]["completion"]["values"], json!(["false"]), "{r}");
+}
+
+#[tokio::test]
 async fn hostile_input_never_kills_the_server() {
     let (_fake, mut s) = setup().await;
     for junk in [
