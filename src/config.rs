@@ -187,6 +187,8 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildCommand {
     pub program: String,
+    /// What the child sees as its name (`argv[0]`), when it differs from `program`.
+    pub arg0: Option<String>,
     pub args: Vec<String>,
     /// Extra environment for the child.
     pub env: Vec<(String, String)>,
@@ -305,9 +307,18 @@ fn gateway_config(
     let builtin_child = command.is_empty();
     let child = if builtin_child {
         let exe = std::env::current_exe().context("cannot find this program's own path")?;
+        let exe = exe.to_string_lossy().into_owned();
+        // On Linux, exec the running binary itself: it still works after an upgrade replaced
+        // or removed the file on disk, and children always match the gateway's version.
+        let (program, arg0) = if std::path::Path::new("/proc/self/exe").exists() {
+            ("/proc/self/exe".to_string(), Some(exe))
+        } else {
+            (exe, None)
+        };
         let secs = |d: Duration| format!("{}ms", d.as_millis());
         ChildCommand {
-            program: exe.to_string_lossy().into_owned(),
+            program,
+            arg0,
             args: vec![
                 "--stdio".into(),
                 "--base-url".into(),
@@ -342,6 +353,7 @@ fn gateway_config(
     } else {
         ChildCommand {
             program: command[0].clone(),
+            arg0: None,
             args: command[1..].to_vec(),
             env: vec![],
         }

@@ -69,6 +69,9 @@ impl ChildProcess {
         max_line: usize,
     ) -> std::io::Result<(ChildProcess, mpsc::Receiver<ChildEvent>)> {
         let mut command = Command::new(&cmd.program);
+        if let Some(arg0) = &cmd.arg0 {
+            command.arg0(arg0);
+        }
         command
             .args(&cmd.args)
             .envs(cmd.env.iter().map(|(k, v)| (k, v)))

@@ -129,6 +129,9 @@ mod tests {
         assert!(classify(br#"{"id":1,"method":"x"}"#).is_err());
         assert!(classify(br#"{"jsonrpc":"2.0"}"#).is_err());
         assert!(classify(b"[1,2]").is_err());
+        assert!(classify(br#"{"jsonrpc":"2.0","id":{"a":1},"method":"x"}"#).is_err());
+        assert!(classify(br#"{"jsonrpc":"2.0","id":true,"method":"x"}"#).is_err());
+        assert!(classify(br#"{"jsonrpc":"2.0","id":-1,"method":"x"}"#).is_ok());
     }
 
     #[test]

@@ -340,6 +340,51 @@ async fn bad_posts_get_clear_statuses() {
 }
 
 #[tokio::test]
+async fn hostile_bodies_are_refused_and_the_gateway_carries_on() {
+    let gw = Gateway::with_fixture(&[]).await;
+    let mut c = SseClient::connect(&gw).await;
+    c.initialize().await;
+    let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
+    let mut bodies: Vec<Vec<u8>> = vec![
+        deep.into_bytes(),
+        vec![0xff, 0xfe, 0x00, 0x7b],
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}{}".to_vec(),
+        b"{\"jsonrpc\":\"2.0\",\"id\":{\"obj\":1},\"method\":\"ping\"}".to_vec(),
+        b"null".to_vec(),
+        b"\"just a string\"".to_vec(),
+        b"[1, 2, 3]".to_vec(),
+    ];
+    // Pseudo-random bytes, deterministic.
+    let mut x: u32 = 0x1234_5678;
+    for _ in 0..20 {
+        let body: Vec<u8> = (0..64)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x & 0xff) as u8
+            })
+            .collect();
+        bodies.push(body);
+    }
+    for body in bodies {
+        let status = c
+            .http
+            .post(&c.endpoint)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status == 400 || status == 202, "{status}");
+    }
+    let r = c.request(json!(77), "ping", json!({})).await;
+    assert!(r["result"].is_object(), "{r}");
+    assert_eq!(gw.health().await["status"], "ok");
+}
+
+#[tokio::test]
 async fn batches_and_pretty_printed_json_are_relayed() {
     let gw = Gateway::with_fixture(&[]).await;
     let mut c = SseClient::connect(&gw).await;
@@ -568,6 +613,27 @@ async fn child_that_never_answers_fails_after_the_start_timeout() {
     assert!(c.ended_within(Duration::from_secs(10)).await);
     gw.wait_health("child gone", |h| h["children_alive"] == 0)
         .await;
+}
+
+#[tokio::test]
+async fn builtin_child_still_starts_after_the_binary_is_replaced_on_disk() {
+    // As when install.sh upgrades a running gateway: the file on disk is renamed over/removed.
+    let dir = std::env::temp_dir().join(format!("aareguru-upgrade-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("aareguru-mcp");
+    std::fs::copy(crate::util::BIN, &copy).unwrap();
+    let fake = FakeUpstream::start(Behaviour::Normal).await;
+    let gw = Gateway::start_program(
+        copy.to_str().unwrap(),
+        &[],
+        &[("AAREGURU_BASE_URL", &fake.base_url())],
+    )
+    .await;
+    std::fs::remove_file(&copy).unwrap();
+    let mut c = SseClient::connect(&gw).await;
+    let init = c.initialize().await;
+    assert_eq!(init["result"]["serverInfo"]["name"], "aareguru-mcp");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

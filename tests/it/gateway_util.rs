@@ -40,7 +40,12 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `aareguru-mcp --sse --port 0 ARGS`.
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Gateway {
-        let mut cmd = Command::new(BIN);
+        Self::start_program(BIN, args, env).await
+    }
+
+    /// Like [`Gateway::start`] with another copy of the binary.
+    pub async fn start_program(program: &str, args: &[&str], env: &[(&str, &str)]) -> Gateway {
+        let mut cmd = Command::new(program);
         cmd.args(["--sse", "--port", "0", "--log-format", "json"])
             .args(args)
             .env("RUST_LOG", "info")
