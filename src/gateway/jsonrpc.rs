@@ -36,6 +36,12 @@ pub fn classify(bytes: &[u8]) -> Result<Kind, String> {
         .id
         .map(|r| r.get().to_string())
         .filter(|id| id != "null");
+    // Ids are strings or numbers; anything else cannot be routed back.
+    if let Some(id) = &id
+        && !matches!(id.as_bytes()[0], b'"' | b'-' | b'0'..=b'9')
+    {
+        return Err("a JSON-RPC id must be a string or a number".into());
+    }
     Ok(match (probe.method, id) {
         (Some(method), Some(id)) => Kind::Request {
             id,
