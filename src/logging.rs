@@ -19,6 +19,11 @@ pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<()> {
     let builder = fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // When whoever reads our stderr goes away (a dead supervisor, `| head`), writes fail.
+        // The default reports that with eprintln!, which panics on a broken stderr and takes
+        // down whatever task was logging: the signal handler, a session's cleanup. Logs are
+        // best effort; the service is not.
+        .log_internal_errors(false)
         .with_target(true);
     let result = match format {
         LogFormat::Text => builder.with_ansi(false).try_init(),

@@ -1,6 +1,6 @@
 //! Entry point: parse flags into a `Config`, set up logging, run the chosen mode.
 
-use std::{process::ExitCode, time::Duration};
+use std::{io::Write, process::ExitCode, time::Duration};
 
 use aareguru_mcp::{
     config::{Cli, Mode},
@@ -13,7 +13,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("aareguru-mcp: error: {e:#}");
+            // Not eprintln!: it panics when stderr is gone.
+            let _ = writeln!(std::io::stderr(), "aareguru-mcp: error: {e:#}");
             ExitCode::FAILURE
         }
     }

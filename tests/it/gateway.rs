@@ -813,6 +813,76 @@ async fn health_turns_503_while_children_stop() {
     drop(c);
 }
 
+/// A supervisor that reads the gateway's log can die; the gateway must not care.
+#[tokio::test]
+async fn lost_stderr_reader_does_not_break_cleanup_or_shutdown() {
+    use tokio::io::AsyncBufReadExt;
+    let fixture = example("fixture_server");
+    let mut child = tokio::process::Command::new(crate::util::BIN)
+        .args([
+            "--sse",
+            "--port",
+            "0",
+            "--log-format",
+            "json",
+            "--log-level",
+            "info",
+            "--",
+            &fixture,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next_line().await.unwrap().expect("gateway exited");
+        let v: Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["message"] == "gateway listening" {
+            break v["address"].as_str().unwrap().to_string();
+        }
+    };
+    drop(lines); // the log reader is gone: every later log write fails with EPIPE
+    let gw_base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    // Open and drop a session: its cleanup logs, and must still stop the child.
+    let resp = http.get(format!("{gw_base}/sse")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let health = |http: reqwest::Client, base: String| async move {
+        http.get(format!("{base}/health"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while health(http.clone(), gw_base.clone()).await["children_alive"] != 1 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(resp);
+    while health(http.clone(), gw_base.clone()).await["children_alive"] != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "child outlived its session"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("SIGTERM ignored")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
 #[tokio::test]
 async fn metrics_count_sessions_messages_and_spawns() {
     let gw = Gateway::with_fixture(&[]).await;

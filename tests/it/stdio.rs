@@ -661,6 +661,24 @@ async fn closed_stdin_exits_zero_before_and_after_handshake() {
 }
 
 #[tokio::test]
+async fn closed_stderr_does_not_stop_the_server() {
+    let fake = FakeUpstream::start(Behaviour::Normal).await;
+    // Debug logging makes every request write to the (closed) stderr.
+    let mut s =
+        StdioServer::start_with_closed_stderr(&fake.base_url(), &["--log-level", "debug"]).await;
+    s.request(
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}),
+    )
+    .await;
+    s.notify("notifications/initialized", json!({})).await;
+    let r = s.call("get_current_temperature", json!({})).await;
+    assert!(!is_error(&r), "{r}");
+    s.close_stdin();
+    assert_eq!(s.wait_exit().await, Some(0));
+}
+
+#[tokio::test]
 async fn sigterm_exits_zero() {
     let (_fake, mut s) = setup().await;
     let pid = s.child.id().unwrap() as i32;

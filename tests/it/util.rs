@@ -40,6 +40,20 @@ impl StdioServer {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> StdioServer {
+        Self::spawn(base_url, extra_args, env, false).await
+    }
+
+    /// Starts with stderr a pipe whose reading end is already closed (every log write fails).
+    pub async fn start_with_closed_stderr(base_url: &str, extra_args: &[&str]) -> StdioServer {
+        Self::spawn(base_url, extra_args, &[], true).await
+    }
+
+    async fn spawn(
+        base_url: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        closed_stderr: bool,
+    ) -> StdioServer {
         let mut cmd = Command::new(BIN);
         cmd.arg("--stdio")
             .args(extra_args)
@@ -47,12 +61,17 @@ impl StdioServer {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(if closed_stderr {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .kill_on_drop(true);
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn aareguru-mcp");
+        drop(child.stderr.take());
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().unwrap();
         let pending: Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>> = Arc::default();
