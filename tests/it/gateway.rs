@@ -100,12 +100,7 @@ async fn disconnect_terminates_child_and_grandchildren() {
         &[("FIXTURE_GRANDCHILD", "1"), ("FIXTURE_MARKER", &marker)],
     )
     .await;
-    let mut clients = vec![];
-    for _ in 0..5 {
-        let mut c = SseClient::connect(&gw).await;
-        c.initialize().await;
-        clients.push(c);
-    }
+    let clients = SseClient::initialized_many(&gw, 5).await;
     gw.wait_health("5 children", |h| h["children_alive"] == 5)
         .await;
     assert_eq!(
@@ -733,12 +728,7 @@ async fn sigterm_ends_streams_stops_children_and_exits_zero() {
         &[("FIXTURE_GRANDCHILD", "1"), ("FIXTURE_MARKER", &marker)],
     )
     .await;
-    let mut clients = vec![];
-    for _ in 0..3 {
-        let mut c = SseClient::connect(&gw).await;
-        c.initialize().await;
-        clients.push(c);
-    }
+    let mut clients = SseClient::initialized_many(&gw, 3).await;
     let pid = gw.child.id().unwrap();
     std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])

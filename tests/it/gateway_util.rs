@@ -154,6 +154,17 @@ impl SseClient {
         Self::connect_with(gw, &[]).await.expect("GET /sse refused")
     }
 
+    /// `n` sessions, each through the initialize handshake.
+    pub async fn initialized_many(gw: &Gateway, n: usize) -> Vec<SseClient> {
+        let mut clients = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut c = SseClient::connect(gw).await;
+            c.initialize().await;
+            clients.push(c);
+        }
+        clients
+    }
+
     /// Opens `/sse` with extra headers; `Err(status)` when refused.
     pub async fn connect_with(
         gw: &Gateway,
