@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::{
     fake_upstream::{Behaviour, FakeUpstream},
-    gateway_util::{Gateway, SseClient, example, processes_with},
+    gateway_util::{Gateway, SseClient, example, processes_with, wait_until_gone},
 };
 
 fn text(reply: &Value) -> String {
@@ -114,14 +114,13 @@ async fn disconnect_terminates_child_and_grandchildren() {
     })
     .await;
     // Grandchildren (the `sleep`s the `sh` wrappers left) are gone too.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while processes_with(&format!("sleep {marker}")) > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "grandchildren survived"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sleeps = format!("sleep {marker}");
+    wait_until_gone(
+        &[&sleeps],
+        Duration::from_secs(10),
+        "grandchildren survived",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -745,14 +744,13 @@ async fn sigterm_ends_streams_stops_children_and_exits_zero() {
         .expect("gateway did not exit")
         .unwrap();
     assert_eq!(status.code(), Some(0));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while processes_with(&format!("sleep {marker}")) > 0 || processes_with(&fixture) > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "children survived shutdown"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sleeps = format!("sleep {marker}");
+    wait_until_gone(
+        &[&sleeps, &fixture],
+        Duration::from_secs(5),
+        "children survived shutdown",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -806,67 +804,21 @@ async fn health_turns_503_while_children_stop() {
 /// A supervisor that reads the gateway's log can die; the gateway must not care.
 #[tokio::test]
 async fn lost_stderr_reader_does_not_break_cleanup_or_shutdown() {
-    use tokio::io::AsyncBufReadExt;
-    let fixture = example("fixture_server");
-    let mut child = tokio::process::Command::new(crate::util::BIN)
-        .args([
-            "--sse",
-            "--port",
-            "0",
-            "--log-format",
-            "json",
-            "--log-level",
-            "info",
-            "--",
-            &fixture,
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next_line().await.unwrap().expect("gateway exited");
-        let v: Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["message"] == "gateway listening" {
-            break v["address"].as_str().unwrap().to_string();
-        }
-    };
-    drop(lines); // the log reader is gone: every later log write fails with EPIPE
-    let gw_base = format!("http://{addr}");
-    let http = reqwest::Client::new();
+    let mut gw = Gateway::with_fixture(&[]).await;
+    gw.stop_reading_log().await; // every later log write fails with EPIPE
     // Open and drop a session: its cleanup logs, and must still stop the child.
-    let resp = http.get(format!("{gw_base}/sse")).send().await.unwrap();
+    let resp = reqwest::get(gw.url("/sse")).await.unwrap();
     assert_eq!(resp.status(), 200);
-    let health = |http: reqwest::Client, base: String| async move {
-        http.get(format!("{base}/health"))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while health(http.clone(), gw_base.clone()).await["children_alive"] != 1 {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    gw.wait_health("child started", |h| h["children_alive"] == 1)
+        .await;
     drop(resp);
-    while health(http.clone(), gw_base.clone()).await["children_alive"] != 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "child outlived its session"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    gw.wait_health("child outlived its session", |h| h["children_alive"] == 0)
+        .await;
     std::process::Command::new("kill")
-        .args(["-TERM", &child.id().unwrap().to_string()])
+        .args(["-TERM", &gw.child.id().unwrap().to_string()])
         .status()
         .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+    let status = tokio::time::timeout(Duration::from_secs(10), gw.child.wait())
         .await
         .expect("SIGTERM ignored")
         .unwrap();

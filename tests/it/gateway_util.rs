@@ -35,6 +35,8 @@ pub struct Gateway {
     pub base: String,
     /// Everything the gateway logged, for assertions.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// The task reading the gateway's stderr.
+    log_reader: tokio::task::JoinHandle<()>,
 }
 
 impl Gateway {
@@ -61,7 +63,7 @@ impl Gateway {
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let log2 = log.clone();
-        tokio::spawn(async move {
+        let log_reader = tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Ok(v) = serde_json::from_str::<Value>(&line)
@@ -80,6 +82,7 @@ impl Gateway {
             child,
             base: format!("http://{addr}"),
             log,
+            log_reader,
         }
     }
 
@@ -116,6 +119,12 @@ impl Gateway {
             assert!(tokio::time::Instant::now() < deadline, "{what}: {h}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Closes the reading end of the gateway's stderr, as when a log collector dies.
+    pub async fn stop_reading_log(&mut self) {
+        self.log_reader.abort();
+        let _ = (&mut self.log_reader).await;
     }
 
     pub fn log_text(&self) -> String {
@@ -302,6 +311,15 @@ impl SseClient {
                 Err(_) => return false,
             }
         }
+    }
+}
+
+/// Waits until no process's command line contains any of `markers` (panics after `within`).
+pub async fn wait_until_gone(markers: &[&str], within: Duration, what: &str) {
+    let deadline = tokio::time::Instant::now() + within;
+    while markers.iter().any(|m| processes_with(m) > 0) {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
