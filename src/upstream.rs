@@ -2,7 +2,10 @@
 //! timeout, and a TTL cache shared by everything in this process where concurrent misses for one
 //! URL make a single upstream request and failures are never cached.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use moka::future::Cache;
 use serde_json::Value;
@@ -47,7 +50,9 @@ pub enum UpstreamError {
 /// The client. Cheap to clone; clones share the HTTP connection pool and the cache.
 #[derive(Clone)]
 pub struct Upstream {
-    http: reqwest::Client,
+    /// Built on first use: loading the platform's root certificates takes milliseconds, and a
+    /// session that never calls upstream (or a gateway child that just started) should not pay.
+    http: Arc<OnceLock<Result<reqwest::Client, String>>>,
     config: Arc<UpstreamConfig>,
     /// Parsed bodies keyed by full URL (with query); `None` when caching is off.
     cache: Option<Cache<String, Arc<Value>>>,
@@ -55,11 +60,6 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(config: UpstreamConfig) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("aareguru-mcp/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         let cache = (!config.cache_ttl.is_zero()).then(|| {
             Cache::builder()
                 .max_capacity(1024)
@@ -69,10 +69,27 @@ impl Upstream {
         let mut config = config;
         config.base_url = config.base_url.trim_end_matches('/').to_string();
         Ok(Self {
-            http,
+            http: Arc::default(),
             config: Arc::new(config),
             cache,
         })
+    }
+
+    fn http(&self) -> Result<&reqwest::Client, UpstreamError> {
+        self.http
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .timeout(self.config.timeout)
+                    .connect_timeout(self.config.timeout.min(Duration::from_secs(5)))
+                    .user_agent(concat!("aareguru-mcp/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .as_ref()
+            .map_err(|detail| UpstreamError::Unreachable {
+                base: self.config.base_url.clone(),
+                detail: format!("cannot set up the HTTP client: {detail}"),
+            })
     }
 
     pub fn config(&self) -> &UpstreamConfig {
@@ -111,7 +128,7 @@ impl Upstream {
         tracing::debug!(%url, "upstream request");
         let started = std::time::Instant::now();
         let response = self
-            .http
+            .http()?
             .get(url)
             .send()
             .await
