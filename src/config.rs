@@ -101,9 +101,20 @@ pub struct GatewayArgs {
     #[arg(long, env = "AAREGURU_MCP_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Most concurrent sessions (more: 503).
-    #[arg(long, env = "AAREGURU_MCP_MAX_SESSIONS", default_value_t = 1024)]
-    pub max_sessions: usize,
+    /// How sessions are served: `per-session` (a child process each; the default for a
+    /// wrapped COMMAND), `shared` (one child, or --children K, multiplexed for all sessions),
+    /// `in-process` (the built-in server inside the gateway, no processes; its default).
+    #[arg(long, env = "AAREGURU_MCP_BACKEND", value_enum)]
+    pub backend: Option<Backend>,
+
+    /// With --backend shared: how many children to run; each session is pinned to one.
+    #[arg(long, env = "AAREGURU_MCP_CHILDREN", default_value_t = 1)]
+    pub children: usize,
+
+    /// Most concurrent sessions (more: 503). Default 1024 with per-session children, 16384
+    /// otherwise.
+    #[arg(long, env = "AAREGURU_MCP_MAX_SESSIONS")]
+    pub max_sessions: Option<usize>,
 
     /// A session with no messages either way for this long is closed (e.g. 30m, 1h).
     #[arg(long, env = "AAREGURU_MCP_SESSION_IDLE_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
@@ -176,6 +187,27 @@ pub struct GatewayArgs {
     pub shutdown_grace: Duration,
 }
 
+/// How the gateway serves sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// One child process per session (the safe default for wrapped servers).
+    PerSession,
+    /// One child (or a small pool) multiplexed for every session.
+    Shared,
+    /// The built-in Aareguru server inside the gateway, over in-memory pipes.
+    InProcess,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::PerSession => "per-session",
+            Backend::Shared => "shared",
+            Backend::InProcess => "in-process",
+        }
+    }
+}
+
 /// What the program does.
 #[derive(Debug, Clone)]
 pub enum Mode {
@@ -203,6 +235,11 @@ pub struct GatewayConfig {
     pub child: ChildCommand,
     /// Whether the child is this program's own server (`--stdio`).
     pub builtin_child: bool,
+    pub backend: Backend,
+    /// Children of the shared backend.
+    pub children: usize,
+    /// For the in-process backend.
+    pub upstream: UpstreamConfig,
     pub max_body_bytes: usize,
     pub max_line_bytes: usize,
     pub max_sessions: usize,
@@ -361,7 +398,27 @@ fn gateway_config(
     if g.max_body_bytes < 1024 {
         bail!("--max-body-bytes must be at least 1024");
     }
-    if g.max_sessions == 0 {
+    let backend = g.backend.unwrap_or(if builtin_child {
+        Backend::InProcess
+    } else {
+        Backend::PerSession
+    });
+    if backend == Backend::InProcess && !builtin_child {
+        bail!(
+            "--backend in-process serves the built-in Aareguru server only; a wrapped COMMAND runs with --backend per-session or shared"
+        );
+    }
+    if g.children == 0 || g.children > 256 {
+        bail!("--children must be between 1 and 256");
+    }
+    if g.children > 1 && backend != Backend::Shared {
+        bail!("--children applies to --backend shared only");
+    }
+    let max_sessions = g.max_sessions.unwrap_or(match backend {
+        Backend::PerSession => 1024,
+        Backend::Shared | Backend::InProcess => 16384,
+    });
+    if max_sessions == 0 {
         bail!("--max-sessions must be at least 1");
     }
     if g.keepalive.is_zero() || g.session_idle_timeout.is_zero() || g.child_start_timeout.is_zero()
@@ -396,9 +453,12 @@ fn gateway_config(
             .to_string(),
         child,
         builtin_child,
+        backend,
+        children: g.children,
+        upstream: upstream.clone(),
         max_body_bytes: g.max_body_bytes,
         max_line_bytes,
-        max_sessions: g.max_sessions,
+        max_sessions,
         session_idle_timeout: g.session_idle_timeout,
         child_start_timeout: g.child_start_timeout,
         keepalive: g.keepalive,

@@ -3,13 +3,20 @@
 //! that closes stdin, then signals the whole group (SIGTERM, then SIGKILL) so no grandchild
 //! survives.
 
-use std::{process::Stdio, time::Duration};
+use std::{
+    process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::{Bytes, BytesMut};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    process::{ChildStderr, ChildStdout, Command},
-    sync::{mpsc, watch},
+    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
+    process::{ChildStderr, Command},
+    sync::{Notify, mpsc, watch},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -48,11 +55,104 @@ pub enum ChildEvent {
     Exited { cause: ExitCause, detail: String },
 }
 
+/// Lines waiting for a child's input. Pushing never blocks (a multiplexer can enqueue while
+/// holding its lock, in order); callers bound the queue with [`Stdin::wait_room`] first.
+#[derive(Clone)]
+pub struct Stdin {
+    tx: mpsc::UnboundedSender<Bytes>,
+    queued: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
+}
+
+/// The child no longer reads its input.
+#[derive(Debug)]
+pub struct StdinClosed;
+
+impl Stdin {
+    /// A queue and the receiving end for the writer task.
+    pub fn channel() -> (Stdin, StdinRx) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let drained = Arc::new(Notify::new());
+        (
+            Stdin {
+                tx,
+                queued: queued.clone(),
+                drained: drained.clone(),
+            },
+            StdinRx {
+                rx,
+                queued,
+                drained,
+            },
+        )
+    }
+
+    /// Queues one line (without newline).
+    pub fn push(&self, line: Bytes) -> Result<(), StdinClosed> {
+        let len = line.len();
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        self.tx.send(line).map_err(|_| {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            StdinClosed
+        })
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Waits until fewer than `limit` bytes are queued; false if that takes longer than
+    /// `within` (the child is not reading).
+    pub async fn wait_room(&self, limit: usize, within: Duration) -> bool {
+        if self.queued_bytes() < limit {
+            return true;
+        }
+        tokio::time::timeout(within, async {
+            loop {
+                let drained = self.drained.notified();
+                if self.queued_bytes() < limit || self.is_closed() {
+                    return;
+                }
+                drained.await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+}
+
+/// The writer's end of a [`Stdin`].
+pub struct StdinRx {
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    queued: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
+}
+
+impl StdinRx {
+    async fn recv(&mut self) -> Option<Bytes> {
+        self.rx.recv().await
+    }
+
+    fn try_recv(&mut self) -> Option<Bytes> {
+        self.rx.try_recv().ok()
+    }
+
+    fn written(&self, len: usize) {
+        self.queued.fetch_sub(len, Ordering::Relaxed);
+        self.drained.notify_waiters();
+    }
+}
+
 /// A running child. Dropping it does not kill it; call [`ChildProcess::terminate`].
 pub struct ChildProcess {
     pub pid: u32,
     /// Lines for the child's stdin (without newline).
-    stdin: mpsc::Sender<Bytes>,
+    stdin: Stdin,
     /// Cancelled to close the child's stdin, whoever still holds a sender.
     close_stdin: CancellationToken,
     /// Flips to true when the process has been reaped.
@@ -96,13 +196,13 @@ impl ChildProcess {
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
 
-        let (line_tx, line_rx) = mpsc::channel::<Bytes>(1024);
+        let (line_tx, line_rx) = Stdin::channel();
         let (event_tx, event_rx) = mpsc::channel::<ChildEvent>(1024);
         let (exited_tx, exited_rx) = watch::channel(false);
         let (terminating_tx, terminating_rx) = watch::channel(false);
 
         let close_stdin = CancellationToken::new();
-        tokio::spawn(write_stdin(
+        tokio::spawn(write_lines(
             stdin,
             line_rx,
             close_stdin.clone(),
@@ -113,7 +213,7 @@ impl ChildProcess {
         tokio::spawn(async move {
             let reader = {
                 let (events, session) = (event_tx.clone(), session.clone());
-                tokio::spawn(async move { read_stdout(stdout, max_line, &events, &session).await })
+                tokio::spawn(async move { read_lines(stdout, max_line, &events, &session).await })
             };
             // Watch the process, not the pipe: a grandchild holding stdout open must not hide
             // the child's exit.
@@ -154,7 +254,7 @@ impl ChildProcess {
     }
 
     /// A handle for writing lines to the child's stdin.
-    pub fn stdin(&self) -> mpsc::Sender<Bytes> {
+    pub fn stdin(&self) -> Stdin {
         self.stdin.clone()
     }
 
@@ -212,13 +312,15 @@ fn group_alive(pgid: u32) -> bool {
     pgid != 0 && unsafe { libc::killpg(pgid as libc::pid_t, 0) } == 0
 }
 
-async fn write_stdin(
-    stdin: tokio::process::ChildStdin,
-    mut lines: mpsc::Receiver<Bytes>,
+/// Writes queued lines to `sink` (a child's stdin or an in-memory pipe) until the queue ends
+/// or `close` is cancelled, then closes the sink.
+pub async fn write_lines(
+    sink: impl AsyncWrite + Unpin,
+    mut lines: StdinRx,
     close: CancellationToken,
     session: String,
 ) {
-    let mut out = tokio::io::BufWriter::with_capacity(64 * 1024, stdin);
+    let mut out = tokio::io::BufWriter::with_capacity(64 * 1024, sink);
     loop {
         let line = tokio::select! {
             biased;
@@ -228,15 +330,21 @@ async fn write_stdin(
                 None => break,
             },
         };
+        let mut written = line.len();
         let mut result = write_line(&mut out, &line).await;
         // Coalesce whatever else is already queued into the same flush.
         while result.is_ok() {
             match lines.try_recv() {
-                Ok(more) => result = write_line(&mut out, &more).await,
-                Err(_) => break,
+                Some(more) => {
+                    written += more.len();
+                    result = write_line(&mut out, &more).await;
+                }
+                None => break,
             }
         }
-        if let Err(e) = result.and(out.flush().await) {
+        let result = result.and(out.flush().await);
+        lines.written(written);
+        if let Err(e) = result {
             tracing::debug!(session = %session, error = %e, "child stdin closed");
             return;
         }
@@ -262,8 +370,9 @@ async fn log_stderr(stderr: ChildStderr, session: String) {
     }
 }
 
-async fn read_stdout(
-    mut stdout: ChildStdout,
+/// Frames `source` (a child's stdout or an in-memory pipe) into events until it ends.
+pub async fn read_lines(
+    mut stdout: impl AsyncRead + Unpin,
     max_line: usize,
     events: &mpsc::Sender<ChildEvent>,
     session: &str,

@@ -1,6 +1,9 @@
 //! Just enough JSON-RPC to relay messages: classify a message without building a tree, and
 //! write error responses. Ids are kept as their raw JSON text, so `1` and `"1"` stay distinct.
 
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -98,6 +101,83 @@ pub fn id_from_prefix(prefix: &[u8]) -> Option<String> {
     }
 }
 
+/// A message's top-level fields, kept as raw JSON so a relay can replace a few (the id, the
+/// params) and copy the rest byte for byte.
+pub struct Envelope<'a> {
+    fields: BTreeMap<String, &'a RawValue>,
+}
+
+impl<'a> Envelope<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Option<Self> {
+        serde_json::from_slice(bytes)
+            .ok()
+            .map(|fields| Envelope { fields })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.fields.get(key).copied()
+    }
+
+    /// `params` parsed, when present and an object or array.
+    pub fn params(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(self.get("params")?.get()).ok()
+    }
+
+    /// The message again, with `replace` (key, raw JSON) overriding or adding fields.
+    pub fn render(&self, replace: &[(&str, &str)]) -> Bytes {
+        let mut out = Vec::with_capacity(
+            self.fields
+                .values()
+                .map(|v| v.get().len() + 16)
+                .sum::<usize>()
+                + 32,
+        );
+        out.push(b'{');
+        let mut first = true;
+        let mut field = |out: &mut Vec<u8>, key: &str, raw: &str| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            // Writing a string into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, key);
+            out.push(b':');
+            out.extend_from_slice(raw.as_bytes());
+        };
+        for (key, value) in &self.fields {
+            let raw = replace
+                .iter()
+                .find(|(k, _)| k == key)
+                .map_or(value.get(), |(_, v)| *v);
+            field(&mut out, key, raw);
+        }
+        for (key, raw) in replace {
+            if !self.fields.contains_key(*key) {
+                field(&mut out, key, raw);
+            }
+        }
+        out.push(b'}');
+        Bytes::from(out)
+    }
+}
+
+/// A request or notification line, `params` omitted when `None`.
+pub fn message(id: Option<&str>, method: &str, params: Option<&serde_json::Value>) -> Bytes {
+    let mut v = serde_json::json!({"jsonrpc": "2.0", "method": method});
+    if let Some(id) = id {
+        v["id"] = serde_json::from_str(id).unwrap_or(serde_json::Value::Null);
+    }
+    if let Some(p) = params {
+        v["params"] = p.clone();
+    }
+    Bytes::from(v.to_string())
+}
+
+/// `{"jsonrpc":"2.0","id":<raw id>,"result":<raw result>}`.
+pub fn result_response(raw_id: &str, raw_result: &str) -> String {
+    format!("{{\"jsonrpc\":\"2.0\",\"id\":{raw_id},\"result\":{raw_result}}}")
+}
+
 pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INTERNAL_ERROR: i64 = -32603;
 
@@ -153,6 +233,21 @@ mod tests {
         let n = br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"7","reason":"x"}}"#;
         assert_eq!(cancelled_request_id(n).as_deref(), Some("\"7\""));
         assert_eq!(cancelled_request_id(br#"{"params":{}}"#), None);
+    }
+
+    #[test]
+    fn envelopes_replace_fields_and_keep_the_rest() {
+        let line = r#"{"jsonrpc":"2.0","id":"1","method":"tools/call","params":{"name":"x","arguments":{"s":"ä\n"}}}"#;
+        let env = Envelope::parse(line.as_bytes()).unwrap();
+        assert_eq!(env.get("id").unwrap().get(), r#""1""#);
+        let out = env.render(&[("id", "17")]);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["id"], 17);
+        assert_eq!(v["params"]["arguments"]["s"], "ä\n");
+        let added = env.render(&[("extra", "[1]")]);
+        let v: serde_json::Value = serde_json::from_slice(&added).unwrap();
+        assert_eq!(v["extra"][0], 1);
+        assert!(Envelope::parse(b"[1]").is_none());
     }
 
     #[test]

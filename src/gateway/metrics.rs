@@ -32,6 +32,11 @@ pub struct Reason {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabel {
+    pub backend: &'static str,
+}
+
 /// Every metric, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -43,6 +48,9 @@ pub struct Metrics {
     pub child_spawn_duration: Histogram,
     pub children_alive: Gauge,
     pub child_exits: Family<Cause, Counter>,
+    pub child_restarts: Counter,
+    pub shared_children_ready: Gauge,
+    pub backend: Family<BackendLabel, Gauge>,
     pub errors: Family<Kind, Counter>,
     pub rejected: Family<Reason, Counter>,
 }
@@ -77,7 +85,7 @@ impl Metrics {
         let child_spawn_duration = Histogram::new(exponential_buckets(0.000_1, 2.0, 18));
         registry.register(
             "child_spawn_duration_seconds",
-            "Time from spawn to the child's first answer",
+            "Time from a session's start to its server's first answer",
             child_spawn_duration.clone(),
         );
         let children_alive = Gauge::default();
@@ -91,6 +99,24 @@ impl Metrics {
             "child_exits",
             "Child processes ended, by cause",
             child_exits.clone(),
+        );
+        let child_restarts = Counter::default();
+        registry.register(
+            "child_restarts",
+            "Shared children restarted after they ended",
+            child_restarts.clone(),
+        );
+        let shared_children_ready = Gauge::default();
+        registry.register(
+            "shared_children_ready",
+            "Shared children running and initialized (ready for sessions)",
+            shared_children_ready.clone(),
+        );
+        let backend = Family::<BackendLabel, Gauge>::default();
+        registry.register(
+            "backend",
+            "The backend serving sessions (value 1)",
+            backend.clone(),
         );
         let errors = Family::<Kind, Counter>::default();
         registry.register("errors", "Errors, by kind", errors.clone());
@@ -110,6 +136,9 @@ impl Metrics {
             child_spawn_duration,
             children_alive,
             child_exits,
+            child_restarts,
+            shared_children_ready,
+            backend,
             errors,
             rejected,
         }

@@ -7,10 +7,13 @@
 //! - `GET /health` (JSON; 503 while shutting down) and `GET /metrics` (Prometheus text).
 
 pub mod child;
+pub mod inprocess;
 pub mod jsonrpc;
 pub mod metrics;
+pub mod mux;
 pub mod security;
 pub mod session;
+pub mod shared;
 
 use std::{
     convert::Infallible,
@@ -79,7 +82,8 @@ pub async fn run(
     raise_fd_limit();
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
-    let sessions = Sessions::new(config.clone(), metrics.clone());
+    let sessions = Sessions::new(config.clone(), metrics.clone())?;
+    sessions.start()?;
     let base_path = base_path(&config.public_url);
     let gateway = Arc::new(Gateway {
         guard: Guard::new(&config),
@@ -93,7 +97,9 @@ pub async fn run(
     tracing::info!(
         address = %local,
         sse = %format!("http://{local}/sse"),
-        child = %config.child.program,
+        backend = config.backend.as_str(),
+        children = if config.backend == crate::config::Backend::Shared { config.children } else { 0 },
+        child = %if config.backend == crate::config::Backend::InProcess { "(in-process)" } else { config.child.program.as_str() },
         builtin_child = config.builtin_child,
         auth = gateway.guard.auth_enabled(),
         "gateway listening"
@@ -305,21 +311,39 @@ impl Gateway {
         }
     }
 
+    /// 200 when sessions can be served; 503 while shutting down or when no shared child is
+    /// ready (all restarting). "degraded" when some shared children are restarting.
     fn health(&self) -> Response {
         let shutting_down = self.shutting_down.load(Ordering::SeqCst);
+        let shared = self.sessions.shared_status();
+        let ready = self.sessions.shared_ready();
+        let status = if shutting_down {
+            "shutting_down"
+        } else {
+            match ready {
+                Some(0) => "unavailable",
+                Some(n) if n < shared.len() => "degraded",
+                _ => "ok",
+            }
+        };
+        let mut body = json!({
+            "status": status,
+            "version": env!("CARGO_PKG_VERSION"),
+            "backend": self.config.backend.as_str(),
+            "sessions": self.sessions.len(),
+            "max_sessions": self.config.max_sessions,
+            "children_alive": self.sessions.children_alive(),
+        });
+        if !shared.is_empty() {
+            body["shared_children"] = serde_json::Value::Array(shared);
+        }
         json_reply(
-            if shutting_down {
+            if matches!(status, "shutting_down" | "unavailable") {
                 StatusCode::SERVICE_UNAVAILABLE
             } else {
                 StatusCode::OK
             },
-            json!({
-                "status": if shutting_down { "shutting_down" } else { "ok" },
-                "version": env!("CARGO_PKG_VERSION"),
-                "sessions": self.sessions.len(),
-                "max_sessions": self.config.max_sessions,
-                "children_alive": self.sessions.children_alive(),
-            }),
+            body,
         )
     }
 
@@ -333,6 +357,9 @@ impl Gateway {
         });
         if let Err(refusal) = check {
             return self.refuse(refusal, IpAddr::from([0, 0, 0, 0]));
+        }
+        if let Some(ready) = self.sessions.shared_ready() {
+            self.metrics.shared_children_ready.set(ready as i64);
         }
         let mut r = reply(StatusCode::OK, self.metrics.encode());
         r.headers_mut().insert(

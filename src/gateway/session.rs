@@ -1,7 +1,8 @@
-//! Sessions: one per SSE stream, each with its own child. A session relays client messages to
-//! the child's stdin and the child's stdout lines to the client's stream, remembers which client
-//! requests are unanswered (so a dying child can fail them), bounds what waits for a slow
-//! client, and cleans up exactly once however it ends.
+//! Sessions: one per client stream, served by the configured backend — a child process of its
+//! own, an in-process server of its own, or a slot of the shared backend. A session with its own
+//! server relays lines both ways and remembers which client requests are unanswered (so a dying
+//! server can fail them); a shared session hands messages to its slot's multiplexer. Either way
+//! what waits for a slow client is bounded and a session is cleaned up exactly once.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -19,11 +20,17 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
 use super::{
-    child::{ChildEvent, ChildProcess, ExitCause},
+    child::{ChildEvent, ChildProcess, ExitCause, Stdin},
+    inprocess::InProcess,
     jsonrpc::{self, Kind},
-    metrics::Metrics,
+    metrics::{BackendLabel, Metrics},
+    shared::SharedChild,
 };
-use crate::config::GatewayConfig;
+use crate::{
+    config::{Backend as BackendKind, GatewayConfig},
+    server::AareguruServer,
+    upstream::Upstream,
+};
 
 /// Why a session ended (for logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +65,7 @@ pub enum ForwardError {
     Busy,
 }
 
-/// One client session and its child.
+/// One client session and what serves it.
 pub struct Session {
     pub id: Uuid,
     /// The id as sent in URLs and logs.
@@ -67,27 +74,60 @@ pub struct Session {
     outbound: Mutex<Option<mpsc::UnboundedSender<String>>>,
     /// Bytes sitting in `outbound`, bounded by the config's session buffer.
     queued_bytes: AtomicUsize,
-    /// Lines for the child's stdin.
-    stdin: mpsc::Sender<Bytes>,
-    /// Raw ids of client requests the child has not answered yet.
-    inflight: Mutex<HashSet<String>>,
     /// Milliseconds since the gateway epoch of the last message either way.
     last_activity: AtomicU64,
-    /// Set once the child has written its first message.
+    /// Cancelled when the session closes; ends the stream.
+    pub closed: CancellationToken,
+    link: Link,
+}
+
+/// What serves a session.
+enum Link {
+    /// Its own server: a child process or an in-process server.
+    Own(Own),
+    /// A slot of the shared backend.
+    Shared(Arc<SharedChild>),
+}
+
+/// A server of the session's own, relayed line for line.
+struct Own {
+    /// Lines for the server's input.
+    stdin: Stdin,
+    /// Raw ids of client requests the server has not answered yet.
+    inflight: Mutex<HashSet<String>>,
+    /// Set once the server has written its first message.
     answered: AtomicBool,
     /// Set once the start watchdog is armed.
     watchdog_armed: AtomicBool,
-    /// Cancelled when the session closes; ends the stream.
-    pub closed: CancellationToken,
-    /// The child, for termination.
-    child: tokio::sync::Mutex<ChildProcess>,
-    spawned_at: Instant,
+    worker: tokio::sync::Mutex<Worker>,
+    started_at: Instant,
+}
+
+enum Worker {
+    Process(ChildProcess),
+    InProcess(InProcess),
+}
+
+impl Worker {
+    async fn terminate(&mut self, grace: Duration) {
+        match self {
+            Worker::Process(c) => c.terminate(grace).await,
+            Worker::InProcess(s) => s.terminate(grace).await,
+        }
+    }
 }
 
 impl Session {
     fn touch(&self, sessions: &Sessions) {
         self.last_activity
             .store(sessions.now_ms(), Ordering::Relaxed);
+    }
+
+    fn own(&self) -> Option<&Own> {
+        match &self.link {
+            Link::Own(own) => Some(own),
+            Link::Shared(_) => None,
+        }
     }
 
     /// Queues a message for the client. Returns false when the session is closed or the client
@@ -112,16 +152,26 @@ impl Session {
     }
 }
 
+/// The backend serving sessions.
+enum Backend {
+    PerSession,
+    InProcess(AareguruServer),
+    Shared(Vec<Arc<SharedChild>>),
+}
+
 /// All sessions of the gateway.
 pub struct Sessions {
     config: Arc<GatewayConfig>,
     pub metrics: Arc<Metrics>,
     map: RwLock<HashMap<Uuid, Arc<Session>>>,
-    /// Sessions counted against the limit (reserved before the child is spawned).
+    /// Sessions counted against the limit (reserved before the server is started).
     count: AtomicUsize,
     children_alive: AtomicUsize,
-    /// Child terminations under way, so shutdown can wait for them.
+    backend: Backend,
+    /// Child terminations and shared-child supervisors, so shutdown can wait for them.
     terminations: TaskTracker,
+    /// Stops the shared children.
+    shutdown: CancellationToken,
     epoch: Instant,
 }
 
@@ -135,16 +185,63 @@ pub enum OpenError {
 }
 
 impl Sessions {
-    pub fn new(config: Arc<GatewayConfig>, metrics: Arc<Metrics>) -> Arc<Self> {
-        Arc::new(Self {
+    pub fn new(config: Arc<GatewayConfig>, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Self>> {
+        let backend = match config.backend {
+            BackendKind::PerSession => Backend::PerSession,
+            BackendKind::InProcess => {
+                Backend::InProcess(AareguruServer::new(Upstream::new(config.upstream.clone())?))
+            }
+            BackendKind::Shared => {
+                Backend::Shared((0..config.children).map(SharedChild::new).collect())
+            }
+        };
+        metrics
+            .backend
+            .get_or_create(&BackendLabel {
+                backend: config.backend.as_str(),
+            })
+            .set(1);
+        Ok(Arc::new(Self {
             config,
             metrics,
             map: RwLock::default(),
             count: AtomicUsize::new(0),
             children_alive: AtomicUsize::new(0),
+            backend,
             terminations: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
             epoch: Instant::now(),
-        })
+        }))
+    }
+
+    /// Starts the shared children, if any. Fails when one cannot be spawned at all, so a
+    /// wrong command is reported at startup rather than per session.
+    pub fn start(self: &Arc<Self>) -> anyhow::Result<()> {
+        let Backend::Shared(children) = &self.backend else {
+            return Ok(());
+        };
+        for slot in children {
+            let spawned =
+                ChildProcess::spawn(&self.config.child, slot.name(), self.config.max_line_bytes)
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot start {:?}: {e}", self.config.child.program)
+                    })?;
+            self.terminations.spawn(slot.clone().supervise(
+                self.clone(),
+                spawned,
+                self.shutdown.clone(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> &Arc<GatewayConfig> {
+        &self.config
+    }
+
+    /// Bytes that may wait for a child's input before senders are held back.
+    pub fn stdin_limit(&self) -> usize {
+        self.config.session_buffer_bytes
     }
 
     fn now_ms(&self) -> u64 {
@@ -163,11 +260,43 @@ impl Sessions {
         self.children_alive.load(Ordering::Relaxed)
     }
 
+    pub(super) fn child_started(&self) {
+        self.children_alive.fetch_add(1, Ordering::Relaxed);
+        self.metrics.children_alive.inc();
+    }
+
+    pub(super) fn child_ended(&self, cause: ExitCause) {
+        self.children_alive.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.children_alive.dec();
+        self.metrics
+            .child_exits
+            .get_or_create(&super::metrics::Cause {
+                cause: cause.as_str(),
+            })
+            .inc();
+    }
+
+    /// The shared children's states (empty for other backends).
+    pub fn shared_status(&self) -> Vec<serde_json::Value> {
+        match &self.backend {
+            Backend::Shared(children) => children.iter().map(|c| c.status()).collect(),
+            _ => vec![],
+        }
+    }
+
+    /// How many shared children are ready (`None` for other backends).
+    pub fn shared_ready(&self) -> Option<usize> {
+        match &self.backend {
+            Backend::Shared(children) => Some(children.iter().filter(|c| c.is_ready()).count()),
+            _ => None,
+        }
+    }
+
     pub fn get(&self, id: &Uuid) -> Option<Arc<Session>> {
         self.map.read().unwrap().get(id).cloned()
     }
 
-    /// Opens a session: reserves a slot, spawns the child, starts relaying its output.
+    /// Opens a session: reserves a slot, starts or picks its server, starts relaying.
     pub fn open(
         self: &Arc<Self>,
         client: IpAddr,
@@ -184,55 +313,106 @@ impl Sessions {
         }
         let id = Uuid::new_v4();
         let id_str = id.to_string();
-        let spawned_at = Instant::now();
-        let (child, events) =
-            match ChildProcess::spawn(&self.config.child, &id_str, self.config.max_line_bytes) {
-                Ok(c) => c,
+        let started_at = Instant::now();
+        let max_line = self.config.max_line_bytes;
+        let (link, events) = match &self.backend {
+            Backend::PerSession => match ChildProcess::spawn(&self.config.child, &id_str, max_line)
+            {
+                Ok((child, events)) => {
+                    self.metrics.child_spawns.inc();
+                    self.child_started();
+                    (
+                        Link::Own(Own::new(child.stdin(), Worker::Process(child), started_at)),
+                        Some(events),
+                    )
+                }
                 Err(e) => {
                     self.count.fetch_sub(1, Ordering::AcqRel);
                     return Err(OpenError::Spawn(e));
                 }
-            };
-        self.metrics.child_spawns.inc();
-        self.children_alive.fetch_add(1, Ordering::Relaxed);
-        self.metrics.children_alive.inc();
+            },
+            Backend::InProcess(server) => {
+                let (server, events) = InProcess::start(server.clone(), &id_str, max_line);
+                (
+                    Link::Own(Own::new(
+                        server.stdin(),
+                        Worker::InProcess(server),
+                        started_at,
+                    )),
+                    Some(events),
+                )
+            }
+            Backend::Shared(children) => {
+                // The least busy slot, preferring ready ones.
+                let slot = children
+                    .iter()
+                    .min_by_key(|c| (!c.is_ready(), c.members()))
+                    .expect("at least one shared child");
+                slot.attach(id);
+                (Link::Shared(slot.clone()), None)
+            }
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let session = Arc::new(Session {
             id,
             id_str,
             outbound: Mutex::new(Some(tx)),
             queued_bytes: AtomicUsize::new(0),
-            stdin: child.stdin(),
-            inflight: Mutex::default(),
             last_activity: AtomicU64::new(self.now_ms()),
-            answered: AtomicBool::new(false),
-            watchdog_armed: AtomicBool::new(false),
             closed: CancellationToken::new(),
-            child: tokio::sync::Mutex::new(child),
-            spawned_at,
+            link,
         });
         self.map.write().unwrap().insert(id, session.clone());
         self.metrics.sessions_total.inc();
         self.metrics.sessions_active.inc();
-        tracing::info!(session = %session.id_str, %client, "session opened");
-        tokio::spawn(self.clone().pump(session.clone(), events));
+        match &session.link {
+            Link::Shared(slot) => {
+                tracing::info!(session = %session.id_str, %client, child = slot.name(), "session opened")
+            }
+            Link::Own(_) => tracing::info!(session = %session.id_str, %client, "session opened"),
+        }
+        if let Some(events) = events {
+            tokio::spawn(self.clone().pump(session.clone(), events));
+        }
         Ok((session, rx))
     }
 
-    /// Relays the child's output to the client until the child ends.
+    /// Queues a message for a session's client; false if the client is too far behind (the
+    /// caller closes the session).
+    pub(super) fn deliver(&self, session: &Session, message: String) -> bool {
+        session.touch(self);
+        self.metrics.message("server_to_client");
+        if session.push(message, self.config.session_buffer_bytes) || session.closed.is_cancelled()
+        {
+            return true;
+        }
+        tracing::warn!(session = %session.id_str, limit = self.config.session_buffer_bytes, "client is not reading its stream; closing the session");
+        self.metrics.error("slow_client");
+        false
+    }
+
+    pub(super) fn close_many(self: &Arc<Self>, ids: Vec<Uuid>, cause: CloseCause) {
+        for id in ids {
+            self.close(&id, cause);
+        }
+    }
+
+    /// Relays a session's own server's output to the client until the server ends.
     async fn pump(self: Arc<Self>, session: Arc<Session>, mut events: mpsc::Receiver<ChildEvent>) {
-        let limit = self.config.session_buffer_bytes;
+        let Some(own) = session.own() else {
+            return;
+        };
         while let Some(event) = events.recv().await {
             match event {
                 ChildEvent::Line(line) => {
-                    if !session.answered.swap(true, Ordering::Relaxed) {
+                    if !own.answered.swap(true, Ordering::Relaxed) {
                         self.metrics
                             .child_spawn_duration
-                            .observe(session.spawned_at.elapsed().as_secs_f64());
+                            .observe(own.started_at.elapsed().as_secs_f64());
                     }
                     match jsonrpc::classify(&line) {
                         Ok(Kind::Response { id }) => {
-                            session.inflight.lock().unwrap().remove(&id);
+                            own.inflight.lock().unwrap().remove(&id);
                         }
                         Ok(_) => {}
                         Err(reason) => {
@@ -243,11 +423,7 @@ impl Sessions {
                     }
                     // Lines are valid UTF-8: classify parsed them as JSON.
                     let text = String::from_utf8(line.to_vec()).unwrap_or_default();
-                    session.touch(&self);
-                    self.metrics.message("server_to_client");
-                    if !session.push(text, limit) && !session.closed.is_cancelled() {
-                        tracing::warn!(session = %session.id_str, limit, "client is not reading its stream; closing the session");
-                        self.metrics.error("slow_client");
+                    if !self.deliver(&session, text) {
                         self.close(&session.id, CloseCause::SlowClient);
                     }
                 }
@@ -255,7 +431,7 @@ impl Sessions {
                     self.metrics.error("child_line_too_long");
                     tracing::warn!(session = %session.id_str, len, limit = self.config.max_line_bytes, "child wrote an over-long message; dropped");
                     if let Some(id) = jsonrpc::id_from_prefix(&prefix)
-                        && session.inflight.lock().unwrap().remove(&id)
+                        && own.inflight.lock().unwrap().remove(&id)
                     {
                         let msg = format!(
                             "the response was {len} bytes, over the gateway's limit of {} bytes",
@@ -268,14 +444,9 @@ impl Sessions {
                     }
                 }
                 ChildEvent::Exited { cause, detail } => {
-                    self.children_alive.fetch_sub(1, Ordering::Relaxed);
-                    self.metrics.children_alive.dec();
-                    self.metrics
-                        .child_exits
-                        .get_or_create(&super::metrics::Cause {
-                            cause: cause.as_str(),
-                        })
-                        .inc();
+                    if matches!(&*own.worker.lock().await, Worker::Process(_)) {
+                        self.child_ended(cause);
+                    }
                     if cause != ExitCause::Terminated {
                         tracing::warn!(session = %session.id_str, %detail, "child exited");
                         let message =
@@ -291,7 +462,10 @@ impl Sessions {
 
     /// Answers every unanswered request of `session` with an error.
     fn fail_inflight(&self, session: &Session, message: &str) {
-        let ids: Vec<String> = session.inflight.lock().unwrap().drain().collect();
+        let Some(own) = session.own() else {
+            return;
+        };
+        let ids: Vec<String> = own.inflight.lock().unwrap().drain().collect();
         for id in ids {
             session.push(
                 jsonrpc::error_response(&id, jsonrpc::INTERNAL_ERROR, message),
@@ -300,7 +474,7 @@ impl Sessions {
         }
     }
 
-    /// Sends one client message to the session's child.
+    /// Sends one client message to the session's server.
     pub async fn forward(
         self: &Arc<Self>,
         session: &Arc<Session>,
@@ -311,43 +485,48 @@ impl Sessions {
             return Err(ForwardError::Closed);
         }
         session.touch(self);
+        self.metrics.message("client_to_server");
+        let own = match &session.link {
+            Link::Shared(slot) => return slot.forward(self, session, &line, kind).await,
+            Link::Own(own) => own,
+        };
         match kind {
             Kind::Request { id, .. } => {
-                session.inflight.lock().unwrap().insert(id.clone());
+                own.inflight.lock().unwrap().insert(id.clone());
                 self.arm_start_watchdog(session);
             }
             // A cancelled request gets no response; forget it so a later child failure does
             // not answer it either.
             Kind::Notification { method } if method == "notifications/cancelled" => {
                 if let Some(id) = jsonrpc::cancelled_request_id(&line) {
-                    session.inflight.lock().unwrap().remove(&id);
+                    own.inflight.lock().unwrap().remove(&id);
                 }
             }
             _ => {}
         }
-        self.metrics.message("client_to_server");
-        match session
+        if !own
             .stdin
-            .send_timeout(line, Duration::from_secs(10))
+            .wait_room(self.stdin_limit(), Duration::from_secs(10))
             .await
         {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(ForwardError::Closed),
-            Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(ForwardError::Busy),
+            return Err(ForwardError::Busy);
         }
+        own.stdin.push(line).map_err(|_| ForwardError::Closed)
     }
 
-    /// Answers a request on the client's stream without involving the child.
+    /// Answers a request on the client's stream without involving the server.
     pub fn answer(&self, session: &Session, message: String) {
         self.metrics.message("server_to_client");
         session.push(message, usize::MAX);
     }
 
-    /// On the first request, start a timer: a child that has not answered anything by then is
+    /// On the first request, start a timer: a server that has not answered anything by then is
     /// considered failed to start.
     fn arm_start_watchdog(self: &Arc<Self>, session: &Arc<Session>) {
-        if session.answered.load(Ordering::Relaxed)
-            || session.watchdog_armed.swap(true, Ordering::Relaxed)
+        let Some(own) = session.own() else {
+            return;
+        };
+        if own.answered.load(Ordering::Relaxed) || own.watchdog_armed.swap(true, Ordering::Relaxed)
         {
             return;
         }
@@ -358,7 +537,10 @@ impl Sessions {
                 _ = tokio::time::sleep(timeout) => {}
                 _ = session.closed.cancelled() => return,
             }
-            if !session.answered.load(Ordering::Relaxed) {
+            if session
+                .own()
+                .is_some_and(|o| !o.answered.load(Ordering::Relaxed))
+            {
                 tracing::error!(session = %session.id_str, timeout_s = timeout.as_secs_f64(), "child did not answer its first request in time");
                 sessions.metrics.error("child_start_timeout");
                 let msg = format!(
@@ -371,7 +553,8 @@ impl Sessions {
         });
     }
 
-    /// Ends a session once: its stream ends (after what is queued), its child is terminated.
+    /// Ends a session once: its stream ends (after what is queued), its server is stopped (or,
+    /// on a shared child, its requests are cancelled).
     pub fn close(self: &Arc<Self>, id: &Uuid, cause: CloseCause) {
         let Some(session) = self.map.write().unwrap().remove(id) else {
             return;
@@ -382,9 +565,20 @@ impl Sessions {
         session.outbound.lock().unwrap().take();
         tracing::info!(session = %session.id_str, cause = cause.as_str(), "session closed");
         let grace = self.config.shutdown_grace.min(Duration::from_secs(2));
-        self.terminations.spawn(async move {
-            session.child.lock().await.terminate(grace).await;
-        });
+        self.release(session, grace);
+    }
+
+    fn release(self: &Arc<Self>, session: Arc<Session>, grace: Duration) {
+        match &session.link {
+            Link::Shared(slot) => slot.detach(self, session.id),
+            Link::Own(_) => {
+                self.terminations.spawn(async move {
+                    if let Some(own) = session.own() {
+                        own.worker.lock().await.terminate(grace).await;
+                    }
+                });
+            }
+        }
     }
 
     /// Closes sessions idle for longer than the configured timeout.
@@ -404,7 +598,8 @@ impl Sessions {
         }
     }
 
-    /// Closes every session and waits (up to `grace` plus the kill) for their children.
+    /// Closes every session, stops every server, and waits (up to `grace` plus the kill) for
+    /// children.
     pub async fn close_all(self: &Arc<Self>, grace: Duration) {
         let all: Vec<Arc<Session>> = self.map.write().unwrap().drain().map(|(_, s)| s).collect();
         for s in &all {
@@ -415,11 +610,23 @@ impl Sessions {
         }
         tracing::info!(sessions = all.len(), "closing all sessions");
         for s in all {
-            self.terminations.spawn(async move {
-                s.child.lock().await.terminate(grace).await;
-            });
+            self.release(s, grace);
         }
+        self.shutdown.cancel();
         self.terminations.close();
         self.terminations.wait().await;
+    }
+}
+
+impl Own {
+    fn new(stdin: Stdin, worker: Worker, started_at: Instant) -> Own {
+        Own {
+            stdin,
+            inflight: Mutex::default(),
+            answered: AtomicBool::new(false),
+            watchdog_armed: AtomicBool::new(false),
+            worker: tokio::sync::Mutex::new(worker),
+            started_at,
+        }
     }
 }

@@ -18,10 +18,20 @@ fn text(reply: &Value) -> String {
 }
 
 #[tokio::test]
-async fn full_session_with_the_builtin_aareguru_child() {
-    let fake = FakeUpstream::start(Behaviour::Normal).await;
-    let gw = Gateway::start(&[], &[("AAREGURU_BASE_URL", &fake.base_url())]).await;
-    let mut c = SseClient::connect(&gw).await;
+async fn full_session_with_the_builtin_server_on_every_backend() {
+    // The default for the built-in server is in-process.
+    for (backend, children) in [(None, 0), (Some("per-session"), 1), (Some("shared"), 1)] {
+        let fake = FakeUpstream::start(Behaviour::Normal).await;
+        let args: Vec<&str> = backend.map(|b| vec!["--backend", b]).unwrap_or_default();
+        let gw = Gateway::start(&args, &[("AAREGURU_BASE_URL", &fake.base_url())]).await;
+        let h = full_builtin_session(&gw, &fake).await;
+        assert_eq!(h["backend"], backend.unwrap_or("in-process"));
+        assert_eq!(h["children_alive"], children, "{backend:?}");
+    }
+}
+
+async fn full_builtin_session(gw: &Gateway, fake: &FakeUpstream) -> Value {
+    let mut c = SseClient::connect(gw).await;
     assert!(c.endpoint.contains("/messages?session_id="));
     let init = c.initialize().await;
     assert_eq!(init["result"]["serverInfo"]["name"], "aareguru-mcp");
@@ -42,7 +52,7 @@ async fn full_session_with_the_builtin_aareguru_child() {
         (h["status"].as_str(), h["sessions"].as_u64()),
         (Some("ok"), Some(1))
     );
-    assert_eq!(h["children_alive"], 1);
+    h
 }
 
 #[tokio::test]
@@ -619,7 +629,7 @@ async fn builtin_child_still_starts_after_the_binary_is_replaced_on_disk() {
     let fake = FakeUpstream::start(Behaviour::Normal).await;
     let gw = Gateway::start_program(
         copy.to_str().unwrap(),
-        &[],
+        &["--backend", "per-session"],
         &[("AAREGURU_BASE_URL", &fake.base_url())],
     )
     .await;

@@ -1,0 +1,100 @@
+//! The in-process backend: a session is served by the built-in Aareguru server (rmcp) over an
+//! in-memory pipe inside the gateway — no process, and every session shares one upstream client
+//! and cache. To the session layer it looks exactly like a child: lines in, [`ChildEvent`]s out,
+//! framed by the same code, so both backends behave alike down to over-long replies.
+
+use rmcp::{service::serve_server_with_ct, transport::async_rw::AsyncRwTransport};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::child::{self, ChildEvent, ExitCause, Stdin};
+use crate::server::AareguruServer;
+
+/// Bytes the pipe buffers in each direction before a writer waits.
+const PIPE_BYTES: usize = 64 * 1024;
+
+/// One in-process session server.
+pub struct InProcess {
+    stdin: Stdin,
+    /// Cancelled to stop the server (it also stops when its input closes).
+    stop: CancellationToken,
+    /// Closes the server's input (the polite stop, like closing a child's stdin).
+    close_input: CancellationToken,
+    done: watch::Receiver<bool>,
+}
+
+impl InProcess {
+    /// Starts serving `server` for one session; events arrive on the returned receiver.
+    pub fn start(
+        server: AareguruServer,
+        session: &str,
+        max_line: usize,
+    ) -> (InProcess, mpsc::Receiver<ChildEvent>) {
+        let (gateway_side, server_side) = tokio::io::duplex(PIPE_BYTES);
+        let (from_server, to_server) = tokio::io::split(gateway_side);
+        let (server_read, server_write) = tokio::io::split(server_side);
+        let transport =
+            AsyncRwTransport::new_server(server_read, server_write).with_max_line_length(max_line);
+        let stop = CancellationToken::new();
+        let close_input = CancellationToken::new();
+        let (stdin, stdin_rx) = Stdin::channel();
+        let (event_tx, event_rx) = mpsc::channel(1024);
+        let (done_tx, done_rx) = watch::channel(false);
+
+        tokio::spawn(child::write_lines(
+            to_server,
+            stdin_rx,
+            close_input.clone(),
+            session.to_string(),
+        ));
+        let (session, stopped) = (session.to_string(), stop.clone());
+        tokio::spawn(async move {
+            let serve = {
+                let (session, stopped) = (session.clone(), stopped.clone());
+                tokio::spawn(async move {
+                    match serve_server_with_ct(server, transport, stopped).await {
+                        Ok(running) => {
+                            let reason = running.waiting().await;
+                            tracing::debug!(session = %session, ?reason, "in-process server ended");
+                        }
+                        Err(e) => {
+                            tracing::debug!(session = %session, reason = %e, "in-process server ended before initialization")
+                        }
+                    }
+                })
+            };
+            child::read_lines(from_server, max_line, &event_tx, &session).await;
+            // The server dropped its end of the pipe: it has ended (or is about to).
+            let result = serve.await;
+            let _ = done_tx.send(true);
+            let (cause, detail) = match result {
+                Err(e) if e.is_panic() => (ExitCause::Crashed, "the server panicked".to_string()),
+                _ if stopped.is_cancelled() => (ExitCause::Terminated, "stopped".to_string()),
+                _ => (ExitCause::Exited, "ended".to_string()),
+            };
+            let _ = event_tx.send(ChildEvent::Exited { cause, detail }).await;
+        });
+        (
+            InProcess {
+                stdin,
+                stop,
+                close_input,
+                done: done_rx,
+            },
+            event_rx,
+        )
+    }
+
+    pub fn stdin(&self) -> Stdin {
+        self.stdin.clone()
+    }
+
+    /// Stops the server (in-flight handlers are dropped) and waits up to `grace` for it to end.
+    pub async fn terminate(&mut self, grace: std::time::Duration) {
+        // Cancelling `stop` first is what marks the end as ours rather than a crash.
+        self.stop.cancel();
+        self.close_input.cancel();
+        let mut done = self.done.clone();
+        let _ = tokio::time::timeout(grace, done.wait_for(|d| *d)).await;
+    }
+}
