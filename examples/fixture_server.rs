@@ -4,15 +4,24 @@
 //! Tools: `echo` (returns its arguments), `crash` (exits with status 3 without answering),
 //! `junk` (prints a non-JSON line, then answers), `big` (answers with `bytes` of text),
 //! `slow` (answers after `ms` milliseconds), `notify` (sends a log notification, then answers),
-//! `never` (never answers).
+//! `never` (never answers; `label` names it for `cancelled`), `cancelled` (labels of requests the
+//! client cancelled), `progress` (sends `count` progress notifications for the request's
+//! progress token, then answers), `ask` (sends the client a `method` request — `roots/list` by
+//! default — with an id like the client's own, and answers with the client's reply), `touch`
+//! (sends `notifications/resources/updated` for `uri` and a list-changed notification),
+//! `stats` (handshakes and subscriptions seen, and the process id).
 //! `FIXTURE_GRANDCHILD=1` makes it start a `sleep` grandchild (to test process-group cleanup).
+//! `FIXTURE_STRICT=1` refuses requests before `notifications/initialized` (as strict SDKs do).
 //!
 //! Run: `cargo run --example fixture_server`.
 
 // This program is a stdio MCP server: stdout is its protocol.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{BufRead, Write};
+use std::{
+    collections::{BTreeSet, HashMap},
+    io::{BufRead, Write},
+};
 
 use serde_json::{Value, json};
 
@@ -24,21 +33,67 @@ fn main() {
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    let strict = std::env::var_os("FIXTURE_STRICT").is_some();
+    let (mut initializes, mut initialized) = (0u64, 0u64);
+    // Raw id of a `never` call → its label; labels of cancelled calls.
+    let mut never: HashMap<String, String> = HashMap::new();
+    let mut cancelled: Vec<String> = vec![];
+    // Id of our request to the client → id of the tool call waiting for the answer.
+    let mut asking: HashMap<String, Value> = HashMap::new();
+    let mut next_ask = 1u64;
+    let mut subscriptions: BTreeSet<String> = BTreeSet::new();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
         let Ok(msg) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
-        let (Some(id), Some(method)) = (msg.get("id").cloned(), msg["method"].as_str()) else {
+        let method = msg["method"].as_str().unwrap_or("");
+        match (msg.get("id").cloned(), method) {
+            (None, "notifications/initialized") => initialized += 1,
+            (None, "notifications/cancelled") => {
+                if let Some(label) = never.remove(&msg["params"]["requestId"].to_string()) {
+                    cancelled.push(label);
+                }
+            }
+            // The client's answer to `ask`: answer the tool call that asked.
+            (Some(id), "") => {
+                if let Some(call) = asking.remove(&id.to_string()) {
+                    let reply = json!({"jsonrpc": "2.0", "id": call, "result": {
+                        "content": [{"type": "text", "text": msg.to_string()}],
+                        "structuredContent": {"answer": msg}}});
+                    let _ = writeln!(out, "{reply}");
+                    let _ = out.flush();
+                }
+            }
+            _ => {}
+        }
+        let (Some(id), false) = (msg.get("id").cloned(), method.is_empty()) else {
             continue;
         };
+        if strict && initialized == 0 && !matches!(method, "initialize" | "ping") {
+            let err = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32002, "message": "not initialized"}});
+            let _ = writeln!(out, "{err}");
+            let _ = out.flush();
+            continue;
+        }
         let result = match method {
-            "initialize" => json!({
-                "protocolVersion": msg["params"]["protocolVersion"].as_str().unwrap_or("2025-06-18"),
-                "capabilities": {"tools": {}},
-                "serverInfo": {"name": "fixture-server", "version": "1.0.0"}
-            }),
+            "initialize" => {
+                initializes += 1;
+                json!({
+                    "protocolVersion": msg["params"]["protocolVersion"].as_str().unwrap_or("2025-06-18"),
+                    "capabilities": {"tools": {}, "resources": {"subscribe": true, "listChanged": true}},
+                    "serverInfo": {"name": "fixture-server", "version": "1.0.0"}
+                })
+            }
             "ping" => json!({}),
+            "resources/subscribe" => {
+                subscriptions.insert(msg["params"]["uri"].as_str().unwrap_or("").to_string());
+                json!({})
+            }
+            "resources/unsubscribe" => {
+                subscriptions.remove(msg["params"]["uri"].as_str().unwrap_or(""));
+                json!({})
+            }
             "tools/list" => json!({"tools": [
                 {"name": "echo", "description": "Echo the arguments", "inputSchema": {"type": "object"}},
                 {"name": "crash", "description": "Exit without answering", "inputSchema": {"type": "object"}},
@@ -54,7 +109,52 @@ fn main() {
                         json!({"content": [{"type": "text", "text": args.to_string()}], "structuredContent": args})
                     }
                     // Never answers (the client is expected to cancel).
-                    "never" => continue,
+                    "never" => {
+                        let label = args["label"].as_str().unwrap_or("").to_string();
+                        never.insert(id.to_string(), label);
+                        continue;
+                    }
+                    "cancelled" => {
+                        json!({"content": [{"type": "text", "text": cancelled.join(",")}],
+                               "structuredContent": {"labels": cancelled}})
+                    }
+                    "stats" => {
+                        json!({"content": [{"type": "text", "text": "stats"}],
+                               "structuredContent": {"initialize": initializes, "initialized": initialized,
+                                                     "subscriptions": subscriptions, "pid": std::process::id()}})
+                    }
+                    "progress" => {
+                        let token = msg["params"]["_meta"]["progressToken"].clone();
+                        let count = args["count"].as_u64().unwrap_or(3);
+                        if !token.is_null() {
+                            for i in 1..=count {
+                                let note = json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                                                  "params": {"progressToken": token, "progress": i, "total": count}});
+                                let _ = writeln!(out, "{note}");
+                            }
+                        }
+                        json!({"content": [{"type": "text", "text": format!("progressed {count}")}]})
+                    }
+                    "ask" => {
+                        // Ids like the client's own (`"1"`, `"2"`…), to prove they are rewritten.
+                        let ask_id = json!(next_ask.to_string());
+                        next_ask += 1;
+                        asking.insert(ask_id.to_string(), id.clone());
+                        let request = json!({"jsonrpc": "2.0", "id": ask_id,
+                                             "method": args["method"].as_str().unwrap_or("roots/list"),
+                                             "params": args.get("params").cloned().unwrap_or(json!({}))});
+                        let _ = writeln!(out, "{request}");
+                        let _ = out.flush();
+                        continue;
+                    }
+                    "touch" => {
+                        let uri = args["uri"].as_str().unwrap_or("");
+                        let updated = json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": uri}});
+                        let changed = json!({"jsonrpc": "2.0", "method": "notifications/resources/list_changed"});
+                        let _ = writeln!(out, "{updated}");
+                        let _ = writeln!(out, "{changed}");
+                        json!({"content": [{"type": "text", "text": "touched"}]})
+                    }
                     "crash" => {
                         let _ = out.flush();
                         std::process::exit(3);

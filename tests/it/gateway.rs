@@ -58,44 +58,50 @@ async fn full_builtin_session(gw: &Gateway, fake: &FakeUpstream) -> Value {
 #[tokio::test]
 async fn concurrent_sessions_with_colliding_ids_get_only_their_own_replies() {
     let gw = Gateway::with_fixture(&[]).await;
-    let sessions = 40;
-    let calls = 15;
-    let results = join_all((0..sessions).map(|s| {
-        let gw = &gw;
-        async move {
-            let mut c = SseClient::connect(gw).await;
-            c.initialize().await;
-            // Every session uses the same ids, integers and strings that look alike.
-            let mut pending = vec![];
-            for i in 0..calls {
-                let id = if i % 2 == 0 {
-                    json!(i)
-                } else {
-                    json!(i.to_string())
-                };
-                let payload = format!("session-{s}-call-{i}");
-                let status = c
-                    .post(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                                  "params": {"name": "echo", "arguments": {"p": payload}}}))
-                    .await;
-                assert_eq!(status, 202);
-                pending.push((id, payload));
-            }
-            let mut got = 0;
-            while got < calls {
-                let m = c.next_message().await.expect("stream ended early");
-                let (id, payload) = pending
-                    .iter()
-                    .find(|(id, _)| *id == m["id"])
-                    .unwrap_or_else(|| panic!("session {s} got a reply it never asked for: {m}"));
-                assert_eq!(
-                    m["result"]["structuredContent"]["p"], *payload,
-                    "session {s}: reply for id {id} carries another payload: {m}"
-                );
-                got += 1;
-            }
-            got
+    colliding_ids_are_never_misrouted(&gw, 40, 15).await;
+}
+
+/// `sessions` concurrent sessions, each posting `calls` echo calls at once with the same ids
+/// (integers and strings that look alike) and distinct payloads: every reply must reach the
+/// session that asked, with its own payload, and none may be lost.
+pub async fn colliding_ids_are_never_misrouted(gw: &Gateway, sessions: usize, calls: usize) {
+    let results = join_all((0..sessions).map(|s| async move {
+        let mut c = SseClient::connect(gw).await;
+        c.initialize().await;
+        let mut pending = vec![];
+        for i in 0..calls {
+            let id = if i % 2 == 0 {
+                json!(i)
+            } else {
+                json!(i.to_string())
+            };
+            let payload = format!("session-{s}-call-{i}");
+            let status = c
+                .post(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                              "params": {"name": "echo", "arguments": {"p": payload}}}))
+                .await;
+            assert_eq!(status, 202);
+            pending.push((id, payload));
         }
+        let mut got = 0;
+        while got < calls {
+            let m = c.next_message().await.expect("stream ended early");
+            let at = pending
+                .iter()
+                .position(|(id, _)| *id == m["id"])
+                .unwrap_or_else(|| panic!("session {s} got a reply it never asked for: {m}"));
+            let (id, payload) = pending.swap_remove(at);
+            assert_eq!(
+                m["result"]["structuredContent"]["p"], *payload,
+                "session {s}: reply for id {id} carries another payload: {m}"
+            );
+            got += 1;
+        }
+        assert!(
+            c.message_within(Duration::from_millis(100)).await.is_none(),
+            "session {s} got more replies than it asked for"
+        );
+        got
     }))
     .await;
     assert_eq!(results.iter().sum::<usize>(), sessions * calls);

@@ -270,6 +270,36 @@ impl SseClient {
         }
     }
 
+    /// The next `message` event within `within`, if any.
+    pub async fn message_within(&mut self, within: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let e = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .ok()??;
+            if e.event == "message" {
+                return Some(serde_json::from_str(&e.data).expect("message data is JSON"));
+            }
+        }
+    }
+
+    /// Calls a tool and returns the response (messages before it are returned too, in order).
+    pub async fn call(&mut self, id: Value, tool: &str, args: Value) -> (Value, Vec<Value>) {
+        let status = self
+            .post(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                          "params": {"name": tool, "arguments": args}}))
+            .await;
+        assert_eq!(status, 202, "POST tools/call {tool}");
+        let mut before = vec![];
+        loop {
+            let m = self.next_message().await.expect("stream ended");
+            if m["id"] == id && m.get("method").is_none() {
+                return (m, before);
+            }
+            before.push(m);
+        }
+    }
+
     /// Sends a request and waits for the response with its id (other messages are skipped).
     pub async fn request(&mut self, id: Value, method: &str, params: Value) -> Value {
         let status = self
@@ -285,11 +315,16 @@ impl SseClient {
     }
 
     pub async fn initialize(&mut self) -> Value {
+        self.initialize_with("2024-11-05", json!({})).await
+    }
+
+    /// The handshake with a protocol version and client capabilities.
+    pub async fn initialize_with(&mut self, version: &str, capabilities: Value) -> Value {
         let r = self
             .request(
                 json!(0),
                 "initialize",
-                json!({"protocolVersion": "2024-11-05", "capabilities": {},
+                json!({"protocolVersion": version, "capabilities": capabilities,
                        "clientInfo": {"name": "it", "version": "1"}}),
             )
             .await;

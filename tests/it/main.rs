@@ -5,5 +5,6 @@
 mod fake_upstream;
 mod gateway;
 mod gateway_util;
+mod shared;
 mod stdio;
 mod util;
