@@ -86,18 +86,76 @@ async def everything(base: str) -> None:
     check(seen["sampling"] >= 1 and seen["roots"] >= 1 and seen["elicitation"] >= 1, f"callbacks ran: {seen}")
 
 
+async def everything_shared(base: str, sessions: int = 4) -> None:
+    """Several clients on ONE server-everything child: each client's sampling and elicitation
+    callbacks run for its own calls only, and its answers reach the child."""
+    from contextlib import AsyncExitStack
+
+    seen = [{"sampling": 0, "elicitation": 0, "roots": 0} for _ in range(sessions)]
+
+    def callbacks(i: int):
+        async def sampling(context, params: types.CreateMessageRequestParams):
+            seen[i]["sampling"] += 1
+            prompt = params.messages[0].content.text
+            return types.CreateMessageResult(
+                role="assistant",
+                content=types.TextContent(type="text", text=f"sampled-by-session-{i}: {prompt}"),
+                model="interop-test-model",
+                stop_reason="endTurn",
+            )
+
+        async def roots(context):
+            seen[i]["roots"] += 1
+            return types.ListRootsResult(roots=[types.Root(uri=f"file:///tmp/session-{i}", name=f"s{i}")])
+
+        async def elicitation(context, params):
+            seen[i]["elicitation"] += 1
+            return types.ElicitResult(action="decline")
+
+        return dict(sampling_callback=sampling, list_roots_callback=roots, elicitation_callback=elicitation)
+
+    async with AsyncExitStack() as stack:
+        clients = []
+        for i in range(sessions):
+            read, write = await stack.enter_async_context(sse_client(f"{base}/sse"))
+            s = await stack.enter_async_context(ClientSession(read, write, **callbacks(i)))
+            await s.initialize()
+            clients.append(s)
+        # Concurrent plain calls from every session: each gets its own echo.
+        rs = await asyncio.gather(*(c.call_tool("echo", {"message": f"echo-{i}"}) for i, c in enumerate(clients)))
+        check(all(f"echo-{i}" in text_of(r) for i, r in enumerate(rs)), "shared everything: concurrent echoes routed")
+        for i, c in enumerate(clients):
+            r = await c.call_tool("trigger-sampling-request", {"prompt": f"prompt-{i}", "maxTokens": 10})
+            t = text_of(r)
+            check(f"sampled-by-session-{i}:" in t and f"prompt-{i}" in t, f"shared everything: session {i} sampled its own call: {t[:300]}")
+            r = await c.call_tool("trigger-elicitation-request", {})
+            check("decline" in text_of(r).lower(), f"shared everything: session {i} elicitation answer reached the child")
+            for j in range(sessions):
+                expected = 1 if j <= i else 0
+                check(seen[j]["sampling"] == expected and seen[j]["elicitation"] == expected,
+                      f"shared everything: after session {i}, session {j} callbacks ran {seen[j]}")
+        r = await clients[-1].call_tool("get-roots-list", {})
+        check("file:///tmp/session-" in text_of(r), f"shared everything: a client's roots reached the child: {text_of(r)[:160]}")
+        check(sum(x["roots"] for x in seen) >= 1, "shared everything: roots/list answered by a client")
+
+
 async def main() -> None:
     fake, upstream = start_fake(FAKE)
     procs = [fake]
     try:
-        gw, base = start_gateway(BIN, [], {"AAREGURU_BASE_URL": upstream})
-        procs.append(gw)
-        await aareguru(base)
-        print(f"aareguru via SSE: ok ({base})")
+        for backend in ["in-process", "per-session", "shared"]:
+            gw, base = start_gateway(BIN, ["--backend", backend], {"AAREGURU_BASE_URL": upstream})
+            procs.append(gw)
+            await aareguru(base)
+            print(f"aareguru via SSE, {backend} backend: ok ({base})")
         gw2, base2 = start_gateway(BIN, ["--", "node", EVERYTHING, "stdio"])
         procs.append(gw2)
         await everything(base2)
         print("server-everything via SSE: ok (sampling, roots, elicitation)")
+        gw3, base3 = start_gateway(BIN, ["--backend", "shared", "--", "node", EVERYTHING, "stdio"])
+        procs.append(gw3)
+        await everything_shared(base3)
+        print("server-everything via SSE, shared child: ok (per-session sampling and elicitation)")
     finally:
         for p in procs:
             p.terminate()

@@ -131,6 +131,13 @@ try {
   const base2 = await startGateway(["--", "node", EVERYTHING, "stdio"]);
   await everything(base2);
   console.log("server-everything via SSE (TypeScript SDK): ok (sampling, roots, elicitation)");
+  // The same against one shared child (the first client's roots are the child's roots).
+  const base3 = await startGateway(["--backend", "shared", "--", "node", EVERYTHING, "stdio"]);
+  await everything(base3);
+  console.log("server-everything via SSE, shared child (TypeScript SDK): ok");
+  const base4 = await startGateway(["--backend", "shared"], { AAREGURU_BASE_URL: upstream });
+  await aareguru(base4);
+  console.log("aareguru via SSE, shared child (TypeScript SDK): ok");
 } catch (e) {
   console.error("FAIL:", e);
   for (const c of children) c.kill("SIGTERM");
