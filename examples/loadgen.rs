@@ -8,13 +8,18 @@
 //! ```sh
 //! cargo build --release --bin aareguru-mcp --examples
 //! target/release/examples/loadgen --matrix                       # the README table
-//! target/release/examples/loadgen --mode sse --sessions 100 --calls 200 --child echo
+//! target/release/examples/loadgen --matrix --children echo       # only the echo rows
+//! target/release/examples/loadgen --mode sse --sessions 100 --calls 200 --child echo --backend shared
+//! target/release/examples/loadgen --mode sse --sessions 10000 --calls 0 --child aareguru --backend in-process
+//! target/release/examples/loadgen --mode sse --sessions 200 --calls 1 --wave 1 --child aareguru --backend per-session
 //! target/release/examples/loadgen --mode stdio --sessions 10 --calls 1000 --child aareguru
 //! ```
 //!
 //! Children: `echo` (examples/fixture_server, measures the relay itself) or `aareguru` (this
 //! project's server, against the fake upstream started in-process; the payload is an unknown
-//! city name, which the server echoes in its error).
+//! city name, which the server echoes in its error). Backends: `per-session`, `shared`,
+//! `in-process` (aareguru only). `--wave N` sets how many sessions are set up at once (1 measures
+//! setup latency without contention); `--calls 0` only opens sessions and measures memory.
 
 #[path = "../tests/support/fake_upstream.rs"]
 mod fake_upstream;
@@ -39,6 +44,8 @@ use tokio::{
 #[derive(Clone)]
 struct Opts {
     mode: String,
+    backend: String,
+    wave: usize,
     sessions: usize,
     calls: usize,
     child: String,
@@ -49,6 +56,7 @@ struct Opts {
 
 struct Report {
     mode: String,
+    backend: String,
     child: String,
     sessions: usize,
     calls: usize,
@@ -76,25 +84,27 @@ fn ms(d: Duration) -> String {
 
 impl Report {
     fn header() -> &'static str {
-        "| mode | child | sessions | calls | setup p50 ms | setup p99 ms | call p50 ms | call p99 ms | calls/s | misrouted | errors | gateway RSS MiB | children RSS MiB | (gateway+children) / session KiB |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| mode | backend | child | sessions | calls | setup p50 ms | setup p99 ms | call p50 ms | call p99 ms | calls/s | misrouted | errors | gateway RSS MiB | children RSS MiB | (gateway+children) / session KiB |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     }
 
     fn row(&mut self) -> String {
         let total_calls = self.rtt.len() as f64;
         let per_session =
             (self.gateway_rss_kib + self.children_rss_kib) / self.sessions.max(1) as u64;
+        let dash = |s: String| if total_calls == 0.0 { "-".into() } else { s };
         format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {} |",
             self.mode,
+            self.backend,
             self.child,
             self.sessions,
             self.sessions * self.calls,
             ms(percentile(&mut self.setup, 0.5)),
             ms(percentile(&mut self.setup, 0.99)),
-            ms(percentile(&mut self.rtt, 0.5)),
-            ms(percentile(&mut self.rtt, 0.99)),
-            total_calls / self.elapsed.as_secs_f64(),
+            dash(ms(percentile(&mut self.rtt, 0.5))),
+            dash(ms(percentile(&mut self.rtt, 0.99))),
+            dash(format!("{:.0}", total_calls / self.elapsed.as_secs_f64())),
             self.misrouted,
             self.errors,
             self.gateway_rss_kib as f64 / 1024.0,
@@ -184,6 +194,7 @@ async fn start_gateway(o: &Opts) -> (tokio::process::Child, String) {
         "info",
     ])
     .args(["--max-sessions", "20000", "--base-url", &o.upstream])
+    .args(["--backend", &o.backend])
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
@@ -405,7 +416,7 @@ async fn run_sse(o: Opts) -> Report {
         barrier: barrier.clone(),
         misrouted: misrouted.clone(),
         errors: errors.clone(),
-        wave: Arc::new(tokio::sync::Semaphore::new(64)),
+        wave: Arc::new(tokio::sync::Semaphore::new(o.wave.max(1))),
     });
     let tasks: Vec<_> = (0..o.sessions)
         .map(|i| tokio::spawn(sse_session(run.clone(), i)))
@@ -414,6 +425,7 @@ async fn run_sse(o: Opts) -> Report {
     let _ = gateway.kill().await;
     Report {
         mode: "gateway (SSE)".into(),
+        backend: o.backend.clone(),
         child: o.child.clone(),
         sessions: o.sessions,
         calls: o.calls,
@@ -493,6 +505,7 @@ async fn run_stdio(o: Opts) -> Report {
     let m = measure(&barrier, tasks, std::process::id()).await;
     Report {
         mode: "direct stdio".into(),
+        backend: "-".into(),
         child: o.child.clone(),
         sessions: o.sessions,
         calls: o.calls,
@@ -522,6 +535,8 @@ async fn main() {
     let fake = fake_upstream::FakeUpstream::start(fake_upstream::Behaviour::Normal).await;
     let base = Opts {
         mode: arg(&args, "--mode").unwrap_or_else(|| "sse".into()),
+        backend: arg(&args, "--backend").unwrap_or_else(|| "per-session".into()),
+        wave: arg(&args, "--wave").map_or(64, |s| s.parse().unwrap()),
         sessions: arg(&args, "--sessions").map_or(10, |s| s.parse().unwrap()),
         calls: arg(&args, "--calls").map_or(200, |s| s.parse().unwrap()),
         child: arg(&args, "--child").unwrap_or_else(|| "echo".into()),
@@ -548,22 +563,58 @@ async fn main() {
             .map(|c| c.split(',').map(String::from).collect())
             .unwrap_or_else(|| vec!["echo".into(), "aareguru".into()]);
         for child in children {
-            for (sessions, calls) in [(1, 5000), (10, 1000), (100, 200), (1000, 20)] {
-                for mode in ["stdio", "sse"] {
+            let backends: &[&str] = if child == "echo" {
+                &["per-session", "shared"]
+            } else {
+                &["per-session", "shared", "in-process"]
+            };
+            // Throughput and round trip.
+            for (sessions, calls) in [(1, 5000), (100, 200), (1000, 20)] {
+                let mut runs = vec![("stdio", "-")];
+                runs.extend(backends.iter().map(|b| ("sse", *b)));
+                for (mode, backend) in runs {
+                    if mode == "stdio" && sessions == 1000 {
+                        continue;
+                    }
                     let o = Opts {
                         mode: mode.into(),
+                        backend: backend.into(),
                         sessions,
                         calls,
                         child: child.clone(),
                         ..base.clone()
                     };
-                    let r = if mode == "sse" {
+                    print(if mode == "sse" {
                         run_sse(o).await
                     } else {
                         run_stdio(o).await
-                    };
-                    print(r);
+                    });
                 }
+            }
+            // Setup latency, one session at a time.
+            for backend in backends {
+                let o = Opts {
+                    mode: "sse".into(),
+                    backend: (*backend).into(),
+                    sessions: 200,
+                    calls: 1,
+                    wave: 1,
+                    child: child.clone(),
+                    ..base.clone()
+                };
+                print(run_sse(o).await);
+            }
+            // 10 000 idle sessions where no process per session is needed.
+            for backend in backends.iter().filter(|b| **b != "per-session") {
+                let o = Opts {
+                    mode: "sse".into(),
+                    backend: (*backend).into(),
+                    sessions: 10_000,
+                    calls: 0,
+                    child: child.clone(),
+                    ..base.clone()
+                };
+                print(run_sse(o).await);
             }
         }
     } else {

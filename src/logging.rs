@@ -7,12 +7,15 @@ use crate::config::LogFormat;
 
 pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<()> {
     // warp logs every client that disconnects mid-stream at error level; that is routine for
-    // SSE. Keep it quiet unless the operator asks about warp explicitly.
-    let filter = if filter.contains("warp") {
-        filter.to_string()
-    } else {
-        format!("{filter},warp::server=off")
-    };
+    // SSE. rmcp logs every session's handshake at info, which with in-process sessions means a
+    // line per client. Keep both quiet unless the operator names them in the filter.
+    let mut filter = filter.to_string();
+    if !filter.contains("warp") {
+        filter.push_str(",warp::server=off");
+    }
+    if !filter.contains("rmcp") {
+        filter.push_str(",rmcp=warn");
+    }
     let filter = filter.as_str();
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;

@@ -320,7 +320,8 @@ pub async fn write_lines(
     close: CancellationToken,
     session: String,
 ) {
-    let mut out = tokio::io::BufWriter::with_capacity(64 * 1024, sink);
+    // Small: thousands of idle sessions each hold one; larger writes bypass it.
+    let mut out = tokio::io::BufWriter::with_capacity(8 * 1024, sink);
     loop {
         let line = tokio::select! {
             biased;
@@ -378,11 +379,16 @@ pub async fn read_lines(
     session: &str,
 ) {
     let mut framer = LineFramer::new(max_line);
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Starts small (an idle session holds it while waiting) and doubles, up to a pipe's
+    // capacity, whenever a read fills it.
+    let mut chunk = 4 * 1024;
+    let mut buf = BytesMut::new();
     loop {
-        buf.reserve(64 * 1024);
+        buf.reserve(chunk);
+        let room = buf.capacity() - buf.len();
         match stdout.read_buf(&mut buf).await {
             Ok(0) | Err(_) => break,
+            Ok(n) if n >= room => chunk = (chunk * 2).min(64 * 1024),
             Ok(_) => {}
         }
         for frame in framer.push(&buf.split()) {
