@@ -526,4 +526,34 @@ mod tests {
             .into_config();
         assert!(bad.is_err());
     }
+
+    fn gateway(args: &[&str]) -> anyhow::Result<GatewayConfig> {
+        let mut all = vec!["aareguru-mcp", "--sse"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all)?.into_config()?.mode {
+            Mode::Sse(g) => Ok(*g),
+            Mode::Stdio => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn backend_defaults_and_checks() {
+        let builtin = gateway(&[]).unwrap();
+        assert_eq!(
+            (builtin.backend, builtin.max_sessions),
+            (Backend::InProcess, 16384)
+        );
+        let wrapped = gateway(&["--", "server"]).unwrap();
+        assert_eq!(
+            (wrapped.backend, wrapped.max_sessions),
+            (Backend::PerSession, 1024)
+        );
+        let shared = gateway(&["--backend", "shared", "--children", "3", "--", "s"]).unwrap();
+        assert_eq!((shared.backend, shared.children), (Backend::Shared, 3));
+        let err = |args: &[&str]| gateway(args).unwrap_err().to_string();
+        assert!(err(&["--backend", "in-process", "--", "s"]).contains("built-in"));
+        assert!(err(&["--children", "2"]).contains("--backend shared"));
+        assert!(err(&["--backend", "shared", "--children", "0"]).contains("between 1 and 256"));
+        assert!(Cli::try_parse_from(["aareguru-mcp", "--sse", "--backend", "pooled"]).is_err());
+    }
 }
