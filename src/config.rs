@@ -111,6 +111,14 @@ pub struct GatewayArgs {
     #[arg(long, env = "AAREGURU_MCP_CHILDREN", default_value_t = 1)]
     pub children: usize,
 
+    /// Do not serve HTTP+SSE (`/sse` and `/messages`).
+    #[arg(long, env = "AAREGURU_MCP_NO_SSE")]
+    pub no_sse: bool,
+
+    /// Do not serve Streamable HTTP (`/mcp`).
+    #[arg(long, env = "AAREGURU_MCP_NO_STREAMABLE_HTTP")]
+    pub no_streamable_http: bool,
+
     /// Most concurrent sessions (more: 503). Default 1024 with per-session children, 16384
     /// otherwise.
     #[arg(long, env = "AAREGURU_MCP_MAX_SESSIONS")]
@@ -236,6 +244,10 @@ pub struct GatewayConfig {
     /// Whether the child is this program's own server (`--stdio`).
     pub builtin_child: bool,
     pub backend: Backend,
+    /// Serve HTTP+SSE (`/sse`, `/messages`).
+    pub serve_sse: bool,
+    /// Serve Streamable HTTP (`/mcp`).
+    pub serve_mcp: bool,
     /// Children of the shared backend.
     pub children: usize,
     /// For the in-process backend.
@@ -414,6 +426,9 @@ fn gateway_config(
     if g.children > 1 && backend != Backend::Shared {
         bail!("--children applies to --backend shared only");
     }
+    if g.no_sse && g.no_streamable_http {
+        bail!("--no-sse and --no-streamable-http together leave nothing to serve");
+    }
     let max_sessions = g.max_sessions.unwrap_or(match backend {
         Backend::PerSession => 1024,
         Backend::Shared | Backend::InProcess => 16384,
@@ -454,6 +469,8 @@ fn gateway_config(
         child,
         builtin_child,
         backend,
+        serve_sse: !g.no_sse,
+        serve_mcp: !g.no_streamable_http,
         children: g.children,
         upstream: upstream.clone(),
         max_body_bytes: g.max_body_bytes,

@@ -178,6 +178,7 @@ pub fn result_response(raw_id: &str, raw_result: &str) -> String {
     format!("{{\"jsonrpc\":\"2.0\",\"id\":{raw_id},\"result\":{raw_result}}}")
 }
 
+pub const INVALID_REQUEST: i64 = -32600;
 pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INTERNAL_ERROR: i64 = -32603;
 

@@ -14,6 +14,7 @@ pub mod mux;
 pub mod security;
 pub mod session;
 pub mod shared;
+pub mod streamable;
 
 use std::{
     convert::Infallible,
@@ -42,7 +43,7 @@ use self::{
     jsonrpc::Kind,
     metrics::Metrics,
     security::{Guard, Refusal},
-    session::{CloseCause, ForwardError, OpenError, Sessions},
+    session::{CloseCause, ForwardError, Sessions},
 };
 use crate::config::GatewayConfig;
 
@@ -56,6 +57,8 @@ struct Gateway {
     shutting_down: AtomicBool,
     /// Path part of --public-url, also accepted as a prefix on incoming paths.
     base_path: String,
+    /// Streamable HTTP sessions (`/mcp`).
+    mcp: streamable::Registry,
 }
 
 /// Binds the listening socket with TCP_NODELAY (accepted sockets inherit it; without it a
@@ -92,11 +95,13 @@ pub async fn run(
         metrics,
         shutting_down: AtomicBool::new(false),
         base_path,
+        mcp: streamable::Registry::default(),
     });
     let local = listener.local_addr()?;
     tracing::info!(
         address = %local,
-        sse = %format!("http://{local}/sse"),
+        sse = %if config.serve_sse { format!("http://{local}/sse") } else { "off".into() },
+        mcp = %if config.serve_mcp { format!("http://{local}/mcp") } else { "off".into() },
         backend = config.backend.as_str(),
         children = if config.backend == crate::config::Backend::Shared { config.children } else { 0 },
         child = %if config.backend == crate::config::Backend::InProcess { "(in-process)" } else { config.child.program.as_str() },
@@ -238,30 +243,70 @@ impl Gateway {
         let mut response = match (&method, path) {
             (&Method::GET, "/health") => self.health(),
             (&Method::GET, "/metrics") => self.metrics_reply(&headers),
-            (&Method::GET, "/sse") => match self.admit(&headers, client) {
+            (&Method::GET, "/sse") if self.config.serve_sse => match self.admit(&headers, client) {
                 Ok(()) => self.open_stream(client),
                 Err(r) => *r,
             },
-            (&Method::POST, "/messages" | "/message") => match self.admit(&headers, client) {
-                Ok(()) => self.post(query, &headers, body).await,
+            (&Method::POST, "/messages" | "/message") if self.config.serve_sse => {
+                match self.admit(&headers, client) {
+                    Ok(()) => self.post(query, &headers, body).await,
+                    Err(r) => *r,
+                }
+            }
+            (&Method::POST, "/mcp") if self.config.serve_mcp => {
+                match self.admit(&headers, client) {
+                    Ok(()) => {
+                        let started = Instant::now();
+                        let r = self.mcp_post(&headers, client, body).await;
+                        self.metrics
+                            .post_duration
+                            .observe(started.elapsed().as_secs_f64());
+                        r
+                    }
+                    Err(r) => *r,
+                }
+            }
+            (&Method::GET, "/mcp") if self.config.serve_mcp => match self.admit(&headers, client) {
+                Ok(()) => self.mcp_get(&headers),
                 Err(r) => *r,
             },
+            (&Method::DELETE, "/mcp") if self.config.serve_mcp => {
+                match self.admit(&headers, client) {
+                    Ok(()) => self.mcp_delete(&headers),
+                    Err(r) => *r,
+                }
+            }
             (&Method::OPTIONS, _) => self.preflight(&headers),
-            (_, "/health" | "/metrics" | "/sse") => self.method_not_allowed("GET"),
-            (_, "/messages" | "/message") => self.method_not_allowed("POST"),
-            _ => error_reply(
-                StatusCode::NOT_FOUND,
-                "not found; MCP clients connect to /sse",
-            ),
+            (_, "/health" | "/metrics") => self.method_not_allowed("GET"),
+            (_, "/sse") if self.config.serve_sse => self.method_not_allowed("GET"),
+            (_, "/messages" | "/message") if self.config.serve_sse => {
+                self.method_not_allowed("POST")
+            }
+            (_, "/mcp") if self.config.serve_mcp => self.method_not_allowed("GET, POST, DELETE"),
+            _ => error_reply(StatusCode::NOT_FOUND, self.not_found_hint()),
         };
         if let Some(origin) = self.guard.cors_allow(&headers) {
             let h = response.headers_mut();
             if let Ok(v) = HeaderValue::from_str(&origin) {
                 h.insert("access-control-allow-origin", v);
                 h.insert("vary", HeaderValue::from_static("Origin"));
+                h.insert(
+                    "access-control-expose-headers",
+                    HeaderValue::from_static("mcp-session-id"),
+                );
             }
         }
         response
+    }
+
+    fn not_found_hint(&self) -> &'static str {
+        match (self.config.serve_mcp, self.config.serve_sse) {
+            (true, true) => {
+                "not found; MCP clients connect to /mcp (Streamable HTTP) or /sse (HTTP+SSE)"
+            }
+            (true, false) => "not found; MCP clients connect to /mcp (Streamable HTTP)",
+            (false, _) => "not found; MCP clients connect to /sse (HTTP+SSE)",
+        }
     }
 
     fn method_not_allowed(&self, allow: &'static str) -> Response {
@@ -380,11 +425,13 @@ impl Gateway {
         }
         h.insert(
             "access-control-allow-methods",
-            HeaderValue::from_static("GET, POST, OPTIONS"),
+            HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
         );
         h.insert(
             "access-control-allow-headers",
-            HeaderValue::from_static("content-type, authorization, x-api-key, last-event-id"),
+            HeaderValue::from_static(
+                "content-type, accept, authorization, x-api-key, last-event-id, mcp-session-id, mcp-protocol-version",
+            ),
         );
         h.insert("access-control-max-age", HeaderValue::from_static("600"));
         r
@@ -397,21 +444,7 @@ impl Gateway {
         }
         let (session, rx) = match self.sessions.open(client) {
             Ok(s) => s,
-            Err(OpenError::Full(max)) => {
-                self.metrics.reject("max_sessions");
-                let mut r = error_reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!("too many sessions (limit {max}); try again later"),
-                );
-                r.headers_mut()
-                    .insert("retry-after", HeaderValue::from(5u32));
-                return r;
-            }
-            Err(e @ OpenError::Spawn(_)) => {
-                self.metrics.error("spawn");
-                tracing::error!(error = %e, program = %self.config.child.program, "cannot start child");
-                return error_reply(StatusCode::BAD_GATEWAY, &e.to_string());
-            }
+            Err(e) => return self.open_refused(e),
         };
         let endpoint = format!(
             "{}/messages?session_id={}",
@@ -483,73 +516,10 @@ impl Gateway {
                 "unknown or ended session; open a new one with GET /sse",
             );
         };
-        if let Some(ct) = headers.get("content-type") {
-            let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-            if !ct.starts_with("application/json") {
-                self.metrics.reject("content_type");
-                return error_reply(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "Content-Type must be application/json",
-                );
-            }
-        }
-        let body = match read_body(headers, body, self.config.max_body_bytes).await {
-            Ok(b) => b,
-            Err(BodyError::TooLarge) => {
-                self.metrics.reject("body_too_large");
-                return error_reply(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("body over {} bytes", self.config.max_body_bytes),
-                );
-            }
-            Err(BodyError::Read) => {
-                self.metrics.error("body_read");
-                return error_reply(StatusCode::BAD_REQUEST, "could not read the request body");
-            }
+        let messages = match self.read_messages(headers, body).await {
+            Ok(parsed) => parsed.messages,
+            Err(r) => return *r,
         };
-        let trimmed = body.trim_ascii();
-        if trimmed.is_empty() {
-            self.metrics.reject("empty_body");
-            return rpc_error_reply(StatusCode::BAD_REQUEST, -32700, "empty body");
-        }
-        // A batch is relayed as its individual messages; all are checked before any is sent.
-        let parts: Vec<Bytes> = if trimmed[0] == b'[' {
-            match serde_json::from_slice::<Vec<&RawValue>>(trimmed) {
-                Ok(items) if !items.is_empty() => items
-                    .into_iter()
-                    .map(|r| Bytes::copy_from_slice(r.get().as_bytes()))
-                    .collect(),
-                Ok(_) => {
-                    self.metrics.reject("invalid_message");
-                    return rpc_error_reply(StatusCode::BAD_REQUEST, -32600, "empty batch");
-                }
-                Err(e) => {
-                    self.metrics.reject("invalid_json");
-                    return rpc_error_reply(
-                        StatusCode::BAD_REQUEST,
-                        -32700,
-                        &format!("invalid JSON: {e}"),
-                    );
-                }
-            }
-        } else {
-            vec![body.slice_ref(trimmed)]
-        };
-        let mut messages = Vec::with_capacity(parts.len());
-        for part in parts {
-            match jsonrpc::classify(&part) {
-                Ok(kind) => messages.push((part, kind)),
-                Err(reason) => {
-                    self.metrics.reject("invalid_message");
-                    let code = if reason.starts_with("invalid JSON") {
-                        -32700
-                    } else {
-                        -32600
-                    };
-                    return rpc_error_reply(StatusCode::BAD_REQUEST, code, &reason);
-                }
-            }
-        }
         for (part, kind) in messages {
             if let Kind::Request { id, method } = &kind
                 && method == "server/discover"
@@ -565,8 +535,7 @@ impl Gateway {
                 );
                 continue;
             }
-            let line = one_line(part);
-            match self.sessions.forward(&session, line, &kind).await {
+            match self.sessions.forward(&session, part, &kind).await {
                 Ok(()) => {}
                 Err(ForwardError::Closed) => {
                     return error_reply(StatusCode::NOT_FOUND, "the session has ended");
@@ -581,6 +550,106 @@ impl Gateway {
             }
         }
         reply(StatusCode::ACCEPTED, "Accepted".into())
+    }
+}
+
+/// The JSON-RPC messages of one POST body, checked and ready to relay.
+pub(crate) struct Parsed {
+    pub messages: Vec<(Bytes, Kind)>,
+    /// The body was a JSON array.
+    pub batch: bool,
+}
+
+impl Gateway {
+    /// Content type, size limit, JSON, JSON-RPC shape: every message of a body is checked
+    /// before any is relayed. A batch becomes its individual messages.
+    pub(crate) async fn read_messages(
+        &self,
+        headers: &HeaderMap,
+        body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin + Send,
+    ) -> Result<Parsed, Box<Response>> {
+        let refuse = |reason: &'static str, r: Response| {
+            self.metrics.reject(reason);
+            Err(Box::new(r))
+        };
+        if let Some(ct) = headers.get("content-type") {
+            let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+            if !ct.starts_with("application/json") {
+                return refuse(
+                    "content_type",
+                    error_reply(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "Content-Type must be application/json",
+                    ),
+                );
+            }
+        }
+        let body = match read_body(headers, body, self.config.max_body_bytes).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => {
+                let msg = format!("body over {} bytes", self.config.max_body_bytes);
+                return refuse(
+                    "body_too_large",
+                    error_reply(StatusCode::PAYLOAD_TOO_LARGE, &msg),
+                );
+            }
+            Err(BodyError::Read) => {
+                self.metrics.error("body_read");
+                return Err(Box::new(error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "could not read the request body",
+                )));
+            }
+        };
+        let trimmed = body.trim_ascii();
+        if trimmed.is_empty() {
+            return refuse(
+                "empty_body",
+                rpc_error_reply(StatusCode::BAD_REQUEST, -32700, "empty body"),
+            );
+        }
+        let batch = trimmed[0] == b'[';
+        let parts: Vec<Bytes> = if batch {
+            match serde_json::from_slice::<Vec<&RawValue>>(trimmed) {
+                Ok(items) if !items.is_empty() => items
+                    .into_iter()
+                    .map(|r| Bytes::copy_from_slice(r.get().as_bytes()))
+                    .collect(),
+                Ok(_) => {
+                    return refuse(
+                        "invalid_message",
+                        rpc_error_reply(StatusCode::BAD_REQUEST, -32600, "empty batch"),
+                    );
+                }
+                Err(e) => {
+                    let msg = format!("invalid JSON: {e}");
+                    return refuse(
+                        "invalid_json",
+                        rpc_error_reply(StatusCode::BAD_REQUEST, -32700, &msg),
+                    );
+                }
+            }
+        } else {
+            vec![body.slice_ref(trimmed)]
+        };
+        let mut messages = Vec::with_capacity(parts.len());
+        for part in parts {
+            match jsonrpc::classify(&part) {
+                Ok(kind) => messages.push((one_line(part), kind)),
+                Err(reason) => {
+                    let code = if reason.starts_with("invalid JSON") {
+                        -32700
+                    } else {
+                        -32600
+                    };
+                    return refuse(
+                        "invalid_message",
+                        rpc_error_reply(StatusCode::BAD_REQUEST, code, &reason),
+                    );
+                }
+            }
+        }
+        Ok(Parsed { messages, batch })
     }
 }
 

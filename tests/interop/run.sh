@@ -37,6 +37,9 @@ timeout 300 "$dir/venv/bin/python" tests/interop/stdio_python.py "$bin" "$fake"
 echo "== Python SDK (mcp 2.3.0) over SSE through the gateway"
 timeout 300 "$dir/venv/bin/python" tests/interop/sse_python.py "$bin" "$fake" "$everything_js"
 
-echo "== TypeScript SDK ($sdk) over SSE through the gateway"
-cp tests/interop/sse_ts.mjs "$dir/node/"
-(cd "$dir/node" && timeout 300 node sse_ts.mjs "$bin" "$fake" "$everything_js")
+echo "== Python SDK (mcp 2.3.0) over Streamable HTTP through the gateway"
+timeout 300 "$dir/venv/bin/python" tests/interop/mcp_python.py "$bin" "$fake" "$everything_js"
+
+echo "== TypeScript SDK ($sdk) over SSE and Streamable HTTP through the gateway"
+cp tests/interop/http_ts.mjs "$dir/node/"
+(cd "$dir/node" && timeout 300 node http_ts.mjs "$bin" "$fake" "$everything_js")

@@ -1,13 +1,15 @@
-// Interop: the official TypeScript MCP SDK (@modelcontextprotocol/sdk 1.32) SSEClientTransport
-// against `aareguru-mcp --sse`, in front of the Aareguru server (fake upstream) and in front of
+// Interop: the official TypeScript MCP SDK (@modelcontextprotocol/sdk 1.32), SSEClientTransport
+// (/sse) and StreamableHTTPClientTransport (/mcp), against `aareguru-mcp --sse` on every backend,
+// in front of the Aareguru server (fake upstream) and in front of
 // @modelcontextprotocol/server-everything (sampling, roots and elicitation answered here).
 //
 // Usage (from a folder whose node_modules has the SDK):
-//   node sse_ts.mjs BIN FAKE_UPSTREAM EVERYTHING_JS
+//   node http_ts.mjs BIN FAKE_UPSTREAM EVERYTHING_JS
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import {
   CreateMessageRequestSchema,
   ElicitRequestSchema,
@@ -62,13 +64,17 @@ async function startGateway(extra, env = {}) {
   return `http://${addr}`;
 }
 
+// Which transport the scenarios use: HTTP+SSE (/sse) or Streamable HTTP (/mcp).
+let transport = (base) => new SSEClientTransport(new URL(`${base}/sse`));
+const streamable = (base) => new StreamableHTTPClientTransport(new URL(`${base}/mcp`));
+
 const text = (r) => r.content.filter((c) => c.type === "text").map((c) => c.text).join("\n");
 
 async function aareguru(base) {
   await Promise.all(
     [0, 1, 2, 3, 4].map(async (i) => {
       const client = new Client({ name: `ts-interop-${i}`, version: "1.0.0" });
-      await client.connect(new SSEClientTransport(new URL(`${base}/sse`)));
+      await client.connect(transport(base));
       check(client.getServerVersion().name === "aareguru-mcp", `aareguru[${i}]: server name`);
       const tools = await client.listTools();
       check(tools.tools.length === 7, `aareguru[${i}]: 7 tools`);
@@ -106,7 +112,7 @@ async function everything(base) {
     seen.elicitation++;
     return { action: "decline" };
   });
-  await client.connect(new SSEClientTransport(new URL(`${base}/sse`)));
+  await client.connect(transport(base));
   const names = new Set((await client.listTools()).tools.map((t) => t.name));
   for (const t of ["echo", "trigger-sampling-request", "get-roots-list", "trigger-elicitation-request"]) {
     check(names.has(t), `everything: tool ${t}`);
@@ -138,6 +144,17 @@ try {
   const base4 = await startGateway(["--backend", "shared"], { AAREGURU_BASE_URL: upstream });
   await aareguru(base4);
   console.log("aareguru via SSE, shared child (TypeScript SDK): ok");
+  transport = streamable;
+  for (const backend of ["in-process", "per-session", "shared"]) {
+    const b = await startGateway(["--backend", backend], { AAREGURU_BASE_URL: upstream });
+    await aareguru(b);
+    console.log(`aareguru via Streamable HTTP, ${backend} backend (TypeScript SDK): ok`);
+  }
+  for (const backend of ["per-session", "shared"]) {
+    const b = await startGateway(["--backend", backend, "--", "node", EVERYTHING, "stdio"]);
+    await everything(b);
+    console.log(`server-everything via Streamable HTTP, ${backend} backend (TypeScript SDK): ok`);
+  }
 } catch (e) {
   console.error("FAIL:", e);
   for (const c of children) c.kill("SIGTERM");
