@@ -7,4 +7,5 @@ mod gateway;
 mod gateway_util;
 mod shared;
 mod stdio;
+mod streamable;
 mod util;
