@@ -14,7 +14,7 @@ use crate::upstream::UpstreamConfig;
 /// Data: Aareguru (https://aare.guru) with measurements from BAFU (https://www.hydrodaten.admin.ch).
 #[derive(Debug, Parser)]
 #[command(name = "aareguru-mcp", version, about, long_about)]
-#[command(group(ArgGroup::new("mode").required(true).args(["stdio", "sse"])))]
+#[command(group(ArgGroup::new("mode").required(true).args(["stdio", "sse", "connect"])))]
 pub struct Cli {
     /// Run the MCP server on stdin/stdout (for Claude Desktop and other MCP hosts).
     #[arg(long)]
@@ -25,8 +25,16 @@ pub struct Cli {
     #[arg(long)]
     pub sse: bool,
 
+    /// Run a stdio MCP server that forwards everything to the remote MCP server at URL
+    /// (Streamable HTTP or HTTP+SSE), for hosts that only start local servers.
+    #[arg(long, value_name = "URL")]
+    pub connect: Option<String>,
+
     #[command(flatten)]
     pub gateway: GatewayArgs,
+
+    #[command(flatten)]
+    pub bridge: BridgeArgs,
 
     /// A stdio MCP server to wrap instead of the built-in one (gateway mode), e.g.
     /// `-- npx -y @modelcontextprotocol/server-everything`.
@@ -77,6 +85,20 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// Bridge flags (`--connect`).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Bridge (--connect)")]
+pub struct BridgeArgs {
+    /// How to reach the remote: `auto` (a URL ending in /sse is HTTP+SSE; otherwise Streamable
+    /// HTTP, falling back to HTTP+SSE when the remote refuses), `streamable-http` or `sse`.
+    #[arg(long, env = "AAREGURU_CONNECT_TRANSPORT", value_enum, default_value_t = crate::bridge::TransportChoice::Auto)]
+    pub transport: crate::bridge::TransportChoice,
+
+    /// Extra HTTP header for the remote, as "Name: value" (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
 }
 
 /// Gateway flags (`--sse`).
@@ -160,7 +182,7 @@ pub struct GatewayArgs {
     pub allowed_origins: Vec<String>,
 
     /// API key clients must send as `X-API-Key` or `Authorization: Bearer` (repeatable). Off
-    /// when none is given.
+    /// when none is given. With --connect: the key sent to the remote (the first one).
     #[arg(
         long = "api-key",
         env = "AAREGURU_MCP_API_KEYS",
@@ -221,6 +243,7 @@ impl Backend {
 pub enum Mode {
     Stdio,
     Sse(Box<GatewayConfig>),
+    Connect(crate::bridge::BridgeConfig),
 }
 
 /// The command a gateway session runs.
@@ -304,7 +327,37 @@ impl Cli {
             timeout: self.upstream_timeout,
             cache_ttl: self.cache_ttl,
         };
-        let mode = if self.stdio {
+        let mode = if let Some(url) = self.connect {
+            if !self.command.is_empty() {
+                bail!("a COMMAND after `--` is only for --sse (the gateway wraps it)");
+            }
+            let url = url.trim().to_string();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("--connect needs an http:// or https:// URL, got {url:?}");
+            }
+            let mut headers = vec![];
+            for h in &self.bridge.headers {
+                let Some((name, value)) = h.split_once(':') else {
+                    bail!("--header must look like \"Name: value\", got {h:?}");
+                };
+                headers.push((name.trim().to_string(), value.trim().to_string()));
+            }
+            if let Some(key) = self
+                .gateway
+                .api_keys
+                .iter()
+                .map(|k| k.trim())
+                .find(|k| !k.is_empty())
+            {
+                headers.push(("authorization".into(), format!("Bearer {key}")));
+            }
+            Mode::Connect(crate::bridge::BridgeConfig {
+                url,
+                transport: self.bridge.transport,
+                headers,
+                max_line_bytes: self.max_line_bytes,
+            })
+        } else if self.stdio {
             if !self.command.is_empty() {
                 bail!("a COMMAND after `--` is only for --sse (the gateway wraps it)");
             }
@@ -319,7 +372,7 @@ impl Cli {
                 self.log_format,
             )?))
         } else {
-            bail!("choose a mode: --stdio or --sse");
+            bail!("choose a mode: --stdio, --sse or --connect URL");
         };
         Ok(Config {
             mode,
@@ -549,7 +602,7 @@ mod tests {
         all.extend_from_slice(args);
         match Cli::try_parse_from(all)?.into_config()?.mode {
             Mode::Sse(g) => Ok(*g),
-            Mode::Stdio => unreachable!(),
+            Mode::Stdio | Mode::Connect(_) => unreachable!(),
         }
     }
 
@@ -572,5 +625,40 @@ mod tests {
         assert!(err(&["--children", "2"]).contains("--backend shared"));
         assert!(err(&["--backend", "shared", "--children", "0"]).contains("between 1 and 256"));
         assert!(Cli::try_parse_from(["aareguru-mcp", "--sse", "--backend", "pooled"]).is_err());
+    }
+
+    #[test]
+    fn connect_mode_takes_a_url_headers_and_a_key() {
+        let cfg = Cli::try_parse_from([
+            "aareguru-mcp",
+            "--connect",
+            "https://example.com/mcp",
+            "--header",
+            "X-Team: aare",
+            "--api-key",
+            "k1",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap();
+        let Mode::Connect(b) = cfg.mode else {
+            panic!("not connect mode")
+        };
+        assert_eq!(b.transport, crate::bridge::TransportChoice::Auto);
+        assert!(b.headers.contains(&("X-Team".into(), "aare".into())));
+        assert!(
+            b.headers
+                .contains(&("authorization".into(), "Bearer k1".into()))
+        );
+        let bad = |args: &[&str]| {
+            let mut all = vec!["aareguru-mcp"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.into_config().map(|_| ()).map_err(|e| e.to_string()))
+        };
+        assert!(bad(&["--connect", "ftp://x"]).is_err());
+        assert!(bad(&["--connect", "http://x/mcp", "--header", "nocolon"]).is_err());
+        assert!(bad(&["--connect", "http://x/mcp", "--stdio"]).is_err());
     }
 }

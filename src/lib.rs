@@ -7,8 +7,10 @@
 //! - [`upstream`]: the Aareguru HTTP client with its shared TTL cache.
 //! - [`server`]: the rmcp server handler: tools, resources, prompts.
 //! - [`stdio`]: runs the server on stdin/stdout.
-//! - [`gateway`]: the HTTP+SSE gateway in front of stdio MCP children.
+//! - [`gateway`]: the HTTP gateway (Streamable HTTP and HTTP+SSE) in front of MCP servers.
+//! - [`bridge`]: `--connect`, a stdio server forwarding to a remote MCP server over HTTP.
 
+pub mod bridge;
 pub mod config;
 pub mod domain;
 pub mod gateway;

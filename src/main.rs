@@ -26,7 +26,7 @@ fn run() -> anyhow::Result<ExitCode> {
     let runtime = match config.mode {
         // One client, mostly waiting on I/O: a single thread keeps each child small when the
         // gateway runs hundreds of them.
-        Mode::Stdio => tokio::runtime::Builder::new_current_thread(),
+        Mode::Stdio | Mode::Connect(_) => tokio::runtime::Builder::new_current_thread(),
         Mode::Sse(_) => tokio::runtime::Builder::new_multi_thread(),
     }
     .enable_all()
@@ -34,6 +34,11 @@ fn run() -> anyhow::Result<ExitCode> {
     let result = runtime.block_on(async {
         match &config.mode {
             Mode::Stdio => stdio::run(&config).await,
+            Mode::Connect(bridge) => {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(stdio::cancel_on_signal(shutdown.clone()));
+                aareguru_mcp::bridge::run(bridge.clone(), shutdown).await
+            }
             Mode::Sse(gw) => {
                 let listener = gateway::bind(gw.bind)
                     .await

@@ -35,10 +35,12 @@ def start_fake(fake: str) -> tuple[subprocess.Popen, str]:
     return proc, "http://" + line.removeprefix("listening on ")
 
 
-def start_gateway(binary: str, extra: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    """Starts `BIN --sse --port 0 EXTRA`; returns it and its base URL (read from its JSON log)."""
+def start_gateway(
+    binary: str, extra: list[str], env: dict[str, str] | None = None, port: int = 0
+) -> tuple[subprocess.Popen, str]:
+    """Starts `BIN --sse --port PORT EXTRA`; returns it and its base URL (read from its JSON log)."""
     proc = subprocess.Popen(
-        [binary, "--sse", "--port", "0", "--log-format", "json", "--log-level", "info", *extra],
+        [binary, "--sse", "--port", str(port), "--log-format", "json", "--log-level", "info", *extra],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {})},

@@ -58,6 +58,9 @@ timeout 300 "$dir/venv/bin/python" tests/interop/sse_python.py "$bin" "$fake" "$
 echo "== Python SDK (mcp 2.3.0) over Streamable HTTP through the gateway"
 timeout 300 "$dir/venv/bin/python" tests/interop/mcp_python.py "$bin" "$fake" "$everything_js"
 
+echo "== Python SDK (mcp 2.3.0) over stdio through the --connect bridge to the gateway"
+timeout 300 "$dir/venv/bin/python" tests/interop/bridge_python.py "$bin" "$fake"
+
 echo "== TypeScript SDK ($sdk) over SSE and Streamable HTTP through the gateway"
 cp tests/interop/http_ts.mjs "$dir/node/"
 (cd "$dir/node" && timeout 300 node http_ts.mjs "$bin" "$fake" "$everything_js")
