@@ -16,14 +16,25 @@ if ! "$dir/venv/bin/python" -c 'import importlib.metadata as m; assert m.version
     "$dir/venv/bin/pip" install --quiet --disable-pip-version-check "mcp==2.3.0"
 fi
 
-# TypeScript SDK and the reference "everything" server
+# TypeScript SDK, the reference "everything" server, and supergateway (a peer gateway)
 sdk=1.32.2
 everything=2026.8.31
+supergateway=4.0.0
 if ! grep -q "\"version\": \"$sdk\"" "$dir/node/node_modules/@modelcontextprotocol/sdk/package.json" 2>/dev/null \
-   || ! grep -q "\"version\": \"$everything\"" "$dir/node/node_modules/@modelcontextprotocol/server-everything/package.json" 2>/dev/null; then
+   || ! grep -q "\"version\": \"$everything\"" "$dir/node/node_modules/@modelcontextprotocol/server-everything/package.json" 2>/dev/null \
+   || ! grep -q "\"version\": \"$supergateway\"" "$dir/node/node_modules/supergateway/package.json" 2>/dev/null; then
     echo '{"name":"aareguru-interop","private":true,"type":"module"}' > "$dir/node/package.json"
     npm install --prefix "$dir/node" --no-audit --no-fund --silent \
-        "@modelcontextprotocol/sdk@$sdk" "@modelcontextprotocol/server-everything@$everything"
+        "@modelcontextprotocol/sdk@$sdk" "@modelcontextprotocol/server-everything@$everything" "supergateway@$supergateway"
+fi
+
+# mcp-proxy (a peer gateway, PyPI), in its own venv: it pins its own MCP SDK
+proxy=0.13.0
+if [ ! -x "$dir/venv-proxy/bin/python" ]; then
+    python3 -m venv "$dir/venv-proxy"
+fi
+if ! "$dir/venv-proxy/bin/python" -c "import importlib.metadata as m; assert m.version('mcp-proxy') == '$proxy'" 2>/dev/null; then
+    "$dir/venv-proxy/bin/pip" install --quiet --disable-pip-version-check "mcp-proxy==$proxy"
 fi
 everything_js="$root/$dir/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 
@@ -60,6 +71,10 @@ timeout 300 "$dir/venv/bin/python" tests/interop/mcp_python.py "$bin" "$fake" "$
 
 echo "== Python SDK (mcp 2.3.0) over stdio through the --connect bridge to the gateway"
 timeout 300 "$dir/venv/bin/python" tests/interop/bridge_python.py "$bin" "$fake"
+
+echo "== The --connect bridge against the peers (supergateway $supergateway, mcp-proxy $proxy)"
+timeout 300 "$dir/venv/bin/python" tests/interop/peers_python.py "$bin" "$fake" \
+    "$root/$dir/node/node_modules/.bin/supergateway" "$root/$dir/venv-proxy/bin/mcp-proxy"
 
 echo "== TypeScript SDK ($sdk) over SSE and Streamable HTTP through the gateway"
 cp tests/interop/http_ts.mjs "$dir/node/"
