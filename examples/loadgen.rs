@@ -12,6 +12,7 @@
 //! target/release/examples/loadgen --mode sse --sessions 100 --calls 200 --child echo --backend shared
 //! target/release/examples/loadgen --mode sse --sessions 10000 --calls 0 --child aareguru --backend in-process
 //! target/release/examples/loadgen --mode sse --sessions 200 --calls 1 --wave 1 --child aareguru --backend per-session
+//! target/release/examples/loadgen --mode mcp --sessions 100 --calls 200 --child echo --backend shared
 //! target/release/examples/loadgen --mode stdio --sessions 10 --calls 1000 --child aareguru
 //! ```
 //!
@@ -342,6 +343,99 @@ async fn sse_session(run: Arc<Run>, i: usize) -> SessionResult<Option<Sse>> {
     (Some(setup_time), rtts, Some(sse))
 }
 
+/// A Streamable HTTP session: POST initialize (session id from the answer), then each call is
+/// one POST answered with the JSON response.
+async fn mcp_session(run: Arc<Run>, i: usize) -> SessionResult<Option<String>> {
+    let Run {
+        http,
+        base,
+        o,
+        barrier,
+        misrouted,
+        errors,
+        wave,
+    } = &*run;
+    let url = format!("{base}/mcp");
+    let permit = wave.clone().acquire_owned().await.unwrap();
+    let started = Instant::now();
+    let setup = async {
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "loadgen", "version": "1"}}});
+        let r = mcp_post(http, &url, None, &init).await?;
+        let session = r
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .ok_or("no Mcp-Session-Id")?
+            .to_string();
+        r.bytes().await.map_err(|e| e.to_string())?;
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        mcp_post(http, &url, Some(&session), &note).await?;
+        Ok::<_, String>(session)
+    }
+    .await;
+    let setup_time = started.elapsed();
+    drop(permit);
+    let session = match setup {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("session {i}: setup failed: {e}");
+            errors.fetch_add(1, Ordering::Relaxed);
+            barrier.wait().await;
+            barrier.wait().await;
+            return (None, vec![], None);
+        }
+    };
+    barrier.wait().await;
+    barrier.wait().await;
+    let mut rtts = Vec::with_capacity(o.calls);
+    for j in 0..o.calls {
+        let id = j as u64 + 1;
+        let (params, payload) = call(&o.child, i, j);
+        let msg = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
+        let t = Instant::now();
+        let reply = match mcp_post(http, &url, Some(&session), &msg).await {
+            Ok(r) => r.json::<Value>().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        let v = match reply {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("session {i}: POST failed: {e}");
+                errors.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        };
+        rtts.push(t.elapsed());
+        if v["id"] != id || !reply_matches(&v, &payload) {
+            misrouted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    (Some(setup_time), rtts, Some(session))
+}
+
+async fn mcp_post(
+    http: &reqwest::Client,
+    url: &str,
+    session: Option<&str>,
+    body: &Value,
+) -> Result<reqwest::Response, String> {
+    let mut r = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(body.to_string());
+    if let Some(s) = session {
+        r = r.header("mcp-session-id", s);
+    }
+    let r = r.send().await.map_err(|e| e.to_string())?;
+    if !r.status().is_success() {
+        return Err(format!("status {}", r.status()));
+    }
+    Ok(r)
+}
+
 /// One session's setup time (`None` if setup failed), call round trips, and what it keeps open.
 type SessionResult<K> = (Option<Duration>, Vec<Duration>, K);
 
@@ -418,13 +512,23 @@ async fn run_sse(o: Opts) -> Report {
         errors: errors.clone(),
         wave: Arc::new(tokio::sync::Semaphore::new(o.wave.max(1))),
     });
-    let tasks: Vec<_> = (0..o.sessions)
-        .map(|i| tokio::spawn(sse_session(run.clone(), i)))
-        .collect();
-    let m = measure(&barrier, tasks, pid).await;
+    let (m, mode) = if o.mode == "mcp" {
+        let tasks: Vec<_> = (0..o.sessions)
+            .map(|i| tokio::spawn(mcp_session(run.clone(), i)))
+            .collect();
+        (
+            measure(&barrier, tasks, pid).await,
+            "gateway (Streamable HTTP)",
+        )
+    } else {
+        let tasks: Vec<_> = (0..o.sessions)
+            .map(|i| tokio::spawn(sse_session(run.clone(), i)))
+            .collect();
+        (measure(&barrier, tasks, pid).await, "gateway (SSE)")
+    };
     let _ = gateway.kill().await;
     Report {
-        mode: "gateway (SSE)".into(),
+        mode: mode.into(),
         backend: o.backend.clone(),
         child: o.child.clone(),
         sessions: o.sessions,
@@ -572,6 +676,7 @@ async fn main() {
             for (sessions, calls) in [(1, 5000), (100, 200), (1000, 20)] {
                 let mut runs = vec![("stdio", "-")];
                 runs.extend(backends.iter().map(|b| ("sse", *b)));
+                runs.extend(backends.iter().map(|b| ("mcp", *b)));
                 for (mode, backend) in runs {
                     if mode == "stdio" && sessions == 1000 {
                         continue;
@@ -584,44 +689,48 @@ async fn main() {
                         child: child.clone(),
                         ..base.clone()
                     };
-                    print(if mode == "sse" {
-                        run_sse(o).await
-                    } else {
+                    print(if mode == "stdio" {
                         run_stdio(o).await
+                    } else {
+                        run_sse(o).await
                     });
                 }
             }
             // Setup latency, one session at a time.
-            for backend in backends {
-                let o = Opts {
-                    mode: "sse".into(),
-                    backend: (*backend).into(),
-                    sessions: 200,
-                    calls: 1,
-                    wave: 1,
-                    child: child.clone(),
-                    ..base.clone()
-                };
-                print(run_sse(o).await);
+            for mode in ["sse", "mcp"] {
+                for backend in backends {
+                    let o = Opts {
+                        mode: mode.into(),
+                        backend: (*backend).into(),
+                        sessions: 200,
+                        calls: 1,
+                        wave: 1,
+                        child: child.clone(),
+                        ..base.clone()
+                    };
+                    print(run_sse(o).await);
+                }
             }
             // 10 000 idle sessions where no process per session is needed.
-            for backend in backends.iter().filter(|b| **b != "per-session") {
-                let o = Opts {
-                    mode: "sse".into(),
-                    backend: (*backend).into(),
-                    sessions: 10_000,
-                    calls: 0,
-                    child: child.clone(),
-                    ..base.clone()
-                };
-                print(run_sse(o).await);
+            for mode in ["sse", "mcp"] {
+                for backend in backends.iter().filter(|b| **b != "per-session") {
+                    let o = Opts {
+                        mode: mode.into(),
+                        backend: (*backend).into(),
+                        sessions: 10_000,
+                        calls: 0,
+                        child: child.clone(),
+                        ..base.clone()
+                    };
+                    print(run_sse(o).await);
+                }
             }
         }
     } else {
-        let r = if base.mode == "sse" {
-            run_sse(base.clone()).await
-        } else {
+        let r = if base.mode == "stdio" {
             run_stdio(base.clone()).await
+        } else {
+            run_sse(base.clone()).await
         };
         print(r);
     }

@@ -71,7 +71,7 @@ pub struct Session {
     /// The id as sent in URLs and logs.
     pub id_str: String,
     /// Messages for the client's stream; `None` once the session is closed.
-    outbound: Mutex<Option<mpsc::UnboundedSender<String>>>,
+    outbound: Mutex<Option<Outbound>>,
     /// Bytes sitting in `outbound`, bounded by the config's session buffer.
     queued_bytes: AtomicUsize,
     /// Milliseconds since the gateway epoch of the last message either way.
@@ -80,6 +80,18 @@ pub struct Session {
     pub closed: CancellationToken,
     link: Link,
 }
+
+/// Where a session's messages for the client go.
+enum Outbound {
+    /// A queue read by the client's stream (HTTP+SSE).
+    Channel(mpsc::UnboundedSender<String>),
+    /// Handed straight to a router (Streamable HTTP), which applies its own bound and returns
+    /// false when the client has fallen too far behind.
+    Sink(Sink),
+}
+
+/// Receives a session's messages in order; false means "close the session, it is not read".
+pub type Sink = Box<dyn Fn(String) -> bool + Send + Sync>;
 
 /// What serves a session.
 enum Link {
@@ -133,17 +145,37 @@ impl Session {
     /// Queues a message for the client. Returns false when the session is closed or the client
     /// has fallen too far behind (the caller then closes the session).
     fn push(&self, message: String, limit: usize) -> bool {
-        let len = message.len();
-        let queued = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
-        // One message larger than the whole budget still goes through to an empty queue.
-        if queued > 0 && queued + len > limit {
-            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            return false;
-        }
-        match self.outbound.lock().unwrap().as_ref() {
-            Some(tx) => tx.send(message).is_ok(),
+        let outbound = self.outbound.lock().unwrap();
+        match outbound.as_ref() {
             None => false,
+            Some(Outbound::Sink(sink)) => sink(message),
+            Some(Outbound::Channel(tx)) => {
+                let len = message.len();
+                let queued = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+                // One message larger than the whole budget still goes through to an empty
+                // queue.
+                if queued > 0 && queued + len > limit {
+                    self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                    return false;
+                }
+                tx.send(message).is_ok()
+            }
         }
+    }
+
+    /// From now on, messages go to `sink` instead of the channel `rx` reads; what is already
+    /// queued there goes to the sink first, in order.
+    pub fn redirect(&self, mut rx: mpsc::UnboundedReceiver<String>, sink: Sink) {
+        let mut outbound = self.outbound.lock().unwrap();
+        if outbound.is_none() {
+            return;
+        }
+        while let Ok(message) = rx.try_recv() {
+            self.queued_bytes
+                .fetch_sub(message.len(), Ordering::Relaxed);
+            sink(message);
+        }
+        *outbound = Some(Outbound::Sink(sink));
     }
 
     /// Called by the stream as it hands a message to the client.
@@ -356,7 +388,7 @@ impl Sessions {
         let session = Arc::new(Session {
             id,
             id_str,
-            outbound: Mutex::new(Some(tx)),
+            outbound: Mutex::new(Some(Outbound::Channel(tx))),
             queued_bytes: AtomicUsize::new(0),
             last_activity: AtomicU64::new(self.now_ms()),
             closed: CancellationToken::new(),

@@ -24,7 +24,7 @@ use std::{
 use bytes::Buf;
 use futures::{Stream, StreamExt, stream};
 use serde_json::json;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use uuid::Uuid;
 use warp::{
     http::{HeaderMap, HeaderValue, StatusCode},
@@ -436,28 +436,22 @@ impl Gateway {
             .write()
             .unwrap()
             .insert(mcp.session.id, mcp.clone());
-        tokio::spawn(self.clone().dispatch(mcp.clone(), rx));
-        Ok(mcp)
-    }
-
-    /// Routes the session's server messages to streams until the session ends.
-    async fn dispatch(
-        self: Arc<Self>,
-        mcp: Arc<McpSession>,
-        mut rx: mpsc::UnboundedReceiver<String>,
-    ) {
+        // Messages from the server are routed as they are delivered, on the delivering task.
         let limit = self.config.session_buffer_bytes;
-        while let Some(text) = rx.recv().await {
-            mcp.session.delivered(text.len());
-            if !mcp.route(text, limit) {
-                tracing::warn!(session = %mcp.session.id_str, limit, "client is not collecting its messages; closing the session");
-                self.metrics.error("slow_client");
-                self.sessions.close(&mcp.session.id, CloseCause::SlowClient);
-            }
-        }
-        mcp.routes.lock().unwrap().ended = true;
-        mcp.changed.notify_waiters();
-        self.mcp.map.write().unwrap().remove(&mcp.session.id);
+        let router = Arc::downgrade(&mcp);
+        mcp.session.redirect(
+            rx,
+            Box::new(move |text| router.upgrade().is_none_or(|m| m.route(text, limit))),
+        );
+        // When the session ends, its streams end after what they hold.
+        let (gateway, watched) = (self.clone(), mcp.clone());
+        tokio::spawn(async move {
+            watched.session.closed.cancelled().await;
+            watched.routes.lock().unwrap().ended = true;
+            watched.changed.notify_waiters();
+            gateway.mcp.map.write().unwrap().remove(&watched.session.id);
+        });
+        Ok(mcp)
     }
 
     /// The answer to a POST with requests: JSON when the response comes first and alone, else
