@@ -1,0 +1,133 @@
+//! `aareguru-mcp --connect URL`: the stdio bridge in front of this gateway.
+
+use std::{process::Stdio, time::Duration};
+
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
+    process::{Child, ChildStdin, ChildStdout, Command},
+};
+
+use crate::{
+    gateway_util::Gateway,
+    util::{BIN, WAIT},
+};
+
+struct Bridge {
+    _child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl Bridge {
+    fn start(args: &[&str]) -> Bridge {
+        let mut child = Command::new(BIN)
+            .arg("--connect")
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Bridge {
+            stdin: child.stdin.take().unwrap(),
+            stdout: BufReader::new(child.stdout.take().unwrap()).lines(),
+            _child: child,
+        }
+    }
+
+    async fn send(&mut self, v: Value) {
+        self.stdin
+            .write_all(format!("{v}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    async fn next(&mut self) -> Value {
+        let line = tokio::time::timeout(WAIT, self.stdout.next_line())
+            .await
+            .expect("bridge answered in time")
+            .unwrap()
+            .expect("bridge stdout open");
+        serde_json::from_str(&line).expect("bridge stdout carries JSON only")
+    }
+
+    async fn initialize(&mut self) -> Value {
+        self.send(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}}))
+            .await;
+        let r = self.next().await;
+        self.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        r
+    }
+}
+
+#[tokio::test]
+async fn the_bridge_relays_both_transports_with_ids_intact() {
+    let gw = Gateway::with_fixture(&["--backend", "shared"]).await;
+    for path in ["/mcp", "/sse"] {
+        let mut b = Bridge::start(&[&gw.url(path)]);
+        let init = b.initialize().await;
+        assert_eq!(
+            init["result"]["serverInfo"]["name"], "fixture-server",
+            "{path}"
+        );
+        for id in [json!(1), json!("1")] {
+            b.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                          "params": {"name": "echo", "arguments": {"id": id}}}))
+                .await;
+            let r = b.next().await;
+            assert_eq!(r["id"], id, "{path}: {r}");
+            assert_eq!(r["result"]["structuredContent"]["id"], id);
+        }
+        // Progress notifications arrive before the response, with the host's own token.
+        b.send(
+            json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+            "name": "progress", "arguments": {"count": 2}, "_meta": {"progressToken": "p"}}}),
+        )
+        .await;
+        for _ in 0..2 {
+            let m = b.next().await;
+            assert_eq!(m["method"], "notifications/progress", "{path}: {m}");
+            assert_eq!(m["params"]["progressToken"], "p");
+        }
+        assert_eq!(b.next().await["id"], 9);
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_remote_is_an_error_not_a_hang() {
+    // Nothing listens on port 9.
+    let mut b = Bridge::start(&["http://127.0.0.1:9/mcp"]);
+    let started = std::time::Instant::now();
+    let r = b.initialize().await;
+    assert_eq!(r["id"], 0);
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be reached"),
+        "{r}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn http_errors_become_json_rpc_errors_for_the_request() {
+    // The gateway with an API key, the bridge without: the 401 comes back as an error.
+    let fixture = crate::gateway_util::example("fixture_server");
+    let gw = Gateway::start(&["--api-key", "sekret", "--", &fixture], &[]).await;
+    let mut b = Bridge::start(&[&gw.url("/mcp"), "--transport", "streamable-http"]);
+    let r = b.initialize().await;
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("401"),
+        "{r}"
+    );
+    // With the key, it works.
+    let mut b = Bridge::start(&[&gw.url("/mcp"), "--api-key", "sekret"]);
+    let r = b.initialize().await;
+    assert_eq!(r["result"]["serverInfo"]["name"], "fixture-server", "{r}");
+}
