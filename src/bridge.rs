@@ -528,7 +528,10 @@ impl Bridge {
                 let finished = until.is_some_and(|want| {
                     matches!(jsonrpc::classify(event.data.as_bytes()), Ok(Kind::Response { ref id }) if id == want)
                 });
-                if let Ok(v) = serde_json::from_str::<Value>(&event.data) {
+                // Only an initialize result is worth parsing here.
+                if event.data.contains("\"serverInfo\"")
+                    && let Ok(v) = serde_json::from_str::<Value>(&event.data)
+                {
                     self.observe(&v);
                 }
                 self.to_host(event.data);

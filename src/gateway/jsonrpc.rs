@@ -123,8 +123,9 @@ impl<'a> Envelope<'a> {
         serde_json::from_str(self.get("params")?.get()).ok()
     }
 
-    /// The message again, with `replace` (key, raw JSON) overriding or adding fields.
-    pub fn render(&self, replace: &[(&str, &str)]) -> Bytes {
+    /// The message again, with `replace` (key, raw JSON) overriding or adding fields. A `Vec`,
+    /// so it becomes `Bytes` or a `String` without another copy.
+    pub fn render(&self, replace: &[(&str, &str)]) -> Vec<u8> {
         let mut out = Vec::with_capacity(
             self.fields
                 .values()
@@ -157,7 +158,7 @@ impl<'a> Envelope<'a> {
             }
         }
         out.push(b'}');
-        Bytes::from(out)
+        out
     }
 }
 

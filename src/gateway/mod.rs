@@ -217,10 +217,18 @@ fn error_reply(status: StatusCode, message: &str) -> Response {
 
 /// A JSON-RPC error as an HTTP error body (for messages that never reach a session).
 fn rpc_error_reply(status: StatusCode, code: i64, message: &str) -> Response {
-    json_reply(
+    rpc_error_reply_for(status, None, code, message)
+}
+
+/// Like [`rpc_error_reply`], answering the request with raw id `id`.
+fn rpc_error_reply_for(status: StatusCode, id: Option<&str>, code: i64, message: &str) -> Response {
+    let mut r = reply(
         status,
-        json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}),
-    )
+        jsonrpc::error_response(id.unwrap_or("null"), code, message),
+    );
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r
 }
 
 impl Gateway {
@@ -306,6 +314,20 @@ impl Gateway {
             }
             (true, false) => "not found; MCP clients connect to /mcp (Streamable HTTP)",
             (false, _) => "not found; MCP clients connect to /sse (HTTP+SSE)",
+        }
+    }
+
+    /// The HTTP answer when a message could not be handed to the session's server.
+    fn forward_refused(&self, e: ForwardError) -> Response {
+        match e {
+            ForwardError::Closed => error_reply(StatusCode::NOT_FOUND, "the session has ended"),
+            ForwardError::Busy => {
+                self.metrics.error("child_busy");
+                let mut r = error_reply(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+                r.headers_mut()
+                    .insert("retry-after", HeaderValue::from(1u32));
+                r
+            }
         }
     }
 
@@ -535,18 +557,8 @@ impl Gateway {
                 );
                 continue;
             }
-            match self.sessions.forward(&session, part, &kind).await {
-                Ok(()) => {}
-                Err(ForwardError::Closed) => {
-                    return error_reply(StatusCode::NOT_FOUND, "the session has ended");
-                }
-                Err(e @ ForwardError::Busy) => {
-                    self.metrics.error("child_busy");
-                    let mut r = error_reply(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
-                    r.headers_mut()
-                        .insert("retry-after", HeaderValue::from(1u32));
-                    return r;
-                }
+            if let Err(e) = self.sessions.forward(&session, part, &kind).await {
+                return self.forward_refused(e);
             }
         }
         reply(StatusCode::ACCEPTED, "Accepted".into())

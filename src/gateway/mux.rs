@@ -286,7 +286,7 @@ impl Mux {
         if let Some(p) = &params_raw {
             replace.push(("params", p.as_str()));
         }
-        let bytes = env.render(&replace);
+        let bytes = Bytes::from(env.render(&replace));
         self.seq += 1;
         self.pending.insert(
             n,
@@ -324,7 +324,7 @@ impl Mux {
         let mut params = env.params().unwrap_or_else(|| json!({}));
         params["requestId"] = json!(n);
         let params = params.to_string();
-        self.send_child(env.render(&[("params", &params)]), out);
+        self.send_child(Bytes::from(env.render(&[("params", &params)])), out);
     }
 
     /// Drops a pending child-side id and its progress token.
@@ -337,25 +337,20 @@ impl Mux {
     }
 
     fn client_response(&mut self, session: Uuid, id: &str, line: &[u8], out: &mut Vec<Out>) {
-        let Some(g) = id.parse::<u64>().ok() else {
+        // Only the session that was asked may answer.
+        let g = id
+            .parse::<u64>()
+            .ok()
+            .filter(|g| self.asked.get(g).is_some_and(|a| a.session == session));
+        let Some((g, asked)) = g.and_then(|g| self.asked.remove(&g).map(|a| (g, a))) else {
             tracing::debug!(session = %session, id, "response to an unknown request; dropped");
-            return;
-        };
-        match self.asked.get(&g) {
-            Some(a) if a.session == session => {}
-            _ => {
-                tracing::debug!(session = %session, id, "response to an unknown request; dropped");
-                return;
-            }
-        }
-        let Some(asked) = self.asked.remove(&g) else {
             return;
         };
         if let Some(m) = self.members.get_mut(&session) {
             m.asked.remove(&g);
         }
         if let Some(env) = Envelope::parse(line) {
-            self.send_child(env.render(&[("id", &asked.child_id)]), out);
+            self.send_child(Bytes::from(env.render(&[("id", &asked.child_id)])), out);
         }
     }
 
@@ -814,7 +809,7 @@ impl Mux {
         for (g, a) in self.asked.drain() {
             let params = json!({"requestId": g, "reason": "the MCP server restarted"});
             let note = jsonrpc::message(None, "notifications/cancelled", Some(&params));
-            out.push(Out::Session(a.session, text(note)));
+            out.push(Out::Session(a.session, text(note.to_vec())));
         }
         for m in self.members.values_mut() {
             m.requests.clear();
@@ -849,9 +844,9 @@ impl Mux {
     }
 }
 
-fn text(bytes: Bytes) -> String {
+fn text(rendered: Vec<u8>) -> String {
     // Rendered from parsed JSON, so valid UTF-8.
-    String::from_utf8(bytes.to_vec()).unwrap_or_default()
+    String::from_utf8(rendered).unwrap_or_default()
 }
 
 fn uri_param(line: &[u8]) -> Option<String> {

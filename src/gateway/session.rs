@@ -378,7 +378,7 @@ impl Sessions {
                 // The least busy slot, preferring ready ones.
                 let slot = children
                     .iter()
-                    .min_by_key(|c| (!c.is_ready(), c.members()))
+                    .min_by_key(|c| c.load())
                     .expect("at least one shared child");
                 slot.attach(id);
                 (Link::Shared(slot.clone()), None)

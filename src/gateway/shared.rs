@@ -6,7 +6,7 @@
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -40,7 +40,6 @@ pub struct SharedChild {
     pub index: usize,
     name: String,
     inner: Mutex<Inner>,
-    members: AtomicUsize,
     pid: AtomicU32,
     restarts: AtomicU64,
 }
@@ -56,7 +55,6 @@ impl SharedChild {
                 mux: Mux::new(),
                 stdin: None,
             }),
-            members: AtomicUsize::new(0),
             pid: AtomicU32::new(0),
             restarts: AtomicU64::new(0),
         })
@@ -66,8 +64,13 @@ impl SharedChild {
         &self.name
     }
 
-    pub fn members(&self) -> usize {
-        self.members.load(Ordering::Relaxed)
+    /// How to rank this slot for a new session: ready ones first, then the least busy.
+    pub fn load(&self) -> (bool, usize) {
+        let inner = self.inner.lock().unwrap();
+        (
+            inner.stdin.is_none() || !inner.mux.is_ready(),
+            inner.mux.members(),
+        )
     }
 
     /// Running and initialized (or not yet asked to initialize).
@@ -95,7 +98,6 @@ impl SharedChild {
 
     pub fn attach(&self, session: Uuid) {
         self.inner.lock().unwrap().mux.attach(session);
-        self.members.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The session has ended: its requests are cancelled toward the child.
@@ -105,8 +107,6 @@ impl SharedChild {
         inner.mux.detach(session, &mut out);
         // Only child-bound messages come out of a detach; nothing to close.
         let _ = self.apply(&mut inner, out, sessions);
-        drop(inner);
-        self.members.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// One client message for the child (rewritten by the mux).

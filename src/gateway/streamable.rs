@@ -35,7 +35,8 @@ use warp::{
 use super::{
     Gateway, error_reply, json_reply,
     jsonrpc::{self, Kind},
-    session::{CloseCause, ForwardError, OpenError, Session},
+    rpc_error_reply_for,
+    session::{CloseCause, OpenError, Session},
 };
 
 /// Revisions whose clients speak this transport.
@@ -101,16 +102,6 @@ pub struct McpSession {
 #[derive(Default)]
 pub struct Registry {
     map: RwLock<HashMap<Uuid, Arc<McpSession>>>,
-}
-
-impl Registry {
-    pub fn len(&self) -> usize {
-        self.map.read().unwrap().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl McpSession {
@@ -231,15 +222,6 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// A JSON-RPC error as the body of an HTTP error.
-fn rpc_refusal(status: StatusCode, id: Option<&str>, code: i64, message: &str) -> Response {
-    let id = id.unwrap_or("null");
-    let mut r = super::reply(status, jsonrpc::error_response(id, code, message));
-    r.headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
-    r
-}
-
 impl Gateway {
     /// `MCP-Protocol-Version`, when sent, must be one this transport serves.
     fn check_version(&self, headers: &HeaderMap) -> Result<Option<String>, Box<Response>> {
@@ -252,7 +234,7 @@ impl Gateway {
                     "unsupported MCP-Protocol-Version {v:?}; this server speaks {} over Streamable HTTP (initialize to negotiate)",
                     VERSIONS.join(", ")
                 );
-                Err(Box::new(rpc_refusal(
+                Err(Box::new(rpc_error_reply_for(
                     StatusCode::BAD_REQUEST,
                     None,
                     jsonrpc::INVALID_REQUEST,
@@ -315,7 +297,7 @@ impl Gateway {
         }) {
             // The 2026-07-28 probe: a fast 400 lets the client fall back to initialize.
             self.metrics.reject("protocol_version");
-            return rpc_refusal(
+            return rpc_error_reply_for(
                 StatusCode::BAD_REQUEST,
                 Some(id),
                 jsonrpc::METHOD_NOT_FOUND,
@@ -326,7 +308,7 @@ impl Gateway {
         if parsed.batch && (init.is_some() || version.as_deref().is_some_and(|v| v != "2025-03-26"))
         {
             self.metrics.reject("batch");
-            return rpc_refusal(
+            return rpc_error_reply_for(
                 StatusCode::BAD_REQUEST,
                 None,
                 jsonrpc::INVALID_REQUEST,
@@ -375,18 +357,8 @@ impl Gateway {
             id
         });
         for (line, kind) in parsed.messages {
-            match self.sessions.forward(&mcp.session, line, &kind).await {
-                Ok(()) => {}
-                Err(ForwardError::Closed) => {
-                    return error_reply(StatusCode::NOT_FOUND, "the session has ended");
-                }
-                Err(e @ ForwardError::Busy) => {
-                    self.metrics.error("child_busy");
-                    let mut r = error_reply(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
-                    r.headers_mut()
-                        .insert("retry-after", HeaderValue::from(1u32));
-                    return r;
-                }
+            if let Err(e) = self.sessions.forward(&mcp.session, line, &kind).await {
+                return self.forward_refused(e);
             }
         }
         let Some(stream) = stream else {
