@@ -274,19 +274,27 @@ struct Run {
     wave: Arc<tokio::sync::Semaphore>,
 }
 
-async fn sse_session(run: Arc<Run>, i: usize) -> SessionResult<Option<Sse>> {
-    let Run {
-        http,
-        base,
-        o,
-        barrier,
-        misrouted,
-        errors,
-        wave,
-    } = &*run;
-    let permit = wave.clone().acquire_owned().await.unwrap();
-    let started = Instant::now();
-    let setup = async {
+/// One transport's way to open a session and make a call in it.
+trait Channel: Sized + Send + 'static {
+    /// New session to `initialize` answered (and `initialized` sent).
+    fn open(run: &Run) -> impl Future<Output = Result<Self, String>> + Send + '_;
+    /// One request in, its reply out.
+    fn call<'a>(
+        &'a mut self,
+        run: &'a Run,
+        msg: &'a Value,
+    ) -> impl Future<Output = Result<Value, String>> + Send + 'a;
+}
+
+/// HTTP+SSE: the stream plus its POST endpoint; a call is a POST and the next event.
+struct SseChannel {
+    sse: Sse,
+    endpoint: String,
+}
+
+impl Channel for SseChannel {
+    async fn open(run: &Run) -> Result<Self, String> {
+        let (http, base) = (&run.http, &run.base);
         let mut sse = open_sse(http, base).await?;
         let (_, endpoint) = sse.next().await.ok_or("no endpoint event")?;
         let endpoint = format!("{base}{endpoint}");
@@ -300,68 +308,34 @@ async fn sse_session(run: Arc<Run>, i: usize) -> SessionResult<Option<Sse>> {
                 break;
             }
         }
-        post(http, &endpoint, &json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await?;
-        Ok::<_, String>((sse, endpoint))
+        post(
+            http,
+            &endpoint,
+            &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        )
+        .await?;
+        Ok(SseChannel { sse, endpoint })
     }
-    .await;
-    let setup_time = started.elapsed();
-    drop(permit);
-    let (mut sse, endpoint) = match setup {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("session {i}: setup failed: {e}");
-            errors.fetch_add(1, Ordering::Relaxed);
-            barrier.wait().await;
-            barrier.wait().await;
-            return (None, vec![], None);
-        }
-    };
-    // All sessions are open before anyone calls (and memory is sampled in between).
-    barrier.wait().await;
-    barrier.wait().await;
-    let mut rtts = Vec::with_capacity(o.calls);
-    for j in 0..o.calls {
-        let id = j as u64 + 1;
-        let (params, payload) = call(&o.child, i, j);
-        let msg = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
-        let t = Instant::now();
-        if let Err(e) = post(http, &endpoint, &msg).await {
-            eprintln!("session {i}: POST failed: {e}");
-            errors.fetch_add(1, Ordering::Relaxed);
-            break;
-        }
-        let Some((_, data)) = sse.next().await else {
-            errors.fetch_add(1, Ordering::Relaxed);
-            break;
-        };
-        rtts.push(t.elapsed());
-        let v: Value = serde_json::from_str(&data).unwrap_or_default();
-        if v["id"] != id || !reply_matches(&v, &payload) {
-            misrouted.fetch_add(1, Ordering::Relaxed);
-        }
+
+    async fn call(&mut self, run: &Run, msg: &Value) -> Result<Value, String> {
+        post(&run.http, &self.endpoint, msg).await?;
+        let (_, data) = self.sse.next().await.ok_or("stream ended")?;
+        Ok(serde_json::from_str(&data).unwrap_or_default())
     }
-    (Some(setup_time), rtts, Some(sse))
 }
 
-/// A Streamable HTTP session: POST initialize (session id from the answer), then each call is
-/// one POST answered with the JSON response.
-async fn mcp_session(run: Arc<Run>, i: usize) -> SessionResult<Option<String>> {
-    let Run {
-        http,
-        base,
-        o,
-        barrier,
-        misrouted,
-        errors,
-        wave,
-    } = &*run;
-    let url = format!("{base}/mcp");
-    let permit = wave.clone().acquire_owned().await.unwrap();
-    let started = Instant::now();
-    let setup = async {
+/// Streamable HTTP: the session id; a call is one POST answered with the JSON response.
+struct McpChannel {
+    url: String,
+    session: String,
+}
+
+impl Channel for McpChannel {
+    async fn open(run: &Run) -> Result<Self, String> {
+        let url = format!("{}/mcp", run.base);
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "loadgen", "version": "1"}}});
-        let r = mcp_post(http, &url, None, &init).await?;
+        let r = mcp_post(&run.http, &url, None, &init).await?;
         let session = r
             .headers()
             .get("mcp-session-id")
@@ -370,48 +344,56 @@ async fn mcp_session(run: Arc<Run>, i: usize) -> SessionResult<Option<String>> {
             .to_string();
         r.bytes().await.map_err(|e| e.to_string())?;
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        mcp_post(http, &url, Some(&session), &note).await?;
-        Ok::<_, String>(session)
+        mcp_post(&run.http, &url, Some(&session), &note).await?;
+        Ok(McpChannel { url, session })
     }
-    .await;
+
+    async fn call(&mut self, run: &Run, msg: &Value) -> Result<Value, String> {
+        let r = mcp_post(&run.http, &self.url, Some(&self.session), msg).await?;
+        r.json::<Value>().await.map_err(|e| e.to_string())
+    }
+}
+
+/// One session of a run: set up (in a wave), wait until all are open (memory is sampled in
+/// between), make the calls, check every reply.
+async fn session<C: Channel>(run: Arc<Run>, i: usize) -> SessionResult<Option<C>> {
+    let permit = run.wave.clone().acquire_owned().await.unwrap();
+    let started = Instant::now();
+    let setup = C::open(&run).await;
     let setup_time = started.elapsed();
     drop(permit);
-    let session = match setup {
-        Ok(s) => s,
+    let mut channel = match setup {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("session {i}: setup failed: {e}");
-            errors.fetch_add(1, Ordering::Relaxed);
-            barrier.wait().await;
-            barrier.wait().await;
+            run.errors.fetch_add(1, Ordering::Relaxed);
+            run.barrier.wait().await;
+            run.barrier.wait().await;
             return (None, vec![], None);
         }
     };
-    barrier.wait().await;
-    barrier.wait().await;
-    let mut rtts = Vec::with_capacity(o.calls);
-    for j in 0..o.calls {
+    run.barrier.wait().await;
+    run.barrier.wait().await;
+    let mut rtts = Vec::with_capacity(run.o.calls);
+    for j in 0..run.o.calls {
         let id = j as u64 + 1;
-        let (params, payload) = call(&o.child, i, j);
+        let (params, payload) = call(&run.o.child, i, j);
         let msg = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
         let t = Instant::now();
-        let reply = match mcp_post(http, &url, Some(&session), &msg).await {
-            Ok(r) => r.json::<Value>().await.map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        let v = match reply {
+        let v = match channel.call(&run, &msg).await {
             Ok(v) => v,
             Err(e) => {
-                eprintln!("session {i}: POST failed: {e}");
-                errors.fetch_add(1, Ordering::Relaxed);
+                eprintln!("session {i}: call failed: {e}");
+                run.errors.fetch_add(1, Ordering::Relaxed);
                 break;
             }
         };
         rtts.push(t.elapsed());
         if v["id"] != id || !reply_matches(&v, &payload) {
-            misrouted.fetch_add(1, Ordering::Relaxed);
+            run.misrouted.fetch_add(1, Ordering::Relaxed);
         }
     }
-    (Some(setup_time), rtts, Some(session))
+    (Some(setup_time), rtts, Some(channel))
 }
 
 async fn mcp_post(
@@ -514,7 +496,7 @@ async fn run_sse(o: Opts) -> Report {
     });
     let (m, mode) = if o.mode == "mcp" {
         let tasks: Vec<_> = (0..o.sessions)
-            .map(|i| tokio::spawn(mcp_session(run.clone(), i)))
+            .map(|i| tokio::spawn(session::<McpChannel>(run.clone(), i)))
             .collect();
         (
             measure(&barrier, tasks, pid).await,
@@ -522,7 +504,7 @@ async fn run_sse(o: Opts) -> Report {
         )
     } else {
         let tasks: Vec<_> = (0..o.sessions)
-            .map(|i| tokio::spawn(sse_session(run.clone(), i)))
+            .map(|i| tokio::spawn(session::<SseChannel>(run.clone(), i)))
             .collect();
         (measure(&barrier, tasks, pid).await, "gateway (SSE)")
     };
