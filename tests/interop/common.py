@@ -55,3 +55,28 @@ def start_gateway(
             threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
             return proc, "http://" + entry["address"]
     raise RuntimeError("gateway did not start")
+
+
+def client_callbacks(seen: dict, sample, root_uri: str, root_name: str) -> dict:
+    """ClientSession keyword arguments answering the server's sampling (with `sample(prompt)` as
+    the text), roots (one root) and elicitation (decline) requests, counting each in `seen`."""
+    import mcp.types as types
+
+    async def sampling(context, params: types.CreateMessageRequestParams):
+        seen["sampling"] += 1
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text=sample(params.messages[0].content.text)),
+            model="interop-test-model",
+            stop_reason="endTurn",
+        )
+
+    async def roots(context):
+        seen["roots"] += 1
+        return types.ListRootsResult(roots=[types.Root(uri=root_uri, name=root_name)])
+
+    async def elicitation(context, params):
+        seen["elicitation"] += 1
+        return types.ElicitResult(action="decline")
+
+    return dict(sampling_callback=sampling, list_roots_callback=roots, elicitation_callback=elicitation)

@@ -16,11 +16,10 @@ import json
 import sys
 import time
 
-import mcp.types as types
 from mcp import Client, ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from common import check, start_fake, start_gateway, summary, text_of
+from common import check, client_callbacks, start_fake, start_gateway, summary, text_of
 
 BIN, FAKE, EVERYTHING = sys.argv[1], sys.argv[2], sys.argv[3]
 
@@ -57,29 +56,11 @@ async def low_level(url: str, label: str) -> None:
 async def everything(url: str, label: str) -> None:
     seen = {"sampling": 0, "roots": 0, "elicitation": 0}
 
-    async def sampling(context, params: types.CreateMessageRequestParams):
-        seen["sampling"] += 1
-        return types.CreateMessageResult(
-            role="assistant",
-            content=types.TextContent(type="text", text="sampled-over-streamable-http"),
-            model="interop-test-model",
-            stop_reason="endTurn",
-        )
-
-    async def roots(context):
-        seen["roots"] += 1
-        return types.ListRootsResult(roots=[types.Root(uri="file:///tmp/mcp-root", name="interop")])
-
-    async def elicitation(context, params):
-        seen["elicitation"] += 1
-        return types.ElicitResult(action="decline")
-
     progress = []
 
     async with streamable_http_client(url) as (read, write):
-        async with ClientSession(
-            read, write, sampling_callback=sampling, list_roots_callback=roots, elicitation_callback=elicitation
-        ) as s:
+        callbacks = client_callbacks(seen, lambda prompt: "sampled-over-streamable-http", "file:///tmp/mcp-root", "interop")
+        async with ClientSession(read, write, **callbacks) as s:
             await s.initialize()
             r = await s.call_tool("echo", {"message": "hello over /mcp"})
             check("hello over /mcp" in text_of(r), f"{label}: echo")

@@ -14,11 +14,10 @@ import asyncio
 import json
 import sys
 
-import mcp.types as types
 from mcp import ClientSession
 from mcp.client.sse import sse_client
 
-from common import check, start_fake, start_gateway, summary, text_of
+from common import check, client_callbacks, start_fake, start_gateway, summary, text_of
 
 BIN, FAKE, EVERYTHING = sys.argv[1], sys.argv[2], sys.argv[3]
 
@@ -44,32 +43,11 @@ async def aareguru(base: str) -> None:
 async def everything(base: str) -> None:
     seen = {"sampling": 0, "roots": 0, "elicitation": 0}
 
-    async def sampling(context, params: types.CreateMessageRequestParams):
-        seen["sampling"] += 1
-        prompt = params.messages[0].content.text
-        return types.CreateMessageResult(
-            role="assistant",
-            content=types.TextContent(type="text", text=f"sampled-by-python: {prompt}"),
-            model="interop-test-model",
-            stop_reason="endTurn",
-        )
-
-    async def roots(context):
-        seen["roots"] += 1
-        return types.ListRootsResult(roots=[types.Root(uri="file:///tmp/interop-root", name="interop")])
-
-    async def elicitation(context, params):
-        seen["elicitation"] += 1
-        return types.ElicitResult(action="decline")
-
     async with sse_client(f"{base}/sse") as (read, write):
-        async with ClientSession(
-            read,
-            write,
-            sampling_callback=sampling,
-            list_roots_callback=roots,
-            elicitation_callback=elicitation,
-        ) as s:
+        callbacks = client_callbacks(
+            seen, lambda prompt: f"sampled-by-python: {prompt}", "file:///tmp/interop-root", "interop"
+        )
+        async with ClientSession(read, write, **callbacks) as s:
             init = await s.initialize()
             check("everything" in init.server_info.name.lower(), f"everything: server {init.server_info.name}")
             names = {t.name for t in (await s.list_tools()).tools}
@@ -93,26 +71,10 @@ async def everything_shared(base: str, sessions: int = 4) -> None:
 
     seen = [{"sampling": 0, "elicitation": 0, "roots": 0} for _ in range(sessions)]
 
-    def callbacks(i: int):
-        async def sampling(context, params: types.CreateMessageRequestParams):
-            seen[i]["sampling"] += 1
-            prompt = params.messages[0].content.text
-            return types.CreateMessageResult(
-                role="assistant",
-                content=types.TextContent(type="text", text=f"sampled-by-session-{i}: {prompt}"),
-                model="interop-test-model",
-                stop_reason="endTurn",
-            )
-
-        async def roots(context):
-            seen[i]["roots"] += 1
-            return types.ListRootsResult(roots=[types.Root(uri=f"file:///tmp/session-{i}", name=f"s{i}")])
-
-        async def elicitation(context, params):
-            seen[i]["elicitation"] += 1
-            return types.ElicitResult(action="decline")
-
-        return dict(sampling_callback=sampling, list_roots_callback=roots, elicitation_callback=elicitation)
+    def callbacks(i: int) -> dict:
+        return client_callbacks(
+            seen[i], lambda prompt: f"sampled-by-session-{i}: {prompt}", f"file:///tmp/session-{i}", f"s{i}"
+        )
 
     async with AsyncExitStack() as stack:
         clients = []

@@ -38,6 +38,25 @@ fn parse_sse(body: &str) -> Vec<Ev> {
         .collect()
 }
 
+/// The first event with data on an SSE body (within 10 s); the body stays open.
+async fn first_message(
+    body: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+) -> Ev {
+    use futures::StreamExt;
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let chunk = body.next().await.expect("stream open").expect("chunk");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if let Some(e) = parse_sse(&text).into_iter().find(|e| !e.data.is_empty()) {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("an event within 10 s")
+}
+
 struct Mcp {
     http: reqwest::Client,
     url: String,
@@ -351,16 +370,7 @@ async fn a_dropped_stream_is_resumed_with_last_event_id() {
         .await;
     assert_eq!(r.status(), 200);
     let mut body = r.bytes_stream();
-    use futures::StreamExt;
-    let mut text = String::new();
-    let question = loop {
-        text.push_str(&String::from_utf8_lossy(
-            &body.next().await.unwrap().unwrap(),
-        ));
-        if let Some(e) = parse_sse(&text).into_iter().find(|e| !e.data.is_empty()) {
-            break e;
-        }
-    };
+    let question = first_message(&mut body).await;
     // The connection drops before the tool's response.
     drop(body);
     let asked: Value = serde_json::from_str(&question.data).unwrap();
@@ -421,21 +431,8 @@ async fn the_listen_stream_carries_unrelated_messages_and_is_single() {
         .post(&Mcp::call(json!(1), "touch", json!({"uri": "x://y"})))
         .await;
     assert_eq!(r.status(), 200);
-    use futures::StreamExt;
     let mut body = g.bytes_stream();
-    let mut text = String::new();
-    let got = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            text.push_str(&String::from_utf8_lossy(
-                &body.next().await.unwrap().unwrap(),
-            ));
-            if let Some(e) = parse_sse(&text).into_iter().find(|e| !e.data.is_empty()) {
-                return e;
-            }
-        }
-    })
-    .await
-    .expect("list change on the listen stream");
+    let got = first_message(&mut body).await;
     let m: Value = serde_json::from_str(&got.data).unwrap();
     assert_eq!(m["method"], "notifications/resources/list_changed");
     // Once the listen connection is gone, another may open.
