@@ -94,6 +94,7 @@ struct Bridge {
 }
 
 /// Why a message could not be delivered.
+#[derive(Debug)]
 enum Failure {
     /// Could not reach the remote at all.
     Unreachable(String),
@@ -101,6 +102,16 @@ enum Failure {
     SessionLost,
     /// The remote answered with an HTTP error.
     Status(u16, String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Unreachable(e) => f.write_str(e),
+            Failure::SessionLost => f.write_str("session lost"),
+            Failure::Status(status, body) => write!(f, "HTTP {status}: {body}"),
+        }
+    }
 }
 
 pub async fn run(config: BridgeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -274,15 +285,7 @@ impl Bridge {
     }
 
     fn describe(&self, f: &Failure, what: &str) {
-        match f {
-            Failure::Unreachable(e) => {
-                tracing::warn!(error = %e, "cannot deliver {what}: remote unreachable")
-            }
-            Failure::SessionLost => {
-                tracing::warn!("cannot deliver {what}: the remote session is gone")
-            }
-            Failure::Status(s, body) => tracing::warn!(status = s, %body, "remote refused {what}"),
-        }
+        tracing::warn!(error = %f, "cannot deliver {what} to the remote MCP server");
     }
 
     async fn send_request(self: Arc<Self>, line: Bytes, id: String, method: String) {
@@ -316,13 +319,9 @@ impl Bridge {
             }
             Err(f @ (Failure::Unreachable(_) | Failure::SessionLost)) => {
                 self.describe(&f, "a request");
-                let detail = match &f {
-                    Failure::Unreachable(e) => e.clone(),
-                    _ => "session lost".into(),
-                };
                 self.fail(
                     &id,
-                    &format!("the remote MCP server could not be reached ({detail}); the bridge is reconnecting"),
+                    &format!("the remote MCP server could not be reached ({f}); the bridge is reconnecting"),
                 );
                 if method != "initialize" || self.handshake.lock().unwrap().is_some() {
                     self.clone().start_reconnect();
@@ -740,22 +739,20 @@ impl Bridge {
         let (tx, rx) = oneshot::channel();
         self.internal.lock().unwrap().insert(id.clone(), tx);
         let line = jsonrpc::message(Some(&id), "initialize", Some(params));
-        let sent = self.post(&line, true).await;
-        let cleanup = |b: &Self| {
-            b.internal.lock().unwrap().remove(&id);
+        let answer = match self.post(&line, true).await {
+            Ok(()) => tokio::time::timeout(Duration::from_secs(30), rx)
+                .await
+                .ok()
+                .and_then(Result::ok),
+            Err(f) => {
+                self.internal.lock().unwrap().remove(&id);
+                return Err(f.to_string());
+            }
         };
-        if let Err(f) = sent {
-            cleanup(self);
-            return Err(match f {
-                Failure::Unreachable(e) => e,
-                Failure::SessionLost => "session lost".into(),
-                Failure::Status(s, b) => format!("HTTP {s}: {b}"),
-            });
-        }
-        let answer = tokio::time::timeout(Duration::from_secs(30), rx)
-            .await
-            .map_err(|_| "no answer to initialize".to_string())?
-            .map_err(|_| "no answer to initialize".to_string())?;
+        let Some(answer) = answer else {
+            self.internal.lock().unwrap().remove(&id);
+            return Err("no answer to initialize".into());
+        };
         if answer.get("error").is_some() {
             return Err(format!("initialize refused: {}", answer["error"]));
         }
