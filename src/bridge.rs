@@ -30,29 +30,11 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{BridgeConfig, TransportChoice};
 use crate::gateway::{
     child::{self, ChildEvent},
     jsonrpc::{self, Kind},
 };
-
-/// How to reach the remote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TransportChoice {
-    /// `/sse` URLs use HTTP+SSE; others try Streamable HTTP and fall back to SSE on a 4xx.
-    Auto,
-    StreamableHttp,
-    Sse,
-}
-
-/// Settings of the bridge.
-#[derive(Debug, Clone)]
-pub struct BridgeConfig {
-    pub url: String,
-    pub transport: TransportChoice,
-    /// Extra headers on every request (e.g. `Authorization`).
-    pub headers: Vec<(String, String)>,
-    pub max_line_bytes: usize,
-}
 
 const INTERNAL: &str = "aareguru-bridge-";
 const PROTOCOL_HEADER_FROM: &str = "2025-06-18";

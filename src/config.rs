@@ -1,85 +1,31 @@
-//! Command-line flags and environment variables (clap, with env fallbacks), validated into a
-//! [`Config`]. The rest of the program only sees `Config`.
+//! The validated configuration: plain data, built by [`crate::cli`] from flags and environment
+//! variables. Every mode reads its own part (`Mode::Sse` → [`GatewayConfig`], `Mode::Connect` →
+//! [`BridgeConfig`], the server → [`UpstreamConfig`]).
+//!
+//! Owns: the shape of the settings. Must not touch: any mode's code — this file imports nothing
+//! from the rest of the crate, so every room can depend on it and it on none.
 
 use std::{net::SocketAddr, time::Duration};
 
-use anyhow::{Context, bail};
-use clap::{ArgGroup, Parser, ValueEnum};
-
-use crate::upstream::UpstreamConfig;
-
-/// Aareguru MCP server: Aare river temperature, flow, weather and forecasts for Swiss bathing
-/// spots, over the Model Context Protocol.
-///
-/// Data: Aareguru (https://aare.guru) with measurements from BAFU (https://www.hydrodaten.admin.ch).
-#[derive(Debug, Parser)]
-#[command(name = "aareguru-mcp", version, about, long_about)]
-#[command(group(ArgGroup::new("mode").required(true).args(["stdio", "sse", "connect"])))]
-pub struct Cli {
-    /// Run the MCP server on stdin/stdout (for Claude Desktop and other MCP hosts).
-    #[arg(long)]
-    pub stdio: bool,
-
-    /// Run the HTTP gateway: remote MCP clients over SSE, each session served by a stdio MCP
-    /// child (this server by default, or COMMAND after `--`).
-    #[arg(long)]
-    pub sse: bool,
-
-    /// Run a stdio MCP server that forwards everything to the remote MCP server at URL
-    /// (Streamable HTTP or HTTP+SSE), for hosts that only start local servers.
-    #[arg(long, value_name = "URL")]
-    pub connect: Option<String>,
-
-    #[command(flatten)]
-    pub gateway: GatewayArgs,
-
-    #[command(flatten)]
-    pub bridge: BridgeArgs,
-
-    /// A stdio MCP server to wrap instead of the built-in one (gateway mode), e.g.
-    /// `-- npx -y @modelcontextprotocol/server-everything`.
-    #[arg(last = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
-
-    /// Base URL of the Aareguru API (without /v2018).
-    #[arg(
-        long,
-        env = "AAREGURU_BASE_URL",
-        default_value = "https://aareguru.existenz.ch"
-    )]
-    pub base_url: String,
-
-    /// Application name sent upstream as `app=` (the API asks every client to identify itself).
-    #[arg(long, env = "AAREGURU_APP", default_value = "aareguru-mcp")]
-    pub app: String,
-
-    /// Application version sent upstream as `version=`.
-    #[arg(long, env = "AAREGURU_APP_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
-    pub app_version: String,
-
-    /// Timeout for one upstream request (e.g. 10s, 500ms, 1m).
-    #[arg(long, env = "AAREGURU_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub upstream_timeout: Duration,
-
-    /// How long upstream responses are cached and shared (e.g. 120s; 0 disables the cache).
-    #[arg(long, env = "AAREGURU_CACHE_TTL", default_value = "120s", value_parser = parse_duration)]
-    pub cache_ttl: Duration,
-
-    /// Largest JSON-RPC message, in bytes: on stdin (--stdio; longer lines are discarded) and
-    /// from a child (--sse; a longer reply becomes a JSON-RPC error).
-    #[arg(long, env = "AAREGURU_MAX_LINE_BYTES", default_value_t = 16 * 1024 * 1024)]
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub upstream: UpstreamConfig,
     pub max_line_bytes: usize,
-
-    /// Log filter, in RUST_LOG syntax (e.g. info, debug, aareguru_mcp=debug,warn). Logs go to stderr.
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log_level: String,
-
-    /// Log format on stderr.
-    #[arg(long, env = "AAREGURU_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// What the program does.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    Stdio,
+    Sse(Box<GatewayConfig>),
+    Connect(BridgeConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
     Text,
@@ -87,138 +33,42 @@ pub enum LogFormat {
     Json,
 }
 
-/// Bridge flags (`--connect`).
-#[derive(Debug, clap::Args)]
-#[command(next_help_heading = "Bridge (--connect)")]
-pub struct BridgeArgs {
-    /// How to reach the remote: `auto` (a URL ending in /sse is HTTP+SSE; otherwise Streamable
-    /// HTTP, falling back to HTTP+SSE when the remote refuses), `streamable-http` or `sse`.
-    #[arg(long, env = "AAREGURU_CONNECT_TRANSPORT", value_enum, default_value_t = crate::bridge::TransportChoice::Auto)]
-    pub transport: crate::bridge::TransportChoice,
-
-    /// Extra HTTP header for the remote, as "Name: value" (repeatable).
-    #[arg(long = "header", value_name = "NAME: VALUE")]
-    pub headers: Vec<String>,
+/// Settings of the Aareguru API client.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Base URL without the `/v2018` path, e.g. `https://aareguru.existenz.ch`.
+    pub base_url: String,
+    /// Sent as `app=` on every request (the API asks clients to identify themselves).
+    pub app: String,
+    /// Sent as `version=` on every request.
+    pub version: String,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// How long a successful body is reused; zero disables the cache.
+    pub cache_ttl: Duration,
 }
 
-/// Gateway flags (`--sse`).
-#[derive(Debug, clap::Args)]
-#[command(next_help_heading = "Gateway (--sse)")]
-pub struct GatewayArgs {
-    /// Address to listen on. Loopback by default; binding another address exposes the gateway,
-    /// so add --allowed-host for the names clients use and consider --api-key.
-    #[arg(long, env = "AAREGURU_MCP_HOST", default_value = "127.0.0.1")]
-    pub host: String,
+/// How the bridge reaches the remote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportChoice {
+    /// `/sse` URLs use HTTP+SSE; others try Streamable HTTP and fall back to SSE on a 4xx.
+    Auto,
+    StreamableHttp,
+    Sse,
+}
 
-    /// Port to listen on (0 picks a free one; the chosen address is logged).
-    #[arg(long, env = "AAREGURU_MCP_PORT", default_value_t = 8000)]
-    pub port: u16,
-
-    /// Public base URL or path prefix under which clients reach the gateway, when behind a
-    /// reverse proxy (e.g. https://example.com/aare or /aare). The `endpoint` event carries it.
-    #[arg(long, env = "AAREGURU_MCP_PUBLIC_URL")]
-    pub public_url: Option<String>,
-
-    /// Largest POST body accepted, in bytes (larger: 413).
-    #[arg(long, env = "AAREGURU_MCP_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
-    pub max_body_bytes: usize,
-
-    /// How sessions are served: `per-session` (a child process each; the default for a
-    /// wrapped COMMAND), `shared` (one child, or --children K, multiplexed for all sessions),
-    /// `in-process` (the built-in server inside the gateway, no processes; its default).
-    #[arg(long, env = "AAREGURU_MCP_BACKEND", value_enum)]
-    pub backend: Option<Backend>,
-
-    /// With --backend shared: how many children to run; each session is pinned to one.
-    #[arg(long, env = "AAREGURU_MCP_CHILDREN", default_value_t = 1)]
-    pub children: usize,
-
-    /// Do not serve HTTP+SSE (`/sse` and `/messages`).
-    #[arg(long, env = "AAREGURU_MCP_NO_SSE")]
-    pub no_sse: bool,
-
-    /// Do not serve Streamable HTTP (`/mcp`).
-    #[arg(long, env = "AAREGURU_MCP_NO_STREAMABLE_HTTP")]
-    pub no_streamable_http: bool,
-
-    /// Most concurrent sessions (more: 503). Default 1024 with per-session children, 16384
-    /// otherwise.
-    #[arg(long, env = "AAREGURU_MCP_MAX_SESSIONS")]
-    pub max_sessions: Option<usize>,
-
-    /// A session with no messages either way for this long is closed (e.g. 30m, 1h).
-    #[arg(long, env = "AAREGURU_MCP_SESSION_IDLE_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
-    pub session_idle_timeout: Duration,
-
-    /// How long a new child may take to answer its first request before the session fails.
-    #[arg(long, env = "AAREGURU_MCP_CHILD_START_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
-    pub child_start_timeout: Duration,
-
-    /// Interval of SSE keep-alive comments, which keep proxies from cutting idle streams.
-    #[arg(long, env = "AAREGURU_MCP_KEEPALIVE", default_value = "15s", value_parser = parse_duration)]
-    pub keepalive: Duration,
-
-    /// Bytes of messages that may wait for a client that does not read its stream; past this
-    /// the session is closed.
-    #[arg(long, env = "AAREGURU_MCP_SESSION_BUFFER_BYTES", default_value_t = 32 * 1024 * 1024)]
-    pub session_buffer_bytes: usize,
-
-    /// Extra Host names accepted (repeatable; loopback names are always accepted; `*` accepts
-    /// any Host, which disables DNS-rebinding protection).
-    #[arg(
-        long = "allowed-host",
-        env = "AAREGURU_MCP_ALLOWED_HOSTS",
-        value_delimiter = ','
-    )]
-    pub allowed_hosts: Vec<String>,
-
-    /// Extra browser Origins accepted (repeatable, e.g. https://app.example.com; loopback
-    /// origins are always accepted; requests without Origin are not browser requests).
-    #[arg(
-        long = "allowed-origin",
-        env = "AAREGURU_MCP_ALLOWED_ORIGINS",
-        value_delimiter = ','
-    )]
-    pub allowed_origins: Vec<String>,
-
-    /// API key clients must send as `X-API-Key` or `Authorization: Bearer` (repeatable). Off
-    /// when none is given. With --connect: the key sent to the remote (the first one).
-    #[arg(
-        long = "api-key",
-        env = "AAREGURU_MCP_API_KEYS",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub api_keys: Vec<String>,
-
-    /// Require an API key on /metrics too (/health stays open).
-    #[arg(long, env = "AAREGURU_MCP_PROTECT_METRICS")]
-    pub protect_metrics: bool,
-
-    /// Answer CORS requests from these origins (repeatable; `*` for any). Off by default.
-    #[arg(
-        long = "cors-origin",
-        env = "AAREGURU_MCP_CORS_ORIGINS",
-        value_delimiter = ','
-    )]
-    pub cors_origins: Vec<String>,
-
-    /// Requests per second allowed per client address (0: no limit). Excess gets 429 with
-    /// Retry-After.
-    #[arg(long, env = "AAREGURU_MCP_RATE_LIMIT", default_value_t = 0)]
-    pub rate_limit: u32,
-
-    /// Burst allowed above --rate-limit (default: twice the rate).
-    #[arg(long, env = "AAREGURU_MCP_RATE_BURST")]
-    pub rate_burst: Option<u32>,
-
-    /// On SIGINT/SIGTERM, how long children get to exit before they are killed.
-    #[arg(long, env = "AAREGURU_MCP_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
-    pub shutdown_grace: Duration,
+/// Settings of the bridge (`--connect`).
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    pub url: String,
+    pub transport: TransportChoice,
+    /// Extra headers on every request (e.g. `Authorization`).
+    pub headers: Vec<(String, String)>,
+    pub max_line_bytes: usize,
 }
 
 /// How the gateway serves sessions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
     /// One child process per session (the safe default for wrapped servers).
     PerSession,
@@ -236,14 +86,6 @@ impl Backend {
             Backend::InProcess => "in-process",
         }
     }
-}
-
-/// What the program does.
-#[derive(Debug, Clone)]
-pub enum Mode {
-    Stdio,
-    Sse(Box<GatewayConfig>),
-    Connect(crate::bridge::BridgeConfig),
 }
 
 /// The command a gateway session runs.
@@ -290,375 +132,4 @@ pub struct GatewayConfig {
     /// (requests per second, burst) per client address.
     pub rate_limit: Option<(u32, u32)>,
     pub shutdown_grace: Duration,
-}
-
-/// Validated configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub mode: Mode,
-    pub upstream: UpstreamConfig,
-    pub max_line_bytes: usize,
-    pub log_level: String,
-    pub log_format: LogFormat,
-}
-
-impl Cli {
-    pub fn into_config(self) -> anyhow::Result<Config> {
-        let base = self.base_url.trim().trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) || base.len() < 10 {
-            bail!(
-                "--base-url / AAREGURU_BASE_URL must be an http:// or https:// URL, got {:?}",
-                self.base_url
-            );
-        }
-        if self.upstream_timeout.is_zero() {
-            bail!("--upstream-timeout / AAREGURU_TIMEOUT must be greater than zero");
-        }
-        if self.max_line_bytes < 1024 {
-            bail!("--max-line-bytes / AAREGURU_MAX_LINE_BYTES must be at least 1024");
-        }
-        if self.app.trim().is_empty() {
-            bail!("--app / AAREGURU_APP must not be empty");
-        }
-        let upstream = UpstreamConfig {
-            base_url: base,
-            app: self.app.trim().to_string(),
-            version: self.app_version.trim().to_string(),
-            timeout: self.upstream_timeout,
-            cache_ttl: self.cache_ttl,
-        };
-        let mode = if let Some(url) = self.connect {
-            if !self.command.is_empty() {
-                bail!("a COMMAND after `--` is only for --sse (the gateway wraps it)");
-            }
-            let url = url.trim().to_string();
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                bail!("--connect needs an http:// or https:// URL, got {url:?}");
-            }
-            let mut headers = vec![];
-            for h in &self.bridge.headers {
-                let Some((name, value)) = h.split_once(':') else {
-                    bail!("--header must look like \"Name: value\", got {h:?}");
-                };
-                headers.push((name.trim().to_string(), value.trim().to_string()));
-            }
-            if let Some(key) = self
-                .gateway
-                .api_keys
-                .iter()
-                .map(|k| k.trim())
-                .find(|k| !k.is_empty())
-            {
-                headers.push(("authorization".into(), format!("Bearer {key}")));
-            }
-            Mode::Connect(crate::bridge::BridgeConfig {
-                url,
-                transport: self.bridge.transport,
-                headers,
-                max_line_bytes: self.max_line_bytes,
-            })
-        } else if self.stdio {
-            if !self.command.is_empty() {
-                bail!("a COMMAND after `--` is only for --sse (the gateway wraps it)");
-            }
-            Mode::Stdio
-        } else if self.sse {
-            Mode::Sse(Box::new(gateway_config(
-                self.gateway,
-                self.command,
-                &upstream,
-                self.max_line_bytes,
-                &self.log_level,
-                self.log_format,
-            )?))
-        } else {
-            bail!("choose a mode: --stdio, --sse or --connect URL");
-        };
-        Ok(Config {
-            mode,
-            upstream,
-            max_line_bytes: self.max_line_bytes,
-            log_level: self.log_level,
-            log_format: self.log_format,
-        })
-    }
-}
-
-fn gateway_config(
-    g: GatewayArgs,
-    command: Vec<String>,
-    upstream: &UpstreamConfig,
-    max_line_bytes: usize,
-    log_level: &str,
-    log_format: LogFormat,
-) -> anyhow::Result<GatewayConfig> {
-    let ip: std::net::IpAddr = g
-        .host
-        .trim_matches(|c| c == '[' || c == ']')
-        .parse()
-        .or_else(|_| {
-            if g.host == "localhost" {
-                Ok("127.0.0.1".parse().unwrap())
-            } else {
-                Err(anyhow::anyhow!(
-                    "--host must be an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1), got {:?}",
-                    g.host
-                ))
-            }
-        })?;
-    let builtin_child = command.is_empty();
-    let child = if builtin_child {
-        let exe = std::env::current_exe().context("cannot find this program's own path")?;
-        let exe = exe.to_string_lossy().into_owned();
-        // On Linux, exec the running binary itself: it still works after an upgrade replaced
-        // or removed the file on disk, and children always match the gateway's version.
-        let (program, arg0) = if std::path::Path::new("/proc/self/exe").exists() {
-            ("/proc/self/exe".to_string(), Some(exe))
-        } else {
-            (exe, None)
-        };
-        let secs = |d: Duration| format!("{}ms", d.as_millis());
-        ChildCommand {
-            program,
-            arg0,
-            args: vec![
-                "--stdio".into(),
-                "--base-url".into(),
-                upstream.base_url.clone(),
-                "--app".into(),
-                upstream.app.clone(),
-                "--app-version".into(),
-                upstream.version.clone(),
-                "--upstream-timeout".into(),
-                secs(upstream.timeout),
-                "--cache-ttl".into(),
-                secs(upstream.cache_ttl),
-                "--max-line-bytes".into(),
-                max_line_bytes.to_string(),
-                "--log-format".into(),
-                match log_format {
-                    LogFormat::Text => "text".into(),
-                    LogFormat::Json => "json".into(),
-                },
-            ],
-            // Per-session lifecycle chatter from hundreds of children drowns the gateway's own
-            // log; children report warnings and errors unless the operator asks for more.
-            env: vec![(
-                "RUST_LOG".into(),
-                if log_level == "info" {
-                    "warn".to_string()
-                } else {
-                    log_level.to_string()
-                },
-            )],
-        }
-    } else {
-        ChildCommand {
-            program: command[0].clone(),
-            arg0: None,
-            args: command[1..].to_vec(),
-            env: vec![],
-        }
-    };
-    if g.max_body_bytes < 1024 {
-        bail!("--max-body-bytes must be at least 1024");
-    }
-    let backend = g.backend.unwrap_or(if builtin_child {
-        Backend::InProcess
-    } else {
-        Backend::PerSession
-    });
-    if backend == Backend::InProcess && !builtin_child {
-        bail!(
-            "--backend in-process serves the built-in Aareguru server only; a wrapped COMMAND runs with --backend per-session or shared"
-        );
-    }
-    if g.children == 0 || g.children > 256 {
-        bail!("--children must be between 1 and 256");
-    }
-    if g.children > 1 && backend != Backend::Shared {
-        bail!("--children applies to --backend shared only");
-    }
-    if g.no_sse && g.no_streamable_http {
-        bail!("--no-sse and --no-streamable-http together leave nothing to serve");
-    }
-    let max_sessions = g.max_sessions.unwrap_or(match backend {
-        Backend::PerSession => 1024,
-        Backend::Shared | Backend::InProcess => 16384,
-    });
-    if max_sessions == 0 {
-        bail!("--max-sessions must be at least 1");
-    }
-    if g.keepalive.is_zero() || g.session_idle_timeout.is_zero() || g.child_start_timeout.is_zero()
-    {
-        bail!(
-            "--keepalive, --session-idle-timeout and --child-start-timeout must be greater than zero"
-        );
-    }
-    if g.session_buffer_bytes < 64 * 1024 {
-        bail!("--session-buffer-bytes must be at least 65536");
-    }
-    let clean = |v: Vec<String>| -> Vec<String> {
-        v.into_iter()
-            .map(|s| s.trim().trim_end_matches('/').to_ascii_lowercase())
-            .filter(|s| !s.is_empty())
-            .collect()
-    };
-    let rate_limit = (g.rate_limit > 0).then(|| {
-        let burst = g
-            .rate_burst
-            .unwrap_or(g.rate_limit.saturating_mul(2))
-            .max(1);
-        (g.rate_limit, burst)
-    });
-    Ok(GatewayConfig {
-        bind: SocketAddr::new(ip, g.port),
-        public_url: g
-            .public_url
-            .unwrap_or_default()
-            .trim()
-            .trim_end_matches('/')
-            .to_string(),
-        child,
-        builtin_child,
-        backend,
-        serve_sse: !g.no_sse,
-        serve_mcp: !g.no_streamable_http,
-        children: g.children,
-        upstream: upstream.clone(),
-        max_body_bytes: g.max_body_bytes,
-        max_line_bytes,
-        max_sessions,
-        session_idle_timeout: g.session_idle_timeout,
-        child_start_timeout: g.child_start_timeout,
-        keepalive: g.keepalive,
-        session_buffer_bytes: g.session_buffer_bytes,
-        allowed_hosts: clean(g.allowed_hosts),
-        allowed_origins: clean(g.allowed_origins),
-        api_keys: g
-            .api_keys
-            .into_iter()
-            .map(|k| k.trim().to_string())
-            .filter(|k| !k.is_empty())
-            .collect(),
-        protect_metrics: g.protect_metrics,
-        cors_origins: clean(g.cors_origins),
-        rate_limit,
-        shutdown_grace: g.shutdown_grace,
-    })
-}
-
-/// "10s", "500ms", "2m", "1h 30m" (jiff's friendly format) or bare seconds ("10").
-pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
-        }
-        bail!("a duration cannot be negative");
-    }
-    let d: jiff::SignedDuration = s
-        .parse()
-        .with_context(|| format!("{s:?} is not a duration; use e.g. 10s, 500ms or 2m"))?;
-    Duration::try_from(d).map_err(|_| anyhow::anyhow!("a duration cannot be negative"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("soon").is_err());
-    }
-
-    #[test]
-    fn mode_is_required_and_urls_are_checked() {
-        assert!(Cli::try_parse_from(["aareguru-mcp"]).is_err());
-        let cfg = Cli::try_parse_from([
-            "aareguru-mcp",
-            "--stdio",
-            "--base-url",
-            "http://127.0.0.1:9/",
-        ])
-        .unwrap()
-        .into_config()
-        .unwrap();
-        assert_eq!(cfg.upstream.base_url, "http://127.0.0.1:9");
-        let bad = Cli::try_parse_from(["aareguru-mcp", "--stdio", "--base-url", "ftp://x"])
-            .unwrap()
-            .into_config();
-        assert!(bad.is_err());
-    }
-
-    fn gateway(args: &[&str]) -> anyhow::Result<GatewayConfig> {
-        let mut all = vec!["aareguru-mcp", "--sse"];
-        all.extend_from_slice(args);
-        match Cli::try_parse_from(all)?.into_config()?.mode {
-            Mode::Sse(g) => Ok(*g),
-            Mode::Stdio | Mode::Connect(_) => unreachable!(),
-        }
-    }
-
-    #[test]
-    fn backend_defaults_and_checks() {
-        let builtin = gateway(&[]).unwrap();
-        assert_eq!(
-            (builtin.backend, builtin.max_sessions),
-            (Backend::InProcess, 16384)
-        );
-        let wrapped = gateway(&["--", "server"]).unwrap();
-        assert_eq!(
-            (wrapped.backend, wrapped.max_sessions),
-            (Backend::PerSession, 1024)
-        );
-        let shared = gateway(&["--backend", "shared", "--children", "3", "--", "s"]).unwrap();
-        assert_eq!((shared.backend, shared.children), (Backend::Shared, 3));
-        let err = |args: &[&str]| gateway(args).unwrap_err().to_string();
-        assert!(err(&["--backend", "in-process", "--", "s"]).contains("built-in"));
-        assert!(err(&["--children", "2"]).contains("--backend shared"));
-        assert!(err(&["--backend", "shared", "--children", "0"]).contains("between 1 and 256"));
-        assert!(Cli::try_parse_from(["aareguru-mcp", "--sse", "--backend", "pooled"]).is_err());
-    }
-
-    #[test]
-    fn connect_mode_takes_a_url_headers_and_a_key() {
-        let cfg = Cli::try_parse_from([
-            "aareguru-mcp",
-            "--connect",
-            "https://example.com/mcp",
-            "--header",
-            "X-Team: aare",
-            "--api-key",
-            "k1",
-        ])
-        .unwrap()
-        .into_config()
-        .unwrap();
-        let Mode::Connect(b) = cfg.mode else {
-            panic!("not connect mode")
-        };
-        assert_eq!(b.transport, crate::bridge::TransportChoice::Auto);
-        assert!(b.headers.contains(&("X-Team".into(), "aare".into())));
-        assert!(
-            b.headers
-                .contains(&("authorization".into(), "Bearer k1".into()))
-        );
-        let bad = |args: &[&str]| {
-            let mut all = vec!["aareguru-mcp"];
-            all.extend_from_slice(args);
-            Cli::try_parse_from(all)
-                .map_err(|e| e.to_string())
-                .and_then(|c| c.into_config().map(|_| ()).map_err(|e| e.to_string()))
-        };
-        assert!(bad(&["--connect", "ftp://x"]).is_err());
-        assert!(bad(&["--connect", "http://x/mcp", "--header", "nocolon"]).is_err());
-        assert!(bad(&["--connect", "http://x/mcp", "--stdio"]).is_err());
-    }
 }

@@ -11,6 +11,7 @@
 //! - [`bridge`]: `--connect`, a stdio server forwarding to a remote MCP server over HTTP.
 
 pub mod bridge;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod gateway;

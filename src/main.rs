@@ -2,10 +2,7 @@
 
 use std::{io::Write, process::ExitCode, time::Duration};
 
-use aareguru_mcp::{
-    config::{Cli, Mode},
-    gateway, logging, stdio,
-};
+use aareguru_mcp::{cli::Cli, config::Mode, gateway, logging, stdio};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 

@@ -10,22 +10,10 @@ use std::{
 use moka::future::Cache;
 use serde_json::Value;
 
-use crate::domain::city::{self, Station};
-
-/// Settings for [`Upstream`].
-#[derive(Debug, Clone)]
-pub struct UpstreamConfig {
-    /// Base URL without the `/v2018` path, e.g. `https://aareguru.existenz.ch`.
-    pub base_url: String,
-    /// Sent as `app=` on every request (the API asks clients to identify themselves).
-    pub app: String,
-    /// Sent as `version=` on every request.
-    pub version: String,
-    /// Whole-request timeout.
-    pub timeout: Duration,
-    /// How long a successful body is reused; zero disables the cache.
-    pub cache_ttl: Duration,
-}
+use crate::{
+    config::UpstreamConfig,
+    domain::city::{self, Station},
+};
 
 /// Why an upstream call failed; each variant reads as an actionable sentence.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -203,7 +203,7 @@ pub const FORGET_INTERVAL: Duration = Duration::from_secs(60);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Cli;
+    use crate::cli::Cli;
     use clap::Parser;
 
     fn guard(args: &[&str]) -> Guard {
