@@ -31,13 +31,13 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BridgeConfig, TransportChoice};
-use crate::gateway::{
-    child::{self, ChildEvent},
+use crate::mcp::{
     jsonrpc::{self, Kind},
+    lines::{self, Frame},
+    version,
 };
 
 const INTERNAL: &str = "aareguru-bridge-";
-const PROTOCOL_HEADER_FROM: &str = "2025-06-18";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -129,7 +129,7 @@ pub async fn run(config: BridgeConfig, shutdown: CancellationToken) -> anyhow::R
     let (events_tx, mut events) = mpsc::channel(256);
     let max = bridge.config.max_line_bytes;
     tokio::spawn(async move {
-        child::read_lines(tokio::io::stdin(), max, &events_tx, "stdin").await;
+        lines::read_lines(tokio::io::stdin(), max, &events_tx, "stdin").await;
     });
     loop {
         let event = tokio::select! {
@@ -137,14 +137,14 @@ pub async fn run(config: BridgeConfig, shutdown: CancellationToken) -> anyhow::R
             _ = shutdown.cancelled() => None,
         };
         match event {
-            Some(ChildEvent::Line(line)) => bridge.clone().from_host(line).await,
-            Some(ChildEvent::TooLong { prefix, len }) => {
+            Some(Frame::Line(line)) => bridge.clone().from_host(line).await,
+            Some(Frame::TooLong { prefix, len }) => {
                 if let Some(id) = jsonrpc::id_from_prefix(&prefix) {
                     let msg = format!("message of {len} bytes is over the limit of {max} bytes");
                     bridge.to_host(jsonrpc::error_response(&id, jsonrpc::INVALID_REQUEST, &msg));
                 }
             }
-            Some(ChildEvent::Exited { .. }) | None => break,
+            None => break,
         }
     }
     bridge.stop.cancel();
@@ -350,7 +350,7 @@ impl Bridge {
         if let Some(s) = session {
             req = req.header("mcp-session-id", s);
         }
-        if let Some(v) = version.filter(|v| v.as_str() >= PROTOCOL_HEADER_FROM) {
+        if let Some(v) = version.filter(|v| v.as_str() >= version::PROTOCOL_HEADER_FROM) {
             req = req.header("mcp-protocol-version", v);
         }
         req

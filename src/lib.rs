@@ -16,6 +16,7 @@ pub mod config;
 pub mod domain;
 pub mod gateway;
 pub mod logging;
+pub mod mcp;
 pub mod server;
 pub mod stdio;
 pub mod upstream;

@@ -3,24 +3,20 @@
 //! that closes stdin, then signals the whole group (SIGTERM, then SIGKILL) so no grandchild
 //! survives.
 
-use std::{
-    process::Stdio,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::{process::Stdio, time::Duration};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
+    io::{AsyncBufReadExt, BufReader},
     process::{ChildStderr, Command},
-    sync::{Notify, mpsc, watch},
+    sync::{mpsc, watch},
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ChildCommand;
+use crate::{
+    config::ChildCommand,
+    mcp::lines::{Frame, LineQueue, read_lines, write_lines},
+};
 
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,96 +51,12 @@ pub enum ChildEvent {
     Exited { cause: ExitCause, detail: String },
 }
 
-/// Lines waiting for a child's input. Pushing never blocks (a multiplexer can enqueue while
-/// holding its lock, in order); callers bound the queue with [`Stdin::wait_room`] first.
-#[derive(Clone)]
-pub struct Stdin {
-    tx: mpsc::UnboundedSender<Bytes>,
-    queued: Arc<AtomicUsize>,
-    drained: Arc<Notify>,
-}
-
-/// The child no longer reads its input.
-#[derive(Debug)]
-pub struct StdinClosed;
-
-impl Stdin {
-    /// A queue and the receiving end for the writer task.
-    pub fn channel() -> (Stdin, StdinRx) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let drained = Arc::new(Notify::new());
-        (
-            Stdin {
-                tx,
-                queued: queued.clone(),
-                drained: drained.clone(),
-            },
-            StdinRx {
-                rx,
-                queued,
-                drained,
-            },
-        )
-    }
-
-    /// Queues one line (without newline).
-    pub fn push(&self, line: Bytes) -> Result<(), StdinClosed> {
-        let len = line.len();
-        self.queued.fetch_add(len, Ordering::Relaxed);
-        self.tx.send(line).map_err(|_| {
-            self.queued.fetch_sub(len, Ordering::Relaxed);
-            StdinClosed
-        })
-    }
-
-    pub fn queued_bytes(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
-
-    /// Waits until fewer than `limit` bytes are queued; false if that takes longer than
-    /// `within` (the child is not reading).
-    pub async fn wait_room(&self, limit: usize, within: Duration) -> bool {
-        if self.queued_bytes() < limit {
-            return true;
+impl From<Frame> for ChildEvent {
+    fn from(frame: Frame) -> Self {
+        match frame {
+            Frame::Line(line) => ChildEvent::Line(line),
+            Frame::TooLong { prefix, len } => ChildEvent::TooLong { prefix, len },
         }
-        tokio::time::timeout(within, async {
-            loop {
-                let drained = self.drained.notified();
-                if self.queued_bytes() < limit || self.is_closed() {
-                    return;
-                }
-                drained.await;
-            }
-        })
-        .await
-        .is_ok()
-    }
-}
-
-/// The writer's end of a [`Stdin`].
-pub struct StdinRx {
-    rx: mpsc::UnboundedReceiver<Bytes>,
-    queued: Arc<AtomicUsize>,
-    drained: Arc<Notify>,
-}
-
-impl StdinRx {
-    async fn recv(&mut self) -> Option<Bytes> {
-        self.rx.recv().await
-    }
-
-    fn try_recv(&mut self) -> Option<Bytes> {
-        self.rx.try_recv().ok()
-    }
-
-    fn written(&self, len: usize) {
-        self.queued.fetch_sub(len, Ordering::Relaxed);
-        self.drained.notify_waiters();
     }
 }
 
@@ -152,7 +64,7 @@ impl StdinRx {
 pub struct ChildProcess {
     pub pid: u32,
     /// Lines for the child's stdin (without newline).
-    stdin: Stdin,
+    stdin: LineQueue,
     /// Cancelled to close the child's stdin, whoever still holds a sender.
     close_stdin: CancellationToken,
     /// Flips to true when the process has been reaped.
@@ -196,7 +108,7 @@ impl ChildProcess {
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
 
-        let (line_tx, line_rx) = Stdin::channel();
+        let (line_tx, line_rx) = LineQueue::channel();
         let (event_tx, event_rx) = mpsc::channel::<ChildEvent>(1024);
         let (exited_tx, exited_rx) = watch::channel(false);
         let (terminating_tx, terminating_rx) = watch::channel(false);
@@ -254,7 +166,7 @@ impl ChildProcess {
     }
 
     /// A handle for writing lines to the child's stdin.
-    pub fn stdin(&self) -> Stdin {
+    pub fn stdin(&self) -> LineQueue {
         self.stdin.clone()
     }
 
@@ -312,53 +224,6 @@ fn group_alive(pgid: u32) -> bool {
     pgid != 0 && unsafe { libc::killpg(pgid as libc::pid_t, 0) } == 0
 }
 
-/// Writes queued lines to `sink` (a child's stdin or an in-memory pipe) until the queue ends
-/// or `close` is cancelled, then closes the sink.
-pub async fn write_lines(
-    sink: impl AsyncWrite + Unpin,
-    mut lines: StdinRx,
-    close: CancellationToken,
-    session: String,
-) {
-    // Small: thousands of idle sessions each hold one; larger writes bypass it.
-    let mut out = tokio::io::BufWriter::with_capacity(8 * 1024, sink);
-    loop {
-        let line = tokio::select! {
-            biased;
-            _ = close.cancelled() => break,
-            line = lines.recv() => match line {
-                Some(line) => line,
-                None => break,
-            },
-        };
-        let mut written = line.len();
-        let mut result = write_line(&mut out, &line).await;
-        // Coalesce whatever else is already queued into the same flush.
-        while result.is_ok() {
-            match lines.try_recv() {
-                Some(more) => {
-                    written += more.len();
-                    result = write_line(&mut out, &more).await;
-                }
-                None => break,
-            }
-        }
-        let result = result.and(out.flush().await);
-        lines.written(written);
-        if let Err(e) = result {
-            tracing::debug!(session = %session, error = %e, "child stdin closed");
-            return;
-        }
-    }
-    // Closing the pipe is the polite request to exit.
-    let _ = out.shutdown().await;
-}
-
-async fn write_line<W: AsyncWriteExt + Unpin>(out: &mut W, line: &[u8]) -> std::io::Result<()> {
-    out.write_all(line).await?;
-    out.write_all(b"\n").await
-}
-
 async fn log_stderr(stderr: ChildStderr, session: String) {
     let mut lines = BufReader::new(stderr).split(b'\n');
     while let Ok(Some(mut line)) = lines.next_segment().await {
@@ -368,193 +233,5 @@ async fn log_stderr(stderr: ChildStderr, session: String) {
         if !text.is_empty() {
             tracing::info!(target: "aareguru_mcp::child", session = %session, "{text}");
         }
-    }
-}
-
-/// Frames `source` (a child's stdout or an in-memory pipe) into events until it ends.
-pub async fn read_lines(
-    mut stdout: impl AsyncRead + Unpin,
-    max_line: usize,
-    events: &mpsc::Sender<ChildEvent>,
-    session: &str,
-) {
-    let mut framer = LineFramer::new(max_line);
-    // Starts small (an idle session holds it while waiting) and doubles, up to a pipe's
-    // capacity, whenever a read fills it.
-    let mut chunk = 4 * 1024;
-    let mut buf = BytesMut::new();
-    loop {
-        buf.reserve(chunk);
-        let room = buf.capacity() - buf.len();
-        match stdout.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) if n >= room => chunk = (chunk * 2).min(64 * 1024),
-            Ok(_) => {}
-        }
-        for frame in framer.push(&buf.split()) {
-            let event = match frame {
-                Frame::Line(line) => {
-                    if !looks_like_json(&line) {
-                        tracing::warn!(
-                            session = %session,
-                            line = %String::from_utf8_lossy(&line[..line.len().min(200)]),
-                            "child wrote a non-JSON line on stdout; skipped"
-                        );
-                        continue;
-                    }
-                    ChildEvent::Line(line)
-                }
-                Frame::TooLong { prefix, len } => ChildEvent::TooLong { prefix, len },
-            };
-            if events.send(event).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// Cheap check before full parsing: a JSON-RPC message is an object or a batch array.
-fn looks_like_json(line: &[u8]) -> bool {
-    matches!(line.first(), Some(b'{') | Some(b'['))
-}
-
-/// A piece of stdout.
-#[derive(Debug, PartialEq)]
-pub enum Frame {
-    Line(Bytes),
-    TooLong { prefix: Bytes, len: usize },
-}
-
-/// Splits a byte stream into lines on `\n`, dropping a trailing `\r` and blank lines, capping a
-/// line at `max` bytes. Works on bytes, so a UTF-8 character split across reads is never
-/// mangled.
-pub struct LineFramer {
-    max: usize,
-    /// The incomplete line so far.
-    partial: BytesMut,
-    /// Length of an over-long line being discarded (its prefix is kept in `partial`).
-    discarding: Option<usize>,
-}
-
-const TOO_LONG_PREFIX: usize = 256;
-
-impl LineFramer {
-    pub fn new(max: usize) -> Self {
-        Self {
-            max,
-            partial: BytesMut::new(),
-            discarding: None,
-        }
-    }
-
-    pub fn push(&mut self, mut data: &[u8]) -> Vec<Frame> {
-        let mut frames = vec![];
-        while !data.is_empty() {
-            let newline = data.iter().position(|&b| b == b'\n');
-            let (chunk, rest, complete) = match newline {
-                Some(i) => (&data[..i], &data[i + 1..], true),
-                None => (data, &[][..], false),
-            };
-            data = rest;
-            if let Some(len) = self.discarding.as_mut() {
-                *len += chunk.len();
-                if complete {
-                    let len = *len;
-                    self.discarding = None;
-                    frames.push(Frame::TooLong {
-                        prefix: self.partial.split().freeze(),
-                        len,
-                    });
-                }
-                continue;
-            }
-            if self.partial.len() + chunk.len() > self.max {
-                let len = self.partial.len() + chunk.len();
-                let keep = TOO_LONG_PREFIX
-                    .saturating_sub(self.partial.len())
-                    .min(chunk.len());
-                self.partial.truncate(TOO_LONG_PREFIX);
-                self.partial.extend_from_slice(&chunk[..keep]);
-                if complete {
-                    frames.push(Frame::TooLong {
-                        prefix: self.partial.split().freeze(),
-                        len,
-                    });
-                } else {
-                    self.discarding = Some(len);
-                }
-                continue;
-            }
-            self.partial.extend_from_slice(chunk);
-            if complete {
-                let mut line = self.partial.split();
-                if line.last() == Some(&b'\r') {
-                    line.truncate(line.len() - 1);
-                }
-                if !line.iter().all(u8::is_ascii_whitespace) {
-                    frames.push(Frame::Line(line.freeze()));
-                }
-            }
-        }
-        frames
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lines(frames: Vec<Frame>) -> Vec<String> {
-        frames
-            .into_iter()
-            .map(|f| match f {
-                Frame::Line(l) => String::from_utf8(l.to_vec()).unwrap(),
-                Frame::TooLong { len, .. } => format!("<too long: {len}>"),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn splits_and_joins_across_reads() {
-        let mut f = LineFramer::new(1024);
-        assert!(f.push(b"{\"a\":").is_empty());
-        assert_eq!(
-            lines(f.push(b"1}\n{\"b\":2}\r\n\n  \n{\"c\"")),
-            ["{\"a\":1}", "{\"b\":2}"]
-        );
-        assert_eq!(lines(f.push(b":3}\n")), ["{\"c\":3}"]);
-    }
-
-    #[test]
-    fn multibyte_characters_split_across_reads_survive() {
-        let text = "{\"t\":\"Bärn ⚠️\"}\n".as_bytes();
-        let mut f = LineFramer::new(1024);
-        let mut out = vec![];
-        for b in text {
-            out.extend(lines(f.push(&[*b])));
-        }
-        assert_eq!(out, ["{\"t\":\"Bärn ⚠️\"}"]);
-    }
-
-    #[test]
-    fn over_long_lines_are_reported_once_and_framing_recovers() {
-        let mut f = LineFramer::new(10);
-        let mut frames = f.push(b"{\"id\":7,\"x\":\"aaaa");
-        frames.extend(f.push(b"aaaaaaaa\"}\n{\"ok\":1}\n"));
-        assert_eq!(frames.len(), 2);
-        match &frames[0] {
-            Frame::TooLong { prefix, len } => {
-                assert!(prefix.starts_with(b"{\"id\":7"));
-                assert_eq!(*len, 27);
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(frames[1], Frame::Line(Bytes::from_static(b"{\"ok\":1}")));
-    }
-
-    #[test]
-    fn exact_limit_is_allowed() {
-        let mut f = LineFramer::new(4);
-        assert_eq!(lines(f.push(b"{12}\n{123}\n")), ["{12}", "<too long: 5>"]);
     }
 }

@@ -7,7 +7,8 @@ use rmcp::{service::serve_server_with_ct, transport::async_rw::AsyncRwTransport}
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::child::{self, ChildEvent, ExitCause, Stdin};
+use super::child::{ChildEvent, ExitCause};
+use crate::mcp::lines::{self, LineQueue};
 use crate::server::AareguruServer;
 
 /// Bytes the pipe buffers in each direction before a writer waits.
@@ -15,7 +16,7 @@ const PIPE_BYTES: usize = 64 * 1024;
 
 /// One in-process session server.
 pub struct InProcess {
-    stdin: Stdin,
+    stdin: LineQueue,
     /// Cancelled to stop the server (it also stops when its input closes).
     stop: CancellationToken,
     /// Closes the server's input (the polite stop, like closing a child's stdin).
@@ -37,11 +38,11 @@ impl InProcess {
             AsyncRwTransport::new_server(server_read, server_write).with_max_line_length(max_line);
         let stop = CancellationToken::new();
         let close_input = CancellationToken::new();
-        let (stdin, stdin_rx) = Stdin::channel();
+        let (stdin, stdin_rx) = LineQueue::channel();
         let (event_tx, event_rx) = mpsc::channel(1024);
         let (done_tx, done_rx) = watch::channel(false);
 
-        tokio::spawn(child::write_lines(
+        tokio::spawn(lines::write_lines(
             to_server,
             stdin_rx,
             close_input.clone(),
@@ -63,7 +64,7 @@ impl InProcess {
                     }
                 })
             };
-            child::read_lines(from_server, max_line, &event_tx, &session).await;
+            lines::read_lines(from_server, max_line, &event_tx, &session).await;
             // The server dropped its end of the pipe: it has ended (or is about to).
             let result = serve.await;
             let _ = done_tx.send(true);
@@ -85,7 +86,7 @@ impl InProcess {
         )
     }
 
-    pub fn stdin(&self) -> Stdin {
+    pub fn stdin(&self) -> LineQueue {
         self.stdin.clone()
     }
 

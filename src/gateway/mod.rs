@@ -8,7 +8,6 @@
 
 pub mod child;
 pub mod inprocess;
-pub mod jsonrpc;
 pub mod metrics;
 pub mod mux;
 pub mod security;
@@ -40,12 +39,14 @@ use warp::{
 };
 
 use self::{
-    jsonrpc::Kind,
     metrics::Metrics,
     security::{Guard, Refusal},
     session::{CloseCause, ForwardError, Sessions},
 };
-use crate::config::GatewayConfig;
+use crate::{
+    config::GatewayConfig,
+    mcp::jsonrpc::{self, Kind},
+};
 
 /// Shared state of one running gateway.
 struct Gateway {

@@ -31,10 +31,10 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::jsonrpc::{self, Envelope, Kind};
-
-/// Protocol revisions that use `initialize`, oldest first (ISO dates compare as strings).
-pub const KNOWN_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+use crate::mcp::{
+    jsonrpc::{self, Envelope, Kind},
+    version,
+};
 
 /// Client messages that may wait for a restarting child; more are refused.
 const MAX_HELD: usize = 10_000;
@@ -605,7 +605,7 @@ impl Mux {
                 let version = result
                     .get("protocolVersion")
                     .and_then(Value::as_str)
-                    .unwrap_or(KNOWN_VERSIONS[KNOWN_VERSIONS.len() - 1])
+                    .unwrap_or(version::NEWEST_HANDSHAKE)
                     .to_string();
                 // Before any session hears back, so no session request can overtake it.
                 self.out_now_initialized(out);
@@ -861,7 +861,7 @@ fn uri_param(line: &[u8]) -> Option<String> {
 /// version is at least as new, else the child's.
 fn negotiate(requested: Option<&str>, child: &str) -> String {
     match requested {
-        Some(r) if KNOWN_VERSIONS.contains(&r) && r <= child => r.to_string(),
+        Some(r) if version::HANDSHAKE.contains(&r) && r <= child => r.to_string(),
         _ => child.to_string(),
     }
 }
@@ -882,7 +882,7 @@ fn child_initialize_params(mut params: Value, gateway_version: &str) -> Value {
     if !params.is_object() {
         params = json!({});
     }
-    params["protocolVersion"] = json!(KNOWN_VERSIONS[KNOWN_VERSIONS.len() - 1]);
+    params["protocolVersion"] = json!(version::NEWEST_HANDSHAKE);
     params["clientInfo"] = json!({"name": "aareguru-mcp-gateway", "version": gateway_version});
     if !params["capabilities"].is_object() {
         params["capabilities"] = json!({});

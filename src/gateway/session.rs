@@ -20,14 +20,17 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
 use super::{
-    child::{ChildEvent, ChildProcess, ExitCause, Stdin},
+    child::{ChildEvent, ChildProcess, ExitCause},
     inprocess::InProcess,
-    jsonrpc::{self, Kind},
     metrics::{BackendLabel, Metrics},
     shared::SharedChild,
 };
 use crate::{
     config::{Backend as BackendKind, GatewayConfig},
+    mcp::{
+        jsonrpc::{self, Kind},
+        lines::LineQueue,
+    },
     server::AareguruServer,
     upstream::Upstream,
 };
@@ -104,7 +107,7 @@ enum Link {
 /// A server of the session's own, relayed line for line.
 struct Own {
     /// Lines for the server's input.
-    stdin: Stdin,
+    stdin: LineQueue,
     /// Raw ids of client requests the server has not answered yet.
     inflight: Mutex<HashSet<String>>,
     /// Set once the server has written its first message.
@@ -651,7 +654,7 @@ impl Sessions {
 }
 
 impl Own {
-    fn new(stdin: Stdin, worker: Worker, started_at: Instant) -> Own {
+    fn new(stdin: LineQueue, worker: Worker, started_at: Instant) -> Own {
         Own {
             stdin,
             inflight: Mutex::default(),

@@ -11,14 +11,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::mcp::{jsonrpc::Kind, lines::LineQueue};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    child::{ChildEvent, ChildProcess, ExitCause, Stdin},
-    jsonrpc::Kind,
+    child::{ChildEvent, ChildProcess, ExitCause},
     mux::{Mux, Out},
     session::{CloseCause, ForwardError, Session, Sessions},
 };
@@ -32,7 +32,7 @@ const STABLE_AFTER: Duration = Duration::from_secs(30);
 struct Inner {
     mux: Mux,
     /// The running child's input; `None` while there is no child.
-    stdin: Option<Stdin>,
+    stdin: Option<LineQueue>,
 }
 
 /// One shared child slot: the current process (restarted as needed) and its sessions.

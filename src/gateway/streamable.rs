@@ -33,14 +33,14 @@ use warp::{
 };
 
 use super::{
-    Gateway, error_reply, json_reply,
-    jsonrpc::{self, Kind},
-    rpc_error_reply_for,
+    Gateway, error_reply, json_reply, rpc_error_reply_for,
     session::{CloseCause, OpenError, Session},
 };
+use crate::mcp::{
+    jsonrpc::{self, Kind},
+    version,
+};
 
-/// Revisions whose clients speak this transport.
-pub const VERSIONS: [&str; 3] = ["2025-03-26", "2025-06-18", "2025-11-25"];
 /// Events a stream keeps for resumption.
 const REPLAY_EVENTS: usize = 1024;
 /// Finished POST streams kept for resumption.
@@ -227,12 +227,12 @@ impl Gateway {
     fn check_version(&self, headers: &HeaderMap) -> Result<Option<String>, Box<Response>> {
         match header(headers, "mcp-protocol-version") {
             None => Ok(None),
-            Some(v) if VERSIONS.contains(&v) => Ok(Some(v.to_string())),
+            Some(v) if version::STREAMABLE_HTTP.contains(&v) => Ok(Some(v.to_string())),
             Some(v) => {
                 self.metrics.reject("protocol_version");
                 let msg = format!(
                     "unsupported MCP-Protocol-Version {v:?}; this server speaks {} over Streamable HTTP (initialize to negotiate)",
-                    VERSIONS.join(", ")
+                    version::STREAMABLE_HTTP.join(", ")
                 );
                 Err(Box::new(rpc_error_reply_for(
                     StatusCode::BAD_REQUEST,
@@ -350,7 +350,7 @@ impl Gateway {
                 id,
                 StreamBuf {
                     awaiting: requests.len(),
-                    priming: version.is_some_and(|v| v.as_str() >= "2025-11-25"),
+                    priming: version.is_some_and(|v| v.as_str() >= version::PRIMING_FROM),
                     ..Default::default()
                 },
             );
@@ -462,7 +462,9 @@ impl Gateway {
         let priming = {
             let r = mcp.routes.lock().unwrap();
             r.streams.get(&stream).is_some_and(|b| b.priming)
-                || r.version.as_deref().is_some_and(|v| v >= "2025-11-25")
+                || r.version
+                    .as_deref()
+                    .is_some_and(|v| v >= version::PRIMING_FROM)
         };
         let prime = (priming && cursor == 0)
             .then(|| Ok::<_, Infallible>(Event::default().id(format!("{stream}-0")).data("")));

@@ -1,0 +1,10 @@
+//! What every mode shares about MCP itself: JSON-RPC messages (classification, raw ids, error
+//! responses), line framing (the stdio transport), and protocol revisions.
+//!
+//! Owns: the wire format below the transports. Must not touch: processes, sessions, HTTP,
+//! configuration — the stdio server, the gateway and the bridge all build on this, never the
+//! other way round.
+
+pub mod jsonrpc;
+pub mod lines;
+pub mod version;
