@@ -6,13 +6,10 @@
 //!   and the reply arrives on the session's stream as `event: message`.
 //! - `GET /health` (JSON; 503 while shutting down) and `GET /metrics` (Prometheus text).
 
-pub mod child;
-pub mod inprocess;
+pub mod backend;
 pub mod metrics;
-pub mod mux;
 pub mod security;
 pub mod session;
-pub mod shared;
 pub mod streamable;
 
 use std::{
@@ -86,8 +83,9 @@ pub async fn run(
     raise_fd_limit();
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
-    let sessions = Sessions::new(config.clone(), metrics.clone())?;
-    sessions.start()?;
+    let backend = backend::build(config.clone(), metrics.clone())?;
+    backend.clone().start()?;
+    let sessions = Sessions::new(config.clone(), metrics.clone(), backend);
     let base_path = base_path(&config.public_url);
     let gateway = Arc::new(Gateway {
         guard: Guard::new(&config),
@@ -383,8 +381,9 @@ impl Gateway {
     /// ready (all restarting). "degraded" when some shared children are restarting.
     fn health(&self) -> Response {
         let shutting_down = self.shutting_down.load(Ordering::SeqCst);
-        let shared = self.sessions.shared_status();
-        let ready = self.sessions.shared_ready();
+        let backend = self.sessions.backend_status();
+        let shared = backend.slots;
+        let ready = backend.ready;
         let status = if shutting_down {
             "shutting_down"
         } else {
@@ -400,7 +399,7 @@ impl Gateway {
             "backend": self.config.backend.as_str(),
             "sessions": self.sessions.len(),
             "max_sessions": self.config.max_sessions,
-            "children_alive": self.sessions.children_alive(),
+            "children_alive": backend.children_alive,
         });
         if !shared.is_empty() {
             body["shared_children"] = serde_json::Value::Array(shared);
@@ -426,7 +425,7 @@ impl Gateway {
         if let Err(refusal) = check {
             return self.refuse(refusal, IpAddr::from([0, 0, 0, 0]));
         }
-        if let Some(ready) = self.sessions.shared_ready() {
+        if let Some(ready) = self.sessions.backend_status().ready {
             self.metrics.shared_children_ready.set(ready as i64);
         }
         let mut r = reply(StatusCode::OK, self.metrics.encode());

@@ -1,15 +1,90 @@
 //! The in-process backend: a session is served by the built-in Aareguru server (rmcp) over an
 //! in-memory pipe inside the gateway — no process, and every session shares one upstream client
-//! and cache. To the session layer it looks exactly like a child: lines in, [`ChildEvent`]s out,
-//! framed by the same code, so both backends behave alike down to over-long replies.
+//! and cache. To the relay it looks exactly like a child: lines in, [`ChildEvent`]s out, framed
+//! by the same code, so both backends behave alike down to over-long replies.
+//!
+//! Owns: running the built-in server per session. Must not touch: processes.
 
+use std::{sync::Arc, time::Instant};
+
+use futures::future::BoxFuture;
 use rmcp::{service::serve_server_with_ct, transport::async_rw::AsyncRwTransport};
 use tokio::sync::{mpsc, watch};
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::child::{ChildEvent, ExitCause};
-use crate::mcp::lines::{self, LineQueue};
-use crate::server::AareguruServer;
+use super::{
+    Backend, Client, Link, OpenError, Status,
+    own::{OwnLink, RelaySettings, Worker},
+    process::{ChildEvent, ExitCause},
+};
+use crate::{
+    config::{Backend as BackendKind, GatewayConfig},
+    gateway::metrics::Metrics,
+    mcp::lines::{self, LineQueue},
+    server::AareguruServer,
+};
+
+/// Serves every session with its own instance of the built-in server (all sharing one
+/// upstream client and cache).
+pub struct InProcessBackend {
+    server: AareguruServer,
+    relay: RelaySettings,
+}
+
+impl InProcessBackend {
+    pub fn new(config: Arc<GatewayConfig>, metrics: Arc<Metrics>, server: AareguruServer) -> Self {
+        InProcessBackend {
+            server,
+            relay: RelaySettings {
+                metrics,
+                input_limit: config.session_buffer_bytes,
+                max_line_bytes: config.max_line_bytes,
+                start_timeout: config.child_start_timeout,
+                terminations: TaskTracker::new(),
+                children: None,
+            },
+        }
+    }
+}
+
+impl Backend for InProcessBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::InProcess
+    }
+
+    fn start(self: Arc<Self>) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn open(&self, client: Arc<dyn Client>) -> Result<Box<dyn Link>, OpenError> {
+        let started_at = Instant::now();
+        let (server, events) = InProcess::start(
+            self.server.clone(),
+            client.name(),
+            self.relay.max_line_bytes,
+        );
+        let input = server.stdin();
+        Ok(Box::new(OwnLink::start(
+            client,
+            input,
+            server,
+            events,
+            self.relay.clone(),
+            started_at,
+        )))
+    }
+
+    fn status(&self) -> Status {
+        Status::default()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.relay.terminations.close();
+            self.relay.terminations.wait().await;
+        })
+    }
+}
 
 /// Bytes the pipe buffers in each direction before a writer waits.
 const PIPE_BYTES: usize = 64 * 1024;
@@ -97,5 +172,11 @@ impl InProcess {
         self.close_input.cancel();
         let mut done = self.done.clone();
         let _ = tokio::time::timeout(grace, done.wait_for(|d| *d)).await;
+    }
+}
+
+impl Worker for InProcess {
+    fn terminate(&mut self, grace: std::time::Duration) -> impl Future<Output = ()> + Send {
+        InProcess::terminate(self, grace)
     }
 }

@@ -2,6 +2,8 @@
 //! stdout framed on bytes into JSON-RPC lines, stderr logged with the session id, and a shutdown
 //! that closes stdin, then signals the whole group (SIGTERM, then SIGKILL) so no grandchild
 //! survives.
+//!
+//! Owns: spawning, signalling and reaping one process. Must not touch: what the lines mean.
 
 use std::{process::Stdio, time::Duration};
 
@@ -13,6 +15,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+use super::own::Worker;
 use crate::{
     config::ChildCommand,
     mcp::lines::{Frame, LineQueue, read_lines, write_lines},
@@ -205,6 +208,12 @@ impl ChildProcess {
         tokio::time::timeout(within, exited.wait_for(|e| *e))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+}
+
+impl Worker for ChildProcess {
+    fn terminate(&mut self, grace: Duration) -> impl Future<Output = ()> + Send {
+        ChildProcess::terminate(self, grace)
     }
 }
 

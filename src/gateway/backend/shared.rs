@@ -1,9 +1,13 @@
-//! The shared backend: one child process (per pool slot) serving many sessions through a
-//! [`Mux`]. This file owns the process side — spawning, relaying lines both ways under one
-//! lock (so what a session sends reaches the child in order), restarting with backoff when the
-//! child dies, killing a child whose handshake hangs — and leaves routing to the mux.
+//! The shared backend: one child process (per slot) serving many sessions through a [`Mux`].
+//! This file owns the process side — spawning, relaying lines both ways under one lock (so what
+//! a session sends reaches the child in order), restarting with backoff when the child dies,
+//! killing a child whose handshake hangs — and leaves routing to the mux.
+//!
+//! Owns: the shared children and their members. Must not touch: routing decisions (the mux's)
+//! or the session table (members are [`Client`]s).
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU32, AtomicU64, Ordering},
@@ -11,16 +15,21 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::mcp::{jsonrpc::Kind, lines::LineQueue};
+use bytes::Bytes;
+use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
 use super::{
-    child::{ChildEvent, ChildProcess, ExitCause},
+    Backend, Children, Client, CloseCause, ForwardError, Link, OpenError, Status,
     mux::{Mux, Out},
-    session::{CloseCause, ForwardError, Session, Sessions},
+    process::{ChildEvent, ChildProcess, ExitCause},
+};
+use crate::{
+    config::{Backend as BackendKind, GatewayConfig},
+    mcp::{jsonrpc::Kind, lines::LineQueue},
 };
 
 /// First restart delay; doubles per consecutive failure up to [`MAX_BACKOFF`].
@@ -29,43 +38,151 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// A child that ran this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 
+/// Every shared child of the gateway.
+pub struct Shared {
+    config: Arc<GatewayConfig>,
+    children: Arc<Children>,
+    slots: Vec<Arc<Slot>>,
+    /// The supervisors, so shutdown can wait for them.
+    supervisors: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Shared {
+    pub fn new(config: Arc<GatewayConfig>, children: Arc<Children>) -> Self {
+        Shared {
+            slots: (0..config.children).map(Slot::new).collect(),
+            config,
+            children,
+            supervisors: TaskTracker::new(),
+            stop: CancellationToken::new(),
+        }
+    }
+}
+
+impl Backend for Shared {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Shared
+    }
+
+    fn start(self: Arc<Self>) -> anyhow::Result<()> {
+        for slot in &self.slots {
+            let spawned =
+                ChildProcess::spawn(&self.config.child, slot.name(), self.config.max_line_bytes)
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot start {:?}: {e}", self.config.child.program)
+                    })?;
+            self.supervisors.spawn(slot.clone().supervise(
+                self.config.clone(),
+                self.children.clone(),
+                spawned,
+                self.stop.clone(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn open(&self, client: Arc<dyn Client>) -> Result<Box<dyn Link>, OpenError> {
+        // The least busy slot, preferring ready ones.
+        let slot = self
+            .slots
+            .iter()
+            .min_by_key(|c| c.load())
+            .expect("at least one shared child");
+        let id = client.id();
+        slot.attach(client);
+        Ok(Box::new(SharedLink {
+            slot: slot.clone(),
+            session: id,
+            input_limit: self.config.session_buffer_bytes,
+        }))
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            children_alive: self.children.alive(),
+            slots: self.slots.iter().map(|c| c.status()).collect(),
+            ready: Some(self.slots.iter().filter(|c| c.is_ready()).count()),
+        }
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.stop.cancel();
+            self.supervisors.close();
+            self.supervisors.wait().await;
+        })
+    }
+}
+
+/// A session's place on a shared child.
+struct SharedLink {
+    slot: Arc<Slot>,
+    session: Uuid,
+    input_limit: usize,
+}
+
+impl Link for SharedLink {
+    fn forward<'a>(
+        &'a self,
+        line: Bytes,
+        kind: &'a Kind,
+    ) -> BoxFuture<'a, Result<(), ForwardError>> {
+        Box::pin(
+            self.slot
+                .forward(self.session, line, kind, self.input_limit),
+        )
+    }
+
+    fn release(&self, _grace: Duration) {
+        self.slot.detach(self.session);
+    }
+
+    fn serving(&self) -> Option<&str> {
+        Some(self.slot.name())
+    }
+}
+
 struct Inner {
     mux: Mux,
     /// The running child's input; `None` while there is no child.
     stdin: Option<LineQueue>,
+    /// The sessions on this child.
+    members: HashMap<Uuid, Arc<dyn Client>>,
 }
 
 /// One shared child slot: the current process (restarted as needed) and its sessions.
-pub struct SharedChild {
-    pub index: usize,
+struct Slot {
+    index: usize,
     name: String,
     inner: Mutex<Inner>,
     pid: AtomicU32,
     restarts: AtomicU64,
 }
 
-pub type Spawned = (ChildProcess, mpsc::Receiver<ChildEvent>);
+type Spawned = (ChildProcess, mpsc::Receiver<ChildEvent>);
 
-impl SharedChild {
-    pub fn new(index: usize) -> Arc<Self> {
-        Arc::new(SharedChild {
+impl Slot {
+    fn new(index: usize) -> Arc<Self> {
+        Arc::new(Slot {
             index,
             name: format!("shared-{index}"),
             inner: Mutex::new(Inner {
                 mux: Mux::new(),
                 stdin: None,
+                members: HashMap::new(),
             }),
             pid: AtomicU32::new(0),
             restarts: AtomicU64::new(0),
         })
     }
 
-    pub fn name(&self) -> &str {
+    fn name(&self) -> &str {
         &self.name
     }
 
     /// How to rank this slot for a new session: ready ones first, then the least busy.
-    pub fn load(&self) -> (bool, usize) {
+    fn load(&self) -> (bool, usize) {
         let inner = self.inner.lock().unwrap();
         (
             inner.stdin.is_none() || !inner.mux.is_ready(),
@@ -74,12 +191,12 @@ impl SharedChild {
     }
 
     /// Running and initialized (or not yet asked to initialize).
-    pub fn is_ready(&self) -> bool {
+    fn is_ready(&self) -> bool {
         let inner = self.inner.lock().unwrap();
         inner.stdin.is_some() && inner.mux.is_ready()
     }
 
-    pub fn status(&self) -> Value {
+    fn status(&self) -> Value {
         let inner = self.inner.lock().unwrap();
         let state = match (&inner.stdin, inner.mux.is_ready()) {
             (Some(_), true) => "ready",
@@ -96,47 +213,48 @@ impl SharedChild {
         })
     }
 
-    pub fn attach(&self, session: Uuid) {
-        self.inner.lock().unwrap().mux.attach(session);
+    fn attach(&self, client: Arc<dyn Client>) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.mux.attach(client.id());
+        inner.members.insert(client.id(), client);
     }
 
     /// The session has ended: its requests are cancelled toward the child.
-    pub fn detach(&self, sessions: &Sessions, session: Uuid) {
+    fn detach(&self, session: Uuid) {
         let mut out = vec![];
         let mut inner = self.inner.lock().unwrap();
+        inner.members.remove(&session);
         inner.mux.detach(session, &mut out);
         // Only child-bound messages come out of a detach; nothing to close.
-        let _ = self.apply(&mut inner, out, sessions);
+        let _ = self.apply(&mut inner, out);
     }
 
     /// One client message for the child (rewritten by the mux).
-    pub async fn forward(
+    async fn forward(
         &self,
-        sessions: &Arc<Sessions>,
-        session: &Session,
-        line: &[u8],
+        session: Uuid,
+        line: Bytes,
         kind: &Kind,
+        input_limit: usize,
     ) -> Result<(), ForwardError> {
         let stdin = self.inner.lock().unwrap().stdin.clone();
         if let Some(stdin) = stdin
-            && !stdin
-                .wait_room(sessions.stdin_limit(), Duration::from_secs(10))
-                .await
+            && !stdin.wait_room(input_limit, Duration::from_secs(10)).await
         {
             return Err(ForwardError::Busy);
         }
         let closes = {
             let mut out = vec![];
             let mut inner = self.inner.lock().unwrap();
-            inner.mux.from_client(session.id, line, kind, &mut out);
-            self.apply(&mut inner, out, sessions)
+            inner.mux.from_client(session, &line, kind, &mut out);
+            self.apply(&mut inner, out)
         };
-        sessions.close_many(closes, CloseCause::SlowClient);
+        end_all(closes);
         Ok(())
     }
 
     /// Delivers the mux's output; returns sessions that must be closed for not reading.
-    fn apply(&self, inner: &mut Inner, out: Vec<Out>, sessions: &Sessions) -> Vec<Uuid> {
+    fn apply(&self, inner: &mut Inner, out: Vec<Out>) -> Vec<Arc<dyn Client>> {
         let mut closes = vec![];
         for o in out {
             match o {
@@ -145,10 +263,10 @@ impl SharedChild {
                     _ => tracing::debug!(child = %self.name, "child input closed; message dropped"),
                 },
                 Out::Session(id, message) => {
-                    if let Some(session) = sessions.get(&id)
-                        && !sessions.deliver(&session, message)
+                    if let Some(client) = inner.members.get(&id)
+                        && !client.send(message)
                     {
-                        closes.push(id);
+                        closes.push(client.clone());
                     }
                 }
             }
@@ -157,14 +275,14 @@ impl SharedChild {
     }
 
     /// Runs the slot until shutdown: relays the child's output, restarts it when it dies.
-    pub async fn supervise(
+    async fn supervise(
         self: Arc<Self>,
-        sessions: Arc<Sessions>,
+        config: Arc<GatewayConfig>,
+        children: Arc<Children>,
         first: Spawned,
         shutdown: CancellationToken,
     ) {
-        let config = sessions.config().clone();
-        let metrics = sessions.metrics.clone();
+        let metrics = children.metrics.clone();
         let mut next = Some(first);
         let mut failures: u32 = 0;
         loop {
@@ -186,14 +304,13 @@ impl SharedChild {
                             failures += 1;
                             metrics.error("spawn");
                             tracing::error!(child = %self.name, error = %e, retry_in_s = delay.as_secs_f64() * 2.0, "cannot restart the shared child");
-                            self.fail_waiting(&sessions, &format!("cannot start: {e}"));
+                            self.fail_waiting(&format!("cannot start: {e}"));
                             continue;
                         }
                     }
                 }
             };
-            metrics.child_spawns.inc();
-            sessions.child_started();
+            children.started();
             self.pid.store(child.pid, Ordering::Relaxed);
             tracing::info!(child = %self.name, pid = child.pid, "shared child started");
             let closes = {
@@ -201,23 +318,23 @@ impl SharedChild {
                 let mut inner = self.inner.lock().unwrap();
                 inner.stdin = Some(child.stdin());
                 inner.mux.child_started(&mut out);
-                self.apply(&mut inner, out, &sessions)
+                self.apply(&mut inner, out)
             };
-            sessions.close_many(closes, CloseCause::SlowClient);
+            end_all(closes);
             let started = Instant::now();
             let ended = self
-                .relay(&sessions, &mut child, &mut events, &shutdown)
+                .relay(&config, &children, &mut child, &mut events, &shutdown)
                 .await;
             self.inner.lock().unwrap().stdin = None;
             let Some((cause, detail)) = ended else {
                 // Shutdown: the sessions are already gone.
                 child.terminate(config.shutdown_grace).await;
-                sessions.child_ended(ExitCause::Terminated);
+                children.ended(ExitCause::Terminated);
                 return;
             };
-            sessions.child_ended(cause);
+            children.ended(cause);
             tracing::warn!(child = %self.name, %detail, cause = cause.as_str(), "shared child ended; restarting it");
-            self.fail_waiting(&sessions, &detail);
+            self.fail_waiting(&detail);
             failures = if started.elapsed() > STABLE_AFTER {
                 0
             } else {
@@ -227,26 +344,28 @@ impl SharedChild {
     }
 
     /// Fails what waits on a dead child (in-flight and held requests).
-    fn fail_waiting(&self, sessions: &Arc<Sessions>, reason: &str) {
+    fn fail_waiting(&self, reason: &str) {
         let closes = {
             let mut out = vec![];
             let mut inner = self.inner.lock().unwrap();
             inner.mux.child_died(reason, &mut out);
-            self.apply(&mut inner, out, sessions)
+            self.apply(&mut inner, out)
         };
-        sessions.close_many(closes, CloseCause::SlowClient);
+        end_all(closes);
     }
 
     /// Relays the child's output until it ends (`Some`) or shutdown (`None`).
     async fn relay(
         &self,
-        sessions: &Arc<Sessions>,
+        config: &GatewayConfig,
+        children: &Children,
         child: &mut ChildProcess,
         events: &mut mpsc::Receiver<ChildEvent>,
         shutdown: &CancellationToken,
     ) -> Option<(ExitCause, String)> {
-        let limit = sessions.config().max_line_bytes;
-        let start_timeout = sessions.config().child_start_timeout;
+        let limit = config.max_line_bytes;
+        let start_timeout = config.child_start_timeout;
+        let metrics = &children.metrics;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             let event = tokio::select! {
@@ -255,29 +374,37 @@ impl SharedChild {
                     let overdue = self.inner.lock().unwrap().mux.handshake_overdue(start_timeout);
                     if overdue {
                         tracing::error!(child = %self.name, timeout_s = start_timeout.as_secs_f64(), "shared child did not answer initialize in time; killing it");
-                        sessions.metrics.error("child_start_timeout");
+                        metrics.error("child_start_timeout");
                         child.terminate(Duration::from_millis(500)).await;
                     }
                     continue;
                 }
                 _ = shutdown.cancelled() => return None,
             };
-            let out_and_closes = {
+            let closes = {
                 let mut out = vec![];
                 let mut inner = self.inner.lock().unwrap();
                 match event {
                     Some(ChildEvent::Line(line)) => inner.mux.from_child(&line, &mut out),
                     Some(ChildEvent::TooLong { prefix, len }) => {
-                        sessions.metrics.error("child_line_too_long");
+                        metrics.error("child_line_too_long");
                         tracing::warn!(child = %self.name, len, limit, "child wrote an over-long message; dropped");
                         inner.mux.child_too_long(&prefix, len, limit, &mut out);
                     }
                     Some(ChildEvent::Exited { cause, detail }) => return Some((cause, detail)),
                     None => return Some((ExitCause::Crashed, "output ended".into())),
                 }
-                self.apply(&mut inner, out, sessions)
+                self.apply(&mut inner, out)
             };
-            sessions.close_many(out_and_closes, CloseCause::SlowClient);
+            end_all(closes);
         }
+    }
+}
+
+/// Ends sessions whose clients stopped reading (called outside the slot's lock: ending a session
+/// detaches it, which takes the lock).
+fn end_all(clients: Vec<Arc<dyn Client>>) {
+    for client in clients {
+        client.end(CloseCause::SlowClient);
     }
 }

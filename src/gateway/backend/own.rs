@@ -1,0 +1,258 @@
+//! A server of the session's own — a child process or an in-process server — relayed line for
+//! line. The relay remembers which client requests are unanswered, so a server that dies (or
+//! never starts answering) fails them at once instead of leaving the client waiting.
+//!
+//! Owns: the relay between one session and one server. Must not touch: how the server was
+//! started (that is the worker's business) or the session table.
+
+use std::{
+    collections::HashSet,
+    future::Future,
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use super::{
+    Children, Client, CloseCause, ForwardError, Link,
+    process::{ChildEvent, ExitCause},
+};
+use crate::{
+    gateway::metrics::Metrics,
+    mcp::{
+        jsonrpc::{self, Kind},
+        lines::LineQueue,
+    },
+};
+
+/// What runs the server: a child process or an in-process server.
+pub trait Worker: Send + 'static {
+    /// Stops the server, politely first, and returns once it has ended (or `grace` is spent).
+    fn terminate(&mut self, grace: Duration) -> impl Future<Output = ()> + Send;
+}
+
+/// Settings every relay of a backend shares.
+#[derive(Clone)]
+pub struct RelaySettings {
+    pub metrics: Arc<Metrics>,
+    /// Bytes that may wait for the server's input before a sender is refused.
+    pub input_limit: usize,
+    pub max_line_bytes: usize,
+    pub start_timeout: Duration,
+    /// Where terminations run, so shutdown can wait for them.
+    pub terminations: TaskTracker,
+    /// Counts the process, for a child process (`None` in process).
+    pub children: Option<Arc<Children>>,
+}
+
+/// State the link and its pump share.
+struct Relay {
+    client: Weak<dyn Client>,
+    /// Raw ids of client requests the server has not answered yet.
+    inflight: Mutex<HashSet<String>>,
+    /// Set once the server has written its first message.
+    answered: AtomicBool,
+    /// Set once the start watchdog is armed.
+    watchdog_armed: AtomicBool,
+    started_at: Instant,
+    settings: RelaySettings,
+    /// Cancelled when the session releases its server.
+    released: CancellationToken,
+}
+
+/// A session's link to a server of its own.
+pub struct OwnLink<W: Worker> {
+    relay: Arc<Relay>,
+    input: LineQueue,
+    worker: Mutex<Option<W>>,
+}
+
+impl<W: Worker> OwnLink<W> {
+    /// Starts relaying `events` (the server's output) to `client`.
+    pub fn start(
+        client: Arc<dyn Client>,
+        input: LineQueue,
+        worker: W,
+        events: mpsc::Receiver<ChildEvent>,
+        settings: RelaySettings,
+        started_at: Instant,
+    ) -> Self {
+        let relay = Arc::new(Relay {
+            client: Arc::downgrade(&client),
+            inflight: Mutex::default(),
+            answered: AtomicBool::new(false),
+            watchdog_armed: AtomicBool::new(false),
+            started_at,
+            settings,
+            released: CancellationToken::new(),
+        });
+        tokio::spawn(relay.clone().pump(client, events));
+        OwnLink {
+            relay,
+            input,
+            worker: Mutex::new(Some(worker)),
+        }
+    }
+}
+
+impl<W: Worker> Link for OwnLink<W> {
+    fn forward<'a>(
+        &'a self,
+        line: Bytes,
+        kind: &'a Kind,
+    ) -> BoxFuture<'a, Result<(), ForwardError>> {
+        Box::pin(async move {
+            let relay = &self.relay;
+            match kind {
+                Kind::Request { id, .. } => {
+                    relay.inflight.lock().unwrap().insert(id.clone());
+                    relay.arm_start_watchdog();
+                }
+                // A cancelled request gets no response; forget it so a later server failure
+                // does not answer it either.
+                Kind::Notification { method } if method == "notifications/cancelled" => {
+                    if let Some(id) = jsonrpc::cancelled_request_id(&line) {
+                        relay.inflight.lock().unwrap().remove(&id);
+                    }
+                }
+                _ => {}
+            }
+            if !self
+                .input
+                .wait_room(relay.settings.input_limit, Duration::from_secs(10))
+                .await
+            {
+                return Err(ForwardError::Busy);
+            }
+            self.input.push(line).map_err(|_| ForwardError::Closed)
+        })
+    }
+
+    fn release(&self, grace: Duration) {
+        self.relay.released.cancel();
+        if let Some(mut worker) = self.worker.lock().unwrap().take() {
+            self.relay
+                .settings
+                .terminations
+                .spawn(async move { worker.terminate(grace).await });
+        }
+    }
+}
+
+impl Relay {
+    /// Relays the server's output to the client until the server ends.
+    async fn pump(
+        self: Arc<Self>,
+        client: Arc<dyn Client>,
+        mut events: mpsc::Receiver<ChildEvent>,
+    ) {
+        let metrics = &self.settings.metrics;
+        while let Some(event) = events.recv().await {
+            match event {
+                ChildEvent::Line(line) => {
+                    if !self.answered.swap(true, Ordering::Relaxed) {
+                        metrics
+                            .child_spawn_duration
+                            .observe(self.started_at.elapsed().as_secs_f64());
+                    }
+                    match jsonrpc::classify(&line) {
+                        Ok(Kind::Response { id }) => {
+                            self.inflight.lock().unwrap().remove(&id);
+                        }
+                        Ok(_) => {}
+                        Err(reason) => {
+                            tracing::warn!(session = %client.name(), %reason, "child sent an invalid message; skipped");
+                            metrics.error("child_invalid_message");
+                            continue;
+                        }
+                    }
+                    // Lines are valid UTF-8: classify parsed them as JSON.
+                    let text = String::from_utf8(line.to_vec()).unwrap_or_default();
+                    if !client.send(text) {
+                        client.end(CloseCause::SlowClient);
+                    }
+                }
+                ChildEvent::TooLong { prefix, len } => {
+                    let limit = self.settings.max_line_bytes;
+                    metrics.error("child_line_too_long");
+                    tracing::warn!(session = %client.name(), len, limit, "child wrote an over-long message; dropped");
+                    if let Some(id) = jsonrpc::id_from_prefix(&prefix)
+                        && self.inflight.lock().unwrap().remove(&id)
+                    {
+                        let msg = format!(
+                            "the response was {len} bytes, over the gateway's limit of {limit} bytes"
+                        );
+                        client.send_unbounded(jsonrpc::error_response(
+                            &id,
+                            jsonrpc::INTERNAL_ERROR,
+                            &msg,
+                        ));
+                    }
+                }
+                ChildEvent::Exited { cause, detail } => {
+                    if let Some(children) = &self.settings.children {
+                        children.ended(cause);
+                    }
+                    if cause != ExitCause::Terminated {
+                        tracing::warn!(session = %client.name(), %detail, "child exited");
+                        let message =
+                            format!("the MCP server process ended ({detail}) before answering");
+                        self.fail_inflight(client.as_ref(), &message);
+                        client.end(CloseCause::ChildExited);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Answers every unanswered request with an error.
+    fn fail_inflight(&self, client: &dyn Client, message: &str) {
+        let ids: Vec<String> = self.inflight.lock().unwrap().drain().collect();
+        for id in ids {
+            client.send_unbounded(jsonrpc::error_response(
+                &id,
+                jsonrpc::INTERNAL_ERROR,
+                message,
+            ));
+        }
+    }
+
+    /// On the first request, start a timer: a server that has not answered anything by then is
+    /// considered failed to start.
+    fn arm_start_watchdog(self: &Arc<Self>) {
+        if self.answered.load(Ordering::Relaxed)
+            || self.watchdog_armed.swap(true, Ordering::Relaxed)
+        {
+            return;
+        }
+        let relay = self.clone();
+        let timeout = self.settings.start_timeout;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(timeout) => {}
+                _ = relay.released.cancelled() => return,
+            }
+            let Some(client) = relay.client.upgrade() else {
+                return;
+            };
+            if !relay.answered.load(Ordering::Relaxed) {
+                tracing::error!(session = %client.name(), timeout_s = timeout.as_secs_f64(), "child did not answer its first request in time");
+                relay.settings.metrics.error("child_start_timeout");
+                let msg = format!(
+                    "the MCP server did not start answering within {} s",
+                    timeout.as_secs_f64()
+                );
+                relay.fail_inflight(client.as_ref(), &msg);
+                client.end(CloseCause::ChildStartTimeout);
+            }
+        });
+    }
+}
