@@ -1,30 +1,19 @@
 //! Streamable HTTP (`/mcp`, revisions 2025-03-26, 2025-06-18, 2025-11-25) over the same
-//! sessions and backends as HTTP+SSE.
-//!
-//! A session has logical *streams*: one per POST that carries requests (it ends when their
-//! responses are sent) and the listen stream (id 0) for messages unrelated to any request,
-//! opened by GET. A dispatcher task routes every message from the session's server to exactly
-//! one stream — a response to the stream of its request, a progress notification to the stream
-//! of the request that asked for it, anything else to the newest stream still waiting for a
-//! response, or else to the listen stream. Each stream keeps a bounded buffer of its events with
-//! ids `<stream>-<seq>`; an HTTP connection is just a cursor into that buffer, so a client that
-//! lost its connection resumes with `Last-Event-ID` on a GET and gets what it missed.
+//! sessions and backends as HTTP+SSE: POST carries messages (answered with JSON or an SSE
+//! stream), GET opens the listen stream or resumes a lost one (`Last-Event-ID`), DELETE ends the
+//! session. Which stream a message goes on is decided in [`streams`](super::streams).
 //!
 //! A POST whose first routed message is the response to its single request is answered with
 //! `application/json`; if the server sends anything related first (progress, a sampling
 //! request…), the answer becomes an SSE stream carrying those messages and then the response.
+//!
+//! Owns: this transport's wire rules (headers, statuses, versions). Must not touch: backends.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    convert::Infallible,
-    net::IpAddr,
-    sync::{Arc, Mutex, RwLock},
-};
+use std::{convert::Infallible, net::IpAddr, sync::Arc};
 
 use bytes::Buf;
 use futures::{Stream, StreamExt, stream};
 use serde_json::json;
-use tokio::sync::Notify;
 use uuid::Uuid;
 use warp::{
     http::{HeaderMap, HeaderValue, StatusCode},
@@ -33,173 +22,17 @@ use warp::{
 };
 
 use super::{
-    Gateway, error_reply, json_reply, rpc_error_reply_for,
-    session::{CloseCause, OpenError, Session},
+    Http,
+    reply::{error_reply, json_reply, reply, rpc_error_reply_for},
+    streams::{LISTEN, ListenGuard, McpSession},
 };
-use crate::mcp::{
-    jsonrpc::{self, Kind},
-    version,
+use crate::{
+    gateway::session::CloseCause,
+    mcp::{
+        jsonrpc::{self, Kind},
+        version,
+    },
 };
-
-/// Events a stream keeps for resumption.
-const REPLAY_EVENTS: usize = 1024;
-/// Finished POST streams kept for resumption.
-const RETIRED_STREAMS: usize = 32;
-const LISTEN: u64 = 0;
-
-/// One buffered event.
-struct Buffered {
-    seq: u64,
-    response: bool,
-    text: Arc<str>,
-}
-
-#[derive(Default)]
-struct StreamBuf {
-    events: VecDeque<Buffered>,
-    next_seq: u64,
-    /// Responses still expected (POST streams).
-    awaiting: usize,
-    /// The client's requested/negotiated version says it takes a priming event.
-    priming: bool,
-}
-
-impl StreamBuf {
-    fn done(&self, id: u64) -> bool {
-        id != LISTEN && self.awaiting == 0
-    }
-}
-
-#[derive(Default)]
-struct Routes {
-    next_stream: u64,
-    streams: HashMap<u64, StreamBuf>,
-    /// Raw request id → stream waiting for its response.
-    waiting: HashMap<String, u64>,
-    /// Raw progress token → stream of the request that asked for progress.
-    tokens: HashMap<String, u64>,
-    retired: VecDeque<u64>,
-    /// Listen-stream events not yet sent on any connection.
-    listen_cursor: u64,
-    /// Set once the session has ended: streams end after what they hold.
-    ended: bool,
-    /// The raw id of the `initialize` request, to learn the negotiated version.
-    init_id: Option<String>,
-    version: Option<String>,
-    bytes: usize,
-}
-
-/// A Streamable HTTP session: the transport state around a gateway [`Session`].
-pub struct McpSession {
-    session: Arc<Session>,
-    routes: Mutex<Routes>,
-    changed: Notify,
-    /// A GET listen connection is open (a second one is refused with 409).
-    listening: std::sync::atomic::AtomicBool,
-}
-
-/// Every Streamable HTTP session of the gateway.
-#[derive(Default)]
-pub struct Registry {
-    map: RwLock<HashMap<Uuid, Arc<McpSession>>>,
-}
-
-impl McpSession {
-    /// Routes one message from the server to its stream.
-    fn route(&self, text: String, limit: usize) -> bool {
-        let kind = jsonrpc::classify(text.as_bytes()).ok();
-        let mut r = self.routes.lock().unwrap();
-        let (stream, response) = match &kind {
-            Some(Kind::Response { id }) => {
-                if r.init_id.as_deref() == Some(id.as_str()) {
-                    r.init_id = None;
-                    r.version = serde_json::from_str::<serde_json::Value>(&text)
-                        .ok()
-                        .and_then(|v| v["result"]["protocolVersion"].as_str().map(str::to_string));
-                }
-                match r.waiting.remove(id) {
-                    Some(s) => (s, true),
-                    None => {
-                        tracing::debug!(session = %self.session.id_str, id, "response for no waiting request; dropped");
-                        return true;
-                    }
-                }
-            }
-            Some(Kind::Notification { method }) if method == "notifications/progress" => {
-                let token = serde_json::from_str::<serde_json::Value>(&text)
-                    .ok()
-                    .map(|v| v["params"]["progressToken"].to_string());
-                match token.and_then(|t| r.tokens.get(&t).copied()) {
-                    Some(s) if r.streams.contains_key(&s) => (s, false),
-                    _ => (related(&r), false),
-                }
-            }
-            _ => (related(&r), false),
-        };
-        let len = text.len();
-        r.bytes += len;
-        let buf = r.streams.entry(stream).or_default();
-        buf.next_seq += 1;
-        let seq = buf.next_seq;
-        buf.events.push_back(Buffered {
-            seq,
-            response,
-            text: text.into(),
-        });
-        if response {
-            buf.awaiting = buf.awaiting.saturating_sub(1);
-        }
-        let mut trimmed = 0;
-        while buf.events.len() > REPLAY_EVENTS {
-            if let Some(old) = buf.events.pop_front() {
-                trimmed += old.text.len();
-            }
-        }
-        if buf.done(stream) && stream != LISTEN {
-            r.tokens.retain(|_, s| *s != stream);
-            r.retired.push_back(stream);
-            while r.retired.len() > RETIRED_STREAMS {
-                if let Some(old) = r.retired.pop_front()
-                    && let Some(gone) = r.streams.remove(&old)
-                {
-                    trimmed += gone.events.iter().map(|e| e.text.len()).sum::<usize>();
-                }
-            }
-        }
-        r.bytes -= trimmed;
-        let within = r.bytes <= limit;
-        drop(r);
-        self.changed.notify_waiters();
-        within
-    }
-
-    /// Events of `stream` after `cursor`, and whether the stream is finished after them.
-    fn after(&self, stream: u64, cursor: u64) -> (Vec<(u64, bool, Arc<str>)>, bool) {
-        let r = self.routes.lock().unwrap();
-        let Some(buf) = r.streams.get(&stream) else {
-            return (vec![], true);
-        };
-        let events: Vec<_> = buf
-            .events
-            .iter()
-            .filter(|e| e.seq > cursor)
-            .map(|e| (e.seq, e.response, e.text.clone()))
-            .collect();
-        let done = r.ended || buf.done(stream);
-        (events, done)
-    }
-}
-
-/// The stream for a message that names no request: the newest stream still waiting for a
-/// response (the request that most likely caused it), else the listen stream.
-fn related(r: &Routes) -> u64 {
-    r.streams
-        .iter()
-        .filter(|(id, b)| **id != LISTEN && b.awaiting > 0)
-        .map(|(id, _)| *id)
-        .max()
-        .unwrap_or(LISTEN)
-}
 
 /// Whether an Accept header admits `mime` (`*/*` and `type/*` count).
 fn accepts(headers: &HeaderMap, mime: &str) -> bool {
@@ -222,7 +55,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-impl Gateway {
+impl Http {
     /// `MCP-Protocol-Version`, when sent, must be one this transport serves.
     fn check_version(&self, headers: &HeaderMap) -> Result<Option<String>, Box<Response>> {
         match header(headers, "mcp-protocol-version") {
@@ -255,7 +88,7 @@ impl Gateway {
         };
         let found = Uuid::parse_str(raw.trim())
             .ok()
-            .and_then(|id| self.mcp.map.read().unwrap().get(&id).cloned())
+            .and_then(|id| self.mcp.get(&id))
             .filter(|s| !s.session.closed.is_cancelled());
         found.ok_or_else(|| {
             self.metrics.reject("unknown_session");
@@ -266,7 +99,7 @@ impl Gateway {
         })
     }
 
-    pub(crate) async fn mcp_post(
+    pub(super) async fn mcp_post(
         self: &Arc<Self>,
         headers: &HeaderMap,
         client: IpAddr,
@@ -333,36 +166,14 @@ impl Gateway {
                 _ => None,
             })
             .collect();
-        let stream = (!requests.is_empty()).then(|| {
-            let mut r = mcp.routes.lock().unwrap();
-            r.next_stream += 1;
-            let id = r.next_stream;
-            for req in &requests {
-                r.waiting.insert(req.clone(), id);
-            }
-            for (line, _) in &parsed.messages {
-                if let Some(token) = progress_token(line) {
-                    r.tokens.insert(token, id);
-                }
-            }
-            let version = r.version.clone().or_else(|| init_version(&parsed.messages));
-            r.streams.insert(
-                id,
-                StreamBuf {
-                    awaiting: requests.len(),
-                    priming: version.is_some_and(|v| v.as_str() >= version::PRIMING_FROM),
-                    ..Default::default()
-                },
-            );
-            id
-        });
+        let stream = (!requests.is_empty()).then(|| mcp.open_stream(&requests, &parsed.messages));
         for (line, kind) in parsed.messages {
             if let Err(e) = self.sessions.forward(&mcp.session, line, &kind).await {
                 return self.forward_refused(e);
             }
         }
         let Some(stream) = stream else {
-            return super::reply(StatusCode::ACCEPTED, String::new());
+            return reply(StatusCode::ACCEPTED, String::new());
         };
         let mut response = self.answer_stream(&mcp, stream, requests.len()).await;
         if created {
@@ -383,7 +194,7 @@ impl Gateway {
         client: IpAddr,
         init_id: &str,
     ) -> Result<Arc<McpSession>, Box<Response>> {
-        if self.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.is_shutting_down() {
             self.metrics.reject("shutting_down");
             return Err(Box::new(error_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -394,20 +205,8 @@ impl Gateway {
             Ok(s) => s,
             Err(e) => return Err(Box::new(self.open_refused(e))),
         };
-        let mcp = Arc::new(McpSession {
-            session,
-            routes: Mutex::new(Routes {
-                init_id: Some(init_id.to_string()),
-                ..Default::default()
-            }),
-            changed: Notify::new(),
-            listening: Default::default(),
-        });
-        self.mcp
-            .map
-            .write()
-            .unwrap()
-            .insert(mcp.session.id, mcp.clone());
+        let mcp = McpSession::new(session, init_id);
+        self.mcp.insert(mcp.clone());
         // Messages from the server are routed as they are delivered, on the delivering task.
         let limit = self.config.session_buffer_bytes;
         let router = Arc::downgrade(&mcp);
@@ -419,9 +218,8 @@ impl Gateway {
         let (gateway, watched) = (self.clone(), mcp.clone());
         tokio::spawn(async move {
             watched.session.closed.cancelled().await;
-            watched.routes.lock().unwrap().ended = true;
-            watched.changed.notify_waiters();
-            gateway.mcp.map.write().unwrap().remove(&watched.session.id);
+            watched.end();
+            gateway.mcp.remove(&watched.session.id);
         });
         Ok(mcp)
     }
@@ -430,7 +228,7 @@ impl Gateway {
     /// an SSE stream of everything routed to `stream` up to the last response.
     async fn answer_stream(&self, mcp: &Arc<McpSession>, stream: u64, requests: usize) -> Response {
         let first = loop {
-            let changed = mcp.changed.notified();
+            let changed = mcp.changed().notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             let (events, done) = mcp.after(stream, 0);
@@ -443,7 +241,7 @@ impl Gateway {
             changed.await;
         };
         if requests == 1 && first[0].1 {
-            let mut r = super::reply(StatusCode::OK, first[0].2.to_string());
+            let mut r = reply(StatusCode::OK, first[0].2.to_string());
             r.headers_mut()
                 .insert("content-type", HeaderValue::from_static("application/json"));
             return r;
@@ -459,13 +257,7 @@ impl Gateway {
         cursor: u64,
         on_drop: Option<ListenGuard>,
     ) -> Response {
-        let priming = {
-            let r = mcp.routes.lock().unwrap();
-            r.streams.get(&stream).is_some_and(|b| b.priming)
-                || r.version
-                    .as_deref()
-                    .is_some_and(|v| v >= version::PRIMING_FROM)
-        };
+        let priming = mcp.priming(stream);
         let prime = (priming && cursor == 0)
             .then(|| Ok::<_, Infallible>(Event::default().id(format!("{stream}-0")).data("")));
         let events = stream::unfold(
@@ -476,7 +268,7 @@ impl Gateway {
                 }
                 loop {
                     let waiter = mcp.clone();
-                    let changed = waiter.changed.notified();
+                    let changed = waiter.changed().notified();
                     tokio::pin!(changed);
                     changed.as_mut().enable();
                     let (events, done) = mcp.after(stream, cursor);
@@ -492,8 +284,7 @@ impl Gateway {
                             })
                             .collect();
                         if stream == LISTEN {
-                            let mut r = mcp.routes.lock().unwrap();
-                            r.listen_cursor = r.listen_cursor.max(next);
+                            mcp.listen_sent(next);
                         }
                         return Some((stream::iter(batch), (mcp, next, guard, done)));
                     }
@@ -517,7 +308,7 @@ impl Gateway {
         r
     }
 
-    pub(crate) fn mcp_get(&self, headers: &HeaderMap) -> Response {
+    pub(super) fn mcp_get(&self, headers: &HeaderMap) -> Response {
         if !accepts(headers, "text/event-stream") {
             self.metrics.reject("accept");
             return error_reply(
@@ -537,32 +328,25 @@ impl Gateway {
             let (s, n) = v.trim().split_once('-')?;
             Some((s.parse::<u64>().ok()?, n.parse::<u64>().ok()?))
         }) && stream != LISTEN
-            && mcp.routes.lock().unwrap().streams.contains_key(&stream)
+            && mcp.has_stream(stream)
         {
             tracing::debug!(session = %mcp.session.id_str, stream, seq, "stream resumed");
             return self.sse_reply(mcp, stream, seq, None);
         }
-        use std::sync::atomic::Ordering;
-        if mcp.listening.swap(true, Ordering::SeqCst) {
+        // Resuming the listen stream, or picking up what waited for a listener.
+        let last_seq = header(headers, "last-event-id")
+            .and_then(|v| v.trim().strip_prefix("0-")?.parse::<u64>().ok());
+        let Some((cursor, guard)) = mcp.listen(last_seq) else {
             self.metrics.reject("second_listen_stream");
             return error_reply(
                 StatusCode::CONFLICT,
                 "this session already has a GET stream open",
             );
-        }
-        let cursor = {
-            let mut r = mcp.routes.lock().unwrap();
-            r.streams.entry(LISTEN).or_default();
-            // Resuming the listen stream, or picking up what waited for a listener.
-            header(headers, "last-event-id")
-                .and_then(|v| v.trim().strip_prefix("0-")?.parse::<u64>().ok())
-                .unwrap_or(r.listen_cursor)
         };
-        let guard = ListenGuard(mcp.clone());
         self.sse_reply(mcp, LISTEN, cursor, Some(guard))
     }
 
-    pub(crate) fn mcp_delete(&self, headers: &HeaderMap) -> Response {
+    pub(super) fn mcp_delete(&self, headers: &HeaderMap) -> Response {
         if let Err(r) = self.check_version(headers) {
             return *r;
         }
@@ -574,58 +358,6 @@ impl Gateway {
             Err(r) => *r,
         }
     }
-
-    pub(crate) fn open_refused(&self, e: OpenError) -> Response {
-        match e {
-            OpenError::Full(max) => {
-                self.metrics.reject("max_sessions");
-                let mut r = error_reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!("too many sessions (limit {max}); try again later"),
-                );
-                r.headers_mut()
-                    .insert("retry-after", HeaderValue::from(5u32));
-                r
-            }
-            e @ OpenError::Spawn(_) => {
-                self.metrics.error("spawn");
-                tracing::error!(error = %e, program = %self.config.child.program, "cannot start child");
-                error_reply(StatusCode::BAD_GATEWAY, &e.to_string())
-            }
-        }
-    }
-}
-
-/// Frees the session's GET slot when the listen connection goes away.
-struct ListenGuard(Arc<McpSession>);
-
-impl Drop for ListenGuard {
-    fn drop(&mut self) {
-        self.0
-            .listening
-            .store(false, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// The raw `params._meta.progressToken` of a request line.
-fn progress_token(line: &[u8]) -> Option<String> {
-    if !line.windows(13).any(|w| w == b"progressToken") {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
-    let t = &v["params"]["_meta"]["progressToken"];
-    (!t.is_null()).then(|| t.to_string())
-}
-
-/// The version an `initialize` among `messages` asks for.
-fn init_version(messages: &[(bytes::Bytes, Kind)]) -> Option<String> {
-    messages.iter().find_map(|(line, kind)| match kind {
-        Kind::Request { method, .. } if method == "initialize" => {
-            let v: serde_json::Value = serde_json::from_slice(line).ok()?;
-            v["params"]["protocolVersion"].as_str().map(str::to_string)
-        }
-        _ => None,
-    })
 }
 
 #[cfg(test)]
@@ -645,12 +377,5 @@ mod tests {
         assert!(accepts(&h, "text/event-stream"));
         h.insert("accept", HeaderValue::from_static("text/*"));
         assert!(accepts(&h, "text/event-stream") && !accepts(&h, "application/json"));
-    }
-
-    #[test]
-    fn progress_tokens() {
-        let line = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"progressToken":"t"}}}"#;
-        assert_eq!(progress_token(line).as_deref(), Some("\"t\""));
-        assert_eq!(progress_token(br#"{"id":1}"#), None);
     }
 }

@@ -1,12 +1,19 @@
 //! Who may talk to the gateway: Host and Origin allow-lists (DNS-rebinding protection), API
-//! keys compared in constant time, CORS, and a per-client rate limit.
+//! keys compared in constant time, CORS, and a per-client rate limit — applied to every request
+//! by the [`Policy`] of its route, and turned into the HTTP refusal here.
+//!
+//! Owns: admission. Must not touch: sessions or what a request carries.
 
-use std::{net::IpAddr, num::NonZeroU32, time::Duration};
+use std::{net::IpAddr, num::NonZeroU32};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 use subtle::ConstantTimeEq;
-use warp::http::HeaderMap;
+use warp::{
+    http::{HeaderMap, HeaderValue, StatusCode},
+    reply::Response,
+};
 
+use super::{Http, Policy, reply::error_reply};
 use crate::config::GatewayConfig;
 
 /// A refusal, with the HTTP status it maps to.
@@ -40,6 +47,7 @@ pub struct Guard {
     any_origin: bool,
     cors_origins: Vec<String>,
     api_keys: Vec<Vec<u8>>,
+    protect_metrics: bool,
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
@@ -71,7 +79,32 @@ impl Guard {
                 .iter()
                 .map(|k| k.as_bytes().to_vec())
                 .collect(),
+            protect_metrics: config.protect_metrics,
             limiter,
+        }
+    }
+
+    /// Whether a request may proceed under `policy`: Host, Origin, API key and rate limit, in
+    /// that order, as far as the policy asks.
+    pub fn admit(
+        &self,
+        policy: Policy,
+        headers: &HeaderMap,
+        client: IpAddr,
+    ) -> Result<(), Refusal> {
+        match policy {
+            Policy::Open => Ok(()),
+            Policy::Metrics => self.check_origin_and_host(headers).and_then(|()| {
+                if self.protect_metrics {
+                    self.check_key(headers)
+                } else {
+                    Ok(())
+                }
+            }),
+            Policy::Client => self
+                .check_origin_and_host(headers)
+                .and_then(|()| self.check_key(headers))
+                .and_then(|()| self.check_rate(client)),
         }
     }
 
@@ -180,6 +213,39 @@ impl Guard {
     }
 }
 
+impl Http {
+    /// The answer to a refused request.
+    pub(super) fn refuse(&self, refusal: Refusal, client: IpAddr) -> Response {
+        self.metrics.reject(refusal.reason());
+        tracing::debug!(%client, reason = refusal.reason(), "request refused");
+        match refusal {
+            Refusal::Host => error_reply(
+                StatusCode::MISDIRECTED_REQUEST,
+                "Host not allowed; add it with --allowed-host",
+            ),
+            Refusal::Origin => error_reply(
+                StatusCode::FORBIDDEN,
+                "Origin not allowed; add it with --allowed-origin",
+            ),
+            Refusal::Auth => {
+                let mut r = error_reply(
+                    StatusCode::UNAUTHORIZED,
+                    "missing or invalid API key; send X-API-Key or Authorization: Bearer",
+                );
+                r.headers_mut()
+                    .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+                r
+            }
+            Refusal::RateLimited(secs) => {
+                let mut r = error_reply(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
+                r.headers_mut()
+                    .insert("retry-after", HeaderValue::from(secs));
+                r
+            }
+        }
+    }
+}
+
 /// `Example.COM:8000` → `example.com`; `[::1]:8000` → `[::1]`.
 fn host_without_port(host: &str) -> String {
     let host = host.trim().to_ascii_lowercase();
@@ -196,9 +262,6 @@ fn host_without_port(host: &str) -> String {
         _ => host,
     }
 }
-
-/// How often idle rate-limit state is dropped.
-pub const FORGET_INTERVAL: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {

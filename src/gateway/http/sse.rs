@@ -1,0 +1,158 @@
+//! HTTP+SSE (2024-11-05): `GET /sse` opens a session whose first event names the POST endpoint;
+//! `POST /messages?session_id=…` takes one message (or a batch) and answers 202, the reply
+//! travelling on the stream.
+//!
+//! Owns: this transport's wire rules. Must not touch: backends.
+
+use std::{convert::Infallible, net::IpAddr, sync::Arc};
+
+use bytes::Buf;
+use futures::{Stream, StreamExt, stream};
+use uuid::Uuid;
+use warp::{
+    http::{HeaderMap, HeaderValue, StatusCode},
+    reply::Response,
+    sse::Event,
+};
+
+use super::{
+    Http,
+    reply::{error_reply, reply},
+};
+use crate::{
+    gateway::session::{CloseCause, Sessions},
+    mcp::jsonrpc::{self, Kind},
+};
+
+impl Http {
+    pub(super) fn open_stream(self: &Arc<Self>, client: IpAddr) -> Response {
+        if self.is_shutting_down() {
+            self.metrics.reject("shutting_down");
+            return error_reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        }
+        let (session, rx) = match self.sessions.open(client) {
+            Ok(s) => s,
+            Err(e) => return self.open_refused(e),
+        };
+        let endpoint = format!(
+            "{}/messages?session_id={}",
+            self.config.public_url, session.id_str
+        );
+        let first = stream::once(async move {
+            Ok::<_, Infallible>(Event::default().event("endpoint").data(endpoint))
+        });
+        let on_drop = CloseOnDrop {
+            sessions: self.sessions.clone(),
+            id: session.id,
+        };
+        let messages = stream::unfold(
+            (rx, on_drop, session),
+            |(mut rx, guard, session)| async move {
+                let message = rx.recv().await?;
+                session.delivered(message.len());
+                let event = Event::default().event("message").data(message);
+                Some((Ok(event), (rx, guard, session)))
+            },
+        );
+        let events = first.chain(messages);
+        let keep_alive = warp::sse::keep_alive()
+            .interval(self.config.keepalive)
+            .text("ping")
+            .stream(events);
+        let mut r = warp::reply::Reply::into_response(warp::sse::reply(keep_alive));
+        let h = r.headers_mut();
+        h.insert("cache-control", HeaderValue::from_static("no-cache"));
+        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        r
+    }
+
+    /// `POST /messages`: every message of the body to the session, then 202.
+    pub(super) async fn post(
+        self: &Arc<Self>,
+        query: &str,
+        headers: &HeaderMap,
+        body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin + Send,
+    ) -> Response {
+        let Some(raw_id) = session_param(query) else {
+            self.metrics.reject("missing_session");
+            return error_reply(
+                StatusCode::BAD_REQUEST,
+                "missing session_id query parameter",
+            );
+        };
+        let Ok(id) = Uuid::parse_str(&raw_id) else {
+            self.metrics.reject("invalid_session");
+            return error_reply(StatusCode::BAD_REQUEST, "invalid session_id");
+        };
+        let Some(session) = self.sessions.get(&id) else {
+            self.metrics.reject("unknown_session");
+            return error_reply(
+                StatusCode::NOT_FOUND,
+                "unknown or ended session; open a new one with GET /sse",
+            );
+        };
+        let messages = match self.read_messages(headers, body).await {
+            Ok(parsed) => parsed.messages,
+            Err(r) => return *r,
+        };
+        for (part, kind) in messages {
+            if let Kind::Request { id, method } = &kind
+                && method == "server/discover"
+            {
+                // The 2026-07-28 probe: answer at once so the client falls back to initialize.
+                self.sessions.answer(
+                    &session,
+                    jsonrpc::error_response(
+                        id,
+                        jsonrpc::METHOD_NOT_FOUND,
+                        "server/discover is not supported on the HTTP+SSE transport; use initialize",
+                    ),
+                );
+                continue;
+            }
+            if let Err(e) = self.sessions.forward(&session, part, &kind).await {
+                return self.forward_refused(e);
+            }
+        }
+        reply(StatusCode::ACCEPTED, "Accepted".into())
+    }
+}
+
+/// Closes its session when the SSE stream is dropped (the client went away).
+struct CloseOnDrop {
+    sessions: Arc<Sessions>,
+    id: Uuid,
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.sessions.close(&self.id, CloseCause::ClientGone);
+    }
+}
+
+/// `session_id` or `sessionId` from a query string.
+fn session_param(query: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        matches!(k, "session_id" | "sessionId").then(|| v.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_params() {
+        let id = "5e1b7a8e-0000-4000-8000-000000000000";
+        assert_eq!(
+            session_param(&format!("session_id={id}")).as_deref(),
+            Some(id)
+        );
+        assert_eq!(
+            session_param(&format!("x=1&sessionId={id}")).as_deref(),
+            Some(id)
+        );
+        assert_eq!(session_param("x=1"), None);
+    }
+}

@@ -1,0 +1,332 @@
+//! The streams of a Streamable HTTP session: which stream each message from the server goes on,
+//! and the bounded buffers that let a client resume a stream it lost.
+//!
+//! A session has logical *streams*: one per POST that carries requests (it ends when their
+//! responses are sent) and the listen stream (id 0) for messages unrelated to any request,
+//! opened by GET. Every message from the session's server goes on exactly one stream — a
+//! response on the stream of its request, a progress notification on the stream of the request
+//! that asked for it, anything else on the newest stream still waiting for a response, or else
+//! on the listen stream. Each stream keeps a bounded buffer of its events with ids
+//! `<stream>-<seq>`; an HTTP connection is just a cursor into that buffer.
+//!
+//! Owns: routing messages to streams and buffering them. Must not touch: HTTP requests or
+//! responses, or the backend.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::{
+    gateway::session::Session,
+    mcp::{
+        jsonrpc::{self, Kind},
+        version,
+    },
+};
+
+/// Events a stream keeps for resumption.
+const REPLAY_EVENTS: usize = 1024;
+/// Finished POST streams kept for resumption.
+const RETIRED_STREAMS: usize = 32;
+pub const LISTEN: u64 = 0;
+
+/// One buffered event.
+struct Buffered {
+    seq: u64,
+    response: bool,
+    text: Arc<str>,
+}
+
+#[derive(Default)]
+struct StreamBuf {
+    events: VecDeque<Buffered>,
+    next_seq: u64,
+    /// Responses still expected (POST streams).
+    awaiting: usize,
+    /// The client's requested/negotiated version says it takes a priming event.
+    priming: bool,
+}
+
+impl StreamBuf {
+    fn done(&self, id: u64) -> bool {
+        id != LISTEN && self.awaiting == 0
+    }
+}
+
+#[derive(Default)]
+struct Routes {
+    next_stream: u64,
+    streams: HashMap<u64, StreamBuf>,
+    /// Raw request id → stream waiting for its response.
+    waiting: HashMap<String, u64>,
+    /// Raw progress token → stream of the request that asked for progress.
+    tokens: HashMap<String, u64>,
+    retired: VecDeque<u64>,
+    /// Listen-stream events not yet sent on any connection.
+    listen_cursor: u64,
+    /// Set once the session has ended: streams end after what they hold.
+    ended: bool,
+    /// The raw id of the `initialize` request, to learn the negotiated version.
+    init_id: Option<String>,
+    version: Option<String>,
+    bytes: usize,
+}
+
+/// A Streamable HTTP session: the transport state around a gateway [`Session`].
+pub struct McpSession {
+    pub session: Arc<Session>,
+    routes: Mutex<Routes>,
+    changed: Notify,
+    /// A GET listen connection is open (a second one is refused with 409).
+    listening: AtomicBool,
+}
+
+/// Every Streamable HTTP session of the gateway.
+#[derive(Default)]
+pub struct Registry {
+    map: RwLock<HashMap<Uuid, Arc<McpSession>>>,
+}
+
+impl Registry {
+    pub fn get(&self, id: &Uuid) -> Option<Arc<McpSession>> {
+        self.map.read().unwrap().get(id).cloned()
+    }
+
+    pub fn insert(&self, mcp: Arc<McpSession>) {
+        self.map.write().unwrap().insert(mcp.session.id, mcp);
+    }
+
+    pub fn remove(&self, id: &Uuid) {
+        self.map.write().unwrap().remove(id);
+    }
+}
+
+impl McpSession {
+    /// The transport state of a session opened by the `initialize` request with raw id
+    /// `init_id` (its response tells the negotiated version).
+    pub fn new(session: Arc<Session>, init_id: &str) -> Arc<McpSession> {
+        Arc::new(McpSession {
+            session,
+            routes: Mutex::new(Routes {
+                init_id: Some(init_id.to_string()),
+                ..Default::default()
+            }),
+            changed: Notify::new(),
+            listening: AtomicBool::new(false),
+        })
+    }
+
+    /// Notified whenever a stream gets an event or the session ends.
+    pub fn changed(&self) -> &Notify {
+        &self.changed
+    }
+
+    /// The session has ended: its streams end after what they hold.
+    pub fn end(&self) {
+        self.routes.lock().unwrap().ended = true;
+        self.changed.notify_waiters();
+    }
+
+    /// A new stream for a POST carrying `requests` (raw ids) among `messages`; their responses,
+    /// and progress for their tokens, will go on it.
+    pub fn open_stream(&self, requests: &[String], messages: &[(Bytes, Kind)]) -> u64 {
+        let mut r = self.routes.lock().unwrap();
+        r.next_stream += 1;
+        let id = r.next_stream;
+        for req in requests {
+            r.waiting.insert(req.clone(), id);
+        }
+        for (line, _) in messages {
+            if let Some(token) = progress_token(line) {
+                r.tokens.insert(token, id);
+            }
+        }
+        let version = r.version.clone().or_else(|| init_version(messages));
+        r.streams.insert(
+            id,
+            StreamBuf {
+                awaiting: requests.len(),
+                priming: version.is_some_and(|v| v.as_str() >= version::PRIMING_FROM),
+                ..Default::default()
+            },
+        );
+        id
+    }
+
+    /// Whether `stream` starts with a priming event (the client is on 2025-11-25 or later).
+    pub fn priming(&self, stream: u64) -> bool {
+        let r = self.routes.lock().unwrap();
+        r.streams.get(&stream).is_some_and(|b| b.priming)
+            || r.version
+                .as_deref()
+                .is_some_and(|v| v >= version::PRIMING_FROM)
+    }
+
+    /// Whether a stream with this id is still buffered (and so can be resumed).
+    pub fn has_stream(&self, stream: u64) -> bool {
+        self.routes.lock().unwrap().streams.contains_key(&stream)
+    }
+
+    /// Claims the listen stream; `None` when a listen connection is already open. The cursor
+    /// starts after `last_seq` when resuming, else after what an earlier listener was sent.
+    pub fn listen(self: &Arc<Self>, last_seq: Option<u64>) -> Option<(u64, ListenGuard)> {
+        if self.listening.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        let mut r = self.routes.lock().unwrap();
+        r.streams.entry(LISTEN).or_default();
+        let cursor = last_seq.unwrap_or(r.listen_cursor);
+        Some((cursor, ListenGuard(self.clone())))
+    }
+
+    /// Listen-stream events up to `seq` have been sent on a connection.
+    pub fn listen_sent(&self, seq: u64) {
+        let mut r = self.routes.lock().unwrap();
+        r.listen_cursor = r.listen_cursor.max(seq);
+    }
+
+    /// Routes one message from the server to its stream; false when the session now buffers
+    /// more than `limit` bytes (its client is not reading).
+    pub fn route(&self, text: String, limit: usize) -> bool {
+        let kind = jsonrpc::classify(text.as_bytes()).ok();
+        let mut r = self.routes.lock().unwrap();
+        let (stream, response) = match &kind {
+            Some(Kind::Response { id }) => {
+                if r.init_id.as_deref() == Some(id.as_str()) {
+                    r.init_id = None;
+                    r.version = serde_json::from_str::<serde_json::Value>(&text)
+                        .ok()
+                        .and_then(|v| v["result"]["protocolVersion"].as_str().map(str::to_string));
+                }
+                match r.waiting.remove(id) {
+                    Some(s) => (s, true),
+                    None => {
+                        tracing::debug!(session = %self.session.id_str, id, "response for no waiting request; dropped");
+                        return true;
+                    }
+                }
+            }
+            Some(Kind::Notification { method }) if method == "notifications/progress" => {
+                let token = serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .map(|v| v["params"]["progressToken"].to_string());
+                match token.and_then(|t| r.tokens.get(&t).copied()) {
+                    Some(s) if r.streams.contains_key(&s) => (s, false),
+                    _ => (related(&r), false),
+                }
+            }
+            _ => (related(&r), false),
+        };
+        let len = text.len();
+        r.bytes += len;
+        let buf = r.streams.entry(stream).or_default();
+        buf.next_seq += 1;
+        let seq = buf.next_seq;
+        buf.events.push_back(Buffered {
+            seq,
+            response,
+            text: text.into(),
+        });
+        if response {
+            buf.awaiting = buf.awaiting.saturating_sub(1);
+        }
+        let mut trimmed = 0;
+        while buf.events.len() > REPLAY_EVENTS {
+            if let Some(old) = buf.events.pop_front() {
+                trimmed += old.text.len();
+            }
+        }
+        if buf.done(stream) && stream != LISTEN {
+            r.tokens.retain(|_, s| *s != stream);
+            r.retired.push_back(stream);
+            while r.retired.len() > RETIRED_STREAMS {
+                if let Some(old) = r.retired.pop_front()
+                    && let Some(gone) = r.streams.remove(&old)
+                {
+                    trimmed += gone.events.iter().map(|e| e.text.len()).sum::<usize>();
+                }
+            }
+        }
+        r.bytes -= trimmed;
+        let within = r.bytes <= limit;
+        drop(r);
+        self.changed.notify_waiters();
+        within
+    }
+
+    /// Events of `stream` after `cursor`, and whether the stream is finished after them.
+    pub fn after(&self, stream: u64, cursor: u64) -> (Vec<(u64, bool, Arc<str>)>, bool) {
+        let r = self.routes.lock().unwrap();
+        let Some(buf) = r.streams.get(&stream) else {
+            return (vec![], true);
+        };
+        let events: Vec<_> = buf
+            .events
+            .iter()
+            .filter(|e| e.seq > cursor)
+            .map(|e| (e.seq, e.response, e.text.clone()))
+            .collect();
+        let done = r.ended || buf.done(stream);
+        (events, done)
+    }
+}
+
+/// The stream for a message that names no request: the newest stream still waiting for a
+/// response (the request that most likely caused it), else the listen stream.
+fn related(r: &Routes) -> u64 {
+    r.streams
+        .iter()
+        .filter(|(id, b)| **id != LISTEN && b.awaiting > 0)
+        .map(|(id, _)| *id)
+        .max()
+        .unwrap_or(LISTEN)
+}
+/// Frees the session's GET slot when the listen connection goes away.
+pub struct ListenGuard(Arc<McpSession>);
+
+impl Drop for ListenGuard {
+    fn drop(&mut self) {
+        self.0.listening.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The raw `params._meta.progressToken` of a request line.
+fn progress_token(line: &[u8]) -> Option<String> {
+    if !line.windows(13).any(|w| w == b"progressToken") {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let t = &v["params"]["_meta"]["progressToken"];
+    (!t.is_null()).then(|| t.to_string())
+}
+
+/// The version an `initialize` among `messages` asks for.
+fn init_version(messages: &[(Bytes, Kind)]) -> Option<String> {
+    messages.iter().find_map(|(line, kind)| match kind {
+        Kind::Request { method, .. } if method == "initialize" => {
+            let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+            v["params"]["protocolVersion"].as_str().map(str::to_string)
+        }
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_tokens() {
+        let line = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"progressToken":"t"}}}"#;
+        assert_eq!(progress_token(line).as_deref(), Some("\"t\""));
+        assert_eq!(progress_token(br#"{"id":1}"#), None);
+    }
+}
