@@ -1,0 +1,364 @@
+//! `--connect URL`: a stdio MCP server on this side, a remote MCP server over HTTP on the other,
+//! for hosts that only start local stdio servers.
+//!
+//! - Transport: Streamable HTTP or HTTP+SSE, forced with `--transport` or detected: a URL ending
+//!   in `/sse` is SSE; otherwise the host's `initialize` is POSTed (Streamable HTTP) and a 4xx
+//!   answer makes the bridge fall back to SSE (the spec's backwards-compatibility procedure).
+//! - Every host request is remembered until its response arrives. When the remote goes away
+//!   (connection refused, stream ended, session expired) the requests in flight get a JSON-RPC
+//!   error at once, and the bridge reconnects with backoff, replaying the host's handshake
+//!   (`initialize` + `initialized`, answers swallowed) on a new session. Requests sent while it
+//!   reconnects are refused with an error rather than left waiting.
+//! - Streamable HTTP answers may be JSON or SSE; an SSE answer cut short is resumed with
+//!   `Last-Event-ID`. A GET listen stream carries the remote's unrelated messages.
+//!
+//! This file is the host's (stdio) side and the choice of transport; [`streamable`] and [`sse`]
+//! are the two HTTP clients, [`reconnect`] the recovery, [`events`] SSE parsing.
+//!
+//! Owns: the client half of MCP over HTTP. Must not touch: the gateway (the bridge shares only
+//! [`crate::mcp`] with it).
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::{
+    io::AsyncWriteExt,
+    sync::{mpsc, oneshot},
+};
+use tokio_util::sync::CancellationToken;
+
+mod events;
+mod reconnect;
+mod sse;
+mod streamable;
+
+use crate::config::{BridgeConfig, TransportChoice};
+use crate::mcp::{
+    jsonrpc::{self, Kind},
+    lines::{self, Frame},
+};
+
+const INTERNAL: &str = "aareguru-bridge-";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Undecided,
+    Streamable,
+    Sse,
+}
+
+#[derive(Default)]
+struct Remote {
+    mode: Option<Mode>,
+    /// Streamable HTTP session id.
+    session: Option<String>,
+    /// Negotiated protocol version (sent as MCP-Protocol-Version from 2025-06-18 on).
+    version: Option<String>,
+    /// HTTP+SSE POST endpoint.
+    endpoint: Option<String>,
+    /// Stops the current listen stream / SSE reader.
+    streams: Option<CancellationToken>,
+}
+
+struct Bridge {
+    config: BridgeConfig,
+    http: reqwest::Client,
+    out: mpsc::UnboundedSender<String>,
+    remote: Mutex<Remote>,
+    /// Raw ids of host requests waiting for a response.
+    pending: Mutex<HashSet<String>>,
+    /// The host's `initialize` params, replayed on every new session.
+    handshake: Mutex<Option<Value>>,
+    /// Internal requests (replayed handshakes) waiting for their answer.
+    internal: Mutex<std::collections::HashMap<String, oneshot::Sender<Value>>>,
+    next_internal: AtomicU64,
+    reconnecting: AtomicBool,
+    stop: CancellationToken,
+}
+
+/// Why a message could not be delivered.
+#[derive(Debug)]
+enum Failure {
+    /// Could not reach the remote at all.
+    Unreachable(String),
+    /// The remote no longer knows our session (or the SSE stream is gone).
+    SessionLost,
+    /// The remote answered with an HTTP error.
+    Status(u16, String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Unreachable(e) => f.write_str(e),
+            Failure::SessionLost => f.write_str("session lost"),
+            Failure::Status(status, body) => write!(f, "HTTP {status}: {body}"),
+        }
+    }
+}
+
+pub async fn run(config: BridgeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (k, v) in &config.headers {
+        headers.insert(
+            reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| anyhow::anyhow!("invalid header name {k:?}: {e}"))?,
+            reqwest::header::HeaderValue::from_str(v)
+                .map_err(|e| anyhow::anyhow!("invalid value for header {k:?}: {e}"))?,
+        );
+    }
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .build()?;
+    let (out, out_rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_stdout(out_rx));
+    let bridge = Arc::new(Bridge {
+        config,
+        http,
+        out,
+        remote: Mutex::default(),
+        pending: Mutex::default(),
+        handshake: Mutex::default(),
+        internal: Mutex::default(),
+        next_internal: AtomicU64::new(1),
+        reconnecting: AtomicBool::new(false),
+        stop: shutdown.clone(),
+    });
+    tracing::info!(url = %bridge.config.url, transport = ?bridge.config.transport, "bridging stdio to a remote MCP server");
+    let (events_tx, mut events) = mpsc::channel(256);
+    let max = bridge.config.max_line_bytes;
+    tokio::spawn(async move {
+        lines::read_lines(tokio::io::stdin(), max, &events_tx, "stdin").await;
+    });
+    loop {
+        let event = tokio::select! {
+            e = events.recv() => e,
+            _ = shutdown.cancelled() => None,
+        };
+        match event {
+            Some(Frame::Line(line)) => bridge.clone().from_host(line).await,
+            Some(Frame::TooLong { prefix, len }) => {
+                if let Some(id) = jsonrpc::id_from_prefix(&prefix) {
+                    let msg = format!("message of {len} bytes is over the limit of {max} bytes");
+                    bridge.to_host(jsonrpc::error_response(&id, jsonrpc::INVALID_REQUEST, &msg));
+                }
+            }
+            None => break,
+        }
+    }
+    bridge.stop.cancel();
+    bridge.end_session().await;
+    drop(bridge);
+    let _ = writer.await;
+    tracing::info!("stdin closed; bridge stopped");
+    Ok(())
+}
+
+/// Stdout is the bridge's protocol side, as for `--stdio`.
+#[allow(clippy::disallowed_methods)]
+async fn write_stdout(mut rx: mpsc::UnboundedReceiver<String>) {
+    let mut out = tokio::io::stdout();
+    while let Some(line) = rx.recv().await {
+        let mut buf = line.into_bytes();
+        buf.push(b'\n');
+        while let Ok(more) = rx.try_recv() {
+            buf.extend_from_slice(more.as_bytes());
+            buf.push(b'\n');
+        }
+        if out.write_all(&buf).await.is_err() || out.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Bridge {
+    /// A message for the host; responses settle pending requests, internal ones are swallowed.
+    fn to_host(&self, text: String) {
+        if let Ok(Kind::Response { id }) = jsonrpc::classify(text.as_bytes()) {
+            if id.contains(INTERNAL) {
+                if let Some(tx) = self.internal.lock().unwrap().remove(&id) {
+                    let _ = tx.send(serde_json::from_str(&text).unwrap_or(Value::Null));
+                }
+                return;
+            }
+            self.pending.lock().unwrap().remove(&id);
+        }
+        let _ = self.out.send(text);
+    }
+
+    fn fail(&self, id: &str, message: &str) {
+        self.pending.lock().unwrap().remove(id);
+        let _ = self.out.send(jsonrpc::error_response(
+            id,
+            jsonrpc::INTERNAL_ERROR,
+            message,
+        ));
+    }
+
+    fn fail_pending(&self, message: &str) {
+        let ids: Vec<String> = self.pending.lock().unwrap().drain().collect();
+        for id in ids {
+            let _ = self.out.send(jsonrpc::error_response(
+                &id,
+                jsonrpc::INTERNAL_ERROR,
+                message,
+            ));
+        }
+    }
+
+    fn mode(&self) -> Mode {
+        let decided = self.remote.lock().unwrap().mode;
+        decided.unwrap_or(match self.config.transport {
+            TransportChoice::StreamableHttp => Mode::Streamable,
+            TransportChoice::Sse => Mode::Sse,
+            TransportChoice::Auto if self.config.url.trim_end_matches('/').ends_with("/sse") => {
+                Mode::Sse
+            }
+            TransportChoice::Auto => Mode::Undecided,
+        })
+    }
+
+    async fn from_host(self: Arc<Self>, line: Bytes) {
+        let kind = match jsonrpc::classify(&line) {
+            Ok(k) => k,
+            Err(reason) => {
+                tracing::warn!(%reason, "host sent an invalid message; skipped");
+                return;
+            }
+        };
+        match &kind {
+            Kind::Request { id, method } => {
+                if method == "initialize" {
+                    let params = serde_json::from_slice::<Value>(&line)
+                        .map(|v| v["params"].clone())
+                        .unwrap_or(Value::Null);
+                    *self.handshake.lock().unwrap() = Some(params);
+                }
+                if self.reconnecting.load(Ordering::SeqCst) {
+                    let msg = "the remote MCP server is unreachable; the bridge is reconnecting, try again shortly";
+                    let _ =
+                        self.out
+                            .send(jsonrpc::error_response(id, jsonrpc::INTERNAL_ERROR, msg));
+                    return;
+                }
+                self.pending.lock().unwrap().insert(id.clone());
+                if method == "initialize" || self.mode() == Mode::Sse {
+                    // The handshake (and everything on SSE, where POSTs return at once) is sent
+                    // in order.
+                    self.send_request(line, id.clone(), method.clone()).await;
+                } else {
+                    let (id, method) = (id.clone(), method.clone());
+                    tokio::spawn(async move { self.send_request(line, id, method).await });
+                }
+            }
+            _ => {
+                if self.reconnecting.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Err(f) = self.post(&line, false).await {
+                    self.describe(&f, "a notification");
+                    if matches!(f, Failure::Unreachable(_) | Failure::SessionLost) {
+                        self.clone().start_reconnect();
+                    }
+                }
+            }
+        }
+    }
+
+    fn describe(&self, f: &Failure, what: &str) {
+        tracing::warn!(error = %f, "cannot deliver {what} to the remote MCP server");
+    }
+
+    async fn send_request(self: Arc<Self>, line: Bytes, id: String, method: String) {
+        let mut result = self.post(&line, true).await;
+        if matches!(result, Err(Failure::SessionLost)) && method != "initialize" {
+            // The remote restarted or expired our session: a new session, then once more.
+            if self.clone().reconnect_now().await {
+                self.pending.lock().unwrap().insert(id.clone());
+                result = self.post(&line, true).await;
+            }
+        }
+        match result {
+            Ok(()) => {}
+            Err(Failure::Status(status, body)) => {
+                // The remote's own JSON-RPC error, if it sent one, else the HTTP status.
+                let message = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| {
+                        format!(
+                            "the remote MCP server answered HTTP {status}: {}",
+                            body.trim()
+                        )
+                    });
+                let code = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["error"]["code"].as_i64())
+                    .unwrap_or(jsonrpc::INTERNAL_ERROR);
+                self.pending.lock().unwrap().remove(&id);
+                let _ = self.out.send(jsonrpc::error_response(&id, code, &message));
+            }
+            Err(f @ (Failure::Unreachable(_) | Failure::SessionLost)) => {
+                self.describe(&f, "a request");
+                self.fail(
+                    &id,
+                    &format!("the remote MCP server could not be reached ({f}); the bridge is reconnecting"),
+                );
+                if method != "initialize" || self.handshake.lock().unwrap().is_some() {
+                    self.clone().start_reconnect();
+                }
+            }
+        }
+    }
+
+    /// Sends one message over the current transport (deciding it on the first `initialize`).
+    async fn post(self: &Arc<Self>, line: &[u8], is_request: bool) -> Result<(), Failure> {
+        match self.mode() {
+            Mode::Sse => self.post_sse(line).await,
+            Mode::Streamable => self.post_streamable(line, is_request).await,
+            Mode::Undecided => {
+                let is_init = matches!(jsonrpc::classify(line), Ok(Kind::Request { ref method, .. }) if method == "initialize");
+                match self.post_streamable(line, is_request).await {
+                    Err(Failure::Status(status, body))
+                        if is_init
+                            && (400..500).contains(&status)
+                            && status != 401
+                            && status != 403 =>
+                    {
+                        tracing::info!(status, %body, "Streamable HTTP refused; trying HTTP+SSE");
+                        self.remote.lock().unwrap().mode = Some(Mode::Sse);
+                        self.post_sse(line).await
+                    }
+                    other => {
+                        if is_init && other.is_ok() {
+                            self.remote.lock().unwrap().mode = Some(Mode::Streamable);
+                        }
+                        other
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The error and its causes, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
