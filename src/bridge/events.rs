@@ -1,80 +1,91 @@
-//! Parsing `text/event-stream` bodies into events.
+//! `text/event-stream` bodies as a stream of events, parsed by `eventsource-stream` (spec
+//! behaviour: comments and unknown fields skipped, `\r\n` and `\r` line ends, UTF-8 split across
+//! chunks, the last event id carried forward).
+//!
+//! Owns: turning bytes into events. Must not touch: what the events mean.
 
-#[derive(Debug, Default, PartialEq)]
-pub(super) struct SseEvent {
-    pub(super) event: Option<String>,
-    pub(super) id: Option<String>,
-    pub(super) data: String,
+use futures::{Stream, StreamExt, future};
+
+/// One event of an SSE body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Event {
+    /// `message` unless the event named another type (`endpoint`).
+    pub event: String,
+    /// The last event id seen on the stream so far, if any (what `Last-Event-ID` resumes from).
+    pub id: Option<String>,
+    pub data: String,
 }
 
-/// An incremental `text/event-stream` parser.
-#[derive(Default)]
-pub(super) struct SseParser {
-    buf: Vec<u8>,
-    current: SseEvent,
-    has_data: bool,
-}
-
-impl SseParser {
-    pub(super) fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
-        self.buf.extend_from_slice(chunk);
-        let mut events = vec![];
-        while let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-            let mut line: Vec<u8> = self.buf.drain(..=i).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            let line = String::from_utf8_lossy(&line).into_owned();
-            if line.is_empty() {
-                if self.has_data || self.current.id.is_some() || self.current.event.is_some() {
-                    events.push(std::mem::take(&mut self.current));
-                }
-                self.has_data = false;
-                continue;
-            }
-            if line.starts_with(':') {
-                continue;
-            }
-            let (field, value) = match line.split_once(':') {
-                Some((f, v)) => (f.to_string(), v.strip_prefix(' ').unwrap_or(v).to_string()),
-                None => (line.clone(), String::new()),
-            };
-            match field.as_str() {
-                "data" => {
-                    if self.has_data {
-                        self.current.data.push('\n');
-                    }
-                    self.current.data.push_str(&value);
-                    self.has_data = true;
-                }
-                "event" => self.current.event = Some(value),
-                "id" => self.current.id = Some(value),
-                _ => {}
-            }
-        }
-        events
-    }
+/// The events of `body`, ending when the body ends or fails (a broken stream and a closed one
+/// mean the same to the bridge: resume or reconnect).
+pub(super) fn events<S, B, E>(body: S) -> impl Stream<Item = Event> + Send + Unpin + 'static
+where
+    S: Stream<Item = Result<B, E>> + Send + 'static,
+    B: AsRef<[u8]> + Send + 'static,
+    E: Send + 'static,
+{
+    use eventsource_stream::Eventsource;
+    Box::pin(
+        body.eventsource()
+            .take_while(|e| future::ready(e.is_ok()))
+            .filter_map(|e| {
+                future::ready(e.ok().map(|e| Event {
+                    event: e.event,
+                    id: (!e.id.is_empty()).then_some(e.id),
+                    data: e.data,
+                }))
+            }),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn sse_parsing_across_chunks() {
-        let mut p = SseParser::default();
-        assert!(
-            p.push(b"event: endpoint\ndata: /messages?session_id=1")
-                .is_empty()
+    async fn parse(chunks: &[&'static [u8]]) -> Vec<Event> {
+        let body = futures::stream::iter(
+            chunks
+                .iter()
+                .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::from_static(c)))
+                .collect::<Vec<_>>(),
         );
-        let e = p.push(b"\n\n: ping\n\nid: 1-0\ndata:\n\nid: 1-1\nevent: message\ndata: {\"a\":\n");
-        assert_eq!(e.len(), 2);
-        assert_eq!(e[0].event.as_deref(), Some("endpoint"));
+        events(body).collect().await
+    }
+
+    #[tokio::test]
+    async fn events_across_chunks() {
+        let e = parse(&[
+            b"event: endpoint\ndata: /messages?session_id=1",
+            b"\n\n: ping\n\nid: 1-0\ndata:\n\nid: 1-1\nevent: message\ndata: {\"a\":\n",
+            b"data: 1}\r\n\r\n",
+        ])
+        .await;
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].event, "endpoint");
         assert_eq!(e[0].data, "/messages?session_id=1");
+        // The priming event: an id and empty data.
         assert_eq!((e[1].id.as_deref(), e[1].data.as_str()), (Some("1-0"), ""));
-        let e = p.push(b"data: 1}\r\n\r\n");
-        assert_eq!(e[0].data, "{\"a\":\n1}");
-        assert_eq!(e[0].id.as_deref(), Some("1-1"));
+        assert_eq!(e[2].event, "message");
+        assert_eq!(e[2].data, "{\"a\":\n1}");
+        assert_eq!(e[2].id.as_deref(), Some("1-1"));
+    }
+
+    #[tokio::test]
+    async fn unknown_fields_and_split_characters_are_fine() {
+        let e = parse(&[b"retry: 100\nfoo: bar\ndata: B\xc3", b"\xa4rn\n\n"]).await;
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].data, "Bärn");
+        assert_eq!(e[0].event, "message");
+    }
+
+    #[tokio::test]
+    async fn a_failing_body_ends_the_events() {
+        let body = futures::stream::iter(vec![
+            Ok(bytes::Bytes::from_static(b"data: 1\n\n")),
+            Err(std::io::Error::other("reset")),
+            Ok(bytes::Bytes::from_static(b"data: 2\n\n")),
+        ]);
+        let e: Vec<Event> = events(body).collect().await;
+        assert_eq!(e.len(), 1);
     }
 }

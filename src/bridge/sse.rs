@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{Bridge, Failure, Mode, error_chain, events::SseParser};
+use super::{Bridge, Failure, Mode, error_chain, events::events};
 
 impl Bridge {
     /// HTTP+SSE: connects (GET, endpoint event) if needed, then POSTs.
@@ -45,20 +45,17 @@ impl Bridge {
             let s = resp.status().as_u16();
             return Err(Failure::Status(s, resp.text().await.unwrap_or_default()));
         }
-        let mut body = resp.bytes_stream();
-        let mut parser = SseParser::default();
+        let mut events = events(resp.bytes_stream());
         let mut queued = vec![];
-        let endpoint = 'found: loop {
-            let Some(Ok(chunk)) = body.next().await else {
-                return Err(Failure::Unreachable(
-                    "the SSE stream ended before its endpoint event".into(),
-                ));
-            };
-            for event in parser.push(&chunk) {
-                if event.event.as_deref() == Some("endpoint") {
-                    break 'found event.data;
+        let endpoint = loop {
+            match events.next().await {
+                Some(event) if event.event == "endpoint" => break event.data,
+                Some(event) => queued.push(event),
+                None => {
+                    return Err(Failure::Unreachable(
+                        "the SSE stream ended before its endpoint event".into(),
+                    ));
                 }
-                queued.push(event);
             }
         };
         let endpoint = resolve(&url, &endpoint);
@@ -75,23 +72,19 @@ impl Bridge {
         let bridge = self.clone();
         tokio::spawn(async move {
             for event in queued {
-                if event.event.as_deref().is_none_or(|e| e == "message") && !event.data.is_empty() {
+                if event.event == "message" && !event.data.is_empty() {
                     bridge.to_host(event.data);
                 }
             }
             loop {
-                let chunk = tokio::select! {
-                    c = body.next() => c,
+                let event = tokio::select! {
+                    e = events.next() => e,
                     _ = stop.cancelled() => return,
                     _ = bridge.stop.cancelled() => return,
                 };
-                let Some(Ok(chunk)) = chunk else { break };
-                for event in parser.push(&chunk) {
-                    if event.event.as_deref().is_none_or(|e| e == "message")
-                        && !event.data.is_empty()
-                    {
-                        bridge.to_host(event.data);
-                    }
+                let Some(event) = event else { break };
+                if event.event == "message" && !event.data.is_empty() {
+                    bridge.to_host(event.data);
                 }
             }
             // The stream is gone: so is the session.

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{Bridge, Failure, Mode, error_chain, events::SseParser};
+use super::{Bridge, Failure, Mode, error_chain, events::events};
 use crate::mcp::{
     jsonrpc::{self, Kind},
     version,
@@ -159,39 +159,34 @@ impl Bridge {
         last_id: &mut Option<String>,
         stop: &CancellationToken,
     ) -> bool {
-        let mut body = resp.bytes_stream();
-        let mut parser = SseParser::default();
+        let mut events = events(resp.bytes_stream());
         loop {
-            let chunk = tokio::select! {
-                c = body.next() => c,
+            let event = tokio::select! {
+                e = events.next() => e,
                 _ = stop.cancelled() => return false,
                 _ = self.stop.cancelled() => return false,
             };
-            let Some(Ok(chunk)) = chunk else {
+            let Some(event) = event else {
                 return false;
             };
-            for event in parser.push(&chunk) {
-                if let Some(id) = event.id {
-                    *last_id = Some(id);
-                }
-                if event.data.trim().is_empty()
-                    || event.event.as_deref().is_some_and(|e| e != "message")
-                {
-                    continue;
-                }
-                let finished = until.is_some_and(|want| {
-                    matches!(jsonrpc::classify(event.data.as_bytes()), Ok(Kind::Response { ref id }) if id == want)
-                });
-                // Only an initialize result is worth parsing here.
-                if event.data.contains("\"serverInfo\"")
-                    && let Ok(v) = serde_json::from_str::<Value>(&event.data)
-                {
-                    self.observe(&v);
-                }
-                self.to_host(event.data);
-                if finished {
-                    return true;
-                }
+            if let Some(id) = event.id {
+                *last_id = Some(id);
+            }
+            if event.data.trim().is_empty() || event.event != "message" {
+                continue;
+            }
+            let finished = until.is_some_and(|want| {
+                matches!(jsonrpc::classify(event.data.as_bytes()), Ok(Kind::Response { ref id }) if id == want)
+            });
+            // Only an initialize result is worth parsing here.
+            if event.data.contains("\"serverInfo\"")
+                && let Ok(v) = serde_json::from_str::<Value>(&event.data)
+            {
+                self.observe(&v);
+            }
+            self.to_host(event.data);
+            if finished {
+                return true;
             }
         }
     }
