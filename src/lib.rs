@@ -1,14 +1,29 @@
 //! aareguru-mcp: an MCP server for the Aareguru API (Aare river temperature, flow and weather for
-//! Swiss bathing spots).
+//! Swiss bathing spots), a gateway that serves stdio MCP servers to remote clients, and a bridge
+//! that serves remote MCP servers to stdio hosts.
 //!
-//! - [`config`]: command-line flags and environment variables, validated into a `Config`.
-//! - [`logging`]: tracing to stderr (stdout is the protocol in stdio mode).
-//! - [`domain`]: the rules (danger levels, trend, seasons, Bernese glosses, city names, times).
-//! - [`upstream`]: the Aareguru HTTP client with its shared TTL cache.
-//! - [`server`]: the rmcp server handler: tools, resources, prompts.
-//! - [`stdio`]: runs the server on stdin/stdout.
-//! - [`gateway`]: the HTTP gateway (Streamable HTTP and HTTP+SSE) in front of MCP servers.
-//! - [`bridge`]: `--connect`, a stdio server forwarding to a remote MCP server over HTTP.
+//! # Map
+//!
+//! ```text
+//! main.rs ─ cli ─▶ config            flags → plain data → run the mode
+//!
+//! --stdio    stdio ─▶ server ─▶ upstream ─▶ domain        the Aareguru MCP server
+//!
+//! --sse      gateway ─▶ http ─▶ session ─▶ backend        the HTTP gateway
+//!                 http/     router + guard (policies), sse.rs, streamable.rs (+ streams.rs),
+//!                           health.rs, reply.rs
+//!                 session   the session table; talks to the Backend/Link traits only
+//!                 backend/  per_session.rs, inprocess.rs, shared.rs + mux/ (a pure state
+//!                           machine), own.rs (the relay), process.rs (spawn, process groups)
+//!
+//! --connect  bridge ─▶ streamable.rs | sse.rs, reconnect.rs, events.rs
+//!
+//! shared by every mode: mcp (JSON-RPC, line framing, protocol versions), logging, signals
+//! ```
+//!
+//! Doors open one way, along the arrows: a backend never sees HTTP, a transport never sees a
+//! process, the bridge never sees the gateway, and `config` sees nothing. Each module's first
+//! lines say what it owns and what it must not touch; `tests/it/layout.rs` checks the doors.
 
 pub mod bridge;
 pub mod cli;
@@ -18,5 +33,6 @@ pub mod gateway;
 pub mod logging;
 pub mod mcp;
 pub mod server;
+pub mod signals;
 pub mod stdio;
 pub mod upstream;

@@ -1,5 +1,7 @@
 //! Logging to stderr with tracing: an `RUST_LOG`-style filter, text or JSON lines. Never stdout,
 //! which carries the protocol in stdio mode.
+//!
+//! Owns: the log subscriber. Must not touch: anything else.
 
 use tracing_subscriber::{EnvFilter, fmt};
 

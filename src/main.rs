@@ -2,7 +2,7 @@
 
 use std::{io::Write, process::ExitCode, time::Duration};
 
-use aareguru_mcp::{cli::Cli, config::Mode, gateway, logging, stdio};
+use aareguru_mcp::{cli::Cli, config::Mode, gateway, logging, signals::cancel_on_signal, stdio};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +33,7 @@ fn run() -> anyhow::Result<ExitCode> {
             Mode::Stdio => stdio::run(&config).await,
             Mode::Connect(bridge) => {
                 let shutdown = CancellationToken::new();
-                tokio::spawn(stdio::cancel_on_signal(shutdown.clone()));
+                tokio::spawn(cancel_on_signal(shutdown.clone()));
                 aareguru_mcp::bridge::run(bridge.clone(), shutdown).await
             }
             Mode::Sse(gw) => {
@@ -41,7 +41,7 @@ fn run() -> anyhow::Result<ExitCode> {
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", gw.bind))?;
                 let shutdown = CancellationToken::new();
-                tokio::spawn(stdio::cancel_on_signal(shutdown.clone()));
+                tokio::spawn(cancel_on_signal(shutdown.clone()));
                 gateway::run((**gw).clone(), listener, shutdown).await
             }
         }

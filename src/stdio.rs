@@ -1,10 +1,14 @@
 //! Runs the Aareguru server over stdin/stdout, one JSON-RPC message per line, until stdin closes
 //! or a signal arrives.
+//!
+//! Owns: the `--stdio` mode. Must not touch: the gateway or the bridge.
 
 use rmcp::{service::serve_server_with_ct, transport::async_rw::AsyncRwTransport};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Config, server::AareguruServer, upstream::Upstream};
+use crate::{
+    config::Config, server::AareguruServer, signals::cancel_on_signal, upstream::Upstream,
+};
 
 pub async fn run(config: &Config) -> anyhow::Result<()> {
     let upstream = Upstream::new(config.upstream.clone())?;
@@ -28,31 +32,4 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         Err(e) => tracing::info!(reason = %e, "stdio session ended before initialization"),
     }
     Ok(())
-}
-
-/// Cancels `token` on SIGINT or SIGTERM, so the process exits 0 when its host stops it.
-pub async fn cancel_on_signal(token: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    token.cancel();
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
-            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-    token.cancel();
 }

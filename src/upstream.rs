@@ -1,6 +1,8 @@
 //! The Aareguru API client: one reqwest client, `app`/`version` on every request, a request
 //! timeout, and a TTL cache shared by everything in this process where concurrent misses for one
 //! URL make a single upstream request and failures are never cached.
+//!
+//! Owns: HTTP to the Aareguru API and its cache. Must not touch: MCP — tools call this.
 
 use std::{
     sync::{Arc, OnceLock},

@@ -1,6 +1,8 @@
 //! The Aareguru domain rules, free of I/O: flow danger levels, the temperature trend, seasonal
 //! advice, glosses for the Bernese texts, station name resolution and history time arguments.
 //! Tools call these; nothing here knows about MCP, HTTP or JSON-RPC.
+//!
+//! Owns: the rules. Must not touch: I/O of any kind.
 
 pub mod bernese;
 pub mod city;

@@ -1,5 +1,8 @@
 //! The in-process MCP server: an rmcp `ServerHandler` exposing the Aareguru tools, resources and
 //! prompts. It runs over any rmcp transport (stdio here; in-memory pipes in the gateway).
+//!
+//! Owns: the Aareguru MCP surface (tools, resources, prompts, completions). Must not touch:
+//! transports — whoever runs it hands it an rmcp transport.
 
 pub mod format;
 pub mod prompts;

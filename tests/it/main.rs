@@ -6,6 +6,7 @@ mod bridge;
 mod fake_upstream;
 mod gateway;
 mod gateway_util;
+mod layout;
 mod shared;
 mod stdio;
 mod streamable;

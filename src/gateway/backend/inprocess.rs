@@ -13,9 +13,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    Backend, Client, Link, OpenError, Status,
+    api::{Backend, Client, Link, OpenError, Status},
+    children::{ChildEvent, ExitCause},
     own::{OwnLink, RelaySettings, Worker},
-    process::{ChildEvent, ExitCause},
 };
 use crate::{
     config::{Backend as BackendKind, GatewayConfig},

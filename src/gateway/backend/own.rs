@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    Children, Client, CloseCause, ForwardError, Link,
-    process::{ChildEvent, ExitCause},
+    api::{Client, CloseCause, ForwardError, Link},
+    children::{ChildEvent, Children, ExitCause},
 };
 use crate::{
     gateway::metrics::Metrics,

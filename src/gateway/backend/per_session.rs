@@ -11,7 +11,8 @@ use futures::future::BoxFuture;
 use tokio_util::task::TaskTracker;
 
 use super::{
-    Backend, Children, Client, Link, OpenError, Status,
+    api::{Backend, Client, Link, OpenError, Status},
+    children::Children,
     own::{OwnLink, RelaySettings},
     process::ChildProcess,
 };

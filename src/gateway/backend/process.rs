@@ -7,7 +7,6 @@
 
 use std::{process::Stdio, time::Duration};
 
-use bytes::Bytes;
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{ChildStderr, Command},
@@ -15,53 +14,14 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::own::Worker;
+use super::{
+    children::{ChildEvent, ExitCause},
+    own::Worker,
+};
 use crate::{
     config::ChildCommand,
-    mcp::lines::{Frame, LineQueue, read_lines, write_lines},
+    mcp::lines::{LineQueue, read_lines, write_lines},
 };
-
-/// How a child ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitCause {
-    /// Exited on its own with status 0.
-    Exited,
-    /// Exited with a non-zero status or was killed by a signal it was not sent by us.
-    Crashed,
-    /// Ended because we terminated it.
-    Terminated,
-}
-
-impl ExitCause {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExitCause::Exited => "exited",
-            ExitCause::Crashed => "crashed",
-            ExitCause::Terminated => "terminated",
-        }
-    }
-}
-
-/// What the child said or did, in order, to whoever owns it.
-#[derive(Debug)]
-pub enum ChildEvent {
-    /// One JSON line from stdout (without the newline).
-    Line(Bytes),
-    /// A line longer than the limit: its first bytes (to find an id) and its length (without
-    /// the newline).
-    TooLong { prefix: Bytes, len: usize },
-    /// Stdout closed and the process was reaped; always the last event.
-    Exited { cause: ExitCause, detail: String },
-}
-
-impl From<Frame> for ChildEvent {
-    fn from(frame: Frame) -> Self {
-        match frame {
-            Frame::Line(line) => ChildEvent::Line(line),
-            Frame::TooLong { prefix, len } => ChildEvent::TooLong { prefix, len },
-        }
-    }
-}
 
 /// A running child. Dropping it does not kill it; call [`ChildProcess::terminate`].
 pub struct ChildProcess {

@@ -23,9 +23,10 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
 use super::{
-    Backend, Children, Client, CloseCause, ForwardError, Link, OpenError, Status,
+    api::{Backend, Client, CloseCause, ForwardError, Link, OpenError, Status},
+    children::{ChildEvent, Children, ExitCause},
     mux::{Mux, Out},
-    process::{ChildEvent, ChildProcess, ExitCause},
+    process::ChildProcess,
 };
 use crate::{
     config::{Backend as BackendKind, GatewayConfig},

@@ -1,6 +1,6 @@
 //! Who may talk to the gateway: Host and Origin allow-lists (DNS-rebinding protection), API
 //! keys compared in constant time, CORS, and a per-client rate limit — applied to every request
-//! by the [`Policy`] of its route, and turned into the HTTP refusal here.
+//! by the [`Policy`] of its route.
 //!
 //! Owns: admission. Must not touch: sessions or what a request carries.
 
@@ -8,12 +8,8 @@ use std::{net::IpAddr, num::NonZeroU32};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 use subtle::ConstantTimeEq;
-use warp::{
-    http::{HeaderMap, HeaderValue, StatusCode},
-    reply::Response,
-};
+use warp::http::HeaderMap;
 
-use super::{Http, Policy, reply::error_reply};
 use crate::config::GatewayConfig;
 
 /// A refusal, with the HTTP status it maps to.
@@ -38,6 +34,17 @@ impl Refusal {
             Refusal::RateLimited(_) => "rate_limit",
         }
     }
+}
+
+/// What a request must pass before its handler runs.
+#[derive(Clone, Copy)]
+pub enum Policy {
+    /// Nothing (health, CORS preflight, errors).
+    Open,
+    /// Host and Origin; the API key when `--protect-metrics`.
+    Metrics,
+    /// Host and Origin, the API key, the rate limit: every MCP endpoint.
+    Client,
 }
 
 pub struct Guard {
@@ -209,39 +216,6 @@ impl Guard {
             Some(origin.to_string())
         } else {
             None
-        }
-    }
-}
-
-impl Http {
-    /// The answer to a refused request.
-    pub(super) fn refuse(&self, refusal: Refusal, client: IpAddr) -> Response {
-        self.metrics.reject(refusal.reason());
-        tracing::debug!(%client, reason = refusal.reason(), "request refused");
-        match refusal {
-            Refusal::Host => error_reply(
-                StatusCode::MISDIRECTED_REQUEST,
-                "Host not allowed; add it with --allowed-host",
-            ),
-            Refusal::Origin => error_reply(
-                StatusCode::FORBIDDEN,
-                "Origin not allowed; add it with --allowed-origin",
-            ),
-            Refusal::Auth => {
-                let mut r = error_reply(
-                    StatusCode::UNAUTHORIZED,
-                    "missing or invalid API key; send X-API-Key or Authorization: Bearer",
-                );
-                r.headers_mut()
-                    .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-                r
-            }
-            Refusal::RateLimited(secs) => {
-                let mut r = error_reply(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
-                r.headers_mut()
-                    .insert("retry-after", HeaderValue::from(secs));
-                r
-            }
         }
     }
 }

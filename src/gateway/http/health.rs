@@ -10,8 +10,8 @@ use warp::{
 };
 
 use super::{
-    Http,
     reply::{json_reply, reply},
+    state::Http,
 };
 
 impl Http {

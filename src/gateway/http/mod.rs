@@ -14,15 +14,13 @@ pub mod guard;
 mod health;
 mod reply;
 mod sse;
+mod state;
 pub mod streamable;
 mod streams;
 
 use std::{
     net::{IpAddr, SocketAddr},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
     time::Instant,
 };
 
@@ -34,23 +32,12 @@ use warp::{
     reply::Response,
 };
 
-use self::{guard::Guard, reply::error_reply};
-use super::{metrics::Metrics, session::Sessions};
+pub use self::state::Http;
+use self::{
+    guard::{Policy, Refusal},
+    reply::error_reply,
+};
 use crate::config::GatewayConfig;
-
-/// State of the HTTP front.
-pub struct Http {
-    config: Arc<GatewayConfig>,
-    sessions: Arc<Sessions>,
-    guard: Guard,
-    metrics: Arc<Metrics>,
-    /// Set when shutdown begins: /health turns 503 and new sessions are refused.
-    shutting_down: AtomicBool,
-    /// Path part of --public-url, also accepted as a prefix on incoming paths.
-    base_path: String,
-    /// Streamable HTTP sessions (`/mcp`).
-    mcp: streams::Registry,
-}
 
 /// Which endpoint a request is for.
 enum Route {
@@ -65,17 +52,6 @@ enum Route {
     /// A known path with the wrong method; the value is the `Allow` header.
     WrongMethod(&'static str),
     NotFound,
-}
-
-/// What a request must pass before its handler runs.
-#[derive(Clone, Copy)]
-pub enum Policy {
-    /// Nothing (health, CORS preflight, errors).
-    Open,
-    /// Host and Origin; the API key when `--protect-metrics`.
-    Metrics,
-    /// Host and Origin, the API key, the rate limit: every MCP endpoint.
-    Client,
 }
 
 impl Route {
@@ -139,37 +115,6 @@ pub fn routes(
 }
 
 impl Http {
-    pub fn new(config: Arc<GatewayConfig>, sessions: Arc<Sessions>, metrics: Arc<Metrics>) -> Self {
-        Http {
-            guard: Guard::new(&config),
-            base_path: base_path(&config.public_url),
-            config,
-            sessions,
-            metrics,
-            shutting_down: AtomicBool::new(false),
-            mcp: streams::Registry::default(),
-        }
-    }
-
-    pub fn auth_enabled(&self) -> bool {
-        self.guard.auth_enabled()
-    }
-
-    /// From now on /health answers 503 and new sessions are refused; everything else is still
-    /// answered, so load balancers see the change and drain.
-    pub fn begin_shutdown(&self) {
-        self.shutting_down.store(true, Ordering::SeqCst);
-    }
-
-    fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::SeqCst)
-    }
-
-    /// Periodic upkeep of the policies (rate-limit state of departed clients).
-    pub fn forget_idle_clients(&self) {
-        self.guard.forget_idle_clients();
-    }
-
     async fn handle(
         self: Arc<Self>,
         method: Method,
@@ -246,6 +191,37 @@ impl Http {
         response
     }
 
+    /// The answer to a refused request.
+    fn refuse(&self, refusal: Refusal, client: IpAddr) -> Response {
+        self.metrics.reject(refusal.reason());
+        tracing::debug!(%client, reason = refusal.reason(), "request refused");
+        match refusal {
+            Refusal::Host => error_reply(
+                StatusCode::MISDIRECTED_REQUEST,
+                "Host not allowed; add it with --allowed-host",
+            ),
+            Refusal::Origin => error_reply(
+                StatusCode::FORBIDDEN,
+                "Origin not allowed; add it with --allowed-origin",
+            ),
+            Refusal::Auth => {
+                let mut r = error_reply(
+                    StatusCode::UNAUTHORIZED,
+                    "missing or invalid API key; send X-API-Key or Authorization: Bearer",
+                );
+                r.headers_mut()
+                    .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+                r
+            }
+            Refusal::RateLimited(secs) => {
+                let mut r = error_reply(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
+                r.headers_mut()
+                    .insert("retry-after", HeaderValue::from(secs));
+                r
+            }
+        }
+    }
+
     fn not_found_hint(&self) -> &'static str {
         match (self.config.serve_mcp, self.config.serve_sse) {
             (true, true) => {
@@ -277,26 +253,5 @@ impl Http {
         );
         h.insert("access-control-max-age", HeaderValue::from_static("600"));
         r
-    }
-}
-
-fn base_path(public_url: &str) -> String {
-    let path = match public_url.split_once("://") {
-        Some((_, rest)) => rest.find('/').map_or("", |i| &rest[i..]),
-        None => public_url,
-    };
-    path.trim_end_matches('/').to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base_paths() {
-        assert_eq!(base_path(""), "");
-        assert_eq!(base_path("/aare/"), "/aare");
-        assert_eq!(base_path("https://example.com/aare"), "/aare");
-        assert_eq!(base_path("https://example.com"), "");
     }
 }

@@ -11,7 +11,7 @@ use warp::{
     reply::Response,
 };
 
-use super::Http;
+use super::state::Http;
 use crate::{
     gateway::session::{ForwardError, OpenError},
     mcp::jsonrpc::{self, Kind},

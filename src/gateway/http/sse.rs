@@ -16,8 +16,8 @@ use warp::{
 };
 
 use super::{
-    Http,
     reply::{error_reply, reply},
+    state::Http,
 };
 use crate::{
     gateway::session::{CloseCause, Sessions},

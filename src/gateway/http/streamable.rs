@@ -22,8 +22,8 @@ use warp::{
 };
 
 use super::{
-    Http,
     reply::{error_reply, json_reply, reply, rpc_error_reply_for},
+    state::Http,
     streams::{LISTEN, ListenGuard, McpSession},
 };
 use crate::{

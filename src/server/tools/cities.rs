@@ -3,9 +3,8 @@
 use futures::future::join_all;
 use serde_json::{Value, json};
 
-use super::{
-    ToolError, ToolOutput,
-    common::{danger_json, danger_of, finish, station_json, station_label},
+use super::common::{
+    ToolError, ToolOutput, danger_json, danger_of, finish, station_json, station_label,
 };
 use crate::{
     domain::{city::Station, danger::DangerLevel},

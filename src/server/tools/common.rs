@@ -2,7 +2,6 @@
 
 use serde_json::{Value, json};
 
-use super::ToolOutput;
 use crate::{
     domain::{
         ATTRIBUTION,
@@ -10,7 +9,26 @@ use crate::{
         danger::{self, DangerLevel},
     },
     server::format::num,
+    upstream::{CityError, UpstreamError},
 };
+
+/// What a tool answers: a text for people and models, and the same facts as structured JSON.
+#[derive(Debug)]
+pub struct ToolOutput {
+    pub text: String,
+    pub data: Value,
+}
+
+/// A failure the caller can fix or retry; its message is the whole explanation.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("{0}")]
+    City(#[from] CityError),
+    #[error("{0}")]
+    Upstream(#[from] UpstreamError),
+    #[error("{0}")]
+    Argument(String),
+}
 
 /// The station's display line: "Bern (Bärn, Bern, Schönau)".
 pub(super) fn station_label(s: &Station) -> String {

@@ -2,9 +2,8 @@
 
 use serde_json::{Value, json};
 
-use super::{
-    ToolError, ToolOutput,
-    common::{danger_json, danger_of, finish, station_json, station_label},
+use super::common::{
+    ToolError, ToolOutput, danger_json, danger_of, finish, station_json, station_label,
 };
 use crate::{
     domain::{bernese, city::Station, season::Season, trend::Trend},

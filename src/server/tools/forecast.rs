@@ -2,10 +2,7 @@
 
 use serde_json::json;
 
-use super::{
-    ToolError, ToolOutput,
-    common::{finish, station_json, station_label},
-};
+use super::common::{ToolError, ToolOutput, finish, station_json, station_label};
 use crate::{
     domain::{bernese, trend::Trend},
     server::format::{celsius, glossed, iso_time, num, text},

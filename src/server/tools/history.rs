@@ -3,8 +3,8 @@
 use serde_json::{Value, json};
 
 use super::{
-    HistoryArgs, TimeArg, ToolError, ToolOutput,
-    common::{finish, station_json, station_label},
+    args::{HistoryArgs, TimeArg},
+    common::{ToolError, ToolOutput, finish, station_json, station_label},
 };
 use crate::{
     domain::timespec,

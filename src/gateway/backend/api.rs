@@ -1,0 +1,110 @@
+//! The contract between the session table and the backends: a [`Backend`] opens a [`Link`] per
+//! session and talks back through the [`Client`] the session hands it.
+//!
+//! Owns: the words both sides use. Must not touch: any backend's workings or the session table.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use uuid::Uuid;
+
+use crate::{config::Backend as BackendKind, mcp::jsonrpc::Kind};
+
+/// Why a session ended (for logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    ClientGone,
+    IdleTimeout,
+    ChildExited,
+    ChildStartTimeout,
+    SlowClient,
+    Shutdown,
+}
+
+impl CloseCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseCause::ClientGone => "client disconnected",
+            CloseCause::IdleTimeout => "idle timeout",
+            CloseCause::ChildExited => "child exited",
+            CloseCause::ChildStartTimeout => "child did not answer in time",
+            CloseCause::SlowClient => "client not reading its stream",
+            CloseCause::Shutdown => "gateway shutting down",
+        }
+    }
+}
+
+/// Why a message could not be delivered to the session's server.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("the session's MCP server has stopped")]
+    Closed,
+    #[error("the session's MCP server is not reading its input")]
+    Busy,
+}
+
+/// Why a session could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("too many sessions (limit {0})")]
+    Full(usize),
+    #[error("cannot start the MCP server: {0}")]
+    Spawn(std::io::Error),
+}
+
+/// A session, as a backend sees it: somewhere to send the server's messages.
+pub trait Client: Send + Sync + 'static {
+    fn id(&self) -> Uuid;
+    /// The id as written in URLs and logs.
+    fn name(&self) -> &str;
+    /// Queues a message from the server for the client. False when the client has fallen too
+    /// far behind; the backend then calls [`Client::end`] (outside any lock of its own).
+    fn send(&self, message: String) -> bool;
+    /// Queues a message the gateway wrote itself (an error answering a request the server will
+    /// never answer), past the bound: it is small and it settles a request.
+    fn send_unbounded(&self, message: String);
+    /// The backend can no longer serve this session: the session layer ends it.
+    fn end(&self, cause: CloseCause);
+}
+
+/// One session's connection to its server.
+pub trait Link: Send + Sync {
+    /// Hands one client message (already classified) to the server.
+    fn forward<'a>(
+        &'a self,
+        line: Bytes,
+        kind: &'a Kind,
+    ) -> BoxFuture<'a, Result<(), ForwardError>>;
+    /// The session has ended: stop its own server within `grace`, or leave the shared one.
+    /// Calling it again does nothing.
+    fn release(&self, grace: Duration);
+    /// Which shared child serves the session, for logs.
+    fn serving(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// What `/health` and `/metrics` show of a backend.
+#[derive(Debug, Default)]
+pub struct Status {
+    pub children_alive: usize,
+    /// Shared children, one JSON object each (empty for other backends).
+    pub slots: Vec<serde_json::Value>,
+    /// Shared children ready for sessions (`None` for other backends).
+    pub ready: Option<usize>,
+}
+
+/// Something that serves sessions.
+pub trait Backend: Send + Sync {
+    fn kind(&self) -> BackendKind;
+    /// Starts what runs before any session (the shared children). Fails when the command cannot
+    /// be started at all, so a wrong command is reported at startup rather than per session.
+    fn start(self: Arc<Self>) -> anyhow::Result<()>;
+    /// Connects a new session to its server.
+    fn open(&self, client: Arc<dyn Client>) -> Result<Box<dyn Link>, OpenError>;
+    fn status(&self) -> Status;
+    /// Stops every server and waits for the children released so far (each within the grace
+    /// it was given, plus the kill).
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
+}

@@ -1,0 +1,83 @@
+//! The HTTP front's state, shared by the router, the policies and the transports.
+//!
+//! Owns: what every handler may read (settings, sessions, policies, metrics, shutdown). Must not
+//! touch: request handling.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use super::{guard::Guard, streams};
+use crate::{
+    config::GatewayConfig,
+    gateway::{metrics::Metrics, session::Sessions},
+};
+
+/// State of the HTTP front.
+pub struct Http {
+    pub(super) config: Arc<GatewayConfig>,
+    pub(super) sessions: Arc<Sessions>,
+    pub(super) guard: Guard,
+    pub(super) metrics: Arc<Metrics>,
+    /// Set when shutdown begins: /health turns 503 and new sessions are refused.
+    shutting_down: AtomicBool,
+    /// Path part of --public-url, also accepted as a prefix on incoming paths.
+    pub(super) base_path: String,
+    /// Streamable HTTP sessions (`/mcp`).
+    pub(super) mcp: streams::Registry,
+}
+
+impl Http {
+    pub fn new(config: Arc<GatewayConfig>, sessions: Arc<Sessions>, metrics: Arc<Metrics>) -> Self {
+        Http {
+            guard: Guard::new(&config),
+            base_path: base_path(&config.public_url),
+            config,
+            sessions,
+            metrics,
+            shutting_down: AtomicBool::new(false),
+            mcp: streams::Registry::default(),
+        }
+    }
+
+    pub fn auth_enabled(&self) -> bool {
+        self.guard.auth_enabled()
+    }
+
+    /// From now on /health answers 503 and new sessions are refused; everything else is still
+    /// answered, so load balancers see the change and drain.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub(super) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Periodic upkeep of the policies (rate-limit state of departed clients).
+    pub fn forget_idle_clients(&self) {
+        self.guard.forget_idle_clients();
+    }
+}
+
+fn base_path(public_url: &str) -> String {
+    let path = match public_url.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("", |i| &rest[i..]),
+        None => public_url,
+    };
+    path.trim_end_matches('/').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_paths() {
+        assert_eq!(base_path(""), "");
+        assert_eq!(base_path("/aare/"), "/aare");
+        assert_eq!(base_path("https://example.com/aare"), "/aare");
+        assert_eq!(base_path("https://example.com"), "");
+    }
+}
