@@ -14,6 +14,8 @@
 //! target/release/examples/loadgen --mode sse --sessions 200 --calls 1 --wave 1 --child aareguru --backend per-session
 //! target/release/examples/loadgen --mode mcp --sessions 100 --calls 200 --child echo --backend shared
 //! target/release/examples/loadgen --mode stdio --sessions 10 --calls 1000 --child aareguru
+//! target/release/examples/loadgen --mode mcp --sessions 300 --calls 20 --child aareguru \
+//!     --target http://127.0.0.1:8080     # a running gateway, or nginx in front of replicas
 //! ```
 //!
 //! Children: `echo` (examples/fixture_server, measures the relay itself) or `aareguru` (this
@@ -21,6 +23,10 @@
 //! city name, which the server echoes in its error). Backends: `per-session`, `shared`,
 //! `in-process` (aareguru only). `--wave N` sets how many sessions are set up at once (1 measures
 //! setup latency without contention); `--calls 0` only opens sessions and measures memory.
+//! With `--target URL` nothing is started: the sessions go to URL (whose gateways must serve the
+//! `--child` named, against an upstream of their own for `aareguru`), and memory is not
+//! measured. The last line of the output is the row; the process exits 1 if any reply was
+//! misrouted or any call failed.
 
 #[path = "../tests/support/fake_upstream.rs"]
 mod fake_upstream;
@@ -51,6 +57,8 @@ struct Opts {
     calls: usize,
     child: String,
     bin: String,
+    /// A gateway (or a load balancer in front of several) to drive instead of starting one.
+    target: Option<String>,
     fixture: String,
     upstream: String,
 }
@@ -134,6 +142,10 @@ fn reply_matches(reply: &Value, payload: &str) -> bool {
 
 /// RSS of `pid` and of all its descendants, in KiB.
 fn rss_tree(pid: u32) -> (u64, u64) {
+    if pid == 0 {
+        // Driving a gateway that is not ours (`--target`): its memory is not measured here.
+        return (0, 0);
+    }
     let rss = |p: u32| -> u64 {
         std::fs::read_to_string(format!("/proc/{p}/status"))
             .ok()
@@ -473,8 +485,14 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value) -> Result<(), Str
 }
 
 async fn run_sse(o: Opts) -> Report {
-    let (mut gateway, base) = start_gateway(&o).await;
-    let pid = gateway.id().unwrap();
+    let (mut gateway, base) = match &o.target {
+        Some(target) => (None, target.trim_end_matches('/').to_string()),
+        None => {
+            let (g, base) = start_gateway(&o).await;
+            (Some(g), base)
+        }
+    };
+    let pid = gateway.as_ref().and_then(|g| g.id()).unwrap_or(0);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(4096)
         .tcp_nodelay(true)
@@ -508,7 +526,9 @@ async fn run_sse(o: Opts) -> Report {
             .collect();
         (measure(&barrier, tasks, pid).await, "gateway (SSE)")
     };
-    let _ = gateway.kill().await;
+    if let Some(g) = gateway.as_mut() {
+        let _ = g.kill().await;
+    }
     Report {
         mode: mode.into(),
         backend: o.backend.clone(),
@@ -633,6 +653,7 @@ async fn main() {
             .to_string_lossy()
             .into_owned(),
         upstream: fake.base_url(),
+        target: arg(&args, "--target"),
     };
     let print = |mut r: Report| {
         #[allow(clippy::disallowed_macros)]
@@ -714,6 +735,10 @@ async fn main() {
         } else {
             run_sse(base.clone()).await
         };
+        let failed = r.misrouted > 0 || r.errors > 0;
         print(r);
+        if failed {
+            std::process::exit(1);
+        }
     }
 }

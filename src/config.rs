@@ -132,4 +132,21 @@ pub struct GatewayConfig {
     /// (requests per second, burst) per client address.
     pub rate_limit: Option<(u32, u32)>,
     pub shutdown_grace: Duration,
+    /// Several replicas sharing a Redis (`--redis`); `None` for a lone gateway.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Settings of a gateway that is one replica among several.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `redis://host:port/db` (or `rediss://`, `redis+unix://`).
+    pub redis_url: String,
+    /// Prefix of every key this cluster writes, so clusters can share a Redis.
+    pub prefix: String,
+    /// How the other replicas reach this one; `None`: the bound address.
+    pub advertise_url: Option<String>,
+    /// This replica's name in the directory; `None`: the advertise address (host:port).
+    pub replica_id: Option<String>,
+    /// What replicas present to each other when forwarding; `None`: one kept in Redis.
+    pub secret: Option<String>,
 }

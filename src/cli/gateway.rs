@@ -4,7 +4,10 @@ use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context, bail};
 
-use super::duration::parse_duration;
+use super::{
+    cluster::{ClusterArgs, cluster_config},
+    duration::parse_duration,
+};
 use crate::config::{Backend, ChildCommand, GatewayConfig, LogFormat, UpstreamConfig};
 
 /// Gateway flags (`--sse`).
@@ -121,6 +124,9 @@ pub struct GatewayArgs {
     /// On SIGINT/SIGTERM, how long children get to exit before they are killed.
     #[arg(long, env = "AAREGURU_MCP_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// What the built-in child inherits from the gateway's own settings.
@@ -164,6 +170,7 @@ pub(super) fn gateway_config(
     if g.session_buffer_bytes < 64 * 1024 {
         bail!("--session-buffer-bytes must be at least 65536");
     }
+    let cluster = cluster_config(g.cluster, bind)?;
     let rate_limit = (g.rate_limit > 0).then(|| {
         let burst = g
             .rate_burst
@@ -205,6 +212,7 @@ pub(super) fn gateway_config(
         cors_origins: clean_names(g.cors_origins),
         rate_limit,
         shutdown_grace: g.shutdown_grace,
+        cluster,
     })
 }
 

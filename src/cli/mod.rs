@@ -10,6 +10,7 @@ use anyhow::bail;
 use clap::{ArgGroup, Parser};
 
 mod bridge;
+mod cluster;
 mod duration;
 mod gateway;
 

@@ -33,6 +33,11 @@ pub struct Reason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Replica {
+    pub replica: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabel {
     pub backend: &'static str,
 }
@@ -53,6 +58,15 @@ pub struct Metrics {
     pub backend: Family<BackendLabel, Gauge>,
     pub errors: Family<Kind, Counter>,
     pub rejected: Family<Reason, Counter>,
+    /// Cluster: this replica's id (value 1).
+    pub cluster_replica: Family<Replica, Gauge>,
+    pub cluster_peers: Gauge,
+    pub cluster_forwarded: Counter,
+    pub cluster_forward_failures: Counter,
+    pub cluster_forward_duration: Histogram,
+    pub cluster_roamed: Counter,
+    pub redis_up: Gauge,
+    pub redis_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -126,7 +140,63 @@ impl Metrics {
             "HTTP requests refused, by reason",
             rejected.clone(),
         );
+        let cluster_replica = Family::<Replica, Gauge>::default();
+        registry.register(
+            "cluster_replica",
+            "This replica's id in the cluster (value 1)",
+            cluster_replica.clone(),
+        );
+        let cluster_peers = Gauge::default();
+        registry.register(
+            "cluster_peers",
+            "Live replicas seen in the cluster, this one included",
+            cluster_peers.clone(),
+        );
+        let cluster_forwarded = Counter::default();
+        registry.register(
+            "cluster_forwarded",
+            "Requests forwarded to the replica holding their session",
+            cluster_forwarded.clone(),
+        );
+        let cluster_forward_failures = Counter::default();
+        registry.register(
+            "cluster_forward_failures",
+            "Forwarded requests whose replica could not be reached",
+            cluster_forward_failures.clone(),
+        );
+        let cluster_forward_duration = Histogram::new(exponential_buckets(0.000_05, 2.0, 18));
+        registry.register(
+            "cluster_forward_duration_seconds",
+            "Time for a forwarded request to get its answer's head from the other replica",
+            cluster_forward_duration.clone(),
+        );
+        let cluster_roamed = Counter::default();
+        registry.register(
+            "cluster_roamed",
+            "Sessions restored here from the directory (they roamed from another replica)",
+            cluster_roamed.clone(),
+        );
+        let redis_up = Gauge::default();
+        registry.register(
+            "redis_up",
+            "Whether Redis answers (1) or not (0)",
+            redis_up.clone(),
+        );
+        let redis_errors = Counter::default();
+        registry.register(
+            "redis_errors",
+            "Redis calls that failed or timed out",
+            redis_errors.clone(),
+        );
         Self {
+            cluster_replica,
+            cluster_peers,
+            cluster_forwarded,
+            cluster_forward_failures,
+            cluster_forward_duration,
+            cluster_roamed,
+            redis_up,
+            redis_errors,
             registry,
             sessions_active,
             sessions_total,

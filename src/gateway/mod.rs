@@ -12,6 +12,7 @@
 //! Owns: startup, periodic upkeep, shutdown order. Must not touch: request handling.
 
 pub mod backend;
+pub mod cluster;
 pub mod http;
 pub mod metrics;
 pub mod session;
@@ -25,7 +26,12 @@ use std::{
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
-use self::{http::Http, metrics::Metrics, session::Sessions};
+use self::{
+    cluster::{Cluster, Release},
+    http::Http,
+    metrics::Metrics,
+    session::{CloseCause, Sessions},
+};
 use crate::config::{Backend as BackendKind, GatewayConfig};
 
 /// Binds the listening socket with TCP_NODELAY (accepted sockets inherit it; without it a
@@ -55,8 +61,32 @@ pub async fn run(
     let backend = backend::build(config.clone(), metrics.clone())?;
     backend.clone().start()?;
     let sessions = Sessions::new(config.clone(), metrics.clone(), backend);
-    let http = Arc::new(Http::new(config.clone(), sessions.clone(), metrics));
     let local = listener.local_addr()?;
+    let cluster = match &config.cluster {
+        Some(c) => {
+            // Without --advertise-url, peers reach this replica where it listens.
+            let advertise = c
+                .advertise_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{local}"));
+            let cluster =
+                Cluster::new(c, &advertise, config.session_idle_timeout, metrics.clone())?;
+            cluster.start();
+            let hook = cluster.clone();
+            sessions.on_close(Box::new(move |session, cause| {
+                hook.closed(&session.id_str, release_of(cause));
+            }));
+            tracing::info!(replica = %cluster.replica(), advertise = %advertise, "joining the cluster");
+            Some(cluster)
+        }
+        None => None,
+    };
+    let http = Arc::new(Http::new(
+        config.clone(),
+        sessions.clone(),
+        metrics,
+        cluster.clone(),
+    ));
     tracing::info!(
         address = %local,
         sse = %if config.serve_sse { format!("http://{local}/sse") } else { "off".into() },
@@ -87,6 +117,9 @@ pub async fn run(
     tracing::info!("shutting down: refusing new sessions, ending streams, stopping children");
     // Keep answering while children stop, so load balancers see /health turn 503 and drain.
     http.begin_shutdown();
+    if let Some(cluster) = &cluster {
+        cluster.leave().await;
+    }
     let grace = config.shutdown_grace;
     // Children get `grace` after stdin closes and again after SIGTERM; SIGKILL ends the rest.
     if tokio::time::timeout(
@@ -108,6 +141,19 @@ pub async fn run(
     }
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// What the directory should do when a session held here closes.
+fn release_of(cause: CloseCause) -> Release {
+    match cause {
+        CloseCause::ClientGone | CloseCause::ChildExited | CloseCause::ChildStartTimeout => {
+            Release::Ended
+        }
+        CloseCause::IdleTimeout | CloseCause::SlowClient | CloseCause::Shutdown => {
+            Release::LocalCopy
+        }
+        CloseCause::Superseded => Release::NotOurs,
+    }
 }
 
 /// How often idle rate-limit state is dropped.

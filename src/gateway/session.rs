@@ -141,11 +141,15 @@ impl Client for Session {
     }
 }
 
+/// Told of every session that ends, with why (the cluster keeps its directory by it).
+pub type CloseHook = Box<dyn Fn(&Session, CloseCause) + Send + Sync>;
+
 /// All sessions of the gateway.
 pub struct Sessions {
     config: Arc<GatewayConfig>,
     pub metrics: Arc<Metrics>,
     map: RwLock<HashMap<Uuid, Arc<Session>>>,
+    on_close: OnceLock<CloseHook>,
     /// Sessions counted against the limit (reserved before the server is started).
     count: AtomicUsize,
     backend: Arc<dyn Backend>,
@@ -162,10 +166,16 @@ impl Sessions {
             config,
             metrics,
             map: RwLock::default(),
+            on_close: OnceLock::new(),
             count: AtomicUsize::new(0),
             backend,
             epoch: Instant::now(),
         })
+    }
+
+    /// Sets what is told of every session that ends (once).
+    pub fn on_close(&self, hook: CloseHook) {
+        let _ = self.on_close.set(hook);
     }
 
     fn now_ms(&self) -> u64 {
@@ -194,6 +204,15 @@ impl Sessions {
         self: &Arc<Self>,
         client: IpAddr,
     ) -> Result<(Arc<Session>, mpsc::UnboundedReceiver<String>), OpenError> {
+        self.open_with_id(Uuid::new_v4(), client)
+    }
+
+    /// Opens a session under an id it already has (one restored from another replica).
+    pub fn open_with_id(
+        self: &Arc<Self>,
+        id: Uuid,
+        client: IpAddr,
+    ) -> Result<(Arc<Session>, mpsc::UnboundedReceiver<String>), OpenError> {
         let max = self.config.max_sessions;
         if self
             .count
@@ -204,7 +223,6 @@ impl Sessions {
         {
             return Err(OpenError::Full(max));
         }
-        let id = Uuid::new_v4();
         let (tx, rx) = mpsc::unbounded_channel();
         let session = Arc::new(Session {
             id,
@@ -221,8 +239,16 @@ impl Sessions {
         });
         // In the table before the backend starts relaying, so a server that dies at once can
         // close its session.
-        self.metrics.sessions_active.inc();
-        self.map.write().unwrap().insert(id, session.clone());
+        {
+            let mut map = self.map.write().unwrap();
+            if map.contains_key(&id) {
+                drop(map);
+                self.count.fetch_sub(1, Ordering::AcqRel);
+                return Err(OpenError::Duplicate);
+            }
+            self.metrics.sessions_active.inc();
+            map.insert(id, session.clone());
+        }
         let link = match self.backend.open(session.clone()) {
             Ok(link) => link,
             Err(e) => {
@@ -287,6 +313,9 @@ impl Sessions {
         session.outbound.lock().unwrap().take();
         tracing::info!(session = %session.id_str, cause = cause.as_str(), "session closed");
         self.release(&session, self.grace());
+        if let Some(hook) = self.on_close.get() {
+            hook(&session, cause);
+        }
     }
 
     fn release(&self, session: &Session, grace: Duration) {
@@ -325,6 +354,9 @@ impl Sessions {
         tracing::info!(sessions = all.len(), "closing all sessions");
         for s in all {
             self.release(&s, grace);
+            if let Some(hook) = self.on_close.get() {
+                hook(&s, CloseCause::Shutdown);
+            }
         }
         self.backend.shutdown().await;
     }

@@ -168,6 +168,10 @@ fn inline_paths(code: &str) -> Vec<String> {
             let end = rest
                 .find(|c: char| !(is_ident(c) || c == ':'))
                 .unwrap_or(rest.len());
+            // `crate::x::{…}`: a use tree, read by the `use` parser.
+            if rest[end..].starts_with('{') {
+                continue;
+            }
             out.push(rest[..end].trim_end_matches(':').to_string());
         }
     }

@@ -20,6 +20,8 @@ pub enum CloseCause {
     ChildStartTimeout,
     SlowClient,
     Shutdown,
+    /// The cluster's directory no longer lists the session as this replica's.
+    Superseded,
 }
 
 impl CloseCause {
@@ -31,6 +33,7 @@ impl CloseCause {
             CloseCause::ChildStartTimeout => "child did not answer in time",
             CloseCause::SlowClient => "client not reading its stream",
             CloseCause::Shutdown => "gateway shutting down",
+            CloseCause::Superseded => "no longer this replica's (cluster directory)",
         }
     }
 }
@@ -51,6 +54,8 @@ pub enum OpenError {
     Full(usize),
     #[error("cannot start the MCP server: {0}")]
     Spawn(std::io::Error),
+    #[error("a session with this id is already open")]
+    Duplicate,
 }
 
 /// A session, as a backend sees it: somewhere to send the server's messages.

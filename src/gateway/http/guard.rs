@@ -45,6 +45,9 @@ pub enum Policy {
     Metrics,
     /// Host and Origin, the API key, the rate limit: every MCP endpoint.
     Client,
+    /// A request another replica forwarded: the client's Host/Origin and key are checked again,
+    /// the rate limit was applied where it arrived.
+    Peer,
 }
 
 pub struct Guard {
@@ -112,6 +115,18 @@ impl Guard {
                 .check_origin_and_host(headers)
                 .and_then(|()| self.check_key(headers))
                 .and_then(|()| self.check_rate(client)),
+            Policy::Peer => self
+                .check_origin_and_host(headers)
+                .and_then(|()| self.check_key(headers)),
+        }
+    }
+
+    /// Accepts `host` (a name or address, without port) as a Host of this gateway: the
+    /// address the other replicas reach it by.
+    pub fn allow_host(&mut self, host: &str) {
+        let host = host_without_port(host);
+        if !self.allowed_hosts.contains(&host) {
+            self.allowed_hosts.push(host);
         }
     }
 

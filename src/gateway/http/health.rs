@@ -16,19 +16,30 @@ use super::{
 
 impl Http {
     /// 200 when sessions can be served; 503 while shutting down or when no shared child is
-    /// ready (all restarting). "degraded" when some shared children are restarting.
+    /// ready (all restarting). "degraded" (with a `reason`) when some shared children are
+    /// restarting or, in a cluster, when Redis is unreachable.
     pub(super) fn health(&self) -> Response {
         let shutting_down = self.is_shutting_down();
         let backend = self.sessions.backend_status();
         let shared = backend.slots;
         let ready = backend.ready;
-        let status = if shutting_down {
-            "shutting_down"
+        let cluster = self.cluster.as_ref().map(|c| c.status());
+        let cluster_reason = cluster.as_ref().and_then(|(_, reason)| reason.clone());
+        let (status, reason) = if shutting_down {
+            ("shutting_down", None)
         } else {
             match ready {
-                Some(0) => "unavailable",
-                Some(n) if n < shared.len() => "degraded",
-                _ => "ok",
+                Some(0) => ("unavailable", Some("no shared child is ready".to_string())),
+                Some(n) if n < shared.len() => (
+                    "degraded",
+                    Some(format!(
+                        "{} of {} shared children restarting",
+                        shared.len() - n,
+                        shared.len()
+                    )),
+                ),
+                _ if cluster_reason.is_some() => ("degraded", cluster_reason),
+                _ => ("ok", None),
             }
         };
         let mut body = json!({
@@ -41,6 +52,12 @@ impl Http {
         });
         if !shared.is_empty() {
             body["shared_children"] = serde_json::Value::Array(shared);
+        }
+        if let Some(reason) = reason {
+            body["reason"] = reason.into();
+        }
+        if let Some((cluster, _)) = cluster {
+            body["cluster"] = cluster;
         }
         json_reply(
             if matches!(status, "shutting_down" | "unavailable") {

@@ -10,8 +10,10 @@
 //! Owns: HTTP. Must not touch: processes or backends — a transport hands messages to the
 //! session table and reads what comes back from a session.
 
+mod forward;
 pub mod guard;
 mod health;
+mod replicas;
 mod reply;
 mod sse;
 mod state;
@@ -34,10 +36,12 @@ use warp::{
 
 pub use self::state::Http;
 use self::{
+    forward::ForwardFailure,
     guard::{Policy, Refusal},
+    replicas::{Bearer, Place},
     reply::error_reply,
 };
-use crate::config::GatewayConfig;
+use crate::{config::GatewayConfig, gateway::cluster::entry::Peer};
 
 /// Which endpoint a request is for.
 enum Route {
@@ -71,6 +75,17 @@ impl Route {
             (_, "/messages" | "/message") if sse => Route::WrongMethod("POST"),
             (_, "/mcp") if mcp => Route::WrongMethod("GET, POST, DELETE"),
             _ => Route::NotFound,
+        }
+    }
+
+    /// The kind of session-bearing request (placed in the cluster before it is handled).
+    fn bearer(&self) -> Option<Bearer> {
+        match self {
+            Route::SsePost => Some(Bearer::SsePost),
+            Route::McpPost => Some(Bearer::McpPost),
+            Route::McpGet => Some(Bearer::McpGet),
+            Route::McpDelete => Some(Bearer::McpDelete),
+            _ => None,
         }
     }
 
@@ -132,11 +147,116 @@ impl Http {
             path
         };
         let route = Route::of(&method, path, &self.config);
-        let response = match self.guard.admit(route.policy(), &headers, client) {
-            Err(refusal) => self.refuse(refusal, client),
-            Ok(()) => self.dispatch(route, query, &headers, client, body).await,
+        // A request another replica forwarded is trusted only with the cluster's secret.
+        let forwarded = match headers.get(forward::PEER_HEADER) {
+            None => false,
+            Some(v)
+                if self
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| c.verify_peer(v.as_bytes())) =>
+            {
+                true
+            }
+            Some(_) => {
+                self.metrics.reject("cluster_secret");
+                tracing::warn!(%client, "a request presented a wrong cluster secret; refused");
+                let r = error_reply(StatusCode::FORBIDDEN, "wrong cluster credentials");
+                return self.with_cors(&headers, r);
+            }
         };
+        let policy = match route.policy() {
+            Policy::Client if forwarded => Policy::Peer,
+            p => p,
+        };
+        if let Err(refusal) = self.guard.admit(policy, &headers, client) {
+            let r = self.refuse(refusal, client);
+            return self.with_cors(&headers, r);
+        }
+        if let Some(bearer) = route.bearer() {
+            match self.place(bearer, query, &headers, client, forwarded).await {
+                Place::Here => {}
+                Place::Answered(r) => return self.with_cors(&headers, r),
+                Place::Forward(peer, secret) => {
+                    let r = self
+                        .forward_request(
+                            &peer, &secret, &method, path, query, &headers, client, body,
+                        )
+                        .await;
+                    return self.with_cors(&headers, r);
+                }
+            }
+        }
+        let response = self.dispatch(route, query, &headers, client, body).await;
         self.with_cors(&headers, response)
+    }
+
+    /// Reads the body (under the limit) and forwards the request to `peer`.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward_request(
+        &self,
+        peer: &Peer,
+        secret: &str,
+        method: &Method,
+        path: &str,
+        query: &str,
+        headers: &HeaderMap,
+        client: IpAddr,
+        body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin + Send,
+    ) -> Response {
+        let body = match reply::read_body(headers, body, self.config.max_body_bytes).await {
+            Ok(b) => b,
+            Err(reply::BodyError::TooLarge) => {
+                self.metrics.reject("body_too_large");
+                let msg = format!("body over {} bytes", self.config.max_body_bytes);
+                return error_reply(StatusCode::PAYLOAD_TOO_LARGE, &msg);
+            }
+            Err(reply::BodyError::Read) => {
+                return error_reply(StatusCode::BAD_REQUEST, "could not read the request body");
+            }
+        };
+        let session = headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(
+                || sse::session_param(query).unwrap_or_default(),
+                str::to_string,
+            );
+        let Some(cluster) = &self.cluster else {
+            return error_reply(StatusCode::NOT_FOUND, "unknown or ended session");
+        };
+        let request = forward::Request {
+            method,
+            path,
+            query,
+            headers,
+            body,
+            client,
+        };
+        match self.forwarder.forward(cluster, peer, secret, request).await {
+            Ok(r) => r,
+            Err(f) => self.forward_failed(&session, peer, f),
+        }
+    }
+
+    /// The answer when a peer could not be asked.
+    fn forward_failed(&self, session: &str, peer: &Peer, f: ForwardFailure) -> Response {
+        match f {
+            ForwardFailure::Unreachable(detail) => {
+                tracing::info!(session, replica = %peer.replica, %detail, "the session's replica cannot be reached; the session is gone");
+                error_reply(
+                    StatusCode::NOT_FOUND,
+                    "unknown or ended session (its gateway replica is gone); start a new one",
+                )
+            }
+            ForwardFailure::Broken(detail) => {
+                tracing::warn!(session, replica = %peer.replica, %detail, "the session's replica went away while answering");
+                error_reply(
+                    StatusCode::BAD_GATEWAY,
+                    "the gateway replica holding this session went away while answering",
+                )
+            }
+        }
     }
 
     async fn dispatch(
@@ -150,7 +270,7 @@ impl Http {
         match route {
             Route::Health => self.health(),
             Route::Metrics => self.metrics_reply(),
-            Route::SseOpen => self.open_stream(client),
+            Route::SseOpen => self.open_stream(client).await,
             Route::SsePost => {
                 let started = Instant::now();
                 let r = self.post(query, headers, body).await;

@@ -196,16 +196,17 @@ impl Http {
                 tracing::error!(error = %e, program = %self.config.child.program, "cannot start child");
                 error_reply(StatusCode::BAD_GATEWAY, &e.to_string())
             }
+            e @ OpenError::Duplicate => error_reply(StatusCode::CONFLICT, &e.to_string()),
         }
     }
 }
 
-enum BodyError {
+pub(super) enum BodyError {
     TooLarge,
     Read,
 }
 
-async fn read_body(
+pub(super) async fn read_body(
     headers: &HeaderMap,
     mut body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin,
     limit: usize,

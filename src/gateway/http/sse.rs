@@ -20,12 +20,15 @@ use super::{
     state::Http,
 };
 use crate::{
-    gateway::session::{CloseCause, Sessions},
+    gateway::{
+        cluster::entry::Transport,
+        session::{CloseCause, Sessions},
+    },
     mcp::jsonrpc::{self, Kind},
 };
 
 impl Http {
-    pub(super) fn open_stream(self: &Arc<Self>, client: IpAddr) -> Response {
+    pub(super) async fn open_stream(self: &Arc<Self>, client: IpAddr) -> Response {
         if self.is_shutting_down() {
             self.metrics.reject("shutting_down");
             return error_reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
@@ -34,6 +37,13 @@ impl Http {
             Ok(s) => s,
             Err(e) => return self.open_refused(e),
         };
+        if let Some(cluster) = &self.cluster {
+            // Pinned to this replica (its stream is here); others forward its POSTs here.
+            cluster
+                .register(&session.id_str, Transport::Sse, None)
+                .await;
+        }
+        let id_header = HeaderValue::from_str(&session.id_str).ok();
         let endpoint = format!(
             "{}/messages?session_id={}",
             self.config.public_url, session.id_str
@@ -63,6 +73,10 @@ impl Http {
         let h = r.headers_mut();
         h.insert("cache-control", HeaderValue::from_static("no-cache"));
         h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        // The session id, for load balancers that stick on it (HAProxy stick tables).
+        if let Some(v) = id_header {
+            h.insert("mcp-session-id", v);
+        }
         r
     }
 
@@ -131,7 +145,7 @@ impl Drop for CloseOnDrop {
 }
 
 /// `session_id` or `sessionId` from a query string.
-fn session_param(query: &str) -> Option<String> {
+pub(super) fn session_param(query: &str) -> Option<String> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
         matches!(k, "session_id" | "sessionId").then(|| v.to_string())

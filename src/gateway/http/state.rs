@@ -8,10 +8,10 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use super::{guard::Guard, streams};
+use super::{forward, guard::Guard, streams};
 use crate::{
     config::GatewayConfig,
-    gateway::{metrics::Metrics, session::Sessions},
+    gateway::{cluster::Cluster, metrics::Metrics, session::Sessions},
 };
 
 /// State of the HTTP front.
@@ -26,12 +26,38 @@ pub struct Http {
     pub(super) base_path: String,
     /// Streamable HTTP sessions (`/mcp`).
     pub(super) mcp: streams::Registry,
+    /// The other replicas and the directory, with `--redis`.
+    pub(super) cluster: Option<Arc<Cluster>>,
+    /// Forwards requests to the other replicas.
+    pub(super) forwarder: forward::Forwarder,
+    /// Held while a roaming session is restored, so two requests do not restore it twice.
+    pub(super) restoring: tokio::sync::Mutex<()>,
 }
 
 impl Http {
-    pub fn new(config: Arc<GatewayConfig>, sessions: Arc<Sessions>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: Arc<GatewayConfig>,
+        sessions: Arc<Sessions>,
+        metrics: Arc<Metrics>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Self {
+        let mut guard = Guard::new(&config);
+        if let Some(c) = &cluster {
+            // Peers reach this replica by its advertise address.
+            let host = c
+                .advertise_url()
+                .split_once("://")
+                .map_or("", |(_, rest)| rest)
+                .split('/')
+                .next()
+                .unwrap_or("");
+            guard.allow_host(host);
+        }
         Http {
-            guard: Guard::new(&config),
+            guard,
+            cluster,
+            forwarder: forward::Forwarder::new(metrics.clone()),
+            restoring: tokio::sync::Mutex::new(()),
             base_path: base_path(&config.public_url),
             config,
             sessions,

@@ -14,6 +14,7 @@ use std::{convert::Infallible, net::IpAddr, sync::Arc};
 use bytes::Buf;
 use futures::{Stream, StreamExt, stream};
 use serde_json::json;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 use warp::{
     http::{HeaderMap, HeaderValue, StatusCode},
@@ -27,7 +28,11 @@ use super::{
     streams::{LISTEN, ListenGuard, McpSession},
 };
 use crate::{
-    gateway::session::CloseCause,
+    config::Backend as BackendKind,
+    gateway::{
+        cluster::entry::{RoamState, Transport},
+        session::CloseCause,
+    },
     mcp::{
         jsonrpc::{self, Kind},
         version,
@@ -124,6 +129,11 @@ impl Http {
             Kind::Request { id, method } if method == "initialize" => Some((id.clone(), line)),
             _ => None,
         });
+        let init_params = init.as_ref().and_then(|(_, line)| {
+            serde_json::from_slice::<serde_json::Value>(line)
+                .ok()
+                .map(|v| v["params"].clone())
+        });
         if let Some((id, _)) = parsed.messages.iter().find_map(|(_, k)| match k {
             Kind::Request { id, method } if method == "server/discover" => Some((id, ())),
             _ => None,
@@ -168,24 +178,57 @@ impl Http {
             .collect();
         let stream = (!requests.is_empty()).then(|| mcp.open_stream(&requests, &parsed.messages));
         for (line, kind) in parsed.messages {
+            if mcp.restored
+                && matches!(&kind, Kind::Notification { method } if method == "notifications/initialized")
+            {
+                continue;
+            }
             if let Err(e) = self.sessions.forward(&mcp.session, line, &kind).await {
                 return self.forward_refused(e);
             }
         }
         let Some(stream) = stream else {
-            return reply(StatusCode::ACCEPTED, String::new());
+            self.sync_subscriptions(&mcp).await;
+            let mut r = reply(StatusCode::ACCEPTED, String::new());
+            if let Ok(v) = HeaderValue::from_str(&mcp.session.id_str) {
+                r.headers_mut().insert("mcp-session-id", v);
+            }
+            return r;
         };
         let mut response = self.answer_stream(&mcp, stream, requests.len()).await;
         if created {
-            if let Ok(v) = HeaderValue::from_str(&mcp.session.id_str) {
-                response.headers_mut().insert("mcp-session-id", v);
-            }
             // A failed handshake leaves no session behind.
             if response.status() != StatusCode::OK {
                 self.sessions.close(&mcp.session.id, CloseCause::ClientGone);
+            } else if let Some(cluster) = &self.cluster {
+                // In the directory before the client can send its next request anywhere.
+                let roam = (self.config.backend == BackendKind::InProcess).then(|| RoamState {
+                    initialize: init_params.unwrap_or_else(|| json!({})),
+                    version: mcp.version(),
+                    subscriptions: vec![],
+                });
+                cluster
+                    .register(&mcp.session.id_str, Transport::Mcp, roam)
+                    .await;
             }
         }
+        self.sync_subscriptions(&mcp).await;
+        // Every answer names its session, for load balancers that stick on it.
+        if let Ok(v) = HeaderValue::from_str(&mcp.session.id_str) {
+            response.headers_mut().insert("mcp-session-id", v);
+        }
         response
+    }
+
+    /// A roaming session's subscriptions changed: the directory keeps them.
+    async fn sync_subscriptions(&self, mcp: &McpSession) {
+        if let Some(cluster) = &self.cluster
+            && let Some(subscriptions) = mcp.subscriptions_changed()
+        {
+            cluster
+                .update_subscriptions(&mcp.session.id_str, subscriptions)
+                .await;
+        }
     }
 
     /// Opens a session for an `initialize` request.
@@ -206,6 +249,12 @@ impl Http {
             Err(e) => return Err(Box::new(self.open_refused(e))),
         };
         let mcp = McpSession::new(session, init_id);
+        self.attach(mcp.clone(), rx);
+        Ok(mcp)
+    }
+
+    /// Makes `mcp` reachable and routes its server's messages to its streams.
+    fn attach(self: &Arc<Self>, mcp: Arc<McpSession>, rx: mpsc::UnboundedReceiver<String>) {
         self.mcp.insert(mcp.clone());
         // Messages from the server are routed as they are delivered, on the delivering task.
         let limit = self.config.session_buffer_bytes;
@@ -215,13 +264,76 @@ impl Http {
             Box::new(move |text| router.upgrade().is_none_or(|m| m.route(text, limit))),
         );
         // When the session ends, its streams end after what they hold.
-        let (gateway, watched) = (self.clone(), mcp.clone());
+        let (gateway, watched) = (self.clone(), mcp);
         tokio::spawn(async move {
             watched.session.closed.cancelled().await;
             watched.end();
             gateway.mcp.remove(&watched.session.id);
         });
-        Ok(mcp)
+    }
+
+    /// Restores a roaming session here from its directory entry: a fresh in-process server
+    /// gets the client's handshake again (its answers go to no stream) and its subscriptions.
+    pub(super) async fn mcp_restore(
+        self: &Arc<Self>,
+        id: Uuid,
+        state: RoamState,
+        client: IpAddr,
+    ) -> Result<(), Box<Response>> {
+        let _one_at_a_time = self.restoring.lock().await;
+        if self.mcp.get(&id).is_some() {
+            return Ok(());
+        }
+        if self.config.backend != BackendKind::InProcess {
+            // Only the in-process backend roams; a mixed cluster cannot restore this one here.
+            return Err(Box::new(error_reply(
+                StatusCode::NOT_FOUND,
+                "unknown or expired session; initialize a new one",
+            )));
+        }
+        if self.is_shutting_down() {
+            self.metrics.reject("shutting_down");
+            return Err(Box::new(error_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting down",
+            )));
+        }
+        let (session, rx) = self
+            .sessions
+            .open_with_id(id, client)
+            .map_err(|e| Box::new(self.open_refused(e)))?;
+        let mcp = McpSession::restored(session, state.version.clone(), &state.subscriptions);
+        self.attach(mcp.clone(), rx);
+        let mut replay = vec![
+            jsonrpc::message(
+                Some("\"aareguru-roam-0\""),
+                "initialize",
+                Some(&state.initialize),
+            ),
+            jsonrpc::message(None, "notifications/initialized", None),
+        ];
+        for (i, uri) in state.subscriptions.iter().enumerate() {
+            let id = format!("\"aareguru-roam-{}\"", i + 1);
+            replay.push(jsonrpc::message(
+                Some(&id),
+                "resources/subscribe",
+                Some(&json!({ "uri": uri })),
+            ));
+        }
+        for line in replay {
+            let Ok(kind) = jsonrpc::classify(&line) else {
+                continue;
+            };
+            if let Err(e) = self.sessions.forward(&mcp.session, line, &kind).await {
+                self.sessions.close(&id, CloseCause::ChildExited);
+                return Err(Box::new(self.forward_refused(e)));
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.adopted(&mcp.session.id_str, state);
+        }
+        tracing::info!(session = %mcp.session.id_str, "roaming session restored here");
+        Ok(())
     }
 
     /// The answer to a POST with requests: JSON when the response comes first and alone, else
@@ -249,6 +361,19 @@ impl Http {
         self.sse_reply(mcp.clone(), stream, 0, None)
     }
 
+    /// What event ids start with: the replica's tag in a cluster (so a resumed stream is found
+    /// on the replica that buffered it), nothing otherwise.
+    fn event_tag(&self) -> Arc<str> {
+        match &self.cluster {
+            Some(c) => format!("{}.", c.tag()).into(),
+            None => "".into(),
+        }
+    }
+
+    fn event_id(&self, stream: u64, seq: u64) -> String {
+        format!("{}{stream}-{seq}", self.event_tag())
+    }
+
     /// An SSE response carrying `stream`'s events after `cursor`.
     fn sse_reply(
         &self,
@@ -259,39 +384,43 @@ impl Http {
     ) -> Response {
         let priming = mcp.priming(stream);
         let prime = (priming && cursor == 0)
-            .then(|| Ok::<_, Infallible>(Event::default().id(format!("{stream}-0")).data("")));
+            .then(|| Ok::<_, Infallible>(Event::default().id(self.event_id(stream, 0)).data("")));
+        let tag = self.event_tag();
         let events = stream::unfold(
             (mcp, cursor, on_drop, false),
-            move |(mcp, cursor, guard, finished)| async move {
-                if finished {
-                    return None;
-                }
-                loop {
-                    let waiter = mcp.clone();
-                    let changed = waiter.changed().notified();
-                    tokio::pin!(changed);
-                    changed.as_mut().enable();
-                    let (events, done) = mcp.after(stream, cursor);
-                    if let Some(last) = events.last() {
-                        let next = last.0;
-                        let batch: Vec<Result<Event, Infallible>> = events
-                            .into_iter()
-                            .map(|(seq, _, text)| {
-                                Ok(Event::default()
-                                    .id(format!("{stream}-{seq}"))
-                                    .event("message")
-                                    .data(text.as_ref()))
-                            })
-                            .collect();
-                        if stream == LISTEN {
-                            mcp.listen_sent(next);
-                        }
-                        return Some((stream::iter(batch), (mcp, next, guard, done)));
-                    }
-                    if done {
+            move |(mcp, cursor, guard, finished)| {
+                let tag = tag.clone();
+                async move {
+                    if finished {
                         return None;
                     }
-                    changed.await;
+                    loop {
+                        let waiter = mcp.clone();
+                        let changed = waiter.changed().notified();
+                        tokio::pin!(changed);
+                        changed.as_mut().enable();
+                        let (events, done) = mcp.after(stream, cursor);
+                        if let Some(last) = events.last() {
+                            let next = last.0;
+                            let batch: Vec<Result<Event, Infallible>> = events
+                                .into_iter()
+                                .map(|(seq, _, text)| {
+                                    Ok(Event::default()
+                                        .id(format!("{tag}{stream}-{seq}"))
+                                        .event("message")
+                                        .data(text.as_ref()))
+                                })
+                                .collect();
+                            if stream == LISTEN {
+                                mcp.listen_sent(next);
+                            }
+                            return Some((stream::iter(batch), (mcp, next, guard, done)));
+                        }
+                        if done {
+                            return None;
+                        }
+                        changed.await;
+                    }
                 }
             },
         )
@@ -324,8 +453,10 @@ impl Http {
             Err(r) => return *r,
         };
         // Resumption: the stream and position are in the event id.
-        if let Some((stream, seq)) = header(headers, "last-event-id").and_then(|v| {
-            let (s, n) = v.trim().split_once('-')?;
+        let last_event_id = header(headers, "last-event-id")
+            .map(|v| v.trim().rsplit_once('.').map_or(v.trim(), |(_, id)| id));
+        if let Some((stream, seq)) = last_event_id.and_then(|v| {
+            let (s, n) = v.split_once('-')?;
             Some((s.parse::<u64>().ok()?, n.parse::<u64>().ok()?))
         }) && stream != LISTEN
             && mcp.has_stream(stream)
@@ -334,8 +465,7 @@ impl Http {
             return self.sse_reply(mcp, stream, seq, None);
         }
         // Resuming the listen stream, or picking up what waited for a listener.
-        let last_seq = header(headers, "last-event-id")
-            .and_then(|v| v.trim().strip_prefix("0-")?.parse::<u64>().ok());
+        let last_seq = last_event_id.and_then(|v| v.strip_prefix("0-")?.parse::<u64>().ok());
         let Some((cursor, guard)) = mcp.listen(last_seq) else {
             self.metrics.reject("second_listen_stream");
             return error_reply(

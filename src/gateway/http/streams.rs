@@ -78,6 +78,13 @@ struct Routes {
     init_id: Option<String>,
     version: Option<String>,
     bytes: usize,
+    /// Raw ids of `resources/subscribe` (true) and `unsubscribe` (false) requests in flight,
+    /// with their URI: a success changes the session's subscriptions.
+    subscribing: HashMap<String, (String, bool)>,
+    /// The resource URIs the client is subscribed to (kept for a roaming session).
+    subscriptions: std::collections::BTreeSet<String>,
+    /// Set when `subscriptions` changed since last asked.
+    subscriptions_changed: bool,
 }
 
 /// A Streamable HTTP session: the transport state around a gateway [`Session`].
@@ -87,6 +94,9 @@ pub struct McpSession {
     changed: Notify,
     /// A GET listen connection is open (a second one is refused with 409).
     listening: AtomicBool,
+    /// Restored from the directory: the gateway replayed the handshake itself, so the client's
+    /// own `notifications/initialized` (if it arrives here) is not passed on again.
+    pub restored: bool,
 }
 
 /// Every Streamable HTTP session of the gateway.
@@ -121,7 +131,42 @@ impl McpSession {
             }),
             changed: Notify::new(),
             listening: AtomicBool::new(false),
+            restored: false,
         })
+    }
+
+    /// The state of a roaming session restored here: its negotiated version and subscriptions
+    /// are known, its handshake was replayed by the gateway.
+    pub fn restored(
+        session: Arc<Session>,
+        version: Option<String>,
+        subscriptions: &[String],
+    ) -> Arc<McpSession> {
+        Arc::new(McpSession {
+            session,
+            routes: Mutex::new(Routes {
+                version,
+                subscriptions: subscriptions.iter().cloned().collect(),
+                ..Default::default()
+            }),
+            changed: Notify::new(),
+            listening: AtomicBool::new(false),
+            restored: true,
+        })
+    }
+
+    /// The protocol version the session negotiated, once its `initialize` was answered.
+    pub fn version(&self) -> Option<String> {
+        self.routes.lock().unwrap().version.clone()
+    }
+
+    /// The session's subscriptions, if they changed since the last call.
+    pub fn subscriptions_changed(&self) -> Option<Vec<String>> {
+        let mut r = self.routes.lock().unwrap();
+        if !std::mem::take(&mut r.subscriptions_changed) {
+            return None;
+        }
+        Some(r.subscriptions.iter().cloned().collect())
     }
 
     /// Notified whenever a stream gets an event or the session ends.
@@ -144,9 +189,19 @@ impl McpSession {
         for req in requests {
             r.waiting.insert(req.clone(), id);
         }
-        for (line, _) in messages {
+        for (line, kind) in messages {
             if let Some(token) = progress_token(line) {
                 r.tokens.insert(token, id);
+            }
+            if let Kind::Request { id, method } = kind
+                && let Some(subscribe) = match method.as_str() {
+                    "resources/subscribe" => Some(true),
+                    "resources/unsubscribe" => Some(false),
+                    _ => None,
+                }
+                && let Some(uri) = uri_param(line)
+            {
+                r.subscribing.insert(id.clone(), (uri, subscribe));
             }
         }
         let version = r.version.clone().or_else(|| init_version(messages));
@@ -205,6 +260,16 @@ impl McpSession {
                     r.version = serde_json::from_str::<serde_json::Value>(&text)
                         .ok()
                         .and_then(|v| v["result"]["protocolVersion"].as_str().map(str::to_string));
+                }
+                if let Some((uri, subscribe)) = r.subscribing.remove(id)
+                    && !is_error(&text)
+                {
+                    let changed = if subscribe {
+                        r.subscriptions.insert(uri)
+                    } else {
+                        r.subscriptions.remove(&uri)
+                    };
+                    r.subscriptions_changed |= changed;
                 }
                 match r.waiting.remove(id) {
                     Some(s) => (s, true),
@@ -308,6 +373,17 @@ fn progress_token(line: &[u8]) -> Option<String> {
     (!t.is_null()).then(|| t.to_string())
 }
 
+/// `params.uri` of a request line.
+fn uri_param(line: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    v["params"]["uri"].as_str().map(str::to_string)
+}
+
+/// Whether a response is an error (without parsing its result).
+fn is_error(text: &str) -> bool {
+    jsonrpc::Envelope::parse(text.as_bytes()).is_some_and(|e| e.get("error").is_some())
+}
+
 /// The version an `initialize` among `messages` asks for.
 fn init_version(messages: &[(Bytes, Kind)]) -> Option<String> {
     messages.iter().find_map(|(line, kind)| match kind {
@@ -322,6 +398,96 @@ fn init_version(messages: &[(Bytes, Kind)]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A session whose backend swallows everything: the streams are driven by hand.
+    fn session() -> Arc<Session> {
+        use std::time::Duration;
+
+        use futures::future::BoxFuture;
+
+        use crate::gateway::{
+            backend::{Backend, Client, ForwardError, Link, OpenError, Status},
+            metrics::Metrics,
+            session::Sessions,
+        };
+        struct Sink;
+        impl Link for Sink {
+            fn forward<'a>(
+                &'a self,
+                _: Bytes,
+                _: &'a Kind,
+            ) -> BoxFuture<'a, Result<(), ForwardError>> {
+                Box::pin(async { Ok(()) })
+            }
+            fn release(&self, _: Duration) {}
+        }
+        struct Swallow;
+        impl Backend for Swallow {
+            fn kind(&self) -> crate::config::Backend {
+                crate::config::Backend::InProcess
+            }
+            fn start(self: Arc<Self>) -> anyhow::Result<()> {
+                Ok(())
+            }
+            fn open(&self, _: Arc<dyn Client>) -> Result<Box<dyn Link>, OpenError> {
+                Ok(Box::new(Sink))
+            }
+            fn status(&self) -> Status {
+                Status::default()
+            }
+            fn shutdown(&self) -> BoxFuture<'_, ()> {
+                Box::pin(async {})
+            }
+        }
+        use clap::Parser as _;
+        let config = crate::cli::Cli::try_parse_from(["aareguru-mcp", "--sse"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        let crate::config::Mode::Sse(config) = config.mode else {
+            unreachable!()
+        };
+        let sessions = Sessions::new(
+            Arc::new(*config),
+            Arc::new(Metrics::new()),
+            Arc::new(Swallow),
+        );
+        sessions.open("127.0.0.1".parse().unwrap()).unwrap().0
+    }
+
+    fn request(id: u32, method: &str, uri: &str) -> (Bytes, Kind) {
+        let line = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{{"uri":"{uri}"}}}}"#
+        );
+        let kind = jsonrpc::classify(line.as_bytes()).unwrap();
+        (Bytes::from(line), kind)
+    }
+
+    #[test]
+    fn successful_subscriptions_are_remembered_for_roaming() {
+        let mcp = McpSession::new(session(), "0");
+        let msgs = [
+            request(1, "resources/subscribe", "a://x"),
+            request(2, "resources/subscribe", "a://y"),
+        ];
+        mcp.open_stream(&["1".into(), "2".into()], &msgs);
+        assert!(mcp.route(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#.into(), usize::MAX));
+        assert!(mcp.route(
+            r#"{"jsonrpc":"2.0","id":2,"error":{"code":-32601,"message":"no"}}"#.into(),
+            usize::MAX
+        ));
+        assert_eq!(mcp.subscriptions_changed(), Some(vec!["a://x".to_string()]));
+        assert_eq!(mcp.subscriptions_changed(), None);
+        let msgs = [request(3, "resources/unsubscribe", "a://x")];
+        mcp.open_stream(&["3".into()], &msgs);
+        mcp.route(r#"{"jsonrpc":"2.0","id":3,"result":{}}"#.into(), usize::MAX);
+        assert_eq!(mcp.subscriptions_changed(), Some(vec![]));
+        // A restored session starts from what the directory kept.
+        let restored =
+            McpSession::restored(session(), Some("2025-06-18".into()), &["a://z".into()]);
+        assert_eq!(restored.version().as_deref(), Some("2025-06-18"));
+        assert!(!restored.priming(LISTEN));
+    }
 
     #[test]
     fn progress_tokens() {

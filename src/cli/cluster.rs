@@ -1,0 +1,114 @@
+//! The flags of a gateway replica (`--sse --redis URL`) and their checks.
+
+use std::net::SocketAddr;
+
+use anyhow::bail;
+
+use crate::config::ClusterConfig;
+
+/// Cluster flags: several gateway replicas behind one load balancer, sharing a Redis.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Cluster (--sse --redis URL)")]
+pub struct ClusterArgs {
+    /// Join the cluster of gateways that share this Redis (e.g. redis://127.0.0.1:6379/0): any
+    /// replica then takes any request, forwarding it to the replica holding the session, and
+    /// sessions of the built-in server in process roam between replicas.
+    #[arg(long = "redis", env = "AAREGURU_MCP_REDIS", value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// The address the other replicas use to reach this one (default: the bound address;
+    /// required when binding 0.0.0.0 or ::), e.g. http://10.0.0.5:8000.
+    #[arg(long, env = "AAREGURU_MCP_ADVERTISE_URL", value_name = "URL")]
+    pub advertise_url: Option<String>,
+
+    /// This replica's name in the cluster (default: host:port of the advertise URL). A replica
+    /// restarted with the same id is recognised as a new life of it.
+    #[arg(long, env = "AAREGURU_MCP_REPLICA_ID", value_name = "ID")]
+    pub replica_id: Option<String>,
+
+    /// Prefix of the keys this cluster keeps in Redis (several clusters can share one Redis).
+    #[arg(
+        long,
+        env = "AAREGURU_MCP_REDIS_PREFIX",
+        default_value = "aareguru-mcp"
+    )]
+    pub redis_prefix: String,
+
+    /// Secret the replicas present to each other when forwarding (default: one generated and
+    /// kept in Redis, so every replica of the cluster shares it).
+    #[arg(long, env = "AAREGURU_MCP_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+}
+
+pub(super) fn cluster_config(
+    a: ClusterArgs,
+    bind: SocketAddr,
+) -> anyhow::Result<Option<ClusterConfig>> {
+    let Some(url) = a.redis.map(|u| u.trim().to_string()) else {
+        if a.advertise_url.is_some() || a.replica_id.is_some() || a.cluster_secret.is_some() {
+            bail!("--advertise-url, --replica-id and --cluster-secret need --redis URL");
+        }
+        return Ok(None);
+    };
+    if !["redis://", "rediss://", "redis+unix://", "unix://"]
+        .iter()
+        .any(|s| url.starts_with(s))
+    {
+        bail!("--redis must be a redis:// (or rediss://, redis+unix://) URL, got {url:?}");
+    }
+    let advertise_url = match a
+        .advertise_url
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+    {
+        Some(u) => {
+            check_advertise(&u)?;
+            Some(u)
+        }
+        None if bind.ip().is_unspecified() => bail!(
+            "--host {} cannot be reached by the other replicas; set --advertise-url to this replica's address (e.g. http://10.0.0.5:{})",
+            bind.ip(),
+            bind.port()
+        ),
+        None => None,
+    };
+    let replica_id = a.replica_id.map(|r| r.trim().to_string());
+    if replica_id
+        .as_ref()
+        .is_some_and(|r| r.is_empty() || !r.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        bail!("--replica-id must be visible ASCII without spaces");
+    }
+    if a.cluster_secret
+        .as_ref()
+        .is_some_and(|s| s.trim().len() < 16)
+    {
+        bail!("--cluster-secret must be at least 16 characters");
+    }
+    Ok(Some(ClusterConfig {
+        redis_url: url,
+        prefix: a.redis_prefix.trim().to_string(),
+        advertise_url,
+        replica_id,
+        secret: a.cluster_secret.map(|s| s.trim().to_string()),
+    }))
+}
+
+/// An advertise URL is an absolute http(s) URL whose host other machines can reach.
+pub fn check_advertise(url: &str) -> anyhow::Result<()> {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        bail!("--advertise-url must be an http:// or https:// URL, got {url:?}");
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let name = name.trim_matches(|c| c == '[' || c == ']');
+    if name.is_empty() || name == "0.0.0.0" || name == "::" {
+        bail!("--advertise-url {url:?} names no address other replicas can reach");
+    }
+    Ok(())
+}

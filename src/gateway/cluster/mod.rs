@@ -1,0 +1,466 @@
+//! Several gateways behind one load balancer, sharing a Redis: the session directory, the
+//! replicas' heartbeats, and the answer to "serve here or forward there" for any request.
+//!
+//! - Every session is in the directory with its owner (replica id and incarnation). Sessions
+//!   served by the built-in server in process *roam*: their entry also holds the client's
+//!   handshake, so any replica restores and serves them. The others are *pinned* to the replica
+//!   holding their child process (or their HTTP+SSE stream); other replicas forward to it.
+//! - Each replica announces itself every second with a 5 s TTL; a replica whose announcement
+//!   lapsed is dead, and its pinned sessions are gone (404, the client starts a new one).
+//! - Redis down or slow: sessions held here keep being served, requests that cannot be placed
+//!   get 503, `/health` says `degraded`, and everything is re-registered when Redis returns.
+//!
+//! Owns: the directory's contents and this replica's place in the cluster. Must not touch: HTTP
+//! (the router asks [`Cluster::place`] and does the forwarding), sessions or backends.
+
+pub mod directory;
+pub mod entry;
+mod heartbeat;
+pub mod placement;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
+
+use self::{
+    directory::Directory,
+    entry::{Entry, Peer, RoamState, Transport, tag_of},
+    placement::{Me, Placement},
+};
+use super::metrics::Metrics;
+use crate::config::ClusterConfig;
+
+/// How often a replica announces itself.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// How long an announcement lives: a replica silent for this long is dead.
+pub const REPLICA_TTL: Duration = Duration::from_secs(5);
+/// How long a session held here is served on trust before the directory is asked again
+/// whether it is still this replica's.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Entries remembered for placing requests while Redis is unreachable.
+const PLACEMENT_CACHE: u64 = 100_000;
+
+/// Whether a session held here may be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Serve,
+    /// The directory no longer lists it as this replica's: close it here, answer 404.
+    Gone,
+}
+
+/// How a session held here ended, for what the directory should forget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// The session is over (the client ended it, its server died): remove its entry.
+    Ended,
+    /// This replica let go of its copy (idle, shutdown); a roaming session lives on elsewhere.
+    LocalCopy,
+    /// The directory had already given it away: leave the entry alone.
+    NotOurs,
+}
+
+/// A session held here.
+struct Local {
+    entry: Entry,
+    /// Whether the directory has it (false while Redis is unreachable).
+    registered: bool,
+    checked: Instant,
+}
+
+#[derive(Default)]
+struct RedisHealth {
+    up: bool,
+    error: Option<String>,
+    /// Whether the first heartbeat has been attempted.
+    tried: bool,
+}
+
+/// This replica's view of the cluster.
+pub struct Cluster {
+    me: Peer,
+    directory: Directory,
+    metrics: Arc<Metrics>,
+    /// TTL of session entries; holders refresh them at a third of it.
+    session_ttl: Duration,
+    local: Mutex<HashMap<String, Local>>,
+    peers: RwLock<HashMap<String, Peer>>,
+    /// Entries seen lately, to place requests while Redis is unreachable.
+    recent: moka::sync::Cache<String, Entry>,
+    secret: RwLock<Option<String>>,
+    redis: Mutex<RedisHealth>,
+    /// Set once this replica leaves: nothing more is written for it.
+    leaving: AtomicBool,
+    forwarded: AtomicU64,
+    roamed: AtomicU64,
+    stop: CancellationToken,
+}
+
+impl Cluster {
+    /// Joins the cluster of `config` as the replica reached at `advertise_url`.
+    pub fn new(
+        config: &ClusterConfig,
+        advertise_url: &str,
+        session_idle_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Arc<Cluster>> {
+        let replica = config.replica_id.clone().unwrap_or_else(|| {
+            advertise_url
+                .split_once("://")
+                .map_or(advertise_url, |(_, rest)| rest)
+                .trim_end_matches('/')
+                .to_string()
+        });
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let me = Peer {
+            replica,
+            incarnation: uuid::Uuid::new_v4().simple().to_string(),
+            url: advertise_url.trim_end_matches('/').to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started,
+        };
+        let session_ttl =
+            (session_idle_timeout + Duration::from_secs(60)).max(Duration::from_secs(90));
+        metrics
+            .cluster_replica
+            .get_or_create(&super::metrics::Replica {
+                replica: me.replica.clone(),
+            })
+            .set(1);
+        Ok(Arc::new(Cluster {
+            directory: Directory::new(&config.redis_url, &config.prefix)?,
+            me,
+            metrics,
+            session_ttl,
+            local: Mutex::default(),
+            peers: RwLock::default(),
+            recent: moka::sync::Cache::builder()
+                .max_capacity(PLACEMENT_CACHE)
+                .time_to_live(session_ttl)
+                .build(),
+            secret: RwLock::new(config.secret.clone()),
+            redis: Mutex::default(),
+            leaving: AtomicBool::new(false),
+            forwarded: AtomicU64::new(0),
+            roamed: AtomicU64::new(0),
+            stop: CancellationToken::new(),
+        }))
+    }
+
+    /// Starts announcing this replica and keeping the directory up to date.
+    pub fn start(self: &Arc<Self>) {
+        tokio::spawn(self.clone().heartbeats());
+    }
+
+    pub fn replica(&self) -> &str {
+        &self.me.replica
+    }
+
+    pub fn advertise_url(&self) -> &str {
+        &self.me.url
+    }
+
+    fn me(&self) -> Me<'_> {
+        Me {
+            replica: &self.me.replica,
+            incarnation: &self.me.incarnation,
+        }
+    }
+
+    /// The tag this replica puts in its event ids.
+    pub fn tag(&self) -> &str {
+        tag_of(&self.me.incarnation)
+    }
+
+    /// The live replica whose event ids carry `tag`.
+    pub fn peer_by_tag(&self, tag: &str) -> Option<Peer> {
+        self.peers
+            .read()
+            .unwrap()
+            .values()
+            .find(|p| p.tag() == tag && p.incarnation != self.me.incarnation)
+            .cloned()
+    }
+
+    /// The secret peers present when they forward a request; `None` until Redis was reached
+    /// (when it is not configured).
+    pub fn secret(&self) -> Option<String> {
+        self.secret.read().unwrap().clone()
+    }
+
+    /// Whether `presented` is the cluster's secret (compared in constant time).
+    pub fn verify_peer(&self, presented: &[u8]) -> bool {
+        match &*self.secret.read().unwrap() {
+            Some(secret) => bool::from(presented.ct_eq(secret.as_bytes())),
+            None => false,
+        }
+    }
+
+    pub fn redis_up(&self) -> bool {
+        self.redis.lock().unwrap().up
+    }
+
+    fn redis_failed(&self, e: &redis::RedisError) {
+        self.metrics.redis_errors.inc();
+        self.metrics.redis_up.set(0);
+        let mut h = self.redis.lock().unwrap();
+        if h.up || h.error.is_none() {
+            tracing::warn!(error = %e, "Redis unreachable; serving the sessions held here, refusing what cannot be placed");
+        }
+        h.up = false;
+        h.tried = true;
+        h.error = Some(e.to_string());
+    }
+
+    /// A session opened here: into the directory before its first answer leaves, so the
+    /// client's next request finds it wherever it lands.
+    pub async fn register(&self, id: &str, transport: Transport, roam: Option<RoamState>) {
+        let entry = Entry {
+            owner: self.me.replica.clone(),
+            incarnation: self.me.incarnation.clone(),
+            transport,
+            roam,
+        };
+        let registered = match self.directory.put(id, &entry, self.session_ttl).await {
+            Ok(()) => true,
+            Err(e) => {
+                self.redis_failed(&e);
+                false
+            }
+        };
+        self.local.lock().unwrap().insert(
+            id.to_string(),
+            Local {
+                entry,
+                registered,
+                checked: Instant::now(),
+            },
+        );
+    }
+
+    /// A roaming session restored here from its entry.
+    pub fn adopted(&self, id: &str, state: RoamState) {
+        self.roamed.fetch_add(1, Ordering::Relaxed);
+        self.metrics.cluster_roamed.inc();
+        let entry = Entry {
+            owner: self.me.replica.clone(),
+            incarnation: self.me.incarnation.clone(),
+            transport: Transport::Mcp,
+            roam: Some(state),
+        };
+        self.local.lock().unwrap().insert(
+            id.to_string(),
+            Local {
+                entry,
+                registered: true,
+                checked: Instant::now(),
+            },
+        );
+    }
+
+    /// A roaming session's subscriptions changed: the directory keeps the new ones.
+    pub async fn update_subscriptions(&self, id: &str, subscriptions: Vec<String>) {
+        let entry = {
+            let mut local = self.local.lock().unwrap();
+            let Some(l) = local.get_mut(id) else {
+                return;
+            };
+            let Some(roam) = l.entry.roam.as_mut() else {
+                return;
+            };
+            roam.subscriptions = subscriptions;
+            l.entry.clone()
+        };
+        if let Err(e) = self.directory.put(id, &entry, self.session_ttl).await {
+            self.redis_failed(&e);
+        }
+    }
+
+    /// Whether a session held here may still be served here (asks the directory at most once
+    /// a second per session; serves on trust while Redis is unreachable).
+    pub async fn check(&self, id: &str) -> Verdict {
+        let registered = {
+            let mut local = self.local.lock().unwrap();
+            let Some(l) = local.get_mut(id) else {
+                return Verdict::Serve;
+            };
+            if l.checked.elapsed() < CHECK_EVERY {
+                return Verdict::Serve;
+            }
+            l.checked = Instant::now();
+            l.registered
+        };
+        match self.directory.get(id).await {
+            Ok(entry) if placement::still_ours(entry.as_ref(), self.me()) => Verdict::Serve,
+            // Opened while Redis was away and not yet registered: the resync will do it.
+            Ok(None) if !registered => Verdict::Serve,
+            Ok(_) => Verdict::Gone,
+            Err(e) => {
+                self.redis_failed(&e);
+                Verdict::Serve
+            }
+        }
+    }
+
+    /// Where a request for session `id`, not held here, goes.
+    pub async fn place(&self, id: &str, forwarded: bool) -> Placement {
+        let entry = match self.directory.get(id).await {
+            Ok(entry) => {
+                match &entry {
+                    Some(e) => self.recent.insert(id.to_string(), e.clone()),
+                    None => self.recent.invalidate(id),
+                }
+                entry
+            }
+            Err(e) => {
+                self.redis_failed(&e);
+                // Place what was seen lately; refuse the rest.
+                match self.recent.get(id) {
+                    Some(e) => Some(e),
+                    None => return Placement::Unknown,
+                }
+            }
+        };
+        let owner = match &entry {
+            Some(e) if e.roam.is_none() && e.owner != self.me.replica => {
+                self.live_peer(&e.owner).await
+            }
+            _ => None,
+        };
+        let placed = placement::place(entry.as_ref(), owner.as_ref(), self.me(), forwarded);
+        if let (Placement::Gone(reason), Some(e)) = (&placed, &entry)
+            && !forwarded
+            && owner
+                .as_ref()
+                .is_none_or(|o| o.incarnation != e.incarnation)
+            && self.redis_up()
+        {
+            // Its replica is gone: so is the session, for everyone.
+            tracing::info!(session = id, owner = %e.owner, reason, "session's replica is gone; forgetting it");
+            self.recent.invalidate(id);
+            if let Err(err) = self.directory.remove(&[id.to_string()]).await {
+                self.redis_failed(&err);
+            }
+        }
+        placed
+    }
+
+    /// The live announcement of `replica`, from the table or (for a replica that just started)
+    /// from Redis.
+    async fn live_peer(&self, replica: &str) -> Option<Peer> {
+        if let Some(p) = self.peers.read().unwrap().get(replica) {
+            return Some(p.clone());
+        }
+        match self.directory.peer(replica).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.redis_failed(&e);
+                None
+            }
+        }
+    }
+
+    /// A request was forwarded to a peer.
+    pub fn counted_forward(&self) {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
+        self.metrics.cluster_forwarded.inc();
+    }
+
+    /// A session held here has closed.
+    pub fn closed(self: &Arc<Self>, id: &str, release: Release) {
+        let Some(local) = self.local.lock().unwrap().remove(id) else {
+            return;
+        };
+        if self.leaving.load(Ordering::SeqCst) {
+            return;
+        }
+        let remove = match release {
+            Release::Ended => true,
+            Release::LocalCopy => local.entry.roam.is_none(),
+            Release::NotOurs => false,
+        };
+        if remove && local.registered {
+            let cluster = self.clone();
+            let id = id.to_string();
+            tokio::spawn(async move {
+                if let Err(e) = cluster.directory.remove(&[id]).await {
+                    cluster.redis_failed(&e);
+                }
+            });
+        }
+    }
+
+    /// Ends a session not held here (a `DELETE` for a roaming session): removes its entry.
+    pub async fn forget(&self, id: &str) -> bool {
+        self.recent.invalidate(id);
+        match self.directory.remove(&[id.to_string()]).await {
+            Ok(()) => true,
+            Err(e) => {
+                self.redis_failed(&e);
+                false
+            }
+        }
+    }
+
+    /// Leaves the cluster (shutdown): pinned sessions held here are removed from the directory
+    /// (they end with this process), roaming ones stay for the others, and the announcement is
+    /// withdrawn so peers stop forwarding here at once.
+    pub async fn leave(&self) {
+        self.leaving.store(true, Ordering::SeqCst);
+        self.stop.cancel();
+        let pinned: Vec<String> = self
+            .local
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, l)| l.entry.roam.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = self.directory.remove(&pinned).await;
+            let _ = self.directory.leave(&self.me).await;
+        })
+        .await;
+        tracing::info!(replica = %self.me.replica, released = pinned.len(), "left the cluster");
+    }
+
+    /// The cluster part of `/health`, and whether it degrades the gateway (and why).
+    pub fn status(&self) -> (Value, Option<String>) {
+        let h = self.redis.lock().unwrap();
+        let peers: Vec<Value> = self
+            .peers
+            .read()
+            .unwrap()
+            .values()
+            .map(|p| json!({"replica": p.replica, "url": p.url, "incarnation": p.incarnation, "version": p.version}))
+            .collect();
+        let reason = (!h.up).then(|| {
+            format!(
+                "Redis unreachable: {}",
+                h.error.as_deref().unwrap_or("not connected yet")
+            )
+        });
+        let status = json!({
+            "replica": self.me.replica,
+            "incarnation": self.me.incarnation,
+            "advertise_url": self.me.url,
+            "redis": if h.up { "ok" } else { "unreachable" },
+            "redis_error": h.error,
+            "peers": peers,
+            "sessions_held": self.local.lock().unwrap().len(),
+            "forwarded": self.forwarded.load(Ordering::Relaxed),
+            "roamed": self.roamed.load(Ordering::Relaxed),
+        });
+        (status, reason)
+    }
+}

@@ -1,0 +1,144 @@
+//! With several replicas: before a session's request is handled, find where its session is —
+//! held here (and still this replica's), held by another replica (forward the request there),
+//! roaming (restore it here), or gone (404). Without a cluster every request is served here.
+//!
+//! Owns: the router's half of the cluster (asking, then acting). Must not touch: the directory
+//! itself ([`Cluster`] does) or backends.
+//!
+//! [`Cluster`]: crate::gateway::cluster::Cluster
+
+use std::{net::IpAddr, sync::Arc};
+
+use serde_json::json;
+use uuid::Uuid;
+use warp::{
+    http::{HeaderMap, HeaderValue, StatusCode},
+    reply::Response,
+};
+
+use super::{
+    reply::{error_reply, json_reply},
+    state::Http,
+};
+use crate::gateway::{
+    cluster::{Verdict, entry::Peer, placement::Placement},
+    session::CloseCause,
+};
+
+/// Which kind of session-bearing request this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Bearer {
+    SsePost,
+    McpPost,
+    McpGet,
+    McpDelete,
+}
+
+/// What to do with a request, cluster-wise.
+pub(super) enum Place {
+    /// Handle it here.
+    Here,
+    /// Answered already (404, 503, or a roaming session's DELETE).
+    Answered(Response),
+    /// Send it to this replica, presenting this secret.
+    Forward(Peer, String),
+}
+
+impl Http {
+    /// Where the request for `bearer` goes. `forwarded`: a peer sent it (never forward again).
+    pub(super) async fn place(
+        self: &Arc<Self>,
+        bearer: Bearer,
+        query: &str,
+        headers: &HeaderMap,
+        client: IpAddr,
+        forwarded: bool,
+    ) -> Place {
+        let Some(cluster) = &self.cluster else {
+            return Place::Here;
+        };
+        let raw = match bearer {
+            Bearer::SsePost => super::sse::session_param(query),
+            _ => headers
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.trim().to_string()),
+        };
+        // No id (an initialize) or a malformed one: the handler answers.
+        let Some(id) = raw.and_then(|r| Uuid::parse_str(&r).ok()) else {
+            return Place::Here;
+        };
+        let id_str = id.to_string();
+        // A stream resumed on the replica that buffered it.
+        if bearer == Bearer::McpGet
+            && !forwarded
+            && let Some(tag) = headers
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split_once('.'))
+                .map(|(tag, _)| tag)
+            && tag != cluster.tag()
+            && let Some(peer) = cluster.peer_by_tag(tag)
+            && let Some(secret) = cluster.secret()
+        {
+            return Place::Forward(peer, secret);
+        }
+        let held = match bearer {
+            Bearer::SsePost => self.sessions.get(&id).is_some(),
+            _ => self.mcp.get(&id).is_some(),
+        };
+        if held {
+            return match cluster.check(&id_str).await {
+                Verdict::Serve => Place::Here,
+                Verdict::Gone => {
+                    self.sessions.close(&id, CloseCause::Superseded);
+                    Place::Answered(gone())
+                }
+            };
+        }
+        match cluster.place(&id_str, forwarded).await {
+            Placement::Forward(peer) => match cluster.secret() {
+                Some(secret) => Place::Forward(peer, secret),
+                None => Place::Answered(unplaceable()),
+            },
+            Placement::Adopt(state) => match bearer {
+                Bearer::McpDelete => {
+                    cluster.forget(&id_str).await;
+                    Place::Answered(json_reply(StatusCode::OK, json!({"ended": id_str})))
+                }
+                Bearer::McpPost | Bearer::McpGet => {
+                    match self.mcp_restore(id, state, client).await {
+                        Ok(()) => Place::Here,
+                        Err(r) => Place::Answered(*r),
+                    }
+                }
+                // HTTP+SSE sessions never roam: their stream is on one replica.
+                Bearer::SsePost => Place::Answered(gone()),
+            },
+            Placement::Gone(reason) => {
+                tracing::debug!(session = %id_str, reason, "session not in the cluster");
+                self.metrics.reject("unknown_session");
+                Place::Answered(gone())
+            }
+            Placement::Unknown => Place::Answered(unplaceable()),
+        }
+    }
+}
+
+fn gone() -> Response {
+    error_reply(
+        StatusCode::NOT_FOUND,
+        "unknown or expired session; initialize a new one",
+    )
+}
+
+/// Redis cannot be asked where the session is.
+fn unplaceable() -> Response {
+    let mut r = error_reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the session directory (Redis) is unreachable and this session is not held by this replica; try again",
+    );
+    r.headers_mut()
+        .insert("retry-after", HeaderValue::from(1u32));
+    r
+}
