@@ -47,8 +47,15 @@ impl Gateway {
 
     /// Like [`Gateway::start`] with another copy of the binary.
     pub async fn start_program(program: &str, args: &[&str], env: &[(&str, &str)]) -> Gateway {
+        let mut all = vec!["--port", "0"];
+        all.extend_from_slice(args);
+        Self::start_exactly(program, &all, env).await
+    }
+
+    /// `PROGRAM --sse ARGS` (no port chosen for it).
+    pub async fn start_exactly(program: &str, args: &[&str], env: &[(&str, &str)]) -> Gateway {
         let mut cmd = Command::new(program);
-        cmd.args(["--sse", "--port", "0", "--log-format", "json"])
+        cmd.args(["--sse", "--log-format", "json"])
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -2,10 +2,12 @@
 //! API served over real HTTP. One test binary, so it links once.
 
 mod bridge;
+mod cluster;
 #[path = "../support/fake_upstream.rs"]
 mod fake_upstream;
 mod gateway;
 mod gateway_util;
+mod infra;
 mod layout;
 mod shared;
 mod stdio;

@@ -198,9 +198,26 @@ impl Directory {
             .collect())
     }
 
+    /// The directory's epoch: set once when Redis is first used and lost with its data, so a
+    /// replica can tell "missing because Redis lost it" from "missing because it was removed".
+    pub async fn epoch(&self, candidate: &str) -> RedisResult<String> {
+        self.set_once("epoch", candidate).await
+    }
+
+    /// The epoch as it is now (`None`: Redis has lost it and nobody set it again yet).
+    pub async fn current_epoch(&self) -> RedisResult<Option<String>> {
+        let mut c = self.conn.clone();
+        c.get(format!("{}:epoch", self.prefix)).await
+    }
+
     /// The cluster's shared secret: `candidate` if none was set yet, else the one already set.
     pub async fn shared_secret(&self, candidate: &str) -> RedisResult<String> {
-        let key = format!("{}:secret", self.prefix);
+        self.set_once("secret", candidate).await
+    }
+
+    /// `{prefix}:{name}`: `candidate` if it had no value, else its value.
+    async fn set_once(&self, name: &str, candidate: &str) -> RedisResult<String> {
+        let key = format!("{}:{name}", self.prefix);
         let mut c = self.conn.clone();
         let _: Option<String> = redis::cmd("SET")
             .arg(&key)
@@ -208,7 +225,7 @@ impl Directory {
             .arg("NX")
             .query_async(&mut c)
             .await?;
-        let secret: Option<String> = c.get(&key).await?;
-        Ok(secret.unwrap_or_else(|| candidate.to_string()))
+        let value: Option<String> = c.get(&key).await?;
+        Ok(value.unwrap_or_else(|| candidate.to_string()))
     }
 }

@@ -36,24 +36,46 @@ impl Cluster {
                 (recovered, first)
             };
             self.metrics.redis_up.set(1);
-            if recovered {
-                tracing::info!("Redis reachable again; re-registering the sessions held here");
-            }
-            if self.secret.read().unwrap().is_none() {
-                let candidate = uuid::Uuid::new_v4().simple().to_string()
-                    + &uuid::Uuid::new_v4().simple().to_string();
-                match self.directory.shared_secret(&candidate).await {
+            // A Redis that lost its data (restarted without persistence, flushed) has a new
+            // epoch: then what is missing from it was lost, not given up.
+            let wiped = match self.directory.epoch(&random_secret()).await {
+                Ok(epoch) => {
+                    let mut known = self.epoch.write().unwrap();
+                    let wiped = known.as_ref().is_some_and(|k| *k != epoch);
+                    *known = Some(epoch);
+                    wiped
+                }
+                Err(e) => {
+                    self.redis_failed(&e);
+                    continue;
+                }
+            };
+            // The shared secret, unless configured: kept in Redis (and put back with the one
+            // every replica already knows, should Redis have lost it).
+            if !self.secret_configured
+                && (recovered || wiped || self.secret.read().unwrap().is_none())
+            {
+                let known = self.secret.read().unwrap().clone();
+                match self
+                    .directory
+                    .shared_secret(&known.unwrap_or_else(random_secret))
+                    .await
+                {
                     Ok(s) => *self.secret.write().unwrap() = Some(s),
                     Err(e) => self.redis_failed(&e),
                 }
             }
-            if recovered || (lapsed && !first) {
-                if lapsed && !first {
-                    tracing::warn!(
-                        "this replica's announcement had lapsed; checking which sessions are still its own"
-                    );
-                }
-                self.resync().await;
+            if recovered || wiped {
+                tracing::info!(
+                    wiped,
+                    "Redis reachable again; registering the sessions held here"
+                );
+                self.resync(Resync::Restore).await;
+            } else if lapsed && !first {
+                tracing::warn!(
+                    "this replica's announcement had lapsed; giving up the sessions the directory no longer lists as its own"
+                );
+                self.resync(Resync::GiveUp).await;
             }
             match self.directory.peers().await {
                 Ok(peers) => {
@@ -73,9 +95,10 @@ impl Cluster {
         }
     }
 
-    /// After an outage (or a lapse): register what was opened meanwhile, and give up sessions
-    /// the directory no longer lists as this replica's.
-    async fn resync(&self) {
+    /// After an outage: register what was opened meanwhile and what Redis lost. After a lapse
+    /// of the announcement (this process stalled while Redis stayed up): give up sessions the
+    /// others have given up.
+    async fn resync(&self, how: Resync) {
         let held: Vec<(String, Entry, bool)> = self
             .local
             .lock()
@@ -88,26 +111,40 @@ impl Cluster {
             return;
         };
         for ((id, entry, registered), found) in held.into_iter().zip(entries) {
-            if !registered {
-                let result = if entry.roam.is_some() {
-                    self.directory
-                        .put_if_absent(&id, &entry, self.session_ttl)
-                        .await
-                        .map(|_| ())
-                } else {
-                    self.directory.put(&id, &entry, self.session_ttl).await
-                };
-                if result.is_ok()
+            let lost = found.is_none() && (how == Resync::Restore || !registered);
+            if lost {
+                if self
+                    .directory
+                    .put_if_absent(&id, &entry, self.session_ttl)
+                    .await
+                    .is_ok()
                     && let Some(l) = self.local.lock().unwrap().get_mut(&id)
                 {
                     l.registered = true;
                 }
             } else if !placement::still_ours(found.as_ref(), self.me()) {
-                // Checked on its next request (which then gets 404).
+                // Checked again on its next request, which then gets 404.
                 if let Some(l) = self.local.lock().unwrap().get_mut(&id) {
+                    l.registered = true;
                     l.checked = Instant::now() - CHECK_EVERY * 2;
                 }
+            } else if let Some(l) = self.local.lock().unwrap().get_mut(&id) {
+                l.registered = true;
             }
         }
     }
+}
+
+/// What a resync does with a session missing from the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resync {
+    /// Redis was away or lost its data: put it back.
+    Restore,
+    /// This replica was presumed dead: it was given up.
+    GiveUp,
+}
+
+/// 64 random hex characters.
+pub(super) fn random_secret() -> String {
+    uuid::Uuid::new_v4().simple().to_string() + &uuid::Uuid::new_v4().simple().to_string()
 }

@@ -96,6 +96,10 @@ pub struct Cluster {
     /// Entries seen lately, to place requests while Redis is unreachable.
     recent: moka::sync::Cache<String, Entry>,
     secret: RwLock<Option<String>>,
+    /// The secret came from `--cluster-secret` (never from Redis).
+    secret_configured: bool,
+    /// The directory's epoch as last seen (it changes when Redis loses its data).
+    epoch: RwLock<Option<String>>,
     redis: Mutex<RedisHealth>,
     /// Set once this replica leaves: nothing more is written for it.
     leaving: AtomicBool,
@@ -149,6 +153,8 @@ impl Cluster {
                 .time_to_live(session_ttl)
                 .build(),
             secret: RwLock::new(config.secret.clone()),
+            secret_configured: config.secret.is_some(),
+            epoch: RwLock::default(),
             redis: Mutex::default(),
             leaving: AtomicBool::new(false),
             forwarded: AtomicU64::new(0),
@@ -302,8 +308,9 @@ impl Cluster {
         };
         match self.directory.get(id).await {
             Ok(entry) if placement::still_ours(entry.as_ref(), self.me()) => Verdict::Serve,
-            // Opened while Redis was away and not yet registered: the resync will do it.
-            Ok(None) if !registered => Verdict::Serve,
+            // Opened while Redis was away and not yet registered: the resync will do it. Or
+            // Redis lost its data: the resync puts it back.
+            Ok(None) if !registered || self.directory_lost_data().await => Verdict::Serve,
             Ok(_) => Verdict::Gone,
             Err(e) => {
                 self.redis_failed(&e);
@@ -331,6 +338,10 @@ impl Cluster {
                 }
             }
         };
+        if entry.is_none() && self.directory_lost_data().await {
+            // Its holder will put it back within a heartbeat: try again, do not start over.
+            return Placement::Unknown;
+        }
         let owner = match &entry {
             Some(e) if e.roam.is_none() && e.owner != self.me.replica => {
                 self.live_peer(&e.owner).await
@@ -353,6 +364,15 @@ impl Cluster {
             }
         }
         placed
+    }
+
+    /// Whether Redis has lost its data since this replica last looked (its epoch changed).
+    async fn directory_lost_data(&self) -> bool {
+        let known = self.epoch.read().unwrap().clone();
+        match self.directory.current_epoch().await {
+            Ok(now) => known.is_some() && now != known,
+            Err(_) => false,
+        }
     }
 
     /// The live announcement of `replica`, from the table or (for a replica that just started)

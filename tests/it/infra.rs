@@ -1,0 +1,240 @@
+//! Infrastructure operators put in front of or beside the gateway, started for real on loopback
+//! ports with configs in a temp dir: `redis-server`, nginx (round-robin) and HAProxy (stick
+//! tables). `.ci/run` installs them from Debian's packages; a machine without them fails these
+//! tests with the command to install them, never skips them.
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use tokio::process::{Child, Command};
+
+/// The path of `program`, or a failure that says how to get it.
+pub fn require(program: &str) -> String {
+    for dir in ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"] {
+        let path = format!("{dir}/{program}");
+        if std::path::Path::new(&path).exists() {
+            return path;
+        }
+    }
+    panic!(
+        "{program} is not installed; the cluster tests run real infrastructure: \
+         `apt-get install -y redis-server nginx-light haproxy` (.ci/run installs them)"
+    );
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A temp dir removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "aareguru-it-{what}-{}-{}",
+            std::process::id(),
+            uuid_ish()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn uuid_ish() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
+
+/// Waits until something accepts connections on `port`.
+pub async fn wait_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start on port {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A `redis-server` of the test's own.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+impl Redis {
+    pub async fn start() -> Redis {
+        let mut r = Redis {
+            port: free_port(),
+            child: None,
+            dir: TempDir::new("redis"),
+        };
+        r.run().await;
+        r
+    }
+
+    async fn run(&mut self) {
+        let child = Command::new(require("redis-server"))
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        wait_port(self.port, "redis-server").await;
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Stops it hard (as a crash or a network cut would look).
+    pub async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+
+    /// Starts it again on the same port (empty: nothing was saved).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.run().await;
+    }
+
+    /// One command through `redis-cli` (for assertions on the directory).
+    pub async fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(require("redis-cli"))
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .await
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+/// A load balancer (nginx or HAProxy) in front of the gateways.
+pub struct Balancer {
+    pub port: u16,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl Balancer {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// nginx, round-robin over `upstreams` (host:port), no stickiness — the case the cluster
+    /// must pass on its own. The proxy settings are the ones the README recommends.
+    pub async fn nginx(upstreams: &[String]) -> Balancer {
+        let dir = TempDir::new("nginx");
+        let port = free_port();
+        let servers: String = upstreams
+            .iter()
+            .map(|u| format!("    server {u} max_fails=1 fail_timeout=5s;\n"))
+            .collect();
+        let d = dir.0.display();
+        let conf = format!(
+            "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 8192; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+             upstream gateways {{\n{servers}    keepalive 64;\n  }}\n\
+             server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://gateways;\n\
+             proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n\
+             proxy_buffering off;\n      proxy_request_buffering off;\n      proxy_read_timeout 1h;\n\
+             proxy_next_upstream error timeout;\n    }}\n  }}\n}}\n"
+        );
+        let file = dir.0.join("nginx.conf");
+        std::fs::write(&file, conf).unwrap();
+        let child = Command::new(require("nginx"))
+            .arg("-p")
+            .arg(&dir.0)
+            .arg("-e")
+            .arg(dir.0.join("error.log"))
+            .arg("-c")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start nginx");
+        wait_port(port, "nginx").await;
+        Balancer {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// HAProxy, round-robin for new sessions and stick tables for the rest: the session id is
+    /// learnt from the `Mcp-Session-Id` answer header and matched on the request header
+    /// (Streamable HTTP) or the `session_id` query parameter (HTTP+SSE POSTs).
+    pub async fn haproxy(upstreams: &[String]) -> Balancer {
+        let dir = TempDir::new("haproxy");
+        let port = free_port();
+        let servers: String = upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, u)| format!("  server g{i} {u}\n"))
+            .collect();
+        let conf = format!(
+            "global\n  maxconn 5000\n  nbthread 1\n\
+             defaults\n  mode http\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n\
+             frontend fe\n  bind 127.0.0.1:{port}\n  default_backend gateways\n\
+             backend gateways\n  balance roundrobin\n\
+             stick-table type string len 64 size 200k expire 30m\n\
+             stick on req.hdr(mcp-session-id)\n  stick on url_param(session_id)\n\
+             stick store-response res.hdr(mcp-session-id)\n{servers}"
+        );
+        let file = dir.0.join("haproxy.cfg");
+        std::fs::write(&file, conf).unwrap();
+        let child = Command::new(require("haproxy"))
+            .arg("-db")
+            .arg("-f")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start haproxy");
+        wait_port(port, "haproxy").await;
+        Balancer {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
