@@ -80,6 +80,10 @@ echo "== TypeScript SDK ($sdk) over SSE and Streamable HTTP through the gateway"
 cp tests/interop/http_ts.mjs "$dir/node/"
 (cd "$dir/node" && timeout 300 node http_ts.mjs "$bin" "$fake" "$everything_js")
 
+echo "== Python and TypeScript SDKs through nginx round-robin in front of three replicas on Redis"
+cp tests/interop/cluster_ts.mjs "$dir/node/"
+timeout 600 "$dir/venv/bin/python" tests/interop/cluster_python.py "$bin" "$fake" "$root/$dir/node"
+
 echo "== Official conformance suite ($conformance, all scenarios) against /mcp, baseline tests/conformance/baseline.yml"
 for backend in per-session shared; do
     PATH="$node22_bin:$PATH" timeout 600 python3 tests/interop/conformance.py "$bin" "$root/target/debug/examples/conformance_server" \

@@ -1,0 +1,172 @@
+"""Interop: the official SDK clients through nginx round-robin (no stickiness) in front of three
+`aareguru-mcp --sse --redis` replicas sharing one real `redis-server`.
+
+For the in-process backend (sessions roam between replicas) and the per-session backend (each
+session pinned to the replica holding its child; the others forward to it):
+1. the Python SDK (mcp 2.3.0) runs the full battery — every tool, resource, template and prompt —
+   over Streamable HTTP (`Client`, legacy and auto mode) and over HTTP+SSE (`sse_client`);
+2. the TypeScript SDK (1.32) does the same over both transports (cluster_ts.mjs);
+3. the replicas report sessions roamed (in-process) or requests forwarded (per-session).
+
+Usage: python cluster_python.py BIN FAKE_UPSTREAM NODE_DIR
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+from mcp import Client, ClientSession
+from mcp.client.sse import sse_client
+
+from battery import exercise
+from common import check, start_fake, start_gateway, summary
+
+BIN, FAKE, NODE_DIR = sys.argv[1], sys.argv[2], sys.argv[3]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, what: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start")
+
+
+def start_redis(tmp: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp],
+        stdout=subprocess.DEVNULL,
+    )
+    wait_port(port, "redis-server")
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def start_nginx(tmp: str, upstreams: list[str]) -> tuple[subprocess.Popen, str]:
+    """nginx round-robin, with the proxy settings the README recommends."""
+    port = free_port()
+    conf_dir = tempfile.mkdtemp(dir=tmp)
+    servers = "".join(f"    server {u} max_fails=1 fail_timeout=5s;\n" for u in upstreams)
+    conf = f"""worker_processes 1;
+daemon off;
+pid {conf_dir}/nginx.pid;
+error_log {conf_dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {conf_dir}/body; proxy_temp_path {conf_dir}/proxy;
+  fastcgi_temp_path {conf_dir}/fcgi; uwsgi_temp_path {conf_dir}/uwsgi; scgi_temp_path {conf_dir}/scgi;
+  upstream gateways {{
+{servers}    keepalive 64;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://gateways;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_buffering off;
+      proxy_request_buffering off;
+      proxy_read_timeout 1h;
+    }}
+  }}
+}}
+"""
+    path = os.path.join(conf_dir, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    proc = subprocess.Popen(
+        ["/usr/sbin/nginx", "-p", conf_dir, "-e", f"{conf_dir}/error.log", "-c", path],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(port, "nginx")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def health(base: str) -> dict:
+    with urllib.request.urlopen(f"{base}/health") as r:
+        return json.loads(r.read())
+
+
+async def python_sdk(lb: str, label: str) -> None:
+    for mode in ["legacy", "auto"]:
+        async with Client(f"{lb}/mcp", mode=mode) as c:
+            await exercise(c, f"{label} Streamable HTTP {mode}")
+    async with sse_client(f"{lb}/sse") as (read, write):
+        async with ClientSession(read, write) as s:
+            init = await s.initialize()
+            check(init.server_info.name == "aareguru-mcp", f"{label} SSE: initialized")
+            await exercise(s, f"{label} SSE")
+
+
+async def main() -> None:
+    fake, base = start_fake(FAKE)
+    tmp = tempfile.mkdtemp()
+    redis, redis_url = start_redis(tmp)
+    procs: list[subprocess.Popen] = []
+    try:
+        for backend in ["in-process", "per-session"]:
+            replicas = []
+            for i in range(3):
+                proc, url = start_gateway(
+                    BIN,
+                    ["--backend", backend, "--base-url", base, "--redis", redis_url,
+                     "--replica-id", f"{backend}-{i}", "--redis-prefix", backend],
+                )
+                procs.append(proc)
+                replicas.append(url)
+            nginx, lb = start_nginx(tmp, [u.removeprefix("http://") for u in replicas])
+            procs.append(nginx)
+            deadline = time.monotonic() + 10
+            while any(len(health(r)["cluster"]["peers"]) != 3 for r in replicas):
+                check(time.monotonic() < deadline, f"{backend}: replicas see each other")
+                time.sleep(0.1)
+
+            await python_sdk(lb, f"python {backend}")
+            ts = subprocess.run(
+                ["node", "cluster_ts.mjs", lb, backend], cwd=NODE_DIR, capture_output=True, text=True, timeout=300
+            )
+            print(ts.stdout, end="")
+            check(ts.returncode == 0, f"typescript {backend}: {ts.stderr.strip()[-2000:]}")
+
+            roamed = sum(health(r)["cluster"]["roamed"] for r in replicas)
+            forwarded = sum(health(r)["cluster"]["forwarded"] for r in replicas)
+            if backend == "in-process":
+                check(roamed > 0, f"{backend}: sessions roamed ({roamed})")
+            else:
+                check(roamed == 0 and forwarded > 0, f"{backend}: forwarded {forwarded}, roamed {roamed}")
+            print(f"{backend}: ok through nginx (roamed {roamed}, forwarded {forwarded})")
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(timeout=20)
+            procs.clear()
+    finally:
+        for p in procs:
+            p.kill()
+        redis.terminate()
+        fake.terminate()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(summary())
+
+
+asyncio.run(main())
