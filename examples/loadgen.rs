@@ -16,6 +16,8 @@
 //! target/release/examples/loadgen --mode stdio --sessions 10 --calls 1000 --child aareguru
 //! target/release/examples/loadgen --mode mcp --sessions 300 --calls 20 --child aareguru \
 //!     --target http://127.0.0.1:8080     # a running gateway, or nginx in front of replicas
+//! target/release/examples/loadgen --mode mcp --sessions 1 --calls 5000 --child echo \
+//!     --target http://127.0.0.1:8081 --call-target http://127.0.0.1:8082   # forwarding cost
 //! ```
 //!
 //! Children: `echo` (examples/fixture_server, measures the relay itself) or `aareguru` (this
@@ -59,6 +61,9 @@ struct Opts {
     bin: String,
     /// A gateway (or a load balancer in front of several) to drive instead of starting one.
     target: Option<String>,
+    /// Where the calls go once a session is open (default: where it was opened); another
+    /// replica of a cluster measures what forwarding adds.
+    call_target: Option<String>,
     fixture: String,
     upstream: String,
 }
@@ -278,6 +283,8 @@ async fn open_sse(http: &reqwest::Client, base: &str) -> Result<Sse, String> {
 struct Run {
     http: reqwest::Client,
     base: String,
+    /// Where calls go (`--call-target`, else `base`).
+    calls_base: String,
     o: Arc<Opts>,
     barrier: Arc<Barrier>,
     misrouted: Arc<AtomicU64>,
@@ -309,7 +316,7 @@ impl Channel for SseChannel {
         let (http, base) = (&run.http, &run.base);
         let mut sse = open_sse(http, base).await?;
         let (_, endpoint) = sse.next().await.ok_or("no endpoint event")?;
-        let endpoint = format!("{base}{endpoint}");
+        let endpoint = format!("{}{endpoint}", run.calls_base);
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "loadgen", "version": "1"}}});
         post(http, &endpoint, &init).await?;
@@ -357,6 +364,7 @@ impl Channel for McpChannel {
         r.bytes().await.map_err(|e| e.to_string())?;
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         mcp_post(&run.http, &url, Some(&session), &note).await?;
+        let url = format!("{}/mcp", run.calls_base);
         Ok(McpChannel { url, session })
     }
 
@@ -503,9 +511,14 @@ async fn run_sse(o: Opts) -> Report {
     let misrouted = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     // Open sessions in waves so a thousand spawns do not all land in the same millisecond.
+    let calls_base = o
+        .call_target
+        .as_deref()
+        .map_or_else(|| base.clone(), |t| t.trim_end_matches('/').to_string());
     let run = Arc::new(Run {
         http,
         base,
+        calls_base,
         o: o.clone(),
         barrier: barrier.clone(),
         misrouted: misrouted.clone(),
@@ -654,6 +667,7 @@ async fn main() {
             .into_owned(),
         upstream: fake.base_url(),
         target: arg(&args, "--target"),
+        call_target: arg(&args, "--call-target"),
     };
     let print = |mut r: Report| {
         #[allow(clippy::disallowed_macros)]

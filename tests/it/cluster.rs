@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::{
     fake_upstream::{Behaviour, FakeUpstream},
-    gateway_util::{Gateway, example, processes_with, wait_until_gone},
+    gateway_util::{Gateway, example},
     infra::{Balancer, Redis, free_port},
 };
 
@@ -276,19 +276,12 @@ async fn pinned_sessions_are_forwarded_and_end_with_their_replica() {
             .position(|id| *id == victim_id)
             .expect("owner is one of the replicas");
         let marker = format!("pinned-{backend}-r{idx}-{}", std::process::id());
-        if backend == "per-session" {
-            assert!(processes_with(&marker) > 0, "the victim has children");
-        }
+        assert!(children_with(&marker) > 0, "the victim has children");
         let mut victim = gws.remove(idx);
         victim.child.start_kill().unwrap();
         let _ = victim.child.wait().await;
         // No orphan: the children die with their replica.
-        wait_until_gone(
-            &[&marker],
-            Duration::from_secs(10),
-            "children of the killed replica",
-        )
-        .await;
+        wait_no_children(&marker, "children of the killed replica").await;
         for c in &clients {
             let owner = owner_of(c).await;
             let started = Instant::now();
@@ -555,4 +548,159 @@ async fn a_forwarded_stream_is_resumed_on_the_replica_that_buffered_it() {
         .collect();
     assert_eq!(results.len(), 1, "{results:?}");
     assert_eq!(results[0]["id"], 1);
+}
+
+/// Fixture children (not gateways, whose command lines name them too) carrying `marker`.
+fn children_with(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| {
+            c.split(' ')
+                .next()
+                .is_some_and(|argv0| argv0.ends_with("fixture_server"))
+                && c.contains(marker)
+        })
+        .count()
+}
+
+/// Waits (10 s at most) until no fixture child carries `marker`.
+async fn wait_no_children(marker: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while children_with(marker) > 0 {
+        assert!(Instant::now() < deadline, "{what} still running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn signal(gw: &Gateway, sig: i32) {
+    let pid = gw.child.id().expect("running") as libc::pid_t;
+    // SAFETY: kill only sends a signal to our own child process.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_replica_gives_up_what_the_others_gave_up() {
+    let redis = Redis::start().await;
+    let upstream = FakeUpstream::start(Behaviour::Normal).await;
+    let base = upstream.base_url();
+    let marker = format!("stall-{}", std::process::id());
+    let a = replica(Some(&redis), "a", 0, "per-session", &base, &marker).await;
+    let b = replica(Some(&redis), "b", 0, "per-session", &base, "stall-b").await;
+    wait_peers(&[&a, &b], 2).await;
+    let mut on_a = Mcp::new(&a.base);
+    on_a.initialize().await;
+    assert_eq!(on_a.call(1, "echo", json!({"p": "1"})).await.0, 200);
+    let mut via_b = Mcp::new(&b.base);
+    via_b.session = on_a.session.clone();
+
+    // A stops answering (and announcing) for longer than its announcement lives.
+    signal(&a, libc::SIGSTOP);
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    // B presumes it dead: the session is gone for everyone.
+    assert_eq!(via_b.call(2, "echo", json!({"p": "2"})).await.0, 404);
+    signal(&a, libc::SIGCONT);
+    // A is back, but the session is no longer its own: it does not serve it, and lets its child go.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = on_a.call(3, "echo", json!({"p": "3"})).await;
+        if status == 404 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled replica kept serving a session given up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while children_with(&marker) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the given-up session's child was not stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And it serves new sessions as before.
+    let mut fresh = Mcp::new(&a.base);
+    fresh.initialize().await;
+    assert_eq!(fresh.call(1, "echo", json!({"p": "4"})).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_hands_roaming_sessions_over_and_ends_pinned_ones() {
+    let redis = Redis::start().await;
+    let upstream = FakeUpstream::start(Behaviour::Normal).await;
+    let base = upstream.base_url();
+    // Roaming: two in-process replicas; the one that opened the session stops politely.
+    let a = replica(Some(&redis), "a", 0, "in-process", &base, "").await;
+    let b = replica(Some(&redis), "b", 0, "in-process", &base, "").await;
+    wait_peers(&[&a, &b], 2).await;
+    let mut c = Mcp::new(&a.base);
+    c.initialize().await;
+    assert_eq!(c.call(1, "list_cities", json!({})).await.0, 200);
+    signal(&a, libc::SIGTERM);
+    let mut a = a;
+    let _ = tokio::time::timeout(Duration::from_secs(15), a.child.wait()).await;
+    let mut via_b = Mcp::new(&b.base);
+    via_b.session = c.session.clone();
+    let (status, v) = via_b
+        .call(2, "get_current_temperature", json!({"city": "thun"}))
+        .await;
+    assert_eq!(status, 200, "the session lives on: {v}");
+    wait_peers(&[&b], 1).await;
+
+    // Pinned: the stopping replica removes its sessions on the way out, so the others answer
+    // 404 at once rather than try to forward.
+    let p = replica(Some(&redis), "p", 0, "per-session", &base, "rolling-p").await;
+    let q = replica(Some(&redis), "q", 0, "per-session", &base, "rolling-q").await;
+    wait_peers(&[&p, &q], 3).await;
+    let mut on_p = Mcp::new(&p.base);
+    on_p.initialize().await;
+    let id = on_p.session.clone().unwrap();
+    signal(&p, libc::SIGTERM);
+    let mut p = p;
+    let _ = tokio::time::timeout(Duration::from_secs(15), p.child.wait()).await;
+    assert_eq!(
+        redis
+            .cli(&["EXISTS", &format!("aareguru-mcp:session:{id}")])
+            .await,
+        "0"
+    );
+    let mut via_q = Mcp::new(&q.base);
+    via_q.session = Some(id);
+    assert_eq!(via_q.call(1, "echo", json!({"p": "x"})).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_recently_seen_pinned_sessions_are_still_forwarded() {
+    let mut redis = Redis::start().await;
+    let upstream = FakeUpstream::start(Behaviour::Normal).await;
+    let base = upstream.base_url();
+    let a = replica(Some(&redis), "a", 0, "per-session", &base, "down-a").await;
+    let b = replica(Some(&redis), "b", 0, "per-session", &base, "down-b").await;
+    wait_peers(&[&a, &b], 2).await;
+    let mut seen = Mcp::new(&a.base);
+    seen.initialize().await;
+    let mut unseen = Mcp::new(&a.base);
+    unseen.initialize().await;
+    // B learns where the first one lives.
+    let mut via_b = Mcp::new(&b.base);
+    via_b.session = seen.session.clone();
+    assert_eq!(via_b.call(1, "echo", json!({"p": "1"})).await.0, 200);
+
+    redis.stop().await;
+    b.wait_health("degraded", |h| h["status"] == "degraded")
+        .await;
+    assert_eq!(via_b.call(2, "echo", json!({"p": "2"})).await.0, 200);
+    let mut unseen_via_b = Mcp::new(&b.base);
+    unseen_via_b.session = unseen.session.clone();
+    assert_eq!(unseen_via_b.call(1, "echo", json!({"p": "3"})).await.0, 503);
+    // On its own replica, both are served.
+    assert_eq!(unseen.call(1, "echo", json!({"p": "4"})).await.0, 200);
+    assert_eq!(seen.call(3, "echo", json!({"p": "5"})).await.0, 200);
 }

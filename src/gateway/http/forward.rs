@@ -169,8 +169,24 @@ impl Forwarder {
                 answer_headers.append(name.clone(), value.clone());
             }
         }
-        // Relay the body as it comes; a client that goes away drops the receiver, which ends
-        // the relay and the connection to the peer.
+        let streamed = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("text/event-stream"));
+        if !streamed {
+            // A JSON answer or an empty 202: whole, without a relay task.
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| ForwardFailure::Broken(error_chain(&e)))?;
+            let mut r = Response::new(body.into());
+            *r.status_mut() = status;
+            *r.headers_mut() = answer_headers;
+            return Ok(r);
+        }
+        // An SSE stream: relayed as it comes; a client that goes away drops the receiver, which
+        // ends the relay and the connection to the peer.
         let (tx, rx) = mpsc::channel(16);
         let mut body = resp.bytes_stream();
         tokio::spawn(async move {
