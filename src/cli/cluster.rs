@@ -112,3 +112,90 @@ pub fn check_advertise(url: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::{cli::Cli, config::Mode};
+
+    fn cluster(args: &[&str]) -> Result<Option<crate::config::ClusterConfig>, String> {
+        let mut all = vec!["aareguru-mcp", "--sse"];
+        all.extend_from_slice(args);
+        let cfg = Cli::try_parse_from(all)
+            .map_err(|e| e.to_string())?
+            .into_config()
+            .map_err(|e| e.to_string())?;
+        match cfg.mode {
+            Mode::Sse(g) => Ok(g.cluster),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_replica_needs_an_address_the_others_can_reach() {
+        assert!(cluster(&[]).unwrap().is_none());
+        let c = cluster(&["--redis", "redis://127.0.0.1:6379/0"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.advertise_url, None, "the bound loopback address will do");
+        assert_eq!(c.prefix, "aareguru-mcp");
+        let err = cluster(&["--redis", "redis://r/0", "--host", "0.0.0.0"]).unwrap_err();
+        assert!(err.contains("--advertise-url"), "{err}");
+        let c = cluster(&[
+            "--redis",
+            "redis://r/0",
+            "--host",
+            "0.0.0.0",
+            "--advertise-url",
+            "http://10.0.0.5:8000/",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.advertise_url.as_deref(), Some("http://10.0.0.5:8000"));
+        for bad in [
+            "http://0.0.0.0:8000",
+            "http://[::]:8000",
+            "10.0.0.5:8000",
+            "http://:8000",
+        ] {
+            let err = cluster(&["--redis", "redis://r/0", "--advertise-url", bad]).unwrap_err();
+            assert!(err.contains("advertise"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn cluster_flags_are_checked() {
+        assert!(
+            cluster(&["--redis", "http://r:6379"])
+                .unwrap_err()
+                .contains("redis://")
+        );
+        let err = cluster(&["--advertise-url", "http://10.0.0.5:8000"]).unwrap_err();
+        assert!(err.contains("need --redis"), "{err}");
+        let err = cluster(&["--redis", "redis://r/0", "--cluster-secret", "short"]).unwrap_err();
+        assert!(err.contains("16"), "{err}");
+        let err = cluster(&["--redis", "redis://r/0", "--replica-id", "a b"]).unwrap_err();
+        assert!(err.contains("replica-id"), "{err}");
+        let c = cluster(&[
+            "--redis",
+            "rediss://r:6380/1",
+            "--replica-id",
+            "pod-7",
+            "--redis-prefix",
+            "blue",
+            "--cluster-secret",
+            "0123456789abcdef",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (
+                c.replica_id.as_deref(),
+                c.prefix.as_str(),
+                c.secret.as_deref()
+            ),
+            (Some("pod-7"), "blue", Some("0123456789abcdef"))
+        );
+    }
+}

@@ -310,6 +310,25 @@ async fn haproxy_stick_tables_route_sessions_without_redis() {
     for i in 0..3 {
         gws.push(replica(None, "", 0, "per-session", &base, &format!("sticky-r{i}")).await);
     }
+    // What the stick table learns from: the session id on the stream's answer and on /mcp's.
+    let sse = reqwest::get(gws[0].url("/sse")).await.unwrap();
+    assert!(
+        sse.headers().contains_key("mcp-session-id"),
+        "GET /sse names its session"
+    );
+    drop(sse);
+    let mut c = Mcp::new(&gws[0].base);
+    c.initialize().await;
+    let g = c
+        .http
+        .get(&c.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", c.session.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(g.headers()["mcp-session-id"], c.session.as_deref().unwrap());
+    drop(g);
     let lb = Balancer::haproxy(&gws.iter().map(host_port).collect::<Vec<_>>()).await;
     load(&lb.url(), "mcp", "echo", 150, 20).await;
     load(&lb.url(), "sse", "echo", 150, 20).await;

@@ -104,6 +104,9 @@ pub struct Cluster {
     /// Set once this replica leaves: nothing more is written for it.
     leaving: AtomicBool,
     forwarded: AtomicU64,
+    /// Time forwarded requests waited for their answer's head, in all.
+    forward_micros: AtomicU64,
+    redis_errors: AtomicU64,
     roamed: AtomicU64,
     stop: CancellationToken,
 }
@@ -158,6 +161,8 @@ impl Cluster {
             redis: Mutex::default(),
             leaving: AtomicBool::new(false),
             forwarded: AtomicU64::new(0),
+            forward_micros: AtomicU64::new(0),
+            redis_errors: AtomicU64::new(0),
             roamed: AtomicU64::new(0),
             stop: CancellationToken::new(),
         }))
@@ -218,6 +223,7 @@ impl Cluster {
 
     fn redis_failed(&self, e: &redis::RedisError) {
         self.metrics.redis_errors.inc();
+        self.redis_errors.fetch_add(1, Ordering::Relaxed);
         self.metrics.redis_up.set(0);
         let mut h = self.redis.lock().unwrap();
         if h.up || h.error.is_none() {
@@ -391,8 +397,10 @@ impl Cluster {
     }
 
     /// A request was forwarded to a peer.
-    pub fn counted_forward(&self) {
+    pub fn counted_forward(&self, took: Duration) {
         self.forwarded.fetch_add(1, Ordering::Relaxed);
+        self.forward_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         self.metrics.cluster_forwarded.inc();
     }
 
@@ -470,6 +478,7 @@ impl Cluster {
                 h.error.as_deref().unwrap_or("not connected yet")
             )
         });
+        let forwarded = self.forwarded.load(Ordering::Relaxed);
         let status = json!({
             "replica": self.me.replica,
             "incarnation": self.me.incarnation,
@@ -478,8 +487,14 @@ impl Cluster {
             "redis_error": h.error,
             "peers": peers,
             "sessions_held": self.local.lock().unwrap().len(),
-            "forwarded": self.forwarded.load(Ordering::Relaxed),
+            "forwarded": forwarded,
+            "forward_mean_ms": (forwarded > 0).then(|| {
+                (self.forward_micros.load(Ordering::Relaxed) as f64 / forwarded as f64 / 10.0)
+                    .round()
+                    / 100.0
+            }),
             "roamed": self.roamed.load(Ordering::Relaxed),
+            "redis_errors": self.redis_errors.load(Ordering::Relaxed),
         });
         (status, reason)
     }

@@ -157,10 +157,11 @@ impl Forwarder {
                 });
             }
         };
+        let took = started.elapsed();
         self.metrics
             .cluster_forward_duration
-            .observe(started.elapsed().as_secs_f64());
-        cluster.counted_forward();
+            .observe(took.as_secs_f64());
+        cluster.counted_forward(took);
         let status =
             StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let mut answer_headers = HeaderMap::new();

@@ -187,7 +187,16 @@ impl Http {
                 }
             }
         }
-        let response = self.dispatch(route, query, &headers, client, body).await;
+        let sticky = matches!(route, Route::McpGet | Route::McpDelete);
+        let mut response = self.dispatch(route, query, &headers, client, body).await;
+        // Every successful /mcp answer names its session, for balancers that stick on it.
+        if sticky
+            && response.status().is_success()
+            && !response.headers().contains_key("mcp-session-id")
+            && let Some(id) = headers.get("mcp-session-id")
+        {
+            response.headers_mut().insert("mcp-session-id", id.clone());
+        }
         self.with_cors(&headers, response)
     }
 
