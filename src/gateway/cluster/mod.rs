@@ -221,6 +221,12 @@ impl Cluster {
         self.redis.lock().unwrap().up
     }
 
+    /// Whether Redis was found unreachable (and has not answered since).
+    fn redis_down(&self) -> bool {
+        let h = self.redis.lock().unwrap();
+        h.tried && !h.up
+    }
+
     fn redis_failed(&self, e: &redis::RedisError) {
         self.metrics.redis_errors.inc();
         self.redis_errors.fetch_add(1, Ordering::Relaxed);
@@ -243,13 +249,16 @@ impl Cluster {
             transport,
             roam,
         };
-        let registered = match self.directory.put(id, &entry, self.session_ttl).await {
-            Ok(()) => true,
-            Err(e) => {
-                self.redis_failed(&e);
-                false
-            }
-        };
+        // While Redis is known to be away, do not make the client wait for it: the resync
+        // registers the session when it is back.
+        let registered = !self.redis_down()
+            && match self.directory.put(id, &entry, self.session_ttl).await {
+                Ok(()) => true,
+                Err(e) => {
+                    self.redis_failed(&e);
+                    false
+                }
+            };
         self.local.lock().unwrap().insert(
             id.to_string(),
             Local {
@@ -301,6 +310,9 @@ impl Cluster {
     /// Whether a session held here may still be served here (asks the directory at most once
     /// a second per session; serves on trust while Redis is unreachable).
     pub async fn check(&self, id: &str) -> Verdict {
+        if self.redis_down() {
+            return Verdict::Serve;
+        }
         let registered = {
             let mut local = self.local.lock().unwrap();
             let Some(l) = local.get_mut(id) else {
@@ -327,7 +339,13 @@ impl Cluster {
 
     /// Where a request for session `id`, not held here, goes.
     pub async fn place(&self, id: &str, forwarded: bool) -> Placement {
-        let entry = match self.directory.get(id).await {
+        let asked = if self.redis_down() {
+            // Known to be away (the heartbeat notices its return): no wait for a timeout.
+            Err(None)
+        } else {
+            self.directory.get(id).await.map_err(Some)
+        };
+        let entry = match asked {
             Ok(entry) => {
                 match &entry {
                     Some(e) => self.recent.insert(id.to_string(), e.clone()),
@@ -336,7 +354,9 @@ impl Cluster {
                 entry
             }
             Err(e) => {
-                self.redis_failed(&e);
+                if let Some(e) = e {
+                    self.redis_failed(&e);
+                }
                 // Place what was seen lately; refuse the rest.
                 match self.recent.get(id) {
                     Some(e) => Some(e),
