@@ -34,7 +34,7 @@ pub enum LogFormat {
 }
 
 /// Settings of the Aareguru API client.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     /// Base URL without the `/v2018` path, e.g. `https://aareguru.existenz.ch`.
     pub base_url: String,
@@ -68,7 +68,8 @@ pub struct BridgeConfig {
 }
 
 /// How the gateway serves sessions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Backend {
     /// One child process per session (the safe default for wrapped servers).
     PerSession,
@@ -97,6 +98,45 @@ pub struct ChildCommand {
     pub args: Vec<String>,
     /// Extra environment for the child.
     pub env: Vec<(String, String)>,
+    /// Working directory of the child (`None`: the gateway's).
+    pub cwd: Option<std::path::PathBuf>,
+}
+
+/// Which tools of a server clients may see and call: names with `*` globs. Empty `allow`
+/// allows every tool; `deny` wins over `allow`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolFilter {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+/// A request header passed to a per-session child as an environment variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderEnv {
+    /// Header name, lowercase.
+    pub header: String,
+    pub env: String,
+    /// Without the header, a new session is refused (400) instead of starting without the
+    /// variable.
+    pub required: bool,
+}
+
+/// One server the gateway serves, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Its name in `/servers/<name>/...` (the command line's server is `default`).
+    pub name: String,
+    pub child: ChildCommand,
+    /// Whether the child is this program's own server (`--stdio`).
+    pub builtin: bool,
+    pub backend: Backend,
+    /// Children of the shared backend.
+    pub children: usize,
+    pub max_sessions: usize,
+    /// For the in-process backend.
+    pub upstream: UpstreamConfig,
+    pub tools: ToolFilter,
+    pub env_from_headers: Vec<HeaderEnv>,
 }
 
 /// Validated gateway settings.
@@ -105,21 +145,22 @@ pub struct GatewayConfig {
     pub bind: SocketAddr,
     /// Prefix for the `endpoint` URI, without trailing slash ("" for none).
     pub public_url: String,
-    pub child: ChildCommand,
-    /// Whether the child is this program's own server (`--stdio`).
-    pub builtin_child: bool,
-    pub backend: Backend,
+    /// The server of the command line.
+    pub server: ServerConfig,
+    /// `--config FILE`: servers in the `mcpServers` format hosts use, at `/servers/<name>/`,
+    /// reloaded when it changes.
+    pub servers_file: Option<std::path::PathBuf>,
+    /// The file's servers as read at startup.
+    pub servers: Vec<ServerConfig>,
+    /// `--default-server NAME`: the file's server `/mcp` and `/sse` serve (else the command
+    /// line's).
+    pub default_server: Option<String>,
     /// Serve HTTP+SSE (`/sse`, `/messages`).
     pub serve_sse: bool,
     /// Serve Streamable HTTP (`/mcp`).
     pub serve_mcp: bool,
-    /// Children of the shared backend.
-    pub children: usize,
-    /// For the in-process backend.
-    pub upstream: UpstreamConfig,
     pub max_body_bytes: usize,
     pub max_line_bytes: usize,
-    pub max_sessions: usize,
     pub session_idle_timeout: Duration,
     pub child_start_timeout: Duration,
     pub keepalive: Duration,

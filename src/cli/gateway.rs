@@ -7,8 +7,11 @@ use anyhow::{Context, bail};
 use super::{
     cluster::{ClusterArgs, cluster_config},
     duration::parse_duration,
+    servers_file,
 };
-use crate::config::{Backend, ChildCommand, GatewayConfig, LogFormat, UpstreamConfig};
+use crate::config::{
+    Backend, ChildCommand, GatewayConfig, LogFormat, ServerConfig, ToolFilter, UpstreamConfig,
+};
 
 /// Gateway flags (`--sse`).
 #[derive(Debug, clap::Args)]
@@ -125,6 +128,21 @@ pub struct GatewayArgs {
     #[arg(long, env = "AAREGURU_MCP_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Serve every stdio server of this file too — the `mcpServers` format of Claude Desktop,
+    /// Cursor and VS Code — each at /servers/<name>/mcp and /servers/<name>/sse; reloaded on
+    /// SIGHUP and when the file changes.
+    #[arg(long = "config", env = "AAREGURU_MCP_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// With --config: the file's server that /mcp and /sse serve (default: the command line's).
+    #[arg(
+        long,
+        env = "AAREGURU_MCP_DEFAULT_SERVER",
+        value_name = "NAME",
+        requires = "config"
+    )]
+    pub default_server: Option<String>,
+
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -152,6 +170,7 @@ pub(super) fn gateway_config(
             arg0: None,
             args: command[1..].to_vec(),
             env: vec![],
+            cwd: None,
         }
     };
     if g.max_body_bytes < 1024 {
@@ -171,6 +190,32 @@ pub(super) fn gateway_config(
         bail!("--session-buffer-bytes must be at least 65536");
     }
     let cluster = cluster_config(g.cluster, bind)?;
+    let server = ServerConfig {
+        name: "default".into(),
+        child,
+        builtin: builtin_child,
+        backend,
+        children: g.children,
+        max_sessions,
+        upstream: settings.upstream.clone(),
+        tools: ToolFilter::default(),
+        env_from_headers: vec![],
+    };
+    let servers = match &g.config {
+        Some(path) => {
+            let loaded = servers_file::load(path, &server)?;
+            if let Some(d) = &g.default_server
+                && !loaded.servers.iter().any(|s| s.name == *d)
+            {
+                bail!(
+                    "--default-server {d:?} is not a served server of {}",
+                    path.display()
+                );
+            }
+            loaded.servers
+        }
+        None => vec![],
+    };
     let rate_limit = (g.rate_limit > 0).then(|| {
         let burst = g
             .rate_burst
@@ -186,16 +231,14 @@ pub(super) fn gateway_config(
             .trim()
             .trim_end_matches('/')
             .to_string(),
-        child,
-        builtin_child,
-        backend,
+        server,
+        servers_file: g.config,
+        servers,
+        default_server: g.default_server,
         serve_sse: !g.no_sse,
         serve_mcp: !g.no_streamable_http,
-        children: g.children,
-        upstream: settings.upstream.clone(),
         max_body_bytes: g.max_body_bytes,
         max_line_bytes: settings.max_line_bytes,
-        max_sessions,
         session_idle_timeout: g.session_idle_timeout,
         child_start_timeout: g.child_start_timeout,
         keepalive: g.keepalive,
@@ -267,6 +310,7 @@ fn builtin_command(s: &ChildSettings) -> anyhow::Result<ChildCommand> {
         ],
         // Per-session lifecycle chatter from hundreds of children drowns the gateway's own
         // log; children report warnings and errors unless the operator asks for more.
+        cwd: None,
         env: vec![(
             "RUST_LOG".into(),
             if s.log_level == "info" {

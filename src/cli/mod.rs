@@ -13,6 +13,7 @@ mod bridge;
 mod cluster;
 mod duration;
 mod gateway;
+pub mod servers_file;
 
 pub use self::{bridge::BridgeArgs, duration::parse_duration, gateway::GatewayArgs};
 use self::{
@@ -191,16 +192,19 @@ mod tests {
     fn backend_defaults_and_checks() {
         let builtin = gateway(&[]).unwrap();
         assert_eq!(
-            (builtin.backend, builtin.max_sessions),
+            (builtin.server.backend, builtin.server.max_sessions),
             (Backend::InProcess, 16384)
         );
         let wrapped = gateway(&["--", "server"]).unwrap();
         assert_eq!(
-            (wrapped.backend, wrapped.max_sessions),
+            (wrapped.server.backend, wrapped.server.max_sessions),
             (Backend::PerSession, 1024)
         );
         let shared = gateway(&["--backend", "shared", "--children", "3", "--", "s"]).unwrap();
-        assert_eq!((shared.backend, shared.children), (Backend::Shared, 3));
+        assert_eq!(
+            (shared.server.backend, shared.server.children),
+            (Backend::Shared, 3)
+        );
         let err = |args: &[&str]| gateway(args).unwrap_err().to_string();
         assert!(err(&["--backend", "in-process", "--", "s"]).contains("built-in"));
         assert!(err(&["--children", "2"]).contains("--backend shared"));

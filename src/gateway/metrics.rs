@@ -33,6 +33,29 @@ pub struct Reason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Server {
+    pub server: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerDirection {
+    pub server: String,
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerKind {
+    pub server: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerCause {
+    pub server: String,
+    pub cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Replica {
     pub replica: String,
 }
@@ -67,6 +90,15 @@ pub struct Metrics {
     pub cluster_roamed: Counter,
     pub redis_up: Gauge,
     pub redis_errors: Counter,
+    /// Per server (`server` label): the same as the totals above, for each served server.
+    pub server_sessions_active: Family<Server, Gauge>,
+    pub server_sessions: Family<Server, Counter>,
+    pub server_messages: Family<ServerDirection, Counter>,
+    pub server_children_alive: Family<Server, Gauge>,
+    pub server_child_exits: Family<ServerCause, Counter>,
+    pub server_errors: Family<ServerKind, Counter>,
+    pub server_tool_calls_denied: Family<Server, Counter>,
+    pub config_reloads: Family<Reason, Counter>,
 }
 
 impl Default for Metrics {
@@ -188,7 +220,63 @@ impl Metrics {
             "Redis calls that failed or timed out",
             redis_errors.clone(),
         );
+        let server_sessions_active = Family::<Server, Gauge>::default();
+        registry.register(
+            "server_sessions_active",
+            "Open sessions, per server",
+            server_sessions_active.clone(),
+        );
+        let server_sessions = Family::<Server, Counter>::default();
+        registry.register(
+            "server_sessions",
+            "Sessions opened, per server",
+            server_sessions.clone(),
+        );
+        let server_messages = Family::<ServerDirection, Counter>::default();
+        registry.register(
+            "server_messages",
+            "JSON-RPC messages relayed, per server",
+            server_messages.clone(),
+        );
+        let server_children_alive = Family::<Server, Gauge>::default();
+        registry.register(
+            "server_children_alive",
+            "Child processes running, per server",
+            server_children_alive.clone(),
+        );
+        let server_child_exits = Family::<ServerCause, Counter>::default();
+        registry.register(
+            "server_child_exits",
+            "Child processes ended, per server and cause",
+            server_child_exits.clone(),
+        );
+        let server_errors = Family::<ServerKind, Counter>::default();
+        registry.register(
+            "server_errors",
+            "Errors, per server and kind",
+            server_errors.clone(),
+        );
+        let server_tool_calls_denied = Family::<Server, Counter>::default();
+        registry.register(
+            "server_tool_calls_denied",
+            "tools/call refused by the server's tool filter",
+            server_tool_calls_denied.clone(),
+        );
+        let config_reloads = Family::<Reason, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Reloads of the servers file, by result (applied, rejected)",
+            config_reloads.clone(),
+        );
         Self {
+            server_sessions_active,
+            server_sessions,
+            server_messages,
+            server_children_alive,
+            server_child_exits,
+            server_errors,
+            server_tool_calls_denied,
+            config_reloads,
             cluster_replica,
             cluster_peers,
             cluster_forwarded,
@@ -231,5 +319,118 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// One server's view of the metrics: every count goes to the gateway-wide total and to the
+/// server's own series (label `server`). Cheap to clone.
+#[derive(Clone)]
+pub struct ServerMetrics {
+    pub all: std::sync::Arc<Metrics>,
+    name: String,
+    sessions_active: Gauge,
+    sessions_total: Counter,
+    children_alive: Gauge,
+    to_server: Counter,
+    to_client: Counter,
+}
+
+impl ServerMetrics {
+    pub fn new(all: std::sync::Arc<Metrics>, server: &str) -> ServerMetrics {
+        let label = Server {
+            server: server.to_string(),
+        };
+        let direction = |direction| ServerDirection {
+            server: server.to_string(),
+            direction,
+        };
+        // One statement each: a family's guard lives to the end of its statement, and the next
+        // `get_or_create` may need the write lock.
+        let sessions_active = all.server_sessions_active.get_or_create(&label).clone();
+        let sessions_total = all.server_sessions.get_or_create(&label).clone();
+        let children_alive = all.server_children_alive.get_or_create(&label).clone();
+        let to_server = all
+            .server_messages
+            .get_or_create(&direction("client_to_server"))
+            .clone();
+        let to_client = all
+            .server_messages
+            .get_or_create(&direction("server_to_client"))
+            .clone();
+        ServerMetrics {
+            sessions_active,
+            sessions_total,
+            children_alive,
+            to_server,
+            to_client,
+            name: server.to_string(),
+            all: all.clone(),
+        }
+    }
+
+    pub fn session_opened(&self) {
+        self.all.sessions_total.inc();
+        self.all.sessions_active.inc();
+        self.sessions_total.inc();
+        self.sessions_active.inc();
+    }
+
+    /// A session slot taken before it is counted as opened (or undone when it fails).
+    pub fn session_active(&self, delta: i64) {
+        self.all.sessions_active.inc_by(delta);
+        self.sessions_active.inc_by(delta);
+    }
+
+    pub fn session_counted(&self) {
+        self.all.sessions_total.inc();
+        self.sessions_total.inc();
+    }
+
+    pub fn message(&self, direction: &'static str) {
+        self.all.message(direction);
+        if direction == "client_to_server" {
+            self.to_server.inc();
+        } else {
+            self.to_client.inc();
+        }
+    }
+
+    pub fn error(&self, kind: &'static str) {
+        self.all.error(kind);
+        self.all
+            .server_errors
+            .get_or_create(&ServerKind {
+                server: self.name.clone(),
+                kind,
+            })
+            .inc();
+    }
+
+    pub fn child_started(&self) {
+        self.all.child_spawns.inc();
+        self.all.children_alive.inc();
+        self.children_alive.inc();
+    }
+
+    pub fn child_ended(&self, cause: &'static str) {
+        self.all.children_alive.dec();
+        self.children_alive.dec();
+        self.all.child_exits.get_or_create(&Cause { cause }).inc();
+        self.all
+            .server_child_exits
+            .get_or_create(&ServerCause {
+                server: self.name.clone(),
+                cause,
+            })
+            .inc();
+    }
+
+    pub fn tool_call_denied(&self) {
+        self.all
+            .server_tool_calls_denied
+            .get_or_create(&Server {
+                server: self.name.clone(),
+            })
+            .inc();
     }
 }

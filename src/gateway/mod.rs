@@ -15,6 +15,7 @@ pub mod backend;
 pub mod cluster;
 pub mod http;
 pub mod metrics;
+pub mod servers;
 pub mod session;
 
 use std::{
@@ -30,7 +31,8 @@ use self::{
     cluster::{Cluster, Release},
     http::Http,
     metrics::Metrics,
-    session::{CloseCause, Sessions},
+    servers::Registry,
+    session::CloseCause,
 };
 use crate::config::{Backend as BackendKind, GatewayConfig};
 
@@ -58,9 +60,7 @@ pub async fn run(
     raise_fd_limit();
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
-    let backend = backend::build(config.clone(), metrics.clone())?;
-    backend.clone().start()?;
-    let sessions = Sessions::new(config.clone(), metrics.clone(), backend);
+    let registry = Registry::start(config.clone(), metrics.clone(), None)?;
     let local = listener.local_addr()?;
     let cluster = match &config.cluster {
         Some(c) => {
@@ -73,7 +73,7 @@ pub async fn run(
                 Cluster::new(c, &advertise, config.session_idle_timeout, metrics.clone())?;
             cluster.start();
             let hook = cluster.clone();
-            sessions.on_close(Box::new(move |session, cause| {
+            registry.on_close(Arc::new(move |session, cause| {
                 hook.closed(&session.id_str, release_of(cause));
             }));
             tracing::info!(replica = %cluster.replica(), advertise = %advertise, "joining the cluster");
@@ -83,28 +83,32 @@ pub async fn run(
     };
     let http = Arc::new(Http::new(
         config.clone(),
-        sessions.clone(),
+        registry.clone(),
         metrics,
         cluster.clone(),
     ));
+    let default = &config.server;
     tracing::info!(
         address = %local,
         sse = %if config.serve_sse { format!("http://{local}/sse") } else { "off".into() },
         mcp = %if config.serve_mcp { format!("http://{local}/mcp") } else { "off".into() },
-        backend = config.backend.as_str(),
-        children = if config.backend == BackendKind::Shared { config.children } else { 0 },
-        child = %if config.backend == BackendKind::InProcess { "(in-process)" } else { config.child.program.as_str() },
-        builtin_child = config.builtin_child,
+        backend = default.backend.as_str(),
+        children = if default.backend == BackendKind::Shared { default.children } else { 0 },
+        child = %if default.backend == BackendKind::InProcess { "(in-process)" } else { default.child.program.as_str() },
+        builtin_child = default.builtin,
+        servers = ?registry.names(),
+        default_server = ?config.default_server,
         auth = http.auth_enabled(),
         "gateway listening"
     );
 
     tokio::spawn(housekeeping(
         config.clone(),
-        sessions.clone(),
+        registry.clone(),
         http.clone(),
         shutdown.clone(),
     ));
+    tokio::spawn(servers::reload::watch(registry.clone(), shutdown.clone()));
 
     let server_stop = CancellationToken::new();
     let server = warp::serve(http::routes(http.clone()))
@@ -124,7 +128,7 @@ pub async fn run(
     // Children get `grace` after stdin closes and again after SIGTERM; SIGKILL ends the rest.
     if tokio::time::timeout(
         grace * 2 + Duration::from_secs(3),
-        sessions.close_all(grace),
+        registry.close_all(grace),
     )
     .await
     .is_err()
@@ -162,7 +166,7 @@ const FORGET_INTERVAL: Duration = Duration::from_secs(60);
 /// Periodic work: reap idle sessions and forget rate-limit state of departed clients.
 async fn housekeeping(
     config: Arc<GatewayConfig>,
-    sessions: Arc<Sessions>,
+    registry: Arc<Registry>,
     http: Arc<Http>,
     shutdown: CancellationToken,
 ) {
@@ -175,7 +179,7 @@ async fn housekeeping(
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        sessions.reap_idle();
+        registry.reap_idle();
         if last_forget.elapsed() > FORGET_INTERVAL {
             http.forget_idle_clients();
             last_forget = Instant::now();

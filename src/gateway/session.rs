@@ -24,7 +24,7 @@ use uuid::Uuid;
 pub use super::backend::{CloseCause, ForwardError, OpenError};
 use super::{
     backend::{Backend, Client, Link, Status},
-    metrics::Metrics,
+    metrics::ServerMetrics,
 };
 use crate::{config::GatewayConfig, mcp::jsonrpc::Kind};
 
@@ -45,7 +45,7 @@ pub struct Session {
     link: OnceLock<Box<dyn Link>>,
     /// The table, to close the session from the backend's side.
     table: Weak<Sessions>,
-    metrics: Arc<Metrics>,
+    metrics: ServerMetrics,
     epoch: Instant,
     buffer_limit: usize,
 }
@@ -147,7 +147,9 @@ pub type CloseHook = Box<dyn Fn(&Session, CloseCause) + Send + Sync>;
 /// All sessions of the gateway.
 pub struct Sessions {
     config: Arc<GatewayConfig>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: ServerMetrics,
+    /// Most concurrent sessions of this server.
+    max_sessions: usize,
     map: RwLock<HashMap<Uuid, Arc<Session>>>,
     on_close: OnceLock<CloseHook>,
     /// Sessions counted against the limit (reserved before the server is started).
@@ -159,12 +161,14 @@ pub struct Sessions {
 impl Sessions {
     pub fn new(
         config: Arc<GatewayConfig>,
-        metrics: Arc<Metrics>,
+        max_sessions: usize,
+        metrics: ServerMetrics,
         backend: Arc<dyn Backend>,
     ) -> Arc<Self> {
         Arc::new(Self {
             config,
             metrics,
+            max_sessions,
             map: RwLock::default(),
             on_close: OnceLock::new(),
             count: AtomicUsize::new(0),
@@ -203,8 +207,9 @@ impl Sessions {
     pub fn open(
         self: &Arc<Self>,
         client: IpAddr,
+        env: &[(String, String)],
     ) -> Result<(Arc<Session>, mpsc::UnboundedReceiver<String>), OpenError> {
-        self.open_with_id(Uuid::new_v4(), client)
+        self.open_with_id(Uuid::new_v4(), client, env)
     }
 
     /// Opens a session under an id it already has (one restored from another replica).
@@ -212,8 +217,9 @@ impl Sessions {
         self: &Arc<Self>,
         id: Uuid,
         client: IpAddr,
+        env: &[(String, String)],
     ) -> Result<(Arc<Session>, mpsc::UnboundedReceiver<String>), OpenError> {
-        let max = self.config.max_sessions;
+        let max = self.max_sessions;
         if self
             .count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -246,19 +252,19 @@ impl Sessions {
                 self.count.fetch_sub(1, Ordering::AcqRel);
                 return Err(OpenError::Duplicate);
             }
-            self.metrics.sessions_active.inc();
+            self.metrics.session_active(1);
             map.insert(id, session.clone());
         }
-        let link = match self.backend.open(session.clone()) {
+        let link = match self.backend.open(session.clone(), env) {
             Ok(link) => link,
             Err(e) => {
                 self.map.write().unwrap().remove(&id);
-                self.metrics.sessions_active.dec();
+                self.metrics.session_active(-1);
                 self.count.fetch_sub(1, Ordering::AcqRel);
                 return Err(e);
             }
         };
-        self.metrics.sessions_total.inc();
+        self.metrics.session_counted();
         match link.serving() {
             Some(child) => {
                 tracing::info!(session = %session.id_str, %client, child, "session opened")
@@ -308,7 +314,7 @@ impl Sessions {
             return;
         };
         self.count.fetch_sub(1, Ordering::AcqRel);
-        self.metrics.sessions_active.dec();
+        self.metrics.session_active(-1);
         session.closed.cancel();
         session.outbound.lock().unwrap().take();
         tracing::info!(session = %session.id_str, cause = cause.as_str(), "session closed");
@@ -347,7 +353,7 @@ impl Sessions {
         let all: Vec<Arc<Session>> = self.map.write().unwrap().drain().map(|(_, s)| s).collect();
         for s in &all {
             self.count.fetch_sub(1, Ordering::AcqRel);
-            self.metrics.sessions_active.dec();
+            self.metrics.session_active(-1);
             s.closed.cancel();
             s.outbound.lock().unwrap().take();
         }

@@ -181,6 +181,7 @@ pub fn result_response(raw_id: &str, raw_result: &str) -> String {
 
 pub const INVALID_REQUEST: i64 = -32600;
 pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
 pub const INTERNAL_ERROR: i64 = -32603;
 
 #[cfg(test)]

@@ -106,10 +106,25 @@ pub trait Backend: Send + Sync {
     /// Starts what runs before any session (the shared children). Fails when the command cannot
     /// be started at all, so a wrong command is reported at startup rather than per session.
     fn start(self: Arc<Self>) -> anyhow::Result<()>;
-    /// Connects a new session to its server.
-    fn open(&self, client: Arc<dyn Client>) -> Result<Box<dyn Link>, OpenError>;
+    /// Connects a new session to its server; `env` is extra environment for a child of its
+    /// own (per-session backends only).
+    fn open(
+        &self,
+        client: Arc<dyn Client>,
+        env: &[(String, String)],
+    ) -> Result<Box<dyn Link>, OpenError>;
     fn status(&self) -> Status;
     /// Stops every server and waits for the children released so far (each within the grace
     /// it was given, plus the kill).
     fn shutdown(&self) -> BoxFuture<'_, ()>;
+}
+
+/// The gateway-wide limits every backend applies.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_line_bytes: usize,
+    /// Bytes that may wait for a server's input before a sender is refused.
+    pub input_bytes: usize,
+    pub start_timeout: Duration,
+    pub shutdown_grace: Duration,
 }

@@ -4,17 +4,11 @@
 //!
 //! Owns: those words and the count. Must not touch: processes themselves.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
-};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
-use crate::{
-    gateway::metrics::{Cause, Metrics},
-    mcp::lines::Frame,
-};
+use crate::{gateway::metrics::ServerMetrics, mcp::lines::Frame};
 
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,11 +55,11 @@ impl From<Frame> for ChildEvent {
 /// Child processes running, counted for `/health` and `/metrics`.
 pub struct Children {
     alive: AtomicUsize,
-    pub metrics: Arc<Metrics>,
+    pub metrics: ServerMetrics,
 }
 
 impl Children {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: ServerMetrics) -> Self {
         Children {
             alive: AtomicUsize::new(0),
             metrics,
@@ -78,18 +72,11 @@ impl Children {
 
     pub fn started(&self) {
         self.alive.fetch_add(1, Ordering::Relaxed);
-        self.metrics.child_spawns.inc();
-        self.metrics.children_alive.inc();
+        self.metrics.child_started();
     }
 
     pub fn ended(&self, cause: ExitCause) {
         self.alive.fetch_sub(1, Ordering::Relaxed);
-        self.metrics.children_alive.dec();
-        self.metrics
-            .child_exits
-            .get_or_create(&Cause {
-                cause: cause.as_str(),
-            })
-            .inc();
+        self.metrics.child_ended(cause.as_str());
     }
 }

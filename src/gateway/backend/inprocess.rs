@@ -13,13 +13,13 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    api::{Backend, Client, Link, OpenError, Status},
+    api::{Backend, Client, Limits, Link, OpenError, Status},
     children::{ChildEvent, ExitCause},
     own::{OwnLink, RelaySettings, Worker},
 };
 use crate::{
-    config::{Backend as BackendKind, GatewayConfig},
-    gateway::metrics::Metrics,
+    config::Backend as BackendKind,
+    gateway::metrics::ServerMetrics,
     mcp::lines::{self, LineQueue},
     server::AareguruServer,
 };
@@ -32,14 +32,14 @@ pub struct InProcessBackend {
 }
 
 impl InProcessBackend {
-    pub fn new(config: Arc<GatewayConfig>, metrics: Arc<Metrics>, server: AareguruServer) -> Self {
+    pub fn new(limits: Limits, metrics: ServerMetrics, server: AareguruServer) -> Self {
         InProcessBackend {
             server,
             relay: RelaySettings {
                 metrics,
-                input_limit: config.session_buffer_bytes,
-                max_line_bytes: config.max_line_bytes,
-                start_timeout: config.child_start_timeout,
+                input_limit: limits.input_bytes,
+                max_line_bytes: limits.max_line_bytes,
+                start_timeout: limits.start_timeout,
                 terminations: TaskTracker::new(),
                 children: None,
             },
@@ -56,7 +56,11 @@ impl Backend for InProcessBackend {
         Ok(())
     }
 
-    fn open(&self, client: Arc<dyn Client>) -> Result<Box<dyn Link>, OpenError> {
+    fn open(
+        &self,
+        client: Arc<dyn Client>,
+        _env: &[(String, String)],
+    ) -> Result<Box<dyn Link>, OpenError> {
         let started_at = Instant::now();
         let (server, events) = InProcess::start(
             self.server.clone(),

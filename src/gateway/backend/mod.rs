@@ -22,33 +22,35 @@ pub mod shared;
 
 use std::sync::Arc;
 
-pub use self::api::{Backend, Client, CloseCause, ForwardError, Link, OpenError, Status};
+pub use self::api::{Backend, Client, CloseCause, ForwardError, Limits, Link, OpenError, Status};
 use self::children::Children;
-use super::metrics::{BackendLabel, Metrics};
+use super::metrics::{BackendLabel, ServerMetrics};
 use crate::{
-    config::{Backend as BackendKind, GatewayConfig},
+    config::{Backend as BackendKind, ServerConfig},
     server::AareguruServer,
     upstream::Upstream,
 };
 
-/// The backend `config` asks for.
+/// The backend `server` asks for.
 pub fn build(
-    config: Arc<GatewayConfig>,
-    metrics: Arc<Metrics>,
+    server: Arc<ServerConfig>,
+    limits: Limits,
+    metrics: ServerMetrics,
 ) -> anyhow::Result<Arc<dyn Backend>> {
     metrics
+        .all
         .backend
         .get_or_create(&BackendLabel {
-            backend: config.backend.as_str(),
+            backend: server.backend.as_str(),
         })
         .set(1);
     let children = Arc::new(Children::new(metrics.clone()));
-    Ok(match config.backend {
-        BackendKind::PerSession => Arc::new(per_session::PerSession::new(config, children)),
+    Ok(match server.backend {
+        BackendKind::PerSession => Arc::new(per_session::PerSession::new(server, limits, children)),
         BackendKind::InProcess => {
-            let server = AareguruServer::new(Upstream::new(config.upstream.clone())?);
-            Arc::new(inprocess::InProcessBackend::new(config, metrics, server))
+            let aareguru = AareguruServer::new(Upstream::new(server.upstream.clone())?);
+            Arc::new(inprocess::InProcessBackend::new(limits, metrics, aareguru))
         }
-        BackendKind::Shared => Arc::new(shared::Shared::new(config, children)),
+        BackendKind::Shared => Arc::new(shared::Shared::new(server, limits, children)),
     })
 }

@@ -25,7 +25,7 @@ use super::{
     children::{ChildEvent, Children, ExitCause},
 };
 use crate::{
-    gateway::metrics::Metrics,
+    gateway::metrics::ServerMetrics,
     mcp::{
         jsonrpc::{self, Kind},
         lines::LineQueue,
@@ -41,7 +41,7 @@ pub trait Worker: Send + 'static {
 /// Settings every relay of a backend shares.
 #[derive(Clone)]
 pub struct RelaySettings {
-    pub metrics: Arc<Metrics>,
+    pub metrics: ServerMetrics,
     /// Bytes that may wait for the server's input before a sender is refused.
     pub input_limit: usize,
     pub max_line_bytes: usize,
@@ -159,6 +159,7 @@ impl Relay {
                 ChildEvent::Line(line) => {
                     if !self.answered.swap(true, Ordering::Relaxed) {
                         metrics
+                            .all
                             .child_spawn_duration
                             .observe(self.started_at.elapsed().as_secs_f64());
                     }

@@ -11,31 +11,33 @@ use futures::future::BoxFuture;
 use tokio_util::task::TaskTracker;
 
 use super::{
-    api::{Backend, Client, Link, OpenError, Status},
+    api::{Backend, Client, Limits, Link, OpenError, Status},
     children::Children,
     own::{OwnLink, RelaySettings},
     process::ChildProcess,
 };
-use crate::config::{Backend as BackendKind, GatewayConfig};
+use crate::config::{Backend as BackendKind, ServerConfig};
 
 pub struct PerSession {
-    config: Arc<GatewayConfig>,
+    config: Arc<ServerConfig>,
+    limits: Limits,
     children: Arc<Children>,
     relay: RelaySettings,
 }
 
 impl PerSession {
-    pub fn new(config: Arc<GatewayConfig>, children: Arc<Children>) -> Self {
+    pub fn new(config: Arc<ServerConfig>, limits: Limits, children: Arc<Children>) -> Self {
         let relay = RelaySettings {
             metrics: children.metrics.clone(),
-            input_limit: config.session_buffer_bytes,
-            max_line_bytes: config.max_line_bytes,
-            start_timeout: config.child_start_timeout,
+            input_limit: limits.input_bytes,
+            max_line_bytes: limits.max_line_bytes,
+            start_timeout: limits.start_timeout,
             terminations: TaskTracker::new(),
             children: Some(children.clone()),
         };
         PerSession {
             config,
+            limits,
             children,
             relay,
         }
@@ -51,12 +53,17 @@ impl Backend for PerSession {
         Ok(())
     }
 
-    fn open(&self, client: Arc<dyn Client>) -> Result<Box<dyn Link>, OpenError> {
+    fn open(
+        &self,
+        client: Arc<dyn Client>,
+        env: &[(String, String)],
+    ) -> Result<Box<dyn Link>, OpenError> {
         let started_at = Instant::now();
         let (child, events) = ChildProcess::spawn(
             &self.config.child,
             client.name(),
-            self.config.max_line_bytes,
+            self.limits.max_line_bytes,
+            env,
         )
         .map_err(OpenError::Spawn)?;
         self.children.started();

@@ -42,14 +42,19 @@ impl ChildProcess {
         cmd: &ChildCommand,
         session: &str,
         max_line: usize,
+        extra_env: &[(String, String)],
     ) -> std::io::Result<(ChildProcess, mpsc::Receiver<ChildEvent>)> {
         let mut command = Command::new(&cmd.program);
         if let Some(arg0) = &cmd.arg0 {
             command.arg0(arg0);
         }
+        if let Some(dir) = &cmd.cwd {
+            command.current_dir(dir);
+        }
         command
             .args(&cmd.args)
             .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+            .envs(extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -23,13 +23,13 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
 use super::{
-    api::{Backend, Client, CloseCause, ForwardError, Link, OpenError, Status},
+    api::{Backend, Client, CloseCause, ForwardError, Limits, Link, OpenError, Status},
     children::{ChildEvent, Children, ExitCause},
     mux::{Mux, Out},
     process::ChildProcess,
 };
 use crate::{
-    config::{Backend as BackendKind, GatewayConfig},
+    config::{Backend as BackendKind, ServerConfig},
     mcp::{jsonrpc::Kind, lines::LineQueue},
 };
 
@@ -41,7 +41,8 @@ const STABLE_AFTER: Duration = Duration::from_secs(30);
 
 /// Every shared child of the gateway.
 pub struct Shared {
-    config: Arc<GatewayConfig>,
+    config: Arc<ServerConfig>,
+    limits: Limits,
     children: Arc<Children>,
     slots: Vec<Arc<Slot>>,
     /// The supervisors, so shutdown can wait for them.
@@ -50,10 +51,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: Arc<GatewayConfig>, children: Arc<Children>) -> Self {
+    pub fn new(config: Arc<ServerConfig>, limits: Limits, children: Arc<Children>) -> Self {
         Shared {
             slots: (0..config.children).map(Slot::new).collect(),
             config,
+            limits,
             children,
             supervisors: TaskTracker::new(),
             stop: CancellationToken::new(),
@@ -68,13 +70,16 @@ impl Backend for Shared {
 
     fn start(self: Arc<Self>) -> anyhow::Result<()> {
         for slot in &self.slots {
-            let spawned =
-                ChildProcess::spawn(&self.config.child, slot.name(), self.config.max_line_bytes)
-                    .map_err(|e| {
-                        anyhow::anyhow!("cannot start {:?}: {e}", self.config.child.program)
-                    })?;
+            let spawned = ChildProcess::spawn(
+                &self.config.child,
+                slot.name(),
+                self.limits.max_line_bytes,
+                &[],
+            )
+            .map_err(|e| anyhow::anyhow!("cannot start {:?}: {e}", self.config.child.program))?;
             self.supervisors.spawn(slot.clone().supervise(
                 self.config.clone(),
+                self.limits,
                 self.children.clone(),
                 spawned,
                 self.stop.clone(),
@@ -83,7 +88,11 @@ impl Backend for Shared {
         Ok(())
     }
 
-    fn open(&self, client: Arc<dyn Client>) -> Result<Box<dyn Link>, OpenError> {
+    fn open(
+        &self,
+        client: Arc<dyn Client>,
+        _env: &[(String, String)],
+    ) -> Result<Box<dyn Link>, OpenError> {
         // The least busy slot, preferring ready ones.
         let slot = self
             .slots
@@ -95,7 +104,7 @@ impl Backend for Shared {
         Ok(Box::new(SharedLink {
             slot: slot.clone(),
             session: id,
-            input_limit: self.config.session_buffer_bytes,
+            input_limit: self.limits.input_bytes,
         }))
     }
 
@@ -278,7 +287,8 @@ impl Slot {
     /// Runs the slot until shutdown: relays the child's output, restarts it when it dies.
     async fn supervise(
         self: Arc<Self>,
-        config: Arc<GatewayConfig>,
+        config: Arc<ServerConfig>,
+        limits: Limits,
         children: Arc<Children>,
         first: Spawned,
         shutdown: CancellationToken,
@@ -298,8 +308,9 @@ impl Slot {
                         _ = shutdown.cancelled() => return,
                     }
                     self.restarts.fetch_add(1, Ordering::Relaxed);
-                    metrics.child_restarts.inc();
-                    match ChildProcess::spawn(&config.child, &self.name, config.max_line_bytes) {
+                    metrics.all.child_restarts.inc();
+                    match ChildProcess::spawn(&config.child, &self.name, limits.max_line_bytes, &[])
+                    {
                         Ok(spawned) => spawned,
                         Err(e) => {
                             failures += 1;
@@ -324,12 +335,12 @@ impl Slot {
             end_all(closes);
             let started = Instant::now();
             let ended = self
-                .relay(&config, &children, &mut child, &mut events, &shutdown)
+                .relay(limits, &children, &mut child, &mut events, &shutdown)
                 .await;
             self.inner.lock().unwrap().stdin = None;
             let Some((cause, detail)) = ended else {
                 // Shutdown: the sessions are already gone.
-                child.terminate(config.shutdown_grace).await;
+                child.terminate(limits.shutdown_grace).await;
                 children.ended(ExitCause::Terminated);
                 return;
             };
@@ -358,14 +369,14 @@ impl Slot {
     /// Relays the child's output until it ends (`Some`) or shutdown (`None`).
     async fn relay(
         &self,
-        config: &GatewayConfig,
+        limits: Limits,
         children: &Children,
         child: &mut ChildProcess,
         events: &mut mpsc::Receiver<ChildEvent>,
         shutdown: &CancellationToken,
     ) -> Option<(ExitCause, String)> {
-        let limit = config.max_line_bytes;
-        let start_timeout = config.child_start_timeout;
+        let limit = limits.max_line_bytes;
+        let start_timeout = limits.start_timeout;
         let metrics = &children.metrics;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {

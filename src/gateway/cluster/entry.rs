@@ -26,6 +26,9 @@ pub struct Entry {
     /// and its predecessor's child processes are gone.
     pub incarnation: String,
     pub transport: Transport,
+    /// The server it belongs to (`/servers/<name>/`), `None` for the one at `/mcp` and `/sse`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     /// Present when the session roams: any replica serves it from this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roam: Option<RoamState>,

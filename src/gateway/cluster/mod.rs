@@ -16,6 +16,7 @@
 pub mod directory;
 pub mod entry;
 mod heartbeat;
+mod held;
 pub mod placement;
 
 use std::{
@@ -33,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::{
     directory::Directory,
-    entry::{Entry, Peer, RoamState, Transport, tag_of},
+    entry::{Entry, Peer, tag_of},
     placement::{Me, Placement},
 };
 use super::metrics::Metrics;
@@ -240,105 +241,8 @@ impl Cluster {
         h.error = Some(e.to_string());
     }
 
-    /// A session opened here: into the directory before its first answer leaves, so the
-    /// client's next request finds it wherever it lands.
-    pub async fn register(&self, id: &str, transport: Transport, roam: Option<RoamState>) {
-        let entry = Entry {
-            owner: self.me.replica.clone(),
-            incarnation: self.me.incarnation.clone(),
-            transport,
-            roam,
-        };
-        // While Redis is known to be away, do not make the client wait for it: the resync
-        // registers the session when it is back.
-        let registered = !self.redis_down()
-            && match self.directory.put(id, &entry, self.session_ttl).await {
-                Ok(()) => true,
-                Err(e) => {
-                    self.redis_failed(&e);
-                    false
-                }
-            };
-        self.local.lock().unwrap().insert(
-            id.to_string(),
-            Local {
-                entry,
-                registered,
-                checked: Instant::now(),
-            },
-        );
-    }
-
-    /// A roaming session restored here from its entry.
-    pub fn adopted(&self, id: &str, state: RoamState) {
-        self.roamed.fetch_add(1, Ordering::Relaxed);
-        self.metrics.cluster_roamed.inc();
-        let entry = Entry {
-            owner: self.me.replica.clone(),
-            incarnation: self.me.incarnation.clone(),
-            transport: Transport::Mcp,
-            roam: Some(state),
-        };
-        self.local.lock().unwrap().insert(
-            id.to_string(),
-            Local {
-                entry,
-                registered: true,
-                checked: Instant::now(),
-            },
-        );
-    }
-
-    /// A roaming session's subscriptions changed: the directory keeps the new ones.
-    pub async fn update_subscriptions(&self, id: &str, subscriptions: Vec<String>) {
-        let entry = {
-            let mut local = self.local.lock().unwrap();
-            let Some(l) = local.get_mut(id) else {
-                return;
-            };
-            let Some(roam) = l.entry.roam.as_mut() else {
-                return;
-            };
-            roam.subscriptions = subscriptions;
-            l.entry.clone()
-        };
-        if let Err(e) = self.directory.put(id, &entry, self.session_ttl).await {
-            self.redis_failed(&e);
-        }
-    }
-
-    /// Whether a session held here may still be served here (asks the directory at most once
-    /// a second per session; serves on trust while Redis is unreachable).
-    pub async fn check(&self, id: &str) -> Verdict {
-        if self.redis_down() {
-            return Verdict::Serve;
-        }
-        let registered = {
-            let mut local = self.local.lock().unwrap();
-            let Some(l) = local.get_mut(id) else {
-                return Verdict::Serve;
-            };
-            if l.checked.elapsed() < CHECK_EVERY {
-                return Verdict::Serve;
-            }
-            l.checked = Instant::now();
-            l.registered
-        };
-        match self.directory.get(id).await {
-            Ok(entry) if placement::still_ours(entry.as_ref(), self.me()) => Verdict::Serve,
-            // Opened while Redis was away and not yet registered: the resync will do it. Or
-            // Redis lost its data: the resync puts it back.
-            Ok(None) if !registered || self.directory_lost_data().await => Verdict::Serve,
-            Ok(_) => Verdict::Gone,
-            Err(e) => {
-                self.redis_failed(&e);
-                Verdict::Serve
-            }
-        }
-    }
-
-    /// Where a request for session `id`, not held here, goes.
-    pub async fn place(&self, id: &str, forwarded: bool) -> Placement {
+    /// Where a request for session `id` at `server`, not held here, goes.
+    pub async fn place(&self, id: &str, server: Option<&str>, forwarded: bool) -> Placement {
         let asked = if self.redis_down() {
             // Known to be away (the heartbeat notices its return): no wait for a timeout.
             Err(None)
@@ -374,9 +278,11 @@ impl Cluster {
             }
             _ => None,
         };
-        let placed = placement::place(entry.as_ref(), owner.as_ref(), self.me(), forwarded);
+        let placed = placement::place(entry.as_ref(), server, owner.as_ref(), self.me(), forwarded);
         if let (Placement::Gone(reason), Some(e)) = (&placed, &entry)
             && !forwarded
+            && e.roam.is_none()
+            && e.server.as_deref() == server
             && owner
                 .as_ref()
                 .is_none_or(|o| o.incarnation != e.incarnation)
@@ -422,30 +328,6 @@ impl Cluster {
         self.forward_micros
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         self.metrics.cluster_forwarded.inc();
-    }
-
-    /// A session held here has closed.
-    pub fn closed(self: &Arc<Self>, id: &str, release: Release) {
-        let Some(local) = self.local.lock().unwrap().remove(id) else {
-            return;
-        };
-        if self.leaving.load(Ordering::SeqCst) {
-            return;
-        }
-        let remove = match release {
-            Release::Ended => true,
-            Release::LocalCopy => local.entry.roam.is_none(),
-            Release::NotOurs => false,
-        };
-        if remove && local.registered {
-            let cluster = self.clone();
-            let id = id.to_string();
-            tokio::spawn(async move {
-                if let Err(e) = cluster.directory.remove(&[id]).await {
-                    cluster.redis_failed(&e);
-                }
-            });
-        }
     }
 
     /// Ends a session not held here (a `DELETE` for a roaming session): removes its entry.

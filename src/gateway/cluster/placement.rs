@@ -27,12 +27,23 @@ pub enum Placement {
     Unknown,
 }
 
-/// Decides for a session not held here. `entry` is its directory entry, `owner` the owner's
-/// heartbeat if it is alive, `forwarded` whether another replica already forwarded the request.
-pub fn place(entry: Option<&Entry>, owner: Option<&Peer>, me: Me, forwarded: bool) -> Placement {
+/// Decides for a session not held here, asked for at `server` (`None`: the default one).
+/// `entry` is its directory entry, `owner` the owner's heartbeat if it is alive, `forwarded`
+/// whether another replica already forwarded the request.
+pub fn place(
+    entry: Option<&Entry>,
+    server: Option<&str>,
+    owner: Option<&Peer>,
+    me: Me,
+    forwarded: bool,
+) -> Placement {
     let Some(entry) = entry else {
         return Placement::Gone("no such session");
     };
+    if entry.server.as_deref() != server {
+        // A session of another server: it does not exist at this path.
+        return Placement::Gone("a session of another server");
+    }
     if let Some(state) = &entry.roam {
         // Roaming sessions are served wherever the request lands; nothing is forwarded.
         return Placement::Adopt(state.clone());
@@ -80,6 +91,7 @@ mod tests {
             owner: owner.into(),
             incarnation: incarnation.into(),
             transport: Transport::Mcp,
+            server: None,
             roam: None,
         }
     }
@@ -96,7 +108,10 @@ mod tests {
 
     #[test]
     fn unknown_sessions_are_gone() {
-        assert!(matches!(place(None, None, ME, false), Placement::Gone(_)));
+        assert!(matches!(
+            place(None, None, None, ME, false),
+            Placement::Gone(_)
+        ));
     }
 
     #[test]
@@ -113,7 +128,7 @@ mod tests {
         // Whatever the owner's state, and even when forwarded.
         for (owner, fwd) in [(None, false), (Some(peer("b", "b-1")), false), (None, true)] {
             assert_eq!(
-                place(Some(&e), owner.as_ref(), ME, fwd),
+                place(Some(&e), None, owner.as_ref(), ME, fwd),
                 Placement::Adopt(state.clone())
             );
         }
@@ -124,24 +139,44 @@ mod tests {
     fn pinned_sessions_go_to_their_live_owner_only() {
         let e = pinned("b", "b-1");
         let b = peer("b", "b-1");
-        assert_eq!(place(Some(&e), Some(&b), ME, false), Placement::Forward(b));
+        assert_eq!(
+            place(Some(&e), None, Some(&b), ME, false),
+            Placement::Forward(b)
+        );
         // The owner came back as another incarnation: its children (and the session) are gone.
         assert!(matches!(
-            place(Some(&e), Some(&peer("b", "b-2")), ME, false),
+            place(Some(&e), None, Some(&peer("b", "b-2")), ME, false),
             Placement::Gone(_)
         ));
         // The owner's heartbeat expired.
         assert!(matches!(
-            place(Some(&e), None, ME, false),
+            place(Some(&e), None, None, ME, false),
             Placement::Gone(_)
         ));
+    }
+
+    #[test]
+    fn a_session_is_only_found_at_its_own_server() {
+        let mut e = pinned("b", "b-1");
+        e.server = Some("time".into());
+        let b = peer("b", "b-1");
+        assert_eq!(
+            place(Some(&e), Some("time"), Some(&b), ME, false),
+            Placement::Forward(b.clone())
+        );
+        for other in [None, Some("github")] {
+            assert!(matches!(
+                place(Some(&e), other, Some(&b), ME, false),
+                Placement::Gone(_)
+            ));
+        }
     }
 
     #[test]
     fn forwarding_never_loops() {
         let e = pinned("b", "b-1");
         assert!(matches!(
-            place(Some(&e), Some(&peer("b", "b-1")), ME, true),
+            place(Some(&e), None, Some(&peer("b", "b-1")), ME, true),
             Placement::Gone(_)
         ));
     }
@@ -151,7 +186,7 @@ mod tests {
         // Same replica id, earlier incarnation: the session died with the old process.
         let e = pinned("a", "a-1");
         assert!(matches!(
-            place(Some(&e), Some(&peer("a", "a-2")), ME, false),
+            place(Some(&e), None, Some(&peer("a", "a-2")), ME, false),
             Placement::Gone(_)
         ));
         assert!(!still_ours(Some(&e), ME));

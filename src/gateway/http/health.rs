@@ -20,9 +20,14 @@ impl Http {
     /// restarting or, in a cluster, when Redis is unreachable.
     pub(super) fn health(&self) -> Response {
         let shutting_down = self.is_shutting_down();
-        let backend = self.sessions.backend_status();
+        let default = self.registry.serving(None);
+        let backend = default
+            .as_ref()
+            .map(|s| s.sessions.backend_status())
+            .unwrap_or_default();
         let shared = backend.slots;
         let ready = backend.ready;
+        let (servers, failed) = self.registry.status();
         let cluster = self.cluster.as_ref().map(|c| c.status());
         let cluster_reason = cluster.as_ref().and_then(|(_, reason)| reason.clone());
         let (status, reason) = if shutting_down {
@@ -39,19 +44,27 @@ impl Http {
                     )),
                 ),
                 _ if cluster_reason.is_some() => ("degraded", cluster_reason),
+                _ if !failed.is_empty() => (
+                    "degraded",
+                    Some(format!("not started: {}", failed.join(", "))),
+                ),
                 _ => ("ok", None),
             }
         };
         let mut body = json!({
             "status": status,
             "version": env!("CARGO_PKG_VERSION"),
-            "backend": self.config.backend.as_str(),
-            "sessions": self.sessions.len(),
-            "max_sessions": self.config.max_sessions,
+            "backend": default.as_ref().map(|s| s.config.backend.as_str()),
+            "sessions": default.as_ref().map_or(0, |s| s.sessions.len()),
+            "max_sessions": default.as_ref().map_or(0, |s| s.config.max_sessions),
             "children_alive": backend.children_alive,
         });
         if !shared.is_empty() {
             body["shared_children"] = serde_json::Value::Array(shared);
+        }
+        if self.config.servers_file.is_some() {
+            body["servers"] = servers;
+            body["servers_file"] = self.registry.file_status().unwrap_or_default();
         }
         if let Some(reason) = reason {
             body["reason"] = reason.into();
@@ -70,7 +83,11 @@ impl Http {
     }
 
     pub(super) fn metrics_reply(&self) -> Response {
-        if let Some(ready) = self.sessions.backend_status().ready {
+        if let Some(ready) = self
+            .registry
+            .serving(None)
+            .and_then(|s| s.sessions.backend_status().ready)
+        {
             self.metrics.shared_children_ready.set(ready as i64);
         }
         let mut r = reply(StatusCode::OK, self.metrics.encode());

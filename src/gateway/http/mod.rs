@@ -15,6 +15,7 @@ pub mod guard;
 mod health;
 mod replicas;
 mod reply;
+mod served;
 mod sse;
 mod state;
 pub mod streamable;
@@ -146,7 +147,12 @@ impl Http {
         } else {
             path
         };
-        let route = Route::of(&method, path, &self.config);
+        let (server, endpoint) = served::split_server(path);
+        let route = match Route::of(&method, endpoint, &self.config) {
+            // Below /servers/<name>/ are the MCP endpoints only.
+            Route::Health | Route::Metrics if server.is_some() => Route::NotFound,
+            r => r,
+        };
         // A request another replica forwarded is trusted only with the cluster's secret.
         let forwarded = match headers.get(forward::PEER_HEADER) {
             None => false,
@@ -174,7 +180,10 @@ impl Http {
             return self.with_cors(&headers, r);
         }
         if let Some(bearer) = route.bearer() {
-            match self.place(bearer, query, &headers, client, forwarded).await {
+            match self
+                .place(bearer, server, query, &headers, client, forwarded)
+                .await
+            {
                 Place::Here => {}
                 Place::Answered(r) => return self.with_cors(&headers, r),
                 Place::Forward(peer, secret) => {
@@ -188,7 +197,9 @@ impl Http {
             }
         }
         let sticky = matches!(route, Route::McpGet | Route::McpDelete);
-        let mut response = self.dispatch(route, query, &headers, client, body).await;
+        let mut response = self
+            .dispatch(route, server, query, &headers, client, body)
+            .await;
         // Every successful /mcp answer names its session, for balancers that stick on it.
         if sticky
             && response.status().is_success()
@@ -271,6 +282,7 @@ impl Http {
     async fn dispatch(
         self: &Arc<Self>,
         route: Route,
+        server: Option<&str>,
         query: &str,
         headers: &HeaderMap,
         client: IpAddr,
@@ -279,10 +291,10 @@ impl Http {
         match route {
             Route::Health => self.health(),
             Route::Metrics => self.metrics_reply(),
-            Route::SseOpen => self.open_stream(client).await,
+            Route::SseOpen => self.open_stream(client, server, headers).await,
             Route::SsePost => {
                 let started = Instant::now();
-                let r = self.post(query, headers, body).await;
+                let r = self.post(query, server, headers, body).await;
                 self.metrics
                     .post_duration
                     .observe(started.elapsed().as_secs_f64());
@@ -290,14 +302,14 @@ impl Http {
             }
             Route::McpPost => {
                 let started = Instant::now();
-                let r = self.mcp_post(headers, client, body).await;
+                let r = self.mcp_post(headers, server, client, body).await;
                 self.metrics
                     .post_duration
                     .observe(started.elapsed().as_secs_f64());
                 r
             }
-            Route::McpGet => self.mcp_get(headers),
-            Route::McpDelete => self.mcp_delete(headers),
+            Route::McpGet => self.mcp_get(headers, server),
+            Route::McpDelete => self.mcp_delete(headers, server),
             Route::Preflight => self.preflight(headers),
             Route::WrongMethod(allow) => reply::method_not_allowed(allow),
             Route::NotFound => error_reply(StatusCode::NOT_FOUND, self.not_found_hint()),

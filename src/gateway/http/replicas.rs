@@ -49,6 +49,7 @@ impl Http {
     pub(super) async fn place(
         self: &Arc<Self>,
         bearer: Bearer,
+        server: Option<&str>,
         query: &str,
         headers: &HeaderMap,
         client: IpAddr,
@@ -83,20 +84,21 @@ impl Http {
         {
             return Place::Forward(peer, secret);
         }
-        let held = match bearer {
-            Bearer::SsePost => self.sessions.get(&id).is_some(),
-            _ => self.mcp.get(&id).is_some(),
-        };
-        if held {
+        let held = self.registry.holding(server, &id);
+        if let Some((served, _)) = held {
             return match cluster.check(&id_str).await {
                 Verdict::Serve => Place::Here,
                 Verdict::Gone => {
-                    self.sessions.close(&id, CloseCause::Superseded);
+                    served.sessions.close(&id, CloseCause::Superseded);
                     Place::Answered(gone())
                 }
             };
         }
-        match cluster.place(&id_str, forwarded).await {
+        if self.mcp.get(&id).is_some() {
+            // Held here for another server: not found at this path (the handler says so).
+            return Place::Here;
+        }
+        match cluster.place(&id_str, server, forwarded).await {
             Placement::Forward(peer) => match cluster.secret() {
                 Some(secret) => Place::Forward(peer, secret),
                 None => Place::Answered(unplaceable()),
@@ -107,7 +109,7 @@ impl Http {
                     Place::Answered(json_reply(StatusCode::OK, json!({"ended": id_str})))
                 }
                 Bearer::McpPost | Bearer::McpGet => {
-                    match self.mcp_restore(id, state, client).await {
+                    match self.mcp_restore(id, server, state, client).await {
                         Ok(()) => Place::Here,
                         Err(r) => Place::Answered(*r),
                     }

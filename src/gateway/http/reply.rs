@@ -13,7 +13,10 @@ use warp::{
 
 use super::state::Http;
 use crate::{
-    gateway::session::{ForwardError, OpenError},
+    gateway::{
+        servers::Served,
+        session::{ForwardError, OpenError},
+    },
     mcp::jsonrpc::{self, Kind},
 };
 
@@ -179,7 +182,7 @@ impl Http {
         }
     }
 
-    pub(super) fn open_refused(&self, e: OpenError) -> Response {
+    pub(super) fn open_refused(&self, e: OpenError, served: &Served) -> Response {
         match e {
             OpenError::Full(max) => {
                 self.metrics.reject("max_sessions");
@@ -193,7 +196,7 @@ impl Http {
             }
             e @ OpenError::Spawn(_) => {
                 self.metrics.error("spawn");
-                tracing::error!(error = %e, program = %self.config.child.program, "cannot start child");
+                tracing::error!(error = %e, server = %served.name(), program = %served.config.child.program, "cannot start child");
                 error_reply(StatusCode::BAD_GATEWAY, &e.to_string())
             }
             e @ OpenError::Duplicate => error_reply(StatusCode::CONFLICT, &e.to_string()),

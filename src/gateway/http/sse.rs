@@ -17,6 +17,7 @@ use warp::{
 
 use super::{
     reply::{error_reply, reply},
+    served::prefix,
     state::Http,
 };
 use crate::{
@@ -28,31 +29,46 @@ use crate::{
 };
 
 impl Http {
-    pub(super) async fn open_stream(self: &Arc<Self>, client: IpAddr) -> Response {
+    pub(super) async fn open_stream(
+        self: &Arc<Self>,
+        client: IpAddr,
+        server: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Response {
         if self.is_shutting_down() {
             self.metrics.reject("shutting_down");
             return error_reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
         }
-        let (session, rx) = match self.sessions.open(client) {
+        let served = match self.serving(server) {
             Ok(s) => s,
-            Err(e) => return self.open_refused(e),
+            Err(r) => return *r,
+        };
+        let env = match self.session_env(&served, headers) {
+            Ok(e) => e,
+            Err(r) => return *r,
+        };
+        let (session, rx) = match served.open(client, &env) {
+            Ok(s) => s,
+            Err(e) => return self.open_refused(e, &served),
         };
         if let Some(cluster) = &self.cluster {
             // Pinned to this replica (its stream is here); others forward its POSTs here.
             cluster
-                .register(&session.id_str, Transport::Sse, None)
+                .register(&session.id_str, Transport::Sse, server, None)
                 .await;
         }
         let id_header = HeaderValue::from_str(&session.id_str).ok();
         let endpoint = format!(
-            "{}/messages?session_id={}",
-            self.config.public_url, session.id_str
+            "{}{}/messages?session_id={}",
+            self.config.public_url,
+            prefix(server),
+            session.id_str
         );
         let first = stream::once(async move {
             Ok::<_, Infallible>(Event::default().event("endpoint").data(endpoint))
         });
         let on_drop = CloseOnDrop {
-            sessions: self.sessions.clone(),
+            sessions: served.sessions.clone(),
             id: session.id,
         };
         let messages = stream::unfold(
@@ -84,6 +100,7 @@ impl Http {
     pub(super) async fn post(
         self: &Arc<Self>,
         query: &str,
+        server: Option<&str>,
         headers: &HeaderMap,
         body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin + Send,
     ) -> Response {
@@ -98,7 +115,7 @@ impl Http {
             self.metrics.reject("invalid_session");
             return error_reply(StatusCode::BAD_REQUEST, "invalid session_id");
         };
-        let Some(session) = self.sessions.get(&id) else {
+        let Some((served, session)) = self.registry.holding(server, &id) else {
             self.metrics.reject("unknown_session");
             return error_reply(
                 StatusCode::NOT_FOUND,
@@ -114,7 +131,7 @@ impl Http {
                 && method == "server/discover"
             {
                 // The 2026-07-28 probe: answer at once so the client falls back to initialize.
-                self.sessions.answer(
+                served.sessions.answer(
                     &session,
                     jsonrpc::error_response(
                         id,
@@ -124,7 +141,7 @@ impl Http {
                 );
                 continue;
             }
-            if let Err(e) = self.sessions.forward(&session, part, &kind).await {
+            if let Err(e) = served.sessions.forward(&session, part, &kind).await {
                 return self.forward_refused(e);
             }
         }

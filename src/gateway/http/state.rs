@@ -11,13 +11,14 @@ use std::sync::{
 use super::{forward, guard::Guard, streams};
 use crate::{
     config::GatewayConfig,
-    gateway::{cluster::Cluster, metrics::Metrics, session::Sessions},
+    gateway::{cluster::Cluster, metrics::Metrics, servers::Registry},
 };
 
 /// State of the HTTP front.
 pub struct Http {
     pub(super) config: Arc<GatewayConfig>,
-    pub(super) sessions: Arc<Sessions>,
+    /// The served servers and their sessions.
+    pub(super) registry: Arc<Registry>,
     pub(super) guard: Guard,
     pub(super) metrics: Arc<Metrics>,
     /// Set when shutdown begins: /health turns 503 and new sessions are refused.
@@ -37,7 +38,7 @@ pub struct Http {
 impl Http {
     pub fn new(
         config: Arc<GatewayConfig>,
-        sessions: Arc<Sessions>,
+        registry: Arc<Registry>,
         metrics: Arc<Metrics>,
         cluster: Option<Arc<Cluster>>,
     ) -> Self {
@@ -60,7 +61,7 @@ impl Http {
             restoring: tokio::sync::Mutex::new(()),
             base_path: base_path(&config.public_url),
             config,
-            sessions,
+            registry,
             metrics,
             shutting_down: AtomicBool::new(false),
             mcp: streams::Registry::default(),

@@ -82,8 +82,14 @@ impl Http {
         }
     }
 
-    /// The session named by `Mcp-Session-Id`: 400 when missing, 404 when unknown or ended.
-    fn mcp_session(&self, headers: &HeaderMap) -> Result<Arc<McpSession>, Box<Response>> {
+    /// The session named by `Mcp-Session-Id` on the server at this path: 400 when missing, 404
+    /// when unknown, ended, or another server's.
+    fn mcp_session(
+        &self,
+        headers: &HeaderMap,
+        server: Option<&str>,
+    ) -> Result<Arc<McpSession>, Box<Response>> {
+        let wanted = self.registry.serving(server).map(|s| s.config.name.clone());
         let Some(raw) = header(headers, "mcp-session-id") else {
             self.metrics.reject("missing_session");
             return Err(Box::new(error_reply(
@@ -94,7 +100,8 @@ impl Http {
         let found = Uuid::parse_str(raw.trim())
             .ok()
             .and_then(|id| self.mcp.get(&id))
-            .filter(|s| !s.session.closed.is_cancelled());
+            .filter(|s| !s.session.closed.is_cancelled())
+            .filter(|s| wanted.as_deref() == Some(&*s.server));
         found.ok_or_else(|| {
             self.metrics.reject("unknown_session");
             Box::new(error_reply(
@@ -107,6 +114,7 @@ impl Http {
     pub(super) async fn mcp_post(
         self: &Arc<Self>,
         headers: &HeaderMap,
+        server: Option<&str>,
         client: IpAddr,
         body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin + Send,
     ) -> Response {
@@ -159,11 +167,11 @@ impl Http {
             );
         }
         let (mcp, created) = match init {
-            Some((id, _)) => match self.mcp_open(client, &id) {
+            Some((id, _)) => match self.mcp_open(client, server, headers, &id) {
                 Ok(s) => (s, true),
                 Err(r) => return *r,
             },
-            None => match self.mcp_session(headers) {
+            None => match self.mcp_session(headers, server) {
                 Ok(s) => (s, false),
                 Err(r) => return *r,
             },
@@ -183,7 +191,7 @@ impl Http {
             {
                 continue;
             }
-            if let Err(e) = self.sessions.forward(&mcp.session, line, &kind).await {
+            if let Err(e) = mcp.sessions.forward(&mcp.session, line, &kind).await {
                 return self.forward_refused(e);
             }
         }
@@ -199,16 +207,20 @@ impl Http {
         if created {
             // A failed handshake leaves no session behind.
             if response.status() != StatusCode::OK {
-                self.sessions.close(&mcp.session.id, CloseCause::ClientGone);
+                mcp.sessions.close(&mcp.session.id, CloseCause::ClientGone);
             } else if let Some(cluster) = &self.cluster {
                 // In the directory before the client can send its next request anywhere.
-                let roam = (self.config.backend == BackendKind::InProcess).then(|| RoamState {
+                let in_process = self
+                    .registry
+                    .serving(server)
+                    .is_some_and(|s| s.config.backend == BackendKind::InProcess);
+                let roam = in_process.then(|| RoamState {
                     initialize: init_params.unwrap_or_else(|| json!({})),
                     version: mcp.version(),
                     subscriptions: vec![],
                 });
                 cluster
-                    .register(&mcp.session.id_str, Transport::Mcp, roam)
+                    .register(&mcp.session.id_str, Transport::Mcp, server, roam)
                     .await;
             }
         }
@@ -235,6 +247,8 @@ impl Http {
     fn mcp_open(
         self: &Arc<Self>,
         client: IpAddr,
+        server: Option<&str>,
+        headers: &HeaderMap,
         init_id: &str,
     ) -> Result<Arc<McpSession>, Box<Response>> {
         if self.is_shutting_down() {
@@ -244,11 +258,13 @@ impl Http {
                 "shutting down",
             )));
         }
-        let (session, rx) = match self.sessions.open(client) {
+        let served = self.serving(server)?;
+        let env = self.session_env(&served, headers)?;
+        let (session, rx) = match served.open(client, &env) {
             Ok(s) => s,
-            Err(e) => return Err(Box::new(self.open_refused(e))),
+            Err(e) => return Err(Box::new(self.open_refused(e, &served))),
         };
-        let mcp = McpSession::new(session, init_id);
+        let mcp = McpSession::new(session, served.sessions.clone(), served.name(), init_id);
         self.attach(mcp.clone(), rx);
         Ok(mcp)
     }
@@ -277,6 +293,7 @@ impl Http {
     pub(super) async fn mcp_restore(
         self: &Arc<Self>,
         id: Uuid,
+        server: Option<&str>,
         state: RoamState,
         client: IpAddr,
     ) -> Result<(), Box<Response>> {
@@ -284,7 +301,8 @@ impl Http {
         if self.mcp.get(&id).is_some() {
             return Ok(());
         }
-        if self.config.backend != BackendKind::InProcess {
+        let served = self.serving(server)?;
+        if served.config.backend != BackendKind::InProcess {
             // Only the in-process backend roams; a mixed cluster cannot restore this one here.
             return Err(Box::new(error_reply(
                 StatusCode::NOT_FOUND,
@@ -298,11 +316,17 @@ impl Http {
                 "shutting down",
             )));
         }
-        let (session, rx) = self
+        let (session, rx) = served
             .sessions
-            .open_with_id(id, client)
-            .map_err(|e| Box::new(self.open_refused(e)))?;
-        let mcp = McpSession::restored(session, state.version.clone(), &state.subscriptions);
+            .open_with_id(id, client, &[])
+            .map_err(|e| Box::new(self.open_refused(e, &served)))?;
+        let mcp = McpSession::restored(
+            session,
+            served.sessions.clone(),
+            served.name(),
+            state.version.clone(),
+            &state.subscriptions,
+        );
         self.attach(mcp.clone(), rx);
         let mut replay = vec![
             jsonrpc::message(
@@ -324,13 +348,13 @@ impl Http {
             let Ok(kind) = jsonrpc::classify(&line) else {
                 continue;
             };
-            if let Err(e) = self.sessions.forward(&mcp.session, line, &kind).await {
-                self.sessions.close(&id, CloseCause::ChildExited);
+            if let Err(e) = served.sessions.forward(&mcp.session, line, &kind).await {
+                served.sessions.close(&id, CloseCause::ChildExited);
                 return Err(Box::new(self.forward_refused(e)));
             }
         }
         if let Some(cluster) = &self.cluster {
-            cluster.adopted(&mcp.session.id_str, state);
+            cluster.adopted(&mcp.session.id_str, server, state);
         }
         tracing::info!(session = %mcp.session.id_str, "roaming session restored here");
         Ok(())
@@ -437,7 +461,7 @@ impl Http {
         r
     }
 
-    pub(super) fn mcp_get(&self, headers: &HeaderMap) -> Response {
+    pub(super) fn mcp_get(&self, headers: &HeaderMap, server: Option<&str>) -> Response {
         if !accepts(headers, "text/event-stream") {
             self.metrics.reject("accept");
             return error_reply(
@@ -448,7 +472,7 @@ impl Http {
         if let Err(r) = self.check_version(headers) {
             return *r;
         }
-        let mcp = match self.mcp_session(headers) {
+        let mcp = match self.mcp_session(headers, server) {
             Ok(s) => s,
             Err(r) => return *r,
         };
@@ -476,13 +500,13 @@ impl Http {
         self.sse_reply(mcp, LISTEN, cursor, Some(guard))
     }
 
-    pub(super) fn mcp_delete(&self, headers: &HeaderMap) -> Response {
+    pub(super) fn mcp_delete(&self, headers: &HeaderMap, server: Option<&str>) -> Response {
         if let Err(r) = self.check_version(headers) {
             return *r;
         }
-        match self.mcp_session(headers) {
+        match self.mcp_session(headers, server) {
             Ok(mcp) => {
-                self.sessions.close(&mcp.session.id, CloseCause::ClientGone);
+                mcp.sessions.close(&mcp.session.id, CloseCause::ClientGone);
                 json_reply(StatusCode::OK, json!({"ended": mcp.session.id_str}))
             }
             Err(r) => *r,

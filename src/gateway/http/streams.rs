@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
-    gateway::session::Session,
+    gateway::session::{Session, Sessions},
     mcp::{
         jsonrpc::{self, Kind},
         version,
@@ -90,6 +90,10 @@ struct Routes {
 /// A Streamable HTTP session: the transport state around a gateway [`Session`].
 pub struct McpSession {
     pub session: Arc<Session>,
+    /// The table holding it (its server's generation).
+    pub sessions: Arc<Sessions>,
+    /// The name of its server: a request at another server's path does not find it.
+    pub server: Arc<str>,
     routes: Mutex<Routes>,
     changed: Notify,
     /// A GET listen connection is open (a second one is refused with 409).
@@ -122,9 +126,16 @@ impl Registry {
 impl McpSession {
     /// The transport state of a session opened by the `initialize` request with raw id
     /// `init_id` (its response tells the negotiated version).
-    pub fn new(session: Arc<Session>, init_id: &str) -> Arc<McpSession> {
+    pub fn new(
+        session: Arc<Session>,
+        sessions: Arc<Sessions>,
+        server: &str,
+        init_id: &str,
+    ) -> Arc<McpSession> {
         Arc::new(McpSession {
             session,
+            sessions,
+            server: server.into(),
             routes: Mutex::new(Routes {
                 init_id: Some(init_id.to_string()),
                 ..Default::default()
@@ -139,11 +150,15 @@ impl McpSession {
     /// are known, its handshake was replayed by the gateway.
     pub fn restored(
         session: Arc<Session>,
+        sessions: Arc<Sessions>,
+        server: &str,
         version: Option<String>,
         subscriptions: &[String],
     ) -> Arc<McpSession> {
         Arc::new(McpSession {
             session,
+            sessions,
+            server: server.into(),
             routes: Mutex::new(Routes {
                 version,
                 subscriptions: subscriptions.iter().cloned().collect(),
@@ -400,7 +415,7 @@ mod tests {
     use super::*;
 
     /// A session whose backend swallows everything: the streams are driven by hand.
-    fn session() -> Arc<Session> {
+    fn session() -> (Arc<Session>, Arc<Sessions>) {
         use std::time::Duration;
 
         use futures::future::BoxFuture;
@@ -429,7 +444,11 @@ mod tests {
             fn start(self: Arc<Self>) -> anyhow::Result<()> {
                 Ok(())
             }
-            fn open(&self, _: Arc<dyn Client>) -> Result<Box<dyn Link>, OpenError> {
+            fn open(
+                &self,
+                _: Arc<dyn Client>,
+                _: &[(String, String)],
+            ) -> Result<Box<dyn Link>, OpenError> {
                 Ok(Box::new(Sink))
             }
             fn status(&self) -> Status {
@@ -447,12 +466,10 @@ mod tests {
         let crate::config::Mode::Sse(config) = config.mode else {
             unreachable!()
         };
-        let sessions = Sessions::new(
-            Arc::new(*config),
-            Arc::new(Metrics::new()),
-            Arc::new(Swallow),
-        );
-        sessions.open("127.0.0.1".parse().unwrap()).unwrap().0
+        let metrics = crate::gateway::metrics::ServerMetrics::new(Arc::new(Metrics::new()), "t");
+        let sessions = Sessions::new(Arc::new(*config), 10, metrics, Arc::new(Swallow));
+        let session = sessions.open("127.0.0.1".parse().unwrap(), &[]).unwrap().0;
+        (session, sessions)
     }
 
     fn request(id: u32, method: &str, uri: &str) -> (Bytes, Kind) {
@@ -465,7 +482,8 @@ mod tests {
 
     #[test]
     fn successful_subscriptions_are_remembered_for_roaming() {
-        let mcp = McpSession::new(session(), "0");
+        let (one, sessions) = session();
+        let mcp = McpSession::new(one, sessions, "t", "0");
         let msgs = [
             request(1, "resources/subscribe", "a://x"),
             request(2, "resources/subscribe", "a://y"),
@@ -483,8 +501,14 @@ mod tests {
         mcp.route(r#"{"jsonrpc":"2.0","id":3,"result":{}}"#.into(), usize::MAX);
         assert_eq!(mcp.subscriptions_changed(), Some(vec![]));
         // A restored session starts from what the directory kept.
-        let restored =
-            McpSession::restored(session(), Some("2025-06-18".into()), &["a://z".into()]);
+        let (session, sessions) = session();
+        let restored = McpSession::restored(
+            session,
+            sessions,
+            "t",
+            Some("2025-06-18".into()),
+            &["a://z".into()],
+        );
         assert_eq!(restored.version().as_deref(), Some("2025-06-18"));
         assert!(!restored.priming(LISTEN));
     }

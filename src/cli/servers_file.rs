@@ -1,0 +1,460 @@
+//! The servers file (`--config FILE`): the `mcpServers` object exactly as Claude Desktop, Cursor
+//! and VS Code write it (`command`, `args`, `env`, `cwd`, `disabled`; VS Code's `servers` key too),
+//! plus optional gateway settings of our own under `"gateway"`, per server and as top-level
+//! defaults:
+//!
+//! ```json
+//! {"gateway": {"backend": "shared"},
+//!  "mcpServers": {
+//!    "time": {"command": "uvx", "args": ["mcp-server-time"],
+//!             "gateway": {"tools": {"deny": ["convert_*"]}}},
+//!    "github": {"command": "github-mcp", "args": ["stdio"],
+//!               "gateway": {"backend": "per-session",
+//!                           "envFromHeaders": {"X-GitHub-Token": {"env": "GITHUB_TOKEN", "required": true}}}}}}
+//! ```
+//!
+//! Keys hosts use that the gateway cannot honour (`url` servers, `timeout`, `envFile`, …) are
+//! reported once, never an error; a file with errors is refused as a whole with the path of the
+//! first one.
+//!
+//! Owns: reading that format into [`ServerConfig`]s. Must not touch: serving them.
+
+use std::{collections::BTreeMap, path::Path};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::duration::parse_duration;
+use crate::config::{Backend, ChildCommand, HeaderEnv, ServerConfig, ToolFilter};
+
+/// What a servers file yields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    /// The servers to serve, in name order.
+    pub servers: Vec<ServerConfig>,
+    /// Things the file asks for that the gateway does not do, one line each.
+    pub notes: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct GatewaySettings {
+    backend: Option<Backend>,
+    children: Option<usize>,
+    max_sessions: Option<usize>,
+    tools: Option<Tools>,
+    #[serde(default)]
+    env_from_headers: BTreeMap<String, HeaderSpec>,
+}
+
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+struct Tools {
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum HeaderSpec {
+    Env(String),
+    Full {
+        env: String,
+        #[serde(default)]
+        required: bool,
+    },
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, Value>,
+    cwd: Option<String>,
+    #[serde(default)]
+    disabled: bool,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    url: Option<String>,
+    #[serde(default)]
+    gateway: Option<GatewaySettings>,
+    #[serde(flatten)]
+    other: BTreeMap<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct File {
+    #[serde(rename = "mcpServers")]
+    mcp_servers: Option<BTreeMap<String, Value>>,
+    /// VS Code's `.vscode/mcp.json` calls it `servers`.
+    servers: Option<BTreeMap<String, Value>>,
+    #[serde(default)]
+    gateway: Option<GatewaySettings>,
+    #[serde(flatten)]
+    other: BTreeMap<String, Value>,
+}
+
+/// Reads and checks the servers file at `path`. `base` is the command line's server: its
+/// upstream settings are what an entry for this program's own `--stdio` server starts from.
+pub fn load(path: &Path, base: &ServerConfig) -> anyhow::Result<Loaded> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the servers file {}", path.display()))?;
+    parse(&text, base).with_context(|| format!("in the servers file {}", path.display()))
+}
+
+/// Checks a servers file's text (see [`load`]).
+pub fn parse(text: &str, base: &ServerConfig) -> anyhow::Result<Loaded> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let file: File = serde_path_to_error::deserialize(de)
+        .map_err(|e| anyhow::anyhow!("at {}: {}", e.path(), e.inner()))?;
+    let mut notes = vec![];
+    for key in file.other.keys() {
+        notes.push(format!("top-level key {key:?} is not used by the gateway"));
+    }
+    let entries = match (file.mcp_servers, file.servers) {
+        (Some(a), Some(b)) => a.into_iter().chain(b).collect(),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => {
+            bail!("no \"mcpServers\" object (the format of claude_desktop_config.json)")
+        }
+    };
+    let defaults = file.gateway.unwrap_or_default();
+    if !defaults.env_from_headers.is_empty() {
+        bail!("at gateway.envFromHeaders: set it per server, where its header belongs");
+    }
+    let mut servers = vec![];
+    for (name, raw) in entries {
+        check_name(&name)?;
+        let entry: Entry = serde_path_to_error::deserialize(raw)
+            .map_err(|e| anyhow::anyhow!("at mcpServers.{name}.{}: {}", e.path(), e.inner()))?;
+        if let Some(server) = server(&name, entry, &defaults, base, &mut notes)
+            .with_context(|| format!("at mcpServers.{name}"))?
+        {
+            servers.push(server);
+        }
+    }
+    Ok(Loaded { servers, notes })
+}
+
+fn check_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name != "."
+        && name != "..";
+    if !ok {
+        bail!(
+            "server name {name:?}: use letters, digits, '-', '_' or '.' (it becomes the path /servers/{name}/)"
+        );
+    }
+    Ok(())
+}
+
+/// One entry; `None` when it is disabled or not something the gateway serves.
+fn server(
+    name: &str,
+    e: Entry,
+    defaults: &GatewaySettings,
+    base: &ServerConfig,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Option<ServerConfig>> {
+    if e.disabled {
+        notes.push(format!("{name}: disabled, not served"));
+        return Ok(None);
+    }
+    for key in e.other.keys() {
+        notes.push(format!("{name}: {key:?} is not used by the gateway"));
+    }
+    if e.url.is_some() || e.kind.as_deref().is_some_and(|k| k != "stdio") {
+        notes.push(format!(
+            "{name}: a remote server (type {:?}); the gateway serves stdio servers, so it is not served",
+            e.kind.as_deref().unwrap_or("url")
+        ));
+        return Ok(None);
+    }
+    let Some(command) = e.command.filter(|c| !c.trim().is_empty()) else {
+        bail!("\"command\" is missing");
+    };
+    let mut env = vec![];
+    for (k, v) in e.env {
+        let v = match v {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => bail!("env.{k}: expected a string, got {other}"),
+        };
+        env.push((k, v));
+    }
+    let settings = e.gateway.unwrap_or_default();
+    let builtin = is_this_program(&command) && e.args.iter().any(|a| a == "--stdio");
+    // This program's own server runs in process unless its entry says otherwise; the file's
+    // default backend is for the others.
+    let backend = match (settings.backend, builtin) {
+        (Some(b), _) => b,
+        (None, true) => Backend::InProcess,
+        (None, false) => defaults.backend.unwrap_or(Backend::PerSession),
+    };
+    if backend == Backend::InProcess && !builtin {
+        bail!("backend \"in-process\" serves this program's own --stdio server only");
+    }
+    let children = settings.children.or(defaults.children).unwrap_or(1);
+    if children == 0 || children > 256 {
+        bail!("children must be between 1 and 256");
+    }
+    if children > 1 && backend != Backend::Shared {
+        bail!("children applies to backend \"shared\" only");
+    }
+    let max_sessions = settings
+        .max_sessions
+        .or(defaults.max_sessions)
+        .unwrap_or(match backend {
+            Backend::PerSession => 1024,
+            Backend::Shared | Backend::InProcess => 16384,
+        });
+    if max_sessions == 0 {
+        bail!("maxSessions must be at least 1");
+    }
+    let tools = settings
+        .tools
+        .or(defaults.tools.clone())
+        .unwrap_or_default();
+    for pattern in tools.allow.iter().chain(&tools.deny) {
+        if pattern.trim().is_empty() {
+            bail!("an empty tool name in tools.allow or tools.deny");
+        }
+    }
+    let mut env_from_headers = vec![];
+    for (header, spec) in settings.env_from_headers {
+        let (var, required) = match spec {
+            HeaderSpec::Env(v) => (v, false),
+            HeaderSpec::Full { env, required } => (env, required),
+        };
+        if warp::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+            bail!("envFromHeaders: {header:?} is not a header name");
+        }
+        let valid_var = var
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()));
+        if var.is_empty() || !valid_var {
+            bail!("envFromHeaders.{header}: {var:?} is not an environment variable name");
+        }
+        env_from_headers.push(HeaderEnv {
+            header: header.to_ascii_lowercase(),
+            env: var,
+            required,
+        });
+    }
+    if !env_from_headers.is_empty() && backend != Backend::PerSession {
+        bail!(
+            "envFromHeaders gives each session's child its own environment: it needs backend \"per-session\", not {:?}",
+            backend.as_str()
+        );
+    }
+    let mut upstream = base.upstream.clone();
+    if builtin {
+        own_upstream_settings(&e.args, &env, &mut upstream)?;
+    }
+    Ok(Some(ServerConfig {
+        name: name.to_string(),
+        child: ChildCommand {
+            program: command,
+            arg0: None,
+            args: e.args,
+            env,
+            cwd: e.cwd.map(Into::into),
+        },
+        builtin,
+        backend,
+        children,
+        max_sessions,
+        upstream,
+        tools: ToolFilter {
+            allow: tools.allow,
+            deny: tools.deny,
+        },
+        env_from_headers,
+    }))
+}
+
+/// Whether `command` starts this program (what install.sh tells hosts to put there).
+fn is_this_program(command: &str) -> bool {
+    let path = Path::new(command);
+    if path.file_name().is_some_and(|n| n == "aareguru-mcp") {
+        return true;
+    }
+    match (std::fs::canonicalize(path), std::env::current_exe()) {
+        (Ok(a), Ok(b)) => std::fs::canonicalize(b).is_ok_and(|b| a == b),
+        _ => false,
+    }
+}
+
+/// The upstream settings an entry for this program's own server gives in its arguments or
+/// environment, as `--stdio` would read them.
+fn own_upstream_settings(
+    args: &[String],
+    env: &[(String, String)],
+    upstream: &mut crate::config::UpstreamConfig,
+) -> anyhow::Result<()> {
+    let from_env = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let from_args = |flag: &str| {
+        args.iter().enumerate().find_map(|(i, a)| {
+            a.strip_prefix(&format!("{flag}="))
+                .map(str::to_string)
+                .or_else(|| (a == flag).then(|| args.get(i + 1).cloned()).flatten())
+        })
+    };
+    let get = |flag: &str, var: &str| from_args(flag).or_else(|| from_env(var));
+    if let Some(url) = get("--base-url", "AAREGURU_BASE_URL") {
+        upstream.base_url = url.trim().trim_end_matches('/').to_string();
+    }
+    if let Some(app) = get("--app", "AAREGURU_APP") {
+        upstream.app = app;
+    }
+    if let Some(v) = get("--app-version", "AAREGURU_APP_VERSION") {
+        upstream.version = v;
+    }
+    if let Some(t) = get("--upstream-timeout", "AAREGURU_TIMEOUT") {
+        upstream.timeout = parse_duration(&t)?;
+    }
+    if let Some(t) = get("--cache-ttl", "AAREGURU_CACHE_TTL") {
+        upstream.cache_ttl = parse_duration(&t)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::UpstreamConfig;
+
+    fn base() -> ServerConfig {
+        ServerConfig {
+            name: "default".into(),
+            child: ChildCommand {
+                program: "x".into(),
+                arg0: None,
+                args: vec![],
+                env: vec![],
+                cwd: None,
+            },
+            builtin: true,
+            backend: Backend::InProcess,
+            children: 1,
+            max_sessions: 16384,
+            upstream: UpstreamConfig {
+                base_url: "https://aareguru.existenz.ch".into(),
+                app: "aareguru-mcp".into(),
+                version: "0.1.0".into(),
+                timeout: Duration::from_secs(10),
+                cache_ttl: Duration::from_secs(120),
+            },
+            tools: ToolFilter::default(),
+            env_from_headers: vec![],
+        }
+    }
+
+    #[test]
+    fn a_claude_desktop_file_is_served_as_is() {
+        let loaded = parse(
+            r#"{"mcpServers": {
+                "aareguru": {"command": "/home/you/.local/bin/aareguru-mcp", "args": ["--stdio"]},
+                "everything": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-everything"],
+                               "env": {"DEBUG": "1", "PORT": 3}},
+                "off": {"command": "nope", "disabled": true},
+                "remote": {"type": "sse", "url": "https://example.com/sse"}
+            }, "globalShortcut": "Ctrl+Space"}"#,
+            &base(),
+        )
+        .unwrap();
+        let names: Vec<&str> = loaded.servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["aareguru", "everything"]);
+        let own = &loaded.servers[0];
+        assert!(own.builtin);
+        assert_eq!(own.backend, Backend::InProcess);
+        let e = &loaded.servers[1];
+        assert_eq!((e.backend, e.max_sessions), (Backend::PerSession, 1024));
+        assert!(e.child.env.contains(&("PORT".into(), "3".into())));
+        let notes = loaded.notes.join("\n");
+        assert!(notes.contains("off: disabled"), "{notes}");
+        assert!(notes.contains("remote: a remote server"), "{notes}");
+        assert!(notes.contains("globalShortcut"), "{notes}");
+    }
+
+    #[test]
+    fn gateway_settings_per_server_and_as_defaults() {
+        let loaded = parse(
+            r#"{"gateway": {"backend": "shared", "tools": {"deny": ["rm_*"]}},
+                "servers": {
+                  "a": {"command": "a"},
+                  "b": {"command": "b", "gateway": {"backend": "per-session", "maxSessions": 7,
+                        "tools": {"allow": ["get_*"]},
+                        "envFromHeaders": {"X-Token": "TOKEN", "X-Org": {"env": "ORG", "required": true}}}},
+                  "own": {"command": "aareguru-mcp", "args": ["--stdio", "--base-url", "http://127.0.0.1:9/"],
+                          "env": {"AAREGURU_CACHE_TTL": "5s"}}
+                }}"#,
+            &base(),
+        )
+        .unwrap();
+        let s = &loaded.servers;
+        assert_eq!(
+            (s[0].backend, s[0].tools.deny.clone()),
+            (Backend::Shared, vec!["rm_*".to_string()])
+        );
+        assert_eq!((s[1].backend, s[1].max_sessions), (Backend::PerSession, 7));
+        assert_eq!(s[1].tools.allow, ["get_*"]);
+        assert_eq!(
+            s[1].env_from_headers,
+            [
+                HeaderEnv {
+                    header: "x-org".into(),
+                    env: "ORG".into(),
+                    required: true
+                },
+                HeaderEnv {
+                    header: "x-token".into(),
+                    env: "TOKEN".into(),
+                    required: false
+                },
+            ]
+        );
+        // This program's own server: in process (the file's default backend is for the others),
+        // with the upstream its arguments and environment give.
+        assert_eq!(s[2].backend, Backend::InProcess);
+        assert_eq!(s[2].upstream.base_url, "http://127.0.0.1:9");
+        assert_eq!(s[2].upstream.cache_ttl, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn errors_name_where_they_are() {
+        let err = |text: &str| format!("{:#}", parse(text, &base()).unwrap_err());
+        assert!(err("{}").contains("mcpServers"));
+        assert!(err("[1").contains("at"));
+        assert!(err(r#"{"mcpServers": {"a b": {"command": "x"}}}"#).contains("/servers/a b/"));
+        assert!(err(r#"{"mcpServers": {"a": {"args": []}}}"#).contains("command"));
+        let e = err(r#"{"mcpServers": {"a": {"command": "x", "gateway": {"backend": "pooled"}}}}"#);
+        assert!(e.contains("mcpServers.a"), "{e}");
+        let e =
+            err(r#"{"mcpServers": {"a": {"command": "x", "gateway": {"backend": "in-process"}}}}"#);
+        assert!(e.contains("own --stdio"), "{e}");
+        let e = err(
+            r#"{"mcpServers": {"a": {"command": "x", "gateway": {"backend": "shared", "envFromHeaders": {"X-T": "T"}}}}}"#,
+        );
+        assert!(e.contains("per-session"), "{e}");
+        let e = err(
+            r#"{"mcpServers": {"a": {"command": "x", "gateway": {"envFromHeaders": {"X-T": "1T"}}}}}"#,
+        );
+        assert!(e.contains("environment variable"), "{e}");
+        let e = err(r#"{"mcpServers": {"a": {"command": "x", "gateway": {"colour": "red"}}}}"#);
+        assert!(e.contains("colour"), "{e}");
+    }
+}

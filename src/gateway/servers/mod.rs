@@ -1,0 +1,382 @@
+//! The registry: which servers the gateway serves, each with its backend, its session table and
+//! its policies — the room the router asks "who serves `/servers/x`?".
+//!
+//! - The command line's server is served at `/mcp` and `/sse` (unless `--default-server` names
+//!   one of the file's), each server of `--config FILE` at `/servers/<name>/mcp` and
+//!   `/servers/<name>/sse`.
+//! - A reload (SIGHUP, or the file changed) is all or nothing: a file with errors leaves the
+//!   running set as it was. Added servers start serving; removed ones take no new sessions and
+//!   end when their open sessions have; changed ones serve new sessions with the new settings
+//!   while open sessions finish on the old (each setting is a *generation*).
+//! - Policies live here as layers around a backend ([`tools`]); backends never learn names.
+//!
+//! Owns: the set of served servers and its changes. Must not touch: HTTP.
+
+pub mod reload;
+pub mod tools;
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{
+    backend::{self, Limits},
+    metrics::{Metrics, ServerMetrics},
+    session::{CloseCause, Session, Sessions},
+};
+use crate::config::{Backend as BackendKind, GatewayConfig, ServerConfig};
+
+/// Told of every session that ends, on every server (the cluster keeps its directory by it).
+pub type CloseHook = Arc<dyn Fn(&Session, CloseCause) + Send + Sync>;
+
+/// One generation of one server: its settings, its backend's sessions.
+pub struct Served {
+    pub config: Arc<ServerConfig>,
+    pub sessions: Arc<Sessions>,
+    pub metrics: ServerMetrics,
+    pub generation: u64,
+    /// Why it could not be started; its sessions are then refused.
+    pub failed: Option<String>,
+    /// Set when it takes no new sessions (removed or replaced by a newer generation).
+    draining: AtomicBool,
+}
+
+impl Served {
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Opens a session on this server; `env` comes from its `envFromHeaders`.
+    pub fn open(
+        &self,
+        client: IpAddr,
+        env: &[(String, String)],
+    ) -> Result<(Arc<Session>, tokio::sync::mpsc::UnboundedReceiver<String>), backend::OpenError>
+    {
+        self.sessions.open(client, env)
+    }
+
+    fn status(&self) -> Value {
+        let backend = self.sessions.backend_status();
+        let state = match (&self.failed, self.is_draining()) {
+            (Some(_), _) => "failed",
+            (None, true) => "draining",
+            (None, false) => "serving",
+        };
+        let mut v = json!({
+            "name": self.config.name,
+            "state": state,
+            "generation": self.generation,
+            "backend": self.config.backend.as_str(),
+            "sessions": self.sessions.len(),
+            "max_sessions": self.config.max_sessions,
+            "children_alive": backend.children_alive,
+        });
+        if let Some(e) = &self.failed {
+            v["error"] = e.clone().into();
+        }
+        if !backend.slots.is_empty() {
+            v["shared_children"] = Value::Array(backend.slots);
+        }
+        v
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The command line's server (absent when `--default-server` names a file's server).
+    command_line: Option<Arc<Served>>,
+    /// The current generation of each of the file's servers.
+    by_name: BTreeMap<String, Arc<Served>>,
+    /// Earlier generations and removed servers, until their last session ends.
+    draining: Vec<Arc<Served>>,
+}
+
+/// What `/health` reports of the servers file.
+#[derive(Default)]
+struct FileState {
+    loaded: Option<jiff::Timestamp>,
+    error: Option<String>,
+    notes: Vec<String>,
+}
+
+/// Every server the gateway serves.
+pub struct Registry {
+    gateway: Arc<GatewayConfig>,
+    metrics: Arc<Metrics>,
+    on_close: Mutex<Option<CloseHook>>,
+    inner: RwLock<Inner>,
+    next_generation: AtomicU64,
+    file: Mutex<FileState>,
+    /// Serializes reloads.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Registry {
+    /// Starts the command line's server (a failure stops the gateway, as before) and the file's
+    /// servers (a failure is reported and leaves that server failed, the others served).
+    pub fn start(
+        gateway: Arc<GatewayConfig>,
+        metrics: Arc<Metrics>,
+        on_close: Option<CloseHook>,
+    ) -> anyhow::Result<Arc<Registry>> {
+        let registry = Arc::new(Registry {
+            gateway: gateway.clone(),
+            metrics,
+            on_close: Mutex::new(on_close),
+            inner: RwLock::default(),
+            next_generation: AtomicU64::new(1),
+            file: Mutex::default(),
+            reloading: tokio::sync::Mutex::new(()),
+        });
+        if gateway.default_server.is_none() {
+            let served = registry.build(Arc::new(gateway.server.clone()), false);
+            if let Some(e) = &served.failed {
+                anyhow::bail!("{e}");
+            }
+            registry.inner.write().unwrap().command_line = Some(served);
+        }
+        for config in &gateway.servers {
+            let served = registry.build(Arc::new(config.clone()), true);
+            registry
+                .inner
+                .write()
+                .unwrap()
+                .by_name
+                .insert(config.name.clone(), served);
+        }
+        if gateway.servers_file.is_some() {
+            registry.file.lock().unwrap().loaded = Some(jiff::Timestamp::now());
+        }
+        Ok(registry)
+    }
+
+    /// Sets the close hook (the cluster's) for servers started from now on and existing ones.
+    pub fn on_close(&self, hook: CloseHook) {
+        for s in self.all() {
+            let hook = hook.clone();
+            s.sessions
+                .on_close(Box::new(move |session, cause| hook(session, cause)));
+        }
+        *self.on_close.lock().unwrap() = Some(hook);
+    }
+
+    /// Builds and starts one generation of `config`. A file's server whose command is missing
+    /// is marked failed at once (the command line's reports it per session, as it always did).
+    fn build(&self, config: Arc<ServerConfig>, from_file: bool) -> Arc<Served> {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let metrics = ServerMetrics::new(self.metrics.clone(), &config.name);
+        let limits = Limits {
+            max_line_bytes: self.gateway.max_line_bytes,
+            input_bytes: self.gateway.session_buffer_bytes,
+            start_timeout: self.gateway.child_start_timeout,
+            shutdown_grace: self.gateway.shutdown_grace,
+        };
+        let mut failed = if from_file {
+            missing_command(&config)
+        } else {
+            None
+        };
+        let backend = match backend::build(config.clone(), limits, metrics.clone()) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                failed.get_or_insert_with(|| format!("cannot set up {:?}: {e:#}", config.name));
+                None
+            }
+        };
+        let backend = backend.map(|b| tools::filtered(b, config.tools.clone(), metrics.clone()));
+        if failed.is_none()
+            && let Some(b) = &backend
+            && let Err(e) = b.clone().start()
+        {
+            failed = Some(format!("{e:#}"));
+        }
+        let backend = backend.unwrap_or_else(|| Arc::new(NoBackend));
+        if let Some(e) = &failed {
+            tracing::error!(server = %config.name, error = %e, "server not started; the others are served");
+        } else {
+            tracing::info!(
+                server = %config.name,
+                generation,
+                backend = config.backend.as_str(),
+                command = %if config.backend == BackendKind::InProcess { "(in-process)" } else { config.child.program.as_str() },
+                "server ready"
+            );
+        }
+        let sessions = Sessions::new(
+            self.gateway.clone(),
+            config.max_sessions,
+            metrics.clone(),
+            backend,
+        );
+        if let Some(hook) = self.on_close.lock().unwrap().clone() {
+            sessions.on_close(Box::new(move |session, cause| hook(session, cause)));
+        }
+        Arc::new(Served {
+            config,
+            sessions,
+            metrics,
+            generation,
+            failed,
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// The server taking new sessions under `name` (`None`: the one of `/mcp` and `/sse`).
+    pub fn serving(&self, name: Option<&str>) -> Option<Arc<Served>> {
+        let inner = self.inner.read().unwrap();
+        match name.or(self.gateway.default_server.as_deref()) {
+            Some(n) => inner.by_name.get(n).cloned(),
+            None => inner.command_line.clone(),
+        }
+    }
+
+    /// The server (of any generation) holding session `id` under `name`.
+    pub fn holding(&self, name: Option<&str>, id: &Uuid) -> Option<(Arc<Served>, Arc<Session>)> {
+        let wanted = self.serving(name)?;
+        let inner = self.inner.read().unwrap();
+        std::iter::once(&wanted)
+            .chain(inner.draining.iter().filter(|d| d.name() == wanted.name()))
+            .find_map(|s| s.sessions.get(id).map(|session| (s.clone(), session)))
+    }
+
+    /// Every generation of every server.
+    pub fn all(&self) -> Vec<Arc<Served>> {
+        let inner = self.inner.read().unwrap();
+        inner
+            .command_line
+            .iter()
+            .chain(inner.by_name.values())
+            .chain(inner.draining.iter())
+            .cloned()
+            .collect()
+    }
+
+    /// The names served at `/servers/<name>/`.
+    pub fn names(&self) -> Vec<String> {
+        self.inner.read().unwrap().by_name.keys().cloned().collect()
+    }
+
+    /// Idle sessions closed everywhere; drained generations stopped and forgotten.
+    pub fn reap_idle(&self) {
+        for s in self.all() {
+            s.sessions.reap_idle();
+        }
+        let done: Vec<Arc<Served>> = {
+            let mut inner = self.inner.write().unwrap();
+            let (done, keep) = std::mem::take(&mut inner.draining)
+                .into_iter()
+                .partition(|s| s.sessions.is_empty());
+            inner.draining = keep;
+            done
+        };
+        for s in done {
+            tracing::info!(server = %s.name(), generation = s.generation, "drained; stopped");
+            tokio::spawn(async move { s.sessions.close_all(Duration::from_secs(2)).await });
+        }
+    }
+
+    /// Closes every session of every server and stops every backend.
+    pub async fn close_all(&self, grace: Duration) {
+        let all = self.all();
+        futures::future::join_all(all.iter().map(|s| s.sessions.close_all(grace))).await;
+    }
+
+    /// The servers part of `/health`, and the names of servers that failed to start.
+    pub fn status(&self) -> (Value, Vec<String>) {
+        let all = self.all();
+        let failed = all
+            .iter()
+            .filter(|s| s.failed.is_some() && !s.is_draining())
+            .map(|s| s.name().to_string())
+            .collect();
+        let servers: Vec<Value> = all.iter().map(|s| s.status()).collect();
+        (Value::Array(servers), failed)
+    }
+
+    /// The servers file part of `/health`.
+    pub fn file_status(&self) -> Option<Value> {
+        let path = self.gateway.servers_file.as_ref()?;
+        let f = self.file.lock().unwrap();
+        Some(json!({
+            "path": path.display().to_string(),
+            "loaded": f.loaded.map(|t| t.to_string()),
+            "last_error": f.error,
+            "notes": f.notes,
+        }))
+    }
+}
+
+/// Stands in for the backend of a server that could not be set up: refuses every session.
+struct NoBackend;
+
+impl backend::Backend for NoBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::PerSession
+    }
+
+    fn start(self: Arc<Self>) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn open(
+        &self,
+        _client: Arc<dyn backend::Client>,
+        _env: &[(String, String)],
+    ) -> Result<Box<dyn backend::Link>, backend::OpenError> {
+        Err(backend::OpenError::Spawn(std::io::Error::other(
+            "the server could not be started (see /health)",
+        )))
+    }
+
+    fn status(&self) -> backend::Status {
+        backend::Status::default()
+    }
+
+    fn shutdown(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// Why `config`'s command cannot run here, if it cannot (not found, not executable).
+fn missing_command(config: &ServerConfig) -> Option<String> {
+    if config.backend == BackendKind::InProcess || config.builtin && config.child.arg0.is_some() {
+        return None;
+    }
+    let program = &config.child.program;
+    let found = if program.contains('/') {
+        let path = match &config.child.cwd {
+            Some(dir) if !program.starts_with('/') => dir.join(program),
+            _ => program.into(),
+        };
+        is_executable(&path)
+    } else {
+        std::env::var_os("PATH").is_some_and(|paths| {
+            std::env::split_paths(&paths).any(|dir| is_executable(&dir.join(program)))
+        })
+    };
+    (!found).then(|| {
+        format!(
+            "server {:?}: command {program:?} not found (or not executable)",
+            config.name
+        )
+    })
+}
+
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}

@@ -1,0 +1,167 @@
+//! Reloading the servers file: on SIGHUP and when the file changes (checked every second), the
+//! new set replaces the old all at once — or not at all, when the file has an error.
+//!
+//! Owns: when to reload and how a new set is applied. Must not touch: how servers are served.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use tokio_util::sync::CancellationToken;
+
+use super::Registry;
+use crate::{cli::servers_file, gateway::metrics::Reason};
+
+/// What a reload changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+}
+
+impl Registry {
+    /// Reads the servers file again and applies it; `Err` (with the reason) leaves the running
+    /// set untouched.
+    pub async fn reload(&self) -> Result<Changes, String> {
+        let Some(path) = self.gateway.servers_file.clone() else {
+            return Err("no servers file (--config) to reload".into());
+        };
+        let _one = self.reloading.lock().await;
+        let loaded = match servers_file::load(&path, &self.gateway.server) {
+            Ok(l) => l,
+            Err(e) => return Err(self.refused(format!("{e:#}"))),
+        };
+        if let Some(d) = &self.gateway.default_server
+            && !loaded.servers.iter().any(|s| s.name == *d)
+        {
+            return Err(self.refused(format!(
+                "the default server {d:?} (--default-server) is not in the file any more"
+            )));
+        }
+        // Build what is new before anything changes, then swap it in.
+        let current: Vec<(String, Arc<crate::config::ServerConfig>)> = self
+            .inner
+            .read()
+            .unwrap()
+            .by_name
+            .iter()
+            .map(|(n, s)| (n.clone(), s.config.clone()))
+            .collect();
+        let mut changes = Changes::default();
+        let mut fresh = vec![];
+        for config in &loaded.servers {
+            match current.iter().find(|(n, _)| *n == config.name) {
+                Some((_, old)) if **old == *config => {}
+                Some(_) => {
+                    changes.changed.push(config.name.clone());
+                    fresh.push(self.build(Arc::new(config.clone()), true));
+                }
+                None => {
+                    changes.added.push(config.name.clone());
+                    fresh.push(self.build(Arc::new(config.clone()), true));
+                }
+            }
+        }
+        let keep: BTreeSet<&str> = loaded.servers.iter().map(|s| s.name.as_str()).collect();
+        {
+            let mut inner = self.inner.write().unwrap();
+            for served in fresh {
+                if let Some(old) = inner.by_name.insert(served.name().to_string(), served) {
+                    old.draining.store(true, Ordering::Relaxed);
+                    inner.draining.push(old);
+                }
+            }
+            let gone: Vec<String> = inner
+                .by_name
+                .keys()
+                .filter(|n| !keep.contains(n.as_str()))
+                .cloned()
+                .collect();
+            for name in gone {
+                if let Some(old) = inner.by_name.remove(&name) {
+                    old.draining.store(true, Ordering::Relaxed);
+                    inner.draining.push(old);
+                    changes.removed.push(name);
+                }
+            }
+        }
+        {
+            let mut f = self.file.lock().unwrap();
+            f.loaded = Some(jiff::Timestamp::now());
+            f.error = None;
+            f.notes = loaded.notes.clone();
+        }
+        self.metrics
+            .config_reloads
+            .get_or_create(&Reason { reason: "applied" })
+            .inc();
+        for note in &loaded.notes {
+            tracing::warn!(file = %path.display(), "{note}");
+        }
+        tracing::info!(
+            file = %path.display(),
+            added = ?changes.added,
+            removed = ?changes.removed,
+            changed = ?changes.changed,
+            "servers file reloaded"
+        );
+        // Servers with no session left stop now rather than at the next upkeep.
+        self.reap_idle();
+        Ok(changes)
+    }
+
+    fn refused(&self, error: String) -> String {
+        tracing::error!(%error, "servers file not reloaded; the running servers are unchanged");
+        self.metrics
+            .config_reloads
+            .get_or_create(&Reason { reason: "rejected" })
+            .inc();
+        self.file.lock().unwrap().error = Some(error.clone());
+        error
+    }
+}
+
+/// Reloads on SIGHUP and whenever the file's content changes, until `shutdown`.
+pub async fn watch(registry: Arc<Registry>, shutdown: CancellationToken) {
+    let Some(path) = registry.gateway.servers_file.clone() else {
+        return;
+    };
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; the file is still watched");
+            None
+        }
+    };
+    let mut seen = fingerprint(&path);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let signalled = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => false,
+            _ = async { match hangup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
+        };
+        let now = fingerprint(&path);
+        if !signalled && now == seen {
+            continue;
+        }
+        seen = now;
+        if signalled {
+            tracing::info!(file = %path.display(), "SIGHUP: reloading the servers file");
+        }
+        let _ = registry.reload().await;
+    }
+}
+
+/// What tells a changed file: its content (editors replace files; mtimes can stay put).
+fn fingerprint(path: &PathBuf) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let bytes = std::fs::read(Path::new(path)).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    Some(h.finish())
+}

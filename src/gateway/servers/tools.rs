@@ -1,0 +1,269 @@
+//! A server's tool filter (`tools.allow` / `tools.deny`, names with `*` globs), as a layer
+//! around its backend: `tools/list` answers lose the tools a client may not see, and a
+//! `tools/call` of one is answered with a JSON-RPC error naming it — the server never sees it.
+//! It works the same on every backend, since it only wraps the [`Backend`] traits.
+//!
+//! Owns: the filter's rules and where they apply. Must not touch: HTTP or sessions.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{
+    config::{Backend as BackendKind, ToolFilter},
+    gateway::{
+        backend::{Backend, Client, CloseCause, ForwardError, Link, OpenError, Status},
+        metrics::ServerMetrics,
+    },
+    mcp::jsonrpc::{self, Envelope, Kind},
+};
+
+/// Whether `name` matches `pattern` (`*` matches any run of characters, including none).
+pub fn glob(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ni < n.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            pi += 1;
+            mark = ni;
+        } else if pi < p.len() && p[pi] == n[ni] {
+            pi += 1;
+            ni += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Whether `filter` lets clients see and call tool `name`.
+pub fn allowed(filter: &ToolFilter, name: &str) -> bool {
+    let listed = filter.allow.is_empty() || filter.allow.iter().any(|p| glob(p, name));
+    listed && !filter.deny.iter().any(|p| glob(p, name))
+}
+
+/// `backend` with `filter` applied to every session it serves (or `backend` itself when the
+/// filter lets everything through).
+pub fn filtered(
+    backend: Arc<dyn Backend>,
+    filter: ToolFilter,
+    metrics: ServerMetrics,
+) -> Arc<dyn Backend> {
+    if filter.allow.is_empty() && filter.deny.is_empty() {
+        return backend;
+    }
+    Arc::new(Filtered {
+        inner: backend,
+        filter: Arc::new(filter),
+        metrics,
+    })
+}
+
+struct Filtered {
+    inner: Arc<dyn Backend>,
+    filter: Arc<ToolFilter>,
+    metrics: ServerMetrics,
+}
+
+impl Backend for Filtered {
+    fn kind(&self) -> BackendKind {
+        self.inner.kind()
+    }
+
+    fn start(self: Arc<Self>) -> anyhow::Result<()> {
+        self.inner.clone().start()
+    }
+
+    fn open(
+        &self,
+        client: Arc<dyn Client>,
+        env: &[(String, String)],
+    ) -> Result<Box<dyn Link>, OpenError> {
+        let view = Arc::new(FilteredClient {
+            inner: client,
+            filter: self.filter.clone(),
+            listing: Mutex::default(),
+        });
+        let link = self.inner.open(view.clone(), env)?;
+        Ok(Box::new(FilteredLink {
+            inner: link,
+            client: Arc::downgrade(&view),
+            filter: self.filter.clone(),
+            metrics: self.metrics.clone(),
+        }))
+    }
+
+    fn status(&self) -> Status {
+        self.inner.status()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        self.inner.shutdown()
+    }
+}
+
+/// The session as the server sees it: `tools/list` answers are filtered on their way back.
+struct FilteredClient {
+    inner: Arc<dyn Client>,
+    filter: Arc<ToolFilter>,
+    /// Raw ids of this session's `tools/list` requests awaiting their answer.
+    listing: Mutex<HashSet<String>>,
+}
+
+impl FilteredClient {
+    /// The message with the tools the client may not see removed, if it answers a listing.
+    fn filter(&self, message: String) -> String {
+        if self.listing.lock().unwrap().is_empty() {
+            return message;
+        }
+        let Ok(Kind::Response { id }) = jsonrpc::classify(message.as_bytes()) else {
+            return message;
+        };
+        if !self.listing.lock().unwrap().remove(&id) {
+            return message;
+        }
+        let Some(env) = Envelope::parse(message.as_bytes()) else {
+            return message;
+        };
+        let Some(mut result) = env
+            .get("result")
+            .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+        else {
+            return message;
+        };
+        if let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) {
+            tools.retain(|t| {
+                t.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| allowed(&self.filter, n))
+            });
+        }
+        String::from_utf8(env.render(&[("result", &result.to_string())])).unwrap_or(message)
+    }
+}
+
+impl Client for FilteredClient {
+    fn id(&self) -> Uuid {
+        self.inner.id()
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn send(&self, message: String) -> bool {
+        self.inner.send(self.filter(message))
+    }
+
+    fn send_unbounded(&self, message: String) {
+        self.inner.send_unbounded(message)
+    }
+
+    fn end(&self, cause: CloseCause) {
+        self.inner.end(cause)
+    }
+}
+
+/// The session's link: a denied `tools/call` is answered here, a `tools/list` remembered.
+struct FilteredLink {
+    inner: Box<dyn Link>,
+    client: Weak<FilteredClient>,
+    filter: Arc<ToolFilter>,
+    metrics: ServerMetrics,
+}
+
+impl Link for FilteredLink {
+    fn forward<'a>(
+        &'a self,
+        line: Bytes,
+        kind: &'a Kind,
+    ) -> BoxFuture<'a, Result<(), ForwardError>> {
+        if let Kind::Request { id, method } = kind {
+            match method.as_str() {
+                "tools/list" => {
+                    if let Some(c) = self.client.upgrade() {
+                        c.listing.lock().unwrap().insert(id.clone());
+                    }
+                }
+                "tools/call" => {
+                    let name = Envelope::parse(&line)
+                        .and_then(|e| e.params())
+                        .and_then(|p| p.get("name").and_then(Value::as_str).map(str::to_string))
+                        .unwrap_or_default();
+                    if !allowed(&self.filter, &name) {
+                        self.metrics.tool_call_denied();
+                        if let Some(c) = self.client.upgrade() {
+                            let message = format!(
+                                "tool {name:?} is not available on this server (the gateway's tool filter denies it)"
+                            );
+                            c.send_unbounded(jsonrpc::error_response(
+                                id,
+                                jsonrpc::INVALID_PARAMS,
+                                &message,
+                            ));
+                        }
+                        return Box::pin(async { Ok(()) });
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.inner.forward(line, kind)
+    }
+
+    fn release(&self, grace: Duration) {
+        self.inner.release(grace)
+    }
+
+    fn serving(&self) -> Option<&str> {
+        self.inner.serving()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob("get_*", "get_forecast"));
+        assert!(glob("*", ""));
+        assert!(glob("*_cities", "compare_cities"));
+        assert!(glob("a*b*c", "aXbYbZc"));
+        assert!(!glob("get_*", "list_cities"));
+        assert!(!glob("echo", "echo2"));
+        assert!(glob("echo", "echo"));
+        assert!(!glob("a*c", "ab"));
+    }
+
+    #[test]
+    fn deny_wins_over_allow_and_empty_allow_allows_all() {
+        let f = ToolFilter {
+            allow: vec![],
+            deny: vec!["crash".into(), "big*".into()],
+        };
+        assert!(allowed(&f, "echo") && !allowed(&f, "crash") && !allowed(&f, "bigger"));
+        let f = ToolFilter {
+            allow: vec!["get_*".into(), "list_cities".into()],
+            deny: vec!["get_historical_data".into()],
+        };
+        assert!(allowed(&f, "get_forecast") && allowed(&f, "list_cities"));
+        assert!(!allowed(&f, "get_historical_data") && !allowed(&f, "compare_cities"));
+    }
+}
