@@ -9,7 +9,8 @@
 //! progress token, then answers), `ask` (sends the client a `method` request — `roots/list` by
 //! default — with an id like the client's own, and answers with the client's reply), `touch`
 //! (sends `notifications/resources/updated` for `uri` and a list-changed notification),
-//! `stats` (handshakes and subscriptions seen, and the process id).
+//! `stats` (handshakes and subscriptions seen, and the process id), `env` (the value of the
+//! environment variable `name`).
 //! `FIXTURE_GRANDCHILD=1` makes it start a `sleep` grandchild (to test process-group cleanup).
 //! `FIXTURE_STRICT=1` refuses requests before `notifications/initialized` (as strict SDKs do).
 //!
@@ -100,7 +101,8 @@ fn main() {
                 {"name": "junk", "description": "Print junk, then answer", "inputSchema": {"type": "object"}},
                 {"name": "big", "description": "Answer with `bytes` bytes", "inputSchema": {"type": "object"}},
                 {"name": "slow", "description": "Answer after `ms` ms", "inputSchema": {"type": "object"}},
-                {"name": "notify", "description": "Log, then answer", "inputSchema": {"type": "object"}}
+                {"name": "notify", "description": "Log, then answer", "inputSchema": {"type": "object"}},
+                {"name": "env", "description": "The value of environment variable `name`", "inputSchema": {"type": "object"}}
             ]}),
             "tools/call" => {
                 let args = &msg["params"]["arguments"];
@@ -117,6 +119,12 @@ fn main() {
                     "cancelled" => {
                         json!({"content": [{"type": "text", "text": cancelled.join(",")}],
                                "structuredContent": {"labels": cancelled}})
+                    }
+                    "env" => {
+                        let name = args["name"].as_str().unwrap_or("");
+                        let value = std::env::var(name).ok();
+                        json!({"content": [{"type": "text", "text": value.clone().unwrap_or_default()}],
+                               "structuredContent": {"name": name, "value": value}})
                     }
                     "stats" => {
                         json!({"content": [{"type": "text", "text": "stats"}],

@@ -152,6 +152,8 @@ pub struct GatewayConfig {
     pub servers_file: Option<std::path::PathBuf>,
     /// The file's servers as read at startup.
     pub servers: Vec<ServerConfig>,
+    /// What the file asks for that the gateway does not do (reported once at startup).
+    pub servers_notes: Vec<String>,
     /// `--default-server NAME`: the file's server `/mcp` and `/sse` serve (else the command
     /// line's).
     pub default_server: Option<String>,

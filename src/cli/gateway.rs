@@ -201,7 +201,7 @@ pub(super) fn gateway_config(
         tools: ToolFilter::default(),
         env_from_headers: vec![],
     };
-    let servers = match &g.config {
+    let (servers, servers_notes) = match &g.config {
         Some(path) => {
             let loaded = servers_file::load(path, &server)?;
             if let Some(d) = &g.default_server
@@ -212,9 +212,9 @@ pub(super) fn gateway_config(
                     path.display()
                 );
             }
-            loaded.servers
+            (loaded.servers, loaded.notes)
         }
-        None => vec![],
+        None => (vec![], vec![]),
     };
     let rate_limit = (g.rate_limit > 0).then(|| {
         let burst = g
@@ -234,6 +234,7 @@ pub(super) fn gateway_config(
         server,
         servers_file: g.config,
         servers,
+        servers_notes,
         default_server: g.default_server,
         serve_sse: !g.no_sse,
         serve_mcp: !g.no_streamable_http,

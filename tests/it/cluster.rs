@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::{
     fake_upstream::{Behaviour, FakeUpstream},
-    gateway_util::{Gateway, example},
+    gateway_util::{Gateway, McpClient as Mcp, example},
     infra::{Balancer, Redis, free_port},
 };
 
@@ -81,61 +81,6 @@ async fn load(target: &str, mode: &str, child: &str, sessions: usize, calls: usi
     let cols: Vec<&str> = row.split('|').map(str::trim).collect();
     assert_eq!((cols[11], cols[12]), ("0", "0"), "misrouted/errors: {row}");
     row
-}
-
-/// A minimal Streamable HTTP client bound to one URL (a balancer or a replica).
-struct Mcp {
-    http: reqwest::Client,
-    url: String,
-    session: Option<String>,
-}
-
-impl Mcp {
-    fn new(base: &str) -> Mcp {
-        Mcp {
-            http: reqwest::Client::new(),
-            url: format!("{base}/mcp"),
-            session: None,
-        }
-    }
-
-    async fn post(&self, body: &Value) -> reqwest::Response {
-        let mut r = self
-            .http
-            .post(&self.url)
-            .header("accept", BOTH)
-            .header("content-type", "application/json")
-            .header("mcp-protocol-version", "2025-06-18")
-            .json(body);
-        if let Some(s) = &self.session {
-            r = r.header("mcp-session-id", s);
-        }
-        r.send().await.expect("POST /mcp")
-    }
-
-    async fn initialize(&mut self) {
-        let r = self
-            .post(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}}))
-            .await;
-        assert_eq!(r.status(), 200);
-        self.session = Some(r.headers()["mcp-session-id"].to_str().unwrap().to_string());
-        let _ = r.bytes().await;
-        let r = self
-            .post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await;
-        assert_eq!(r.status(), 202);
-    }
-
-    /// A `tools/call` answered with JSON; its status and (when 200) the response.
-    async fn call(&self, id: u64, name: &str, args: Value) -> (u16, Value) {
-        let r = self
-            .post(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                "params": {"name": name, "arguments": args}}))
-            .await;
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
 }
 
 async fn sum_health(replicas: &[&Gateway], field: &str) -> u64 {

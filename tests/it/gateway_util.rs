@@ -186,8 +186,17 @@ impl SseClient {
         gw: &Gateway,
         headers: &[(&str, &str)],
     ) -> Result<SseClient, (u16, String)> {
+        Self::connect_at(gw, "/sse", headers).await
+    }
+
+    /// Opens the SSE stream at `path` (e.g. `/servers/time/sse`) with extra headers.
+    pub async fn connect_at(
+        gw: &Gateway,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<SseClient, (u16, String)> {
         let http = reqwest::Client::new();
-        let mut req = http.get(gw.url("/sse"));
+        let mut req = http.get(gw.url(path));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -386,4 +395,85 @@ pub fn processes_with(marker: &str) -> usize {
                 .unwrap_or(false)
         })
         .count()
+}
+
+const BOTH: &str = "application/json, text/event-stream";
+
+/// A minimal Streamable HTTP client bound to one URL (a balancer or a replica).
+pub struct McpClient {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub session: Option<String>,
+    /// Sent with every request (credentials, `envFromHeaders`).
+    pub headers: Vec<(String, String)>,
+}
+
+impl McpClient {
+    pub fn new(base: &str) -> McpClient {
+        McpClient {
+            http: reqwest::Client::new(),
+            url: format!("{base}/mcp"),
+            session: None,
+            headers: vec![],
+        }
+    }
+
+    pub async fn post(&self, body: &Value) -> reqwest::Response {
+        let mut r = self
+            .http
+            .post(&self.url)
+            .header("accept", BOTH)
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(body);
+        if let Some(s) = &self.session {
+            r = r.header("mcp-session-id", s);
+        }
+        for (k, v) in &self.headers {
+            r = r.header(k, v);
+        }
+        r.send().await.expect("POST /mcp")
+    }
+
+    pub async fn initialize(&mut self) {
+        let status = self.try_initialize().await;
+        assert_eq!(status, 200);
+    }
+
+    /// The `initialize` POST and, when it succeeds, `initialized`; the status of the first.
+    pub async fn try_initialize(&mut self) -> u16 {
+        let r = self
+            .post(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}}))
+            .await;
+        if r.status() != 200 {
+            return r.status().as_u16();
+        }
+        self.session = Some(r.headers()["mcp-session-id"].to_str().unwrap().to_string());
+        let _ = r.bytes().await;
+        let r = self
+            .post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        assert_eq!(r.status(), 202);
+        200
+    }
+
+    /// A request answered with JSON: the status and the JSON-RPC response.
+    pub async fn request(&self, id: u64, method: &str, params: Value) -> (u16, Value) {
+        let r = self
+            .post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await;
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A `tools/call` answered with JSON; its status and (when 200) the response.
+    pub async fn call(&self, id: u64, name: &str, args: Value) -> (u16, Value) {
+        let r = self
+            .post(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                "params": {"name": name, "arguments": args}}))
+            .await;
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
 }

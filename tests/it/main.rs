@@ -9,6 +9,7 @@ mod gateway;
 mod gateway_util;
 mod infra;
 mod layout;
+mod servers;
 mod shared;
 mod stdio;
 mod streamable;

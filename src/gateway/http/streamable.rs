@@ -89,7 +89,7 @@ impl Http {
         headers: &HeaderMap,
         server: Option<&str>,
     ) -> Result<Arc<McpSession>, Box<Response>> {
-        let wanted = self.registry.serving(server).map(|s| s.config.name.clone());
+        let wanted = self.registry.name_at(server);
         let Some(raw) = header(headers, "mcp-session-id") else {
             self.metrics.reject("missing_session");
             return Err(Box::new(error_reply(
@@ -101,7 +101,7 @@ impl Http {
             .ok()
             .and_then(|id| self.mcp.get(&id))
             .filter(|s| !s.session.closed.is_cancelled())
-            .filter(|s| wanted.as_deref() == Some(&*s.server));
+            .filter(|s| *s.server == *wanted);
         found.ok_or_else(|| {
             self.metrics.reject("unknown_session");
             Box::new(error_reply(

@@ -158,8 +158,13 @@ impl Registry {
                 .by_name
                 .insert(config.name.clone(), served);
         }
-        if gateway.servers_file.is_some() {
-            registry.file.lock().unwrap().loaded = Some(jiff::Timestamp::now());
+        if let Some(path) = &gateway.servers_file {
+            let mut f = registry.file.lock().unwrap();
+            f.loaded = Some(jiff::Timestamp::now());
+            f.notes = gateway.servers_notes.clone();
+            for note in &f.notes {
+                tracing::warn!(file = %path.display(), "{note}");
+            }
         }
         Ok(registry)
     }
@@ -244,12 +249,25 @@ impl Registry {
         }
     }
 
-    /// The server (of any generation) holding session `id` under `name`.
+    /// The name of the server at `name`'s path (`None`: the one of `/mcp` and `/sse`).
+    pub fn name_at(&self, name: Option<&str>) -> String {
+        name.or(self.gateway.default_server.as_deref())
+            .unwrap_or(&self.gateway.server.name)
+            .to_string()
+    }
+
+    /// The server (of any generation, draining ones included) holding session `id` under
+    /// `name`.
     pub fn holding(&self, name: Option<&str>, id: &Uuid) -> Option<(Arc<Served>, Arc<Session>)> {
-        let wanted = self.serving(name)?;
+        let wanted = self.name_at(name);
         let inner = self.inner.read().unwrap();
-        std::iter::once(&wanted)
-            .chain(inner.draining.iter().filter(|d| d.name() == wanted.name()))
+        let current = match name.or(self.gateway.default_server.as_deref()) {
+            Some(n) => inner.by_name.get(n),
+            None => inner.command_line.as_ref(),
+        };
+        current
+            .into_iter()
+            .chain(inner.draining.iter().filter(|d| d.name() == wanted))
             .find_map(|s| s.sessions.get(id).map(|session| (s.clone(), session)))
     }
 
