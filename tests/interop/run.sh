@@ -16,16 +16,29 @@ if ! "$dir/venv/bin/python" -c 'import importlib.metadata as m; assert m.version
     "$dir/venv/bin/pip" install --quiet --disable-pip-version-check "mcp==2.3.0"
 fi
 
-# TypeScript SDK, the reference "everything" server, and supergateway (a peer gateway)
+# TypeScript SDK, the reference "everything" and "filesystem" servers, and supergateway (a peer
+# gateway)
 sdk=1.32.2
 everything=2026.8.31
+filesystem=2026.8.31
 supergateway=4.0.0
 if ! grep -q "\"version\": \"$sdk\"" "$dir/node/node_modules/@modelcontextprotocol/sdk/package.json" 2>/dev/null \
    || ! grep -q "\"version\": \"$everything\"" "$dir/node/node_modules/@modelcontextprotocol/server-everything/package.json" 2>/dev/null \
+   || ! grep -q "\"version\": \"$filesystem\"" "$dir/node/node_modules/@modelcontextprotocol/server-filesystem/package.json" 2>/dev/null \
    || ! grep -q "\"version\": \"$supergateway\"" "$dir/node/node_modules/supergateway/package.json" 2>/dev/null; then
     echo '{"name":"aareguru-interop","private":true,"type":"module"}' > "$dir/node/package.json"
     npm install --prefix "$dir/node" --no-audit --no-fund --silent \
-        "@modelcontextprotocol/sdk@$sdk" "@modelcontextprotocol/server-everything@$everything" "supergateway@$supergateway"
+        "@modelcontextprotocol/sdk@$sdk" "@modelcontextprotocol/server-everything@$everything" \
+        "@modelcontextprotocol/server-filesystem@$filesystem" "supergateway@$supergateway"
+fi
+
+# mcp-server-time (PyPI), a real Python stdio server, in its own venv
+time_server=2026.10.19
+if [ ! -x "$dir/venv-time/bin/python" ]; then
+    python3 -m venv "$dir/venv-time"
+fi
+if ! "$dir/venv-time/bin/python" -c "import importlib.metadata as m; assert m.version('mcp-server-time') == '$time_server'" 2>/dev/null; then
+    "$dir/venv-time/bin/pip" install --quiet --disable-pip-version-check "mcp-server-time==$time_server"
 fi
 
 # mcp-proxy (a peer gateway, PyPI), in its own venv: it pins its own MCP SDK
@@ -79,6 +92,11 @@ timeout 300 "$dir/venv/bin/python" tests/interop/peers_python.py "$bin" "$fake" 
 echo "== TypeScript SDK ($sdk) over SSE and Streamable HTTP through the gateway"
 cp tests/interop/http_ts.mjs "$dir/node/"
 (cd "$dir/node" && timeout 300 node http_ts.mjs "$bin" "$fake" "$everything_js")
+
+echo "== One gateway, many servers from an mcpServers file (everything, filesystem, mcp-server-time, this one)"
+cp tests/interop/servers_ts.mjs "$dir/node/"
+timeout 300 "$dir/venv/bin/python" tests/interop/servers_python.py "$bin" "$fake" "$root/$dir/node" \
+    "$root/$dir/venv-time/bin/mcp-server-time"
 
 echo "== Python and TypeScript SDKs through nginx round-robin in front of three replicas on Redis"
 cp tests/interop/cluster_ts.mjs "$dir/node/"
