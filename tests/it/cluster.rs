@@ -668,3 +668,60 @@ async fn with_redis_down_recently_seen_pinned_sessions_are_still_forwarded() {
     assert_eq!(unseen.call(1, "echo", json!({"p": "4"})).await.0, 200);
     assert_eq!(seen.call(3, "echo", json!({"p": "5"})).await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_of_a_servers_file_roam_and_forward_at_their_own_path() {
+    let redis = Redis::start().await;
+    let upstream = FakeUpstream::start(Behaviour::Normal).await;
+    let dir = crate::infra::TempDir::new("cluster-servers");
+    let path = dir.0.join("servers.json");
+    let config = json!({"mcpServers": {
+        "aare": {"command": crate::util::BIN, "args": ["--stdio"]},
+        "echo": {"command": example("fixture_server"), "args": []}
+    }});
+    std::fs::write(&path, config.to_string()).unwrap();
+    let path = path.display().to_string();
+    let url = redis.url();
+    let start = |id: &'static str| {
+        let (path, url, base) = (path.clone(), url.clone(), upstream.base_url());
+        async move {
+            Gateway::start(
+                &[
+                    "--config",
+                    &path,
+                    "--base-url",
+                    &base,
+                    "--redis",
+                    &url,
+                    "--replica-id",
+                    id,
+                ],
+                &[],
+            )
+            .await
+        }
+    };
+    let a = start("a").await;
+    let b = start("b").await;
+    wait_peers(&[&a, &b], 2).await;
+    // Roaming (the built-in entry, in process): opened on A, served by B at the same path.
+    let mut on_a = Mcp::new(&a.url("/servers/aare"));
+    on_a.initialize().await;
+    let mut via_b = Mcp::new(&b.url("/servers/aare"));
+    via_b.session = on_a.session.clone();
+    assert_eq!(via_b.call(1, "list_cities", json!({})).await.0, 200);
+    assert_eq!(b.health().await["cluster"]["roamed"], 1);
+    // Pinned (a child per session): forwarded to A at the same path.
+    let mut echo_a = Mcp::new(&a.url("/servers/echo"));
+    echo_a.initialize().await;
+    let mut echo_b = Mcp::new(&b.url("/servers/echo"));
+    echo_b.session = echo_a.session.clone();
+    assert_eq!(echo_b.call(1, "echo", json!({"p": 1})).await.0, 200);
+    // At another server's path, neither exists.
+    let mut wrong = Mcp::new(&b.url("/servers/echo"));
+    wrong.session = on_a.session.clone();
+    assert_eq!(wrong.call(2, "echo", json!({})).await.0, 404);
+    let mut plain = Mcp::new(&b.base);
+    plain.session = echo_a.session.clone();
+    assert_eq!(plain.call(3, "list_cities", json!({})).await.0, 404);
+}
