@@ -137,6 +137,8 @@ pub struct ServerConfig {
     pub upstream: UpstreamConfig,
     pub tools: ToolFilter,
     pub env_from_headers: Vec<HeaderEnv>,
+    /// Children of the per-session backend kept started ahead of sessions (`--prespawn`).
+    pub prespawn: usize,
 }
 
 /// Validated gateway settings.

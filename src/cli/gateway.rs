@@ -41,6 +41,11 @@ pub struct GatewayArgs {
     #[arg(long, env = "AAREGURU_MCP_BACKEND", value_enum)]
     pub backend: Option<Backend>,
 
+    /// With --backend per-session: keep this many children started and waiting, so a new
+    /// session takes one that is ready (each child still serves one session only).
+    #[arg(long, env = "AAREGURU_MCP_PRESPAWN", default_value_t = 0)]
+    pub prespawn: usize,
+
     /// With --backend shared: how many children to run; each session is pinned to one.
     #[arg(long, env = "AAREGURU_MCP_CHILDREN", default_value_t = 1)]
     pub children: usize,
@@ -200,7 +205,9 @@ pub(super) fn gateway_config(
         upstream: settings.upstream.clone(),
         tools: ToolFilter::default(),
         env_from_headers: vec![],
+        prespawn: g.prespawn,
     };
+    servers_file::check_prespawn(&server)?;
     let (servers, servers_notes) = match &g.config {
         Some(path) => {
             let loaded = servers_file::load(path, &server)?;

@@ -43,6 +43,7 @@ struct GatewaySettings {
     backend: Option<Backend>,
     children: Option<usize>,
     max_sessions: Option<usize>,
+    prespawn: Option<usize>,
     tools: Option<Tools>,
     #[serde(default)]
     env_from_headers: BTreeMap<String, HeaderSpec>,
@@ -262,7 +263,7 @@ fn server(
     if builtin {
         own_upstream_settings(&e.args, &env, &mut upstream)?;
     }
-    Ok(Some(ServerConfig {
+    let server = ServerConfig {
         name: name.to_string(),
         child: ChildCommand {
             program: command,
@@ -281,7 +282,43 @@ fn server(
             deny: tools.deny,
         },
         env_from_headers,
-    }))
+        // The file's default applies to the per-session servers; an entry's own is checked.
+        prespawn: settings
+            .prespawn
+            .or(defaults.prespawn.filter(|_| backend == Backend::PerSession))
+            .unwrap_or(0),
+    };
+    check_prespawn(&server)?;
+    Ok(Some(server))
+}
+
+/// `--prespawn` (or a file's `prespawn`) fits the server's backend and limits.
+pub(super) fn check_prespawn(s: &ServerConfig) -> anyhow::Result<()> {
+    if s.prespawn == 0 {
+        return Ok(());
+    }
+    if s.backend != Backend::PerSession {
+        bail!(
+            "prespawn keeps children of the per-session backend ready; {:?} has backend {:?}",
+            s.name,
+            s.backend.as_str()
+        );
+    }
+    if s.prespawn > s.max_sessions {
+        bail!(
+            "prespawn {} is above max sessions {} for {:?}",
+            s.prespawn,
+            s.max_sessions,
+            s.name
+        );
+    }
+    if !s.env_from_headers.is_empty() {
+        bail!(
+            "prespawn and envFromHeaders do not mix for {:?}: a waiting child starts before the session's headers are known",
+            s.name
+        );
+    }
+    Ok(())
 }
 
 /// Whether `command` starts this program (what install.sh tells hosts to put there).
@@ -360,6 +397,7 @@ mod tests {
             },
             tools: ToolFilter::default(),
             env_from_headers: vec![],
+            prespawn: 0,
         }
     }
 

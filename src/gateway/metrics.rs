@@ -99,6 +99,9 @@ pub struct Metrics {
     pub server_errors: Family<ServerKind, Counter>,
     pub server_tool_calls_denied: Family<Server, Counter>,
     pub config_reloads: Family<Reason, Counter>,
+    pub pool_ready: Family<Server, Gauge>,
+    pub pool_hits: Family<Server, Counter>,
+    pub pool_misses: Family<Server, Counter>,
 }
 
 impl Default for Metrics {
@@ -268,7 +271,28 @@ impl Metrics {
             "Reloads of the servers file, by result (applied, rejected)",
             config_reloads.clone(),
         );
+        let pool_ready = Family::<Server, Gauge>::default();
+        registry.register(
+            "pool_ready",
+            "Children of the warm pool started and waiting for a session (--prespawn)",
+            pool_ready.clone(),
+        );
+        let pool_hits = Family::<Server, Counter>::default();
+        registry.register(
+            "pool_hits",
+            "Sessions that took a child from the warm pool",
+            pool_hits.clone(),
+        );
+        let pool_misses = Family::<Server, Counter>::default();
+        registry.register(
+            "pool_misses",
+            "Sessions that found the warm pool empty and waited for a child to start",
+            pool_misses.clone(),
+        );
         Self {
+            pool_ready,
+            pool_hits,
+            pool_misses,
             server_sessions_active,
             server_sessions,
             server_messages,
@@ -423,6 +447,27 @@ impl ServerMetrics {
                 cause,
             })
             .inc();
+    }
+
+    fn label(&self) -> Server {
+        Server {
+            server: self.name.clone(),
+        }
+    }
+
+    pub fn pool_ready(&self, n: usize) {
+        self.all
+            .pool_ready
+            .get_or_create(&self.label())
+            .set(n as i64);
+    }
+
+    pub fn pool_hit(&self) {
+        self.all.pool_hits.get_or_create(&self.label()).inc();
+    }
+
+    pub fn pool_miss(&self) {
+        self.all.pool_misses.get_or_create(&self.label()).inc();
     }
 
     pub fn tool_call_denied(&self) {

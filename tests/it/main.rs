@@ -9,6 +9,7 @@ mod gateway;
 mod gateway_util;
 mod infra;
 mod layout;
+mod pool;
 mod servers;
 mod shared;
 mod stdio;

@@ -98,6 +98,8 @@ pub struct Status {
     pub slots: Vec<serde_json::Value>,
     /// Shared children ready for sessions (`None` for other backends).
     pub ready: Option<usize>,
+    /// The warm pool (`--prespawn`), if any.
+    pub pool: Option<serde_json::Value>,
 }
 
 /// Something that serves sessions.

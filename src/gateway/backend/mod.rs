@@ -17,6 +17,7 @@ pub mod inprocess;
 pub mod mux;
 pub mod own;
 pub mod per_session;
+pub mod pool;
 pub mod process;
 pub mod shared;
 

@@ -1,6 +1,8 @@
 //! The per-session backend: every session gets a child process of its own, relayed line for
 //! line ([`OwnLink`]) and terminated (with its process group) when the session ends.
 //!
+//! With `--prespawn N` a [`Pool`] keeps N children started ahead of sessions.
+//!
 //! Owns: when to spawn. Must not touch: how a process is spawned or signalled ([`process`]).
 //!
 //! [`process`]: super::process
@@ -14,6 +16,7 @@ use super::{
     api::{Backend, Client, Limits, Link, OpenError, Status},
     children::Children,
     own::{OwnLink, RelaySettings},
+    pool::Pool,
     process::ChildProcess,
 };
 use crate::config::{Backend as BackendKind, ServerConfig};
@@ -23,6 +26,8 @@ pub struct PerSession {
     limits: Limits,
     children: Arc<Children>,
     relay: RelaySettings,
+    /// Children started ahead of sessions (`--prespawn`).
+    pool: Option<Arc<Pool>>,
 }
 
 impl PerSession {
@@ -35,11 +40,20 @@ impl PerSession {
             terminations: TaskTracker::new(),
             children: Some(children.clone()),
         };
+        let pool = (config.prespawn > 0).then(|| {
+            Pool::new(
+                config.prespawn,
+                config.child.clone(),
+                limits.max_line_bytes,
+                children.clone(),
+            )
+        });
         PerSession {
             config,
             limits,
             children,
             relay,
+            pool,
         }
     }
 }
@@ -50,6 +64,9 @@ impl Backend for PerSession {
     }
 
     fn start(self: Arc<Self>) -> anyhow::Result<()> {
+        if let Some(pool) = &self.pool {
+            pool.start();
+        }
         Ok(())
     }
 
@@ -59,14 +76,28 @@ impl Backend for PerSession {
         env: &[(String, String)],
     ) -> Result<Box<dyn Link>, OpenError> {
         let started_at = Instant::now();
-        let (child, events) = ChildProcess::spawn(
-            &self.config.child,
-            client.name(),
-            self.limits.max_line_bytes,
-            env,
-        )
-        .map_err(OpenError::Spawn)?;
-        self.children.started();
+        // A session with environment of its own needs a child started for it.
+        let warm = match &self.pool {
+            Some(pool) if env.is_empty() => pool.take(),
+            _ => None,
+        };
+        let (child, events) = match warm {
+            Some((child, events)) => {
+                child.relabel(client.name());
+                (child, events)
+            }
+            None => {
+                let spawned = ChildProcess::spawn(
+                    &self.config.child,
+                    client.name(),
+                    self.limits.max_line_bytes,
+                    env,
+                )
+                .map_err(OpenError::Spawn)?;
+                self.children.started();
+                spawned
+            }
+        };
         let input = child.stdin();
         Ok(Box::new(OwnLink::start(
             client,
@@ -81,12 +112,16 @@ impl Backend for PerSession {
     fn status(&self) -> Status {
         Status {
             children_alive: self.children.alive(),
+            pool: self.pool.as_ref().map(|p| p.status()),
             ..Default::default()
         }
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            if let Some(pool) = &self.pool {
+                pool.drain(&self.relay.terminations, self.limits.shutdown_grace);
+            }
             self.relay.terminations.close();
             self.relay.terminations.wait().await;
         })

@@ -5,7 +5,11 @@
 //!
 //! Owns: spawning, signalling and reaping one process. Must not touch: what the lines mean.
 
-use std::{process::Stdio, time::Duration};
+use std::{
+    process::Stdio,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -26,6 +30,7 @@ use crate::{
 /// A running child. Dropping it does not kill it; call [`ChildProcess::terminate`].
 pub struct ChildProcess {
     pub pid: u32,
+    label: Label,
     /// Lines for the child's stdin (without newline).
     stdin: LineQueue,
     /// Cancelled to close the child's stdin, whoever still holds a sender.
@@ -88,7 +93,8 @@ impl ChildProcess {
             close_stdin.clone(),
             session.to_string(),
         ));
-        tokio::spawn(log_stderr(stderr, session.to_string()));
+        let label: Label = Arc::new(RwLock::new(Arc::from(session)));
+        tokio::spawn(log_stderr(stderr, label.clone()));
         let session = session.to_string();
         tokio::spawn(async move {
             let reader = {
@@ -124,6 +130,7 @@ impl ChildProcess {
         Ok((
             ChildProcess {
                 pid,
+                label,
                 stdin: line_tx,
                 close_stdin,
                 exited: exited_rx,
@@ -131,6 +138,11 @@ impl ChildProcess {
             },
             event_rx,
         ))
+    }
+
+    /// From now on its stderr is logged under `session`.
+    pub fn relabel(&self, session: &str) {
+        *self.label.write().unwrap() = Arc::from(session);
     }
 
     /// A handle for writing lines to the child's stdin.
@@ -198,13 +210,17 @@ fn group_alive(pgid: u32) -> bool {
     pgid != 0 && unsafe { libc::killpg(pgid as libc::pid_t, 0) } == 0
 }
 
-async fn log_stderr(stderr: ChildStderr, session: String) {
+/// The name a child's stderr is logged under (a pooled child gets its session's on being taken).
+type Label = Arc<RwLock<Arc<str>>>;
+
+async fn log_stderr(stderr: ChildStderr, label: Label) {
     let mut lines = BufReader::new(stderr).split(b'\n');
     while let Ok(Some(mut line)) = lines.next_segment().await {
         line.truncate(8 * 1024);
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end();
         if !text.is_empty() {
+            let session = label.read().unwrap().clone();
             tracing::info!(target: "aareguru_mcp::child", session = %session, "{text}");
         }
     }

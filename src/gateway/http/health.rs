@@ -62,6 +62,9 @@ impl Http {
         if !shared.is_empty() {
             body["shared_children"] = serde_json::Value::Array(shared);
         }
+        if let Some(pool) = backend.pool {
+            body["pool"] = pool;
+        }
         if self.config.servers_file.is_some() {
             body["servers"] = servers;
             body["servers_file"] = self.registry.file_status().unwrap_or_default();

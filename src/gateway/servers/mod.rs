@@ -91,6 +91,9 @@ impl Served {
         if !backend.slots.is_empty() {
             v["shared_children"] = Value::Array(backend.slots);
         }
+        if let Some(pool) = backend.pool {
+            v["pool"] = pool;
+        }
         v
     }
 }
