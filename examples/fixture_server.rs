@@ -13,6 +13,7 @@
 //! environment variable `name`).
 //! `FIXTURE_GRANDCHILD=1` makes it start a `sleep` grandchild (to test process-group cleanup).
 //! `FIXTURE_STRICT=1` refuses requests before `notifications/initialized` (as strict SDKs do).
+//! `FIXTURE_START_MS=300` makes it take that long to start (as npx or Python servers do).
 //!
 //! Run: `cargo run --example fixture_server`.
 
@@ -27,6 +28,13 @@ use std::{
 use serde_json::{Value, json};
 
 fn main() {
+    // A server that takes a while to start (as npx and Python servers do).
+    if let Some(ms) = std::env::var("FIXTURE_START_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     if std::env::var_os("FIXTURE_GRANDCHILD").is_some() {
         let marker = std::env::var("FIXTURE_MARKER").unwrap_or_else(|_| "600".into());
         let _ = std::process::Command::new("sleep").arg(marker).spawn();

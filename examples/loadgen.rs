@@ -20,6 +20,11 @@
 //!     --target http://127.0.0.1:8081 --call-target http://127.0.0.1:8082   # forwarding cost
 //! ```
 //!
+//! `--gw-args "--prespawn 100"` passes more flags to the gateway, `--child-command "npx -y
+//! @modelcontextprotocol/server-everything"` wraps another server (with `--child everything`,
+//! whose `echo` tool answers `Echo: …`), `--settle 3` waits before the sessions start (a warm
+//! pool fills); `FIXTURE_START_MS=300` in the environment makes the fixture slow to start.
+//!
 //! Children: `echo` (examples/fixture_server, measures the relay itself) or `aareguru` (this
 //! project's server, against the fake upstream started in-process; the payload is an unknown
 //! city name, which the server echoes in its error). Backends: `per-session`, `shared`,
@@ -61,6 +66,12 @@ struct Opts {
     bin: String,
     /// A gateway (or a load balancer in front of several) to drive instead of starting one.
     target: Option<String>,
+    /// More arguments for the gateway it starts (`--gw-args "--prespawn 100"`).
+    gw_args: Vec<String>,
+    /// The wrapped server for `echo`/`everything` children (default: the fixture server).
+    child_command: Option<Vec<String>>,
+    /// Seconds to wait after the gateway is up before the sessions start (a warm pool fills).
+    settle: f64,
     /// Where the calls go once a session is open (default: where it was opened); another
     /// replica of a cluster measures what forwarding adds.
     call_target: Option<String>,
@@ -131,10 +142,11 @@ impl Report {
 /// The call for call `j` of session `i`, and the text its reply must contain.
 fn call(child: &str, i: usize, j: usize) -> (Value, String) {
     let payload = format!("s{i}-c{j}");
-    let params = if child == "echo" {
-        json!({"name": "echo", "arguments": {"p": payload}})
-    } else {
-        json!({"name": "get_current_temperature", "arguments": {"city": payload}})
+    let params = match child {
+        "echo" => json!({"name": "echo", "arguments": {"p": payload}}),
+        // @modelcontextprotocol/server-everything
+        "everything" => json!({"name": "echo", "arguments": {"message": payload}}),
+        _ => json!({"name": "get_current_temperature", "arguments": {"city": payload}}),
     };
     (params, payload)
 }
@@ -142,7 +154,9 @@ fn call(child: &str, i: usize, j: usize) -> (Value, String) {
 fn reply_matches(reply: &Value, payload: &str) -> bool {
     reply["result"]["content"][0]["text"]
         .as_str()
-        .is_some_and(|t| t.contains(&format!("\"{payload}\"")))
+        .is_some_and(|t| {
+            t.contains(&format!("\"{payload}\"")) || t.ends_with(&format!(" {payload}"))
+        })
 }
 
 /// RSS of `pid` and of all its descendants, in KiB.
@@ -213,12 +227,17 @@ async fn start_gateway(o: &Opts) -> (tokio::process::Child, String) {
     ])
     .args(["--max-sessions", "20000", "--base-url", &o.upstream])
     .args(["--backend", &o.backend])
+    .args(&o.gw_args)
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
     .kill_on_drop(true);
-    if o.child == "echo" {
-        cmd.args(["--", &o.fixture]);
+    if o.child != "aareguru" {
+        cmd.arg("--");
+        match &o.child_command {
+            Some(c) => cmd.args(c),
+            None => cmd.arg(&o.fixture),
+        };
     }
     let mut child = cmd.spawn().expect("start gateway");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -500,6 +519,9 @@ async fn run_sse(o: Opts) -> Report {
             (Some(g), base)
         }
     };
+    if o.settle > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(o.settle)).await;
+    }
     let pid = gateway.as_ref().and_then(|g| g.id()).unwrap_or(0);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(4096)
@@ -667,6 +689,12 @@ async fn main() {
             .into_owned(),
         upstream: fake.base_url(),
         target: arg(&args, "--target"),
+        gw_args: arg(&args, "--gw-args")
+            .map(|a| a.split_whitespace().map(String::from).collect())
+            .unwrap_or_default(),
+        child_command: arg(&args, "--child-command")
+            .map(|a| a.split_whitespace().map(String::from).collect()),
+        settle: arg(&args, "--settle").map_or(0.0, |s| s.parse().unwrap()),
         call_target: arg(&args, "--call-target"),
     };
     let print = |mut r: Report| {

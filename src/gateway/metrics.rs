@@ -71,6 +71,9 @@ pub struct Metrics {
     pub sessions_active: Gauge,
     pub sessions_total: Counter,
     pub messages: Family<Direction, Counter>,
+    /// The two series of `messages`, resolved once (they are counted on every message).
+    to_server: Counter,
+    to_client: Counter,
     pub post_duration: Histogram,
     pub child_spawns: Counter,
     pub child_spawn_duration: Histogram,
@@ -289,7 +292,19 @@ impl Metrics {
             "Sessions that found the warm pool empty and waited for a child to start",
             pool_misses.clone(),
         );
+        let to_server = messages
+            .get_or_create(&Direction {
+                direction: "client_to_server",
+            })
+            .clone();
+        let to_client = messages
+            .get_or_create(&Direction {
+                direction: "server_to_client",
+            })
+            .clone();
         Self {
+            to_server,
+            to_client,
             pool_ready,
             pool_hits,
             pool_misses,
@@ -327,7 +342,11 @@ impl Metrics {
     }
 
     pub fn message(&self, direction: &'static str) {
-        self.messages.get_or_create(&Direction { direction }).inc();
+        if direction == "client_to_server" {
+            self.to_server.inc();
+        } else {
+            self.to_client.inc();
+        }
     }
 
     pub fn error(&self, kind: &'static str) {
