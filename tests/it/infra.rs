@@ -182,7 +182,6 @@ impl Balancer {
             .arg(&file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .kill_on_drop(true)
             .spawn()
             .expect("start nginx");
         wait_port(port, "nginx").await;
@@ -221,7 +220,6 @@ impl Balancer {
             .arg(&file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .kill_on_drop(true)
             .spawn()
             .expect("start haproxy");
         wait_port(port, "haproxy").await;
@@ -234,7 +232,14 @@ impl Balancer {
 }
 
 impl Drop for Balancer {
+    /// SIGTERM, not SIGKILL: nginx's master then takes its workers down with it (killed hard,
+    /// they would be orphaned and keep running).
     fn drop(&mut self) {
-        let _ = self.child.start_kill();
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill only sends a signal to the process we started.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
     }
 }
