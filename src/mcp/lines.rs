@@ -1,171 +1,34 @@
 //! Line framing, the stdio transport of MCP: one JSON-RPC message per line. Reading frames bytes
-//! into lines (never splitting a UTF-8 character, tolerating `\r\n`, capping the length);
-//! writing goes through a [`LineQueue`] that never blocks the sender and reports how much waits.
+//! into lines (never splitting a UTF-8 character, tolerating `\r\n`, capping the length) and
+//! hands them to a [`FrameSink`]; writing is [`queue`](super::queue)'s.
 //!
 //! Owns: bytes ↔ lines. Must not touch: processes, sessions, HTTP — whoever owns the pipe
 //! (a child process, an in-process server, the bridge's stdin) hands it in.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
-
 use bytes::{Bytes, BytesMut};
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
-    sync::{Notify, mpsc},
+    io::{AsyncRead, AsyncReadExt},
+    sync::mpsc,
 };
-use tokio_util::sync::CancellationToken;
 
-/// Lines waiting for a server's input (a child's stdin or an in-process pipe). Pushing never blocks (a multiplexer can enqueue while
-/// holding its lock, in order); callers bound the queue with [`LineQueue::wait_room`] first.
-#[derive(Clone)]
-pub struct LineQueue {
-    tx: mpsc::UnboundedSender<Bytes>,
-    queued: Arc<AtomicUsize>,
-    drained: Arc<Notify>,
+/// Where [`read_lines`] hands its frames: a channel, or a relay that handles them in place.
+pub trait FrameSink: Send {
+    /// Takes one frame; false stops the reading (nobody listens any more).
+    fn frame(&mut self, frame: Frame) -> impl Future<Output = bool> + Send;
 }
 
-/// The server no longer reads its input.
-#[derive(Debug)]
-pub struct QueueClosed;
-
-impl LineQueue {
-    /// A queue and the receiving end for the writer task.
-    pub fn channel() -> (LineQueue, LineQueueRx) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let drained = Arc::new(Notify::new());
-        (
-            LineQueue {
-                tx,
-                queued: queued.clone(),
-                drained: drained.clone(),
-            },
-            LineQueueRx {
-                rx,
-                queued,
-                drained,
-            },
-        )
+impl<T: From<Frame> + Send> FrameSink for &mpsc::Sender<T> {
+    async fn frame(&mut self, frame: Frame) -> bool {
+        self.send(T::from(frame)).await.is_ok()
     }
-
-    /// Queues one line (without newline).
-    pub fn push(&self, line: Bytes) -> Result<(), QueueClosed> {
-        let len = line.len();
-        self.queued.fetch_add(len, Ordering::Relaxed);
-        self.tx.send(line).map_err(|_| {
-            self.queued.fetch_sub(len, Ordering::Relaxed);
-            QueueClosed
-        })
-    }
-
-    pub fn queued_bytes(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
-
-    /// Waits until fewer than `limit` bytes are queued; false if that takes longer than
-    /// `within` (the child is not reading).
-    pub async fn wait_room(&self, limit: usize, within: Duration) -> bool {
-        if self.queued_bytes() < limit {
-            return true;
-        }
-        tokio::time::timeout(within, async {
-            loop {
-                let drained = self.drained.notified();
-                if self.queued_bytes() < limit || self.is_closed() {
-                    return;
-                }
-                drained.await;
-            }
-        })
-        .await
-        .is_ok()
-    }
-}
-
-/// The writer's end of a [`LineQueue`].
-pub struct LineQueueRx {
-    rx: mpsc::UnboundedReceiver<Bytes>,
-    queued: Arc<AtomicUsize>,
-    drained: Arc<Notify>,
-}
-
-impl LineQueueRx {
-    async fn recv(&mut self) -> Option<Bytes> {
-        self.rx.recv().await
-    }
-
-    fn try_recv(&mut self) -> Option<Bytes> {
-        self.rx.try_recv().ok()
-    }
-
-    fn written(&self, len: usize) {
-        self.queued.fetch_sub(len, Ordering::Relaxed);
-        self.drained.notify_waiters();
-    }
-}
-
-/// Writes queued lines to `sink` (a child's stdin or an in-memory pipe) until the queue ends
-/// or `close` is cancelled, then closes the sink.
-pub async fn write_lines(
-    sink: impl AsyncWrite + Unpin,
-    mut lines: LineQueueRx,
-    close: CancellationToken,
-    session: String,
-) {
-    // Small: thousands of idle sessions each hold one; larger writes bypass it.
-    let mut out = tokio::io::BufWriter::with_capacity(8 * 1024, sink);
-    loop {
-        let line = tokio::select! {
-            biased;
-            _ = close.cancelled() => break,
-            line = lines.recv() => match line {
-                Some(line) => line,
-                None => break,
-            },
-        };
-        let mut written = line.len();
-        let mut result = write_line(&mut out, &line).await;
-        // Coalesce whatever else is already queued into the same flush.
-        while result.is_ok() {
-            match lines.try_recv() {
-                Some(more) => {
-                    written += more.len();
-                    result = write_line(&mut out, &more).await;
-                }
-                None => break,
-            }
-        }
-        let result = result.and(out.flush().await);
-        lines.written(written);
-        if let Err(e) = result {
-            tracing::debug!(session = %session, error = %e, "child stdin closed");
-            return;
-        }
-    }
-    // Closing the pipe is the polite request to exit.
-    let _ = out.shutdown().await;
-}
-
-async fn write_line<W: AsyncWriteExt + Unpin>(out: &mut W, line: &[u8]) -> std::io::Result<()> {
-    out.write_all(line).await?;
-    out.write_all(b"\n").await
 }
 
 /// Frames `stdout` (a child's stdout, an in-memory pipe, the bridge's stdin) into frames until
 /// it ends; lines that are not JSON (banners, stray logs) are logged and skipped.
-pub async fn read_lines<T: From<Frame>>(
+pub async fn read_lines(
     mut stdout: impl AsyncRead + Unpin,
     max_line: usize,
-    events: &mpsc::Sender<T>,
+    mut sink: impl FrameSink,
     session: &str,
 ) {
     let mut framer = LineFramer::new(max_line);
@@ -192,7 +55,7 @@ pub async fn read_lines<T: From<Frame>>(
                 );
                 continue;
             }
-            if events.send(T::from(frame)).await.is_err() {
+            if !sink.frame(frame).await {
                 return;
             }
         }

@@ -1,5 +1,6 @@
 //! What every mode shares about MCP itself: JSON-RPC messages (classification, raw ids, error
-//! responses), line framing (the stdio transport), and protocol revisions.
+//! responses), line framing and the queue into a server's input (the stdio transport), and
+//! protocol revisions.
 //!
 //! Owns: the wire format below the transports. Must not touch: processes, sessions, HTTP,
 //! configuration — the stdio server, the gateway and the bridge all build on this, never the
@@ -7,4 +8,5 @@
 
 pub mod jsonrpc;
 pub mod lines;
+pub mod queue;
 pub mod version;

@@ -1,14 +1,11 @@
-//! What a server's owner hears from it ([`ChildEvent`]), how it ended ([`ExitCause`]), and how
-//! many child processes run ([`Children`], for `/health` and `/metrics`). In-process servers
-//! speak the same events, so one relay serves both.
+//! How a server ended ([`ExitCause`]) and how many child processes run ([`Children`], for
+//! `/health` and `/metrics`). In-process servers end the same ways, so one relay serves both.
 //!
 //! Owns: those words and the count. Must not touch: processes themselves.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::Bytes;
-
-use crate::{gateway::metrics::ServerMetrics, mcp::lines::Frame};
+use crate::gateway::metrics::ServerMetrics;
 
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,27 +24,6 @@ impl ExitCause {
             ExitCause::Exited => "exited",
             ExitCause::Crashed => "crashed",
             ExitCause::Terminated => "terminated",
-        }
-    }
-}
-
-/// What the child said or did, in order, to whoever owns it.
-#[derive(Debug)]
-pub enum ChildEvent {
-    /// One JSON line from stdout (without the newline).
-    Line(Bytes),
-    /// A line longer than the limit: its first bytes (to find an id) and its length (without
-    /// the newline).
-    TooLong { prefix: Bytes, len: usize },
-    /// Stdout closed and the process was reaped; always the last event.
-    Exited { cause: ExitCause, detail: String },
-}
-
-impl From<Frame> for ChildEvent {
-    fn from(frame: Frame) -> Self {
-        match frame {
-            Frame::Line(line) => ChildEvent::Line(line),
-            Frame::TooLong { prefix, len } => ChildEvent::TooLong { prefix, len },
         }
     }
 }

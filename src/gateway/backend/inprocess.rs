@@ -1,7 +1,7 @@
 //! The in-process backend: a session is served by the built-in Aareguru server (rmcp) over an
 //! in-memory pipe inside the gateway — no process, and every session shares one upstream client
-//! and cache. To the relay it looks exactly like a child: lines in, [`ChildEvent`]s out, framed
-//! by the same code, so both backends behave alike down to over-long replies.
+//! and cache. To the relay it looks exactly like a child: lines in, frames out, framed by the
+//! same code, so both backends behave alike down to over-long replies.
 //!
 //! Owns: running the built-in server per session. Must not touch: processes.
 
@@ -9,18 +9,25 @@ use std::{sync::Arc, time::Instant};
 
 use futures::future::BoxFuture;
 use rmcp::{service::serve_server_with_ct, transport::async_rw::AsyncRwTransport};
-use tokio::sync::{mpsc, watch};
+use tokio::{
+    io::{DuplexStream, ReadHalf},
+    sync::watch,
+    task::JoinHandle,
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
     api::{Backend, Client, Limits, Link, OpenError, Status},
-    children::{ChildEvent, ExitCause},
-    own::{OwnLink, RelaySettings, Worker},
+    children::ExitCause,
+    own::{Output, OwnLink, RelaySettings, Worker},
 };
 use crate::{
     config::Backend as BackendKind,
     gateway::metrics::ServerMetrics,
-    mcp::lines::{self, LineQueue},
+    mcp::{
+        lines::{self, FrameSink},
+        queue::{self, LineQueue},
+    },
     server::AareguruServer,
 };
 
@@ -62,7 +69,7 @@ impl Backend for InProcessBackend {
         _env: &[(String, String)],
     ) -> Result<Box<dyn Link>, OpenError> {
         let started_at = Instant::now();
-        let (server, events) = InProcess::start(
+        let (server, output) = InProcess::start(
             self.server.clone(),
             client.name(),
             self.relay.max_line_bytes,
@@ -72,7 +79,7 @@ impl Backend for InProcessBackend {
             client,
             input,
             server,
-            events,
+            output,
             self.relay.clone(),
             started_at,
         )))
@@ -103,13 +110,24 @@ pub struct InProcess {
     done: watch::Receiver<bool>,
 }
 
+/// What an in-process server writes, read by the session's relay.
+pub struct InProcessOutput {
+    from_server: ReadHalf<DuplexStream>,
+    serve: JoinHandle<()>,
+    stopped: CancellationToken,
+    done: watch::Sender<bool>,
+    session: String,
+    max_line: usize,
+}
+
 impl InProcess {
-    /// Starts serving `server` for one session; events arrive on the returned receiver.
+    /// Starts serving `server` for one session; its output is read through the returned
+    /// [`InProcessOutput`].
     pub fn start(
         server: AareguruServer,
         session: &str,
         max_line: usize,
-    ) -> (InProcess, mpsc::Receiver<ChildEvent>) {
+    ) -> (InProcess, InProcessOutput) {
         let (gateway_side, server_side) = tokio::io::duplex(PIPE_BYTES);
         let (from_server, to_server) = tokio::io::split(gateway_side);
         let (server_read, server_write) = tokio::io::split(server_side);
@@ -118,50 +136,43 @@ impl InProcess {
         let stop = CancellationToken::new();
         let close_input = CancellationToken::new();
         let (stdin, stdin_rx) = LineQueue::channel();
-        let (event_tx, event_rx) = mpsc::channel(1024);
         let (done_tx, done_rx) = watch::channel(false);
 
-        tokio::spawn(lines::write_lines(
+        tokio::spawn(queue::write_lines(
             to_server,
             stdin_rx,
             close_input.clone(),
             session.to_string(),
         ));
-        let (session, stopped) = (session.to_string(), stop.clone());
-        tokio::spawn(async move {
-            let serve = {
-                let (session, stopped) = (session.clone(), stopped.clone());
-                tokio::spawn(async move {
-                    match serve_server_with_ct(server, transport, stopped).await {
-                        Ok(running) => {
-                            let reason = running.waiting().await;
-                            tracing::debug!(session = %session, ?reason, "in-process server ended");
-                        }
-                        Err(e) => {
-                            tracing::debug!(session = %session, reason = %e, "in-process server ended before initialization")
-                        }
+        let serve = {
+            let (session, stopped) = (session.to_string(), stop.clone());
+            tokio::spawn(async move {
+                match serve_server_with_ct(server, transport, stopped).await {
+                    Ok(running) => {
+                        let reason = running.waiting().await;
+                        tracing::debug!(session = %session, ?reason, "in-process server ended");
                     }
-                })
-            };
-            lines::read_lines(from_server, max_line, &event_tx, &session).await;
-            // The server dropped its end of the pipe: it has ended (or is about to).
-            let result = serve.await;
-            let _ = done_tx.send(true);
-            let (cause, detail) = match result {
-                Err(e) if e.is_panic() => (ExitCause::Crashed, "the server panicked".to_string()),
-                _ if stopped.is_cancelled() => (ExitCause::Terminated, "stopped".to_string()),
-                _ => (ExitCause::Exited, "ended".to_string()),
-            };
-            let _ = event_tx.send(ChildEvent::Exited { cause, detail }).await;
-        });
+                    Err(e) => {
+                        tracing::debug!(session = %session, reason = %e, "in-process server ended before initialization")
+                    }
+                }
+            })
+        };
         (
             InProcess {
                 stdin,
-                stop,
+                stop: stop.clone(),
                 close_input,
                 done: done_rx,
             },
-            event_rx,
+            InProcessOutput {
+                from_server,
+                serve,
+                stopped: stop,
+                done: done_tx,
+                session: session.to_string(),
+                max_line,
+            },
         )
     }
 
@@ -182,5 +193,19 @@ impl InProcess {
 impl Worker for InProcess {
     fn terminate(&mut self, grace: std::time::Duration) -> impl Future<Output = ()> + Send {
         InProcess::terminate(self, grace)
+    }
+}
+
+impl Output for InProcessOutput {
+    async fn relay(self, sink: impl FrameSink) -> (ExitCause, String) {
+        lines::read_lines(self.from_server, self.max_line, sink, &self.session).await;
+        // The server dropped its end of the pipe: it has ended (or is about to).
+        let result = self.serve.await;
+        let _ = self.done.send(true);
+        match result {
+            Err(e) if e.is_panic() => (ExitCause::Crashed, "the server panicked".to_string()),
+            _ if self.stopped.is_cancelled() => (ExitCause::Terminated, "stopped".to_string()),
+            _ => (ExitCause::Exited, "ended".to_string()),
+        }
     }
 }

@@ -2,6 +2,11 @@
 //! line. The relay remembers which client requests are unanswered, so a server that dies (or
 //! never starts answering) fails them at once instead of leaving the client waiting.
 //!
+//! The path is short on purpose: a client's message is pushed to the server's input from the
+//! HTTP handler (written to the pipe right there when nothing waits), and the task that reads
+//! the server's output classifies each line and hands it to the client itself — no task or
+//! channel in between.
+//!
 //! Owns: the relay between one session and one server. Must not touch: how the server was
 //! started (that is the worker's business) or the session table.
 
@@ -17,18 +22,18 @@ use std::{
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
     api::{Client, CloseCause, ForwardError, Link},
-    children::{ChildEvent, Children, ExitCause},
+    children::{Children, ExitCause},
 };
 use crate::{
     gateway::metrics::ServerMetrics,
     mcp::{
         jsonrpc::{self, Kind},
-        lines::LineQueue,
+        lines::{Frame, FrameSink},
+        queue::LineQueue,
     },
 };
 
@@ -36,6 +41,12 @@ use crate::{
 pub trait Worker: Send + 'static {
     /// Stops the server, politely first, and returns once it has ended (or `grace` is spent).
     fn terminate(&mut self, grace: Duration) -> impl Future<Output = ()> + Send;
+}
+
+/// What the server writes, and how it ends.
+pub trait Output: Send + 'static {
+    /// Hands every frame the server writes to `sink`, then says how the server ended.
+    fn relay(self, sink: impl FrameSink) -> impl Future<Output = (ExitCause, String)> + Send;
 }
 
 /// Settings every relay of a backend shares.
@@ -75,12 +86,12 @@ pub struct OwnLink<W: Worker> {
 }
 
 impl<W: Worker> OwnLink<W> {
-    /// Starts relaying `events` (the server's output) to `client`.
+    /// Starts relaying `output` (the server's) to `client`.
     pub fn start(
         client: Arc<dyn Client>,
         input: LineQueue,
         worker: W,
-        events: mpsc::Receiver<ChildEvent>,
+        output: impl Output,
         settings: RelaySettings,
         started_at: Instant,
     ) -> Self {
@@ -93,7 +104,16 @@ impl<W: Worker> OwnLink<W> {
             settings,
             released: CancellationToken::new(),
         });
-        tokio::spawn(relay.clone().pump(client, events));
+        let sink = ToClient {
+            relay: relay.clone(),
+            client,
+        };
+        tokio::spawn(async move {
+            let client = sink.client.clone();
+            let relay = sink.relay.clone();
+            let (cause, detail) = output.relay(sink).await;
+            relay.ended(client.as_ref(), cause, &detail);
+        });
         OwnLink {
             relay,
             input,
@@ -146,71 +166,79 @@ impl<W: Worker> Link for OwnLink<W> {
     }
 }
 
+/// The server's output, handed to the client as it is read.
+struct ToClient {
+    relay: Arc<Relay>,
+    client: Arc<dyn Client>,
+}
+
+impl FrameSink for ToClient {
+    async fn frame(&mut self, frame: Frame) -> bool {
+        self.relay.server_wrote(&self.client, frame);
+        true
+    }
+}
+
 impl Relay {
-    /// Relays the server's output to the client until the server ends.
-    async fn pump(
-        self: Arc<Self>,
-        client: Arc<dyn Client>,
-        mut events: mpsc::Receiver<ChildEvent>,
-    ) {
+    /// One frame of the server's output, for the client.
+    fn server_wrote(&self, client: &Arc<dyn Client>, frame: Frame) {
         let metrics = &self.settings.metrics;
-        while let Some(event) = events.recv().await {
-            match event {
-                ChildEvent::Line(line) => {
-                    if !self.answered.swap(true, Ordering::Relaxed) {
-                        metrics
-                            .all
-                            .child_spawn_duration
-                            .observe(self.started_at.elapsed().as_secs_f64());
+        match frame {
+            Frame::Line(line) => {
+                if !self.answered.swap(true, Ordering::Relaxed) {
+                    metrics
+                        .all
+                        .child_spawn_duration
+                        .observe(self.started_at.elapsed().as_secs_f64());
+                }
+                match jsonrpc::classify(&line) {
+                    Ok(Kind::Response { id }) => {
+                        self.inflight.lock().unwrap().remove(&id);
                     }
-                    match jsonrpc::classify(&line) {
-                        Ok(Kind::Response { id }) => {
-                            self.inflight.lock().unwrap().remove(&id);
-                        }
-                        Ok(_) => {}
-                        Err(reason) => {
-                            tracing::warn!(session = %client.name(), %reason, "child sent an invalid message; skipped");
-                            metrics.error("child_invalid_message");
-                            continue;
-                        }
-                    }
-                    // Lines are valid UTF-8: classify parsed them as JSON.
-                    let text = String::from_utf8(line.to_vec()).unwrap_or_default();
-                    if !client.send(text) {
-                        client.end(CloseCause::SlowClient);
+                    Ok(_) => {}
+                    Err(reason) => {
+                        tracing::warn!(session = %client.name(), %reason, "child sent an invalid message; skipped");
+                        metrics.error("child_invalid_message");
+                        return;
                     }
                 }
-                ChildEvent::TooLong { prefix, len } => {
-                    let limit = self.settings.max_line_bytes;
-                    metrics.error("child_line_too_long");
-                    tracing::warn!(session = %client.name(), len, limit, "child wrote an over-long message; dropped");
-                    if let Some(id) = jsonrpc::id_from_prefix(&prefix)
-                        && self.inflight.lock().unwrap().remove(&id)
-                    {
-                        let msg = format!(
-                            "the response was {len} bytes, over the gateway's limit of {limit} bytes"
-                        );
-                        client.send_unbounded(jsonrpc::error_response(
-                            &id,
-                            jsonrpc::INTERNAL_ERROR,
-                            &msg,
-                        ));
-                    }
-                }
-                ChildEvent::Exited { cause, detail } => {
-                    if let Some(children) = &self.settings.children {
-                        children.ended(cause);
-                    }
-                    if cause != ExitCause::Terminated {
-                        tracing::warn!(session = %client.name(), %detail, "child exited");
-                        let message =
-                            format!("the MCP server process ended ({detail}) before answering");
-                        self.fail_inflight(client.as_ref(), &message);
-                        client.end(CloseCause::ChildExited);
-                    }
-                    return;
+                // Lines are valid UTF-8: classify parsed them as JSON.
+                let text = String::from_utf8(Vec::from(line)).unwrap_or_default();
+                if !client.send(text) {
+                    client.end(CloseCause::SlowClient);
                 }
             }
+            Frame::TooLong { prefix, len } => {
+                let limit = self.settings.max_line_bytes;
+                metrics.error("child_line_too_long");
+                tracing::warn!(session = %client.name(), len, limit, "child wrote an over-long message; dropped");
+                if let Some(id) = jsonrpc::id_from_prefix(&prefix)
+                    && self.inflight.lock().unwrap().remove(&id)
+                {
+                    let msg = format!(
+                        "the response was {len} bytes, over the gateway's limit of {limit} bytes"
+                    );
+                    client.send_unbounded(jsonrpc::error_response(
+                        &id,
+                        jsonrpc::INTERNAL_ERROR,
+                        &msg,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The server has ended: unless we stopped it, its unanswered requests fail and the
+    /// session ends.
+    fn ended(&self, client: &dyn Client, cause: ExitCause, detail: &str) {
+        if let Some(children) = &self.settings.children {
+            children.ended(cause);
+        }
+        if cause != ExitCause::Terminated {
+            tracing::warn!(session = %client.name(), %detail, "child exited");
+            let message = format!("the MCP server process ended ({detail}) before answering");
+            self.fail_inflight(client, &message);
+            client.end(CloseCause::ChildExited);
         }
     }
 

@@ -19,7 +19,10 @@ use super::{
     pool::Pool,
     process::ChildProcess,
 };
-use crate::config::{Backend as BackendKind, ServerConfig};
+use crate::{
+    config::{Backend as BackendKind, ServerConfig},
+    mcp::queue::Input,
+};
 
 pub struct PerSession {
     config: Arc<ServerConfig>,
@@ -81,10 +84,10 @@ impl Backend for PerSession {
             Some(pool) if env.is_empty() => pool.take(),
             _ => None,
         };
-        let (child, events) = match warm {
-            Some((child, events)) => {
+        let (child, output) = match warm {
+            Some((child, output)) => {
                 child.relabel(client.name());
-                (child, events)
+                (child, output)
             }
             None => {
                 let spawned = ChildProcess::spawn(
@@ -92,6 +95,7 @@ impl Backend for PerSession {
                     client.name(),
                     self.limits.max_line_bytes,
                     env,
+                    Input::Direct,
                 )
                 .map_err(OpenError::Spawn)?;
                 self.children.started();
@@ -103,7 +107,7 @@ impl Backend for PerSession {
             client,
             input,
             child,
-            events,
+            output,
             self.relay.clone(),
             started_at,
         )))

@@ -17,14 +17,14 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    children::{ChildEvent, Children, ExitCause},
-    process::ChildProcess,
+    children::{Children, ExitCause},
+    process::{ChildOutput, ChildProcess},
 };
-use crate::config::ChildCommand;
+use crate::{config::ChildCommand, mcp::queue::Input};
 
 /// First delay after a failed start; doubles per consecutive failure up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -32,8 +32,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How often waiting children are checked for having died.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
 
-/// A started child and its events.
-pub type Spawned = (ChildProcess, mpsc::Receiver<ChildEvent>);
+/// A started child and its output (unread until a session takes it).
+pub type Spawned = (ChildProcess, ChildOutput);
 
 pub struct Pool {
     target: usize,
@@ -79,9 +79,7 @@ impl Pool {
             let next = self.ready.lock().unwrap().pop_front();
             match next {
                 // One that died while waiting is the refill loop's to count; skip it.
-                Some((child, events)) if child.has_exited() => {
-                    self.retire(child, events);
-                }
+                Some((child, _)) if child.has_exited() => self.retire(&child),
                 other => break other,
             }
         };
@@ -102,14 +100,11 @@ impl Pool {
     }
 
     /// A child that died while waiting: counted as ended.
-    fn retire(&self, _child: ChildProcess, mut events: mpsc::Receiver<ChildEvent>) {
-        let mut cause = ExitCause::Crashed;
-        while let Ok(event) = events.try_recv() {
-            if let ChildEvent::Exited { cause: c, detail } = event {
-                tracing::warn!(%detail, "a waiting pooled child ended; replacing it");
-                cause = c;
-            }
-        }
+    fn retire(&self, child: &ChildProcess) {
+        let (cause, detail) = child
+            .ended()
+            .unwrap_or((ExitCause::Crashed, "ended".into()));
+        tracing::warn!(%detail, "a waiting pooled child ended; replacing it");
         self.children.ended(cause);
     }
 
@@ -124,12 +119,18 @@ impl Pool {
                 ready.extend(alive);
                 dead
             };
-            for (child, events) in dead {
-                self.retire(child, events);
+            for (child, _) in dead {
+                self.retire(&child);
             }
             let mut backoff = None;
             while self.ready.lock().unwrap().len() < self.target && !self.stop.is_cancelled() {
-                match ChildProcess::spawn(&self.command, "pool", self.max_line_bytes, &[]) {
+                match ChildProcess::spawn(
+                    &self.command,
+                    "pool",
+                    self.max_line_bytes,
+                    &[],
+                    Input::Direct,
+                ) {
                     Ok(spawned) => {
                         failures = 0;
                         self.children.started();
@@ -164,7 +165,7 @@ impl Pool {
         self.stop.cancel();
         let waiting: Vec<Spawned> = self.ready.lock().unwrap().drain(..).collect();
         self.children.metrics.pool_ready(0);
-        for (mut child, _events) in waiting {
+        for (mut child, _) in waiting {
             let children = self.children.clone();
             terminations.spawn(async move {
                 child.terminate(grace).await;

@@ -1,5 +1,6 @@
-//! One stdio MCP child process: spawned in its own process group, stdin fed from a channel,
-//! stdout framed on bytes into JSON-RPC lines, stderr logged with the session id, and a shutdown
+//! One stdio MCP child process: spawned in its own process group, stdin fed from a
+//! [`LineQueue`] (written directly while its writer is idle), stdout framed on bytes into
+//! JSON-RPC lines for whoever relays them, stderr logged with the session id, and a shutdown
 //! that closes stdin, then signals the whole group (SIGTERM, then SIGKILL) so no grandchild
 //! survives.
 //!
@@ -7,25 +8,36 @@
 
 use std::{
     process::Stdio,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
-    process::{ChildStderr, Command},
-    sync::{mpsc, watch},
+    net::unix::pipe,
+    process::{ChildStderr, ChildStdout, Command},
+    sync::watch,
 };
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    children::{ChildEvent, ExitCause},
-    own::Worker,
+    children::ExitCause,
+    own::{Output, Worker},
 };
 use crate::{
     config::ChildCommand,
-    mcp::lines::{LineQueue, read_lines, write_lines},
+    mcp::{
+        lines::{FrameSink, read_lines},
+        queue::{Input, LineQueue, write_pipe},
+    },
 };
+
+/// How long a child's stdout may still deliver after the child exited (a grandchild holding
+/// it open must not hide the exit).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
 
 /// A running child. Dropping it does not kill it; call [`ChildProcess::terminate`].
 pub struct ChildProcess {
@@ -35,20 +47,51 @@ pub struct ChildProcess {
     stdin: LineQueue,
     /// Cancelled to close the child's stdin, whoever still holds a sender.
     close_stdin: CancellationToken,
-    /// Flips to true when the process has been reaped.
-    exited: watch::Receiver<bool>,
+    /// How the process ended, once it has been reaped.
+    exit: watch::Receiver<Option<Exit>>,
     /// Set when we began terminating, so the exit is not reported as a crash.
-    terminating: watch::Sender<bool>,
+    terminating: Arc<AtomicBool>,
+}
+
+/// What the child writes on stdout, and how it ends: read by whoever serves it
+/// ([`Output::relay`]), from the moment it does — a pooled child's output waits in the pipe.
+pub struct ChildOutput {
+    stdout: ChildStdout,
+    exit: watch::Receiver<Option<Exit>>,
+    terminating: Arc<AtomicBool>,
+    session: String,
+    max_line: usize,
+}
+
+/// How a reaped process ended.
+#[derive(Debug, Clone)]
+struct Exit {
+    success: bool,
+    detail: String,
+}
+
+impl Exit {
+    fn cause(&self, terminating: bool) -> ExitCause {
+        if terminating {
+            ExitCause::Terminated
+        } else if self.success {
+            ExitCause::Exited
+        } else {
+            ExitCause::Crashed
+        }
+    }
 }
 
 impl ChildProcess {
-    /// Spawns `cmd`; events arrive on the returned receiver.
+    /// Spawns `cmd`; its output is read through the returned [`ChildOutput`]; `input` says how
+    /// its stdin is written.
     pub fn spawn(
         cmd: &ChildCommand,
         session: &str,
         max_line: usize,
         extra_env: &[(String, String)],
-    ) -> std::io::Result<(ChildProcess, mpsc::Receiver<ChildEvent>)> {
+        input: Input,
+    ) -> std::io::Result<(ChildProcess, ChildOutput)> {
         let mut command = Command::new(&cmd.program);
         if let Some(arg0) = &cmd.arg0 {
             command.arg0(arg0);
@@ -77,55 +120,62 @@ impl ChildProcess {
         }
         let mut child = command.spawn()?;
         let pid = child.id().unwrap_or(0);
-        let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
+        // Stdin as a pipe of our own, so a sender can write to it without a task in between.
+        let stdin = child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .into_owned_fd()
+            .and_then(pipe::Sender::from_owned_fd);
+        let stdin = match stdin {
+            Ok(pipe) => pipe,
+            Err(e) => {
+                signal_group(pid, libc::SIGKILL);
+                tokio::spawn(async move { child.wait().await });
+                return Err(e);
+            }
+        };
 
         let (line_tx, line_rx) = LineQueue::channel();
-        let (event_tx, event_rx) = mpsc::channel::<ChildEvent>(1024);
-        let (exited_tx, exited_rx) = watch::channel(false);
-        let (terminating_tx, terminating_rx) = watch::channel(false);
-
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let terminating = Arc::new(AtomicBool::new(false));
         let close_stdin = CancellationToken::new();
-        tokio::spawn(write_lines(
+        tokio::spawn(write_pipe(
             stdin,
+            input,
             line_rx,
             close_stdin.clone(),
             session.to_string(),
         ));
         let label: Label = Arc::new(RwLock::new(Arc::from(session)));
         tokio::spawn(log_stderr(stderr, label.clone()));
-        let session = session.to_string();
+        let name = session.to_string();
         tokio::spawn(async move {
-            let reader = {
-                let (events, session) = (event_tx.clone(), session.clone());
-                tokio::spawn(async move { read_lines(stdout, max_line, &events, &session).await })
-            };
             // Watch the process, not the pipe: a grandchild holding stdout open must not hide
             // the child's exit.
-            let status = child.wait().await;
-            let _ = exited_tx.send(true);
-            // Deliver what the child wrote before it exited.
-            if tokio::time::timeout(Duration::from_millis(500), reader)
-                .await
-                .is_err()
-            {
-                tracing::debug!(session = %session, "stdout still held open after the child exited");
-            }
-            let terminated = *terminating_rx.borrow();
-            let (cause, detail) = match status {
-                Ok(s) if terminated => (ExitCause::Terminated, s.to_string()),
-                Ok(s) if s.success() => (ExitCause::Exited, s.to_string()),
-                Ok(s) => (ExitCause::Crashed, s.to_string()),
-                Err(e) => (ExitCause::Crashed, format!("wait failed: {e}")),
+            let exit = match child.wait().await {
+                Ok(s) => Exit {
+                    success: s.success(),
+                    detail: s.to_string(),
+                },
+                Err(e) => Exit {
+                    success: false,
+                    detail: format!("wait failed: {e}"),
+                },
             };
-            // The leader is gone; make sure nothing else of its group lingers.
+            tracing::debug!(session = %name, pid, detail = %exit.detail, "child ended");
+            let _ = exit_tx.send(Some(exit));
+            // The leader is gone; once its output had its chance to drain, nothing else of
+            // its group may linger.
             if pid != 0 && group_alive(pid) {
-                signal_group(pid, libc::SIGTERM);
-                signal_group(pid, libc::SIGKILL);
+                tokio::time::sleep(DRAIN_AFTER_EXIT).await;
+                if group_alive(pid) {
+                    signal_group(pid, libc::SIGTERM);
+                    signal_group(pid, libc::SIGKILL);
+                }
             }
-            tracing::debug!(session = %session, pid, cause = cause.as_str(), %detail, "child ended");
-            let _ = event_tx.send(ChildEvent::Exited { cause, detail }).await;
         });
         Ok((
             ChildProcess {
@@ -133,10 +183,16 @@ impl ChildProcess {
                 label,
                 stdin: line_tx,
                 close_stdin,
-                exited: exited_rx,
-                terminating: terminating_tx,
+                exit: exit_rx.clone(),
+                terminating: terminating.clone(),
             },
-            event_rx,
+            ChildOutput {
+                stdout,
+                exit: exit_rx,
+                terminating,
+                session: session.to_string(),
+                max_line,
+            },
         ))
     }
 
@@ -151,13 +207,22 @@ impl ChildProcess {
     }
 
     pub fn has_exited(&self) -> bool {
-        *self.exited.borrow()
+        self.exit.borrow().is_some()
+    }
+
+    /// How it ended, once it has.
+    pub fn ended(&self) -> Option<(ExitCause, String)> {
+        let terminating = self.terminating.load(Ordering::Acquire);
+        self.exit
+            .borrow()
+            .as_ref()
+            .map(|e| (e.cause(terminating), e.detail.clone()))
     }
 
     /// Closes stdin, waits up to `grace`, SIGTERMs the group, waits up to `grace`, SIGKILLs the
     /// group. Returns once the child has been reaped (or after the SIGKILL).
     pub async fn terminate(&mut self, grace: Duration) {
-        let _ = self.terminating.send(true);
+        self.terminating.store(true, Ordering::Release);
         self.close_stdin.cancel();
         if self.wait_exit(grace).await {
             self.reap_group();
@@ -181,10 +246,46 @@ impl ChildProcess {
     }
 
     async fn wait_exit(&mut self, within: Duration) -> bool {
-        let mut exited = self.exited.clone();
-        tokio::time::timeout(within, exited.wait_for(|e| *e))
+        let mut exit = self.exit.clone();
+        tokio::time::timeout(within, exit.wait_for(Option::is_some))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+}
+
+impl Output for ChildOutput {
+    /// Hands every frame of stdout to `sink` until stdout ends (or, once the process has
+    /// exited, until [`DRAIN_AFTER_EXIT`] has passed), then reports how the process ended.
+    async fn relay(self, sink: impl FrameSink) -> (ExitCause, String) {
+        let ChildOutput {
+            stdout,
+            mut exit,
+            terminating,
+            session,
+            max_line,
+        } = self;
+        let reading = read_lines(stdout, max_line, sink, &session);
+        tokio::pin!(reading);
+        let read_all = tokio::select! {
+            _ = &mut reading => true,
+            _ = exit.wait_for(Option::is_some) => false,
+        };
+        if !read_all
+            && tokio::time::timeout(DRAIN_AFTER_EXIT, reading)
+                .await
+                .is_err()
+        {
+            tracing::debug!(session = %session, "stdout still held open after the child exited");
+        }
+        let ended = exit
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|e| e.clone());
+        match ended {
+            Some(e) => (e.cause(terminating.load(Ordering::Acquire)), e.detail),
+            None => (ExitCause::Crashed, "the child's watcher ended".into()),
+        }
     }
 }
 

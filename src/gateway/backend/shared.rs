@@ -18,19 +18,24 @@ use std::{
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
 use super::{
     api::{Backend, Client, CloseCause, ForwardError, Limits, Link, OpenError, Status},
-    children::{ChildEvent, Children, ExitCause},
+    children::{Children, ExitCause},
     mux::{Mux, Out},
-    process::ChildProcess,
+    own::Output,
+    process::{ChildOutput, ChildProcess},
 };
 use crate::{
     config::{Backend as BackendKind, ServerConfig},
-    mcp::{jsonrpc::Kind, lines::LineQueue},
+    gateway::metrics::ServerMetrics,
+    mcp::{
+        jsonrpc::Kind,
+        lines::{Frame, FrameSink},
+        queue::{Input, LineQueue},
+    },
 };
 
 /// First restart delay; doubles per consecutive failure up to [`MAX_BACKOFF`].
@@ -75,6 +80,7 @@ impl Backend for Shared {
                 slot.name(),
                 self.limits.max_line_bytes,
                 &[],
+                Input::Queued,
             )
             .map_err(|e| anyhow::anyhow!("cannot start {:?}: {e}", self.config.child.program))?;
             self.supervisors.spawn(slot.clone().supervise(
@@ -171,7 +177,7 @@ struct Slot {
     restarts: AtomicU64,
 }
 
-type Spawned = (ChildProcess, mpsc::Receiver<ChildEvent>);
+type Spawned = (ChildProcess, ChildOutput);
 
 impl Slot {
     fn new(index: usize) -> Arc<Self> {
@@ -298,7 +304,7 @@ impl Slot {
         let mut next = Some(first);
         let mut failures: u32 = 0;
         loop {
-            let (mut child, mut events) = match next.take() {
+            let (mut child, output) = match next.take() {
                 Some(spawned) => spawned,
                 None => {
                     let delay = FIRST_BACKOFF
@@ -310,8 +316,13 @@ impl Slot {
                     }
                     self.restarts.fetch_add(1, Ordering::Relaxed);
                     metrics.all.child_restarts.inc();
-                    match ChildProcess::spawn(&config.child, &self.name, limits.max_line_bytes, &[])
-                    {
+                    match ChildProcess::spawn(
+                        &config.child,
+                        &self.name,
+                        limits.max_line_bytes,
+                        &[],
+                        Input::Queued,
+                    ) {
                         Ok(spawned) => spawned,
                         Err(e) => {
                             failures += 1;
@@ -336,7 +347,7 @@ impl Slot {
             end_all(closes);
             let started = Instant::now();
             let ended = self
-                .relay(limits, &children, &mut child, &mut events, &shutdown)
+                .relay(limits, &children, &mut child, output, &shutdown)
                 .await;
             self.inner.lock().unwrap().stdin = None;
             let Some((cause, detail)) = ended else {
@@ -367,22 +378,29 @@ impl Slot {
         end_all(closes);
     }
 
-    /// Relays the child's output until it ends (`Some`) or shutdown (`None`).
+    /// Relays the child's output until it ends (`Some`) or shutdown (`None`). Lines go
+    /// through the mux as they are read, on this task.
     async fn relay(
-        &self,
+        self: &Arc<Self>,
         limits: Limits,
         children: &Children,
         child: &mut ChildProcess,
-        events: &mut mpsc::Receiver<ChildEvent>,
+        output: ChildOutput,
         shutdown: &CancellationToken,
     ) -> Option<(ExitCause, String)> {
-        let limit = limits.max_line_bytes;
         let start_timeout = limits.start_timeout;
         let metrics = &children.metrics;
+        let sink = ToMux {
+            slot: self.clone(),
+            limit: limits.max_line_bytes,
+            metrics: metrics.clone(),
+        };
+        let reading = output.relay(sink);
+        tokio::pin!(reading);
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
-            let event = tokio::select! {
-                event = events.recv() => event,
+            tokio::select! {
+                ended = &mut reading => return Some(ended),
                 _ = tick.tick() => {
                     let overdue = self.inner.lock().unwrap().mux.handshake_overdue(start_timeout);
                     if overdue {
@@ -390,27 +408,39 @@ impl Slot {
                         metrics.error("child_start_timeout");
                         child.terminate(Duration::from_millis(500)).await;
                     }
-                    continue;
                 }
                 _ = shutdown.cancelled() => return None,
-            };
-            let closes = {
-                let mut out = vec![];
-                let mut inner = self.inner.lock().unwrap();
-                match event {
-                    Some(ChildEvent::Line(line)) => inner.mux.from_child(&line, &mut out),
-                    Some(ChildEvent::TooLong { prefix, len }) => {
-                        metrics.error("child_line_too_long");
-                        tracing::warn!(child = %self.name, len, limit, "child wrote an over-long message; dropped");
-                        inner.mux.child_too_long(&prefix, len, limit, &mut out);
-                    }
-                    Some(ChildEvent::Exited { cause, detail }) => return Some((cause, detail)),
-                    None => return Some((ExitCause::Crashed, "output ended".into())),
-                }
-                self.apply(&mut inner, out)
-            };
-            end_all(closes);
+            }
         }
+    }
+}
+
+/// The child's output, through the mux to the sessions, as it is read.
+struct ToMux {
+    slot: Arc<Slot>,
+    limit: usize,
+    metrics: ServerMetrics,
+}
+
+impl FrameSink for ToMux {
+    async fn frame(&mut self, frame: Frame) -> bool {
+        let slot = &self.slot;
+        let closes = {
+            let mut out = vec![];
+            let mut inner = slot.inner.lock().unwrap();
+            match frame {
+                Frame::Line(line) => inner.mux.from_child(&line, &mut out),
+                Frame::TooLong { prefix, len } => {
+                    let limit = self.limit;
+                    self.metrics.error("child_line_too_long");
+                    tracing::warn!(child = %slot.name, len, limit, "child wrote an over-long message; dropped");
+                    inner.mux.child_too_long(&prefix, len, limit, &mut out);
+                }
+            }
+            slot.apply(&mut inner, out)
+        };
+        end_all(closes);
+        true
     }
 }
 
