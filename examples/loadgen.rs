@@ -357,8 +357,14 @@ impl Channel for SseChannel {
 
     async fn call(&mut self, run: &Run, msg: &Value) -> Result<Value, String> {
         post(&run.http, &self.endpoint, msg).await?;
-        let (_, data) = self.sse.next().await.ok_or("stream ended")?;
-        Ok(serde_json::from_str(&data).unwrap_or_default())
+        // The first response on the stream (notifications a server sends meanwhile skipped).
+        loop {
+            let (_, data) = self.sse.next().await.ok_or("stream ended")?;
+            let v: Value = serde_json::from_str(&data).unwrap_or_default();
+            if v.get("method").is_none() {
+                return Ok(v);
+            }
+        }
     }
 }
 

@@ -171,6 +171,8 @@ async fn shutdown_leaves_no_pooled_child_behind() {
         .await;
     let mut c = McpClient::new(&gw.base);
     c.initialize().await;
+    gw.wait_health("pool refilled", |h| h["pool"]["ready"] == 3)
+        .await;
     assert_eq!(children_with(&marker).len(), 4);
     // SAFETY: signals our own child.
     unsafe {
@@ -212,4 +214,23 @@ async fn prespawn_is_checked() {
     );
     let (ok, err) = run(&["--prespawn", "2", "--backend", "shared", "--", "x"]).await;
     assert!(!ok && err.contains("per-session"), "{err}");
+}
+
+/// The kernel sends PR_SET_PDEATHSIG when the thread that forked a child exits; a pool that
+/// started children on short-lived threads (tokio's blocking pool lets idle threads go after
+/// ten seconds) would see them all killed while waiting.
+#[tokio::test]
+async fn waiting_children_outlive_idle_threads() {
+    let marker = format!("pool-idle-{}", std::process::id());
+    let gw = pooled(&marker, "2").await;
+    gw.wait_health("pool filled", |h| h["pool"]["ready"] == 2)
+        .await;
+    let before = children_with(&marker);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let mut after = children_with(&marker);
+    after.sort();
+    let mut before = before;
+    before.sort();
+    assert_eq!(before, after, "the waiting children were replaced");
+    assert!(!gw.log_text().contains("pooled child ended"));
 }

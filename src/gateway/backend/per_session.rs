@@ -124,7 +124,8 @@ impl Backend for PerSession {
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             if let Some(pool) = &self.pool {
-                pool.drain(&self.relay.terminations, self.limits.shutdown_grace);
+                pool.drain(&self.relay.terminations, self.limits.shutdown_grace)
+                    .await;
             }
             self.relay.terminations.close();
             self.relay.terminations.wait().await;

@@ -17,7 +17,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use tokio::sync::Notify;
+use tokio::{sync::Notify, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
@@ -31,6 +31,11 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How often waiting children are checked for having died.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
+/// After a child was taken, the refill waits until sessions stopped taking for this long (a
+/// burst of new sessions is served before the pool competes with it for the CPU)…
+const REFILL_QUIET: Duration = Duration::from_millis(100);
+/// …but no longer than this.
+const REFILL_LATEST: Duration = Duration::from_secs(1);
 
 /// A started child and its output (unread until a session takes it).
 pub type Spawned = (ChildProcess, ChildOutput);
@@ -46,6 +51,8 @@ pub struct Pool {
     /// Wakes the refill loop when a child was taken.
     taken: Notify,
     stop: CancellationToken,
+    /// The refill loop, awaited on shutdown (a child it is starting joins the pool first).
+    refilling: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Pool {
@@ -65,12 +72,14 @@ impl Pool {
             misses: AtomicU64::new(0),
             taken: Notify::new(),
             stop: CancellationToken::new(),
+            refilling: Mutex::new(None),
         })
     }
 
     /// Starts filling the pool, and keeps it full until [`Pool::drain`].
     pub fn start(self: &Arc<Self>) {
-        tokio::spawn(self.clone().refill());
+        let refill = tokio::spawn(self.clone().refill());
+        *self.refilling.lock().unwrap() = Some(refill);
     }
 
     /// A waiting child for a new session, if one is ready.
@@ -124,13 +133,18 @@ impl Pool {
             }
             let mut backoff = None;
             while self.ready.lock().unwrap().len() < self.target && !self.stop.is_cancelled() {
-                match ChildProcess::spawn(
+                // On a runtime thread, never a blocking-pool one: the kernel sends
+                // PR_SET_PDEATHSIG when the *thread* that forked the child exits, and idle
+                // blocking threads exit after ten seconds. Between spawns, sessions go first.
+                tokio::task::yield_now().await;
+                let spawned = ChildProcess::spawn(
                     &self.command,
                     "pool",
                     self.max_line_bytes,
                     &[],
                     Input::Direct,
-                ) {
+                );
+                match spawned {
                     Ok(spawned) => {
                         failures = 0;
                         self.children.started();
@@ -154,15 +168,33 @@ impl Pool {
             let wait = backoff.unwrap_or(CHECK_EVERY);
             tokio::select! {
                 _ = self.stop.cancelled() => return,
-                _ = self.taken.notified(), if backoff.is_none() => {}
+                _ = self.taken.notified(), if backoff.is_none() => self.quiet().await,
                 _ = tokio::time::sleep(wait) => {}
             }
         }
     }
 
+    /// Waits until no child has been taken for [`REFILL_QUIET`] (at most [`REFILL_LATEST`]).
+    async fn quiet(&self) {
+        let latest = tokio::time::sleep(REFILL_LATEST);
+        tokio::pin!(latest);
+        loop {
+            tokio::select! {
+                _ = &mut latest => return,
+                _ = self.stop.cancelled() => return,
+                _ = tokio::time::sleep(REFILL_QUIET) => return,
+                _ = self.taken.notified() => {}
+            }
+        }
+    }
+
     /// Stops refilling and terminates the waiting children (on `terminations`).
-    pub fn drain(&self, terminations: &TaskTracker, grace: Duration) {
+    pub async fn drain(&self, terminations: &TaskTracker, grace: Duration) {
         self.stop.cancel();
+        let refill = self.refilling.lock().unwrap().take();
+        if let Some(refill) = refill {
+            let _ = refill.await;
+        }
         let waiting: Vec<Spawned> = self.ready.lock().unwrap().drain(..).collect();
         self.children.metrics.pool_ready(0);
         for (mut child, _) in waiting {

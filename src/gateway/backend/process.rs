@@ -112,6 +112,8 @@ impl ChildProcess {
         #[cfg(target_os = "linux")]
         // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGTERM the child if
         // the gateway dies without cleaning up (e.g. SIGKILL), so children are never orphaned.
+        // The "parent" is the thread that forks: spawn from runtime threads only (a blocking
+        // pool thread exits when idle, and its children would get the signal).
         unsafe {
             command.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0);
