@@ -20,6 +20,9 @@
 //!     --target http://127.0.0.1:8081 --call-target http://127.0.0.1:8082   # forwarding cost
 //! ```
 //!
+//! `--regression tests/bench/regression.json` is the quick check CI runs: ratios against the
+//! raw pipe, failing on a large regression (see `loadgen/regression.rs`).
+//!
 //! `--gw-args "--prespawn 100"` passes more flags to the gateway, `--child-command "npx -y
 //! @modelcontextprotocol/server-everything"` wraps another server (with `--child everything`,
 //! whose `echo` tool answers `Echo: …`), `--settle 3` waits before the sessions start (a warm
@@ -37,6 +40,8 @@
 
 #[path = "../tests/support/fake_upstream.rs"]
 mod fake_upstream;
+#[path = "loadgen/regression.rs"]
+mod regression;
 
 use std::{
     process::Stdio,
@@ -703,6 +708,10 @@ async fn main() {
         settle: arg(&args, "--settle").map_or(0.0, |s| s.parse().unwrap()),
         call_target: arg(&args, "--call-target"),
     };
+    if let Some(file) = arg(&args, "--regression") {
+        let ok = regression::run(&base, &file, args.iter().any(|a| a == "--update")).await;
+        std::process::exit(if ok { 0 } else { 1 });
+    }
     let print = |mut r: Report| {
         #[allow(clippy::disallowed_macros)]
         {

@@ -163,6 +163,8 @@ pub struct GatewayConfig {
     pub serve_sse: bool,
     /// Serve Streamable HTTP (`/mcp`).
     pub serve_mcp: bool,
+    /// Runtime threads (`--worker-threads`; `None`: one per CPU).
+    pub worker_threads: Option<usize>,
     pub max_body_bytes: usize,
     pub max_line_bytes: usize,
     pub session_idle_timeout: Duration,

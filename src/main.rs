@@ -20,11 +20,17 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<ExitCode> {
     let config = Cli::parse().into_config()?;
     logging::init(&config.log_level, config.log_format)?;
-    let runtime = match config.mode {
+    let runtime = match &config.mode {
         // One client, mostly waiting on I/O: a single thread keeps each child small when the
         // gateway runs hundreds of them.
         Mode::Stdio | Mode::Connect(_) => tokio::runtime::Builder::new_current_thread(),
-        Mode::Sse(_) => tokio::runtime::Builder::new_multi_thread(),
+        Mode::Sse(gw) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = gw.worker_threads {
+                b.worker_threads(n);
+            }
+            b
+        }
     }
     .enable_all()
     .build()?;

@@ -50,6 +50,11 @@ pub struct GatewayArgs {
     #[arg(long, env = "AAREGURU_MCP_CHILDREN", default_value_t = 1)]
     pub children: usize,
 
+    /// Threads that run sessions (default: one per CPU). On a small machine shared with its
+    /// children, 1 gives one session lower latency; more give many sessions more throughput.
+    #[arg(long, env = "AAREGURU_MCP_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+
     /// Do not serve HTTP+SSE (`/sse` and `/messages`).
     #[arg(long, env = "AAREGURU_MCP_NO_SSE")]
     pub no_sse: bool,
@@ -194,6 +199,9 @@ pub(super) fn gateway_config(
     if g.session_buffer_bytes < 64 * 1024 {
         bail!("--session-buffer-bytes must be at least 65536");
     }
+    if g.worker_threads == Some(0) {
+        bail!("--worker-threads must be at least 1");
+    }
     let cluster = cluster_config(g.cluster, bind)?;
     let server = ServerConfig {
         name: "default".into(),
@@ -245,6 +253,7 @@ pub(super) fn gateway_config(
         default_server: g.default_server,
         serve_sse: !g.no_sse,
         serve_mcp: !g.no_streamable_http,
+        worker_threads: g.worker_threads,
         max_body_bytes: g.max_body_bytes,
         max_line_bytes: settings.max_line_bytes,
         session_idle_timeout: g.session_idle_timeout,

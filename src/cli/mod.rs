@@ -213,6 +213,17 @@ mod tests {
     }
 
     #[test]
+    fn worker_threads() {
+        assert_eq!(gateway(&[]).unwrap().worker_threads, None);
+        assert_eq!(
+            gateway(&["--worker-threads", "1"]).unwrap().worker_threads,
+            Some(1)
+        );
+        let zero = gateway(&["--worker-threads", "0"]).unwrap_err().to_string();
+        assert!(zero.contains("at least 1"), "{zero}");
+    }
+
+    #[test]
     fn connect_mode_takes_a_url_headers_and_a_key() {
         let cfg = Cli::try_parse_from([
             "aareguru-mcp",
