@@ -481,6 +481,14 @@ impl ServerMetrics {
             .set(n as i64);
     }
 
+    /// The pool's series exist (at zero) from its start, so rates work from the first take.
+    pub fn pool_started(&self) {
+        let label = self.label();
+        drop(self.all.pool_hits.get_or_create(&label));
+        drop(self.all.pool_misses.get_or_create(&label));
+        self.pool_ready(0);
+    }
+
     pub fn pool_hit(&self) {
         self.all.pool_hits.get_or_create(&self.label()).inc();
     }

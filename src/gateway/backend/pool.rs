@@ -78,6 +78,7 @@ impl Pool {
 
     /// Starts filling the pool, and keeps it full until [`Pool::drain`].
     pub fn start(self: &Arc<Self>) {
+        self.children.metrics.pool_started();
         let refill = tokio::spawn(self.clone().refill());
         *self.refilling.lock().unwrap() = Some(refill);
     }
