@@ -11,7 +11,7 @@
 //!
 //! --sse      gateway ─▶ http ─▶ session ─▶ backend        the HTTP gateway
 //!                 http/     router + guard (policies), sse.rs, streamable.rs (+ streams.rs),
-//!                           health.rs, reply.rs
+//!                           headers.rs (request parsing), health.rs, reply.rs
 //!                 session   the session table; talks to the Backend/Link traits only
 //!                 backend/  per_session.rs, inprocess.rs, shared.rs + mux/ (a pure state
 //!                           machine), own.rs (the relay), process.rs (spawn, process groups)

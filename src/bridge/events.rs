@@ -88,4 +88,63 @@ mod tests {
         let e: Vec<Event> = events(body).collect().await;
         assert_eq!(e.len(), 1);
     }
+
+    fn parse_cut(body: &[u8], cuts: &[usize]) -> Vec<Event> {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c % (body.len() + 1)).collect();
+        at.sort_unstable();
+        at.push(body.len());
+        let mut from = 0;
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = at
+            .into_iter()
+            .map(|cut| {
+                let c = bytes::Bytes::copy_from_slice(&body[from..cut]);
+                from = cut;
+                Ok(c)
+            })
+            .collect();
+        futures::executor::block_on(events(futures::stream::iter(chunks)).collect())
+    }
+
+    proptest::proptest! {
+        /// Whatever the events hold and however the body is cut into reads (through a multibyte
+        /// character, between `\r` and `\n`), the same events come out; any bytes at all never
+        /// panic.
+        #[test]
+        fn events_do_not_depend_on_how_the_body_is_cut(
+            sent in proptest::collection::vec(
+                (proptest::option::of("[a-z]{1,8}"), proptest::option::of("[0-9]{1,3}-[0-9]{1,4}"),
+                 proptest::collection::vec("[^\r\n]{0,20}", 1..3), proptest::prelude::any::<bool>()),
+                0..6),
+            cuts in proptest::collection::vec(proptest::prelude::any::<usize>(), 0..12),
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let mut body = String::new();
+            let mut last_id = None;
+            let mut expected = vec![];
+            for (event, id, lines, crlf) in &sent {
+                let nl = if *crlf { "\r\n" } else { "\n" };
+                body.push_str(&format!(": comment{nl}"));
+                if let Some(e) = event {
+                    body.push_str(&format!("event: {e}{nl}"));
+                }
+                if let Some(i) = id {
+                    body.push_str(&format!("id: {i}{nl}"));
+                    last_id = Some(i.clone());
+                }
+                for l in lines {
+                    body.push_str(&format!("data: {l}{nl}"));
+                }
+                body.push_str(nl);
+                expected.push(Event {
+                    event: event.clone().unwrap_or_else(|| "message".into()),
+                    id: last_id.clone(),
+                    data: lines.join("\n"),
+                });
+            }
+            let whole = parse_cut(body.as_bytes(), &[]);
+            proptest::prop_assert_eq!(&whole, &expected);
+            proptest::prop_assert_eq!(parse_cut(body.as_bytes(), &cuts), expected);
+            let _ = parse_cut(&junk, &cuts);
+        }
+    }
 }

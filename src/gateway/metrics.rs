@@ -78,6 +78,8 @@ pub struct Metrics {
     pub child_spawns: Counter,
     pub child_spawn_duration: Histogram,
     pub children_alive: Gauge,
+    /// Tasks alive on the gateway's runtime, read when scraped (a leak shows as growth).
+    pub runtime_tasks: Gauge,
     pub child_exits: Family<Cause, Counter>,
     pub child_restarts: Counter,
     pub shared_children_ready: Gauge,
@@ -145,6 +147,12 @@ impl Metrics {
             "children_alive",
             "Child processes running",
             children_alive.clone(),
+        );
+        let runtime_tasks = Gauge::default();
+        registry.register(
+            "runtime_tasks",
+            "Tasks alive on the gateway's async runtime",
+            runtime_tasks.clone(),
         );
         let child_exits = Family::<Cause, Counter>::default();
         registry.register(
@@ -332,6 +340,7 @@ impl Metrics {
             child_spawns,
             child_spawn_duration,
             children_alive,
+            runtime_tasks,
             child_exits,
             child_restarts,
             shared_children_ready,

@@ -10,3 +10,6 @@ pub mod jsonrpc;
 pub mod lines;
 pub mod queue;
 pub mod version;
+
+#[cfg(test)]
+mod proptests;

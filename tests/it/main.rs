@@ -3,6 +3,7 @@
 
 mod bridge;
 mod cluster;
+mod drops;
 #[path = "../support/fake_upstream.rs"]
 mod fake_upstream;
 mod gateway;

@@ -93,6 +93,11 @@ impl Http {
         {
             self.metrics.shared_children_ready.set(ready as i64);
         }
+        self.metrics.runtime_tasks.set(
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks() as i64,
+        );
         let mut r = reply(StatusCode::OK, self.metrics.encode());
         r.headers_mut().insert(
             "content-type",

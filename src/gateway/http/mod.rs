@@ -12,6 +12,7 @@
 
 mod forward;
 pub mod guard;
+mod headers;
 mod health;
 mod replicas;
 mod reply;
@@ -239,7 +240,7 @@ impl Http {
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
             .map_or_else(
-                || sse::session_param(query).unwrap_or_default(),
+                || headers::session_param(query).unwrap_or_default(),
                 str::to_string,
             );
         let Some(cluster) = &self.cluster else {

@@ -59,7 +59,7 @@ impl Http {
             return Place::Here;
         };
         let raw = match bearer {
-            Bearer::SsePost => super::sse::session_param(query),
+            Bearer::SsePost => super::headers::session_param(query),
             _ => headers
                 .get("mcp-session-id")
                 .and_then(|v| v.to_str().ok())

@@ -16,6 +16,7 @@ use warp::{
 };
 
 use super::{
+    headers::session_param,
     reply::{error_reply, reply},
     served::prefix,
     state::Http,
@@ -158,32 +159,5 @@ struct CloseOnDrop {
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
         self.sessions.close(&self.id, CloseCause::ClientGone);
-    }
-}
-
-/// `session_id` or `sessionId` from a query string.
-pub(super) fn session_param(query: &str) -> Option<String> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        matches!(k, "session_id" | "sessionId").then(|| v.to_string())
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn session_params() {
-        let id = "5e1b7a8e-0000-4000-8000-000000000000";
-        assert_eq!(
-            session_param(&format!("session_id={id}")).as_deref(),
-            Some(id)
-        );
-        assert_eq!(
-            session_param(&format!("x=1&sessionId={id}")).as_deref(),
-            Some(id)
-        );
-        assert_eq!(session_param("x=1"), None);
     }
 }

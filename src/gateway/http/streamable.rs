@@ -23,6 +23,7 @@ use warp::{
 };
 
 use super::{
+    headers::{accepts, event_position, header},
     reply::{error_reply, json_reply, reply, rpc_error_reply_for},
     state::Http,
     streams::{LISTEN, ListenGuard, McpSession},
@@ -38,27 +39,6 @@ use crate::{
         version,
     },
 };
-
-/// Whether an Accept header admits `mime` (`*/*` and `type/*` count).
-fn accepts(headers: &HeaderMap, mime: &str) -> bool {
-    let Some(accept) = headers.get("accept").and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let major = mime.split('/').next().unwrap_or("");
-    accept.split(',').any(|part| {
-        let t = part
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        t == mime || t == "*/*" || t == format!("{major}/*")
-    })
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
 
 impl Http {
     /// `MCP-Protocol-Version`, when sent, must be one this transport serves.
@@ -477,19 +457,16 @@ impl Http {
             Err(r) => return *r,
         };
         // Resumption: the stream and position are in the event id.
-        let last_event_id = header(headers, "last-event-id")
-            .map(|v| v.trim().rsplit_once('.').map_or(v.trim(), |(_, id)| id));
-        if let Some((stream, seq)) = last_event_id.and_then(|v| {
-            let (s, n) = v.split_once('-')?;
-            Some((s.parse::<u64>().ok()?, n.parse::<u64>().ok()?))
-        }) && stream != LISTEN
+        let resume = header(headers, "last-event-id").and_then(event_position);
+        if let Some((stream, seq)) = resume
+            && stream != LISTEN
             && mcp.has_stream(stream)
         {
             tracing::debug!(session = %mcp.session.id_str, stream, seq, "stream resumed");
             return self.sse_reply(mcp, stream, seq, None);
         }
         // Resuming the listen stream, or picking up what waited for a listener.
-        let last_seq = last_event_id.and_then(|v| v.strip_prefix("0-")?.parse::<u64>().ok());
+        let last_seq = resume.and_then(|(stream, seq)| (stream == LISTEN).then_some(seq));
         let Some((cursor, guard)) = mcp.listen(last_seq) else {
             self.metrics.reject("second_listen_stream");
             return error_reply(
@@ -511,25 +488,5 @@ impl Http {
             }
             Err(r) => *r,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_headers() {
-        let mut h = HeaderMap::new();
-        assert!(!accepts(&h, "application/json"));
-        h.insert(
-            "accept",
-            HeaderValue::from_static("application/json, text/event-stream;q=0.9"),
-        );
-        assert!(accepts(&h, "application/json") && accepts(&h, "text/event-stream"));
-        h.insert("accept", HeaderValue::from_static("*/*"));
-        assert!(accepts(&h, "text/event-stream"));
-        h.insert("accept", HeaderValue::from_static("text/*"));
-        assert!(accepts(&h, "text/event-stream") && !accepts(&h, "application/json"));
     }
 }

@@ -513,6 +513,63 @@ mod tests {
         assert!(!restored.priming(LISTEN));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+        /// However POSTs, answers and unrelated messages interleave while nobody reads, what a
+        /// session keeps for resumption stays bounded — events per stream, finished streams
+        /// kept — and its byte count is exactly what it holds (so the slow-client limit is
+        /// enforced on the truth).
+        #[test]
+        fn what_is_kept_for_resumption_is_bounded(
+            ops in proptest::collection::vec((0u8..3, 1usize..3000), 1..80)
+        ) {
+            let (one, sessions) = session();
+            let mcp = McpSession::new(one, sessions, "t", "0");
+            let mut next_id = 1u32;
+            let mut waiting: Vec<u32> = vec![];
+            for (op, n) in ops {
+                match op {
+                    0 => {
+                        let k = n % 4 + 1;
+                        let msgs: Vec<_> = (0..k)
+                            .map(|i| request(next_id + i as u32, "tools/call", "u"))
+                            .collect();
+                        let ids: Vec<String> =
+                            (0..k).map(|i| (next_id + i as u32).to_string()).collect();
+                        mcp.open_stream(&ids, &msgs);
+                        waiting.extend(next_id..next_id + k as u32);
+                        next_id += k as u32;
+                    }
+                    1 if !waiting.is_empty() => {
+                        let id = waiting.remove(n % waiting.len());
+                        mcp.route(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#), usize::MAX);
+                    }
+                    _ => {
+                        for i in 0..n {
+                            mcp.route(
+                                format!(r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"n":{i}}}}}"#),
+                                usize::MAX,
+                            );
+                        }
+                    }
+                }
+                let r = mcp.routes.lock().unwrap();
+                let held: usize = r
+                    .streams
+                    .values()
+                    .flat_map(|b| b.events.iter().map(|e| e.text.len()))
+                    .sum();
+                proptest::prop_assert_eq!(r.bytes, held);
+                for b in r.streams.values() {
+                    proptest::prop_assert!(b.events.len() <= REPLAY_EVENTS);
+                }
+                let finished = r.streams.iter().filter(|(id, b)| b.done(**id)).count();
+                proptest::prop_assert!(finished <= RETIRED_STREAMS, "{} finished streams kept", finished);
+            }
+        }
+    }
+
     #[test]
     fn progress_tokens() {
         let line = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"progressToken":"t"}}}"#;

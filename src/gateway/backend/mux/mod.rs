@@ -410,4 +410,6 @@ fn child_initialize_params(mut params: Value, gateway_version: &str) -> Value {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
