@@ -20,8 +20,10 @@
 //! the population stops, it waits for the idle timeout and checks that everything drained.
 //! The last line is one JSON object. Exit 1 when a reply was misrouted, a request lost (neither
 //! answer nor error within 20 s), garbage got a 5xx, a gauge trended up after warm-up, or the
-//! gateway did not drain. With `--target`, the gateway's `/mcp` and `/sse` must wrap the
-//! fixture server; gauges come from its `/metrics` (and `/proc` with `--pid`).
+//! gateway did not drain. `--faults none` keeps only the sessions that call and leave, with no
+//! chaos: then any failed call fails the run too. With `--target`, the gateway's `/mcp` and
+//! `/sse` must wrap the fixture server; gauges come from its `/metrics` (and `/proc` with
+//! `--pid`).
 
 #[path = "../tests/support/fake_upstream.rs"]
 mod fake_upstream;
@@ -163,6 +165,11 @@ async fn main() {
         },
         |s| s.parse().expect("--seed"),
     );
+    let faults = match arg(&args, "--faults").as_deref() {
+        None | Some("all") => true,
+        Some("none") => false,
+        Some(other) => panic!("--faults all|none, not {other}"),
+    };
     let concurrency: u64 = arg(&args, "--concurrency").map_or(32, |s| s.parse().unwrap());
     let report_every: f64 = arg(&args, "--report-every").map_or(60.0, |s| s.parse().unwrap());
     let warmup: f64 =
@@ -212,6 +219,7 @@ async fn main() {
         servers,
         counts: Default::default(),
         seed,
+        faults,
     });
     say(&format!(
         "soak: {duration} s, seed {seed}, {concurrency} clients, warm-up {warmup} s, gateway {base}"
@@ -227,7 +235,9 @@ async fn main() {
     for i in 0..concurrency {
         members.push(tokio::spawn(population::actor(w.clone(), i, deadline)));
     }
-    let chaos_task = pid.map(|p| tokio::spawn(chaos(w.clone(), p, deadline, seed)));
+    let chaos_task = pid
+        .filter(|_| faults)
+        .map(|p| tokio::spawn(chaos(w.clone(), p, deadline, seed)));
     let mut samples = vec![];
     let mut next_report = report_every;
     while tokio::time::Instant::now() < deadline {
@@ -286,7 +296,9 @@ async fn main() {
     }
     let counts = w.counts.json();
     let calls = &counts["calls"];
-    let pass = calls["misrouted"] == 0
+    // Without faults nothing may fail at all.
+    let pass = (faults || calls["failed"] == 0)
+        && calls["misrouted"] == 0
         && calls["lost"] == 0
         && counts["faults"]["garbage_5xx"] == 0
         && trending.is_empty()
@@ -294,6 +306,7 @@ async fn main() {
     let mut out = counts.clone();
     out["seed"] = json!(seed);
     out["duration_s"] = json!(duration);
+    out["faults_on"] = json!(faults);
     out["warmup_s"] = json!(warmup);
     out["gauges"] = json!({
         "baseline": baseline.json(),

@@ -72,6 +72,8 @@ pub struct World {
     pub servers: Vec<Server>,
     pub counts: Counts,
     pub seed: u64,
+    /// `--faults none`: only sessions that call and leave (then every call must succeed).
+    pub faults: bool,
 }
 
 enum Outcome {
@@ -434,7 +436,11 @@ pub async fn actor(w: std::sync::Arc<World>, index: u64, deadline: tokio::time::
     while tokio::time::Instant::now() < deadline {
         let server = w.servers[rng.random_range(0..w.servers.len())].clone();
         let sse = rng.random_bool(0.5);
-        let roll = rng.random_range(0..100);
+        let roll = if w.faults {
+            rng.random_range(0..100)
+        } else {
+            rng.random_range(0..55)
+        };
         let mut payload = || {
             n += 1;
             format!("soak-{}-{index}-{n}", w.seed)
