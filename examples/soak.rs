@@ -220,6 +220,7 @@ async fn main() {
         counts: Default::default(),
         seed,
         faults,
+        deadline: tokio::time::Instant::now() + Duration::from_secs_f64(duration + 2.0),
     });
     say(&format!(
         "soak: {duration} s, seed {seed}, {concurrency} clients, warm-up {warmup} s, gateway {base}"

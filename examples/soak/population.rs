@@ -74,6 +74,8 @@ pub struct World {
     pub seed: u64,
     /// `--faults none`: only sessions that call and leave (then every call must succeed).
     pub faults: bool,
+    /// When the population stops: sessions end their calls then too.
+    pub deadline: tokio::time::Instant,
 }
 
 enum Outcome {
@@ -176,7 +178,8 @@ impl Mcp {
     }
 
     /// One checked call.
-    async fn call(&self, w: &World, server: &Server, id: u64, payload: &str) {
+    /// One checked call; false when it was lost (the session is no use after that).
+    async fn call(&self, w: &World, server: &Server, id: u64, payload: &str) -> bool {
         let outcome = match self
             .post(w, &request(id, "tools/call", call(server, payload)))
             .await
@@ -210,7 +213,9 @@ impl Mcp {
                 }
             }
         };
+        let lost = matches!(outcome, Outcome::Lost);
         w.record(outcome);
+        !lost
     }
 
     async fn close(&self, w: &World) {
@@ -324,7 +329,7 @@ impl Sse {
         }
     }
 
-    async fn call(&mut self, w: &World, server: &Server, id: u64, payload: &str) {
+    async fn call(&mut self, w: &World, server: &Server, id: u64, payload: &str) -> bool {
         let outcome = match self
             .post(w, &request(id, "tools/call", call(server, payload)))
             .await
@@ -355,7 +360,9 @@ impl Sse {
             }
             _ => Outcome::Failed,
         };
+        let lost = matches!(outcome, Outcome::Lost);
         w.record(outcome);
+        !lost
     }
 }
 
@@ -482,7 +489,10 @@ async fn normal(
             return w.record(Outcome::Failed);
         };
         for id in 1..=calls {
-            s.call(w, server, id, &payload()).await;
+            if !s.call(w, server, id, &payload()).await || tokio::time::Instant::now() > w.deadline
+            {
+                break;
+            }
         }
         if !polite {
             inc(&w.counts.abandoned);
@@ -492,7 +502,10 @@ async fn normal(
             return w.record(Outcome::Failed);
         };
         for id in 1..=calls {
-            m.call(w, server, id, &payload()).await;
+            if !m.call(w, server, id, &payload()).await || tokio::time::Instant::now() > w.deadline
+            {
+                break;
+            }
         }
         if polite {
             m.close(w).await;
