@@ -209,8 +209,11 @@ async fn main() {
             fixture: true,
         }]
     };
+    // Idle keep-alive connections close soon, so that they are gone by the drained check (they
+    // hold a socket and a task on the gateway).
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
+        .pool_idle_timeout(Duration::from_secs(2))
         .build()
         .unwrap();
     let w = Arc::new(World {
