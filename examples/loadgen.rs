@@ -42,6 +42,10 @@
 mod fake_upstream;
 #[path = "loadgen/regression.rs"]
 mod regression;
+// The process-tree walk the soak uses too (the rest of that module is the soak's).
+#[allow(dead_code)]
+#[path = "soak/gauges.rs"]
+mod soak_gauges;
 
 use std::{
     process::Stdio,
@@ -180,28 +184,7 @@ fn rss_tree(pid: u32) -> (u64, u64) {
             })
             .unwrap_or(0)
     };
-    let mut parents: Vec<(u32, u32)> = vec![];
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
-            // Field 4 (ppid) comes after the parenthesised command name.
-            if let Some(rest) = stat.rsplit_once(')').map(|x| x.1)
-                && let Some(ppid) = rest.split_whitespace().nth(1).and_then(|x| x.parse().ok())
-            {
-                parents.push((p, ppid));
-            }
-        }
-    }
-    let mut descendants = vec![pid];
-    let mut i = 0;
-    while i < descendants.len() {
-        let cur = descendants[i];
-        descendants.extend(parents.iter().filter(|(_, pp)| *pp == cur).map(|(p, _)| *p));
-        i += 1;
-    }
-    let children: u64 = descendants[1..].iter().map(|p| rss(*p)).sum();
+    let children: u64 = soak_gauges::descendants(pid).iter().map(|p| rss(*p)).sum();
     (rss(pid), children)
 }
 
