@@ -708,3 +708,83 @@ async fn bad_configuration_fails_fast_with_a_message() {
     assert!(!out.status.success(), "no mode given must fail");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--stdio"));
 }
+
+/// Every tool's `structuredContent` validates against the `outputSchema` it declares, for every
+/// recorded upstream body (and one where every value is missing), including the answers that
+/// carry `null`s.
+#[tokio::test]
+async fn structured_content_validates_against_the_output_schemas() {
+    let (fake, mut s) = setup().await;
+    let tools = s.request("tools/list", json!({})).await["result"]["tools"].clone();
+    let validators: std::collections::HashMap<String, jsonschema::Validator> = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let schema = &t["outputSchema"];
+            assert_eq!(schema["type"], "object", "{}", t["name"]);
+            let v = jsonschema::validator_for(schema)
+                .unwrap_or_else(|e| panic!("{}: invalid schema: {e}", t["name"]));
+            (t["name"].as_str().unwrap().to_string(), v)
+        })
+        .collect();
+    assert_eq!(validators.len(), 7);
+    // A schema that accepted anything would prove nothing.
+    assert!(!validators["get_flow_danger_level"].is_valid(&json!({"flow": "high"})));
+
+    let fixture = |name: &str| {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/aareguru/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let nulls = json!({"aare": {"temperature": null, "flow": null, "timestamp": null},
+                       "weather": null, "sun": null})
+    .to_string();
+    let bodies = [
+        (
+            "current_bern.json",
+            fixture("current_bern.json"),
+            "cities.json",
+        ),
+        (
+            "current_bern_2024-08_trimmed.json",
+            fixture("current_bern_2024-08_trimmed.json"),
+            "cities_2024-08_trimmed.json",
+        ),
+        ("nulls", nulls, "cities.json"),
+    ];
+    let calls = [
+        ("get_current_temperature", json!({"city": "bern"})),
+        ("get_current_conditions", json!({"city": "bern"})),
+        (
+            "get_historical_data",
+            json!({"city": "bern", "start": "-2 days", "end": "now"}),
+        ),
+        ("list_cities", json!({})),
+        ("get_flow_danger_level", json!({"city": "bern"})),
+        ("compare_cities", json!({})),
+        ("compare_cities", json!({"cities": ["bern", "Atlantis"]})),
+        ("get_forecast", json!({"city": "bern", "hours": 6})),
+    ];
+    let mut checked = 0;
+    for (label, body, cities) in &bodies {
+        fake.state.set_current_body("bern", body.clone());
+        fake.state.set_cities_body(fixture(cities));
+        // Fresh server each round: the cache would otherwise keep the previous bodies.
+        s = StdioServer::initialized(&fake.base_url(), &[]).await;
+        for (tool, args) in &calls {
+            let r = s.call(tool, args.clone()).await;
+            assert!(!is_error(&r), "{label} {tool}: {r}");
+            let data = &r["structuredContent"];
+            let errors: Vec<String> = validators[*tool]
+                .iter_errors(data)
+                .map(|e| format!("{} at {}", e, e.instance_path()))
+                .collect();
+            assert!(errors.is_empty(), "{label} {tool}: {errors:?}\n{data}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, bodies.len() * calls.len());
+}

@@ -66,6 +66,8 @@ pub struct State {
     requests: Mutex<Vec<String>>,
     /// Bodies to serve for `/current?city=X` instead of the fixtures.
     current_overrides: Mutex<HashMap<String, String>>,
+    /// Body to serve for `/cities` instead of the fixture.
+    cities_override: Mutex<Option<String>>,
 }
 
 impl State {
@@ -84,6 +86,10 @@ impl State {
             .lock()
             .unwrap()
             .insert(city.to_string(), body);
+    }
+    /// Serve `body` for `/cities` from now on.
+    pub fn set_cities_body(&self, body: String) {
+        *self.cities_override.lock().unwrap() = Some(body);
     }
     pub fn set_delay(&self, d: Duration) {
         *self.delay.lock().unwrap() = d;
@@ -136,6 +142,7 @@ impl FakeUpstream {
             delay: Mutex::new(Duration::ZERO),
             requests: Mutex::new(Vec::new()),
             current_overrides: Mutex::new(HashMap::new()),
+            cities_override: Mutex::new(None),
         });
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -230,7 +237,10 @@ async fn answer(state: &State, endpoint: &str, query: &str) -> Response {
         }
     }
     match endpoint {
-        "cities" => json_response(StatusCode::OK, CITIES.into()),
+        "cities" => {
+            let body = state.cities_override.lock().unwrap().clone();
+            json_response(StatusCode::OK, body.unwrap_or_else(|| CITIES.into()))
+        }
         "widget" => json_response(StatusCode::OK, WIDGET.into()),
         "current" => {
             let city = city.unwrap_or("bern");

@@ -19,6 +19,7 @@ mod current;
 mod danger;
 mod forecast;
 mod history;
+mod schemas;
 
 pub use self::{
     args::{CityArgs, CompareArgs, ForecastArgs, HistoryArgs, NoArgs, TimeArg},
@@ -47,7 +48,7 @@ fn tool<T: JsonSchema + 'static>(name: &'static str, title: &str, description: &
             }
         }
     }
-    Tool::new(
+    let mut tool = Tool::new(
         name,
         format!("{description}\n\n{ATTRIBUTION}"),
         Arc::new(schema),
@@ -59,7 +60,11 @@ fn tool<T: JsonSchema + 'static>(name: &'static str, title: &str, description: &
             .destructive(false)
             .idempotent(true)
             .open_world(true),
-    )
+    );
+    if let Some(Value::Object(output)) = schemas::output_schema(name) {
+        tool = tool.with_raw_output_schema(Arc::new(output));
+    }
+    tool
 }
 
 /// The tool list, in the order `tools/list` shows it.
@@ -177,6 +182,8 @@ mod tests {
         assert_eq!(tools.len(), 7);
         for t in tools {
             assert_eq!(t.input_schema["type"], "object", "{}", t.name);
+            let output = t.output_schema.as_ref().expect("an output schema");
+            assert_eq!(output["type"], "object", "{}", t.name);
             assert!(t.description.as_deref().unwrap().contains("aare.guru"));
         }
     }
