@@ -11,8 +11,11 @@
 //!
 //! --sse      gateway ─▶ http ─▶ session ─▶ backend        the HTTP gateway
 //!                 http/     router + guard (policies), sse.rs, streamable.rs (+ streams.rs),
+//!                           modern.rs (2026-07-28 requests on /mcp),
 //!                           headers.rs (request parsing), health.rs, reply.rs
 //!                 session   the session table; talks to the Backend/Link traits only
+//!                 stateless/ protocol revision 2026-07-28: one request at a time, no session
+//!                           (natively in-process, passed through or translated for children)
 //!                 backend/  per_session.rs, inprocess.rs, shared.rs + mux/ (a pure state
 //!                           machine), own.rs (the relay), process.rs (spawn, process groups)
 //!

@@ -17,6 +17,7 @@ pub mod http;
 pub mod metrics;
 pub mod servers;
 pub mod session;
+pub mod stateless;
 
 use std::{
     net::SocketAddr,

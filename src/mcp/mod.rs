@@ -8,6 +8,7 @@
 
 pub mod jsonrpc;
 pub mod lines;
+pub mod modern;
 pub mod queue;
 pub mod version;
 

@@ -18,3 +18,7 @@ pub const PROTOCOL_HEADER_FROM: &str = "2025-06-18";
 /// From this revision on, a Streamable HTTP stream may start with a priming event (an id and
 /// empty data); older clients treat empty data as an error.
 pub const PRIMING_FROM: &str = "2025-11-25";
+
+/// Revisions without `initialize`: every request carries its revision and the client's
+/// capabilities (the stateless generation).
+pub const MODERN: [&str; 1] = ["2026-07-28"];

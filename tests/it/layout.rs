@@ -363,6 +363,10 @@ fn rooms_only_import_through_their_doors() {
             &["gateway/backend", "gateway/mod.rs", "cli"],
         ),
         (
+            "gateway/stateless/",
+            &["gateway/http", "gateway/mod.rs", "gateway/servers", "cli"],
+        ),
+        (
             "gateway/backend/mux/",
             &["gateway/backend/process.rs", "gateway/backend/shared.rs"],
         ),

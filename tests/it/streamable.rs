@@ -224,23 +224,40 @@ async fn statuses_follow_the_spec() {
         session: c.session.clone(),
         version: None,
     };
-    for v in ["2099-01-01", "2026-07-28"] {
-        let r = bare
-            .post_req(&list)
-            .header("mcp-protocol-version", v)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 400, "{v}");
-        let body: Value = r.json().await.unwrap();
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("2025-11-25"),
-            "{body}"
-        );
-    }
+    let r = bare
+        .post_req(&list)
+        .header("mcp-protocol-version", "2099-01-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2025-11-25"),
+        "{body}"
+    );
+    assert_eq!(body["error"]["code"], -32022, "{body}");
+    assert_eq!(body["error"]["data"]["requested"], "2099-01-01", "{body}");
+    // 2026-07-28 is served per request: a request without its envelope is refused as such.
+    let r = bare
+        .post_req(&list)
+        .header("mcp-protocol-version", "2026-07-28")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("io.modelcontextprotocol/protocolVersion"),
+        "{body}"
+    );
     // The 2026-07-28 discovery probe, without a session: 400, not a hang.
     let probe = Mcp::new(&gw);
     let r = tokio::time::timeout(
@@ -249,8 +266,9 @@ async fn statuses_follow_the_spec() {
     )
     .await
     .expect("the probe must be answered at once");
+    // Without its envelope and headers: refused at once, so clients fall back to initialize.
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], -32601);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], -32602);
 
     // GET needs text/event-stream; other methods are 405 with Allow.
     let g = c

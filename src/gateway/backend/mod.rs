@@ -55,3 +55,12 @@ pub fn build(
         BackendKind::Shared => Arc::new(shared::Shared::new(server, limits, children)),
     })
 }
+
+/// Children for `server`'s stateless requests: shared children (at least one), multiplexed.
+pub fn lane(server: Arc<ServerConfig>, limits: Limits, metrics: ServerMetrics) -> Arc<dyn Backend> {
+    let mut config = (*server).clone();
+    config.children = config.children.max(1);
+    config.prespawn = 0;
+    let children = Arc::new(Children::new(metrics));
+    Arc::new(shared::Shared::new(Arc::new(config), limits, children))
+}

@@ -185,7 +185,7 @@ impl Slot {
             index,
             name: format!("shared-{index}"),
             inner: Mutex::new(Inner {
-                mux: Mux::new(),
+                mux: Mux::new().before_first_child(),
                 stdin: None,
                 members: HashMap::new(),
             }),

@@ -14,6 +14,7 @@ mod forward;
 pub mod guard;
 mod headers;
 mod health;
+mod modern;
 mod replicas;
 mod reply;
 mod served;

@@ -24,6 +24,7 @@ use warp::{
 
 use super::{
     headers::{accepts, event_position, header},
+    modern,
     reply::{error_reply, json_reply, reply, rpc_error_reply_for},
     state::Http,
     streams::{LISTEN, ListenGuard, McpSession},
@@ -48,16 +49,16 @@ impl Http {
             Some(v) if version::STREAMABLE_HTTP.contains(&v) => Ok(Some(v.to_string())),
             Some(v) => {
                 self.metrics.reject("protocol_version");
-                let msg = format!(
-                    "unsupported MCP-Protocol-Version {v:?}; this server speaks {} over Streamable HTTP (initialize to negotiate)",
-                    version::STREAMABLE_HTTP.join(", ")
+                let mut rejection = crate::mcp::modern::unsupported(v);
+                rejection.message = format!(
+                    "unsupported MCP-Protocol-Version {v:?}; this server speaks {} over Streamable HTTP (initialize to negotiate) and {} per request",
+                    version::STREAMABLE_HTTP.join(", "),
+                    version::MODERN.join(", ")
                 );
-                Err(Box::new(rpc_error_reply_for(
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    jsonrpc::INVALID_REQUEST,
-                    &msg,
-                )))
+                let mut r = reply(StatusCode::BAD_REQUEST, rejection.response("null"));
+                r.headers_mut()
+                    .insert("content-type", HeaderValue::from_static("application/json"));
+                Err(Box::new(r))
             }
         }
     }
@@ -98,6 +99,9 @@ impl Http {
         client: IpAddr,
         body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin + Send,
     ) -> Response {
+        if modern::by_header(headers) {
+            return self.modern_post(headers, server, client, body).await;
+        }
         if !(accepts(headers, "application/json") && accepts(headers, "text/event-stream")) {
             self.metrics.reject("accept");
             return error_reply(
@@ -122,18 +126,9 @@ impl Http {
                 .ok()
                 .map(|v| v["params"].clone())
         });
-        if let Some((id, _)) = parsed.messages.iter().find_map(|(_, k)| match k {
-            Kind::Request { id, method } if method == "server/discover" => Some((id, ())),
-            _ => None,
-        }) {
-            // The 2026-07-28 probe: a fast 400 lets the client fall back to initialize.
-            self.metrics.reject("protocol_version");
-            return rpc_error_reply_for(
-                StatusCode::BAD_REQUEST,
-                Some(id),
-                jsonrpc::METHOD_NOT_FOUND,
-                "server/discover (2026-07-28) is not supported here; initialize with 2025-11-25 or earlier",
-            );
+        if modern::by_body(headers, &parsed) {
+            // A stateless request whose header is missing or wrong: its checks answer it.
+            return self.modern_serve(headers, server, client, parsed).await;
         }
         // Batches exist only in 2025-03-26 (the version assumed when the header is absent).
         if parsed.batch && (init.is_some() || version.as_deref().is_some_and(|v| v != "2025-03-26"))
@@ -442,6 +437,9 @@ impl Http {
     }
 
     pub(super) fn mcp_get(&self, headers: &HeaderMap, server: Option<&str>) -> Response {
+        if modern::by_header(headers) {
+            return modern::no_stream();
+        }
         if !accepts(headers, "text/event-stream") {
             self.metrics.reject("accept");
             return error_reply(
@@ -478,6 +476,9 @@ impl Http {
     }
 
     pub(super) fn mcp_delete(&self, headers: &HeaderMap, server: Option<&str>) -> Response {
+        if modern::by_header(headers) {
+            return modern::no_stream();
+        }
         if let Err(r) = self.check_version(headers) {
             return *r;
         }

@@ -32,6 +32,7 @@ use super::{
     backend::{self, Limits},
     metrics::{Metrics, ServerMetrics},
     session::{CloseCause, Session, Sessions},
+    stateless::Stateless,
 };
 use crate::config::{Backend as BackendKind, GatewayConfig, ServerConfig};
 
@@ -42,6 +43,8 @@ pub type CloseHook = Arc<dyn Fn(&Session, CloseCause) + Send + Sync>;
 pub struct Served {
     pub config: Arc<ServerConfig>,
     pub sessions: Arc<Sessions>,
+    /// Requests of the stateless revision (2026-07-28), served without sessions.
+    pub stateless: Arc<Stateless>,
     pub metrics: ServerMetrics,
     pub generation: u64,
     /// Why it could not be started; its sessions are then refused.
@@ -94,6 +97,7 @@ impl Served {
         if let Some(pool) = backend.pool {
             v["pool"] = pool;
         }
+        v["stateless"] = self.stateless.status();
         v
     }
 }
@@ -213,6 +217,7 @@ impl Registry {
             failed = Some(format!("{e:#}"));
         }
         let backend = backend.unwrap_or_else(|| Arc::new(NoBackend));
+        let stateless = Arc::new(stateless_lane(&config, &backend, limits, &metrics));
         if let Some(e) = &failed {
             tracing::error!(server = %config.name, error = %e, "server not started; the others are served");
         } else {
@@ -236,6 +241,7 @@ impl Registry {
         Arc::new(Served {
             config,
             sessions,
+            stateless,
             metrics,
             generation,
             failed,
@@ -306,14 +312,21 @@ impl Registry {
         };
         for s in done {
             tracing::info!(server = %s.name(), generation = s.generation, "drained; stopped");
-            tokio::spawn(async move { s.sessions.close_all(Duration::from_secs(2)).await });
+            tokio::spawn(async move {
+                s.stateless.shutdown().await;
+                s.sessions.close_all(Duration::from_secs(2)).await
+            });
         }
     }
 
     /// Closes every session of every server and stops every backend.
     pub async fn close_all(&self, grace: Duration) {
         let all = self.all();
-        futures::future::join_all(all.iter().map(|s| s.sessions.close_all(grace))).await;
+        futures::future::join_all(all.iter().map(|s| async move {
+            s.stateless.shutdown().await;
+            s.sessions.close_all(grace).await
+        }))
+        .await;
     }
 
     /// The servers part of `/health`, and the names of servers that failed to start.
@@ -339,6 +352,35 @@ impl Registry {
             "notes": f.notes,
         }))
     }
+}
+
+/// How `config` serves stateless requests: natively in-process, else on a lane of children of
+/// its own (with the server's tool filter), started on first use.
+fn stateless_lane(
+    config: &Arc<ServerConfig>,
+    backend: &Arc<dyn backend::Backend>,
+    limits: Limits,
+    metrics: &ServerMetrics,
+) -> Stateless {
+    if !config.env_from_headers.is_empty() {
+        return Stateless::refused(format!(
+            "server {:?} takes settings from each session's headers (envFromHeaders), so it is served only with sessions: initialize first",
+            config.name
+        ));
+    }
+    if config.backend == BackendKind::InProcess {
+        return Stateless::native(backend.clone(), limits.shutdown_grace);
+    }
+    let (config, metrics) = (config.clone(), metrics.clone());
+    Stateless::children(
+        Box::new(move || {
+            let lane = backend::lane(config.clone(), limits, metrics.clone());
+            let lane = tools::filtered(lane, config.tools.clone(), metrics.clone());
+            lane.clone().start()?;
+            Ok(lane)
+        }),
+        limits.shutdown_grace,
+    )
 }
 
 /// Stands in for the backend of a server that could not be set up: refuses every session.

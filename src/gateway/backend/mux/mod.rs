@@ -190,6 +190,13 @@ impl Mux {
         }
     }
 
+    /// Client messages wait until [`Mux::child_started`]: for a mux created before its first
+    /// child runs (messages sent to no child would be lost).
+    pub fn before_first_child(mut self) -> Self {
+        self.ready = false;
+        self
+    }
+
     pub fn attach(&mut self, session: Uuid) {
         self.members.insert(session, Member::default());
     }

@@ -1,0 +1,420 @@
+//! The 2026-07-28 revision on every backend: each request is served on its own, with no session.
+//!
+//! - In-process: the built-in server speaks the revision natively; every request gets its own
+//!   instance (they share the upstream cache), which answers it and ends.
+//! - Child processes: a *lane* of shared children (multiplexed like the `shared` backend, so ids
+//!   never collide) is started on the first stateless request and asked `server/discover`.
+//!   - A child that answers speaks the revision: requests are passed through.
+//!   - A handshake-era child is translated: the lane initializes it once (the first request's
+//!     capabilities, every later one answered from the cache), `server/discover` is answered
+//!     from its `initialize` result, the revision's `_meta` keys are taken off requests and
+//!     results are tagged `complete`. A request the child answers with a question (sampling,
+//!     elicitation, roots) is *parked*: the client gets `input_required` with the question and
+//!     an opaque `requestState`; its retry carrying that state and the answers hands the answers
+//!     to the child and carries on the same call. Parked calls give up after a while (the child
+//!     is told the request was cancelled); anything that cannot be translated is answered with
+//!     an error at once, never a hang.
+//!
+//! Owns: serving one stateless request. Must not touch: HTTP.
+
+mod call;
+mod steps;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::{OnceCell, mpsc};
+use uuid::Uuid;
+
+use self::{
+    call::{Call, Heard},
+    steps::{final_answer, handshake, key_of, probe, question, relayed, send, with_id},
+};
+use super::backend::Backend;
+use crate::mcp::{
+    jsonrpc::{self, Kind},
+    modern::{self, Envelope},
+};
+
+/// How long a parked call waits for the client's retry.
+const PARK_TIMEOUT: Duration = Duration::from_secs(300);
+/// Most parked calls per server; more questions are answered with an error.
+const MAX_PARKED: usize = 10_000;
+/// How long the lane's child gets to answer the `server/discover` probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Our ids on a call (each call is its own member of the child, so they never collide).
+const INIT_ID: &str = "0";
+const CALL_ID: &str = "1";
+
+/// Methods of the handshake era with no place in the stateless revision.
+const NOT_IN_REVISION: [&str; 6] = [
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "subscriptions/listen",
+];
+
+/// One stateless request.
+pub struct Request {
+    /// The client's raw id.
+    pub id: String,
+    pub method: String,
+    /// The whole request as sent.
+    pub body: Value,
+    pub envelope: Envelope,
+}
+
+/// What goes back to the client.
+#[derive(Debug)]
+pub enum Reply {
+    /// A notification related to the request (progress, a log message).
+    Related(String),
+    /// The response; the error code if it is an error.
+    Final(String, Option<i64>),
+}
+
+/// How a lane's child speaks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Era {
+    /// The revision itself: pass requests through.
+    Stateless,
+    /// `initialize` and sessions: translate.
+    Handshake,
+}
+
+type MakeBackend = Box<dyn Fn() -> anyhow::Result<Arc<dyn Backend>> + Send + Sync>;
+
+enum Lane {
+    /// The built-in server, through the sessions' own backend.
+    Native(Arc<dyn Backend>),
+    /// Children of the lane's own, started on first use.
+    Children {
+        make: MakeBackend,
+        started: OnceCell<(Arc<dyn Backend>, Era)>,
+    },
+    /// Served only with sessions, for this reason.
+    Refused(String),
+}
+
+/// A call waiting for the client's answers.
+struct Parked {
+    call: Call,
+    method: String,
+    /// Input request keys → the child's question, by the gateway's raw id.
+    asked: Vec<String>,
+}
+
+/// The stateless side of one server.
+pub struct Stateless {
+    lane: Lane,
+    grace: Duration,
+    parked: Arc<Mutex<HashMap<String, Parked>>>,
+}
+
+impl Stateless {
+    /// Served by the built-in server natively.
+    pub fn native(backend: Arc<dyn Backend>, grace: Duration) -> Self {
+        Self::with(Lane::Native(backend), grace)
+    }
+
+    /// Served by children `make` starts on first use.
+    pub fn children(make: MakeBackend, grace: Duration) -> Self {
+        Self::with(
+            Lane::Children {
+                make,
+                started: OnceCell::new(),
+            },
+            grace,
+        )
+    }
+
+    /// Not served statelessly (the reason goes to clients that try).
+    pub fn refused(reason: String) -> Self {
+        Self::with(Lane::Refused(reason), Duration::ZERO)
+    }
+
+    fn with(lane: Lane, grace: Duration) -> Self {
+        Stateless {
+            lane,
+            grace,
+            parked: Arc::default(),
+        }
+    }
+
+    /// Serves `req`: zero or more related notifications, then exactly one final response.
+    /// Dropping the receiver abandons the request (the server is told it was cancelled).
+    pub fn serve(self: &Arc<Self>, req: Request) -> mpsc::UnboundedReceiver<Reply> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let me = self.clone();
+        tokio::spawn(async move {
+            let client_id = req.id.clone();
+            let done = tokio::select! {
+                r = me.run(req, &tx) => r,
+                _ = tx.closed() => return,
+            };
+            if let Err((code, message)) = done {
+                let _ = tx.send(Reply::Final(
+                    jsonrpc::error_response(&client_id, code, &message),
+                    Some(code),
+                ));
+            }
+        });
+        rx
+    }
+
+    async fn run(
+        &self,
+        req: Request,
+        tx: &mpsc::UnboundedSender<Reply>,
+    ) -> Result<(), (i64, String)> {
+        let params = req.body.get("params").cloned().unwrap_or_else(|| json!({}));
+        if let Some((state, answers)) = modern::retry_of(&params)
+            && let Some(parked) = self.unpark(&state, &req.method)
+        {
+            return self.resume(parked, answers, &req, tx).await;
+        }
+        let (backend, era) = match &self.lane {
+            Lane::Refused(reason) => return Err((jsonrpc::METHOD_NOT_FOUND, reason.clone())),
+            Lane::Native(b) => (b.clone(), Era::Stateless),
+            Lane::Children { make, started } => started
+                .get_or_try_init(|| async {
+                    let backend = make()?;
+                    let era = probe(&backend, self.grace).await;
+                    Ok::<_, anyhow::Error>((backend, era))
+                })
+                .await
+                .map_err(|e| {
+                    (
+                        jsonrpc::INTERNAL_ERROR,
+                        format!("cannot start the MCP server: {e:#}"),
+                    )
+                })?
+                .clone(),
+        };
+        let mut call = Call::open(&backend, self.grace).map_err(|e| {
+            (
+                jsonrpc::INTERNAL_ERROR,
+                format!("cannot reach the MCP server: {e}"),
+            )
+        })?;
+        if era == Era::Stateless {
+            // Passed through; only the id is ours.
+            let line = with_id(&req.body, CALL_ID);
+            send(&call, line).await?;
+            return self.pump(call, era, &req, tx).await;
+        }
+        if modern::retry_of(&params).is_some() {
+            return Err((
+                jsonrpc::INVALID_PARAMS,
+                "unknown or expired requestState; send the request again without it".into(),
+            ));
+        }
+        if NOT_IN_REVISION.contains(&req.method.as_str()) {
+            return Err((
+                jsonrpc::METHOD_NOT_FOUND,
+                format!("{} is not part of protocol revision 2026-07-28", req.method),
+            ));
+        }
+        let init = handshake(&mut call, &req.envelope).await?;
+        if req.method == "server/discover" {
+            let result = modern::discover_from_initialize(&init);
+            let text = jsonrpc::result_response(&req.id, &result.to_string());
+            let _ = tx.send(Reply::Final(text, None));
+            return Ok(());
+        }
+        let forwarded = jsonrpc::message(
+            Some(CALL_ID),
+            &req.method,
+            Some(&modern::strip_params(&params)),
+        );
+        send(&call, forwarded).await?;
+        self.pump(call, era, &req, tx).await
+    }
+
+    /// Relays what the server says until the answer (or a question, which parks the call).
+    async fn pump(
+        &self,
+        mut call: Call,
+        era: Era,
+        req: &Request,
+        tx: &mpsc::UnboundedSender<Reply>,
+    ) -> Result<(), (i64, String)> {
+        loop {
+            let text = match call.next().await {
+                Some(Heard::Message(t)) => t,
+                Some(Heard::Ended(cause)) => {
+                    return Err((
+                        jsonrpc::INTERNAL_ERROR,
+                        format!(
+                            "the MCP server stopped before answering ({})",
+                            cause.as_str()
+                        ),
+                    ));
+                }
+                None => {
+                    return Err((
+                        jsonrpc::INTERNAL_ERROR,
+                        "the MCP server stopped before answering".into(),
+                    ));
+                }
+            };
+            match jsonrpc::classify(text.as_bytes()) {
+                Ok(Kind::Response { id }) if id == CALL_ID => {
+                    let (text, code) = final_answer(&text, &req.id, &req.method, era);
+                    let _ = tx.send(Reply::Final(text, code));
+                    return Ok(());
+                }
+                Ok(Kind::Notification { method }) if relayed(&method) => {
+                    let _ = tx.send(Reply::Related(text));
+                }
+                Ok(Kind::Request { id, method })
+                    if era == Era::Handshake && modern::is_input_method(&method) =>
+                {
+                    let mut asks = Map::new();
+                    asks.insert(key_of(&id), question(&text));
+                    let mut asked = vec![id];
+                    // Questions asked together are asked together.
+                    while let Some(Heard::Message(more)) = call.try_next() {
+                        match jsonrpc::classify(more.as_bytes()) {
+                            Ok(Kind::Request { id, method })
+                                if modern::is_input_method(&method) =>
+                            {
+                                asks.insert(key_of(&id), question(&more));
+                                asked.push(id);
+                            }
+                            Ok(Kind::Notification { method }) if relayed(&method) => {
+                                let _ = tx.send(Reply::Related(more));
+                            }
+                            _ => {}
+                        }
+                    }
+                    return self.park(call, req, asks, asked, tx);
+                }
+                Ok(Kind::Request { id, method }) => {
+                    let msg =
+                        format!("{method} cannot reach a client of protocol revision 2026-07-28");
+                    let line = jsonrpc::error_response(&id, jsonrpc::METHOD_NOT_FOUND, &msg);
+                    send(&call, line.into()).await?;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn park(
+        &self,
+        call: Call,
+        req: &Request,
+        asks: Map<String, Value>,
+        asked: Vec<String>,
+        tx: &mpsc::UnboundedSender<Reply>,
+    ) -> Result<(), (i64, String)> {
+        let state = Uuid::new_v4().simple().to_string();
+        {
+            let mut parked = self.parked.lock().unwrap();
+            if parked.len() >= MAX_PARKED {
+                return Err((
+                    jsonrpc::INTERNAL_ERROR,
+                    "too many requests are waiting for their clients' answers".into(),
+                ));
+            }
+            parked.insert(
+                state.clone(),
+                Parked {
+                    call,
+                    method: req.method.clone(),
+                    asked,
+                },
+            );
+        }
+        let (table, key) = (Arc::downgrade(&self.parked), state.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(PARK_TIMEOUT).await;
+            let gone = table.upgrade().and_then(|t| t.lock().unwrap().remove(&key));
+            if gone.is_some() {
+                tracing::info!(
+                    "a request waiting for its client's answer gave up after {PARK_TIMEOUT:?}"
+                );
+            }
+        });
+        let result = modern::input_required(asks, &state);
+        let text = jsonrpc::result_response(&req.id, &result.to_string());
+        let _ = tx.send(Reply::Final(text, None));
+        Ok(())
+    }
+
+    fn unpark(&self, state: &str, method: &str) -> Option<Parked> {
+        let mut parked = self.parked.lock().unwrap();
+        // A retry must repeat the request it continues.
+        if parked.get(state)?.method != method {
+            return None;
+        }
+        parked.remove(state)
+    }
+
+    /// The client's answers go to the child's questions; the call carries on.
+    async fn resume(
+        &self,
+        parked: Parked,
+        mut answers: Map<String, Value>,
+        req: &Request,
+        tx: &mpsc::UnboundedSender<Reply>,
+    ) -> Result<(), (i64, String)> {
+        for id in &parked.asked {
+            let line = match answers.remove(&key_of(id)) {
+                Some(result) => jsonrpc::result_response(id, &result.to_string()),
+                None => jsonrpc::error_response(
+                    id,
+                    jsonrpc::INTERNAL_ERROR,
+                    "the client retried without answering this request",
+                ),
+            };
+            send(&parked.call, line.into()).await?;
+        }
+        self.pump(parked.call, Era::Handshake, req, tx).await
+    }
+
+    /// For `/health`.
+    pub fn status(&self) -> Value {
+        let mode = match &self.lane {
+            Lane::Native(_) => "native",
+            Lane::Refused(_) => "refused",
+            Lane::Children { started, .. } => match started.get() {
+                None => "not started",
+                Some((_, Era::Stateless)) => "passthrough",
+                Some((_, Era::Handshake)) => "translated",
+            },
+        };
+        let mut v = json!({"mode": mode, "waiting_for_clients": self.parked.lock().unwrap().len()});
+        if let Lane::Children { started: s, .. } = &self.lane
+            && let Some((backend, _)) = s.get()
+        {
+            v["children_alive"] = backend.status().children_alive.into();
+        }
+        v
+    }
+
+    /// Ends parked calls and stops the lane's children.
+    pub async fn shutdown(&self) {
+        let parked: Vec<Parked> = self
+            .parked
+            .lock()
+            .unwrap()
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        drop(parked);
+        if let Lane::Children { started, .. } = &self.lane
+            && let Some((backend, _)) = started.get()
+        {
+            backend.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The steps of a stateless call that are the same for every call: probing a lane's child,
+//! the handshake on a client's behalf, and rewriting messages between the two generations.
+//!
+//! Owns: single messages of a call. Must not touch: HTTP, parking.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::{CALL_ID, Era, INIT_ID, PROBE_TIMEOUT, call::Call};
+use crate::{
+    gateway::backend::Backend,
+    mcp::{
+        jsonrpc,
+        modern::{self, Envelope},
+        version,
+    },
+};
+
+/// Asks a fresh lane child `server/discover`: an answer naming a stateless revision means it
+/// speaks it; an error, silence or anything else means the handshake era.
+pub(super) async fn probe(backend: &Arc<dyn Backend>, grace: Duration) -> Era {
+    let Ok(mut call) = Call::open(backend, grace) else {
+        return Era::Handshake;
+    };
+    let params = json!({"_meta": {
+        modern::PROTOCOL_VERSION_KEY: version::MODERN[version::MODERN.len() - 1],
+        modern::CLIENT_CAPABILITIES_KEY: {},
+        modern::CLIENT_INFO_KEY: {"name": "aareguru-mcp-gateway", "version": env!("CARGO_PKG_VERSION")},
+    }});
+    let line = jsonrpc::message(Some(CALL_ID), "server/discover", Some(&params));
+    if call.send(line).await.is_err() {
+        return Era::Handshake;
+    }
+    let answer = tokio::time::timeout(PROBE_TIMEOUT, call.answer_to(CALL_ID)).await;
+    let speaks = answer.ok().flatten().is_some_and(|(text, _)| {
+        serde_json::from_str::<Value>(&text).is_ok_and(|v| {
+            v["result"]["supportedVersions"]
+                .as_array()
+                .is_some_and(|vs| vs.iter().any(|x| x.as_str().is_some_and(modern::is_modern)))
+        })
+    });
+    let era = if speaks {
+        Era::Stateless
+    } else {
+        Era::Handshake
+    };
+    tracing::info!(
+        passthrough = speaks,
+        "stateless lane: the MCP server {}",
+        if speaks {
+            "speaks protocol revision 2026-07-28; requests are passed through"
+        } else {
+            "speaks an earlier revision; 2026-07-28 requests are translated"
+        }
+    );
+    era
+}
+
+/// The call's `initialize`, on the client's behalf (answered from the lane's cache after the
+/// first); the child's result.
+pub(super) async fn handshake(
+    call: &mut Call,
+    envelope: &Envelope,
+) -> Result<Value, (i64, String)> {
+    let params = json!({
+        "protocolVersion": version::NEWEST_HANDSHAKE,
+        "capabilities": if envelope.capabilities.is_object() { envelope.capabilities.clone() } else { json!({}) },
+        "clientInfo": envelope.client_info.clone().unwrap_or_else(|| json!({"name": "stateless client", "version": "0"})),
+    });
+    send(
+        call,
+        jsonrpc::message(Some(INIT_ID), "initialize", Some(&params)),
+    )
+    .await?;
+    let Some((text, _)) = call.answer_to(INIT_ID).await else {
+        return Err((
+            jsonrpc::INTERNAL_ERROR,
+            "the MCP server stopped during its handshake".into(),
+        ));
+    };
+    let v: Value = serde_json::from_str(&text).unwrap_or_default();
+    if let Some(e) = v.get("error") {
+        return Err((
+            jsonrpc::INTERNAL_ERROR,
+            format!("the MCP server refused the handshake: {}", e["message"]),
+        ));
+    }
+    send(
+        call,
+        jsonrpc::message(None, "notifications/initialized", None),
+    )
+    .await?;
+    Ok(v["result"].clone())
+}
+
+pub(super) async fn send(call: &Call, line: Bytes) -> Result<(), (i64, String)> {
+    call.send(line)
+        .await
+        .map_err(|e| (jsonrpc::INTERNAL_ERROR, e.to_string()))
+}
+
+/// `body` with its id replaced.
+pub(super) fn with_id(body: &Value, id: &str) -> Bytes {
+    let mut body = body.clone();
+    body["id"] = serde_json::from_str(id).unwrap_or(Value::Null);
+    Bytes::from(body.to_string())
+}
+
+/// Notifications a stateless client hears on its request's stream.
+pub(super) fn relayed(method: &str) -> bool {
+    matches!(method, "notifications/progress" | "notifications/message")
+}
+
+/// The input request key for a question with raw id `id`.
+pub(super) fn key_of(id: &str) -> String {
+    serde_json::from_str::<String>(id).unwrap_or_else(|_| id.to_string())
+}
+
+/// A child's request as an input request: its method and params.
+pub(super) fn question(text: &str) -> Value {
+    let v: Value = serde_json::from_str(text).unwrap_or_default();
+    let mut q = json!({"method": v["method"]});
+    if let Some(p) = v.get("params") {
+        q["params"] = p.clone();
+    }
+    q
+}
+
+/// The child's answer, for the client: its id, and for a translated child the revision's tags.
+pub(super) fn final_answer(
+    text: &str,
+    client_id: &str,
+    method: &str,
+    era: Era,
+) -> (String, Option<i64>) {
+    let mut v: Value = serde_json::from_str(text).unwrap_or_default();
+    v["id"] = serde_json::from_str(client_id).unwrap_or(Value::Null);
+    let code = v["error"]["code"].as_i64();
+    if era == Era::Handshake
+        && let Some(result) = v.get_mut("result").and_then(Value::as_object_mut)
+    {
+        modern::complete(method, result);
+    }
+    (v.to_string(), code)
+}

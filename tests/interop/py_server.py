@@ -1,0 +1,49 @@
+"""A Python SDK 2.x stdio MCP server (mcp 2.3.0's MCPServer), for the gateway to serve: it speaks
+protocol revision 2026-07-28 itself, so the gateway passes those requests through.
+
+Usage: python py_server.py
+"""
+
+from typing import Annotated
+
+from pydantic import BaseModel
+
+from mcp.server.mcpserver import Elicit, MCPServer, Resolve
+
+server = MCPServer("python-interop-server")
+
+
+@server.tool()
+def add(a: int, b: int) -> int:
+    """Adds two integers."""
+    return a + b
+
+
+class Answer(BaseModel):
+    colour: str
+
+
+def ask_colour() -> Elicit[Answer]:
+    return Elicit("Your favourite colour?", Answer)
+
+
+@server.tool()
+async def favourite_colour(answer: Annotated[Answer, Resolve(ask_colour)]) -> str:
+    """Asks the client for a colour (elicitation; at 2026-07-28 as an input_required round trip)."""
+    return f"colour: {answer.colour}"
+
+
+@server.resource("py://greeting")
+def greeting() -> str:
+    """A fixed greeting."""
+    return "hello from python"
+
+
+@server.prompt()
+def haiku(topic: str) -> str:
+    """A prompt about a topic."""
+    return f"Write a haiku about {topic}."
+
+
+if __name__ == "__main__":
+    server.run("stdio")
