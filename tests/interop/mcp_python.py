@@ -1,7 +1,8 @@
 """Interop: the official Python MCP SDK (mcp 2.3.0) against `aareguru-mcp --sse` over Streamable HTTP.
 
 1. `mcp.Client(url, mode="legacy")` and `mode="auto"` (which probes 2026-07-28 `server/discover`
-   first and must fall back at once) against the Aareguru server on every backend.
+   first; the gateway serves that revision, see modern_python.py) against the Aareguru server on
+   every backend.
 2. The low-level `streamable_http_client` + `ClientSession` with several concurrent sessions.
 3. @modelcontextprotocol/server-everything behind the gateway: sampling, roots and elicitation
    requests reach this client's callbacks over Streamable HTTP, and progress notifications arrive.
@@ -35,7 +36,7 @@ async def high_level(url: str, label: str) -> None:
             r = await c.call_tool("get_current_temperature", {"city": "Zurich"})
             check(r.is_error and "Known stations" in text_of(r), f"{label} {mode}: tool error relayed")
         took = time.monotonic() - started
-        # The auto probe must be refused at once, not after the client's 10 s timeout.
+        # The auto probe must be answered at once, not after the client's 10 s timeout.
         check(took < 5, f"{label} {mode}: connected and done in {took:.2f} s")
 
 

@@ -82,6 +82,9 @@ timeout 300 "$dir/venv/bin/python" tests/interop/sse_python.py "$bin" "$fake" "$
 echo "== Python SDK (mcp 2.3.0) over Streamable HTTP through the gateway"
 timeout 300 "$dir/venv/bin/python" tests/interop/mcp_python.py "$bin" "$fake" "$everything_js"
 
+echo "== Protocol revision 2026-07-28 through the gateway (Python SDK 2.3.0 default mode; everything translated; a Python SDK server passed through)"
+timeout 300 "$dir/venv/bin/python" tests/interop/modern_python.py "$bin" "$fake" "$everything_js"
+
 echo "== Python SDK (mcp 2.3.0) over stdio through the --connect bridge to the gateway"
 timeout 300 "$dir/venv/bin/python" tests/interop/bridge_python.py "$bin" "$fake"
 

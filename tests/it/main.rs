@@ -10,6 +10,7 @@ mod gateway;
 mod gateway_util;
 mod infra;
 mod layout;
+mod modern;
 mod pool;
 mod servers;
 mod shared;

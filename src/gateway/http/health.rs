@@ -65,6 +65,9 @@ impl Http {
         if let Some(pool) = backend.pool {
             body["pool"] = pool;
         }
+        if let Some(d) = &default {
+            body["stateless"] = d.stateless.status();
+        }
         if self.config.servers_file.is_some() {
             body["servers"] = servers;
             body["servers_file"] = self.registry.file_status().unwrap_or_default();

@@ -28,11 +28,12 @@ use std::{
 
 use serde_json::{Map, Value, json};
 use tokio::sync::{OnceCell, mpsc};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use self::{
     call::{Call, Heard},
-    steps::{final_answer, handshake, key_of, probe, question, relayed, send, with_id},
+    steps::{final_answer, handshake, keep, key_of, probe, question, relayed, send, with_id},
 };
 use super::backend::Backend;
 use crate::mcp::{
@@ -116,6 +117,8 @@ pub struct Stateless {
     lane: Lane,
     grace: Duration,
     parked: Arc<Mutex<HashMap<String, Parked>>>,
+    /// Ends the lane's own member.
+    stop: CancellationToken,
 }
 
 impl Stateless {
@@ -145,6 +148,7 @@ impl Stateless {
             lane,
             grace,
             parked: Arc::default(),
+            stop: CancellationToken::new(),
         }
     }
 
@@ -187,6 +191,9 @@ impl Stateless {
                 .get_or_try_init(|| async {
                     let backend = make()?;
                     let era = probe(&backend, self.grace).await;
+                    if era == Era::Handshake {
+                        keep(&backend, self.grace, self.stop.clone()).await;
+                    }
                     Ok::<_, anyhow::Error>((backend, era))
                 })
                 .await
@@ -403,6 +410,7 @@ impl Stateless {
 
     /// Ends parked calls and stops the lane's children.
     pub async fn shutdown(&self) {
+        self.stop.cancel();
         let parked: Vec<Parked> = self
             .parked
             .lock()

@@ -7,12 +7,16 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
-use super::{CALL_ID, Era, INIT_ID, PROBE_TIMEOUT, call::Call};
+use super::{
+    CALL_ID, Era, INIT_ID, PROBE_TIMEOUT,
+    call::{Call, Heard},
+};
 use crate::{
     gateway::backend::Backend,
     mcp::{
-        jsonrpc,
+        jsonrpc::{self, Kind},
         modern::{self, Envelope},
         version,
     },
@@ -57,6 +61,54 @@ pub(super) async fn probe(backend: &Arc<dyn Backend>, grace: Duration) -> Era {
     );
     era
 }
+
+/// The lane's own member of a handshake-era child: it makes the child's one handshake and is
+/// alone with the child for [`SETTLE`] after it, so what servers ask right after their handshake
+/// (server-everything asks for roots 350 ms later) lands on no client's call. It stays until
+/// `stop`, declaring no capabilities (so the child's questions with no call in flight are
+/// refused, and a server that caches what it asked, like roots, asks again later, during a
+/// call) and answering anything else that reaches it with an error.
+pub(super) async fn keep(backend: &Arc<dyn Backend>, grace: Duration, stop: CancellationToken) {
+    let Ok(mut call) = Call::open(backend, grace) else {
+        return;
+    };
+    let envelope = Envelope {
+        version: version::MODERN[version::MODERN.len() - 1].to_string(),
+        capabilities: json!({}),
+        client_info: Some(
+            json!({"name": "aareguru-mcp-gateway", "version": env!("CARGO_PKG_VERSION")}),
+        ),
+        progress: false,
+    };
+    if let Err((_, e)) = handshake(&mut call, &envelope).await {
+        tracing::warn!(error = %e, "stateless lane: the MCP server's handshake failed; each request retries it");
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            let heard = tokio::select! {
+                h = call.next() => h,
+                _ = stop.cancelled() => return,
+            };
+            let Some(Heard::Message(text)) = heard else {
+                return;
+            };
+            let line = match jsonrpc::classify(text.as_bytes()) {
+                Ok(Kind::Request { id, .. }) => jsonrpc::error_response(
+                    &id,
+                    jsonrpc::METHOD_NOT_FOUND,
+                    "no client request is waiting on this; ask while answering one",
+                ),
+                _ => continue,
+            };
+            let _ = call.send(line.into()).await;
+        }
+    });
+    tokio::time::sleep(SETTLE).await;
+}
+
+/// How long a handshake-era lane child is left alone after its handshake.
+const SETTLE: Duration = Duration::from_millis(600);
 
 /// The call's `initialize`, on the client's behalf (answered from the lane's cache after the
 /// first); the child's result.
