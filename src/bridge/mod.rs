@@ -36,6 +36,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 mod events;
+mod modern;
 mod reconnect;
 mod sse;
 mod streamable;
@@ -80,6 +81,8 @@ struct Bridge {
     /// Internal requests (replayed handshakes) waiting for their answer.
     internal: Mutex<std::collections::HashMap<String, oneshot::Sender<Value>>>,
     next_internal: AtomicU64,
+    /// Stateless (2026-07-28) requests in flight, by raw id: cancelling one closes its POST.
+    stateless: Mutex<std::collections::HashMap<String, CancellationToken>>,
     reconnecting: AtomicBool,
     stop: CancellationToken,
 }
@@ -131,6 +134,7 @@ pub async fn run(config: BridgeConfig, shutdown: CancellationToken) -> anyhow::R
         handshake: Mutex::default(),
         internal: Mutex::default(),
         next_internal: AtomicU64::new(1),
+        stateless: Mutex::default(),
         reconnecting: AtomicBool::new(false),
         stop: shutdown.clone(),
     });
@@ -237,6 +241,27 @@ impl Bridge {
             }
         };
         match &kind {
+            Kind::Request { id, .. }
+                if line
+                    .windows(crate::mcp::modern::PROTOCOL_VERSION_KEY.len())
+                    .any(|w| w == crate::mcp::modern::PROTOCOL_VERSION_KEY.as_bytes()) =>
+            {
+                // Stateless requests need no session: they go out even while reconnecting.
+                let body: Value = serde_json::from_slice(&line).unwrap_or_default();
+                if let Some(version) = modern::revision_of(&body) {
+                    self.pending.lock().unwrap().insert(id.clone());
+                    tokio::spawn(self.send_stateless(body, id.clone(), version));
+                    return;
+                }
+                self.from_host_session(line, kind).await;
+            }
+            _ => self.from_host_session(line, kind).await,
+        }
+    }
+
+    /// A host message of the handshake-era revisions, over the session.
+    async fn from_host_session(self: Arc<Self>, line: Bytes, kind: Kind) {
+        match &kind {
             Kind::Request { id, method } => {
                 if method == "initialize" {
                     let params = serde_json::from_slice::<Value>(&line)
@@ -262,6 +287,11 @@ impl Bridge {
                 }
             }
             _ => {
+                if matches!(&kind, Kind::Notification { method } if method == "notifications/cancelled")
+                    && self.cancel_stateless(&line)
+                {
+                    return;
+                }
                 if self.reconnecting.load(Ordering::SeqCst) {
                     return;
                 }

@@ -72,6 +72,11 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// `-32602` with this message.
+    pub fn invalid_params(message: impl Into<String>) -> Self {
+        Self::new(-32602, message)
+    }
+
     fn new(code: i64, message: impl Into<String>) -> Self {
         Rejection {
             code,

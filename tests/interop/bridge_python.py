@@ -4,8 +4,9 @@ which forwards to a remote gateway (`aareguru-mcp --sse`) in front of the Aaregu
 For each remote transport (Streamable HTTP at /mcp, HTTP+SSE at /sse, and /mcp forced to SSE
 fallback detection): list and call tools; then the remote is killed mid-session — the call in
 flight fails with an error at once instead of hanging — and restarted on the same port, and the
-same session carries on. Also the high-level `mcp.Client` in auto mode over stdio (its 2026-07-28
-probe must be refused quickly through the bridge).
+same session carries on. Also the high-level `mcp.Client` over stdio: its default mode negotiates
+2026-07-28 through the bridge with a remote that serves it (each request POSTed on its own),
+legacy mode 2025-11-25, and an HTTP+SSE remote makes the probe fail at once so it falls back.
 
 Usage: python bridge_python.py BIN FAKE_UPSTREAM
 """
@@ -103,16 +104,29 @@ def start_gateway_on(port: int, upstream: str):
 
 
 async def auto_mode(upstream: str) -> None:
+    """The host's revision carries through the bridge: 2026-07-28 with a remote that serves it
+    (default mode), 2025-11-25 when the host asks for it, and a fall back at once to the
+    handshake when the remote is reached over HTTP+SSE."""
+    from battery import exercise
+
     port = free_port()
     gw, _ = start_gateway_on(port, upstream)
     try:
-        started = time.monotonic()
-        params = StdioServerParameters(command=BIN, args=["--connect", f"http://127.0.0.1:{port}/mcp"], env={"RUST_LOG": "warn"})
-        async with Client(params, mode="auto") as c:
-            r = await c.call_tool("get_current_temperature", {"city": "Bärn"})
-            check("12.5 °C" in text_of(r), "auto mode over the bridge: tool call")
-        took = time.monotonic() - started
-        check(took < 5, f"auto mode over the bridge: done in {took:.2f} s (probe refused at once)")
+        for path, mode, expected in [
+            ("/mcp", "auto", "2026-07-28"),
+            ("/mcp", "legacy", "2025-11-25"),
+            ("/sse", "auto", "2025-11-25"),
+        ]:
+            label = f"{mode} mode over the bridge to {path}"
+            started = time.monotonic()
+            params = StdioServerParameters(
+                command=BIN, args=["--connect", f"http://127.0.0.1:{port}{path}"], env={"RUST_LOG": "warn"}
+            )
+            async with Client(params, mode=mode) as c:
+                check(c.protocol_version == expected, f"{label}: negotiated {c.protocol_version}")
+                await exercise(c, label)
+            took = time.monotonic() - started
+            check(took < 10, f"{label}: done in {took:.2f} s (no probe left waiting)")
     finally:
         gw.terminate()
         gw.wait()

@@ -131,3 +131,91 @@ async fn http_errors_become_json_rpc_errors_for_the_request() {
     let r = b.initialize().await;
     assert_eq!(r["result"]["serverInfo"]["name"], "fixture-server", "{r}");
 }
+
+/// A host speaking 2026-07-28: each request goes out on its own (no session), answers and the
+/// revision's errors come back as the remote sent them, progress included; a cancellation closes
+/// the request, which cancels it on the child; an HTTP+SSE remote refuses at once.
+#[tokio::test]
+async fn a_stateless_host_is_bridged_request_by_request() {
+    let gw = Gateway::with_fixture(&["--backend", "shared"]).await;
+    let meta = |extra: Value| {
+        let mut m = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                           "io.modelcontextprotocol/clientCapabilities": {}});
+        for (k, v) in extra.as_object().unwrap() {
+            m[k] = v.clone();
+        }
+        m
+    };
+    let mut b = Bridge::start(&[&gw.url("/mcp")]);
+    b.send(
+        json!({"jsonrpc": "2.0", "id": "d", "method": "server/discover",
+                  "params": {"_meta": meta(json!({}))}}),
+    )
+    .await;
+    let d = b.next().await;
+    assert_eq!(d["id"], "d", "{d}");
+    assert!(
+        d["result"]["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-07-28")),
+        "{d}"
+    );
+    b.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                  "params": {"name": "progress", "arguments": {"count": 2},
+                             "_meta": meta(json!({"progressToken": "t"}))}}))
+        .await;
+    let mut got = vec![b.next().await, b.next().await, b.next().await];
+    assert_eq!(got[0]["method"], "notifications/progress", "{got:?}");
+    assert_eq!(got[1]["params"]["progressToken"], "t", "{got:?}");
+    let last = got.pop().unwrap();
+    assert_eq!(
+        (last["id"].clone(), last["result"]["resultType"].clone()),
+        (json!(2), json!("complete")),
+        "{last}"
+    );
+    // The revision's own error, with its data, as the remote sent it.
+    b.send(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list",
+                  "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}}))
+        .await;
+    let e = b.next().await;
+    assert_eq!(
+        (e["id"].clone(), e["error"]["code"].clone()),
+        (json!(3), json!(-32602)),
+        "{e}"
+    );
+    // A cancelled request: its POST closes, and the child hears the cancellation.
+    b.send(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                  "params": {"name": "never", "arguments": {"label": "bridged"}, "_meta": meta(json!({}))}}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.send(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 4}}),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        b.send(json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                      "params": {"name": "cancelled", "arguments": {}, "_meta": meta(json!({}))}}))
+            .await;
+        let r = b.next().await;
+        assert_eq!(r["id"], 5, "no answer to the cancelled request: {r}");
+        if r["result"]["structuredContent"]["labels"]
+            .as_array()
+            .is_some_and(|l| l.contains(&json!("bridged")))
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not cancelled: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut sse = Bridge::start(&[&gw.url("/sse")]);
+    sse.send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover",
+                    "params": {"_meta": meta(json!({}))}}),
+    )
+    .await;
+    let e = sse.next().await;
+    assert_eq!(e["error"]["code"], -32601, "{e}");
+}

@@ -725,3 +725,58 @@ async fn sessions_of_a_servers_file_roam_and_forward_at_their_own_path() {
     plain.session = echo_a.session.clone();
     assert_eq!(plain.call(3, "list_cities", json!({})).await.0, 404);
 }
+
+/// Protocol revision 2026-07-28 behind nginx round-robin: any replica serves a request, and a
+/// retry carrying a `requestState` is sent to the replica whose call waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_requests_and_their_retries_through_round_robin() {
+    let redis = Redis::start().await;
+    let upstream = FakeUpstream::start(Behaviour::Normal).await;
+    let base = upstream.base_url();
+    let mut gws = vec![];
+    for i in 0..2 {
+        let marker = format!("stateless-r{i}-{}", std::process::id());
+        gws.push(replica(Some(&redis), &format!("s{i}"), 0, "shared", &base, &marker).await);
+    }
+    let lb = Balancer::nginx(&gws.iter().map(host_port).collect::<Vec<_>>()).await;
+    wait_peers(&gws.iter().collect::<Vec<_>>(), 2).await;
+    let m = crate::modern::Modern::at(&lb.url());
+    for i in 0..20 {
+        let r = m.call("echo", json!({"i": i})).await;
+        assert_eq!(r["result"]["structuredContent"]["i"], i, "{r}");
+    }
+    for i in 0..8 {
+        let first = m
+            .call(
+                "ask",
+                json!({"method": "elicitation/create", "params": {"i": i}}),
+            )
+            .await;
+        let r = &first["result"];
+        assert_eq!(r["resultType"], "input_required", "{first}");
+        let (key, _) = r["inputRequests"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .next()
+            .unwrap();
+        let answer = json!({"action": "accept", "content": {"i": i}});
+        let (status, retry) = m
+            .request(
+                "tools/call",
+                json!({"name": "ask", "arguments": {"method": "elicitation/create", "params": {"i": i}},
+                       "inputResponses": {key.clone(): answer}, "requestState": r["requestState"]}),
+            )
+            .await;
+        assert_eq!(status, 200, "{retry}");
+        assert_eq!(
+            retry["result"]["structuredContent"]["answer"]["result"]["content"]["i"], i,
+            "{retry}"
+        );
+    }
+    let all: Vec<&Gateway> = gws.iter().collect();
+    assert!(
+        sum_health(&all, "forwarded").await > 0,
+        "some retries reached the other replica and were forwarded"
+    );
+}

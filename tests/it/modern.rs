@@ -22,7 +22,7 @@ fn envelope(caps: Value) -> Value {
 }
 
 /// A 2026-07-28 client: every request carries its envelope and the matching headers.
-struct Modern {
+pub struct Modern {
     http: reqwest::Client,
     url: String,
     caps: Value,
@@ -30,9 +30,14 @@ struct Modern {
 
 impl Modern {
     fn new(gw: &Gateway) -> Modern {
+        Modern::at(&gw.base)
+    }
+
+    /// A client of `base`'s `/mcp` (a gateway or a balancer).
+    pub fn at(base: &str) -> Modern {
         Modern {
             http: reqwest::Client::new(),
-            url: gw.url("/mcp"),
+            url: format!("{base}/mcp"),
             caps: json!({"sampling": {}, "elicitation": {}, "roots": {}}),
         }
     }
@@ -65,7 +70,7 @@ impl Modern {
     }
 
     /// A request answered with JSON: status and body.
-    async fn request(&self, method: &str, params: Value) -> (u16, Value) {
+    pub async fn request(&self, method: &str, params: Value) -> (u16, Value) {
         let r = self.build(json!(7), method, params).send().await.unwrap();
         let status = r.status().as_u16();
         assert!(
@@ -75,7 +80,7 @@ impl Modern {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    async fn call(&self, tool: &str, args: Value) -> Value {
+    pub async fn call(&self, tool: &str, args: Value) -> Value {
         let (status, body) = self
             .request("tools/call", json!({"name": tool, "arguments": args}))
             .await;

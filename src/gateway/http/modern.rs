@@ -9,17 +9,18 @@
 
 use std::{convert::Infallible, net::IpAddr, sync::Arc};
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use futures::{Stream, stream};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use warp::{
-    http::{HeaderMap, HeaderValue, StatusCode},
+    http::{HeaderMap, HeaderValue, Method, StatusCode},
     reply::Response,
     sse::Event,
 };
 
 use super::{
+    forward,
     headers::{accepts, header},
     reply::{Parsed, error_reply, reply, rpc_error_reply_for},
     state::Http,
@@ -108,7 +109,7 @@ impl Http {
         self: &Arc<Self>,
         headers: &HeaderMap,
         server: Option<&str>,
-        _client: IpAddr,
+        client: IpAddr,
         parsed: Parsed,
     ) -> Response {
         let single = if parsed.batch {
@@ -156,15 +157,26 @@ impl Http {
             self.metrics.reject("shutting_down");
             return error_reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
         }
+        if let Some(r) = self
+            .retry_elsewhere(headers, server, client, &body, &line)
+            .await
+        {
+            return r;
+        }
         let served = match self.serving(server) {
             Ok(s) => s,
             Err(r) => return *r,
         };
+        let state_prefix = self
+            .cluster
+            .as_ref()
+            .map_or_else(String::new, |c| format!("{}.", c.tag()));
         let mut rx = served.stateless.serve(Request {
             id,
             method,
             body,
             envelope,
+            state_prefix,
         });
         let Some(first) = rx.recv().await else {
             return error_reply(StatusCode::BAD_GATEWAY, "the MCP server gave no answer");
@@ -191,6 +203,59 @@ impl Http {
                 }
             }
         }
+    }
+
+    /// In a cluster, a retry whose `requestState` another replica issued goes to that replica
+    /// (its call waits there); the answer comes back unchanged.
+    async fn retry_elsewhere(
+        &self,
+        headers: &HeaderMap,
+        server: Option<&str>,
+        client: IpAddr,
+        body: &Value,
+        line: &Bytes,
+    ) -> Option<Response> {
+        let cluster = self.cluster.as_ref()?;
+        if headers.contains_key(forward::PEER_HEADER) {
+            return None;
+        }
+        let (tag, _) = body["params"]["requestState"].as_str()?.split_once('.')?;
+        if tag == cluster.tag() {
+            return None;
+        }
+        let peer = cluster.peer_by_tag(tag)?;
+        let secret = cluster.secret()?;
+        let path = match server {
+            Some(name) => format!("/servers/{name}/mcp"),
+            None => "/mcp".to_string(),
+        };
+        let request = forward::Request {
+            method: &Method::POST,
+            path: &path,
+            query: "",
+            headers,
+            body: line.clone(),
+            client,
+        };
+        Some(
+            match self
+                .forwarder
+                .forward(cluster, &peer, &secret, request)
+                .await
+            {
+                Ok(r) => r,
+                Err(f) => {
+                    tracing::info!(replica = %peer.replica, failure = ?f, "the replica waiting for this retry cannot be asked");
+                    json_response(
+                    400,
+                    modern::Rejection::invalid_params(
+                        "the gateway replica that issued this requestState is gone; send the request again without it",
+                    )
+                    .response(&serde_json::to_string(&body["id"]).unwrap_or_default()),
+                )
+                }
+            },
+        )
     }
 
     /// The revision's error for a request refused before any server saw it.

@@ -70,6 +70,9 @@ pub struct Request {
     /// The whole request as sent.
     pub body: Value,
     pub envelope: Envelope,
+    /// What this replica's `requestState`s start with (its cluster tag and a dot; empty
+    /// without a cluster), so a retry that reaches another replica is sent here.
+    pub state_prefix: String,
 }
 
 /// What goes back to the client.
@@ -323,7 +326,7 @@ impl Stateless {
         asked: Vec<String>,
         tx: &mpsc::UnboundedSender<Reply>,
     ) -> Result<(), (i64, String)> {
-        let state = Uuid::new_v4().simple().to_string();
+        let state = format!("{}{}", req.state_prefix, Uuid::new_v4().simple());
         {
             let mut parked = self.parked.lock().unwrap();
             if parked.len() >= MAX_PARKED {

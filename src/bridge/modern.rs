@@ -1,0 +1,190 @@
+//! Protocol revision 2026-07-28 through the bridge: when the host speaks it (a `server/discover`
+//! probe, or a request whose `_meta` carries the revision), each request is POSTed on its own,
+//! with no session and the revision's headers (`MCP-Protocol-Version`, `Mcp-Method`,
+//! `Mcp-Name`), and the answer — JSON, or an SSE stream of related notifications ending with the
+//! response — goes back to the host as it came, errors included (a host whose probe is refused
+//! falls back to `initialize`, which takes the usual path). A host's `notifications/cancelled`
+//! for such a request closes its HTTP request, which is how the revision cancels.
+//!
+//! Owns: the bridge's stateless requests. Must not touch: sessions (the rest of the bridge).
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::{Bridge, Mode, error_chain};
+use crate::mcp::{jsonrpc, modern};
+
+/// Methods whose name or URI `Mcp-Name` repeats.
+fn name_of<'a>(method: &str, params: &'a Value) -> Option<&'a str> {
+    match method {
+        "tools/call" | "prompts/get" => params["name"].as_str(),
+        "resources/read" => params["uri"].as_str(),
+        _ => None,
+    }
+}
+
+/// A header value as the revision writes it: verbatim when it is plain visible ASCII without
+/// edge spaces, else `=?base64?…?=`.
+fn header_value(v: &str) -> String {
+    use base64::Engine;
+    let plain = v.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && v.trim() == v
+        && !(v.starts_with("=?base64?") && v.ends_with("?="));
+    if plain {
+        v.to_string()
+    } else {
+        format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(v)
+        )
+    }
+}
+
+/// The revision a host request speaks, if it is a stateless one.
+pub(super) fn revision_of(body: &Value) -> Option<String> {
+    let v = body["params"]["_meta"][modern::PROTOCOL_VERSION_KEY].as_str()?;
+    modern::is_modern(v).then(|| v.to_string())
+}
+
+impl Bridge {
+    /// Sends one stateless request and hands the host its answer.
+    pub(super) async fn send_stateless(self: Arc<Self>, body: Value, id: String, version: String) {
+        let stop = CancellationToken::new();
+        self.stateless
+            .lock()
+            .unwrap()
+            .insert(id.clone(), stop.clone());
+        let sent = tokio::select! {
+            r = self.post_stateless(&body, &id, &version) => r,
+            _ = stop.cancelled() => Ok(()),
+        };
+        self.stateless.lock().unwrap().remove(&id);
+        if stop.is_cancelled() {
+            // The host cancelled: it expects no answer.
+            self.pending.lock().unwrap().remove(&id);
+            return;
+        }
+        if let Err(message) = sent {
+            self.fail(&id, &message);
+        }
+    }
+
+    async fn post_stateless(
+        self: &Arc<Self>,
+        body: &Value,
+        id: &str,
+        version: &str,
+    ) -> Result<(), String> {
+        if self.mode() == Mode::Sse {
+            self.pending.lock().unwrap().remove(id);
+            let _ = self.out.send(jsonrpc::error_response(
+                id,
+                jsonrpc::METHOD_NOT_FOUND,
+                "the remote is reached over HTTP+SSE, which has no 2026-07-28; initialize instead",
+            ));
+            return Ok(());
+        }
+        let method = body["method"].as_str().unwrap_or("");
+        let mut req = self
+            .http
+            .post(&self.config.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", version)
+            .header("mcp-method", method);
+        if let Some(name) = name_of(method, &body["params"]) {
+            req = req.header("mcp-name", header_value(name));
+        }
+        let resp = req.body(body.to_string()).send().await.map_err(|e| {
+            format!(
+                "the remote MCP server could not be reached ({})",
+                error_chain(&e)
+            )
+        })?;
+        let status = resp.status();
+        let is_sse = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("text/event-stream"));
+        if status.is_success() && is_sse {
+            let mut last = None;
+            let done = self
+                .pump_sse(resp, Some(id), &mut last, &CancellationToken::new())
+                .await;
+            return if done {
+                Ok(())
+            } else {
+                Err("the remote MCP server's answer ended before the response".into())
+            };
+        }
+        let text = resp.text().await.unwrap_or_default();
+        // The remote's JSON-RPC answer (a result, or the revision's error with its data) as is.
+        if let Ok(v) = serde_json::from_str::<Value>(&text)
+            && (v.get("result").is_some() || v.get("error").is_some())
+        {
+            let mut v = v;
+            v["id"] = serde_json::from_str(id).unwrap_or(Value::Null);
+            self.to_host(v.to_string());
+            return Ok(());
+        }
+        // A remote that does not speak the revision: an error the host falls back on.
+        self.pending.lock().unwrap().remove(id);
+        let message = format!(
+            "the remote MCP server does not serve protocol revision {version} (HTTP {}); initialize instead",
+            status.as_u16()
+        );
+        let _ = self.out.send(jsonrpc::error_response(
+            id,
+            jsonrpc::METHOD_NOT_FOUND,
+            &message,
+        ));
+        Ok(())
+    }
+
+    /// A host's cancellation of a stateless request: its HTTP request is closed. False when it
+    /// names no stateless request.
+    pub(super) fn cancel_stateless(&self, line: &[u8]) -> bool {
+        let Some(id) = jsonrpc::cancelled_request_id(line) else {
+            return false;
+        };
+        match self.stateless.lock().unwrap().get(&id) {
+            Some(stop) => {
+                stop.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_are_encoded_only_when_needed() {
+        assert_eq!(header_value("get_forecast"), "get_forecast");
+        assert_eq!(header_value("aareguru://cities"), "aareguru://cities");
+        let odd = header_value("Bärn");
+        assert!(odd.starts_with("=?base64?"), "{odd}");
+        assert_eq!(modern::decode_header_value(&odd).as_deref(), Some("Bärn"));
+        assert!(header_value(" x").starts_with("=?base64?"));
+    }
+
+    #[test]
+    fn only_requests_carrying_the_revision_are_stateless() {
+        let meta = |v: &str| {
+            serde_json::json!({"params": {"_meta": {modern::PROTOCOL_VERSION_KEY: v,
+                                                     modern::CLIENT_CAPABILITIES_KEY: {}}}})
+        };
+        assert_eq!(
+            revision_of(&meta("2026-07-28")).as_deref(),
+            Some("2026-07-28")
+        );
+        assert_eq!(revision_of(&meta("2025-11-25")), None);
+        assert_eq!(revision_of(&serde_json::json!({"params": {}})), None);
+    }
+}
