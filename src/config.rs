@@ -168,6 +168,8 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     pub max_line_bytes: usize,
     pub session_idle_timeout: Duration,
+    /// How long a stateless request waits for its client's retry after `input_required`.
+    pub input_wait_timeout: Duration,
     pub child_start_timeout: Duration,
     pub keepalive: Duration,
     pub session_buffer_bytes: usize,

@@ -72,6 +72,12 @@ pub struct GatewayArgs {
     #[arg(long, env = "AAREGURU_MCP_SESSION_IDLE_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
     pub session_idle_timeout: Duration,
 
+    /// With protocol revision 2026-07-28, how long a request translated for a handshake-era
+    /// server waits for the client's retry after asking it something (`input_required`) before
+    /// it is cancelled on the server (e.g. 5m).
+    #[arg(long, env = "AAREGURU_MCP_INPUT_WAIT_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub input_wait_timeout: Duration,
+
     /// How long a new child may take to answer its first request before the session fails.
     #[arg(long, env = "AAREGURU_MCP_CHILD_START_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub child_start_timeout: Duration,
@@ -190,10 +196,13 @@ pub(super) fn gateway_config(
     if g.no_sse && g.no_streamable_http {
         bail!("--no-sse and --no-streamable-http together leave nothing to serve");
     }
-    if g.keepalive.is_zero() || g.session_idle_timeout.is_zero() || g.child_start_timeout.is_zero()
+    if g.keepalive.is_zero()
+        || g.session_idle_timeout.is_zero()
+        || g.child_start_timeout.is_zero()
+        || g.input_wait_timeout.is_zero()
     {
         bail!(
-            "--keepalive, --session-idle-timeout and --child-start-timeout must be greater than zero"
+            "--keepalive, --session-idle-timeout, --child-start-timeout and --input-wait-timeout must be greater than zero"
         );
     }
     if g.session_buffer_bytes < 64 * 1024 {
@@ -257,6 +266,7 @@ pub(super) fn gateway_config(
         max_body_bytes: g.max_body_bytes,
         max_line_bytes: settings.max_line_bytes,
         session_idle_timeout: g.session_idle_timeout,
+        input_wait_timeout: g.input_wait_timeout,
         child_start_timeout: g.child_start_timeout,
         keepalive: g.keepalive,
         session_buffer_bytes: g.session_buffer_bytes,

@@ -50,6 +50,12 @@ pub struct ServerKind {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerOutcome {
+    pub server: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServerCause {
     pub server: String,
     pub cause: &'static str,
@@ -107,6 +113,7 @@ pub struct Metrics {
     pub pool_ready: Family<Server, Gauge>,
     pub pool_hits: Family<Server, Counter>,
     pub pool_misses: Family<Server, Counter>,
+    pub stateless_requests: Family<ServerOutcome, Counter>,
 }
 
 impl Default for Metrics {
@@ -300,6 +307,12 @@ impl Metrics {
             "Sessions that found the warm pool empty and waited for a child to start",
             pool_misses.clone(),
         );
+        let stateless_requests = Family::<ServerOutcome, Counter>::default();
+        registry.register(
+            "stateless_requests",
+            "Requests of protocol revision 2026-07-28 (no session), by outcome: answered, input_required (the client is asked and retries), failed (the gateway answered with an error)",
+            stateless_requests.clone(),
+        );
         let to_server = messages
             .get_or_create(&Direction {
                 direction: "client_to_server",
@@ -313,6 +326,7 @@ impl Metrics {
         Self {
             to_server,
             to_client,
+            stateless_requests,
             pool_ready,
             pool_hits,
             pool_misses,
@@ -504,6 +518,17 @@ impl ServerMetrics {
 
     pub fn pool_miss(&self) {
         self.all.pool_misses.get_or_create(&self.label()).inc();
+    }
+
+    /// A stateless request ended with `outcome`.
+    pub fn stateless(&self, outcome: &'static str) {
+        self.all
+            .stateless_requests
+            .get_or_create(&ServerOutcome {
+                server: self.name.clone(),
+                outcome,
+            })
+            .inc();
     }
 
     pub fn tool_call_denied(&self) {

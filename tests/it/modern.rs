@@ -306,7 +306,7 @@ async fn a_child_that_speaks_the_revision_is_passed_through() {
 /// leaves cancels its request on the child.
 #[tokio::test]
 async fn a_handshake_era_child_is_translated() {
-    let gw = Gateway::with_fixture(&["--backend", "shared"]).await;
+    let gw = Gateway::with_fixture(&["--backend", "shared", "--input-wait-timeout", "2s"]).await;
     let m = Modern::new(&gw);
     let (status, d) = m.request("server/discover", json!({})).await;
     assert_eq!(status, 200, "{d}");
@@ -455,5 +455,37 @@ async fn a_handshake_era_child_is_translated() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(gw.health().await["stateless"]["mode"], "translated");
+
+    // A question never answered: after --input-wait-timeout the call is given up (cancelled on
+    // the child) and its state is refused.
+    let asked = m
+        .call("ask", json!({"method": "roots/list", "params": {}}))
+        .await;
+    assert_eq!(asked["result"]["resultType"], "input_required", "{asked}");
+    assert_eq!(gw.health().await["stateless"]["waiting_for_clients"], 1);
+    gw.wait_health("the parked call to be given up", |h| {
+        h["stateless"]["waiting_for_clients"] == 0
+    })
+    .await;
+    let late = m
+        .request(
+            "tools/call",
+            json!({"name": "ask", "arguments": {"method": "roots/list"},
+                   "requestState": asked["result"]["requestState"], "inputResponses": {}}),
+        )
+        .await;
+    assert_eq!(late.0, 400, "{}", late.1);
+    let metrics = reqwest::get(gw.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for outcome in ["answered", "input_required"] {
+        let line = format!(
+            "aareguru_gateway_stateless_requests_total{{server=\"default\",outcome=\"{outcome}\"}}"
+        );
+        assert!(metrics.contains(&line), "{line} missing");
+    }
     let _ = example("fixture_server");
 }

@@ -32,7 +32,7 @@ use super::{
     backend::{self, Limits},
     metrics::{Metrics, ServerMetrics},
     session::{CloseCause, Session, Sessions},
-    stateless::Stateless,
+    stateless::{Settings as StatelessSettings, Stateless},
 };
 use crate::config::{Backend as BackendKind, GatewayConfig, ServerConfig};
 
@@ -217,7 +217,13 @@ impl Registry {
             failed = Some(format!("{e:#}"));
         }
         let backend = backend.unwrap_or_else(|| Arc::new(NoBackend));
-        let stateless = Arc::new(stateless_lane(&config, &backend, limits, &metrics));
+        let stateless = Arc::new(stateless_lane(
+            &config,
+            &backend,
+            limits,
+            &metrics,
+            self.gateway.input_wait_timeout,
+        ));
         if let Some(e) = &failed {
             tracing::error!(server = %config.name, error = %e, "server not started; the others are served");
         } else {
@@ -361,15 +367,22 @@ fn stateless_lane(
     backend: &Arc<dyn backend::Backend>,
     limits: Limits,
     metrics: &ServerMetrics,
+    input_wait: Duration,
 ) -> Stateless {
+    let settings = StatelessSettings {
+        grace: limits.shutdown_grace,
+        input_wait,
+        metrics: metrics.clone(),
+    };
     if !config.env_from_headers.is_empty() {
-        return Stateless::refused(format!(
+        let reason = format!(
             "server {:?} takes settings from each session's headers (envFromHeaders), so it is served only with sessions: initialize first",
             config.name
-        ));
+        );
+        return Stateless::refused(reason, settings);
     }
     if config.backend == BackendKind::InProcess {
-        return Stateless::native(backend.clone(), limits.shutdown_grace);
+        return Stateless::native(backend.clone(), settings);
     }
     let (config, metrics) = (config.clone(), metrics.clone());
     Stateless::children(
@@ -379,7 +392,7 @@ fn stateless_lane(
             lane.clone().start()?;
             Ok(lane)
         }),
-        limits.shutdown_grace,
+        settings,
     )
 }
 

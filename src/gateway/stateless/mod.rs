@@ -35,14 +35,12 @@ use self::{
     call::{Call, Heard},
     steps::{final_answer, handshake, keep, key_of, probe, question, relayed, send, with_id},
 };
-use super::backend::Backend;
+use super::{backend::Backend, metrics::ServerMetrics};
 use crate::mcp::{
     jsonrpc::{self, Kind},
     modern::{self, Envelope},
 };
 
-/// How long a parked call waits for the client's retry.
-const PARK_TIMEOUT: Duration = Duration::from_secs(300);
 /// Most parked calls per server; more questions are answered with an error.
 const MAX_PARKED: usize = 10_000;
 /// How long the lane's child gets to answer the `server/discover` probe.
@@ -84,6 +82,12 @@ pub enum Reply {
     Final(String, Option<i64>),
 }
 
+/// How a request ended, for the metrics.
+enum Outcome {
+    Answered,
+    Asked,
+}
+
 /// How a lane's child speaks.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Era {
@@ -118,38 +122,47 @@ struct Parked {
 /// The stateless side of one server.
 pub struct Stateless {
     lane: Lane,
-    grace: Duration,
+    settings: Settings,
     parked: Arc<Mutex<HashMap<String, Parked>>>,
     /// Ends the lane's own member.
     stop: CancellationToken,
 }
 
+/// What every lane is told.
+pub struct Settings {
+    /// How long a released call's own server gets to stop.
+    pub grace: Duration,
+    /// How long a parked call waits for the client's retry.
+    pub input_wait: Duration,
+    pub metrics: ServerMetrics,
+}
+
 impl Stateless {
     /// Served by the built-in server natively.
-    pub fn native(backend: Arc<dyn Backend>, grace: Duration) -> Self {
-        Self::with(Lane::Native(backend), grace)
+    pub fn native(backend: Arc<dyn Backend>, settings: Settings) -> Self {
+        Self::with(Lane::Native(backend), settings)
     }
 
     /// Served by children `make` starts on first use.
-    pub fn children(make: MakeBackend, grace: Duration) -> Self {
+    pub fn children(make: MakeBackend, settings: Settings) -> Self {
         Self::with(
             Lane::Children {
                 make,
                 started: OnceCell::new(),
             },
-            grace,
+            settings,
         )
     }
 
     /// Not served statelessly (the reason goes to clients that try).
-    pub fn refused(reason: String) -> Self {
-        Self::with(Lane::Refused(reason), Duration::ZERO)
+    pub fn refused(reason: String, settings: Settings) -> Self {
+        Self::with(Lane::Refused(reason), settings)
     }
 
-    fn with(lane: Lane, grace: Duration) -> Self {
+    fn with(lane: Lane, settings: Settings) -> Self {
         Stateless {
             lane,
-            grace,
+            settings,
             parked: Arc::default(),
             stop: CancellationToken::new(),
         }
@@ -166,6 +179,11 @@ impl Stateless {
                 r = me.run(req, &tx) => r,
                 _ = tx.closed() => return,
             };
+            me.settings.metrics.stateless(match &done {
+                Ok(Outcome::Answered) => "answered",
+                Ok(Outcome::Asked) => "input_required",
+                Err(_) => "failed",
+            });
             if let Err((code, message)) = done {
                 let _ = tx.send(Reply::Final(
                     jsonrpc::error_response(&client_id, code, &message),
@@ -180,7 +198,7 @@ impl Stateless {
         &self,
         req: Request,
         tx: &mpsc::UnboundedSender<Reply>,
-    ) -> Result<(), (i64, String)> {
+    ) -> Result<Outcome, (i64, String)> {
         let params = req.body.get("params").cloned().unwrap_or_else(|| json!({}));
         if let Some((state, answers)) = modern::retry_of(&params)
             && let Some(parked) = self.unpark(&state, &req.method)
@@ -193,9 +211,9 @@ impl Stateless {
             Lane::Children { make, started } => started
                 .get_or_try_init(|| async {
                     let backend = make()?;
-                    let era = probe(&backend, self.grace).await;
+                    let era = probe(&backend, self.settings.grace).await;
                     if era == Era::Handshake {
-                        keep(&backend, self.grace, self.stop.clone()).await;
+                        keep(&backend, self.settings.grace, self.stop.clone()).await;
                     }
                     Ok::<_, anyhow::Error>((backend, era))
                 })
@@ -208,7 +226,7 @@ impl Stateless {
                 })?
                 .clone(),
         };
-        let mut call = Call::open(&backend, self.grace).map_err(|e| {
+        let mut call = Call::open(&backend, self.settings.grace).map_err(|e| {
             (
                 jsonrpc::INTERNAL_ERROR,
                 format!("cannot reach the MCP server: {e}"),
@@ -237,7 +255,7 @@ impl Stateless {
             let result = modern::discover_from_initialize(&init);
             let text = jsonrpc::result_response(&req.id, &result.to_string());
             let _ = tx.send(Reply::Final(text, None));
-            return Ok(());
+            return Ok(Outcome::Answered);
         }
         let forwarded = jsonrpc::message(
             Some(CALL_ID),
@@ -255,7 +273,7 @@ impl Stateless {
         era: Era,
         req: &Request,
         tx: &mpsc::UnboundedSender<Reply>,
-    ) -> Result<(), (i64, String)> {
+    ) -> Result<Outcome, (i64, String)> {
         loop {
             let text = match call.next().await {
                 Some(Heard::Message(t)) => t,
@@ -279,7 +297,7 @@ impl Stateless {
                 Ok(Kind::Response { id }) if id == CALL_ID => {
                     let (text, code) = final_answer(&text, &req.id, &req.method, era);
                     let _ = tx.send(Reply::Final(text, code));
-                    return Ok(());
+                    return Ok(Outcome::Answered);
                 }
                 Ok(Kind::Notification { method }) if relayed(&method) => {
                     let _ = tx.send(Reply::Related(text));
@@ -325,7 +343,7 @@ impl Stateless {
         asks: Map<String, Value>,
         asked: Vec<String>,
         tx: &mpsc::UnboundedSender<Reply>,
-    ) -> Result<(), (i64, String)> {
+    ) -> Result<Outcome, (i64, String)> {
         let state = format!("{}{}", req.state_prefix, Uuid::new_v4().simple());
         {
             let mut parked = self.parked.lock().unwrap();
@@ -344,20 +362,26 @@ impl Stateless {
                 },
             );
         }
-        let (table, key) = (Arc::downgrade(&self.parked), state.clone());
+        let (table, key, wait) = (
+            Arc::downgrade(&self.parked),
+            state.clone(),
+            self.settings.input_wait,
+        );
         tokio::spawn(async move {
-            tokio::time::sleep(PARK_TIMEOUT).await;
+            tokio::time::sleep(wait).await;
             let gone = table.upgrade().and_then(|t| t.lock().unwrap().remove(&key));
             if gone.is_some() {
+                // Dropping the call cancels the request on the server.
                 tracing::info!(
-                    "a request waiting for its client's answer gave up after {PARK_TIMEOUT:?}"
+                    ?wait,
+                    "a request waiting for its client's answer gave up; cancelled on the server"
                 );
             }
         });
         let result = modern::input_required(asks, &state);
         let text = jsonrpc::result_response(&req.id, &result.to_string());
         let _ = tx.send(Reply::Final(text, None));
-        Ok(())
+        Ok(Outcome::Asked)
     }
 
     fn unpark(&self, state: &str, method: &str) -> Option<Parked> {
@@ -376,7 +400,7 @@ impl Stateless {
         mut answers: Map<String, Value>,
         req: &Request,
         tx: &mpsc::UnboundedSender<Reply>,
-    ) -> Result<(), (i64, String)> {
+    ) -> Result<Outcome, (i64, String)> {
         for id in &parked.asked {
             let line = match answers.remove(&key_of(id)) {
                 Some(result) => jsonrpc::result_response(id, &result.to_string()),
