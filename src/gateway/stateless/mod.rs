@@ -33,7 +33,10 @@ use uuid::Uuid;
 
 use self::{
     call::{Call, Heard},
-    steps::{final_answer, handshake, keep, key_of, probe, question, relayed, send, with_id},
+    steps::{
+        CALL_ID, Era, final_answer, handshake, keep, key_of, probe, question, relayed, send,
+        with_id,
+    },
 };
 use super::{backend::Backend, metrics::ServerMetrics};
 use crate::mcp::{
@@ -43,12 +46,6 @@ use crate::mcp::{
 
 /// Most parked calls per server; more questions are answered with an error.
 const MAX_PARKED: usize = 10_000;
-/// How long the lane's child gets to answer the `server/discover` probe.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Our ids on a call (each call is its own member of the child, so they never collide).
-const INIT_ID: &str = "0";
-const CALL_ID: &str = "1";
 
 /// Methods of the handshake era with no place in the stateless revision.
 const NOT_IN_REVISION: [&str; 6] = [
@@ -86,15 +83,6 @@ pub enum Reply {
 enum Outcome {
     Answered,
     Asked,
-}
-
-/// How a lane's child speaks.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Era {
-    /// The revision itself: pass requests through.
-    Stateless,
-    /// `initialize` and sessions: translate.
-    Handshake,
 }
 
 type MakeBackend = Box<dyn Fn() -> anyhow::Result<Arc<dyn Backend>> + Send + Sync>;

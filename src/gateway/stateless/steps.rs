@@ -9,10 +9,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    CALL_ID, Era, INIT_ID, PROBE_TIMEOUT,
-    call::{Call, Heard},
-};
+use super::call::{Call, Heard};
 use crate::{
     gateway::backend::Backend,
     mcp::{
@@ -21,6 +18,22 @@ use crate::{
         version,
     },
 };
+
+/// How long the lane's child gets to answer the `server/discover` probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Our ids on a call (each call is its own member of the child, so they never collide).
+const INIT_ID: &str = "0";
+pub(super) const CALL_ID: &str = "1";
+
+/// How a lane's child speaks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Era {
+    /// The revision itself: pass requests through.
+    Stateless,
+    /// `initialize` and sessions: translate.
+    Handshake,
+}
 
 /// Asks a fresh lane child `server/discover`: an answer naming a stateless revision means it
 /// speaks it; an error, silence or anything else means the handshake era.
