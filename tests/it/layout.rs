@@ -452,7 +452,7 @@ fn the_checker_sees_imports() {
     assert!(session.contains("gateway/backend/mod.rs"), "{session:?}");
     assert!(session.contains("config.rs"), "{session:?}");
     let own = krate.imports_of("gateway/backend/own.rs");
-    assert!(own.contains("gateway/metrics.rs"), "{own:?}");
+    assert!(own.contains("gateway/metrics/mod.rs"), "{own:?}");
     assert_eq!(
         expand_use("a::{b, c::{d as e, self}}"),
         ["a::b", "a::c::d", "a::c"].map(str::to_string)

@@ -1,0 +1,161 @@
+//! One server's view of the gateway's metrics.
+
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
+
+use super::{
+    all::Metrics,
+    labels::{Cause, Server, ServerCause, ServerDirection, ServerKind, ServerOutcome},
+};
+
+/// One server's view of the metrics: every count goes to the gateway-wide total and to the
+/// server's own series (label `server`). Cheap to clone.
+#[derive(Clone)]
+pub struct ServerMetrics {
+    pub all: std::sync::Arc<Metrics>,
+    name: String,
+    sessions_active: Gauge,
+    sessions_total: Counter,
+    children_alive: Gauge,
+    to_server: Counter,
+    to_client: Counter,
+}
+
+impl ServerMetrics {
+    pub fn new(all: std::sync::Arc<Metrics>, server: &str) -> ServerMetrics {
+        let label = Server {
+            server: server.to_string(),
+        };
+        let direction = |direction| ServerDirection {
+            server: server.to_string(),
+            direction,
+        };
+        // One statement each: a family's guard lives to the end of its statement, and the next
+        // `get_or_create` may need the write lock.
+        let sessions_active = all.server_sessions_active.get_or_create(&label).clone();
+        let sessions_total = all.server_sessions.get_or_create(&label).clone();
+        let children_alive = all.server_children_alive.get_or_create(&label).clone();
+        let to_server = all
+            .server_messages
+            .get_or_create(&direction("client_to_server"))
+            .clone();
+        let to_client = all
+            .server_messages
+            .get_or_create(&direction("server_to_client"))
+            .clone();
+        ServerMetrics {
+            sessions_active,
+            sessions_total,
+            children_alive,
+            to_server,
+            to_client,
+            name: server.to_string(),
+            all: all.clone(),
+        }
+    }
+
+    pub fn session_opened(&self) {
+        self.all.sessions_total.inc();
+        self.all.sessions_active.inc();
+        self.sessions_total.inc();
+        self.sessions_active.inc();
+    }
+
+    /// A session slot taken before it is counted as opened (or undone when it fails).
+    pub fn session_active(&self, delta: i64) {
+        self.all.sessions_active.inc_by(delta);
+        self.sessions_active.inc_by(delta);
+    }
+
+    pub fn session_counted(&self) {
+        self.all.sessions_total.inc();
+        self.sessions_total.inc();
+    }
+
+    pub fn message(&self, direction: &'static str) {
+        self.all.message(direction);
+        if direction == "client_to_server" {
+            self.to_server.inc();
+        } else {
+            self.to_client.inc();
+        }
+    }
+
+    pub fn error(&self, kind: &'static str) {
+        self.all.error(kind);
+        self.all
+            .server_errors
+            .get_or_create(&ServerKind {
+                server: self.name.clone(),
+                kind,
+            })
+            .inc();
+    }
+
+    pub fn child_started(&self) {
+        self.all.child_spawns.inc();
+        self.all.children_alive.inc();
+        self.children_alive.inc();
+    }
+
+    pub fn child_ended(&self, cause: &'static str) {
+        self.all.children_alive.dec();
+        self.children_alive.dec();
+        self.all.child_exits.get_or_create(&Cause { cause }).inc();
+        self.all
+            .server_child_exits
+            .get_or_create(&ServerCause {
+                server: self.name.clone(),
+                cause,
+            })
+            .inc();
+    }
+
+    fn label(&self) -> Server {
+        Server {
+            server: self.name.clone(),
+        }
+    }
+
+    pub fn pool_ready(&self, n: usize) {
+        self.all
+            .pool_ready
+            .get_or_create(&self.label())
+            .set(n as i64);
+    }
+
+    /// The pool's series exist (at zero) from its start, so rates work from the first take.
+    pub fn pool_started(&self) {
+        let label = self.label();
+        drop(self.all.pool_hits.get_or_create(&label));
+        drop(self.all.pool_misses.get_or_create(&label));
+        self.pool_ready(0);
+    }
+
+    pub fn pool_hit(&self) {
+        self.all.pool_hits.get_or_create(&self.label()).inc();
+    }
+
+    pub fn pool_miss(&self) {
+        self.all.pool_misses.get_or_create(&self.label()).inc();
+    }
+
+    /// A stateless request ended with `outcome`.
+    pub fn stateless(&self, outcome: &'static str) {
+        self.all
+            .stateless_requests
+            .get_or_create(&ServerOutcome {
+                server: self.name.clone(),
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn tool_call_denied(&self) {
+        self.all
+            .server_tool_calls_denied
+            .get_or_create(&Server {
+                server: self.name.clone(),
+            })
+            .inc();
+    }
+}
