@@ -108,8 +108,9 @@ def health(base: str) -> dict:
 
 
 async def python_sdk(lb: str, label: str) -> None:
-    for mode in ["legacy", "auto"]:
+    for mode, version in [("legacy", "2025-11-25"), ("auto", "2026-07-28")]:
         async with Client(f"{lb}/mcp", mode=mode) as c:
+            check(c.protocol_version == version, f"{label} {mode}: negotiated {c.protocol_version}")
             await exercise(c, f"{label} Streamable HTTP {mode}")
     async with sse_client(f"{lb}/sse") as (read, write):
         async with ClientSession(read, write) as s:
