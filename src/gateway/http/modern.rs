@@ -22,7 +22,7 @@ use warp::{
 use super::{
     forward,
     headers::{accepts, header},
-    reply::{Parsed, error_reply, reply, rpc_error_reply_for},
+    reply::{Parsed, error_reply, reply, rpc_error_reply_for, sse_response},
     state::Http,
 };
 use crate::{
@@ -280,14 +280,6 @@ impl Http {
             futures::StreamExt::chain(stream::iter([first]), rest),
             |text| Ok::<_, Infallible>(Event::default().event("message").data(text)),
         );
-        let keep_alive = warp::sse::keep_alive()
-            .interval(self.config.keepalive)
-            .text("ping")
-            .stream(events);
-        let mut r = warp::reply::Reply::into_response(warp::sse::reply(keep_alive));
-        let h = r.headers_mut();
-        h.insert("cache-control", HeaderValue::from_static("no-cache"));
-        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-        r
+        sse_response(self.config.keepalive, events)
     }
 }

@@ -60,6 +60,26 @@ pub(super) fn rpc_error_reply_for(
     r
 }
 
+/// An SSE response of `events`, with keep-alive comments every `keepalive` and the headers
+/// that keep proxies from buffering it.
+pub(super) fn sse_response<S>(keepalive: std::time::Duration, events: S) -> Response
+where
+    S: futures::Stream<Item = Result<warp::sse::Event, std::convert::Infallible>>
+        + Send
+        + Sync
+        + 'static,
+{
+    let keep_alive = warp::sse::keep_alive()
+        .interval(keepalive)
+        .text("ping")
+        .stream(events);
+    let mut r = warp::reply::Reply::into_response(warp::sse::reply(keep_alive));
+    let h = r.headers_mut();
+    h.insert("cache-control", HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
 pub(super) fn method_not_allowed(allow: &'static str) -> Response {
     let mut r = error_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     r.headers_mut()

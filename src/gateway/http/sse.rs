@@ -17,7 +17,7 @@ use warp::{
 
 use super::{
     headers::session_param,
-    reply::{error_reply, reply},
+    reply::{error_reply, reply, sse_response},
     served::prefix,
     state::Http,
 };
@@ -81,15 +81,8 @@ impl Http {
                 Some((Ok(event), (rx, guard, session)))
             },
         );
-        let events = first.chain(messages);
-        let keep_alive = warp::sse::keep_alive()
-            .interval(self.config.keepalive)
-            .text("ping")
-            .stream(events);
-        let mut r = warp::reply::Reply::into_response(warp::sse::reply(keep_alive));
+        let mut r = sse_response(self.config.keepalive, first.chain(messages));
         let h = r.headers_mut();
-        h.insert("cache-control", HeaderValue::from_static("no-cache"));
-        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
         // The session id, for load balancers that stick on it (HAProxy stick tables).
         if let Some(v) = id_header {
             h.insert("mcp-session-id", v);

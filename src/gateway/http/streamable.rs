@@ -25,7 +25,7 @@ use warp::{
 use super::{
     headers::{accepts, event_position, header},
     modern,
-    reply::{error_reply, json_reply, reply, rpc_error_reply_for},
+    reply::{error_reply, json_reply, reply, rpc_error_reply_for, sse_response},
     state::Http,
     streams::{LISTEN, ListenGuard, McpSession},
 };
@@ -424,16 +424,7 @@ impl Http {
             },
         )
         .flatten();
-        let all = stream::iter(prime).chain(events);
-        let keep_alive = warp::sse::keep_alive()
-            .interval(self.config.keepalive)
-            .text("ping")
-            .stream(all);
-        let mut r = warp::reply::Reply::into_response(warp::sse::reply(keep_alive));
-        let h = r.headers_mut();
-        h.insert("cache-control", HeaderValue::from_static("no-cache"));
-        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-        r
+        sse_response(self.config.keepalive, stream::iter(prime).chain(events))
     }
 
     pub(super) fn mcp_get(&self, headers: &HeaderMap, server: Option<&str>) -> Response {
