@@ -13,6 +13,7 @@
 //! target/release/examples/loadgen --mode sse --sessions 10000 --calls 0 --child aareguru --backend in-process
 //! target/release/examples/loadgen --mode sse --sessions 200 --calls 1 --wave 1 --child aareguru --backend per-session
 //! target/release/examples/loadgen --mode mcp --sessions 100 --calls 200 --child echo --backend shared
+//! target/release/examples/loadgen --mode modern --sessions 100 --calls 200 --child echo --backend shared
 //! target/release/examples/loadgen --mode stdio --sessions 10 --calls 1000 --child aareguru
 //! target/release/examples/loadgen --mode mcp --sessions 300 --calls 20 --child aareguru \
 //!     --target http://127.0.0.1:8080     # a running gateway, or nginx in front of replicas
@@ -387,6 +388,57 @@ impl Channel for McpChannel {
     }
 }
 
+/// Protocol revision 2026-07-28: no session; "setup" is a `server/discover`, a call is one POST
+/// carrying the revision's envelope and headers, answered with JSON.
+struct ModernChannel {
+    url: String,
+}
+
+impl ModernChannel {
+    async fn send(&self, http: &reqwest::Client, msg: &Value) -> Result<Value, String> {
+        let mut msg = msg.clone();
+        let method = msg["method"].as_str().unwrap_or("").to_string();
+        msg["params"]["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                                        "io.modelcontextprotocol/clientCapabilities": {}});
+        let mut r = http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", &method);
+        if let Some(name) = msg["params"]["name"].as_str() {
+            r = r.header("mcp-name", name);
+        }
+        let r = r
+            .body(msg.to_string())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!("status {}", r.status()));
+        }
+        r.json::<Value>().await.map_err(|e| e.to_string())
+    }
+}
+
+impl Channel for ModernChannel {
+    async fn open(run: &Run) -> Result<Self, String> {
+        let c = ModernChannel {
+            url: format!("{}/mcp", run.calls_base),
+        };
+        let probe = json!({"jsonrpc": "2.0", "id": 0, "method": "server/discover", "params": {}});
+        let answer = c.send(&run.http, &probe).await?;
+        if answer.get("result").is_none() {
+            return Err(format!("server/discover: {answer}"));
+        }
+        Ok(c)
+    }
+
+    async fn call(&mut self, run: &Run, msg: &Value) -> Result<Value, String> {
+        self.send(&run.http, msg).await
+    }
+}
+
 /// One session of a run: set up (in a wave), wait until all are open (memory is sampled in
 /// between), make the calls, check every reply.
 async fn session<C: Channel>(run: Arc<Run>, i: usize) -> SessionResult<Option<C>> {
@@ -541,7 +593,15 @@ async fn run_sse(o: Opts) -> Report {
         errors: errors.clone(),
         wave: Arc::new(tokio::sync::Semaphore::new(o.wave.max(1))),
     });
-    let (m, mode) = if o.mode == "mcp" {
+    let (m, mode) = if o.mode == "modern" {
+        let tasks: Vec<_> = (0..o.sessions)
+            .map(|i| tokio::spawn(session::<ModernChannel>(run.clone(), i)))
+            .collect();
+        (
+            measure(&barrier, tasks, pid).await,
+            "gateway (2026-07-28, no session)",
+        )
+    } else if o.mode == "mcp" {
         let tasks: Vec<_> = (0..o.sessions)
             .map(|i| tokio::spawn(session::<McpChannel>(run.clone(), i)))
             .collect();
