@@ -139,6 +139,35 @@ pub struct ServerConfig {
     pub env_from_headers: Vec<HeaderEnv>,
     /// Children of the per-session backend kept started ahead of sessions (`--prespawn`).
     pub prespawn: usize,
+    /// OAuth scopes a token needs for this server (beside `--oauth-scope`).
+    pub scopes: Vec<String>,
+}
+
+/// The gateway as an OAuth 2.1 resource server.
+#[derive(Clone)]
+pub struct OAuthConfig {
+    /// Trusted issuers (no trailing slash).
+    pub issuers: Vec<String>,
+    /// Audiences tokens may name; empty: the called endpoint's URL under the public URL.
+    pub audiences: Vec<String>,
+    /// Scopes every token must carry.
+    pub scopes: Vec<String>,
+    /// Client credentials for token introspection (RFC 7662).
+    pub introspection: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for OAuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthConfig")
+            .field("issuers", &self.issuers)
+            .field("audiences", &self.audiences)
+            .field("scopes", &self.scopes)
+            .field(
+                "introspection",
+                &self.introspection.as_ref().map(|(id, _)| id),
+            )
+            .finish()
+    }
 }
 
 /// Validated gateway settings.
@@ -177,6 +206,8 @@ pub struct GatewayConfig {
     pub allowed_origins: Vec<String>,
     pub api_keys: Vec<String>,
     pub protect_metrics: bool,
+    /// `--oauth-issuer`: the gateway as an OAuth resource server.
+    pub oauth: Option<OAuthConfig>,
     pub cors_origins: Vec<String>,
     /// (requests per second, burst) per client address.
     pub rate_limit: Option<(u32, u32)>,

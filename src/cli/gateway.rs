@@ -10,7 +10,8 @@ use super::{
     servers_file,
 };
 use crate::config::{
-    Backend, ChildCommand, GatewayConfig, LogFormat, ServerConfig, ToolFilter, UpstreamConfig,
+    Backend, ChildCommand, GatewayConfig, LogFormat, OAuthConfig, ServerConfig, ToolFilter,
+    UpstreamConfig,
 };
 
 /// Gateway flags (`--sse`).
@@ -119,6 +120,44 @@ pub struct GatewayArgs {
     )]
     pub api_keys: Vec<String>,
 
+    /// Accept OAuth 2.1 access tokens from this authorization server (its issuer URL; repeatable
+    /// or comma-separated for several). Turns the gateway into an OAuth resource server: JWT
+    /// access tokens are checked against the issuer's signing keys, audience and scopes; API keys
+    /// keep working beside them.
+    #[arg(
+        long = "oauth-issuer",
+        env = "AAREGURU_MCP_OAUTH_ISSUER",
+        value_delimiter = ','
+    )]
+    pub oauth_issuers: Vec<String>,
+
+    /// The audience access tokens must name: this server's canonical URL (repeatable). Default:
+    /// the URL of the endpoint called, under --public-url (else the listening address).
+    #[arg(
+        long = "oauth-audience",
+        env = "AAREGURU_MCP_OAUTH_AUDIENCE",
+        value_delimiter = ','
+    )]
+    pub oauth_audiences: Vec<String>,
+
+    /// A scope every token must carry (repeatable); advertised in the protected-resource
+    /// metadata. Servers of the --config file can require more (`scopes`).
+    #[arg(
+        long = "oauth-scope",
+        env = "AAREGURU_MCP_OAUTH_SCOPES",
+        value_delimiter = ','
+    )]
+    pub oauth_scopes: Vec<String>,
+
+    /// Client id for token introspection (RFC 7662), for issuers whose access tokens are not
+    /// JWTs. With --oauth-client-secret.
+    #[arg(long, env = "AAREGURU_MCP_OAUTH_CLIENT_ID")]
+    pub oauth_client_id: Option<String>,
+
+    /// Client secret for token introspection.
+    #[arg(long, env = "AAREGURU_MCP_OAUTH_CLIENT_SECRET", hide_env_values = true)]
+    pub oauth_client_secret: Option<String>,
+
     /// Require an API key on /metrics too (/health stays open).
     #[arg(long, env = "AAREGURU_MCP_PROTECT_METRICS")]
     pub protect_metrics: bool,
@@ -223,6 +262,7 @@ pub(super) fn gateway_config(
         tools: ToolFilter::default(),
         env_from_headers: vec![],
         prespawn: g.prespawn,
+        scopes: vec![],
     };
     servers_file::check_prespawn(&server)?;
     let (servers, servers_notes) = match &g.config {
@@ -279,11 +319,60 @@ pub(super) fn gateway_config(
             .filter(|k| !k.is_empty())
             .collect(),
         protect_metrics: g.protect_metrics,
+        oauth: oauth_config(
+            g.oauth_issuers,
+            g.oauth_audiences,
+            g.oauth_scopes,
+            g.oauth_client_id,
+            g.oauth_client_secret,
+        )?,
         cors_origins: clean_names(g.cors_origins),
         rate_limit,
         shutdown_grace: g.shutdown_grace,
         cluster,
     })
+}
+
+fn oauth_config(
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    scopes: Vec<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+) -> anyhow::Result<Option<OAuthConfig>> {
+    let clean = |v: Vec<String>| -> Vec<String> {
+        v.into_iter()
+            .map(|s| s.trim().trim_end_matches('/').to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let issuers = clean(issuers);
+    if issuers.is_empty() {
+        if !audiences.is_empty() || !scopes.is_empty() || client_id.is_some() {
+            bail!("--oauth-audience, --oauth-scope and --oauth-client-id need --oauth-issuer");
+        }
+        return Ok(None);
+    }
+    for i in &issuers {
+        if !(i.starts_with("https://") || i.starts_with("http://")) {
+            bail!("--oauth-issuer must be an http(s) URL, got {i:?}");
+        }
+    }
+    let introspection = match (client_id, client_secret) {
+        (Some(id), Some(secret)) => Some((id, secret)),
+        (None, None) => None,
+        _ => bail!("--oauth-client-id and --oauth-client-secret go together"),
+    };
+    Ok(Some(OAuthConfig {
+        issuers,
+        audiences: clean(audiences),
+        scopes: scopes
+            .into_iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        introspection,
+    }))
 }
 
 fn listen_ip(host: &str) -> anyhow::Result<std::net::IpAddr> {

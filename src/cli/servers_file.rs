@@ -44,6 +44,8 @@ struct GatewaySettings {
     children: Option<usize>,
     max_sessions: Option<usize>,
     prespawn: Option<usize>,
+    /// OAuth scopes a token needs for this server (beside `--oauth-scope`).
+    scopes: Option<Vec<String>>,
     tools: Option<Tools>,
     #[serde(default)]
     env_from_headers: BTreeMap<String, HeaderSpec>,
@@ -282,6 +284,14 @@ fn server(
             deny: tools.deny,
         },
         env_from_headers,
+        scopes: settings
+            .scopes
+            .or(defaults.scopes.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
         // The file's default applies to the per-session servers; an entry's own is checked.
         prespawn: settings
             .prespawn
@@ -398,6 +408,7 @@ mod tests {
             tools: ToolFilter::default(),
             env_from_headers: vec![],
             prespawn: 0,
+            scopes: vec![],
         }
     }
 

@@ -15,6 +15,7 @@ pub mod backend;
 pub mod cluster;
 pub mod http;
 pub mod metrics;
+pub mod oauth;
 pub mod servers;
 pub mod session;
 pub mod stateless;
@@ -87,6 +88,7 @@ pub async fn run(
         registry.clone(),
         metrics,
         cluster.clone(),
+        local,
     ));
     let default = &config.server;
     tracing::info!(

@@ -48,6 +48,8 @@ pub struct Session {
     metrics: ServerMetrics,
     epoch: Instant,
     buffer_limit: usize,
+    /// With OAuth: the subject whose token opened the session (only it may use the session).
+    owner: OnceLock<String>,
 }
 
 /// Where a session's messages for the client go.
@@ -63,6 +65,18 @@ enum Outbound {
 pub type Sink = Box<dyn Fn(String) -> bool + Send + Sync>;
 
 impl Session {
+    /// Binds the session to the subject that opened it (once; later calls change nothing).
+    pub fn bind_owner(&self, subject: &str) {
+        if self.owner.set(subject.to_string()).is_ok() {
+            tracing::info!(session = %self.id_str, %subject, "session opened by an authorized subject");
+        }
+    }
+
+    /// The subject the session is bound to, if any.
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.get().map(String::as_str)
+    }
+
     fn touch(&self) {
         self.last_activity
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -242,6 +256,7 @@ impl Sessions {
             metrics: self.metrics.clone(),
             epoch: self.epoch,
             buffer_limit: self.config.session_buffer_bytes,
+            owner: OnceLock::new(),
         });
         // In the table before the backend starts relaying, so a server that dies at once can
         // close its session.

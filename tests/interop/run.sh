@@ -69,6 +69,15 @@ if ! grep -q "\"version\": \"$conformance\"" "$dir/conformance/node_modules/@mod
         "@modelcontextprotocol/conformance@$conformance" "@modelcontextprotocol/inspector@$inspector"
 fi
 
+# oidc-provider (a real OAuth authorization server), in target/oidc as the Rust tests use it
+oidc=9.13.3
+mkdir -p target/oidc
+if ! grep -q "\"version\": \"$oidc\"" target/oidc/node_modules/oidc-provider/package.json 2>/dev/null; then
+    echo '{"name":"aareguru-oidc","private":true,"type":"module"}' > target/oidc/package.json
+    npm install --prefix target/oidc --no-audit --no-fund --silent "oidc-provider@$oidc"
+fi
+cp tests/support/oidc/server.mjs target/oidc/server.mjs
+
 cargo build --quiet --bin aareguru-mcp --examples
 bin="$root/target/debug/aareguru-mcp"
 fake="$root/target/debug/examples/fake_upstream"
@@ -84,6 +93,9 @@ timeout 300 "$dir/venv/bin/python" tests/interop/mcp_python.py "$bin" "$fake" "$
 
 echo "== Protocol revision 2026-07-28 through the gateway (Python SDK 2.3.0 default mode; everything translated; a Python SDK server passed through)"
 timeout 300 "$dir/venv/bin/python" tests/interop/modern_python.py "$bin" "$fake" "$everything_js"
+
+echo "== OAuth: the Python SDK's OAuth clients against the gateway, oidc-provider $oidc as the authorization server"
+timeout 300 "$dir/venv/bin/python" tests/interop/oauth_python.py "$bin" "$fake" "$root/target/oidc"
 
 echo "== Python SDK (mcp 2.3.0) over stdio through the --connect bridge to the gateway"
 timeout 300 "$dir/venv/bin/python" tests/interop/bridge_python.py "$bin" "$fake"

@@ -1,6 +1,7 @@
 //! Integration tests: the real `aareguru-mcp` binary driven over stdio against a fake Aareguru
 //! API served over real HTTP. One test binary, so it links once.
 
+mod authserver;
 mod bridge;
 mod cluster;
 mod drops;
@@ -11,6 +12,7 @@ mod gateway_util;
 mod infra;
 mod layout;
 mod modern;
+mod oauth;
 mod pool;
 mod servers;
 mod shared;

@@ -46,6 +46,9 @@ pub struct RoamState {
     /// Resource URIs the client is subscribed to, replayed after the handshake.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subscriptions: Vec<String>,
+    /// With OAuth: the subject the session is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// A live replica, as its heartbeat announces it.

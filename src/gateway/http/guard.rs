@@ -57,6 +57,9 @@ pub struct Guard {
     any_origin: bool,
     cors_origins: Vec<String>,
     api_keys: Vec<Vec<u8>>,
+    /// With OAuth the MCP endpoints' credentials are checked by the OAuth layer (which takes
+    /// API keys too).
+    oauth: bool,
     protect_metrics: bool,
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
@@ -90,6 +93,7 @@ impl Guard {
                 .map(|k| k.as_bytes().to_vec())
                 .collect(),
             protect_metrics: config.protect_metrics,
+            oauth: config.oauth.is_some(),
             limiter,
         }
     }
@@ -113,11 +117,11 @@ impl Guard {
             }),
             Policy::Client => self
                 .check_origin_and_host(headers)
-                .and_then(|()| self.check_key(headers))
+                .and_then(|()| self.check_client_key(headers))
                 .and_then(|()| self.check_rate(client)),
             Policy::Peer => self
                 .check_origin_and_host(headers)
-                .and_then(|()| self.check_key(headers)),
+                .and_then(|()| self.check_client_key(headers)),
         }
     }
 
@@ -168,6 +172,24 @@ impl Guard {
         };
         matches!(scheme, "http" | "https")
             && LOOPBACK_HOSTS.contains(&host_without_port(rest).as_str())
+    }
+
+    /// An MCP endpoint's key check, left to the OAuth layer when it is on.
+    fn check_client_key(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        if self.oauth {
+            Ok(())
+        } else {
+            self.check_key(headers)
+        }
+    }
+
+    /// Whether `presented` is one of the API keys (compared in constant time).
+    pub fn key_matches(&self, presented: &str) -> bool {
+        let mut ok = subtle::Choice::from(0u8);
+        for key in &self.api_keys {
+            ok |= presented.trim().as_bytes().ct_eq(key);
+        }
+        bool::from(ok)
     }
 
     /// The API key check; a no-op when no key is configured.

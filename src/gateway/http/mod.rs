@@ -15,6 +15,7 @@ pub mod guard;
 mod headers;
 mod health;
 mod modern;
+mod oauth;
 mod replicas;
 mod reply;
 mod served;
@@ -56,6 +57,8 @@ enum Route {
     McpGet,
     McpDelete,
     Preflight,
+    /// `/.well-known/oauth-protected-resource[/…]` (with OAuth on).
+    ProtectedResource,
     /// A known path with the wrong method; the value is the `Allow` header.
     WrongMethod(&'static str),
     NotFound,
@@ -66,6 +69,13 @@ impl Route {
         let (sse, mcp) = (config.serve_sse, config.serve_mcp);
         match (method, path) {
             (&Method::GET, "/health") => Route::Health,
+            (&Method::GET, p)
+                if config.oauth.is_some()
+                    && (p == oauth::METADATA_PATH
+                        || p.starts_with(&format!("{}/", oauth::METADATA_PATH))) =>
+            {
+                Route::ProtectedResource
+            }
             (&Method::GET, "/metrics") => Route::Metrics,
             (&Method::GET, "/sse") if sse => Route::SseOpen,
             (&Method::POST, "/messages" | "/message") if sse => Route::SsePost,
@@ -94,9 +104,11 @@ impl Route {
 
     fn policy(&self) -> Policy {
         match self {
-            Route::Health | Route::Preflight | Route::WrongMethod(_) | Route::NotFound => {
-                Policy::Open
-            }
+            Route::Health
+            | Route::Preflight
+            | Route::ProtectedResource
+            | Route::WrongMethod(_)
+            | Route::NotFound => Policy::Open,
             Route::Metrics => Policy::Metrics,
             Route::SseOpen | Route::SsePost | Route::McpPost | Route::McpGet | Route::McpDelete => {
                 Policy::Client
@@ -181,6 +193,20 @@ impl Http {
             let r = self.refuse(refusal, client);
             return self.with_cors(&headers, r);
         }
+        if matches!(route, Route::ProtectedResource) {
+            let suffix = path.strip_prefix(oauth::METADATA_PATH).unwrap_or("");
+            let r = self.protected_resource(suffix);
+            return self.with_cors(&headers, r);
+        }
+        let who = if matches!(policy, Policy::Client | Policy::Peer) {
+            match self.authorize(&headers, server, endpoint).await {
+                Ok(p) => p,
+                Err(r) => return self.with_cors(&headers, *r),
+            }
+        } else {
+            None
+        };
+
         if let Some(bearer) = route.bearer() {
             match self
                 .place(bearer, server, query, &headers, client, forwarded)
@@ -198,9 +224,15 @@ impl Http {
                 }
             }
         }
+        // After placing: a roaming session restored here is bound to its owner by now.
+        if let (Some(p), Some(bearer)) = (&who, route.bearer())
+            && let Err(r) = self.check_owner(bearer, server, query, &headers, p)
+        {
+            return self.with_cors(&headers, *r);
+        }
         let sticky = matches!(route, Route::McpGet | Route::McpDelete);
         let mut response = self
-            .dispatch(route, server, query, &headers, client, body)
+            .dispatch(route, server, query, &headers, client, body, who.as_ref())
             .await;
         // Every successful /mcp answer names its session, for balancers that stick on it.
         if sticky
@@ -281,6 +313,7 @@ impl Http {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn dispatch(
         self: &Arc<Self>,
         route: Route,
@@ -289,11 +322,12 @@ impl Http {
         headers: &HeaderMap,
         client: IpAddr,
         body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin + Send,
+        who: Option<&crate::gateway::oauth::Principal>,
     ) -> Response {
         match route {
             Route::Health => self.health(),
             Route::Metrics => self.metrics_reply(),
-            Route::SseOpen => self.open_stream(client, server, headers).await,
+            Route::SseOpen => self.open_stream(client, server, headers, who).await,
             Route::SsePost => {
                 let started = Instant::now();
                 let r = self.post(query, server, headers, body).await;
@@ -304,7 +338,7 @@ impl Http {
             }
             Route::McpPost => {
                 let started = Instant::now();
-                let r = self.mcp_post(headers, server, client, body).await;
+                let r = self.mcp_post(headers, server, client, body, who).await;
                 self.metrics
                     .post_duration
                     .observe(started.elapsed().as_secs_f64());
@@ -313,6 +347,8 @@ impl Http {
             Route::McpGet => self.mcp_get(headers, server),
             Route::McpDelete => self.mcp_delete(headers, server),
             Route::Preflight => self.preflight(headers),
+            // Answered before dispatch (it needs the whole path).
+            Route::ProtectedResource => error_reply(StatusCode::NOT_FOUND, "not found"),
             Route::WrongMethod(allow) => reply::method_not_allowed(allow),
             Route::NotFound => error_reply(StatusCode::NOT_FOUND, self.not_found_hint()),
         }

@@ -22,6 +22,7 @@ use super::{
     state::Http,
 };
 use crate::{
+    gateway::oauth::Principal,
     gateway::{
         cluster::entry::Transport,
         session::{CloseCause, Sessions},
@@ -35,6 +36,7 @@ impl Http {
         client: IpAddr,
         server: Option<&str>,
         headers: &HeaderMap,
+        who: Option<&Principal>,
     ) -> Response {
         if self.is_shutting_down() {
             self.metrics.reject("shutting_down");
@@ -52,6 +54,9 @@ impl Http {
             Ok(s) => s,
             Err(e) => return self.open_refused(e, &served),
         };
+        if let Some(p) = who {
+            session.bind_owner(&p.subject);
+        }
         if let Some(cluster) = &self.cluster {
             // Pinned to this replica (its stream is here); others forward its POSTs here.
             cluster

@@ -8,10 +8,10 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use super::{forward, guard::Guard, streams};
+use super::{forward, guard::Guard, oauth::ResourceServer, streams};
 use crate::{
     config::GatewayConfig,
-    gateway::{cluster::Cluster, metrics::Metrics, servers::Registry},
+    gateway::{cluster::Cluster, metrics::Metrics, oauth::Verifier, servers::Registry},
 };
 
 /// State of the HTTP front.
@@ -33,6 +33,8 @@ pub struct Http {
     pub(super) forwarder: forward::Forwarder,
     /// Held while a roaming session is restored, so two requests do not restore it twice.
     pub(super) restoring: tokio::sync::Mutex<()>,
+    /// `--oauth-issuer`: the gateway as an OAuth resource server.
+    pub(super) oauth: Option<ResourceServer>,
 }
 
 impl Http {
@@ -41,6 +43,7 @@ impl Http {
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
         cluster: Option<Arc<Cluster>>,
+        local: std::net::SocketAddr,
     ) -> Self {
         let mut guard = Guard::new(&config);
         if let Some(c) = &cluster {
@@ -54,7 +57,12 @@ impl Http {
                 .unwrap_or("");
             guard.allow_host(host);
         }
+        let oauth = config.oauth.as_ref().map(|o| ResourceServer {
+            verifier: Verifier::new(o),
+            base: public_base(&config.public_url, local),
+        });
         Http {
+            oauth,
             guard,
             cluster,
             forwarder: forward::Forwarder::new(metrics.clone()),
@@ -85,6 +93,16 @@ impl Http {
     /// Periodic upkeep of the policies (rate-limit state of departed clients).
     pub fn forget_idle_clients(&self) {
         self.guard.forget_idle_clients();
+    }
+}
+
+/// The URL clients reach this gateway at: `--public-url` when it names one, else the listening
+/// address (with the public path prefix, if any).
+fn public_base(public_url: &str, local: std::net::SocketAddr) -> String {
+    if public_url.contains("://") {
+        public_url.trim_end_matches('/').to_string()
+    } else {
+        format!("http://{local}{}", base_path(public_url))
     }
 }
 

@@ -33,6 +33,7 @@ use crate::{
     config::Backend as BackendKind,
     gateway::{
         cluster::entry::{RoamState, Transport},
+        oauth::Principal,
         session::CloseCause,
     },
     mcp::{
@@ -98,6 +99,7 @@ impl Http {
         server: Option<&str>,
         client: IpAddr,
         body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin + Send,
+        who: Option<&Principal>,
     ) -> Response {
         if modern::by_header(headers) {
             return self.modern_post(headers, server, client, body).await;
@@ -142,7 +144,7 @@ impl Http {
             );
         }
         let (mcp, created) = match init {
-            Some((id, _)) => match self.mcp_open(client, server, headers, &id) {
+            Some((id, _)) => match self.mcp_open(client, server, headers, &id, who) {
                 Ok(s) => (s, true),
                 Err(r) => return *r,
             },
@@ -193,6 +195,7 @@ impl Http {
                     initialize: init_params.unwrap_or_else(|| json!({})),
                     version: mcp.version(),
                     subscriptions: vec![],
+                    owner: who.map(|p| p.subject.clone()),
                 });
                 cluster
                     .register(&mcp.session.id_str, Transport::Mcp, server, roam)
@@ -225,6 +228,7 @@ impl Http {
         server: Option<&str>,
         headers: &HeaderMap,
         init_id: &str,
+        who: Option<&Principal>,
     ) -> Result<Arc<McpSession>, Box<Response>> {
         if self.is_shutting_down() {
             self.metrics.reject("shutting_down");
@@ -239,6 +243,9 @@ impl Http {
             Ok(s) => s,
             Err(e) => return Err(Box::new(self.open_refused(e, &served))),
         };
+        if let Some(p) = who {
+            session.bind_owner(&p.subject);
+        }
         let mcp = McpSession::new(session, served.sessions.clone(), served.name(), init_id);
         self.attach(mcp.clone(), rx);
         Ok(mcp)
@@ -295,6 +302,9 @@ impl Http {
             .sessions
             .open_with_id(id, client, &[])
             .map_err(|e| Box::new(self.open_refused(e, &served)))?;
+        if let Some(owner) = &state.owner {
+            session.bind_owner(owner);
+        }
         let mcp = McpSession::restored(
             session,
             served.sessions.clone(),

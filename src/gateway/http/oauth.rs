@@ -1,0 +1,231 @@
+//! OAuth on the wire (MCP authorization, RFC 9728 and RFC 6750): the protected-resource
+//! metadata documents, the bearer check on every MCP endpoint with its `WWW-Authenticate`
+//! challenges (401 with `resource_metadata`, `invalid_token` when a token was sent; 403
+//! `insufficient_scope` naming the scopes needed), API keys beside tokens, and a session bound
+//! to the subject that opened it.
+//!
+//! Owns: the HTTP side of authorization. Must not touch: how tokens are verified.
+
+use serde_json::json;
+use warp::{
+    http::{HeaderMap, HeaderValue, StatusCode},
+    reply::Response,
+};
+
+use super::{
+    headers::header,
+    reply::{error_reply, json_reply},
+    served::prefix,
+    state::Http,
+};
+use crate::gateway::oauth::{Principal, Verifier};
+
+/// The well-known path of protected-resource metadata.
+pub(super) const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// The subject of requests made with an API key.
+const API_KEY_SUBJECT: &str = "api-key";
+
+/// The gateway as a resource server.
+pub(super) struct ResourceServer {
+    pub verifier: Verifier,
+    /// This server's public base URL (scheme, host, prefix), resources are under it.
+    pub base: String,
+}
+
+/// The resource an endpoint belongs to: `/mcp` or `/sse` (its POSTs too), under its server.
+pub(super) fn resource_path(server: Option<&str>, endpoint: &str) -> String {
+    let kind = match endpoint {
+        "/sse" | "/messages" | "/message" => "/sse",
+        _ => "/mcp",
+    };
+    format!("{}{kind}", prefix(server))
+}
+
+fn quoted(s: &str) -> String {
+    s.replace(['"', '\\'], "")
+}
+
+impl Http {
+    /// Scopes a token needs for `server`: `--oauth-scope` plus the server's own.
+    fn required_scopes(&self, rs: &ResourceServer, server: Option<&str>) -> Vec<String> {
+        let mut scopes = rs.verifier.scopes.clone();
+        if let Some(served) = self.registry.serving(server) {
+            for s in &served.config.scopes {
+                if !scopes.contains(s) {
+                    scopes.push(s.clone());
+                }
+            }
+        }
+        scopes
+    }
+
+    /// The caller of an MCP endpoint: `Ok(None)` without OAuth, the principal its token (or API
+    /// key) speaks for, or the 401/403 answer.
+    pub(super) async fn authorize(
+        &self,
+        headers: &HeaderMap,
+        server: Option<&str>,
+        endpoint: &str,
+    ) -> Result<Option<Principal>, Box<Response>> {
+        let Some(rs) = &self.oauth else {
+            return Ok(None);
+        };
+        let path = resource_path(server, endpoint);
+        let metadata = format!("{}{METADATA_PATH}{path}", rs.base);
+        let required = self.required_scopes(rs, server);
+        let scope_hint = if required.is_empty() {
+            String::new()
+        } else {
+            format!(", scope=\"{}\"", quoted(&required.join(" ")))
+        };
+        let challenge = |status: StatusCode, error: Option<(&str, &str)>, message: &str| {
+            let mut value = format!("Bearer resource_metadata=\"{metadata}\"{scope_hint}");
+            if let Some((code, description)) = error {
+                value.push_str(&format!(
+                    ", error=\"{code}\", error_description=\"{}\"",
+                    quoted(description)
+                ));
+            }
+            let mut r = error_reply(status, message);
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                r.headers_mut().insert("www-authenticate", v);
+            }
+            Box::new(r)
+        };
+        if let Some(key) = header(headers, "x-api-key")
+            && self.guard.key_matches(key)
+        {
+            return Ok(Some(api_key_principal(&required)));
+        }
+        let token = header(headers, "authorization").and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+                .map(str::trim)
+        });
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            self.metrics.reject("oauth_missing");
+            return Err(challenge(
+                StatusCode::UNAUTHORIZED,
+                None,
+                "authorization required: send an OAuth access token (Authorization: Bearer); see the resource_metadata in WWW-Authenticate",
+            ));
+        };
+        if self.guard.key_matches(token) {
+            return Ok(Some(api_key_principal(&required)));
+        }
+        let audiences = if rs.verifier.audiences.is_empty() {
+            // Any endpoint of the same server: its two transports are one resource.
+            let server_url = format!("{}{}", rs.base, prefix(server));
+            vec![
+                format!("{server_url}/mcp"),
+                format!("{server_url}/sse"),
+                format!("{server_url}/"),
+                server_url,
+            ]
+        } else {
+            rs.verifier.audiences.clone()
+        };
+        let principal = match rs.verifier.verify(token, &audiences).await {
+            Ok(p) => p,
+            Err(reason) => {
+                self.metrics.reject("oauth_invalid_token");
+                tracing::info!(%reason, "access token refused");
+                return Err(challenge(
+                    StatusCode::UNAUTHORIZED,
+                    Some(("invalid_token", &reason)),
+                    &format!("invalid access token: {reason}"),
+                ));
+            }
+        };
+        let missing = principal.missing(&required);
+        if !missing.is_empty() {
+            self.metrics.reject("oauth_insufficient_scope");
+            let message = format!("the token lacks the scope(s) {}", missing.join(" "));
+            let mut value = format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{metadata}\", error_description=\"{}\"",
+                quoted(&required.join(" ")),
+                quoted(&message)
+            );
+            value.truncate(4096);
+            let mut r = error_reply(StatusCode::FORBIDDEN, &message);
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                r.headers_mut().insert("www-authenticate", v);
+            }
+            return Err(Box::new(r));
+        }
+        Ok(Some(principal))
+    }
+
+    /// `GET /.well-known/oauth-protected-resource[/path]` (RFC 9728): which authorization
+    /// servers protect the resource at `path` (the root document describes `/mcp`).
+    pub(super) fn protected_resource(&self, suffix: &str) -> Response {
+        let Some(rs) = &self.oauth else {
+            return error_reply(StatusCode::NOT_FOUND, "OAuth is not enabled here");
+        };
+        let path = if suffix.is_empty() || suffix == "/" {
+            "/mcp".to_string()
+        } else {
+            let (server, endpoint) = super::served::split_server(suffix);
+            if !matches!(endpoint, "/mcp" | "/sse")
+                || server.is_some_and(|n| self.registry.serving(Some(n)).is_none())
+            {
+                return error_reply(StatusCode::NOT_FOUND, "no such protected resource");
+            }
+            resource_path(server, endpoint)
+        };
+        let (server, _) = super::served::split_server(&path);
+        let scopes = self.required_scopes(rs, server);
+        json_reply(
+            StatusCode::OK,
+            json!({
+                "resource": format!("{}{path}", rs.base),
+                "authorization_servers": rs.verifier.issuers(),
+                "scopes_supported": scopes,
+                "bearer_methods_supported": ["header"],
+                "resource_name": "aareguru-mcp gateway",
+            }),
+        )
+    }
+}
+
+impl Http {
+    /// A session is used by the subject that opened it only (403 for anyone else's token).
+    pub(super) fn check_owner(
+        &self,
+        bearer: super::replicas::Bearer,
+        server: Option<&str>,
+        query: &str,
+        headers: &HeaderMap,
+        who: &Principal,
+    ) -> Result<(), Box<Response>> {
+        let raw = match bearer {
+            super::replicas::Bearer::SsePost => super::headers::session_param(query),
+            _ => header(headers, "mcp-session-id").map(|s| s.trim().to_string()),
+        };
+        let Some(id) = raw.and_then(|r| uuid::Uuid::parse_str(&r).ok()) else {
+            return Ok(());
+        };
+        let Some((_, session)) = self.registry.holding(server, &id) else {
+            return Ok(());
+        };
+        match session.owner() {
+            Some(owner) if owner != who.subject => {
+                self.metrics.reject("oauth_other_subject");
+                tracing::warn!(session = %session.id_str, owner, subject = %who.subject, "a token of another subject was refused on a session");
+                Err(Box::new(error_reply(
+                    StatusCode::FORBIDDEN,
+                    "this session belongs to another subject",
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn api_key_principal(required: &[String]) -> Principal {
+    Principal {
+        subject: API_KEY_SUBJECT.into(),
+        scopes: required.to_vec(),
+    }
+}

@@ -1,0 +1,439 @@
+//! The gateway as an OAuth 2.1 resource server, against a real authorization server
+//! (oidc-provider): protected-resource metadata, 401/403 challenges, every way a token can be
+//! wrong, key rotation, scopes per server, API keys beside tokens, sessions bound to their
+//! subject, opaque tokens by introspection — and tokens never in the logs.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+
+use crate::{
+    authserver::AuthServer,
+    fake_upstream::{Behaviour, FakeUpstream},
+    gateway_util::Gateway,
+};
+
+const BOTH: &str = "application/json, text/event-stream";
+
+fn clients() -> Value {
+    json!([
+        {"client_id": "machine", "client_secret": "s3cret"},
+        {"client_id": "other", "client_secret": "0ther"},
+        {"client_id": "gateway", "client_secret": "g4teway", "auth": "client_secret_basic"},
+    ])
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+async fn initialize(gw: &Gateway, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut r = reqwest::Client::new()
+        .post(gw.url(path))
+        .header("accept", BOTH)
+        .header("content-type", "application/json")
+        .json(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}}));
+    if let Some(t) = token {
+        r = r.header("authorization", format!("Bearer {t}"));
+    }
+    r.send().await.unwrap()
+}
+
+fn challenge(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+/// A token signed with one of the issuer's own keys (`alg`), with these claims.
+fn forge(auth: &AuthServer, alg: &str, claims: &Value) -> String {
+    let (kid, _, pem) = auth.keys().into_iter().find(|(_, a, _)| a == alg).unwrap();
+    let (algorithm, key) = match alg {
+        "RS256" => (
+            Algorithm::RS256,
+            EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+        ),
+        "ES256" => (
+            Algorithm::ES256,
+            EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+        ),
+        _ => (
+            Algorithm::EdDSA,
+            EncodingKey::from_ed_pem(pem.as_bytes()).unwrap(),
+        ),
+    };
+    let mut header = Header::new(algorithm);
+    header.kid = Some(kid);
+    encode(&header, claims, &key).unwrap()
+}
+
+fn b64(v: &Value) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+#[tokio::test]
+async fn tokens_are_checked_as_the_authorization_spec_says() {
+    let auth = AuthServer::start(json!({"clients": clients()})).await;
+    let fake = FakeUpstream::start(Behaviour::Normal).await;
+    let gw = Gateway::start(
+        &[
+            "--oauth-issuer",
+            &auth.issuer,
+            "--oauth-scope",
+            "mcp:tools",
+            "--api-key",
+            "machine-key-0123",
+        ],
+        &[("AAREGURU_BASE_URL", &fake.base_url())],
+    )
+    .await;
+    let resource = gw.url("/mcp");
+
+    // No token: 401 pointing at the metadata, which names the issuer and the resource.
+    let r = initialize(&gw, "/mcp", None).await;
+    assert_eq!(r.status(), 401);
+    let c = challenge(&r);
+    let metadata_url = gw.url("/.well-known/oauth-protected-resource/mcp");
+    assert!(
+        c.starts_with("Bearer ") && c.contains(&format!("resource_metadata=\"{metadata_url}\"")),
+        "{c}"
+    );
+    assert!(
+        c.contains("scope=\"mcp:tools\"") && !c.contains("error="),
+        "{c}"
+    );
+    let m: Value = reqwest::get(&metadata_url)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["resource"], resource);
+    assert_eq!(m["authorization_servers"], json!([auth.issuer]));
+    assert_eq!(m["scopes_supported"], json!(["mcp:tools"]));
+    let root: Value = reqwest::get(gw.url("/.well-known/oauth-protected-resource"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(root["resource"], resource);
+    let sse_meta: Value = reqwest::get(gw.url("/.well-known/oauth-protected-resource/sse"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sse_meta["resource"], gw.url("/sse"));
+
+    // A real token for this resource: the whole session works.
+    let good = auth
+        .token("machine", "s3cret", &resource, "mcp:tools")
+        .await;
+    let r = initialize(&gw, "/mcp", Some(&good)).await;
+    assert_eq!(r.status(), 200);
+    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    let call = |token: String, session: String| {
+        let url = resource.clone();
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("accept", BOTH)
+                .header("mcp-session-id", session)
+                .header("authorization", format!("Bearer {token}"))
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                              "params": {"name": "list_cities", "arguments": {}}}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = call(good.clone(), session.clone()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["result"]["structuredContent"]["count"],
+        8
+    );
+    // HTTP+SSE with the same token (audience /mcp is this server's; /sse has its own too).
+    let sse_token = auth
+        .token("machine", "s3cret", &gw.url("/sse"), "mcp:tools")
+        .await;
+    for t in [&good, &sse_token] {
+        let r = reqwest::Client::new()
+            .get(gw.url("/sse"))
+            .header("authorization", format!("Bearer {t}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    // Another subject's token on this session: refused; the owner's still works.
+    let other = auth.token("other", "0ther", &resource, "mcp:tools").await;
+    let r = call(other.clone(), session.clone()).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(call(good.clone(), session.clone()).await.status(), 200);
+
+    // Every way a token can be wrong: 401 invalid_token, never a 500.
+    let claims = |extra: Value| {
+        let mut c = json!({"iss": auth.issuer, "sub": "forger", "aud": resource,
+                           "exp": now() + 300, "iat": now(), "scope": "mcp:tools"});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    // The forged tokens are signed with the issuer's real keys: these pass, so the refusals
+    // below are for the reason each one names.
+    for alg in ["RS256", "ES256", "EdDSA"] {
+        let t = forge(&auth, alg, &claims(json!({})));
+        assert_eq!(
+            initialize(&gw, "/mcp", Some(&t)).await.status(),
+            200,
+            "{alg}"
+        );
+    }
+    let rs_kid = auth
+        .keys()
+        .into_iter()
+        .find(|(_, a, _)| a == "RS256")
+        .unwrap()
+        .0;
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "expired",
+            forge(&auth, "RS256", &claims(json!({"exp": now() - 600}))),
+        ),
+        (
+            "not yet valid",
+            forge(&auth, "RS256", &claims(json!({"nbf": now() + 600}))),
+        ),
+        (
+            "wrong issuer",
+            forge(
+                &auth,
+                "RS256",
+                &claims(json!({"iss": "http://127.0.0.1:1"})),
+            ),
+        ),
+        (
+            "wrong audience",
+            forge(
+                &auth,
+                "RS256",
+                &claims(json!({"aud": "https://elsewhere.example/mcp"})),
+            ),
+        ),
+        (
+            "another resource's real token",
+            auth.token(
+                "machine",
+                "s3cret",
+                "https://elsewhere.example/mcp",
+                "mcp:tools",
+            )
+            .await,
+        ),
+        ("no audience", {
+            let mut c = claims(json!({}));
+            c.as_object_mut().unwrap().remove("aud");
+            forge(&auth, "RS256", &c)
+        }),
+        ("wrong signature", {
+            let t = forge(&auth, "RS256", &claims(json!({})));
+            let (head, _) = t.rsplit_once('.').unwrap();
+            let other = forge(&auth, "RS256", &claims(json!({"sub": "x"})));
+            format!("{head}.{}", other.rsplit_once('.').unwrap().1)
+        }),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(&json!({"alg": "none", "typ": "JWT"})),
+                b64(&claims(json!({})))
+            ),
+        ),
+        ("HMAC with the public key", {
+            let key = EncodingKey::from_secret(rs_kid.as_bytes()).unwrap();
+            let mut h = Header::new(Algorithm::HS256);
+            h.kid = Some(rs_kid.clone());
+            encode(&h, &claims(json!({})), &key).unwrap()
+        }),
+        ("unknown key", {
+            let t = forge(&auth, "RS256", &claims(json!({})));
+            // Same signature, a kid the issuer never published.
+            let (_, rest) = t.split_once('.').unwrap();
+            format!(
+                "{}.{rest}",
+                b64(&json!({"alg": "RS256", "typ": "JWT", "kid": "no-such-key"}))
+            )
+        }),
+        ("garbage", "not-a-token".to_string()),
+    ];
+    for (what, token) in &cases {
+        let r = initialize(&gw, "/mcp", Some(token)).await;
+        assert_eq!(r.status(), 401, "{what}");
+        let c = challenge(&r);
+        assert!(c.contains("error=\"invalid_token\""), "{what}: {c}");
+        assert!(c.contains("resource_metadata="), "{what}: {c}");
+    }
+
+    // The scope the server needs, missing: 403 naming it.
+    let admin_only = auth
+        .token("machine", "s3cret", &resource, "mcp:admin")
+        .await;
+    let r = initialize(&gw, "/mcp", Some(&admin_only)).await;
+    assert_eq!(r.status(), 403);
+    let c = challenge(&r);
+    assert!(
+        c.contains("error=\"insufficient_scope\"") && c.contains("scope=\"mcp:tools\""),
+        "{c}"
+    );
+
+    // API keys keep working beside OAuth, as a header or a bearer token.
+    for (name, value) in [
+        ("x-api-key", "machine-key-0123".to_string()),
+        ("authorization", "Bearer machine-key-0123".to_string()),
+    ] {
+        let r = reqwest::Client::new()
+            .post(gw.url("/mcp"))
+            .header("accept", BOTH)
+            .header(name, value)
+            .json(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "k", "version": "1"}}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{name}");
+    }
+
+    // Subjects are logged per session; tokens never.
+    let log = gw.log_text();
+    assert!(log.contains("\"subject\":\"machine\""), "subject logged");
+    for t in [&good, &other, &admin_only] {
+        assert!(!log.contains(t.as_str()), "a token reached the log");
+    }
+    for (what, token) in &cases {
+        assert!(
+            token.len() < 20 || !log.contains(token.as_str()),
+            "{what} token in the log"
+        );
+    }
+}
+
+/// Tokens signed with a key the gateway has not seen yet: the issuer's keys are fetched again
+/// (at most every 10 s), so a rotation at the issuer is picked up.
+#[tokio::test]
+async fn rotated_keys_are_fetched_again() {
+    let auth = AuthServer::start(json!({"clients": clients()})).await;
+    let fake = FakeUpstream::start(Behaviour::Normal).await;
+    let gw = Gateway::start(
+        &["--oauth-issuer", &auth.issuer],
+        &[("AAREGURU_BASE_URL", &fake.base_url())],
+    )
+    .await;
+    let resource = gw.url("/mcp");
+    let before = auth
+        .token("machine", "s3cret", &resource, "mcp:tools")
+        .await;
+    assert_eq!(initialize(&gw, "/mcp", Some(&before)).await.status(), 200);
+    let auth = auth.restart(true).await;
+    let after = auth
+        .token("machine", "s3cret", &resource, "mcp:tools")
+        .await;
+    let started = std::time::Instant::now();
+    loop {
+        let status = initialize(&gw, "/mcp", Some(&after)).await.status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 401);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the new key was never fetched"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The old key is gone from the issuer: its tokens are refused now.
+    assert_eq!(initialize(&gw, "/mcp", Some(&before)).await.status(), 401);
+}
+
+/// Opaque tokens (the issuer issues no JWTs) are introspected with the gateway's client
+/// credentials; scopes per server come from the servers file.
+#[tokio::test]
+async fn opaque_tokens_are_introspected_and_servers_require_their_own_scopes() {
+    let auth = AuthServer::start(json!({"clients": clients(), "opaque": true})).await;
+    let fake = FakeUpstream::start(Behaviour::Normal).await;
+    let dir = crate::infra::TempDir::new("oauth-servers");
+    let file = dir.0.join("servers.json");
+    let bin = env!("CARGO_BIN_EXE_aareguru-mcp");
+    std::fs::write(
+        &file,
+        json!({"mcpServers": {
+            "admin": {"command": bin, "args": ["--stdio", "--base-url", fake.base_url()],
+                      "gateway": {"scopes": ["mcp:admin"]}}
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    let gw = Gateway::start(
+        &[
+            "--oauth-issuer",
+            &auth.issuer,
+            "--oauth-scope",
+            "mcp:tools",
+            "--oauth-client-id",
+            "gateway",
+            "--oauth-client-secret",
+            "g4teway",
+            "--config",
+            file.to_str().unwrap(),
+        ],
+        &[("AAREGURU_BASE_URL", &fake.base_url())],
+    )
+    .await;
+    let resource = gw.url("/mcp");
+    let tools = auth
+        .token("machine", "s3cret", &resource, "mcp:tools")
+        .await;
+    assert_eq!(tools.split('.').count(), 1, "an opaque token: {tools}");
+    assert_eq!(initialize(&gw, "/mcp", Some(&tools)).await.status(), 200);
+    let r = initialize(&gw, "/mcp", Some("opaque-but-unknown")).await;
+    assert_eq!(r.status(), 401);
+    assert!(challenge(&r).contains("invalid_token"));
+
+    // The admin server needs mcp:admin too, and says so in its metadata.
+    let admin_resource = gw.url("/servers/admin/mcp");
+    let m: Value = reqwest::get(gw.url("/.well-known/oauth-protected-resource/servers/admin/mcp"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["resource"], admin_resource);
+    assert_eq!(m["scopes_supported"], json!(["mcp:tools", "mcp:admin"]));
+    let narrow = auth
+        .token("machine", "s3cret", &admin_resource, "mcp:tools")
+        .await;
+    let r = initialize(&gw, "/servers/admin/mcp", Some(&narrow)).await;
+    assert_eq!(r.status(), 403);
+    assert!(challenge(&r).contains("scope=\"mcp:tools mcp:admin\""));
+    let wide = auth
+        .token("machine", "s3cret", &admin_resource, "mcp:tools mcp:admin")
+        .await;
+    assert_eq!(
+        initialize(&gw, "/servers/admin/mcp", Some(&wide))
+            .await
+            .status(),
+        200
+    );
+    // A token for the admin server is not one for the default server (audience).
+    assert_eq!(initialize(&gw, "/mcp", Some(&wide)).await.status(), 401);
+}
