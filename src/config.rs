@@ -141,6 +141,9 @@ pub struct ServerConfig {
     pub prespawn: usize,
     /// OAuth scopes a token needs for this server (beside `--oauth-scope`).
     pub scopes: Vec<String>,
+    /// OAuth scopes a token needs to call the tools matching each glob (servers file
+    /// `toolScopes`).
+    pub tool_scopes: Vec<(String, Vec<String>)>,
 }
 
 /// The gateway as an OAuth 2.1 resource server.

@@ -263,6 +263,7 @@ pub(super) fn gateway_config(
         env_from_headers: vec![],
         prespawn: g.prespawn,
         scopes: vec![],
+        tool_scopes: vec![],
     };
     servers_file::check_prespawn(&server)?;
     let (servers, servers_notes) = match &g.config {

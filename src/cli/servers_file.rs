@@ -46,6 +46,8 @@ struct GatewaySettings {
     prespawn: Option<usize>,
     /// OAuth scopes a token needs for this server (beside `--oauth-scope`).
     scopes: Option<Vec<String>>,
+    /// OAuth scopes a token needs to call the tools matching each glob.
+    tool_scopes: Option<BTreeMap<String, Vec<String>>>,
     tools: Option<Tools>,
     #[serde(default)]
     env_from_headers: BTreeMap<String, HeaderSpec>,
@@ -292,6 +294,20 @@ fn server(
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect(),
+        tool_scopes: settings
+            .tool_scopes
+            .or(defaults.tool_scopes.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(glob, scopes)| {
+                let scopes = scopes
+                    .into_iter()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                (glob, scopes)
+            })
+            .collect(),
         // The file's default applies to the per-session servers; an entry's own is checked.
         prespawn: settings
             .prespawn
@@ -409,6 +425,7 @@ mod tests {
             env_from_headers: vec![],
             prespawn: 0,
             scopes: vec![],
+            tool_scopes: vec![],
         }
     }
 

@@ -369,7 +369,9 @@ async fn rotated_keys_are_fetched_again() {
 /// credentials; scopes per server come from the servers file.
 #[tokio::test]
 async fn opaque_tokens_are_introspected_and_servers_require_their_own_scopes() {
-    let auth = AuthServer::start(json!({"clients": clients(), "opaque": true})).await;
+    let auth = AuthServer::start(json!({"clients": clients(), "opaque": true,
+                                         "scopes": ["mcp:tools", "mcp:admin", "mcp:danger"]}))
+    .await;
     let fake = FakeUpstream::start(Behaviour::Normal).await;
     let dir = crate::infra::TempDir::new("oauth-servers");
     let file = dir.0.join("servers.json");
@@ -378,7 +380,8 @@ async fn opaque_tokens_are_introspected_and_servers_require_their_own_scopes() {
         &file,
         json!({"mcpServers": {
             "admin": {"command": bin, "args": ["--stdio", "--base-url", fake.base_url()],
-                      "gateway": {"scopes": ["mcp:admin"]}}
+                      "gateway": {"scopes": ["mcp:admin"],
+                                  "toolScopes": {"get_flow_*": ["mcp:danger"]}}}
         }})
         .to_string(),
     )
@@ -428,12 +431,42 @@ async fn opaque_tokens_are_introspected_and_servers_require_their_own_scopes() {
     let wide = auth
         .token("machine", "s3cret", &admin_resource, "mcp:tools mcp:admin")
         .await;
-    assert_eq!(
-        initialize(&gw, "/servers/admin/mcp", Some(&wide))
-            .await
-            .status(),
-        200
+    let r = initialize(&gw, "/servers/admin/mcp", Some(&wide)).await;
+    assert_eq!(r.status(), 200);
+    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    // A tool with scopes of its own: its calls need them; the server's other tools do not.
+    let call = |token: String, tool: &'static str| {
+        let (url, session) = (admin_resource.clone(), session.clone());
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("accept", BOTH)
+                .header("mcp-session-id", session)
+                .header("authorization", format!("Bearer {token}"))
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                              "params": {"name": tool, "arguments": {}}}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(call(wide.clone(), "list_cities").await.status(), 200);
+    let r = call(wide.clone(), "get_flow_danger_level").await;
+    assert_eq!(r.status(), 403);
+    assert!(
+        challenge(&r).contains("scope=\"mcp:tools mcp:admin mcp:danger\""),
+        "{}",
+        challenge(&r)
     );
+    let widest = auth
+        .token(
+            "machine",
+            "s3cret",
+            &admin_resource,
+            "mcp:tools mcp:admin mcp:danger",
+        )
+        .await;
+    assert_eq!(call(widest, "get_flow_danger_level").await.status(), 200);
     // A token for the admin server is not one for the default server (audience).
     assert_eq!(initialize(&gw, "/mcp", Some(&wide)).await.status(), 401);
 }

@@ -26,7 +26,10 @@ use super::{
     state::Http,
 };
 use crate::{
-    gateway::stateless::{Reply, Request},
+    gateway::{
+        oauth::Principal,
+        stateless::{Reply, Request},
+    },
     mcp::{
         jsonrpc::{self, Kind},
         modern,
@@ -90,6 +93,7 @@ impl Http {
         server: Option<&str>,
         client: IpAddr,
         body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin + Send,
+        who: Option<&Principal>,
     ) -> Response {
         if !accepts(headers, "application/json") {
             self.metrics.reject("accept");
@@ -98,10 +102,14 @@ impl Http {
                 "Accept must list application/json",
             );
         }
-        match self.read_messages(headers, body).await {
-            Ok(parsed) => self.modern_serve(headers, server, client, parsed).await,
-            Err(r) => *r,
+        let parsed = match self.read_messages(headers, body).await {
+            Ok(parsed) => parsed,
+            Err(r) => return *r,
+        };
+        if let Err(r) = self.check_tool_scopes(server, "/mcp", who, &parsed.messages) {
+            return *r;
         }
+        self.modern_serve(headers, server, client, parsed).await
     }
 
     /// Serves one message of the stateless revision.

@@ -18,7 +18,13 @@ use super::{
     served::prefix,
     state::Http,
 };
-use crate::gateway::oauth::{Principal, Verifier};
+use crate::{
+    gateway::{
+        oauth::{ALL_SCOPES, Principal, Verifier},
+        servers::tools,
+    },
+    mcp::jsonrpc::Kind,
+};
 
 /// The well-known path of protected-resource metadata.
 pub(super) const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
@@ -96,7 +102,7 @@ impl Http {
         if let Some(key) = header(headers, "x-api-key")
             && self.guard.key_matches(key)
         {
-            return Ok(Some(api_key_principal(&required)));
+            return Ok(Some(api_key_principal()));
         }
         let token = header(headers, "authorization").and_then(|v| {
             v.strip_prefix("Bearer ")
@@ -112,7 +118,7 @@ impl Http {
             ));
         };
         if self.guard.key_matches(token) {
-            return Ok(Some(api_key_principal(&required)));
+            return Ok(Some(api_key_principal()));
         }
         let audiences = if rs.verifier.audiences.is_empty() {
             // Any endpoint of the same server: its two transports are one resource.
@@ -140,19 +146,7 @@ impl Http {
         };
         let missing = principal.missing(&required);
         if !missing.is_empty() {
-            self.metrics.reject("oauth_insufficient_scope");
-            let message = format!("the token lacks the scope(s) {}", missing.join(" "));
-            let mut value = format!(
-                "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{metadata}\", error_description=\"{}\"",
-                quoted(&required.join(" ")),
-                quoted(&message)
-            );
-            value.truncate(4096);
-            let mut r = error_reply(StatusCode::FORBIDDEN, &message);
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                r.headers_mut().insert("www-authenticate", v);
-            }
-            return Err(Box::new(r));
+            return Err(Box::new(self.insufficient(&metadata, &required, &missing)));
         }
         Ok(Some(principal))
     }
@@ -190,6 +184,76 @@ impl Http {
 }
 
 impl Http {
+    /// 403 `insufficient_scope`: the scopes to ask for (all of them), and which were missing.
+    fn insufficient(&self, metadata: &str, required: &[String], missing: &[&str]) -> Response {
+        self.metrics.reject("oauth_insufficient_scope");
+        let message = format!("the token lacks the scope(s) {}", missing.join(" "));
+        let value = format!(
+            "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{metadata}\", error_description=\"{}\"",
+            quoted(&required.join(" ")),
+            quoted(&message)
+        );
+        let mut r = error_reply(StatusCode::FORBIDDEN, &message);
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            r.headers_mut().insert("www-authenticate", v);
+        }
+        r
+    }
+
+    /// Scopes per tool (a servers file's `toolScopes`): a `tools/call` of a tool whose scopes
+    /// the caller lacks is refused with 403 before it reaches the server.
+    pub(super) fn check_tool_scopes(
+        &self,
+        server: Option<&str>,
+        endpoint: &str,
+        who: Option<&Principal>,
+        messages: &[(bytes::Bytes, Kind)],
+    ) -> Result<(), Box<Response>> {
+        let (Some(rs), Some(who)) = (&self.oauth, who) else {
+            return Ok(());
+        };
+        let Some(served) = self.registry.serving(server) else {
+            return Ok(());
+        };
+        if served.config.tool_scopes.is_empty() {
+            return Ok(());
+        }
+        for (line, kind) in messages {
+            if !matches!(kind, Kind::Request { method, .. } if method == "tools/call") {
+                continue;
+            }
+            let Some(name) = serde_json::from_slice::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v["params"]["name"].as_str().map(str::to_string))
+            else {
+                continue;
+            };
+            let mut required = self.required_scopes(rs, server);
+            for (glob, scopes) in &served.config.tool_scopes {
+                if tools::glob(glob, &name) {
+                    required.extend(
+                        scopes
+                            .iter()
+                            .filter(|s| !required.contains(s))
+                            .cloned()
+                            .collect::<Vec<_>>(),
+                    );
+                }
+            }
+            let missing = who.missing(&required);
+            if !missing.is_empty() {
+                let metadata = format!(
+                    "{}{METADATA_PATH}{}",
+                    rs.base,
+                    resource_path(server, endpoint)
+                );
+                tracing::info!(tool = %name, subject = %who.subject, "a tool call lacks its scopes");
+                return Err(Box::new(self.insufficient(&metadata, &required, &missing)));
+            }
+        }
+        Ok(())
+    }
+
     /// A session is used by the subject that opened it only (403 for anyone else's token).
     pub(super) fn check_owner(
         &self,
@@ -223,9 +287,9 @@ impl Http {
     }
 }
 
-fn api_key_principal(required: &[String]) -> Principal {
+fn api_key_principal() -> Principal {
     Principal {
         subject: API_KEY_SUBJECT.into(),
-        scopes: required.to_vec(),
+        scopes: vec![ALL_SCOPES.into()],
     }
 }

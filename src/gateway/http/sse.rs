@@ -102,6 +102,7 @@ impl Http {
         server: Option<&str>,
         headers: &HeaderMap,
         body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin + Send,
+        who: Option<&Principal>,
     ) -> Response {
         let Some(raw_id) = session_param(query) else {
             self.metrics.reject("missing_session");
@@ -125,6 +126,9 @@ impl Http {
             Ok(parsed) => parsed.messages,
             Err(r) => return *r,
         };
+        if let Err(r) = self.check_tool_scopes(server, "/sse", who, &messages) {
+            return *r;
+        }
         for (part, kind) in messages {
             if let Kind::Request { id, method } = &kind
                 && method == "server/discover"

@@ -102,7 +102,7 @@ impl Http {
         who: Option<&Principal>,
     ) -> Response {
         if modern::by_header(headers) {
-            return self.modern_post(headers, server, client, body).await;
+            return self.modern_post(headers, server, client, body, who).await;
         }
         if !(accepts(headers, "application/json") && accepts(headers, "text/event-stream")) {
             self.metrics.reject("accept");
@@ -128,6 +128,9 @@ impl Http {
                 .ok()
                 .map(|v| v["params"].clone())
         });
+        if let Err(r) = self.check_tool_scopes(server, "/mcp", who, &parsed.messages) {
+            return *r;
+        }
         if modern::by_body(headers, &parsed) {
             // A stateless request whose header is missing or wrong: its checks answer it.
             return self.modern_serve(headers, server, client, parsed).await;

@@ -25,6 +25,9 @@ use crate::config::OAuthConfig;
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY: u64 = 60;
 
+/// The scope of a principal allowed everything (an API key's).
+pub const ALL_SCOPES: &str = "*";
+
 /// Who a token speaks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
@@ -34,8 +37,11 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// The scopes of `required` this principal lacks.
+    /// The scopes of `required` this principal lacks (none for [`ALL_SCOPES`]).
     pub fn missing<'a>(&self, required: &'a [String]) -> Vec<&'a str> {
+        if self.scopes.iter().any(|s| s == ALL_SCOPES) {
+            return vec![];
+        }
         required
             .iter()
             .filter(|s| !self.scopes.contains(s))
