@@ -22,7 +22,7 @@ pub struct Config {
 pub enum Mode {
     Stdio,
     Sse(Box<GatewayConfig>),
-    Connect(BridgeConfig),
+    Connect(Box<BridgeConfig>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -65,6 +65,41 @@ pub struct BridgeConfig {
     /// Extra headers on every request (e.g. `Authorization`).
     pub headers: Vec<(String, String)>,
     pub max_line_bytes: usize,
+    pub oauth: BridgeOAuth,
+}
+
+/// The bridge as an OAuth client of the remote.
+#[derive(Clone, Default)]
+pub struct BridgeOAuth {
+    /// A pre-registered client (`--oauth-client-id`).
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    /// `--oauth-client-metadata-url`: a Client ID Metadata Document URL used as the client id.
+    pub client_metadata_url: Option<String>,
+    /// The client-credentials grant (machines) instead of the authorization code flow.
+    pub client_credentials: bool,
+    /// Scopes to ask for when the remote does not say.
+    pub scopes: Vec<String>,
+    /// The command that opens the authorization URL (`--oauth-browser`).
+    pub browser: Option<String>,
+    /// Port of the loopback redirect listener (0: any).
+    pub redirect_port: u16,
+    /// How long the user has to authorize.
+    pub timeout: std::time::Duration,
+    /// Where tokens are kept (default: the user's config directory).
+    pub token_dir: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for BridgeOAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeOAuth")
+            .field("client_id", &self.client_id)
+            .field("client_metadata_url", &self.client_metadata_url)
+            .field("client_credentials", &self.client_credentials)
+            .field("scopes", &self.scopes)
+            .field("browser", &self.browser)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How the gateway serves sessions.

@@ -40,7 +40,7 @@ fn run() -> anyhow::Result<ExitCode> {
             Mode::Connect(bridge) => {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(cancel_on_signal(shutdown.clone()));
-                aareguru_mcp::bridge::run(bridge.clone(), shutdown).await
+                aareguru_mcp::bridge::run((**bridge).clone(), shutdown).await
             }
             Mode::Sse(gw) => {
                 let listener = gateway::bind(gw.bind)

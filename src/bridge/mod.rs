@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 mod events;
 mod modern;
+mod oauth;
 mod reconnect;
 mod sse;
 mod streamable;
@@ -83,6 +84,8 @@ struct Bridge {
     next_internal: AtomicU64,
     /// Stateless (2026-07-28) requests in flight, by raw id: cancelling one closes its POST.
     stateless: Mutex<std::collections::HashMap<String, CancellationToken>>,
+    /// OAuth, when the remote asks for it.
+    oauth: oauth::OAuthClient,
     reconnecting: AtomicBool,
     stop: CancellationToken,
 }
@@ -96,6 +99,13 @@ enum Failure {
     SessionLost,
     /// The remote answered with an HTTP error.
     Status(u16, String),
+    /// The remote wants (another) OAuth token: 401, or 403 `insufficient_scope`.
+    Auth {
+        status: u16,
+        challenge: Option<String>,
+        /// The token the refused request carried.
+        sent: Option<String>,
+    },
 }
 
 impl std::fmt::Display for Failure {
@@ -104,6 +114,7 @@ impl std::fmt::Display for Failure {
             Failure::Unreachable(e) => f.write_str(e),
             Failure::SessionLost => f.write_str("session lost"),
             Failure::Status(status, body) => write!(f, "HTTP {status}: {body}"),
+            Failure::Auth { status, .. } => write!(f, "HTTP {status}: authorization required"),
         }
     }
 }
@@ -125,7 +136,9 @@ pub async fn run(config: BridgeConfig, shutdown: CancellationToken) -> anyhow::R
         .build()?;
     let (out, out_rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_stdout(out_rx));
+    let oauth = oauth::OAuthClient::new(config.oauth.clone(), &config.url);
     let bridge = Arc::new(Bridge {
+        oauth,
         config,
         http,
         out,
@@ -295,7 +308,7 @@ impl Bridge {
                 if self.reconnecting.load(Ordering::SeqCst) {
                     return;
                 }
-                if let Err(f) = self.post(&line, false).await {
+                if let Err(f) = self.post_authorized(&line, false).await {
                     self.describe(&f, "a notification");
                     if matches!(f, Failure::Unreachable(_) | Failure::SessionLost) {
                         self.clone().start_reconnect();
@@ -310,16 +323,20 @@ impl Bridge {
     }
 
     async fn send_request(self: Arc<Self>, line: Bytes, id: String, method: String) {
-        let mut result = self.post(&line, true).await;
+        let mut result = self.post_authorized(&line, true).await;
         if matches!(result, Err(Failure::SessionLost)) && method != "initialize" {
             // The remote restarted or expired our session: a new session, then once more.
             if self.clone().reconnect_now().await {
                 self.pending.lock().unwrap().insert(id.clone());
-                result = self.post(&line, true).await;
+                result = self.post_authorized(&line, true).await;
             }
         }
         match result {
             Ok(()) => {}
+            Err(Failure::Status(0, message)) => {
+                // Authorization could not be obtained.
+                self.fail(&id, &message);
+            }
             Err(Failure::Status(status, body)) => {
                 // The remote's own JSON-RPC error, if it sent one, else the HTTP status.
                 let message = serde_json::from_str::<Value>(&body)
@@ -338,6 +355,12 @@ impl Bridge {
                 self.pending.lock().unwrap().remove(&id);
                 let _ = self.out.send(jsonrpc::error_response(&id, code, &message));
             }
+            Err(Failure::Auth { status, .. }) => {
+                self.fail(
+                    &id,
+                    &format!("the remote MCP server refused the authorization (HTTP {status}) even after a new token"),
+                );
+            }
             Err(f @ (Failure::Unreachable(_) | Failure::SessionLost)) => {
                 self.describe(&f, "a request");
                 self.fail(
@@ -347,6 +370,44 @@ impl Bridge {
                 if method != "initialize" || self.handshake.lock().unwrap().is_some() {
                     self.clone().start_reconnect();
                 }
+            }
+        }
+    }
+
+    /// [`Bridge::post`], getting an OAuth token when the remote asks for one (a few times at
+    /// most, for step-ups); a failed authorization is `Status(0, why)`.
+    async fn post_authorized(
+        self: &Arc<Self>,
+        line: &[u8],
+        is_request: bool,
+    ) -> Result<(), Failure> {
+        let mut attempt = 0;
+        loop {
+            match self.post(line, is_request).await {
+                Err(Failure::Auth {
+                    status,
+                    challenge,
+                    sent,
+                }) if attempt < oauth::MAX_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::info!(
+                        status,
+                        attempt,
+                        "the remote MCP server asks for OAuth authorization"
+                    );
+                    if let Err(e) = self
+                        .oauth
+                        .authorize(status, challenge.as_deref(), sent.as_deref())
+                        .await
+                    {
+                        tracing::warn!(error = %e, "OAuth authorization failed");
+                        return Err(Failure::Status(
+                            0,
+                            format!("authorization with the remote MCP server failed: {e}"),
+                        ));
+                    }
+                }
+                other => return other,
             }
         }
     }

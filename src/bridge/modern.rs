@@ -87,6 +87,39 @@ impl Bridge {
             return Ok(());
         }
         let method = body["method"].as_str().unwrap_or("");
+        let mut attempt = 0;
+        let resp = loop {
+            let sent = self.oauth.token().await;
+            let resp = self
+                .stateless_request(body, method, version, sent.as_deref())
+                .await?;
+            match super::streamable::auth_failure(&resp, sent) {
+                Some(super::Failure::Auth {
+                    status,
+                    challenge,
+                    sent,
+                }) if attempt < super::oauth::MAX_ATTEMPTS => {
+                    attempt += 1;
+                    self.oauth
+                        .authorize(status, challenge.as_deref(), sent.as_deref())
+                        .await
+                        .map_err(|e| {
+                            format!("authorization with the remote MCP server failed: {e}")
+                        })?;
+                }
+                _ => break resp,
+            }
+        };
+        self.deliver_stateless(resp, id, version).await
+    }
+
+    async fn stateless_request(
+        &self,
+        body: &Value,
+        method: &str,
+        version: &str,
+        token: Option<&str>,
+    ) -> Result<reqwest::Response, String> {
         let mut req = self
             .http
             .post(&self.config.url)
@@ -97,12 +130,23 @@ impl Bridge {
         if let Some(name) = name_of(method, &body["params"]) {
             req = req.header("mcp-name", header_value(name));
         }
-        let resp = req.body(body.to_string()).send().await.map_err(|e| {
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.body(body.to_string()).send().await.map_err(|e| {
             format!(
                 "the remote MCP server could not be reached ({})",
                 error_chain(&e)
             )
-        })?;
+        })
+    }
+
+    async fn deliver_stateless(
+        self: &Arc<Self>,
+        resp: reqwest::Response,
+        id: &str,
+        version: &str,
+    ) -> Result<(), String> {
         let status = resp.status();
         let is_sse = resp
             .headers()

@@ -16,14 +16,22 @@ impl Bridge {
             Some(e) => e,
             None => self.connect_sse().await?,
         };
-        let resp = self
+        let sent = self.oauth.token().await;
+        let mut req = self
             .http
             .post(&endpoint)
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if let Some(t) = &sent {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
             .body(line.to_vec())
             .send()
             .await
             .map_err(|e| Failure::Unreachable(error_chain(&e)))?;
+        if let Some(f) = super::streamable::auth_failure(&resp, sent) {
+            return Err(f);
+        }
         match resp.status().as_u16() {
             200..=299 => Ok(()),
             404 => Err(Failure::SessionLost),
@@ -34,13 +42,18 @@ impl Bridge {
     pub(super) async fn connect_sse(self: &Arc<Self>) -> Result<String, Failure> {
         // Also for the auto fallback: the spec's procedure GETs the same URL.
         let url = self.config.url.clone();
-        let resp = self
-            .http
-            .get(&url)
-            .header("accept", "text/event-stream")
+        let sent = self.oauth.token().await;
+        let mut req = self.http.get(&url).header("accept", "text/event-stream");
+        if let Some(t) = &sent {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
             .send()
             .await
             .map_err(|e| Failure::Unreachable(error_chain(&e)))?;
+        if let Some(f) = super::streamable::auth_failure(&resp, sent) {
+            return Err(f);
+        }
         if !resp.status().is_success() {
             let s = resp.status().as_u16();
             return Err(Failure::Status(s, resp.text().await.unwrap_or_default()));

@@ -15,6 +15,14 @@ use crate::mcp::{
 
 impl Bridge {
     pub(super) fn streamable_request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        let req = self.streamable_request_without_token(method);
+        match self.oauth.current() {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    fn streamable_request_without_token(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
         let (session, version) = {
             let r = self.remote.lock().unwrap();
             (r.session.clone(), r.version.clone())
@@ -35,6 +43,7 @@ impl Bridge {
         is_request: bool,
     ) -> Result<(), Failure> {
         let has_session = self.remote.lock().unwrap().session.is_some();
+        let sent = self.oauth.token().await;
         let resp = self
             .streamable_request(reqwest::Method::POST)
             .header("accept", "application/json, text/event-stream")
@@ -44,6 +53,9 @@ impl Bridge {
             .await
             .map_err(|e| Failure::Unreachable(error_chain(&e)))?;
         let status = resp.status().as_u16();
+        if let Some(f) = auth_failure(&resp, sent) {
+            return Err(f);
+        }
         if status == 404 && has_session {
             return Err(Failure::SessionLost);
         }
@@ -239,4 +251,24 @@ impl Bridge {
             .await;
         }
     }
+}
+
+/// A 401, or a 403 asking for more scope: the remote wants an OAuth token.
+pub(super) fn auth_failure(resp: &reqwest::Response, sent: Option<String>) -> Option<Failure> {
+    let status = resp.status().as_u16();
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let wants = status == 401
+        || (status == 403
+            && challenge
+                .as_deref()
+                .is_some_and(|c| c.contains("insufficient_scope")));
+    wants.then_some(Failure::Auth {
+        status,
+        challenge,
+        sent,
+    })
 }

@@ -16,14 +16,51 @@ pub struct BridgeArgs {
     /// Extra HTTP header for the remote, as "Name: value" (repeatable).
     #[arg(long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
+
+    /// The command that opens the authorization URL when the remote asks for OAuth (its last
+    /// argument; default: xdg-open or open). The URL is printed to stderr either way.
+    #[arg(long, env = "AAREGURU_MCP_OAUTH_BROWSER")]
+    pub oauth_browser: Option<String>,
+
+    /// A Client ID Metadata Document URL (https) to use as the OAuth client id with
+    /// authorization servers that accept them, instead of registering.
+    #[arg(long, env = "AAREGURU_MCP_OAUTH_CLIENT_METADATA_URL")]
+    pub oauth_client_metadata_url: Option<String>,
+
+    /// Use the client-credentials grant (a machine, with --oauth-client-id and
+    /// --oauth-client-secret) instead of the browser.
+    #[arg(long, env = "AAREGURU_MCP_OAUTH_CLIENT_CREDENTIALS")]
+    pub oauth_client_credentials: bool,
+
+    /// Port of the loopback listener for the authorization redirect (default: any free one).
+    #[arg(long, env = "AAREGURU_MCP_OAUTH_REDIRECT_PORT", default_value_t = 0)]
+    pub oauth_redirect_port: u16,
+
+    /// How long the user has to authorize in the browser.
+    #[arg(long, env = "AAREGURU_MCP_OAUTH_TIMEOUT", default_value = "5m", value_parser = super::duration::parse_duration)]
+    pub oauth_timeout: std::time::Duration,
+
+    /// Where OAuth tokens are kept, one 0600 file per remote (default:
+    /// $XDG_CONFIG_HOME/aareguru-mcp/oauth).
+    #[arg(long, env = "AAREGURU_MCP_OAUTH_TOKEN_DIR")]
+    pub oauth_token_dir: Option<std::path::PathBuf>,
+}
+
+/// What the bridge takes from the flags it shares with the gateway.
+pub(super) struct Shared<'a> {
+    pub api_keys: &'a [String],
+    pub client_id: Option<&'a String>,
+    pub client_secret: Option<&'a String>,
+    pub scopes: &'a [String],
 }
 
 pub(super) fn bridge_config(
     url: &str,
     args: &BridgeArgs,
-    api_keys: &[String],
+    shared: Shared<'_>,
     max_line_bytes: usize,
 ) -> anyhow::Result<BridgeConfig> {
+    let api_keys = shared.api_keys;
     let url = url.trim().to_string();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         bail!("--connect needs an http:// or https:// URL, got {url:?}");
@@ -38,10 +75,35 @@ pub(super) fn bridge_config(
     if let Some(key) = api_keys.iter().map(|k| k.trim()).find(|k| !k.is_empty()) {
         headers.push(("authorization".into(), format!("Bearer {key}")));
     }
+    if args.oauth_client_credentials
+        && (shared.client_id.is_none() || shared.client_secret.is_none())
+    {
+        bail!("--oauth-client-credentials needs --oauth-client-id and --oauth-client-secret");
+    }
+    if args.oauth_timeout.is_zero() {
+        bail!("--oauth-timeout must be greater than zero");
+    }
+    let oauth = crate::config::BridgeOAuth {
+        client_id: shared.client_id.cloned(),
+        client_secret: shared.client_secret.cloned(),
+        client_metadata_url: args.oauth_client_metadata_url.clone(),
+        client_credentials: args.oauth_client_credentials,
+        scopes: shared
+            .scopes
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        browser: args.oauth_browser.clone().filter(|b| !b.trim().is_empty()),
+        redirect_port: args.oauth_redirect_port,
+        timeout: args.oauth_timeout,
+        token_dir: args.oauth_token_dir.clone(),
+    };
     Ok(BridgeConfig {
         url,
         transport: args.transport,
         headers,
         max_line_bytes,
+        oauth,
     })
 }

@@ -103,12 +103,17 @@ impl Cli {
             bail!("a COMMAND after `--` is only for --sse (the gateway wraps it)");
         }
         let mode = if let Some(url) = &self.connect {
-            Mode::Connect(bridge_config(
+            Mode::Connect(Box::new(bridge_config(
                 url,
                 &self.bridge,
-                &self.gateway.api_keys,
+                bridge::Shared {
+                    api_keys: &self.gateway.api_keys,
+                    client_id: self.gateway.oauth_client_id.as_ref(),
+                    client_secret: self.gateway.oauth_client_secret.as_ref(),
+                    scopes: &self.gateway.oauth_scopes,
+                },
                 self.max_line_bytes,
-            )?)
+            )?))
         } else if self.stdio {
             Mode::Stdio
         } else if self.sse {
