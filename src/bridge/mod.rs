@@ -403,7 +403,9 @@ impl Bridge {
                         tracing::warn!(error = %e, "OAuth authorization failed");
                         return Err(Failure::Status(
                             0,
-                            format!("authorization with the remote MCP server failed: {e}"),
+                            format!(
+                                "the remote MCP server answered HTTP {status} (authorization required) and OAuth authorization failed: {e}; pass --api-key or --header if it takes a static credential"
+                            ),
                         ));
                     }
                 }
