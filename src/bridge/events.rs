@@ -14,6 +14,8 @@ pub(super) struct Event {
     /// The last event id seen on the stream so far, if any (what `Last-Event-ID` resumes from).
     pub id: Option<String>,
     pub data: String,
+    /// The `retry:` the server asked for: how long to wait before reconnecting.
+    pub retry: Option<std::time::Duration>,
 }
 
 /// The events of `body`, ending when the body ends or fails (a broken stream and a closed one
@@ -33,6 +35,7 @@ where
                     event: e.event,
                     id: (!e.id.is_empty()).then_some(e.id),
                     data: e.data,
+                    retry: e.retry,
                 }))
             }),
     )
@@ -76,6 +79,7 @@ mod tests {
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].data, "Bärn");
         assert_eq!(e[0].event, "message");
+        assert_eq!(e[0].retry, Some(std::time::Duration::from_millis(100)));
     }
 
     #[tokio::test]
@@ -139,6 +143,7 @@ mod tests {
                     event: event.clone().unwrap_or_else(|| "message".into()),
                     id: last_id.clone(),
                     data: lines.join("\n"),
+                    retry: None,
                 });
             }
             let whole = parse_cut(body.as_bytes(), &[]);

@@ -86,6 +86,8 @@ struct Bridge {
     stateless: Mutex<std::collections::HashMap<String, CancellationToken>>,
     /// OAuth, when the remote asks for it.
     oauth: oauth::OAuthClient,
+    /// The last `retry:` an SSE stream asked for (the wait before reconnecting it).
+    sse_retry: Mutex<Option<Duration>>,
     reconnecting: AtomicBool,
     stop: CancellationToken,
 }
@@ -148,6 +150,7 @@ pub async fn run(config: BridgeConfig, shutdown: CancellationToken) -> anyhow::R
         internal: Mutex::default(),
         next_internal: AtomicU64::new(1),
         stateless: Mutex::default(),
+        sse_retry: Mutex::default(),
         reconnecting: AtomicBool::new(false),
         stop: shutdown.clone(),
     });
@@ -308,10 +311,21 @@ impl Bridge {
                 if self.reconnecting.load(Ordering::SeqCst) {
                     return;
                 }
-                if let Err(f) = self.post_authorized(&line, false).await {
-                    self.describe(&f, "a notification");
-                    if matches!(f, Failure::Unreachable(_) | Failure::SessionLost) {
-                        self.clone().start_reconnect();
+                match self.post_authorized(&line, false).await {
+                    // The handshake is done: the session's listen stream carries what the
+                    // server sends outside any request (its own requests, notifications).
+                    Ok(())
+                        if matches!(&kind, Kind::Notification { method } if method == "notifications/initialized")
+                            && self.mode() == Mode::Streamable =>
+                    {
+                        self.start_listening();
+                    }
+                    Ok(()) => {}
+                    Err(f) => {
+                        self.describe(&f, "a notification");
+                        if matches!(f, Failure::Unreachable(_) | Failure::SessionLost) {
+                            self.clone().start_reconnect();
+                        }
                     }
                 }
             }

@@ -144,7 +144,13 @@ impl Bridge {
             let Some(last) = last_id.clone() else {
                 return Err(Failure::SessionLost);
             };
-            tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+            // The server's `retry:` if it sent one, else a short growing pause.
+            let wait = self
+                .sse_retry
+                .lock()
+                .unwrap()
+                .unwrap_or(Duration::from_millis(100 * (attempt + 1)));
+            tokio::time::sleep(wait).await;
             resp = self
                 .streamable_request(reqwest::Method::GET)
                 .header("accept", "text/event-stream")
@@ -183,6 +189,9 @@ impl Bridge {
             };
             if let Some(id) = event.id {
                 *last_id = Some(id);
+            }
+            if let Some(retry) = event.retry {
+                *self.sse_retry.lock().unwrap() = Some(retry);
             }
             if event.data.trim().is_empty() || event.event != "message" {
                 continue;
@@ -233,8 +242,13 @@ impl Bridge {
                 if failures > 3 {
                     return;
                 }
+                let wait = bridge
+                    .sse_retry
+                    .lock()
+                    .unwrap()
+                    .unwrap_or(Duration::from_millis(500 * u64::from(failures.max(1))));
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(500 * u64::from(failures.max(1)))) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = stop.cancelled() => return,
                 }
             }

@@ -123,5 +123,13 @@ for backend in per-session shared; do
         "$root/$dir/conformance/node_modules/.bin/conformance" "$root/tests/conformance/baseline.yml" "$backend"
 done
 
+echo "== Official conformance suite ($conformance): every client scenario (auth included) against the --connect bridge"
+conformance_out=$(mktemp -d)
+PATH="$node22_bin:$PATH" timeout 900 "$root/$dir/conformance/node_modules/.bin/conformance" client --suite all \
+    --command "$root/$dir/venv/bin/python $root/tests/interop/conformance_client.py $bin" \
+    --expected-failures "$root/tests/conformance/baseline.yml" -o "$conformance_out" 2>&1 \
+    | sed -n '/=== SUITE SUMMARY ===/,$p'
+rm -rf "$conformance_out"
+
 echo "== MCP Inspector CLI ($inspector) against /mcp and /sse"
 PATH="$node22_bin:$PATH" timeout 300 python3 tests/interop/inspector.py "$bin" "$fake" "$root/$dir/conformance/node_modules/.bin/mcp-inspector"

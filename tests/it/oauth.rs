@@ -470,3 +470,138 @@ async fn opaque_tokens_are_introspected_and_servers_require_their_own_scopes() {
     // A token for the admin server is not one for the default server (audience).
     assert_eq!(initialize(&gw, "/mcp", Some(&wide)).await.status(), 401);
 }
+
+/// The bridge as an OAuth client: a stdio host's `initialize` through `--connect` to a gateway
+/// that wants OAuth waits while the bridge discovers the authorization server, registers,
+/// runs the authorization code flow with PKCE through its loopback listener (the "browser"
+/// answers the login pages headlessly), stores the tokens 0600, refreshes the short-lived
+/// access token, and reuses what it stored after a restart without any browser.
+#[tokio::test]
+async fn the_bridge_authorizes_refreshes_and_remembers() {
+    use std::os::unix::fs::PermissionsExt;
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let auth = AuthServer::start(json!({"clients": clients(), "ttl": 4})).await;
+    let fake = FakeUpstream::start(Behaviour::Normal).await;
+    let gw = Gateway::start(
+        &["--oauth-issuer", &auth.issuer, "--oauth-scope", "mcp:tools"],
+        &[("AAREGURU_BASE_URL", &fake.base_url())],
+    )
+    .await;
+    let tokens = crate::infra::TempDir::new("bridge-tokens");
+    let store = tokens.0.join("oauth");
+    let browser = format!(
+        "python3 {}/tests/support/oidc/browser.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let start = |browser: String| {
+        let mut child = tokio::process::Command::new(crate::util::BIN)
+            .args(["--connect", &gw.url("/mcp"), "--oauth-browser", &browser])
+            .arg("--oauth-token-dir")
+            .arg(&store)
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        (child, stdin, stdout)
+    };
+    async fn ask(
+        stdin: &mut tokio::process::ChildStdin,
+        stdout: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+        message: Value,
+    ) -> Value {
+        stdin
+            .write_all(format!("{message}\n").as_bytes())
+            .await
+            .unwrap();
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+                .await
+                .expect("an answer within 30 s")
+                .unwrap()
+                .expect("the bridge is running");
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v.get("id") == message.get("id") {
+                return v;
+            }
+        }
+    }
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "host", "version": "1"}}});
+    let call = |id: u64, city: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "get_flow_danger_level", "arguments": {"city": city}}})
+    };
+
+    let (mut child, mut stdin, mut stdout) = start(browser);
+    let r = ask(&mut stdin, &mut stdout, init.clone()).await;
+    assert_eq!(r["result"]["serverInfo"]["name"], "aareguru-mcp", "{r}");
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+        .await
+        .unwrap();
+    let r = ask(&mut stdin, &mut stdout, call(1, "bern")).await;
+    assert_eq!(
+        r["result"]["structuredContent"]["station"]["slug"], "bern",
+        "{r}"
+    );
+
+    // Stored for the user only.
+    let files: Vec<_> = std::fs::read_dir(&store).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&store), 0o700);
+    assert_eq!(mode(&files[0].path()), 0o600);
+    let saved = |p: &std::path::Path| -> Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let first = saved(&files[0].path())["tokens"]["access_token"].clone();
+    assert!(saved(&files[0].path())["tokens"]["refresh_token"].is_string());
+
+    // The access token lives 4 s: refreshed before it is used again.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let r = ask(&mut stdin, &mut stdout, call(2, "thun")).await;
+    assert_eq!(
+        r["result"]["structuredContent"]["station"]["slug"], "thun",
+        "{r}"
+    );
+    let second = saved(&files[0].path())["tokens"]["access_token"].clone();
+    assert_ne!(first, second, "refreshed");
+    drop(stdin);
+    let _ = child.wait().await;
+
+    // A new bridge uses what is stored, refreshing the expired access token: no browser (this
+    // one would fail the authorization).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (_child, mut stdin, mut stdout) = start("false".into());
+    let r = ask(&mut stdin, &mut stdout, init).await;
+    assert_eq!(r["result"]["serverInfo"]["name"], "aareguru-mcp", "{r}");
+    let third = saved(&files[0].path())["tokens"]["access_token"].clone();
+    assert_ne!(second, third, "refreshed by the new bridge");
+
+    // Nobody authorizes: the host's request fails with a JSON-RPC error saying so, in time.
+    let empty = crate::infra::TempDir::new("bridge-no-tokens");
+    let mut child = tokio::process::Command::new(crate::util::BIN)
+        .args(["--connect", &gw.url("/mcp"), "--oauth-browser", "false"])
+        .args(["--oauth-timeout", "2s", "--oauth-token-dir"])
+        .arg(&empty.0)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "host", "version": "1"}}});
+    let r = ask(&mut stdin, &mut stdout, init).await;
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("no authorization within"), "{r}");
+}

@@ -185,8 +185,20 @@ impl OAuthClient {
     }
 
     pub(super) async fn refresh(&self) -> Result<(), String> {
-        let Some(found) = self.found.lock().unwrap().clone() else {
-            return Err("nothing discovered yet".into());
+        let known = self.found.lock().unwrap().clone();
+        let found = match known {
+            Some(f) => f,
+            None => {
+                // A new process with stored tokens: find the token endpoint again.
+                let f = super::discovery::discover(
+                    &self.http,
+                    &self.server_url,
+                    &super::discovery::Challenge::default(),
+                )
+                .await?;
+                *self.found.lock().unwrap() = Some(f.clone());
+                f
+            }
         };
         let (saved_client, tokens) = {
             let s = self.saved.lock().unwrap();
