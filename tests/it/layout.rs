@@ -367,6 +367,17 @@ fn rooms_only_import_through_their_doors() {
             &["gateway/http", "gateway/mod.rs", "gateway/servers", "cli"],
         ),
         (
+            "gateway/oauth/",
+            &[
+                "gateway/http",
+                "gateway/servers",
+                "gateway/session.rs",
+                "gateway/backend",
+                "gateway/mod.rs",
+                "cli",
+            ],
+        ),
+        (
             "gateway/backend/mux/",
             &["gateway/backend/process.rs", "gateway/backend/shared.rs"],
         ),

@@ -16,11 +16,11 @@ use super::{
     headers::header,
     reply::{error_reply, json_reply},
     served::prefix,
-    state::Http,
+    state::{Http, ResourceServer},
 };
 use crate::{
     gateway::{
-        oauth::{ALL_SCOPES, Principal, Verifier},
+        oauth::{ALL_SCOPES, Principal},
         servers::tools,
     },
     mcp::jsonrpc::Kind,
@@ -31,13 +31,6 @@ pub(super) const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 
 /// The subject of requests made with an API key.
 const API_KEY_SUBJECT: &str = "api-key";
-
-/// The gateway as a resource server.
-pub(super) struct ResourceServer {
-    pub verifier: Verifier,
-    /// This server's public base URL (scheme, host, prefix), resources are under it.
-    pub base: String,
-}
 
 /// The resource an endpoint belongs to: `/mcp` or `/sse` (its POSTs too), under its server.
 pub(super) fn resource_path(server: Option<&str>, endpoint: &str) -> String {

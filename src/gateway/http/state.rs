@@ -8,11 +8,18 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use super::{forward, guard::Guard, oauth::ResourceServer, streams};
+use super::{forward, guard::Guard, streams};
 use crate::{
     config::GatewayConfig,
     gateway::{cluster::Cluster, metrics::Metrics, oauth::Verifier, servers::Registry},
 };
+
+/// The gateway as an OAuth resource server (`--oauth-issuer`).
+pub(super) struct ResourceServer {
+    pub verifier: Verifier,
+    /// This server's public base URL (scheme, host, prefix); resources are under it.
+    pub base: String,
+}
 
 /// State of the HTTP front.
 pub struct Http {
