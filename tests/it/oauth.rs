@@ -73,6 +73,10 @@ fn forge(auth: &AuthServer, alg: &str, claims: &Value) -> String {
     encode(&header, claims, &key).unwrap()
 }
 
+async fn get_json(url: impl reqwest::IntoUrl) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
 fn b64(v: &Value) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
@@ -109,28 +113,13 @@ async fn tokens_are_checked_as_the_authorization_spec_says() {
         c.contains("scope=\"mcp:tools\"") && !c.contains("error="),
         "{c}"
     );
-    let m: Value = reqwest::get(&metadata_url)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let m: Value = get_json(&metadata_url).await;
     assert_eq!(m["resource"], resource);
     assert_eq!(m["authorization_servers"], json!([auth.issuer]));
     assert_eq!(m["scopes_supported"], json!(["mcp:tools"]));
-    let root: Value = reqwest::get(gw.url("/.well-known/oauth-protected-resource"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let root: Value = get_json(gw.url("/.well-known/oauth-protected-resource")).await;
     assert_eq!(root["resource"], resource);
-    let sse_meta: Value = reqwest::get(gw.url("/.well-known/oauth-protected-resource/sse"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sse_meta: Value = get_json(gw.url("/.well-known/oauth-protected-resource/sse")).await;
     assert_eq!(sse_meta["resource"], gw.url("/sse"));
 
     // A real token for this resource: the whole session works.
@@ -414,12 +403,8 @@ async fn opaque_tokens_are_introspected_and_servers_require_their_own_scopes() {
 
     // The admin server needs mcp:admin too, and says so in its metadata.
     let admin_resource = gw.url("/servers/admin/mcp");
-    let m: Value = reqwest::get(gw.url("/.well-known/oauth-protected-resource/servers/admin/mcp"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let m: Value =
+        get_json(gw.url("/.well-known/oauth-protected-resource/servers/admin/mcp")).await;
     assert_eq!(m["resource"], admin_resource);
     assert_eq!(m["scopes_supported"], json!(["mcp:tools", "mcp:admin"]));
     let narrow = auth

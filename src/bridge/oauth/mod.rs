@@ -102,12 +102,7 @@ impl OAuthClient {
                 }
             }
         }
-        self.saved
-            .lock()
-            .unwrap()
-            .tokens
-            .as_ref()
-            .map(|t| t.access_token.clone())
+        self.current()
     }
 
     /// The remote refused with `status` and this `WWW-Authenticate`: get a (better) token.
