@@ -77,6 +77,71 @@ async fn get_json(url: impl reqwest::IntoUrl) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
+/// Sends `message` to a bridge and waits for the answer with its id.
+async fn ask(
+    stdin: &mut tokio::process::ChildStdin,
+    stdout: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    message: Value,
+) -> Value {
+    use tokio::io::AsyncWriteExt;
+    stdin
+        .write_all(format!("{message}\n").as_bytes())
+        .await
+        .unwrap();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+            .await
+            .expect("an answer within 30 s")
+            .unwrap()
+            .expect("the bridge is running");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v.get("id") == message.get("id") {
+            return v;
+        }
+    }
+}
+
+/// `aareguru-mcp --connect URL` with OAuth flags, over piped stdio.
+fn spawn_bridge(
+    url: &str,
+    browser: &str,
+    store: &std::path::Path,
+    extra: &[&str],
+) -> (
+    tokio::process::Child,
+    tokio::process::ChildStdin,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(crate::util::BIN)
+        .args(["--connect", url, "--oauth-browser", browser])
+        .arg("--oauth-token-dir")
+        .arg(store)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, stdin, stdout)
+}
+
+fn initialize_message() -> Value {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "host", "version": "1"}}})
+}
+
+fn headless_browser() -> String {
+    format!(
+        "python3 {}/tests/support/oidc/browser.py",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
 fn b64(v: &Value) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
@@ -465,7 +530,7 @@ async fn opaque_tokens_are_introspected_and_servers_require_their_own_scopes() {
 async fn the_bridge_authorizes_refreshes_and_remembers() {
     use std::os::unix::fs::PermissionsExt;
 
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::io::AsyncWriteExt;
 
     let auth = AuthServer::start(json!({"clients": clients(), "ttl": 4})).await;
     let fake = FakeUpstream::start(Behaviour::Normal).await;
@@ -476,55 +541,15 @@ async fn the_bridge_authorizes_refreshes_and_remembers() {
     .await;
     let tokens = crate::infra::TempDir::new("bridge-tokens");
     let store = tokens.0.join("oauth");
-    let browser = format!(
-        "python3 {}/tests/support/oidc/browser.py",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let start = |browser: String| {
-        let mut child = tokio::process::Command::new(crate::util::BIN)
-            .args(["--connect", &gw.url("/mcp"), "--oauth-browser", &browser])
-            .arg("--oauth-token-dir")
-            .arg(&store)
-            .env("RUST_LOG", "warn")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        (child, stdin, stdout)
-    };
-    async fn ask(
-        stdin: &mut tokio::process::ChildStdin,
-        stdout: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-        message: Value,
-    ) -> Value {
-        stdin
-            .write_all(format!("{message}\n").as_bytes())
-            .await
-            .unwrap();
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
-                .await
-                .expect("an answer within 30 s")
-                .unwrap()
-                .expect("the bridge is running");
-            let v: Value = serde_json::from_str(&line).unwrap();
-            if v.get("id") == message.get("id") {
-                return v;
-            }
-        }
-    }
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "host", "version": "1"}}});
+    let mcp_url = gw.url("/mcp");
+    let start = |browser: String| spawn_bridge(&mcp_url, &browser, &store, &[]);
+    let init = initialize_message();
     let call = |id: u64, city: &str| {
         json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
                "params": {"name": "get_flow_danger_level", "arguments": {"city": city}}})
     };
 
-    let (mut child, mut stdin, mut stdout) = start(browser);
+    let (mut child, mut stdin, mut stdout) = start(headless_browser());
     let r = ask(&mut stdin, &mut stdout, init.clone()).await;
     assert_eq!(r["result"]["serverInfo"]["name"], "aareguru-mcp", "{r}");
     stdin
@@ -572,21 +597,73 @@ async fn the_bridge_authorizes_refreshes_and_remembers() {
 
     // Nobody authorizes: the host's request fails with a JSON-RPC error saying so, in time.
     let empty = crate::infra::TempDir::new("bridge-no-tokens");
-    let mut child = tokio::process::Command::new(crate::util::BIN)
-        .args(["--connect", &gw.url("/mcp"), "--oauth-browser", "false"])
-        .args(["--oauth-timeout", "2s", "--oauth-token-dir"])
-        .arg(&empty.0)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "host", "version": "1"}}});
+    let (_child, mut stdin, mut stdout) = spawn_bridge(
+        &gw.url("/mcp"),
+        "false",
+        &empty.0,
+        &["--oauth-timeout", "2s"],
+    );
+    let init = initialize_message();
     let r = ask(&mut stdin, &mut stdout, init).await;
     let message = r["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("no authorization within"), "{r}");
+}
+
+/// The same over HTTP+SSE (the token on the stream and on every POST), and a second
+/// authorization (tokens gone, registration kept) reuses the registered client.
+#[tokio::test]
+async fn the_bridge_authorizes_over_sse_and_reuses_its_registration() {
+    use tokio::io::AsyncWriteExt;
+
+    let auth = AuthServer::start(json!({"clients": clients()})).await;
+    let fake = FakeUpstream::start(Behaviour::Normal).await;
+    let gw = Gateway::start(
+        &["--oauth-issuer", &auth.issuer, "--oauth-scope", "mcp:tools"],
+        &[("AAREGURU_BASE_URL", &fake.base_url())],
+    )
+    .await;
+    let dir = crate::infra::TempDir::new("bridge-sse-tokens");
+    let (mut child, mut stdin, mut stdout) =
+        spawn_bridge(&gw.url("/sse"), &headless_browser(), &dir.0, &[]);
+    let r = ask(&mut stdin, &mut stdout, initialize_message()).await;
+    assert_eq!(r["result"]["serverInfo"]["name"], "aareguru-mcp", "{r}");
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+        .await
+        .unwrap();
+    let r = ask(
+        &mut stdin,
+        &mut stdout,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+               "params": {"name": "list_cities", "arguments": {}}}),
+    )
+    .await;
+    assert_eq!(r["result"]["structuredContent"]["count"], 8, "{r}");
+    drop(stdin);
+    let _ = child.wait().await;
+
+    let file = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let mut saved: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let client_id = saved["client"]["client_id"].clone();
+    assert!(client_id.is_string(), "{saved}");
+    saved.as_object_mut().unwrap().remove("tokens");
+    std::fs::write(&file, saved.to_string()).unwrap();
+    let (_child, mut stdin, mut stdout) =
+        spawn_bridge(&gw.url("/sse"), &headless_browser(), &dir.0, &[]);
+    let r = ask(&mut stdin, &mut stdout, initialize_message()).await;
+    assert_eq!(r["result"]["serverInfo"]["name"], "aareguru-mcp", "{r}");
+    let again: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(
+        again["tokens"]["access_token"].is_string(),
+        "authorized again"
+    );
+    assert_eq!(
+        again["client"]["client_id"], client_id,
+        "the registration was reused"
+    );
 }

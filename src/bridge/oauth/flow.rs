@@ -247,9 +247,27 @@ impl OAuthClient {
         found: &Discovered,
         scope: Option<&str>,
     ) -> Result<Tokens, String> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.config.redirect_port))
-            .await
-            .map_err(|e| format!("cannot listen for the redirect on 127.0.0.1: {e}"))?;
+        // The port a stored registration was made for, when it is free, so that client is
+        // reused rather than registering a new one for every authorization.
+        let registered_port = self
+            .saved
+            .lock()
+            .unwrap()
+            .client
+            .as_ref()
+            .filter(|c| c.issuer == found.server.issuer)
+            .and_then(|c| c.redirect_uri.as_deref())
+            .and_then(|u| u.strip_prefix("http://127.0.0.1:"))
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|p| p.parse::<u16>().ok());
+        let listener = match (self.config.redirect_port, registered_port) {
+            (0, Some(p)) => match tokio::net::TcpListener::bind(("127.0.0.1", p)).await {
+                Ok(l) => Ok(l),
+                Err(_) => tokio::net::TcpListener::bind(("127.0.0.1", 0)).await,
+            },
+            (port, _) => tokio::net::TcpListener::bind(("127.0.0.1", port)).await,
+        }
+        .map_err(|e| format!("cannot listen for the redirect on 127.0.0.1: {e}"))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let redirect_uri = format!("http://127.0.0.1:{port}/callback");
         let client = self.client(found, Some(&redirect_uri)).await?;

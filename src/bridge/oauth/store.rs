@@ -1,6 +1,7 @@
 //! Tokens and client registrations per remote, in the user's config directory
 //! (`$XDG_CONFIG_HOME/aareguru-mcp/oauth/`, else `~/.config/…`; `--oauth-token-dir` overrides),
-//! one file per remote URL, readable by the user only (0600, in a 0700 directory).
+//! one file per remote URL (named by its letters and digits and a digest of the whole URL),
+//! readable by the user only (0600, in a 0700 directory).
 //!
 //! Owns: what survives a restart of the bridge. Must not touch: the network.
 
@@ -11,6 +12,7 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// A registered (or pre-registered) client.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -61,11 +63,20 @@ impl Store {
                 .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
                 .map(|c| c.join("aareguru-mcp").join("oauth"))
         });
-        let name: String = remote
+        // Readable, and unique: the URL's letters and digits, then a digest of the whole URL.
+        let readable: String = remote
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .take(150)
+            .take(100)
             .collect();
+        let digest = Sha256::digest(remote.as_bytes());
+        let name = format!(
+            "{readable}-{}",
+            digest[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
         Store {
             file: dir.map(|d| d.join(format!("{name}.json"))),
         }
@@ -104,5 +115,20 @@ impl Store {
         if let Err(e) = write() {
             tracing::warn!(file = %file.display(), error = %e, "cannot store the OAuth tokens");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remotes_differing_in_punctuation_get_their_own_files() {
+        let dir = Some(PathBuf::from("/tmp/x"));
+        let a = Store::new(dir.clone(), "http://h/a-b/mcp").file.unwrap();
+        let b = Store::new(dir.clone(), "http://h/a_b/mcp").file.unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a, Store::new(dir, "http://h/a-b/mcp").file.unwrap());
+        assert!(a.to_string_lossy().contains("http___h_a_b_mcp-"), "{a:?}");
     }
 }
