@@ -16,32 +16,6 @@ use tokio_util::sync::CancellationToken;
 use super::{Bridge, Mode, error_chain};
 use crate::mcp::{jsonrpc, modern};
 
-/// Methods whose name or URI `Mcp-Name` repeats.
-fn name_of<'a>(method: &str, params: &'a Value) -> Option<&'a str> {
-    match method {
-        "tools/call" | "prompts/get" => params["name"].as_str(),
-        "resources/read" => params["uri"].as_str(),
-        _ => None,
-    }
-}
-
-/// A header value as the revision writes it: verbatim when it is plain visible ASCII without
-/// edge spaces, else `=?base64?…?=`.
-fn header_value(v: &str) -> String {
-    use base64::Engine;
-    let plain = v.bytes().all(|b| (0x20..0x7f).contains(&b))
-        && v.trim() == v
-        && !(v.starts_with("=?base64?") && v.ends_with("?="));
-    if plain {
-        v.to_string()
-    } else {
-        format!(
-            "=?base64?{}?=",
-            base64::engine::general_purpose::STANDARD.encode(v)
-        )
-    }
-}
-
 /// The revision a host request speaks, if it is a stateless one.
 pub(super) fn revision_of(body: &Value) -> Option<String> {
     let v = body["params"]["_meta"][modern::PROTOCOL_VERSION_KEY].as_str()?;
@@ -127,8 +101,8 @@ impl Bridge {
             .header("content-type", "application/json")
             .header("mcp-protocol-version", version)
             .header("mcp-method", method);
-        if let Some(name) = name_of(method, &body["params"]) {
-            req = req.header("mcp-name", header_value(name));
+        if let Some(name) = modern::name_param(method, &body["params"]) {
+            req = req.header("mcp-name", modern::encode_header_value(name));
         }
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -210,12 +184,15 @@ mod tests {
 
     #[test]
     fn header_values_are_encoded_only_when_needed() {
-        assert_eq!(header_value("get_forecast"), "get_forecast");
-        assert_eq!(header_value("aareguru://cities"), "aareguru://cities");
-        let odd = header_value("Bärn");
+        assert_eq!(modern::encode_header_value("get_forecast"), "get_forecast");
+        assert_eq!(
+            modern::encode_header_value("aareguru://cities"),
+            "aareguru://cities"
+        );
+        let odd = modern::encode_header_value("Bärn");
         assert!(odd.starts_with("=?base64?"), "{odd}");
         assert_eq!(modern::decode_header_value(&odd).as_deref(), Some("Bärn"));
-        assert!(header_value(" x").starts_with("=?base64?"));
+        assert!(modern::encode_header_value(" x").starts_with("=?base64?"));
     }
 
     #[test]

@@ -201,6 +201,29 @@ pub fn check(body: &Value, header: Option<Headers<'_>>) -> Result<Envelope, Reje
     })
 }
 
+/// The request's name or URI that `Mcp-Name` repeats, for the methods that have one.
+pub fn name_param<'a>(method: &str, params: &'a Value) -> Option<&'a str> {
+    let (_, key) = NAME_BEARING.iter().find(|(m, _)| *m == method)?;
+    params.get(*key)?.as_str()
+}
+
+/// A header value as the revision writes it: verbatim when it is plain visible ASCII without
+/// edge spaces, else `=?base64?…?=` (the inverse of [`decode_header_value`]).
+pub fn encode_header_value(v: &str) -> String {
+    use base64::Engine;
+    let plain = v.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && v.trim() == v
+        && !(v.starts_with("=?base64?") && v.ends_with("?="));
+    if plain {
+        v.to_string()
+    } else {
+        format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(v)
+        )
+    }
+}
+
 /// A header value as sent: verbatim, or the UTF-8 inside `=?base64?…?=`. `None` for a
 /// malformed sentinel, so a corrupt header never matches a body value.
 pub fn decode_header_value(v: &str) -> Option<String> {

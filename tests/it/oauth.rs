@@ -73,6 +73,20 @@ fn forge(auth: &AuthServer, alg: &str, claims: &Value) -> String {
     encode(&header, claims, &key).unwrap()
 }
 
+/// `tools/call` of `tool` in `session` at `url` with `token`.
+async fn call_tool(url: &str, session: &str, token: &str, tool: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("accept", BOTH)
+        .header("mcp-session-id", session)
+        .header("authorization", format!("Bearer {token}"))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": tool, "arguments": {}}}))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn get_json(url: impl reqwest::IntoUrl) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
@@ -196,18 +210,7 @@ async fn tokens_are_checked_as_the_authorization_spec_says() {
     let session = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
     let call = |token: String, session: String| {
         let url = resource.clone();
-        async move {
-            reqwest::Client::new()
-                .post(url)
-                .header("accept", BOTH)
-                .header("mcp-session-id", session)
-                .header("authorization", format!("Bearer {token}"))
-                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                              "params": {"name": "list_cities", "arguments": {}}}))
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { call_tool(&url, &session, &token, "list_cities").await }
     };
     let r = call(good.clone(), session.clone()).await;
     assert_eq!(r.status(), 200);
@@ -487,18 +490,7 @@ async fn opaque_tokens_are_introspected_and_servers_require_their_own_scopes() {
     // A tool with scopes of its own: its calls need them; the server's other tools do not.
     let call = |token: String, tool: &'static str| {
         let (url, session) = (admin_resource.clone(), session.clone());
-        async move {
-            reqwest::Client::new()
-                .post(url)
-                .header("accept", BOTH)
-                .header("mcp-session-id", session)
-                .header("authorization", format!("Bearer {token}"))
-                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                              "params": {"name": tool, "arguments": {}}}))
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { call_tool(&url, &session, &token, tool).await }
     };
     assert_eq!(call(wide.clone(), "list_cities").await.status(), 200);
     let r = call(wide.clone(), "get_flow_danger_level").await;
