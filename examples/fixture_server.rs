@@ -10,7 +10,8 @@
 //! default — with an id like the client's own, and answers with the client's reply), `touch`
 //! (sends `notifications/resources/updated` for `uri` and a list-changed notification),
 //! `stats` (handshakes and subscriptions seen, and the process id), `env` (the value of the
-//! environment variable `name`).
+//! environment variable `name`), `deploy` (like `echo`; its `inputSchema` declares `region` and
+//! `replicas` as `Mcp-Param-*` headers of protocol revision 2026-07-28).
 //! `FIXTURE_GRANDCHILD=1` makes it start a `sleep` grandchild (to test process-group cleanup).
 //! `FIXTURE_STRICT=1` refuses requests before `notifications/initialized` (as strict SDKs do).
 //! `FIXTURE_START_MS=300` makes it take that long to start (as npx or Python servers do).
@@ -110,12 +111,16 @@ fn main() {
                 {"name": "big", "description": "Answer with `bytes` bytes", "inputSchema": {"type": "object"}},
                 {"name": "slow", "description": "Answer after `ms` ms", "inputSchema": {"type": "object"}},
                 {"name": "notify", "description": "Log, then answer", "inputSchema": {"type": "object"}},
-                {"name": "env", "description": "The value of environment variable `name`", "inputSchema": {"type": "object"}}
+                {"name": "env", "description": "The value of environment variable `name`", "inputSchema": {"type": "object"}},
+                {"name": "deploy", "description": "Echo the arguments; `region` and `replicas` are repeated as Mcp-Param-* headers",
+                 "inputSchema": {"type": "object", "properties": {
+                    "region": {"type": "string", "x-mcp-header": "Region"},
+                    "replicas": {"type": "integer", "x-mcp-header": "Replicas"}}}}
             ]}),
             "tools/call" => {
                 let args = &msg["params"]["arguments"];
                 match msg["params"]["name"].as_str().unwrap_or("") {
-                    "echo" => {
+                    "echo" | "deploy" => {
                         json!({"content": [{"type": "text", "text": args.to_string()}], "structuredContent": args})
                     }
                     // Never answers (the client is expected to cancel).

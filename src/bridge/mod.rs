@@ -84,6 +84,11 @@ struct Bridge {
     next_internal: AtomicU64,
     /// Stateless (2026-07-28) requests in flight, by raw id: cancelling one closes its POST.
     stateless: Mutex<std::collections::HashMap<String, CancellationToken>>,
+    /// The `Mcp-Param-*` headers the remote's tools declare (from the host's stateless
+    /// listings), sent with its stateless calls.
+    tool_headers: Mutex<std::collections::HashMap<String, crate::mcp::params::ParamHeaders>>,
+    /// Raw ids of stateless `tools/list` requests in flight (their answers are read).
+    listing: Mutex<HashSet<String>>,
     /// OAuth, when the remote asks for it.
     oauth: oauth::OAuthClient,
     /// The last `retry:` an SSE stream asked for (the wait before reconnecting it).
@@ -150,6 +155,8 @@ pub async fn run(config: BridgeConfig, shutdown: CancellationToken) -> anyhow::R
         internal: Mutex::default(),
         next_internal: AtomicU64::new(1),
         stateless: Mutex::default(),
+        tool_headers: Mutex::default(),
+        listing: Mutex::default(),
         sse_retry: Mutex::default(),
         reconnecting: AtomicBool::new(false),
         stop: shutdown.clone(),
@@ -212,6 +219,9 @@ impl Bridge {
                 return;
             }
             self.pending.lock().unwrap().remove(&id);
+            if self.listing.lock().unwrap().remove(&id) {
+                self.learn_tools(&text);
+            }
         }
         let _ = self.out.send(text);
     }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{Bridge, Mode, error_chain};
-use crate::mcp::{jsonrpc, modern};
+use crate::mcp::{jsonrpc, modern, params};
 
 /// The revision a host request speaks, if it is a stateless one.
 pub(super) fn revision_of(body: &Value) -> Option<String> {
@@ -26,6 +26,9 @@ impl Bridge {
     /// Sends one stateless request and hands the host its answer.
     pub(super) async fn send_stateless(self: Arc<Self>, body: Value, id: String, version: String) {
         let stop = CancellationToken::new();
+        if body["method"] == "tools/list" {
+            self.listing.lock().unwrap().insert(id.clone());
+        }
         self.stateless
             .lock()
             .unwrap()
@@ -35,6 +38,7 @@ impl Bridge {
             _ = stop.cancelled() => Ok(()),
         };
         self.stateless.lock().unwrap().remove(&id);
+        self.listing.lock().unwrap().remove(&id);
         if stop.is_cancelled() {
             // The host cancelled: it expects no answer.
             self.pending.lock().unwrap().remove(&id);
@@ -103,6 +107,13 @@ impl Bridge {
             .header("mcp-method", method);
         if let Some(name) = modern::name_param(method, &body["params"]) {
             req = req.header("mcp-name", modern::encode_header_value(name));
+            if method == "tools/call"
+                && let Some(declared) = self.tool_headers.lock().unwrap().get(name)
+            {
+                for (header, value) in declared.headers_for(&body["params"]["arguments"]) {
+                    req = req.header(header, value);
+                }
+            }
         }
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -160,6 +171,24 @@ impl Bridge {
             &message,
         ));
         Ok(())
+    }
+
+    /// Takes note of the `Mcp-Param-*` headers the tools in a `tools/list` answer declare (a tool
+    /// whose declarations are invalid declares none: hosts drop it). Pages add to what is known.
+    pub(super) fn learn_tools(&self, text: &str) {
+        let Ok(v) = serde_json::from_str::<Value>(text) else {
+            return;
+        };
+        let Some(tools) = v["result"]["tools"].as_array() else {
+            return;
+        };
+        let mut known = self.tool_headers.lock().unwrap();
+        for tool in tools {
+            if let Some(name) = tool["name"].as_str() {
+                let declared = params::declared(&tool["inputSchema"]).unwrap_or_default();
+                known.insert(name.to_string(), declared);
+            }
+        }
     }
 
     /// A host's cancellation of a stateless request: its HTTP request is closed. False when it

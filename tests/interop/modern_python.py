@@ -8,7 +8,9 @@
    2026-07-28 client through the translation: tools, resources, prompts, progress, and sampling,
    elicitation and roots round trips (`input_required` and the client's retry).
 3. A Python SDK 2.x stdio server (tests/interop/py_server.py) behind the gateway: 2026-07-28 is
-   passed through, including its own `input_required` elicitation.
+   passed through, including its own `input_required` elicitation; the `Mcp-Param-*` header its
+   `deploy` tool declares is sent by the SDK client and checked by the gateway (a wrong or missing
+   one is refused with -32020).
 
 Usage: python modern_python.py BIN FAKE_UPSTREAM EVERYTHING_JS
 """
@@ -19,6 +21,7 @@ import asyncio
 import json
 import os
 import sys
+import urllib.error
 import urllib.request
 
 import mcp.types as types
@@ -106,7 +109,39 @@ async def python_server(base: str, label: str) -> None:
         check(res.contents[0].text == "hello from python", f"{label}: resource")
         p = await c.get_prompt("haiku", {"topic": "the Aare"})
         check("the Aare" in p.messages[0].content.text, f"{label}: prompt")
+        # The SDK client repeats `region` as Mcp-Param-Region (base64 for "Bärn") once listed.
+        await c.list_tools()
+        r = await c.call_tool("deploy", {"region": "Bärn", "replicas": 2})
+        check(not r.is_error and "deployed to Bärn x2" in text_of(r), f"{label}: Mcp-Param-* header checked and passed")
     check(stateless_mode(base) == "passthrough", f"{label}: passed through")
+    # Over stdio the server sees no headers: the gateway checks them for it.
+    for headers, why in [({"Mcp-Param-Region": "Thun"}, "does not match"), ({}, "is missing")]:
+        status, body = raw_call(base, "deploy", {"region": "Bern"}, headers)
+        check(
+            status == 400 and body["error"]["code"] == -32020 and why in body["error"]["message"],
+            f"{label}: Mcp-Param-Region {headers or 'left out'} refused with -32020: {status} {body}",
+        )
+
+
+def raw_call(base: str, tool: str, arguments: dict, headers: dict) -> tuple[int, dict]:
+    """A 2026-07-28 tools/call POSTed by hand, with `headers` added: status and JSON body."""
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments, "_meta": meta}}
+    req = urllib.request.Request(
+        f"{base}/mcp",
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json", "accept": "application/json, text/event-stream",
+                 "mcp-protocol-version": MODERN, "mcp-method": "tools/call", "mcp-name": tool, **headers},
+    )
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
 
 
 async def main() -> None:

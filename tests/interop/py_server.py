@@ -6,7 +6,7 @@ Usage: python py_server.py
 
 from typing import Annotated
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from mcp.server.mcpserver import Elicit, MCPServer, Resolve
 
@@ -17,6 +17,16 @@ server = MCPServer("python-interop-server")
 def add(a: int, b: int) -> int:
     """Adds two integers."""
     return a + b
+
+
+@server.tool()
+def deploy(
+    region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})],
+    replicas: int = 1,
+) -> str:
+    """Deploys to a region; at 2026-07-28 `region` also travels as the Mcp-Param-Region header,
+    which the gateway checks against the body (over stdio this server never sees headers)."""
+    return f"deployed to {region} x{replicas}"
 
 
 class Answer(BaseModel):

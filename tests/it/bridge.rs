@@ -210,6 +210,24 @@ async fn a_stateless_host_is_bridged_request_by_request() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // `Mcp-Param-*` headers: a tool the host has not listed gets none (the gateway, checking
+    // for the child, refuses the call, as an SDK server would); once listed, they are sent.
+    let deploy = |id: u64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "deploy", "arguments": {"region": "Bärn", "replicas": 2},
+                          "_meta": meta(json!({}))}})
+    };
+    b.send(deploy(6)).await;
+    let e = b.next().await;
+    assert_eq!(e["error"]["code"], -32020, "{e}");
+    b.send(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": {"_meta": meta(json!({}))}}))
+        .await;
+    let listed = b.next().await;
+    assert_eq!(listed["id"], 7, "{listed}");
+    b.send(deploy(8)).await;
+    let r = b.next().await;
+    assert_eq!(r["result"]["structuredContent"]["region"], "Bärn", "{r}");
+
     let mut sse = Bridge::start(&[&gw.url("/sse")]);
     sse.send(
         json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover",

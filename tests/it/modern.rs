@@ -489,3 +489,99 @@ async fn a_handshake_era_child_is_translated() {
     }
     let _ = example("fixture_server");
 }
+
+/// A child behind stdio never sees the HTTP headers, so the gateway checks a call's
+/// `Mcp-Param-*` headers against its arguments as the child's tool declares them (the fixture's
+/// `deploy`: `region` → `Mcp-Param-Region`, `replicas` → `Mcp-Param-Replicas`).
+#[tokio::test]
+async fn mcp_param_headers_are_checked_for_a_child_that_cannot() {
+    let gw = Gateway::with_fixture(&["--backend", "shared"]).await;
+    let m = Modern::new(&gw);
+    let call = |args: Value, headers: &[(&str, &str)]| {
+        let mut r = m.build(
+            json!(7),
+            "tools/call",
+            json!({"name": "deploy", "arguments": args}),
+        );
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let refused = |(status, body): (u16, Value), why: &str| {
+        assert_eq!(
+            (status, body["error"]["code"].as_i64()),
+            (400, Some(-32020)),
+            "{body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(why), "{message}");
+    };
+
+    let (status, ok) = call(
+        json!({"region": "eu-west", "replicas": 3}),
+        &[("mcp-param-region", "eu-west"), ("Mcp-Param-Replicas", "3")],
+    )
+    .await;
+    assert_eq!(status, 200, "{ok}");
+    assert_eq!(ok["result"]["structuredContent"]["region"], "eu-west");
+    // Encoded values are decoded; integers compare as numbers.
+    let bern = "=?base64?QsOkcm4=?=";
+    let (status, ok) = call(
+        json!({"region": "Bärn", "replicas": 3}),
+        &[("mcp-param-region", bern), ("mcp-param-replicas", "3.0")],
+    )
+    .await;
+    assert_eq!(status, 200, "{ok}");
+
+    refused(
+        call(
+            json!({"region": "eu-west"}),
+            &[("mcp-param-region", "us-east")],
+        )
+        .await,
+        "does not match",
+    );
+    refused(call(json!({"region": "eu-west"}), &[]).await, "is missing");
+    refused(
+        call(json!({}), &[("mcp-param-replicas", "2")]).await,
+        "argument is absent",
+    );
+    refused(
+        call(
+            json!({"replicas": 2}),
+            &[("mcp-param-replicas", "2"), ("mcp-param-replicas", "2")],
+        )
+        .await,
+        "more than once",
+    );
+    refused(
+        call(json!({"replicas": 2}), &[("mcp-param-replicas", "two")]).await,
+        "does not match",
+    );
+
+    // Tools that declare nothing take any call; headers nobody declared are not checked.
+    let (status, ok) = {
+        let r = m
+            .build(
+                json!(7),
+                "tools/call",
+                json!({"name": "echo", "arguments": {"region": "x"}}),
+            )
+            .header("mcp-param-region", "y")
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, 200, "{ok}");
+    // Sessions (handshake-era revisions) carry no such headers: nothing is checked there.
+    let mut legacy = McpClient::new(&gw.base);
+    legacy.initialize().await;
+    let (status, r) = legacy.call(2, "deploy", json!({"region": "eu-west"})).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["result"]["structuredContent"]["region"], "eu-west", "{r}");
+}

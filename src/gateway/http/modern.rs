@@ -32,7 +32,7 @@ use crate::{
     },
     mcp::{
         jsonrpc::{self, Kind},
-        modern,
+        modern, params,
     },
 };
 
@@ -76,6 +76,18 @@ fn duplicated(headers: &HeaderMap) -> Option<&'static str> {
     ["mcp-protocol-version", "mcp-method", "mcp-name"]
         .into_iter()
         .find(|h| headers.get_all(*h).iter().count() > 1)
+}
+
+/// The `Mcp-Param-*` headers: lowercase name and value, each time one was sent.
+fn param_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with(params::PREFIX))
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_string(), value)
+        })
+        .collect()
 }
 
 fn json_response(status: u16, text: String) -> Response {
@@ -185,6 +197,7 @@ impl Http {
             body,
             envelope,
             state_prefix,
+            param_headers: param_headers(headers),
         });
         let Some(first) = rx.recv().await else {
             return error_reply(StatusCode::BAD_GATEWAY, "the MCP server gave no answer");

@@ -19,6 +19,7 @@
 
 mod call;
 mod steps;
+mod tools;
 
 use std::{
     collections::HashMap,
@@ -34,9 +35,10 @@ use uuid::Uuid;
 use self::{
     call::{Call, Heard},
     steps::{
-        CALL_ID, Era, final_answer, handshake, keep, key_of, probe, question, relayed, send,
-        with_id,
+        CALL_ID, Era, final_answer, handshake, keep, key_of, list_tools, probe, question, relayed,
+        send, with_id,
     },
+    tools::Tools,
 };
 use super::{backend::Backend, metrics::ServerMetrics};
 use crate::mcp::{
@@ -68,6 +70,8 @@ pub struct Request {
     /// What this replica's `requestState`s start with (its cluster tag and a dot; empty
     /// without a cluster), so a retry that reaches another replica is sent here.
     pub state_prefix: String,
+    /// The request's `Mcp-Param-*` headers: lowercase name and value, each time one was sent.
+    pub param_headers: Vec<(String, String)>,
 }
 
 /// What goes back to the client.
@@ -112,6 +116,8 @@ pub struct Stateless {
     lane: Lane,
     settings: Settings,
     parked: Arc<Mutex<HashMap<String, Parked>>>,
+    /// What the lane's child declares of its tools' headers.
+    tools: Tools,
     /// Ends the lane's own member.
     stop: CancellationToken,
 }
@@ -152,6 +158,7 @@ impl Stateless {
             lane,
             settings,
             parked: Arc::default(),
+            tools: Tools::default(),
             stop: CancellationToken::new(),
         }
     }
@@ -188,6 +195,9 @@ impl Stateless {
         tx: &mpsc::UnboundedSender<Reply>,
     ) -> Result<Outcome, (i64, String)> {
         let params = req.body.get("params").cloned().unwrap_or_else(|| json!({}));
+        if req.method == "tools/call" {
+            self.check_param_headers(&req, &params).await?;
+        }
         if let Some((state, answers)) = modern::retry_of(&params)
             && let Some(parked) = self.unpark(&state, &req.method)
         {
@@ -196,23 +206,7 @@ impl Stateless {
         let (backend, era) = match &self.lane {
             Lane::Refused(reason) => return Err((jsonrpc::METHOD_NOT_FOUND, reason.clone())),
             Lane::Native(b) => (b.clone(), Era::Stateless),
-            Lane::Children { make, started } => started
-                .get_or_try_init(|| async {
-                    let backend = make()?;
-                    let era = probe(&backend, self.settings.grace).await;
-                    if era == Era::Handshake {
-                        keep(&backend, self.settings.grace, self.stop.clone()).await;
-                    }
-                    Ok::<_, anyhow::Error>((backend, era))
-                })
-                .await
-                .map_err(|e| {
-                    (
-                        jsonrpc::INTERNAL_ERROR,
-                        format!("cannot start the MCP server: {e:#}"),
-                    )
-                })?
-                .clone(),
+            Lane::Children { .. } => self.started().await?,
         };
         let mut call = Call::open(&backend, self.settings.grace).map_err(|e| {
             (
@@ -252,6 +246,63 @@ impl Stateless {
         );
         send(&call, forwarded).await?;
         self.pump(call, era, &req, tx).await
+    }
+
+    /// The lane's children, started (and probed) on first use.
+    async fn started(&self) -> Result<(Arc<dyn Backend>, Era), (i64, String)> {
+        let Lane::Children { make, started } = &self.lane else {
+            return Err((jsonrpc::INTERNAL_ERROR, "no children in this lane".into()));
+        };
+        started
+            .get_or_try_init(|| async {
+                let backend = make()?;
+                let era = probe(&backend, self.settings.grace).await;
+                if era == Era::Handshake {
+                    keep(&backend, self.settings.grace, self.stop.clone()).await;
+                }
+                Ok::<_, anyhow::Error>((backend, era))
+            })
+            .await
+            .map_err(|e| {
+                (
+                    jsonrpc::INTERNAL_ERROR,
+                    format!("cannot start the MCP server: {e:#}"),
+                )
+            })
+            .cloned()
+    }
+
+    /// A `tools/call`'s `Mcp-Param-*` headers against its arguments, as the tool declares them
+    /// (-32020 when they disagree). A child behind stdio cannot check them itself; the built-in
+    /// server declares none.
+    async fn check_param_headers(
+        &self,
+        req: &Request,
+        params: &Value,
+    ) -> Result<(), (i64, String)> {
+        let none = json!({});
+        let args = match params.get("arguments") {
+            None | Some(Value::Null) => &none,
+            Some(a) if a.is_object() => a,
+            // Not arguments at all: the server says so.
+            Some(_) => return Ok(()),
+        };
+        let quiet = args.as_object().is_none_or(Map::is_empty) && req.param_headers.is_empty();
+        let Some(name) = params.get("name").and_then(Value::as_str) else {
+            return Ok(());
+        };
+        if quiet || !matches!(self.lane, Lane::Children { .. }) {
+            return Ok(());
+        }
+        let (backend, era) = self.started().await?;
+        let grace = self.settings.grace;
+        let list = || list_tools(&backend, era, &req.envelope, grace);
+        match self.tools.declared(name, list).await {
+            Some(declared) => declared
+                .check(args, &req.param_headers)
+                .map_err(|m| (modern::HEADER_MISMATCH, m)),
+            None => Ok(()),
+        }
     }
 
     /// Relays what the server says until the answer (or a question, which parks the call).

@@ -210,3 +210,55 @@ pub(super) fn final_answer(
     }
     (v.to_string(), code)
 }
+
+/// Most pages of a child's tool listing read.
+const MAX_PAGES: usize = 100;
+
+/// Every tool the lane's child lists (all pages), asked on a call of the gateway's own with the
+/// client's envelope (for a translated child, after the handshake on its behalf).
+pub(super) async fn list_tools(
+    backend: &Arc<dyn Backend>,
+    era: Era,
+    envelope: &Envelope,
+    grace: Duration,
+) -> Result<Vec<Value>, String> {
+    let mut call = Call::open(backend, grace).map_err(|e| e.to_string())?;
+    if era == Era::Handshake {
+        handshake(&mut call, envelope).await.map_err(|(_, m)| m)?;
+    }
+    let mut tools = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let mut params = json!({});
+        if era == Era::Stateless {
+            params["_meta"] = json!({
+                modern::PROTOCOL_VERSION_KEY: envelope.version,
+                modern::CLIENT_CAPABILITIES_KEY: envelope.capabilities,
+            });
+            if let Some(info) = &envelope.client_info {
+                params["_meta"][modern::CLIENT_INFO_KEY] = info.clone();
+            }
+        }
+        if let Some(c) = cursor.take() {
+            params["cursor"] = c.into();
+        }
+        let line = jsonrpc::message(Some(CALL_ID), "tools/list", Some(&params));
+        send(&call, line).await.map_err(|(_, m)| m)?;
+        let answer = tokio::time::timeout(PROBE_TIMEOUT, call.answer_to(CALL_ID)).await;
+        let Some((text, _)) = answer.ok().flatten() else {
+            return Err("no answer to tools/list".into());
+        };
+        let v: Value = serde_json::from_str(&text).unwrap_or_default();
+        if let Some(e) = v.get("error") {
+            return Err(format!("tools/list failed: {}", e["message"]));
+        }
+        if let Some(page) = v["result"]["tools"].as_array() {
+            tools.extend(page.iter().cloned());
+        }
+        match v["result"]["nextCursor"].as_str() {
+            Some(c) if !c.is_empty() => cursor = Some(c.to_string()),
+            _ => return Ok(tools),
+        }
+    }
+    Ok(tools)
+}
