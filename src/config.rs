@@ -78,6 +78,11 @@ pub struct BridgeOAuth {
     pub client_metadata_url: Option<String>,
     /// The client-credentials grant (machines) instead of the authorization code flow.
     pub client_credentials: bool,
+    /// `--oauth-private-key`: a PEM private key; the pre-registered client then authenticates
+    /// with signed JWTs (`private_key_jwt`) instead of a secret.
+    pub private_key: Option<String>,
+    /// `--oauth-signing-alg`: the JWT algorithm for that key (default: the key's own).
+    pub signing_alg: Option<String>,
     /// Scopes to ask for when the remote does not say.
     pub scopes: Vec<String>,
     /// The command that opens the authorization URL (`--oauth-browser`).

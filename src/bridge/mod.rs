@@ -143,7 +143,8 @@ pub async fn run(config: BridgeConfig, shutdown: CancellationToken) -> anyhow::R
         .build()?;
     let (out, out_rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_stdout(out_rx));
-    let oauth = oauth::OAuthClient::new(config.oauth.clone(), &config.url);
+    let oauth = oauth::OAuthClient::new(config.oauth.clone(), &config.url)
+        .map_err(|e| anyhow::anyhow!("--oauth-private-key: {e}"))?;
     let bridge = Arc::new(Bridge {
         oauth,
         config,

@@ -28,9 +28,20 @@ pub struct BridgeArgs {
     pub oauth_client_metadata_url: Option<String>,
 
     /// Use the client-credentials grant (a machine, with --oauth-client-id and
-    /// --oauth-client-secret) instead of the browser.
+    /// --oauth-client-secret or --oauth-private-key) instead of the browser.
     #[arg(long, env = "AAREGURU_MCP_OAUTH_CLIENT_CREDENTIALS")]
     pub oauth_client_credentials: bool,
+
+    /// A PEM private key (EC, Ed25519 or RSA) of the pre-registered --oauth-client-id: the
+    /// bridge authenticates to the token endpoint with a JWT it signs (private_key_jwt, RFC
+    /// 7523) instead of a client secret.
+    #[arg(long, env = "AAREGURU_MCP_OAUTH_PRIVATE_KEY", value_name = "FILE")]
+    pub oauth_private_key: Option<std::path::PathBuf>,
+
+    /// The JWT algorithm for --oauth-private-key (ES256, ES384, EdDSA, RS256, PS256, …;
+    /// default: the one the key's kind takes).
+    #[arg(long, env = "AAREGURU_MCP_OAUTH_SIGNING_ALG")]
+    pub oauth_signing_alg: Option<String>,
 
     /// Port of the loopback listener for the authorization redirect (default: any free one).
     #[arg(long, env = "AAREGURU_MCP_OAUTH_REDIRECT_PORT", default_value_t = 0)]
@@ -75,10 +86,26 @@ pub(super) fn bridge_config(
     if let Some(key) = api_keys.iter().map(|k| k.trim()).find(|k| !k.is_empty()) {
         headers.push(("authorization".into(), format!("Bearer {key}")));
     }
+    let private_key = match &args.oauth_private_key {
+        Some(path) => {
+            if shared.client_id.is_none() {
+                bail!(
+                    "--oauth-private-key needs --oauth-client-id (the client the key belongs to)"
+                );
+            }
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("cannot read --oauth-private-key {}: {e}", path.display())
+            })?;
+            Some(pem)
+        }
+        None => None,
+    };
     if args.oauth_client_credentials
-        && (shared.client_id.is_none() || shared.client_secret.is_none())
+        && (shared.client_id.is_none() || (shared.client_secret.is_none() && private_key.is_none()))
     {
-        bail!("--oauth-client-credentials needs --oauth-client-id and --oauth-client-secret");
+        bail!(
+            "--oauth-client-credentials needs --oauth-client-id and --oauth-client-secret or --oauth-private-key"
+        );
     }
     if args.oauth_timeout.is_zero() {
         bail!("--oauth-timeout must be greater than zero");
@@ -88,6 +115,8 @@ pub(super) fn bridge_config(
         client_secret: shared.client_secret.cloned(),
         client_metadata_url: args.oauth_client_metadata_url.clone(),
         client_credentials: args.oauth_client_credentials,
+        private_key,
+        signing_alg: args.oauth_signing_alg.clone(),
         scopes: shared
             .scopes
             .iter()

@@ -4,7 +4,8 @@ SDK — initialize, list the tools, call each tool the scenario offers — answe
 authorization headlessly (tests/support/oidc/browser.py follows the redirects).
 
 The scenario's context (MCP_CONFORMANCE_CONTEXT) may carry pre-registered client credentials
-or a client metadata URL; they become the bridge's flags.
+(a secret, or a private key for private_key_jwt) or a client metadata URL; they become the
+bridge's flags.
 
 Usage (by the suite): python conformance_client.py BIN URL
 """
@@ -33,6 +34,14 @@ def bridge_args() -> list[str]:
         args += ["--oauth-client-id", context["client_id"]]
     if context.get("client_secret"):
         args += ["--oauth-client-secret", context["client_secret"]]
+    if context.get("private_key_pem"):
+        # private_key_jwt: the bridge signs its client assertions with this key.
+        fd, key_file = tempfile.mkstemp(suffix=".pem")
+        with os.fdopen(fd, "w") as f:
+            f.write(context["private_key_pem"])
+        args += ["--oauth-private-key", key_file]
+        if context.get("signing_algorithm"):
+            args += ["--oauth-signing-alg", context["signing_algorithm"]]
     if "client-credentials" in scenario:
         args.append("--oauth-client-credentials")
     # This host's Client ID Metadata Document (the suite's authorization server expects this

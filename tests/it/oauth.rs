@@ -659,3 +659,66 @@ async fn the_bridge_authorizes_over_sse_and_reuses_its_registration() {
         "the registration was reused"
     );
 }
+
+/// A machine with a key instead of a secret: the bridge authenticates to oidc-provider's token
+/// endpoint with JWTs it signs (private_key_jwt) and gets tokens by the client-credentials
+/// grant; a key the authorization server does not know gets the host a clear error.
+#[tokio::test]
+async fn the_bridge_authenticates_a_machine_with_its_key() {
+    let auth = AuthServer::start(json!({"clients": [
+        {"client_id": "keyed", "auth": "private_key_jwt"},
+        {"client_id": "stranger", "auth": "private_key_jwt"},
+    ]}))
+    .await;
+    let fake = FakeUpstream::start(Behaviour::Normal).await;
+    let gw = Gateway::start(
+        &["--oauth-issuer", &auth.issuer, "--oauth-scope", "mcp:tools"],
+        &[("AAREGURU_BASE_URL", &fake.base_url())],
+    )
+    .await;
+    let key = auth.dir.0.join("client-keyed.pem");
+    let bridge = |id: &str, key: &std::path::Path| {
+        let store = crate::infra::TempDir::new("bridge-keyed");
+        let args = [
+            "--oauth-client-credentials",
+            "--oauth-client-id",
+            id,
+            "--oauth-private-key",
+            key.to_str().unwrap(),
+        ];
+        let spawned = spawn_bridge(&gw.url("/mcp"), "false", &store.0, &args);
+        (store, spawned)
+    };
+
+    let (_store, (_child, mut stdin, mut stdout)) = bridge("keyed", &key);
+    let r = ask(&mut stdin, &mut stdout, initialize_message()).await;
+    assert_eq!(r["result"]["serverInfo"]["name"], "aareguru-mcp", "{r}");
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "get_flow_danger_level", "arguments": {"city": "thun"}}});
+    let r = ask(&mut stdin, &mut stdout, call).await;
+    assert_eq!(
+        r["result"]["structuredContent"]["station"]["slug"], "thun",
+        "{r}"
+    );
+
+    // Another client's key: the authorization server refuses the assertion.
+    let (_store, (_child, mut stdin, mut stdout)) = bridge("stranger", &key);
+    let r = ask(&mut stdin, &mut stdout, initialize_message()).await;
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("refused the token request"), "{r}");
+
+    // A file that is no key: the bridge says so and stops at once.
+    let junk = auth.dir.0.join("junk.pem");
+    std::fs::write(&junk, "not a key").unwrap();
+    let out = tokio::process::Command::new(crate::util::BIN)
+        .args(["--connect", &gw.url("/mcp"), "--oauth-client-credentials"])
+        .args(["--oauth-client-id", "keyed", "--oauth-private-key"])
+        .arg(&junk)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a PEM"), "{stderr}");
+}

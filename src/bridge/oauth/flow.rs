@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{
     OAuthClient,
+    assertion::ASSERTION_TYPE,
     discovery::Discovered,
     now,
     store::{ClientInfo, Tokens},
@@ -32,6 +33,12 @@ fn random() -> String {
 }
 
 impl OAuthClient {
+    /// How the pre-registered client authenticates when that is not up to the server's list:
+    /// with its key (`private_key_jwt`) when it has one.
+    fn own_auth_method(&self) -> Option<String> {
+        self.signer.as_ref().map(|_| "private_key_jwt".to_string())
+    }
+
     /// The client to use at `found`'s authorization server, registering one if needed.
     async fn client(
         &self,
@@ -54,7 +61,9 @@ impl OAuthClient {
             return Ok(ClientInfo {
                 client_id: id.clone(),
                 client_secret: self.config.client_secret.clone(),
-                auth_method: method(self.config.client_secret.is_some()),
+                auth_method: self
+                    .own_auth_method()
+                    .unwrap_or_else(|| method(self.config.client_secret.is_some())),
                 issuer: server.issuer.clone(),
                 redirect_uri: redirect_uri.map(str::to_string),
             });
@@ -140,6 +149,13 @@ impl OAuthClient {
                 form.push(("client_id", client.client_id.clone()));
                 form.push(("client_secret", secret.clone()));
             }
+            ("private_key_jwt", _) if let Some(signer) = &self.signer => {
+                // The audience is the authorization server, named by its issuer.
+                let jwt = signer.assertion(&client.client_id, &found.server.issuer)?;
+                form.push(("client_id", client.client_id.clone()));
+                form.push(("client_assertion_type", ASSERTION_TYPE.to_string()));
+                form.push(("client_assertion", jwt));
+            }
             _ => form.push(("client_id", client.client_id.clone())),
         }
         let r = req
@@ -211,11 +227,13 @@ impl OAuthClient {
             (Some(id), _) => ClientInfo {
                 client_id: id.clone(),
                 client_secret: self.config.client_secret.clone(),
-                auth_method: if self.config.client_secret.is_some() {
-                    "client_secret_basic".into()
-                } else {
-                    "none".into()
-                },
+                auth_method: self.own_auth_method().unwrap_or_else(|| {
+                    if self.config.client_secret.is_some() {
+                        "client_secret_basic".into()
+                    } else {
+                        "none".into()
+                    }
+                }),
                 issuer: found.server.issuer.clone(),
                 redirect_uri: None,
             },

@@ -10,6 +10,7 @@
 //!
 //! Owns: the bridge's tokens. Must not touch: MCP messages.
 
+pub mod assertion;
 pub mod discovery;
 mod flow;
 pub mod store;
@@ -32,6 +33,8 @@ pub const MAX_ATTEMPTS: usize = 3;
 
 pub struct OAuthClient {
     config: BridgeOAuth,
+    /// Signs client assertions (`--oauth-private-key`).
+    signer: Option<assertion::Signer>,
     server_url: String,
     http: reqwest::Client,
     store: Store,
@@ -52,10 +55,20 @@ fn now() -> u64 {
 }
 
 impl OAuthClient {
-    pub fn new(config: BridgeOAuth, server_url: &str) -> OAuthClient {
+    /// Fails when `--oauth-private-key` cannot sign.
+    pub fn new(config: BridgeOAuth, server_url: &str) -> Result<OAuthClient, String> {
+        let signer = config
+            .private_key
+            .as_deref()
+            .map(|pem| assertion::Signer::new(pem, config.signing_alg.as_deref()))
+            .transpose()?;
+        if let (Some(s), Some(id)) = (&signer, &config.client_id) {
+            tracing::info!(client_id = %id, alg = ?s.alg(), "the OAuth client authenticates with signed JWTs (private_key_jwt)");
+        }
         let store = Store::new(config.token_dir.clone(), server_url);
         let saved = store.load();
-        OAuthClient {
+        Ok(OAuthClient {
+            signer,
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
                 .timeout(Duration::from_secs(30))
@@ -69,7 +82,7 @@ impl OAuthClient {
             scopes: Mutex::new(None),
             flow: tokio::sync::Mutex::new(()),
             config,
-        }
+        })
     }
 
     /// The access token as it is now (no refresh).
@@ -196,6 +209,7 @@ mod tests {
             },
             "http://h/mcp",
         )
+        .unwrap()
     }
 
     #[test]

@@ -5,13 +5,16 @@
 // Usage: node server.mjs DIR
 //   DIR/config.json (read): {"port": 0, "ttl": 300, "alg": "RS256", "opaque": false,
 //                            "scopes": ["mcp:tools", "mcp:admin"],
-//                            "clients": [{"client_id", "client_secret", "scope"}]}
+//                            "clients": [{"client_id", "client_secret", "scope", "auth"}]}
+//                            (a client with "auth": "private_key_jwt" gets an EC P-256 key pair: its
+//                            public half registered, its private half written to
+//                            DIR/client-<client_id>.pem for the client to sign with)
 //   DIR/keys.json (read if present, else written): the signing keys as private JWKs (a restart
 //                            with the file removed rotates them).
 //   DIR/pems.json (written): {kid: {"alg", "pem"}} the same private keys as PKCS#8 PEM, so a test
 //                            can sign tokens of its own with the issuer's real keys.
 // Prints "listening on http://127.0.0.1:PORT" once ready.
-import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Provider from 'oidc-provider';
@@ -51,6 +54,13 @@ await new Promise((resolve) => server.listen(config.port || 0, '127.0.0.1', reso
 const issuer = `http://127.0.0.1:${server.address().port}`;
 const scopes = config.scopes || ['mcp:tools', 'mcp:admin'];
 
+function clientKeys(c) {
+  if (c.auth !== 'private_key_jwt') return {};
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  writeFileSync(join(dir, `client-${c.client_id}.pem`), privateKey.export({ format: 'pem', type: 'pkcs8' }));
+  return { jwks: { keys: [createPublicKey(privateKey).export({ format: 'jwk' })] } };
+}
+
 const provider = new Provider(issuer, {
   clients: (config.clients || []).map((c) => ({
     client_id: c.client_id,
@@ -60,6 +70,7 @@ const provider = new Provider(issuer, {
     response_types: [],
     token_endpoint_auth_method: c.auth || 'client_secret_post',
     scope: c.scope || scopes.join(' '),
+    ...clientKeys(c),
   })),
   jwks: { keys },
   scopes: ['openid', 'offline_access', ...scopes],
