@@ -83,6 +83,12 @@ pub struct BridgeOAuth {
     pub private_key: Option<String>,
     /// `--oauth-signing-alg`: the JWT algorithm for that key (default: the key's own).
     pub signing_alg: Option<String>,
+    /// Cross-app access: the user's ID token from the IdP (`--oauth-id-token-file`), the IdP
+    /// (`--oauth-idp-issuer`) and this app's client there.
+    pub id_token_file: Option<std::path::PathBuf>,
+    pub idp_issuer: Option<String>,
+    pub idp_client_id: Option<String>,
+    pub idp_client_secret: Option<String>,
     /// Scopes to ask for when the remote does not say.
     pub scopes: Vec<String>,
     /// The command that opens the authorization URL (`--oauth-browser`).

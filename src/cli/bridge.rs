@@ -43,6 +43,29 @@ pub struct BridgeArgs {
     #[arg(long, env = "AAREGURU_MCP_OAUTH_SIGNING_ALG")]
     pub oauth_signing_alg: Option<String>,
 
+    /// Cross-app access (enterprise-managed authorization): a file holding the user's ID token
+    /// from the company's identity provider, read at every authorization. The bridge trades it
+    /// at the IdP (--oauth-idp-issuer) for an identity assertion grant and that for an access
+    /// token as the pre-registered --oauth-client-id, instead of opening a browser.
+    #[arg(long, env = "AAREGURU_MCP_OAUTH_ID_TOKEN_FILE", value_name = "FILE")]
+    pub oauth_id_token_file: Option<std::path::PathBuf>,
+
+    /// The identity provider (issuer URL) for --oauth-id-token-file.
+    #[arg(long, env = "AAREGURU_MCP_OAUTH_IDP_ISSUER", value_name = "URL")]
+    pub oauth_idp_issuer: Option<String>,
+
+    /// This app's client id at the identity provider (for the token exchange).
+    #[arg(long, env = "AAREGURU_MCP_OAUTH_IDP_CLIENT_ID")]
+    pub oauth_idp_client_id: Option<String>,
+
+    /// This app's client secret at the identity provider.
+    #[arg(
+        long,
+        env = "AAREGURU_MCP_OAUTH_IDP_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub oauth_idp_client_secret: Option<String>,
+
     /// Port of the loopback listener for the authorization redirect (default: any free one).
     #[arg(long, env = "AAREGURU_MCP_OAUTH_REDIRECT_PORT", default_value_t = 0)]
     pub oauth_redirect_port: u16,
@@ -107,6 +130,18 @@ pub(super) fn bridge_config(
             "--oauth-client-credentials needs --oauth-client-id and --oauth-client-secret or --oauth-private-key"
         );
     }
+    if args.oauth_id_token_file.is_some() {
+        if args.oauth_idp_issuer.is_none() || shared.client_id.is_none() {
+            bail!(
+                "--oauth-id-token-file needs --oauth-idp-issuer and --oauth-client-id (the client pre-registered at the MCP server's authorization server)"
+            );
+        }
+        if args.oauth_client_credentials {
+            bail!(
+                "--oauth-id-token-file and --oauth-client-credentials are two different grants; pick one"
+            );
+        }
+    }
     if args.oauth_timeout.is_zero() {
         bail!("--oauth-timeout must be greater than zero");
     }
@@ -117,6 +152,10 @@ pub(super) fn bridge_config(
         client_credentials: args.oauth_client_credentials,
         private_key,
         signing_alg: args.oauth_signing_alg.clone(),
+        id_token_file: args.oauth_id_token_file.clone(),
+        idp_issuer: args.oauth_idp_issuer.clone(),
+        idp_client_id: args.oauth_idp_client_id.clone(),
+        idp_client_secret: args.oauth_idp_client_secret.clone(),
         scopes: shared
             .scopes
             .iter()

@@ -262,4 +262,58 @@ mod tests {
         assert!(bad(&["--connect", "http://x/mcp", "--header", "nocolon"]).is_err());
         assert!(bad(&["--connect", "http://x/mcp", "--stdio"]).is_err());
     }
+
+    #[test]
+    fn the_bridges_oauth_grants_need_their_pieces() {
+        let config = |args: &[&str]| {
+            let mut all = vec!["aareguru-mcp", "--connect", "http://x/mcp"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.into_config().map_err(|e| e.to_string()))
+        };
+        let err = |args: &[&str]| config(args).unwrap_err();
+        assert!(err(&["--oauth-client-credentials"]).contains("--oauth-client-id"));
+        assert!(
+            err(&["--oauth-private-key", "/nonexistent.pem"]).contains("needs --oauth-client-id")
+        );
+        assert!(
+            err(&[
+                "--oauth-client-id",
+                "c",
+                "--oauth-private-key",
+                "/nonexistent.pem"
+            ])
+            .contains("cannot read")
+        );
+        let xaa = ["--oauth-id-token-file", "/t", "--oauth-client-id", "c"];
+        assert!(err(&xaa).contains("--oauth-idp-issuer"));
+        let both = [
+            &xaa[..],
+            &[
+                "--oauth-idp-issuer",
+                "http://idp",
+                "--oauth-client-credentials",
+                "--oauth-client-secret",
+                "s",
+            ],
+        ]
+        .concat();
+        assert!(err(&both).contains("pick one"));
+        let ok = config(&[&xaa[..], &["--oauth-idp-issuer", "http://idp"]].concat()).unwrap();
+        let Mode::Connect(b) = ok.mode else {
+            panic!("not connect mode")
+        };
+        assert_eq!(b.oauth.idp_issuer.as_deref(), Some("http://idp"));
+        assert!(
+            config(&[
+                "--oauth-client-credentials",
+                "--oauth-client-id",
+                "c",
+                "--oauth-client-secret",
+                "s"
+            ])
+            .is_ok()
+        );
+    }
 }

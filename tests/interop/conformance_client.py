@@ -4,8 +4,8 @@ SDK — initialize, list the tools, call each tool the scenario offers — answe
 authorization headlessly (tests/support/oidc/browser.py follows the redirects).
 
 The scenario's context (MCP_CONFORMANCE_CONTEXT) may carry pre-registered client credentials
-(a secret, or a private key for private_key_jwt) or a client metadata URL; they become the
-bridge's flags.
+(a secret, or a private key for private_key_jwt), a client metadata URL, or an IdP's ID token
+for cross-app access; they become the bridge's flags.
 
 Usage (by the suite): python conformance_client.py BIN URL
 """
@@ -42,6 +42,15 @@ def bridge_args() -> list[str]:
         args += ["--oauth-private-key", key_file]
         if context.get("signing_algorithm"):
             args += ["--oauth-signing-alg", context["signing_algorithm"]]
+    if context.get("idp_id_token"):
+        # Cross-app access: the user's ID token from the IdP, traded there and at the server's
+        # authorization server instead of a browser login.
+        fd, token_file = tempfile.mkstemp(suffix=".jwt")
+        with os.fdopen(fd, "w") as f:
+            f.write(context["idp_id_token"])
+        args += ["--oauth-id-token-file", token_file, "--oauth-idp-issuer", context["idp_issuer"]]
+        if context.get("idp_client_id"):
+            args += ["--oauth-idp-client-id", context["idp_client_id"]]
     if "client-credentials" in scenario:
         args.append("--oauth-client-credentials")
     # This host's Client ID Metadata Document (the suite's authorization server expects this

@@ -171,7 +171,7 @@ fn strings(v: &Value) -> Vec<String> {
 
 /// The authorization server `issuer`'s metadata; with `fallback` (2025-03-26), the default
 /// endpoints when there is none.
-async fn authorization_server(
+pub(super) async fn authorization_server(
     http: &reqwest::Client,
     issuer: &str,
     fallback: bool,

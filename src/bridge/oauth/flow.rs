@@ -40,7 +40,7 @@ impl OAuthClient {
     }
 
     /// The client to use at `found`'s authorization server, registering one if needed.
-    async fn client(
+    pub(super) async fn client(
         &self,
         found: &Discovered,
         redirect_uri: Option<&str>,
@@ -133,7 +133,7 @@ impl OAuthClient {
     }
 
     /// POSTs `form` to the token endpoint with the client's authentication.
-    async fn token_request(
+    pub(super) async fn token_request(
         &self,
         found: &Discovered,
         client: &ClientInfo,

@@ -4,7 +4,7 @@
 //! dynamic registration), then a token — the authorization code flow with PKCE and the
 //! `resource` parameter through a loopback redirect listener and the user's browser
 //! (`--oauth-browser`; the URL is printed to stderr too), or the client-credentials grant for
-//! machines — keep it per remote ([`store`]), refresh it before it expires, and step up on
+//! machines, or the enterprise IdP's cross-app access ([`enterprise`]) — keep it per remote ([`store`]), refresh it before it expires, and step up on
 //! `insufficient_scope`. The host never sees any of this: its request waits, or fails with a
 //! JSON-RPC error saying why.
 //!
@@ -12,6 +12,7 @@
 
 pub mod assertion;
 pub mod discovery;
+mod enterprise;
 mod flow;
 pub mod store;
 
@@ -149,6 +150,7 @@ impl OAuthClient {
         let mut scope = self.scope_for(&challenge, &found, status == 403);
         // A refresh token where the authorization server offers them (for the browser flow).
         if !self.config.client_credentials
+            && self.config.id_token_file.is_none()
             && found
                 .server
                 .scopes_supported
@@ -163,6 +165,8 @@ impl OAuthClient {
         *self.scopes.lock().unwrap() = scope.clone();
         let tokens = if self.config.client_credentials {
             self.client_credentials(&found, scope.as_deref()).await?
+        } else if self.config.id_token_file.is_some() {
+            self.cross_app(&found, scope.as_deref()).await?
         } else {
             self.authorization_code(&found, scope.as_deref()).await?
         };
