@@ -3,9 +3,10 @@
 //! `--oauth-client-id`, a Client ID Metadata Document with `--oauth-client-metadata-url`, or
 //! dynamic registration), then a token — the authorization code flow with PKCE and the
 //! `resource` parameter through a loopback redirect listener and the user's browser
-//! (`--oauth-browser`; the URL is printed to stderr too), or the client-credentials grant for
-//! machines, or the enterprise IdP's cross-app access ([`enterprise`]) — keep it per remote ([`store`]), refresh it before it expires, and step up on
-//! `insufficient_scope`. The host never sees any of this: its request waits, or fails with a
+//! (`--oauth-browser`; the URL is printed to stderr too), the client-credentials grant for
+//! machines (with a secret, or a key: [`assertion`]), or the enterprise IdP's cross-app access
+//! ([`enterprise`]) — keep it per remote ([`store`]), refresh it before it expires, and step up
+//! on `insufficient_scope`. The host never sees any of this: its request waits, or fails with a
 //! JSON-RPC error saying why.
 //!
 //! Owns: the bridge's tokens. Must not touch: MCP messages.
