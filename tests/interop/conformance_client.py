@@ -26,6 +26,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BROWSER = f"{sys.executable} {os.path.join(HERE, '..', 'support', 'oidc', 'browser.py')}"
 
 
+def temp_file(suffix: str, text: str) -> str:
+    """A new file (readable by this user only) holding `text`; its path."""
+    fd, path = tempfile.mkstemp(suffix=suffix)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
 def bridge_args() -> list[str]:
     context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
     scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
@@ -36,18 +44,13 @@ def bridge_args() -> list[str]:
         args += ["--oauth-client-secret", context["client_secret"]]
     if context.get("private_key_pem"):
         # private_key_jwt: the bridge signs its client assertions with this key.
-        fd, key_file = tempfile.mkstemp(suffix=".pem")
-        with os.fdopen(fd, "w") as f:
-            f.write(context["private_key_pem"])
-        args += ["--oauth-private-key", key_file]
+        args += ["--oauth-private-key", temp_file(".pem", context["private_key_pem"])]
         if context.get("signing_algorithm"):
             args += ["--oauth-signing-alg", context["signing_algorithm"]]
     if context.get("idp_id_token"):
         # Cross-app access: the user's ID token from the IdP, traded there and at the server's
         # authorization server instead of a browser login.
-        fd, token_file = tempfile.mkstemp(suffix=".jwt")
-        with os.fdopen(fd, "w") as f:
-            f.write(context["idp_id_token"])
+        token_file = temp_file(".jwt", context["idp_id_token"])
         args += ["--oauth-id-token-file", token_file, "--oauth-idp-issuer", context["idp_issuer"]]
         if context.get("idp_client_id"):
             args += ["--oauth-idp-client-id", context["idp_client_id"]]

@@ -8,9 +8,7 @@
 //!
 //! Owns: the two exchanges. Must not touch: MCP messages.
 
-use serde_json::Value;
-
-use super::{OAuthClient, discovery, discovery::Discovered, store::Tokens};
+use super::{OAuthClient, discovery, discovery::Discovered, flow::post_form, store::Tokens};
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
@@ -71,23 +69,7 @@ impl OAuthClient {
             (Some(id), None) => form.push(("client_id", id.clone())),
             _ => {}
         }
-        let r = req
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| format!("token exchange at the identity provider: {e}"))?;
-        let status = r.status();
-        let answer: Value = r.json().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(format!(
-                "the identity provider refused the token exchange (HTTP {}): {}",
-                status.as_u16(),
-                answer["error_description"]
-                    .as_str()
-                    .or(answer["error"].as_str())
-                    .unwrap_or("")
-            ));
-        }
+        let answer = post_form(req, &form, "the identity provider", "token exchange").await?;
         if let Some(kind) = answer["issued_token_type"].as_str()
             && kind != ID_JAG
         {

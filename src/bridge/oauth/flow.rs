@@ -32,6 +32,33 @@ fn random() -> String {
     )
 }
 
+/// POSTs `form` to a token endpoint; its JSON answer, or why `who` refused the `what`.
+pub(super) async fn post_form(
+    req: reqwest::RequestBuilder,
+    form: &[(&str, String)],
+    who: &str,
+    what: &str,
+) -> Result<Value, String> {
+    let r = req
+        .form(form)
+        .send()
+        .await
+        .map_err(|e| format!("{what} at {who}: {e}"))?;
+    let status = r.status();
+    let answer: Value = r.json().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(format!(
+            "{who} refused the {what} (HTTP {}): {}",
+            status.as_u16(),
+            answer["error_description"]
+                .as_str()
+                .or(answer["error"].as_str())
+                .unwrap_or("")
+        ));
+    }
+    Ok(answer)
+}
+
 impl OAuthClient {
     /// How the pre-registered client authenticates when that is not up to the server's list:
     /// with its key (`private_key_jwt`) when it has one.
@@ -158,23 +185,7 @@ impl OAuthClient {
             }
             _ => form.push(("client_id", client.client_id.clone())),
         }
-        let r = req
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| format!("token request: {e}"))?;
-        let status = r.status();
-        let answer: Value = r.json().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(format!(
-                "the authorization server refused the token request (HTTP {}): {}",
-                status.as_u16(),
-                answer["error_description"]
-                    .as_str()
-                    .or(answer["error"].as_str())
-                    .unwrap_or("")
-            ));
-        }
+        let answer = post_form(req, &form, "the authorization server", "token request").await?;
         let access_token = answer["access_token"]
             .as_str()
             .ok_or("the token answer has no access_token")?
