@@ -22,7 +22,7 @@ impl Cluster {
             let lapsed = match self.directory.heartbeat(&self.me, REPLICA_TTL).await {
                 Ok(lapsed) => lapsed,
                 Err(e) => {
-                    self.redis_failed(&e);
+                    self.redis_unreachable(&e);
                     continue;
                 }
             };

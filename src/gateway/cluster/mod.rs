@@ -228,7 +228,22 @@ impl Cluster {
         h.tried && !h.up
     }
 
+    /// A Redis call failed. A call that only timed out while Redis is up does not take it down:
+    /// on a busy machine one answer can miss its deadline while Redis is fine, and taking it
+    /// down would refuse every session not seen lately until the next heartbeat. The
+    /// heartbeat's own failures, timeouts included, decide that ([`Cluster::redis_unreachable`]).
     fn redis_failed(&self, e: &redis::RedisError) {
+        if e.is_timeout() && self.redis_up() {
+            self.metrics.redis_errors.inc();
+            self.redis_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(error = %e, "a Redis call timed out");
+            return;
+        }
+        self.redis_unreachable(e);
+    }
+
+    /// Redis counts as down until a heartbeat reaches it again.
+    fn redis_unreachable(&self, e: &redis::RedisError) {
         self.metrics.redis_errors.inc();
         self.redis_errors.fetch_add(1, Ordering::Relaxed);
         self.metrics.redis_up.set(0);
@@ -247,7 +262,14 @@ impl Cluster {
             // Known to be away (the heartbeat notices its return): no wait for a timeout.
             Err(None)
         } else {
-            self.directory.get(id).await.map_err(Some)
+            match self.directory.get(id).await {
+                // Late once (a busy machine): ask again before refusing the request.
+                Err(e) if e.is_timeout() && self.recent.get(id).is_none() => {
+                    self.redis_failed(&e);
+                    self.directory.get(id).await.map_err(Some)
+                }
+                asked => asked.map_err(Some),
+            }
         };
         let entry = match asked {
             Ok(entry) => {
