@@ -126,6 +126,20 @@ pub struct Envelope {
     pub progress: bool,
 }
 
+impl Envelope {
+    /// The envelope as a request's `params._meta` (version, capabilities, client info).
+    pub fn meta(&self) -> Value {
+        let mut meta = json!({
+            PROTOCOL_VERSION_KEY: self.version,
+            CLIENT_CAPABILITIES_KEY: self.capabilities,
+        });
+        if let Some(info) = &self.client_info {
+            meta[CLIENT_INFO_KEY] = info.clone();
+        }
+        meta
+    }
+}
+
 /// The revision's checks on one request, first failure wins: the envelope in `params._meta`
 /// (-32602), then — with `header` (an HTTP request's headers by lowercase name) —
 /// `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` against the body (-32020), then the

@@ -23,12 +23,8 @@ impl OAuthClient {
         scope: Option<&str>,
     ) -> Result<Tokens, String> {
         let grant = self.identity_assertion(found, scope).await?;
-        let client = self.client(found, None).await?;
-        let mut form = vec![("grant_type", JWT_BEARER.to_string()), ("assertion", grant)];
-        if let Some(s) = scope {
-            form.push(("scope", s.to_string()));
-        }
-        self.token_request(found, &client, form).await
+        let form = vec![("grant_type", JWT_BEARER.to_string()), ("assertion", grant)];
+        self.grant(found, form, scope).await
     }
 
     /// The IdP's identity assertion grant for `found`'s authorization server and resource.

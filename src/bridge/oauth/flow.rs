@@ -203,8 +203,18 @@ impl OAuthClient {
         found: &Discovered,
         scope: Option<&str>,
     ) -> Result<Tokens, String> {
+        let form = vec![("grant_type", "client_credentials".to_string())];
+        self.grant(found, form, scope).await
+    }
+
+    /// A grant without a browser (`form`, plus `scope`) as the client, at the token endpoint.
+    pub(super) async fn grant(
+        &self,
+        found: &Discovered,
+        mut form: Vec<(&str, String)>,
+        scope: Option<&str>,
+    ) -> Result<Tokens, String> {
         let client = self.client(found, None).await?;
-        let mut form = vec![("grant_type", "client_credentials".to_string())];
         if let Some(s) = scope {
             form.push(("scope", s.to_string()));
         }

@@ -35,17 +35,26 @@ pub(super) enum Era {
     Handshake,
 }
 
+/// The gateway's own envelope, for what it asks a lane child itself: the newest revision, no
+/// capabilities.
+fn own_envelope() -> Envelope {
+    Envelope {
+        version: version::MODERN[version::MODERN.len() - 1].to_string(),
+        capabilities: json!({}),
+        client_info: Some(
+            json!({"name": "aareguru-mcp-gateway", "version": env!("CARGO_PKG_VERSION")}),
+        ),
+        progress: false,
+    }
+}
+
 /// Asks a fresh lane child `server/discover`: an answer naming a stateless revision means it
 /// speaks it; an error, silence or anything else means the handshake era.
 pub(super) async fn probe(backend: &Arc<dyn Backend>, grace: Duration) -> Era {
     let Ok(mut call) = Call::open(backend, grace) else {
         return Era::Handshake;
     };
-    let params = json!({"_meta": {
-        modern::PROTOCOL_VERSION_KEY: version::MODERN[version::MODERN.len() - 1],
-        modern::CLIENT_CAPABILITIES_KEY: {},
-        modern::CLIENT_INFO_KEY: {"name": "aareguru-mcp-gateway", "version": env!("CARGO_PKG_VERSION")},
-    }});
+    let params = json!({"_meta": own_envelope().meta()});
     let line = jsonrpc::message(Some(CALL_ID), "server/discover", Some(&params));
     if call.send(line).await.is_err() {
         return Era::Handshake;
@@ -85,15 +94,7 @@ pub(super) async fn keep(backend: &Arc<dyn Backend>, grace: Duration, stop: Canc
     let Ok(mut call) = Call::open(backend, grace) else {
         return;
     };
-    let envelope = Envelope {
-        version: version::MODERN[version::MODERN.len() - 1].to_string(),
-        capabilities: json!({}),
-        client_info: Some(
-            json!({"name": "aareguru-mcp-gateway", "version": env!("CARGO_PKG_VERSION")}),
-        ),
-        progress: false,
-    };
-    if let Err((_, e)) = handshake(&mut call, &envelope).await {
+    if let Err((_, e)) = handshake(&mut call, &own_envelope()).await {
         tracing::warn!(error = %e, "stateless lane: the MCP server's handshake failed; each request retries it");
         return;
     }
@@ -231,13 +232,7 @@ pub(super) async fn list_tools(
     for _ in 0..MAX_PAGES {
         let mut params = json!({});
         if era == Era::Stateless {
-            params["_meta"] = json!({
-                modern::PROTOCOL_VERSION_KEY: envelope.version,
-                modern::CLIENT_CAPABILITIES_KEY: envelope.capabilities,
-            });
-            if let Some(info) = &envelope.client_info {
-                params["_meta"][modern::CLIENT_INFO_KEY] = info.clone();
-            }
+            params["_meta"] = envelope.meta();
         }
         if let Some(c) = cursor.take() {
             params["cursor"] = c.into();
