@@ -27,7 +27,8 @@
 //! `--gw-args "--prespawn 100"` passes more flags to the gateway, `--child-command "npx -y
 //! @modelcontextprotocol/server-everything"` wraps another server (with `--child everything`,
 //! whose `echo` tool answers `Echo: …`), `--settle 3` waits before the sessions start (a warm
-//! pool fills); `FIXTURE_START_MS=300` in the environment makes the fixture slow to start.
+//! pool fills); `FIXTURE_START_MS=300` in the environment makes the fixture slow to start (loadgen passes
+//! `FIXTURE_*` on to the children with `--child-env`).
 //!
 //! Children: `echo` (examples/fixture_server, measures the relay itself) or `aareguru` (this
 //! project's server, against the fake upstream started in-process; the payload is an unknown
@@ -216,6 +217,7 @@ async fn start_gateway(o: &Opts) -> (tokio::process::Child, String) {
     ])
     .args(["--max-sessions", "20000", "--base-url", &o.upstream])
     .args(["--backend", &o.backend])
+    .args(["--child-env", "FIXTURE_*"])
     .args(&o.gw_args)
     .stdin(Stdio::null())
     .stdout(Stdio::null())

@@ -144,6 +144,9 @@ pub struct ChildCommand {
     pub args: Vec<String>,
     /// Extra environment for the child.
     pub env: Vec<(String, String)>,
+    /// Variables of the gateway's environment the child inherits beyond the default list
+    /// (names, or globs with `*`).
+    pub inherit_env: Vec<String>,
     /// Working directory of the child (`None`: the gateway's).
     pub cwd: Option<std::path::PathBuf>,
 }

@@ -13,6 +13,7 @@ use crate::config::{
     Backend, ChildCommand, GatewayConfig, LogFormat, OAuthConfig, ServerConfig, ToolFilter,
     UpstreamConfig,
 };
+use crate::gateway::backend::sandbox;
 
 /// Gateway flags (`--sse`).
 #[derive(Debug, clap::Args)]
@@ -179,6 +180,18 @@ pub struct GatewayArgs {
     #[arg(long, env = "AAREGURU_MCP_RATE_BURST")]
     pub rate_burst: Option<u32>,
 
+    /// Variables of the gateway's environment that child servers inherit (repeatable or
+    /// comma-separated; names, or globs such as `LC_*`). Children get only HOME, LOGNAME, PATH,
+    /// SHELL, TERM and USER otherwise, never the gateway's settings and secrets; no glob
+    /// matches the gateway's own `AAREGURU_*` variables (name one exactly to pass it).
+    #[arg(
+        long = "child-env",
+        env = "AAREGURU_MCP_CHILD_ENV",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub child_env: Vec<String>,
+
     /// On SIGINT/SIGTERM, how long children get to exit before they are killed.
     #[arg(long, env = "AAREGURU_MCP_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -211,12 +224,13 @@ pub(super) struct ChildSettings<'a> {
 }
 
 pub(super) fn gateway_config(
-    g: GatewayArgs,
+    mut g: GatewayArgs,
     command: Vec<String>,
     settings: ChildSettings,
 ) -> anyhow::Result<GatewayConfig> {
     let bind = SocketAddr::new(listen_ip(&g.host)?, g.port);
     let builtin_child = command.is_empty();
+    let inherit_env = child_env(std::mem::take(&mut g.child_env))?;
     let child = if builtin_child {
         builtin_command(&settings)?
     } else {
@@ -225,6 +239,7 @@ pub(super) fn gateway_config(
             arg0: None,
             args: command[1..].to_vec(),
             env: vec![],
+            inherit_env: inherit_env.clone(),
             cwd: None,
         }
     };
@@ -428,6 +443,8 @@ fn builtin_command(s: &ChildSettings) -> anyhow::Result<ChildCommand> {
         // Per-session lifecycle chatter from hundreds of children drowns the gateway's own
         // log; children report warnings and errors unless the operator asks for more.
         cwd: None,
+        // Everything it needs is in its arguments.
+        inherit_env: vec![],
         env: vec![(
             "RUST_LOG".into(),
             if s.log_level == "info" {
@@ -437,6 +454,19 @@ fn builtin_command(s: &ChildSettings) -> anyhow::Result<ChildCommand> {
             },
         )],
     })
+}
+
+/// `--child-env`: names and globs, checked.
+fn child_env(names: Vec<String>) -> anyhow::Result<Vec<String>> {
+    let names: Vec<String> = names
+        .into_iter()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if let Some(bad) = names.iter().find(|n| !sandbox::valid_pattern(n)) {
+        bail!("--child-env {bad:?}: give variable names (letters, digits, '_'), or globs with '*'");
+    }
+    Ok(names)
 }
 
 /// The backend (with its default) and the session limit that goes with it.

@@ -51,6 +51,10 @@ struct GatewaySettings {
     tools: Option<Tools>,
     #[serde(default)]
     env_from_headers: BTreeMap<String, HeaderSpec>,
+    /// Variables of the gateway's environment the server's children inherit (names or `*`
+    /// globs), beside the default list; added to `--child-env` and the file's defaults.
+    #[serde(default)]
+    inherit_env: Vec<String>,
 }
 
 #[derive(Deserialize, Clone, Default)]
@@ -198,6 +202,16 @@ fn server(
         env.push((k, v));
     }
     let settings = e.gateway.unwrap_or_default();
+    let mut inherit_env = base.child.inherit_env.clone();
+    for pattern in defaults.inherit_env.iter().chain(&settings.inherit_env) {
+        let pattern = pattern.trim();
+        if !crate::gateway::backend::sandbox::valid_pattern(pattern) {
+            bail!("inheritEnv: {pattern:?} is not a variable name or a glob with '*'");
+        }
+        if !inherit_env.iter().any(|p| p == pattern) {
+            inherit_env.push(pattern.to_string());
+        }
+    }
     let builtin = is_this_program(&command) && e.args.iter().any(|a| a == "--stdio");
     // This program's own server runs in process unless its entry says otherwise; the file's
     // default backend is for the others.
@@ -274,6 +288,7 @@ fn server(
             arg0: None,
             args: e.args,
             env,
+            inherit_env,
             cwd: e.cwd.map(Into::into),
         },
         builtin,
@@ -408,6 +423,7 @@ mod tests {
                 arg0: None,
                 args: vec![],
                 env: vec![],
+                inherit_env: vec!["LANG".into()],
                 cwd: None,
             },
             builtin: true,
@@ -498,6 +514,32 @@ mod tests {
         assert_eq!(s[2].backend, Backend::InProcess);
         assert_eq!(s[2].upstream.base_url, "http://127.0.0.1:9");
         assert_eq!(s[2].upstream.cache_ttl, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn inherited_environment_adds_up() {
+        let loaded = parse(
+            r#"{"gateway": {"inheritEnv": ["NODE_*"]},
+                "mcpServers": {
+                  "a": {"command": "a"},
+                  "b": {"command": "b", "gateway": {"inheritEnv": ["LC_*", "LANG"]}}
+                }}"#,
+            &base(),
+        )
+        .unwrap();
+        let s = &loaded.servers;
+        // The command line's (--child-env) first, then the file's defaults, then the entry's.
+        assert_eq!(s[0].child.inherit_env, ["LANG", "NODE_*"]);
+        assert_eq!(s[1].child.inherit_env, ["LANG", "NODE_*", "LC_*"]);
+        let e = format!(
+            "{:#}",
+            parse(
+                r#"{"mcpServers": {"a": {"command": "x", "gateway": {"inheritEnv": ["A=B"]}}}}"#,
+                &base()
+            )
+            .unwrap_err()
+        );
+        assert!(e.contains("inheritEnv") && e.contains("A=B"), "{e}");
     }
 
     #[test]

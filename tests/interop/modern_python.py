@@ -153,7 +153,9 @@ async def main() -> None:
         procs.append(gw)
         await aareguru(base, "aareguru/in-process", "native")
         for backend in ["per-session", "shared"]:
-            gw, base = start_gateway(BIN, ["--backend", backend, "--", BIN, "--stdio"], env)
+            gw, base = start_gateway(
+                BIN, ["--backend", backend, "--child-env", "AAREGURU_BASE_URL", "--", BIN, "--stdio"], env
+            )
             procs.append(gw)
             await aareguru(base, f"aareguru/{backend}", "passthrough")
         print("aareguru at 2026-07-28 on every backend (and legacy on the same gateways): ok")

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::{
     fake_upstream::{Behaviour, FakeUpstream},
-    gateway_util::{Gateway, SseClient, example, processes_with, wait_until_gone},
+    gateway_util::{Gateway, McpClient, SseClient, example, processes_with, wait_until_gone},
 };
 
 fn text(reply: &Value) -> String {
@@ -112,7 +112,7 @@ async fn disconnect_terminates_child_and_grandchildren() {
     let marker = format!("{}", 700_000 + std::process::id() % 100_000);
     let fixture = example("fixture_server");
     let gw = Gateway::start(
-        &["--", "sh", "-c", &fixture],
+        &["--child-env", "FIXTURE_*", "--", "sh", "-c", &fixture],
         &[("FIXTURE_GRANDCHILD", "1"), ("FIXTURE_MARKER", &marker)],
     )
     .await;
@@ -747,7 +747,14 @@ async fn sigterm_ends_streams_stops_children_and_exits_zero() {
     let marker = format!("{}", 800_000 + std::process::id() % 100_000);
     let fixture = example("fixture_server");
     let mut gw = Gateway::start(
-        &["--shutdown-grace", "1s", "--", &fixture],
+        &[
+            "--shutdown-grace",
+            "1s",
+            "--child-env",
+            "FIXTURE_*",
+            "--",
+            &fixture,
+        ],
         &[("FIXTURE_GRANDCHILD", "1"), ("FIXTURE_MARKER", &marker)],
     )
     .await;
@@ -872,4 +879,100 @@ async fn metrics_count_sessions_messages_and_spawns() {
     ] {
         assert!(m.contains(needle), "missing {needle:?} in\n{m}");
     }
+}
+
+/// What a child sees of `names` in its environment (the fixture's `env` tool), per name.
+async fn child_env(gw: &Gateway, key: Option<&str>, names: &[&str]) -> Vec<Option<String>> {
+    let mut c = McpClient::new(&gw.url(""));
+    if let Some(k) = key {
+        c.headers.push(("x-api-key".into(), k.into()));
+    }
+    c.initialize().await;
+    let mut seen = vec![];
+    for (i, name) in names.iter().enumerate() {
+        let (status, v) = c.call(i as u64 + 1, "env", json!({"name": name})).await;
+        assert_eq!(status, 200, "{v}");
+        seen.push(
+            v["result"]["structuredContent"]["value"]
+                .as_str()
+                .map(str::to_string),
+        );
+    }
+    seen
+}
+
+/// Children do not inherit the gateway's environment, which holds its settings and secrets:
+/// only the MCP SDKs' short list, what `--child-env` allows (no glob passes the gateway's own
+/// `AAREGURU_*` variables) and the entry's own `env`.
+#[tokio::test]
+async fn children_get_only_the_environment_they_are_given() {
+    let fixture = example("fixture_server");
+    let env = [
+        ("AAREGURU_MCP_API_KEYS", "key-1"),
+        ("AAREGURU_MCP_OAUTH_CLIENT_SECRET", "oauth-secret"),
+        ("AAREGURU_BASE_URL", "http://127.0.0.1:9"),
+        ("CLOUD_TOKEN", "cloud-secret"),
+        ("LC_IT_CHILD", "de_CH"),
+        ("HOME", "/tmp/it-home"),
+    ];
+    let names = [
+        "AAREGURU_MCP_API_KEYS",
+        "AAREGURU_MCP_OAUTH_CLIENT_SECRET",
+        "AAREGURU_BASE_URL",
+        "CLOUD_TOKEN",
+        "LC_IT_CHILD",
+        "HOME",
+    ];
+    let s = |v: &str| Some(v.to_string());
+    for backend in ["per-session", "shared"] {
+        // By default: the short list only.
+        let gw = Gateway::start(&["--backend", backend, "--", &fixture], &env).await;
+        assert_eq!(
+            child_env(&gw, Some("key-1"), &names).await,
+            [None, None, None, None, None, s("/tmp/it-home")],
+            "{backend}"
+        );
+        // Globs, even `*`, never pass the gateway's own settings; an exact name does.
+        let gw = Gateway::start(
+            &[
+                "--backend",
+                backend,
+                "--child-env",
+                "*,AAREGURU_BASE_URL",
+                "--",
+                &fixture,
+            ],
+            &env,
+        )
+        .await;
+        assert_eq!(
+            child_env(&gw, Some("key-1"), &names).await,
+            [
+                None,
+                None,
+                s("http://127.0.0.1:9"),
+                s("cloud-secret"),
+                s("de_CH"),
+                s("/tmp/it-home")
+            ],
+            "{backend}"
+        );
+    }
+    // The same from the environment, and a bad name refused at start.
+    let gw = Gateway::start(
+        &["--", &fixture],
+        &[("AAREGURU_MCP_CHILD_ENV", "LC_*"), ("LC_IT_CHILD", "fr_CH")],
+    )
+    .await;
+    assert_eq!(child_env(&gw, None, &["LC_IT_CHILD"]).await, [s("fr_CH")]);
+    let out = std::process::Command::new(crate::util::BIN)
+        .args(["--sse", "--port", "0", "--child-env", "A=B", "--", "x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--child-env"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

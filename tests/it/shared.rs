@@ -18,7 +18,7 @@ use crate::{
 /// `notifications/initialized`, so a gateway that forwards out of order fails).
 async fn shared_fixture(extra: &[&str]) -> Gateway {
     let fixture = example("fixture_server");
-    let mut args = vec!["--backend", "shared"];
+    let mut args = vec!["--backend", "shared", "--child-env", "FIXTURE_STRICT"];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["--", &fixture]);
     Gateway::start(&args, &[("FIXTURE_STRICT", "1")]).await

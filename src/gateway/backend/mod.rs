@@ -4,6 +4,7 @@
 //! - [`per_session`]: a child process of the session's own ([`process`]).
 //! - [`inprocess`]: the built-in Aareguru server inside the gateway, over an in-memory pipe.
 //! - [`shared`]: one child (or a few) for every session, through the multiplexer [`mux`].
+//! - [`sandbox`]: what a child is given before it runs (its environment).
 //! - [`own`]: the relay both "own server" backends use (line for line, with in-flight tracking).
 //! - [`api`]: the traits between the session table and the backends; [`children`]: what a
 //!   server's owner hears from it, and the count of child processes.
@@ -19,6 +20,7 @@ pub mod own;
 pub mod per_session;
 pub mod pool;
 pub mod process;
+pub mod sandbox;
 pub mod shared;
 
 use std::sync::Arc;

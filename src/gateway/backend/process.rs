@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     children::ExitCause,
     own::{Output, Worker},
+    sandbox,
 };
 use crate::{
     config::ChildCommand,
@@ -101,6 +102,10 @@ impl ChildProcess {
         }
         command
             .args(&cmd.args)
+            // Not the gateway's environment (its settings and secrets): the short list and
+            // what the operator allows, then the entry's own.
+            .env_clear()
+            .envs(sandbox::inherited(std::env::vars_os(), &cmd.inherit_env))
             .envs(cmd.env.iter().map(|(k, v)| (k, v)))
             .envs(extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
