@@ -459,6 +459,44 @@ async fn the_listen_stream_carries_unrelated_messages_and_is_single() {
     assert_eq!(listen().await.unwrap().status(), 200);
 }
 
+/// A POST whose client went away before its answer leaves no stream behind that would swallow
+/// the session's unrelated messages: they still reach the GET stream.
+#[tokio::test]
+async fn a_post_its_client_left_does_not_swallow_unrelated_messages() {
+    let fixture_bin = example("fixture_server");
+    let gw = Gateway::start(&["--backend", "shared", "--", &fixture_bin], &[]).await;
+    let mut a = Mcp::new(&gw);
+    a.initialize("2025-11-25").await;
+    let g = a
+        .http
+        .get(&a.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", a.session.as_deref().unwrap())
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(g.status(), 200);
+    // A request the server never answers, whose client gives up.
+    let left = a
+        .post_req(&Mcp::call(json!(1), "never", json!({"label": "left"})))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(left.is_err_and(|e| e.is_timeout()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut b = Mcp::new(&gw);
+    b.initialize("2025-11-25").await;
+    let r = b
+        .post(&Mcp::call(json!(1), "touch", json!({"uri": "x://y"})))
+        .await;
+    assert_eq!(r.status(), 200);
+    let mut body = g.bytes_stream();
+    let got = first_message(&mut body).await;
+    let m: Value = serde_json::from_str(&got.data).unwrap();
+    assert_eq!(m["method"], "notifications/resources/list_changed");
+}
+
 #[tokio::test]
 async fn idle_mcp_sessions_are_reaped() {
     let gw = fixture(&["--session-idle-timeout", "1s"]).await;

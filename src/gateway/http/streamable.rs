@@ -27,7 +27,7 @@ use super::{
     modern,
     reply::{error_reply, json_reply, reply, rpc_error_reply_for, sse_response},
     state::Http,
-    streams::{LISTEN, ListenGuard, McpSession},
+    streams::{LISTEN, McpSession, Reader},
 };
 use crate::{
     config::Backend as BackendKind,
@@ -164,6 +164,7 @@ impl Http {
                 _ => None,
             })
             .collect();
+        // Dropped on any way out below, so no stream is left waiting for answers nobody reads.
         let stream = (!requests.is_empty()).then(|| mcp.open_stream(&requests, &parsed.messages));
         for (line, kind) in parsed.messages {
             if mcp.restored
@@ -175,7 +176,7 @@ impl Http {
                 return self.forward_refused(e);
             }
         }
-        let Some(stream) = stream else {
+        let Some(mut stream) = stream else {
             self.sync_subscriptions(&mcp).await;
             let mut r = reply(StatusCode::ACCEPTED, String::new());
             if let Ok(v) = HeaderValue::from_str(&mcp.session.id_str) {
@@ -183,6 +184,7 @@ impl Http {
             }
             return r;
         };
+        stream.forwarded();
         let mut response = self.answer_stream(&mcp, stream, requests.len()).await;
         if created {
             // A failed handshake leaves no session behind.
@@ -350,7 +352,13 @@ impl Http {
 
     /// The answer to a POST with requests: JSON when the response comes first and alone, else
     /// an SSE stream of everything routed to `stream` up to the last response.
-    async fn answer_stream(&self, mcp: &Arc<McpSession>, stream: u64, requests: usize) -> Response {
+    async fn answer_stream(
+        &self,
+        mcp: &Arc<McpSession>,
+        reader: Reader,
+        requests: usize,
+    ) -> Response {
+        let stream = reader.stream;
         let first = loop {
             let changed = mcp.changed().notified();
             tokio::pin!(changed);
@@ -370,7 +378,7 @@ impl Http {
                 .insert("content-type", HeaderValue::from_static("application/json"));
             return r;
         }
-        self.sse_reply(mcp.clone(), stream, 0, None)
+        self.sse_reply(mcp.clone(), reader, 0)
     }
 
     /// What event ids start with: the replica's tag in a cluster (so a resumed stream is found
@@ -387,20 +395,15 @@ impl Http {
     }
 
     /// An SSE response carrying `stream`'s events after `cursor`.
-    fn sse_reply(
-        &self,
-        mcp: Arc<McpSession>,
-        stream: u64,
-        cursor: u64,
-        on_drop: Option<ListenGuard>,
-    ) -> Response {
+    fn sse_reply(&self, mcp: Arc<McpSession>, reader: Reader, cursor: u64) -> Response {
+        let stream = reader.stream;
         let priming = mcp.priming(stream);
         let prime = (priming && cursor == 0)
             .then(|| Ok::<_, Infallible>(Event::default().id(self.event_id(stream, 0)).data("")));
         let tag = self.event_tag();
         let events = stream::unfold(
-            (mcp, cursor, on_drop, false),
-            move |(mcp, cursor, guard, finished)| {
+            (mcp, cursor, reader, false),
+            move |(mcp, cursor, reader, finished)| {
                 let tag = tag.clone();
                 async move {
                     if finished {
@@ -426,7 +429,7 @@ impl Http {
                             if stream == LISTEN {
                                 mcp.listen_sent(next);
                             }
-                            return Some((stream::iter(batch), (mcp, next, guard, done)));
+                            return Some((stream::iter(batch), (mcp, next, reader, done)));
                         }
                         if done {
                             return None;
@@ -461,22 +464,21 @@ impl Http {
         // Resumption: the stream and position are in the event id.
         let resume = header(headers, "last-event-id").and_then(event_position);
         if let Some((stream, seq)) = resume
-            && stream != LISTEN
-            && mcp.has_stream(stream)
+            && let Some(reader) = mcp.resume(stream)
         {
             tracing::debug!(session = %mcp.session.id_str, stream, seq, "stream resumed");
-            return self.sse_reply(mcp, stream, seq, None);
+            return self.sse_reply(mcp, reader, seq);
         }
         // Resuming the listen stream, or picking up what waited for a listener.
         let last_seq = resume.and_then(|(stream, seq)| (stream == LISTEN).then_some(seq));
-        let Some((cursor, guard)) = mcp.listen(last_seq) else {
+        let Some((cursor, reader)) = mcp.listen(last_seq) else {
             self.metrics.reject("second_listen_stream");
             return error_reply(
                 StatusCode::CONFLICT,
                 "this session already has a GET stream open",
             );
         };
-        self.sse_reply(mcp, LISTEN, cursor, Some(guard))
+        self.sse_reply(mcp, reader, cursor)
     }
 
     pub(super) fn mcp_delete(&self, headers: &HeaderMap, server: Option<&str>) -> Response {

@@ -51,6 +51,9 @@ struct StreamBuf {
     next_seq: u64,
     /// Responses still expected (POST streams).
     awaiting: usize,
+    /// Connections reading it (the POST's own, resumptions). A stream nobody reads gets its
+    /// responses (for a later resumption) but no message that names no request.
+    readers: usize,
     /// The client's requested/negotiated version says it takes a priming event.
     priming: bool,
 }
@@ -196,8 +199,23 @@ impl McpSession {
     }
 
     /// A new stream for a POST carrying `requests` (raw ids) among `messages`; their responses,
-    /// and progress for their tokens, will go on it.
-    pub fn open_stream(&self, requests: &[String], messages: &[(Bytes, Kind)]) -> u64 {
+    /// and progress for their tokens, will go on it. The POST reads it through the returned
+    /// [`Reader`]: dropped before [`Reader::forwarded`], the stream is given up; after, the
+    /// stream is left to its responses.
+    pub fn open_stream(
+        self: &Arc<Self>,
+        requests: &[String],
+        messages: &[(Bytes, Kind)],
+    ) -> Reader {
+        let id = self.new_stream(requests, messages);
+        Reader {
+            mcp: self.clone(),
+            stream: id,
+            forwarded: false,
+        }
+    }
+
+    fn new_stream(&self, requests: &[String], messages: &[(Bytes, Kind)]) -> u64 {
         let mut r = self.routes.lock().unwrap();
         r.next_stream += 1;
         let id = r.next_stream;
@@ -224,6 +242,7 @@ impl McpSession {
             id,
             StreamBuf {
                 awaiting: requests.len(),
+                readers: 1,
                 priming: version.is_some_and(|v| v.as_str() >= version::PRIMING_FROM),
                 ..Default::default()
             },
@@ -240,21 +259,63 @@ impl McpSession {
                 .is_some_and(|v| v >= version::PRIMING_FROM)
     }
 
-    /// Whether a stream with this id is still buffered (and so can be resumed).
-    pub fn has_stream(&self, stream: u64) -> bool {
-        self.routes.lock().unwrap().streams.contains_key(&stream)
+    /// A connection resuming POST stream `stream`, while it is still buffered.
+    pub fn resume(self: &Arc<Self>, stream: u64) -> Option<Reader> {
+        let mut r = self.routes.lock().unwrap();
+        let buf = r.streams.get_mut(&stream).filter(|_| stream != LISTEN)?;
+        buf.readers += 1;
+        Some(Reader {
+            mcp: self.clone(),
+            stream,
+            forwarded: true,
+        })
     }
 
     /// Claims the listen stream; `None` when a listen connection is already open. The cursor
     /// starts after `last_seq` when resuming, else after what an earlier listener was sent.
-    pub fn listen(self: &Arc<Self>, last_seq: Option<u64>) -> Option<(u64, ListenGuard)> {
+    pub fn listen(self: &Arc<Self>, last_seq: Option<u64>) -> Option<(u64, Reader)> {
         if self.listening.swap(true, Ordering::SeqCst) {
             return None;
         }
         let mut r = self.routes.lock().unwrap();
         r.streams.entry(LISTEN).or_default();
         let cursor = last_seq.unwrap_or(r.listen_cursor);
-        Some((cursor, ListenGuard(self.clone())))
+        let reader = Reader {
+            mcp: self.clone(),
+            stream: LISTEN,
+            forwarded: true,
+        };
+        Some((cursor, reader))
+    }
+
+    /// A connection stopped reading `stream`.
+    fn detach(&self, stream: u64) {
+        let mut r = self.routes.lock().unwrap();
+        if let Some(buf) = r.streams.get_mut(&stream) {
+            buf.readers = buf.readers.saturating_sub(1);
+        }
+    }
+
+    /// Forgets `stream` whose requests never reached the server: nothing will answer them.
+    fn give_up(&self, stream: u64) {
+        let mut r = self.routes.lock().unwrap();
+        let Some(gone) = r.streams.remove(&stream) else {
+            return;
+        };
+        r.bytes -= gone.events.iter().map(|e| e.text.len()).sum::<usize>();
+        let ids: Vec<String> = r
+            .waiting
+            .iter()
+            .filter(|(_, s)| **s == stream)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            r.waiting.remove(&id);
+            r.subscribing.remove(&id);
+        }
+        r.tokens.retain(|_, s| *s != stream);
+        drop(r);
+        self.changed.notify_waiters();
     }
 
     /// Listen-stream events up to `seq` have been sent on a connection.
@@ -360,21 +421,43 @@ impl McpSession {
 }
 
 /// The stream for a message that names no request: the newest stream still waiting for a
-/// response (the request that most likely caused it), else the listen stream.
+/// response that a connection reads (the request that most likely caused it), else the listen
+/// stream — never a stream its client left, where nobody would read it.
 fn related(r: &Routes) -> u64 {
     r.streams
         .iter()
-        .filter(|(id, b)| **id != LISTEN && b.awaiting > 0)
+        .filter(|(id, b)| **id != LISTEN && b.awaiting > 0 && b.readers > 0)
         .map(|(id, _)| *id)
         .max()
         .unwrap_or(LISTEN)
 }
-/// Frees the session's GET slot when the listen connection goes away.
-pub struct ListenGuard(Arc<McpSession>);
 
-impl Drop for ListenGuard {
+/// A connection reading one stream of a session. However the connection ends — the answer
+/// delivered, the client gone, an error returned before the requests reached the server — its
+/// drop tells the session: the GET slot is freed, a POST stream whose requests were never
+/// forwarded is given up, any other stream loses a reader.
+pub struct Reader {
+    mcp: Arc<McpSession>,
+    pub stream: u64,
+    forwarded: bool,
+}
+
+impl Reader {
+    /// The stream's requests reached the server: from now on their responses are awaited.
+    pub fn forwarded(&mut self) {
+        self.forwarded = true;
+    }
+}
+
+impl Drop for Reader {
     fn drop(&mut self) {
-        self.0.listening.store(false, Ordering::SeqCst);
+        if self.stream == LISTEN {
+            self.mcp.listening.store(false, Ordering::SeqCst);
+        } else if self.forwarded {
+            self.mcp.detach(self.stream);
+        } else {
+            self.mcp.give_up(self.stream);
+        }
     }
 }
 
@@ -488,7 +571,8 @@ mod tests {
             request(1, "resources/subscribe", "a://x"),
             request(2, "resources/subscribe", "a://y"),
         ];
-        mcp.open_stream(&["1".into(), "2".into()], &msgs);
+        let mut a = mcp.open_stream(&["1".into(), "2".into()], &msgs);
+        a.forwarded();
         assert!(mcp.route(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#.into(), usize::MAX));
         assert!(mcp.route(
             r#"{"jsonrpc":"2.0","id":2,"error":{"code":-32601,"message":"no"}}"#.into(),
@@ -497,7 +581,8 @@ mod tests {
         assert_eq!(mcp.subscriptions_changed(), Some(vec!["a://x".to_string()]));
         assert_eq!(mcp.subscriptions_changed(), None);
         let msgs = [request(3, "resources/unsubscribe", "a://x")];
-        mcp.open_stream(&["3".into()], &msgs);
+        let mut b = mcp.open_stream(&["3".into()], &msgs);
+        b.forwarded();
         mcp.route(r#"{"jsonrpc":"2.0","id":3,"result":{}}"#.into(), usize::MAX);
         assert_eq!(mcp.subscriptions_changed(), Some(vec![]));
         // A restored session starts from what the directory kept.
@@ -522,12 +607,13 @@ mod tests {
         /// enforced on the truth).
         #[test]
         fn what_is_kept_for_resumption_is_bounded(
-            ops in proptest::collection::vec((0u8..3, 1usize..3000), 1..80)
+            ops in proptest::collection::vec((0u8..4, 1usize..3000), 1..80)
         ) {
             let (one, sessions) = session();
             let mcp = McpSession::new(one, sessions, "t", "0");
             let mut next_id = 1u32;
             let mut waiting: Vec<u32> = vec![];
+            let mut readers: Vec<(Reader, Vec<u32>, bool)> = vec![];
             for (op, n) in ops {
                 match op {
                     0 => {
@@ -537,9 +623,31 @@ mod tests {
                             .collect();
                         let ids: Vec<String> =
                             (0..k).map(|i| (next_id + i as u32).to_string()).collect();
-                        mcp.open_stream(&ids, &msgs);
-                        waiting.extend(next_id..next_id + k as u32);
+                        let mut reader = mcp.open_stream(&ids, &msgs);
+                        // Most POSTs reach the server; some fail before (given up on drop).
+                        let sent = n % 5 != 0;
+                        let mine: Vec<u32> = (next_id..next_id + k as u32).collect();
+                        if sent {
+                            reader.forwarded();
+                            waiting.extend(&mine);
+                        }
+                        readers.push((reader, mine, sent));
                         next_id += k as u32;
+                    }
+                    // A connection goes away (answered, client gone, or refused).
+                    3 if !readers.is_empty() => {
+                        let (reader, ids, sent) = readers.remove(n % readers.len());
+                        let stream = reader.stream;
+                        drop(reader);
+                        let r = mcp.routes.lock().unwrap();
+                        if !sent {
+                            proptest::prop_assert!(!r.streams.contains_key(&stream));
+                            for id in ids {
+                                proptest::prop_assert!(!r.waiting.contains_key(&id.to_string()));
+                            }
+                        } else if let Some(b) = r.streams.get(&stream) {
+                            proptest::prop_assert_eq!(b.readers, 0);
+                        }
                     }
                     1 if !waiting.is_empty() => {
                         let id = waiting.remove(n % waiting.len());
@@ -568,6 +676,55 @@ mod tests {
                 proptest::prop_assert!(finished <= RETIRED_STREAMS, "{} finished streams kept", finished);
             }
         }
+    }
+
+    /// A POST stream its client left (or whose requests never reached the server) takes no
+    /// message that names no request: those go on the listen stream, where a GET reads them.
+    #[test]
+    fn a_stream_nobody_reads_takes_no_unrelated_message() {
+        let (one, sessions) = session();
+        let mcp = McpSession::new(one, sessions, "t", "0");
+        let note = || r#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#.into();
+        let mut left = mcp.open_stream(&["1".into()], &[request(1, "tools/call", "u")]);
+        left.forwarded();
+        let refused = mcp.open_stream(&["2".into()], &[request(2, "tools/call", "u")]);
+        let (r1, r2) = (left.stream, refused.stream);
+        mcp.route(note(), usize::MAX);
+        assert_eq!(
+            mcp.after(r2, 0).0.len(),
+            1,
+            "the newest read stream takes it"
+        );
+        drop(refused);
+        assert!(mcp.after(r2, 0).1, "given up: finished, nothing kept");
+        mcp.route(note(), usize::MAX);
+        assert_eq!(mcp.after(r1, 0).0.len(), 1, "the older stream still read");
+        drop(left);
+        mcp.route(note(), usize::MAX);
+        assert_eq!(
+            mcp.after(r1, 0).0.len(),
+            1,
+            "left: no more unrelated messages"
+        );
+        assert_eq!(
+            mcp.after(LISTEN, 0).0.len(),
+            1,
+            "it went to the listen stream"
+        );
+        // Its response still lands on it, for a client that resumes it.
+        mcp.route(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#.into(), usize::MAX);
+        let (events, done) = mcp.after(r1, 0);
+        assert!(events.last().unwrap().1 && done);
+        assert!(mcp.resume(r1).is_some());
+        // The refused request's late answer is dropped, and no byte is counted twice.
+        mcp.route(r#"{"jsonrpc":"2.0","id":2,"result":{}}"#.into(), usize::MAX);
+        let r = mcp.routes.lock().unwrap();
+        let held: usize = r
+            .streams
+            .values()
+            .flat_map(|b| b.events.iter().map(|e| e.text.len()))
+            .sum();
+        assert_eq!(r.bytes, held);
     }
 
     #[test]
