@@ -98,6 +98,12 @@ impl AuthServer {
         }
     }
 
+    /// Stops it (until [`AuthServer::restart`]).
+    pub async fn stop(&mut self) {
+        let _ = self.child.kill().await;
+        let _ = self.child.wait().await;
+    }
+
     /// Stops and starts it again on the same port; with `rotate`, with new signing keys.
     pub async fn restart(mut self, rotate: bool) -> AuthServer {
         let _ = self.child.kill().await;

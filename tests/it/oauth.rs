@@ -422,6 +422,48 @@ async fn rotated_keys_are_fetched_again() {
     assert_eq!(initialize(&gw, "/mcp", Some(&before)).await.status(), 401);
 }
 
+/// An authorization server that is down is not a bad token: the gateway answers 503 with
+/// Retry-After (clients keep their token and retry), counts it apart, and accepts the same
+/// token once the issuer is back.
+#[tokio::test]
+async fn an_issuer_that_is_down_is_not_a_bad_token() {
+    let mut auth = AuthServer::start(json!({"clients": clients()})).await;
+    let fake = FakeUpstream::start(Behaviour::Normal).await;
+    let gw = Gateway::start(
+        &["--oauth-issuer", &auth.issuer],
+        &[("AAREGURU_BASE_URL", &fake.base_url())],
+    )
+    .await;
+    let token = auth
+        .token("machine", "s3cret", &gw.url("/mcp"), "mcp:tools")
+        .await;
+    // Down before the gateway ever asked it (no metadata, no keys).
+    auth.stop().await;
+    let r = initialize(&gw, "/mcp", Some(&token)).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    assert!(r.headers().get("www-authenticate").is_none());
+    let metrics = reqwest::get(gw.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"reason="oauth_issuer_unavailable""#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(r#"reason="oauth_invalid_token""#));
+    let auth = auth.restart(false).await;
+    assert_eq!(initialize(&gw, "/mcp", Some(&token)).await.status(), 200);
+    // A forged token is still a bad token.
+    let (signed, sig) = token.rsplit_once('.').unwrap();
+    let flipped = if sig.starts_with('A') { "B" } else { "A" };
+    let forged = format!("{signed}.{flipped}{}", &sig[1..]);
+    assert_eq!(initialize(&gw, "/mcp", Some(&forged)).await.status(), 401);
+    drop(auth);
+}
+
 /// Opaque tokens (the issuer issues no JWTs) are introspected with the gateway's client
 /// credentials; scopes per server come from the servers file.
 #[tokio::test]

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     gateway::{
-        oauth::{ALL_SCOPES, Principal},
+        oauth::{ALL_SCOPES, Principal, TokenError},
         servers::tools,
     },
     mcp::jsonrpc::Kind,
@@ -127,7 +127,19 @@ impl Http {
         };
         let principal = match rs.verifier.verify(token, &audiences).await {
             Ok(p) => p,
-            Err(reason) => {
+            Err(TokenError::Unavailable(reason)) => {
+                // The token may well be good: the client keeps it and tries again.
+                self.metrics.reject("oauth_issuer_unavailable");
+                tracing::warn!(%reason, "cannot check an access token: its issuer is unavailable");
+                let mut r = error_reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the access token cannot be checked now (the authorization server is unavailable); retry shortly",
+                );
+                r.headers_mut()
+                    .insert("retry-after", HeaderValue::from(5u32));
+                return Err(Box::new(r));
+            }
+            Err(TokenError::Invalid(reason)) => {
                 self.metrics.reject("oauth_invalid_token");
                 tracing::info!(%reason, "access token refused");
                 return Err(challenge(

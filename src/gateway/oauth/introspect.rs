@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::Value;
 
-use super::{LEEWAY, Principal, Verifier, principal};
+use super::{LEEWAY, Principal, TokenError, Verifier, principal};
 
 /// Longest time an introspection answer is trusted without asking again.
 const CACHE_FOR: Duration = Duration::from_secs(60);
@@ -29,19 +29,21 @@ impl Verifier {
         &self,
         token: &str,
         audiences: &[String],
-    ) -> Result<Principal, String> {
+    ) -> Result<Principal, TokenError> {
         let Some((id, secret)) = &self.introspection else {
-            return Err("not a JWT access token".into());
+            return Err(TokenError::invalid("not a JWT access token"));
         };
         if let Some(p) = self.cached(token, audiences) {
             return Ok(p);
         }
         let mut last = "no issuer offers token introspection".to_string();
+        // An issuer that could not be asked may be the token's: then nobody said it is bad.
+        let mut unavailable = None;
         for issuer in &self.issuers {
             let metadata = match issuer.metadata(&self.http).await {
                 Ok(m) => m,
                 Err(e) => {
-                    last = e;
+                    unavailable = Some(e);
                     continue;
                 }
             };
@@ -58,11 +60,14 @@ impl Verifier {
             let answer: Value = match answer {
                 Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
                 Ok(r) => {
-                    last = format!("introspection answered HTTP {}", r.status().as_u16());
+                    unavailable = Some(format!(
+                        "introspection answered HTTP {}",
+                        r.status().as_u16()
+                    ));
                     continue;
                 }
                 Err(e) => {
-                    last = format!("introspection failed: {e}");
+                    unavailable = Some(format!("introspection failed: {e}"));
                     continue;
                 }
             };
@@ -82,7 +87,7 @@ impl Verifier {
                 .as_secs();
             let exp = answer["exp"].as_u64();
             if exp.is_some_and(|e| e + LEEWAY < now) {
-                return Err("the token has expired".into());
+                return Err(TokenError::invalid("the token has expired"));
             }
             let aud: Vec<String> = match &answer["aud"] {
                 Value::String(a) => vec![a.clone()],
@@ -93,9 +98,11 @@ impl Verifier {
                 _ => vec![],
             };
             if !aud.iter().any(|a| audiences.contains(a)) {
-                return Err("the token is not meant for this server (aud)".into());
+                return Err(TokenError::invalid(
+                    "the token is not meant for this server (aud)",
+                ));
             }
-            let p = principal(&answer)?;
+            let p = principal(&answer).map_err(TokenError::Invalid)?;
             let ttl = exp.map_or(CACHE_FOR, |e| {
                 Duration::from_secs(e.saturating_sub(now)).min(CACHE_FOR)
             });
@@ -108,7 +115,10 @@ impl Verifier {
                 .insert(token.to_string(), (p.clone(), aud, Instant::now() + ttl));
             return Ok(p);
         }
-        Err(last)
+        Err(match unavailable {
+            Some(why) => TokenError::Unavailable(why),
+            None => TokenError::Invalid(last),
+        })
     }
 
     fn cached(&self, token: &str, audiences: &[String]) -> Option<Principal> {

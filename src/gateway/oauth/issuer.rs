@@ -14,6 +14,8 @@ use std::{
 use jsonwebtoken::{Algorithm, DecodingKey, jwk::JwkSet};
 use serde_json::Value;
 
+use super::TokenError;
+
 /// Least time between two fetches of an issuer's keys.
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
 /// Keys are fetched again after this long even when every key id is known.
@@ -62,6 +64,8 @@ struct Keys {
     /// Keys without a `kid` (tried in turn).
     anonymous: Vec<std::sync::Arc<Key>>,
     fetched: Option<Instant>,
+    /// Why the last fetch failed, if it did: an unknown key is then not the token's fault.
+    failed: Option<String>,
 }
 
 pub struct Issuer {
@@ -96,7 +100,7 @@ impl Issuer {
         http: &reqwest::Client,
         kid: Option<&str>,
         alg: Algorithm,
-    ) -> Result<DecodingKeyRef, String> {
+    ) -> Result<DecodingKeyRef, TokenError> {
         if let Some(k) = self.cached(kid, alg)? {
             return Ok(k);
         }
@@ -105,23 +109,25 @@ impl Issuer {
         if let Some(k) = self.cached(kid, alg)? {
             return Ok(k);
         }
-        let recent = self
-            .keys
-            .lock()
-            .unwrap()
-            .fetched
-            .is_some_and(|t| t.elapsed() < REFRESH_EVERY);
-        if recent {
-            return Err(format!(
-                "unknown signing key {:?} (the issuer's keys were fetched moments ago)",
+        let unknown = |failed: Option<String>| match failed {
+            Some(why) => TokenError::Unavailable(format!(
+                "the issuer's signing keys cannot be fetched: {why}"
+            )),
+            None => TokenError::Invalid(format!(
+                "unknown signing key {:?} for this issuer",
                 kid.unwrap_or("")
-            ));
+            )),
+        };
+        {
+            let keys = self.keys.lock().unwrap();
+            if keys.fetched.is_some_and(|t| t.elapsed() < REFRESH_EVERY) {
+                return Err(unknown(keys.failed.clone()));
+            }
         }
-        let metadata = self.metadata(http).await?;
-        let uri = metadata
-            .jwks_uri
-            .as_deref()
-            .ok_or("the issuer publishes no jwks_uri")?;
+        let metadata = self.metadata(http).await.map_err(TokenError::Unavailable)?;
+        let uri = metadata.jwks_uri.as_deref().ok_or(TokenError::Unavailable(
+            "the issuer publishes no jwks_uri".into(),
+        ))?;
         let fetched = fetch_keys(http, uri).await;
         let mut keys = self.keys.lock().unwrap();
         keys.fetched = Some(Instant::now());
@@ -129,21 +135,23 @@ impl Issuer {
             Ok(new) => {
                 keys.by_kid = new.by_kid;
                 keys.anonymous = new.anonymous;
+                keys.failed = None;
             }
             Err(e) => {
-                tracing::warn!(issuer = %self.url, error = %e, "cannot fetch the issuer's signing keys")
+                tracing::warn!(issuer = %self.url, error = %e, "cannot fetch the issuer's signing keys");
+                keys.failed = Some(e);
             }
         }
+        let failed = keys.failed.clone();
         drop(keys);
-        self.cached(kid, alg)?.ok_or_else(|| {
-            format!(
-                "unknown signing key {:?} for this issuer",
-                kid.unwrap_or("")
-            )
-        })
+        self.cached(kid, alg)?.ok_or_else(|| unknown(failed))
     }
 
-    fn cached(&self, kid: Option<&str>, alg: Algorithm) -> Result<Option<DecodingKeyRef>, String> {
+    fn cached(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Option<DecodingKeyRef>, TokenError> {
         let keys = self.keys.lock().unwrap();
         if keys.fetched.is_some_and(|t| t.elapsed() > KEYS_MAX_AGE) {
             return Ok(None);
@@ -159,7 +167,7 @@ impl Issuer {
             .into_iter()
             .find(|k| k.family.allows(alg) && k.alg.is_none_or(|a| a == alg))
             .map(|k| Some(DecodingKeyRef(k.clone())))
-            .ok_or_else(|| format!("the signing key does not allow {alg:?}"))
+            .ok_or_else(|| TokenError::Invalid(format!("the signing key does not allow {alg:?}")))
     }
 }
 

@@ -28,6 +28,24 @@ pub const LEEWAY: u64 = 60;
 /// The scope of a principal allowed everything (an API key's).
 pub const ALL_SCOPES: &str = "*";
 
+/// Why a token was not accepted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TokenError {
+    /// The token is bad (expired, forged, for another server…): the client needs another one.
+    #[error("{0}")]
+    Invalid(String),
+    /// The token could not be checked: its issuer (metadata, keys, introspection) cannot be
+    /// reached or answers with an error. Not the token's fault: the client should retry it.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl TokenError {
+    fn invalid(why: impl Into<String>) -> TokenError {
+        TokenError::Invalid(why.into())
+    }
+}
+
 /// Who a token speaks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
@@ -84,27 +102,30 @@ impl Verifier {
 
     /// The token's principal if it is good for one of `audiences`; else why not (for the
     /// client: says nothing about keys or the gateway's configuration beyond what it sent).
-    pub async fn verify(&self, token: &str, audiences: &[String]) -> Result<Principal, String> {
+    pub async fn verify(&self, token: &str, audiences: &[String]) -> Result<Principal, TokenError> {
         let token = token.trim();
         if token.split('.').count() != 3 {
             return self.introspect(token, audiences).await;
         }
-        let header = decode_header(token)
-            .map_err(|_| "malformed or unsigned token (alg \"none\" is refused)".to_string())?;
+        let header = decode_header(token).map_err(|_| {
+            TokenError::invalid("malformed or unsigned token (alg \"none\" is refused)")
+        })?;
         if matches!(
             header.alg,
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
         ) {
-            return Err("HMAC-signed tokens are refused".into());
+            return Err(TokenError::invalid("HMAC-signed tokens are refused"));
         }
-        let claims = unverified_claims(token).ok_or("malformed token payload")?;
+        let claims =
+            unverified_claims(token).ok_or(TokenError::invalid("malformed token payload"))?;
         let iss = claims["iss"].as_str().unwrap_or("").trim_end_matches('/');
-        let issuer = self
-            .issuers
-            .iter()
-            .find(|i| i.url == iss)
-            .ok_or_else(|| "token from an issuer this server does not trust".to_string())?;
-        let metadata = issuer.metadata(&self.http).await?;
+        let issuer = self.issuers.iter().find(|i| i.url == iss).ok_or_else(|| {
+            TokenError::invalid("token from an issuer this server does not trust")
+        })?;
+        let metadata = issuer
+            .metadata(&self.http)
+            .await
+            .map_err(TokenError::Unavailable)?;
         let key = issuer
             .key(&self.http, header.kid.as_deref(), header.alg)
             .await?;
@@ -114,8 +135,9 @@ impl Verifier {
         v.set_issuer(&[&metadata.issuer]);
         v.set_audience(audiences);
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let data = decode::<Value>(token, key.key(), &v).map_err(|e| describe(&e))?;
-        principal(&data.claims)
+        let data =
+            decode::<Value>(token, key.key(), &v).map_err(|e| TokenError::Invalid(describe(&e)))?;
+        principal(&data.claims).map_err(TokenError::Invalid)
     }
 }
 
