@@ -15,6 +15,7 @@
 //! `FIXTURE_GRANDCHILD=1` makes it start a `sleep` grandchild (to test process-group cleanup).
 //! `FIXTURE_STRICT=1` refuses requests before `notifications/initialized` (as strict SDKs do).
 //! `FIXTURE_START_MS=300` makes it take that long to start (as npx or Python servers do).
+//! `FIXTURE_EXIT_AFTER_INIT=1` makes it exit right after answering `initialize`.
 //!
 //! Run: `cargo run --example fixture_server`.
 
@@ -44,6 +45,7 @@ fn main() {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let strict = std::env::var_os("FIXTURE_STRICT").is_some();
+    let exit_after_init = std::env::var_os("FIXTURE_EXIT_AFTER_INIT").is_some();
     let (mut initializes, mut initialized) = (0u64, 0u64);
     // Raw id of a `never` call → its label; labels of cancelled calls.
     let mut never: HashMap<String, String> = HashMap::new();
@@ -218,5 +220,8 @@ fn main() {
         let reply = json!({"jsonrpc": "2.0", "id": id, "result": result});
         let _ = writeln!(out, "{reply}");
         let _ = out.flush();
+        if exit_after_init && method == "initialize" {
+            std::process::exit(0);
+        }
     }
 }

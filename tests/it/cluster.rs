@@ -780,3 +780,56 @@ async fn stateless_requests_and_their_retries_through_round_robin() {
         "some retries reached the other replica and were forwarded"
     );
 }
+
+/// A session that closes while its directory entry is being written (Redis slow to take
+/// writes, the child gone right after its handshake) leaves no entry behind for the heartbeat
+/// to keep alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_closed_while_registering_leaves_no_entry() {
+    let redis = Redis::start().await;
+    let url = redis.url();
+    let fixture = example("fixture_server");
+    let gw = Gateway::start(
+        &[
+            "--redis",
+            &url,
+            "--replica-id",
+            "churn",
+            "--child-env",
+            "FIXTURE_EXIT_AFTER_INIT",
+            "--",
+            &fixture,
+        ],
+        &[("FIXTURE_EXIT_AFTER_INIT", "1")],
+    )
+    .await;
+    gw.wait_health("redis up", |h| h["cluster"]["redis"] == "ok")
+        .await;
+    let mut opened = vec![];
+    for _ in 0..4 {
+        // Writes wait 400 ms: the put is on its way when the child exits and the session ends.
+        redis.cli(&["CLIENT", "PAUSE", "400", "WRITE"]).await;
+        let c = crate::gateway_util::McpClient::new(&gw.base);
+        let r = c
+            .post(
+                &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "it", "version": "1"}}}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        opened.push(r.headers()["mcp-session-id"].to_str().unwrap().to_string());
+    }
+    gw.wait_health("sessions closed", |h| h["sessions"] == 0)
+        .await;
+    // Past a heartbeat or two: whatever was left would have been refreshed by now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for id in &opened {
+        let key = format!("aareguru-mcp:session:{id}");
+        assert_eq!(
+            redis.cli(&["EXISTS", &key]).await,
+            "0",
+            "the entry of {id} outlived its session"
+        );
+    }
+}

@@ -31,24 +31,39 @@ impl Cluster {
             server: server.map(str::to_string),
             roam,
         };
-        // While Redis is known to be away, do not make the client wait for it: the resync
-        // registers the session when it is back.
-        let registered = !self.redis_down()
-            && match self.directory.put(id, &entry, self.session_ttl).await {
-                Ok(()) => true,
-                Err(e) => {
-                    self.redis_failed(&e);
-                    false
-                }
-            };
+        // Held here first, then put: a session that closes while the put is on its way finds
+        // its entry here (and the put below sees it gone), so no directory entry outlives it.
         self.local.lock().unwrap().insert(
             id.to_string(),
             Local {
-                entry,
-                registered,
+                entry: entry.clone(),
+                registered: false,
                 checked: Instant::now(),
             },
         );
+        // While Redis is known to be away, do not make the client wait for it: the resync
+        // registers the session when it is back.
+        if self.redis_down() {
+            return;
+        }
+        if let Err(e) = self.directory.put(id, &entry, self.session_ttl).await {
+            self.redis_failed(&e);
+            return;
+        }
+        let still_held = match self.local.lock().unwrap().get_mut(id) {
+            Some(l) => {
+                l.registered = true;
+                true
+            }
+            None => false,
+        };
+        if !still_held {
+            // Closed during the put: take back what was just written.
+            tracing::debug!(session = id, "closed while registering; entry removed");
+            if let Err(e) = self.directory.remove(&[id.to_string()]).await {
+                self.redis_failed(&e);
+            }
+        }
     }
 
     /// A roaming session restored here from its entry.
