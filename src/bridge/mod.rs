@@ -213,13 +213,17 @@ impl Bridge {
     /// A message for the host; responses settle pending requests, internal ones are swallowed.
     fn to_host(&self, text: String) {
         if let Ok(Kind::Response { id }) = jsonrpc::classify(text.as_bytes()) {
-            if id.contains(INTERNAL) {
-                if let Some(tx) = self.internal.lock().unwrap().remove(&id) {
-                    let _ = tx.send(serde_json::from_str(&text).unwrap_or(Value::Null));
-                }
+            // Ours only when we issued exactly this id: a host may use any id it likes.
+            let ours = self.internal.lock().unwrap().remove(&id);
+            if let Some(tx) = ours {
+                let _ = tx.send(serde_json::from_str(&text).unwrap_or(Value::Null));
                 return;
             }
-            self.pending.lock().unwrap().remove(&id);
+            let host_asked = self.pending.lock().unwrap().remove(&id);
+            if !host_asked && id.starts_with(&format!("\"{INTERNAL}")) {
+                // A late answer to a request of ours that gave up waiting.
+                return;
+            }
             if self.listing.lock().unwrap().remove(&id) {
                 self.learn_tools(&text);
             }
