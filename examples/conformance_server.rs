@@ -10,11 +10,12 @@
 // This program is a stdio MCP server: stdout is its protocol.
 #![allow(clippy::disallowed_methods)]
 
+use parking_lot::Mutex;
 use std::{
     collections::HashMap,
     io::{BufRead, Write},
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
         mpsc,
     },
@@ -37,7 +38,7 @@ struct Server {
 
 impl Server {
     fn send(&self, message: &Value) {
-        let mut out = self.out.lock().unwrap();
+        let mut out = self.out.lock();
         let _ = writeln!(out, "{message}");
         let _ = out.flush();
     }
@@ -53,10 +54,7 @@ impl Server {
             self.next_ask.fetch_add(1, Ordering::Relaxed)
         );
         let (tx, rx) = mpsc::channel();
-        self.asking
-            .lock()
-            .unwrap()
-            .insert(json!(id).to_string(), tx);
+        self.asking.lock().insert(json!(id).to_string(), tx);
         self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
         let reply = rx
             .recv_timeout(Duration::from_secs(60))
@@ -68,7 +66,7 @@ impl Server {
     }
 
     fn client_can(&self, capability: &str) -> bool {
-        self.client_caps.lock().unwrap().get(capability).is_some()
+        self.client_caps.lock().get(capability).is_some()
     }
 }
 
@@ -339,7 +337,7 @@ fn handle(server: &Server, request: &Value) -> Result<Value, (i64, String)> {
     let params = &request["params"];
     match request["method"].as_str().unwrap_or("") {
         "initialize" => {
-            *server.client_caps.lock().unwrap() = params["capabilities"].clone();
+            *server.client_caps.lock() = params["capabilities"].clone();
             Ok(json!({
                 "protocolVersion": params["protocolVersion"].as_str().unwrap_or("2025-06-18"),
                 "capabilities": {
@@ -385,7 +383,7 @@ fn main() {
         match (id, message.get("method")) {
             // An answer to one of our requests.
             (Some(id), None) => {
-                if let Some(tx) = server.asking.lock().unwrap().remove(&id.to_string()) {
+                if let Some(tx) = server.asking.lock().remove(&id.to_string()) {
                     let _ = tx.send(message);
                 }
             }

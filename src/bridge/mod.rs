@@ -18,10 +18,11 @@
 //! Owns: the client half of MCP over HTTP. Must not touch: the gateway (the bridge shares only
 //! [`crate::mcp`] with it).
 
+use parking_lot::Mutex;
 use std::{
     collections::HashSet,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -214,17 +215,17 @@ impl Bridge {
     fn to_host(&self, text: String) {
         if let Ok(Kind::Response { id }) = jsonrpc::classify(text.as_bytes()) {
             // Ours only when we issued exactly this id: a host may use any id it likes.
-            let ours = self.internal.lock().unwrap().remove(&id);
+            let ours = self.internal.lock().remove(&id);
             if let Some(tx) = ours {
                 let _ = tx.send(serde_json::from_str(&text).unwrap_or(Value::Null));
                 return;
             }
-            let host_asked = self.pending.lock().unwrap().remove(&id);
+            let host_asked = self.pending.lock().remove(&id);
             if !host_asked && id.starts_with(&format!("\"{INTERNAL}")) {
                 // A late answer to a request of ours that gave up waiting.
                 return;
             }
-            if self.listing.lock().unwrap().remove(&id) {
+            if self.listing.lock().remove(&id) {
                 self.learn_tools(&text);
             }
         }
@@ -232,7 +233,7 @@ impl Bridge {
     }
 
     fn fail(&self, id: &str, message: &str) {
-        self.pending.lock().unwrap().remove(id);
+        self.pending.lock().remove(id);
         let _ = self.out.send(jsonrpc::error_response(
             id,
             jsonrpc::INTERNAL_ERROR,
@@ -241,7 +242,7 @@ impl Bridge {
     }
 
     fn fail_pending(&self, message: &str) {
-        let ids: Vec<String> = self.pending.lock().unwrap().drain().collect();
+        let ids: Vec<String> = self.pending.lock().drain().collect();
         for id in ids {
             let _ = self.out.send(jsonrpc::error_response(
                 &id,
@@ -252,7 +253,7 @@ impl Bridge {
     }
 
     fn mode(&self) -> Mode {
-        let decided = self.remote.lock().unwrap().mode;
+        let decided = self.remote.lock().mode;
         decided.unwrap_or(match self.config.transport {
             TransportChoice::StreamableHttp => Mode::Streamable,
             TransportChoice::Sse => Mode::Sse,
@@ -280,7 +281,7 @@ impl Bridge {
                 // Stateless requests need no session: they go out even while reconnecting.
                 let body: Value = serde_json::from_slice(&line).unwrap_or_default();
                 if let Some(version) = modern::revision_of(&body) {
-                    self.pending.lock().unwrap().insert(id.clone());
+                    self.pending.lock().insert(id.clone());
                     tokio::spawn(self.send_stateless(body, id.clone(), version));
                     return;
                 }
@@ -298,7 +299,7 @@ impl Bridge {
                     let params = serde_json::from_slice::<Value>(&line)
                         .map(|v| v["params"].clone())
                         .unwrap_or(Value::Null);
-                    *self.handshake.lock().unwrap() = Some(params);
+                    *self.handshake.lock() = Some(params);
                 }
                 if self.reconnecting.load(Ordering::SeqCst) {
                     let msg = "the remote MCP server is unreachable; the bridge is reconnecting, try again shortly";
@@ -307,7 +308,7 @@ impl Bridge {
                             .send(jsonrpc::error_response(id, jsonrpc::INTERNAL_ERROR, msg));
                     return;
                 }
-                self.pending.lock().unwrap().insert(id.clone());
+                self.pending.lock().insert(id.clone());
                 if method == "initialize" || self.mode() == Mode::Sse {
                     // The handshake (and everything on SSE, where POSTs return at once) is sent
                     // in order.
@@ -356,7 +357,7 @@ impl Bridge {
         if matches!(result, Err(Failure::SessionLost)) && method != "initialize" {
             // The remote restarted or expired our session: a new session, then once more.
             if self.clone().reconnect_now().await {
-                self.pending.lock().unwrap().insert(id.clone());
+                self.pending.lock().insert(id.clone());
                 result = self.post_authorized(&line, true).await;
             }
         }
@@ -381,7 +382,7 @@ impl Bridge {
                     .ok()
                     .and_then(|v| v["error"]["code"].as_i64())
                     .unwrap_or(jsonrpc::INTERNAL_ERROR);
-                self.pending.lock().unwrap().remove(&id);
+                self.pending.lock().remove(&id);
                 let _ = self.out.send(jsonrpc::error_response(&id, code, &message));
             }
             Err(Failure::Auth { status, .. }) => {
@@ -396,7 +397,7 @@ impl Bridge {
                     &id,
                     &format!("the remote MCP server could not be reached ({f}); the bridge is reconnecting"),
                 );
-                if method != "initialize" || self.handshake.lock().unwrap().is_some() {
+                if method != "initialize" || self.handshake.lock().is_some() {
                     self.clone().start_reconnect();
                 }
             }
@@ -458,12 +459,12 @@ impl Bridge {
                             && status != 403 =>
                     {
                         tracing::info!(status, %body, "Streamable HTTP refused; trying HTTP+SSE");
-                        self.remote.lock().unwrap().mode = Some(Mode::Sse);
+                        self.remote.lock().mode = Some(Mode::Sse);
                         self.post_sse(line).await
                     }
                     other => {
                         if is_init && other.is_ok() {
-                            self.remote.lock().unwrap().mode = Some(Mode::Streamable);
+                            self.remote.lock().mode = Some(Mode::Streamable);
                         }
                         other
                     }

@@ -27,21 +27,18 @@ impl Bridge {
     pub(super) async fn send_stateless(self: Arc<Self>, body: Value, id: String, version: String) {
         let stop = CancellationToken::new();
         if body["method"] == "tools/list" {
-            self.listing.lock().unwrap().insert(id.clone());
+            self.listing.lock().insert(id.clone());
         }
-        self.stateless
-            .lock()
-            .unwrap()
-            .insert(id.clone(), stop.clone());
+        self.stateless.lock().insert(id.clone(), stop.clone());
         let sent = tokio::select! {
             r = self.post_stateless(&body, &id, &version) => r,
             _ = stop.cancelled() => Ok(()),
         };
-        self.stateless.lock().unwrap().remove(&id);
-        self.listing.lock().unwrap().remove(&id);
+        self.stateless.lock().remove(&id);
+        self.listing.lock().remove(&id);
         if stop.is_cancelled() {
             // The host cancelled: it expects no answer.
-            self.pending.lock().unwrap().remove(&id);
+            self.pending.lock().remove(&id);
             return;
         }
         if let Err(message) = sent {
@@ -56,7 +53,7 @@ impl Bridge {
         version: &str,
     ) -> Result<(), String> {
         if self.mode() == Mode::Sse {
-            self.pending.lock().unwrap().remove(id);
+            self.pending.lock().remove(id);
             let _ = self.out.send(jsonrpc::error_response(
                 id,
                 jsonrpc::METHOD_NOT_FOUND,
@@ -108,7 +105,7 @@ impl Bridge {
         if let Some(name) = modern::name_param(method, &body["params"]) {
             req = req.header("mcp-name", modern::encode_header_value(name));
             if method == "tools/call"
-                && let Some(declared) = self.tool_headers.lock().unwrap().get(name)
+                && let Some(declared) = self.tool_headers.lock().get(name)
             {
                 for (header, value) in declared.headers_for(&body["params"]["arguments"]) {
                     req = req.header(header, value);
@@ -160,7 +157,7 @@ impl Bridge {
             return Ok(());
         }
         // A remote that does not speak the revision: an error the host falls back on.
-        self.pending.lock().unwrap().remove(id);
+        self.pending.lock().remove(id);
         let message = format!(
             "the remote MCP server does not serve protocol revision {version} (HTTP {}); initialize instead",
             status.as_u16()
@@ -182,7 +179,7 @@ impl Bridge {
         let Some(tools) = v["result"]["tools"].as_array() else {
             return;
         };
-        let mut known = self.tool_headers.lock().unwrap();
+        let mut known = self.tool_headers.lock();
         for tool in tools {
             if let Some(name) = tool["name"].as_str() {
                 let declared = params::declared(&tool["inputSchema"]).unwrap_or_default();
@@ -197,7 +194,7 @@ impl Bridge {
         let Some(id) = jsonrpc::cancelled_request_id(line) else {
             return false;
         };
-        match self.stateless.lock().unwrap().get(&id) {
+        match self.stateless.lock().get(&id) {
             Some(stop) => {
                 stop.cancel();
                 true

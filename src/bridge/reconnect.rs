@@ -30,11 +30,10 @@ impl Bridge {
             while self.reconnecting.load(Ordering::SeqCst) && !self.stop.is_cancelled() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            return self.remote.lock().unwrap().session.is_some()
-                || self.remote.lock().unwrap().endpoint.is_some();
+            return self.remote.lock().session.is_some() || self.remote.lock().endpoint.is_some();
         }
         {
-            let mut r = self.remote.lock().unwrap();
+            let mut r = self.remote.lock();
             r.session = None;
             r.endpoint = None;
             if let Some(s) = r.streams.take() {
@@ -44,7 +43,7 @@ impl Bridge {
         self.fail_pending(
             "the connection to the remote MCP server was lost; the bridge is reconnecting",
         );
-        let Some(params) = self.handshake.lock().unwrap().clone() else {
+        let Some(params) = self.handshake.lock().clone() else {
             self.reconnecting.store(false, Ordering::SeqCst);
             return false;
         };
@@ -78,7 +77,7 @@ impl Bridge {
             self.next_internal.fetch_add(1, Ordering::Relaxed)
         );
         let (tx, rx) = oneshot::channel();
-        self.internal.lock().unwrap().insert(id.clone(), tx);
+        self.internal.lock().insert(id.clone(), tx);
         let line = jsonrpc::message(Some(&id), "initialize", Some(params));
         let answer = match self.post(&line, true).await {
             Ok(()) => tokio::time::timeout(Duration::from_secs(30), rx)
@@ -86,12 +85,12 @@ impl Bridge {
                 .ok()
                 .and_then(Result::ok),
             Err(f) => {
-                self.internal.lock().unwrap().remove(&id);
+                self.internal.lock().remove(&id);
                 return Err(f.to_string());
             }
         };
         let Some(answer) = answer else {
-            self.internal.lock().unwrap().remove(&id);
+            self.internal.lock().remove(&id);
             return Err("no answer to initialize".into());
         };
         if answer.get("error").is_some() {

@@ -11,7 +11,7 @@ use super::{Bridge, Failure, Mode, error_chain, events::events};
 impl Bridge {
     /// HTTP+SSE: connects (GET, endpoint event) if needed, then POSTs.
     pub(super) async fn post_sse(self: &Arc<Self>, line: &[u8]) -> Result<(), Failure> {
-        let endpoint = self.remote.lock().unwrap().endpoint.clone();
+        let endpoint = self.remote.lock().endpoint.clone();
         let endpoint = match endpoint {
             Some(e) => e,
             None => self.connect_sse().await?,
@@ -74,7 +74,7 @@ impl Bridge {
         let endpoint = resolve(&url, &endpoint);
         let stop = CancellationToken::new();
         {
-            let mut r = self.remote.lock().unwrap();
+            let mut r = self.remote.lock();
             r.mode = Some(Mode::Sse);
             r.endpoint = Some(endpoint.clone());
             if let Some(old) = r.streams.replace(stop.clone()) {
@@ -102,7 +102,7 @@ impl Bridge {
             }
             // The stream is gone: so is the session.
             tracing::warn!("the remote closed the SSE stream");
-            bridge.remote.lock().unwrap().endpoint = None;
+            bridge.remote.lock().endpoint = None;
             bridge.start_reconnect();
         });
         Ok(endpoint)

@@ -24,7 +24,7 @@ impl Bridge {
 
     fn streamable_request_without_token(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
         let (session, version) = {
-            let r = self.remote.lock().unwrap();
+            let r = self.remote.lock();
             (r.session.clone(), r.version.clone())
         };
         let mut req = self.http.request(method, &self.config.url);
@@ -42,7 +42,7 @@ impl Bridge {
         line: &[u8],
         is_request: bool,
     ) -> Result<(), Failure> {
-        let has_session = self.remote.lock().unwrap().session.is_some();
+        let has_session = self.remote.lock().session.is_some();
         let sent = self.oauth.token().await;
         let resp = self
             .streamable_request(reqwest::Method::POST)
@@ -68,7 +68,7 @@ impl Bridge {
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
         {
-            self.remote.lock().unwrap().session = Some(session.to_string());
+            self.remote.lock().session = Some(session.to_string());
         }
         if status == 202 || !is_request {
             return Ok(());
@@ -116,7 +116,7 @@ impl Bridge {
         if let Some(v) = message["result"]["protocolVersion"].as_str()
             && message["result"]["serverInfo"].is_object()
         {
-            self.remote.lock().unwrap().version = Some(v.to_string());
+            self.remote.lock().version = Some(v.to_string());
         }
     }
 
@@ -148,7 +148,6 @@ impl Bridge {
             let wait = self
                 .sse_retry
                 .lock()
-                .unwrap()
                 .unwrap_or(Duration::from_millis(100 * (attempt + 1)));
             tokio::time::sleep(wait).await;
             resp = self
@@ -191,7 +190,7 @@ impl Bridge {
                 *last_id = Some(id);
             }
             if let Some(retry) = event.retry {
-                *self.sse_retry.lock().unwrap() = Some(retry);
+                *self.sse_retry.lock() = Some(retry);
             }
             if event.data.trim().is_empty() || event.event != "message" {
                 continue;
@@ -215,7 +214,7 @@ impl Bridge {
     /// Opens the GET listen stream of a Streamable HTTP session (if the remote offers one).
     pub(super) fn start_listening(self: &Arc<Self>) {
         let stop = CancellationToken::new();
-        if let Some(old) = self.remote.lock().unwrap().streams.replace(stop.clone()) {
+        if let Some(old) = self.remote.lock().streams.replace(stop.clone()) {
             old.cancel();
         }
         let bridge = self.clone();
@@ -245,7 +244,6 @@ impl Bridge {
                 let wait = bridge
                     .sse_retry
                     .lock()
-                    .unwrap()
                     .unwrap_or(Duration::from_millis(500 * u64::from(failures.max(1))));
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -256,7 +254,7 @@ impl Bridge {
     }
     /// Ends the Streamable HTTP session politely (DELETE) when the host goes away.
     pub(super) async fn end_session(&self) {
-        let has = self.remote.lock().unwrap().session.is_some();
+        let has = self.remote.lock().session.is_some();
         if has && self.mode() == Mode::Streamable {
             let _ = tokio::time::timeout(
                 Duration::from_secs(2),

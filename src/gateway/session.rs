@@ -6,11 +6,12 @@
 //! read a session's messages through a channel or a [`Sink`]) or any particular backend (only
 //! the [`Backend`] and [`Link`] traits).
 
+use parking_lot::{Mutex, RwLock};
 use std::{
     collections::HashMap,
     net::IpAddr,
     sync::{
-        Arc, Mutex, OnceLock, RwLock, Weak,
+        Arc, OnceLock, Weak,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -85,7 +86,7 @@ impl Session {
     /// Queues a message for the client. Returns false when the session is closed or the client
     /// has fallen too far behind (the caller then closes the session).
     fn push(&self, message: String, limit: usize) -> bool {
-        let outbound = self.outbound.lock().unwrap();
+        let outbound = self.outbound.lock();
         match outbound.as_ref() {
             None => false,
             Some(Outbound::Sink(sink)) => sink(message),
@@ -106,7 +107,7 @@ impl Session {
     /// From now on, messages go to `sink` instead of the channel `rx` reads; what is already
     /// queued there goes to the sink first, in order.
     pub fn redirect(&self, mut rx: mpsc::UnboundedReceiver<String>, sink: Sink) {
-        let mut outbound = self.outbound.lock().unwrap();
+        let mut outbound = self.outbound.lock();
         if outbound.is_none() {
             return;
         }
@@ -201,7 +202,7 @@ impl Sessions {
     }
 
     pub fn len(&self) -> usize {
-        self.map.read().unwrap().len()
+        self.map.read().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -214,7 +215,7 @@ impl Sessions {
     }
 
     pub fn get(&self, id: &Uuid) -> Option<Arc<Session>> {
-        self.map.read().unwrap().get(id).cloned()
+        self.map.read().get(id).cloned()
     }
 
     /// Opens a session: reserves a slot, connects it to its server, starts relaying.
@@ -261,7 +262,7 @@ impl Sessions {
         // In the table before the backend starts relaying, so a server that dies at once can
         // close its session.
         {
-            let mut map = self.map.write().unwrap();
+            let mut map = self.map.write();
             if map.contains_key(&id) {
                 drop(map);
                 self.count.fetch_sub(1, Ordering::AcqRel);
@@ -273,7 +274,7 @@ impl Sessions {
         let link = match self.backend.open(session.clone(), env) {
             Ok(link) => link,
             Err(e) => {
-                self.map.write().unwrap().remove(&id);
+                self.map.write().remove(&id);
                 self.metrics.session_active(-1);
                 self.count.fetch_sub(1, Ordering::AcqRel);
                 return Err(e);
@@ -325,13 +326,13 @@ impl Sessions {
     /// Ends a session once: its stream ends (after what is queued), its server is stopped (or,
     /// on a shared child, its requests are cancelled).
     pub fn close(&self, id: &Uuid, cause: CloseCause) {
-        let Some(session) = self.map.write().unwrap().remove(id) else {
+        let Some(session) = self.map.write().remove(id) else {
             return;
         };
         self.count.fetch_sub(1, Ordering::AcqRel);
         self.metrics.session_active(-1);
         session.closed.cancel();
-        session.outbound.lock().unwrap().take();
+        session.outbound.lock().take();
         tracing::info!(session = %session.id_str, cause = cause.as_str(), "session closed");
         self.release(&session, self.grace());
         if let Some(hook) = self.on_close.get() {
@@ -352,7 +353,6 @@ impl Sessions {
         let idle: Vec<Uuid> = self
             .map
             .read()
-            .unwrap()
             .values()
             .filter(|s| now.saturating_sub(s.last_activity.load(Ordering::Relaxed)) > idle_ms)
             .map(|s| s.id)
@@ -365,12 +365,12 @@ impl Sessions {
     /// Closes every session, stops every server, and waits (up to `grace` plus the kill) for
     /// children.
     pub async fn close_all(&self, grace: Duration) {
-        let all: Vec<Arc<Session>> = self.map.write().unwrap().drain().map(|(_, s)| s).collect();
+        let all: Vec<Arc<Session>> = self.map.write().drain().map(|(_, s)| s).collect();
         for s in &all {
             self.count.fetch_sub(1, Ordering::AcqRel);
             self.metrics.session_active(-1);
             s.closed.cancel();
-            s.outbound.lock().unwrap().take();
+            s.outbound.lock().take();
         }
         tracing::info!(sessions = all.len(), "closing all sessions");
         for s in all {

@@ -9,11 +9,12 @@
 //!
 //! Owns: lines → bytes on a pipe. Must not touch: processes, sessions, HTTP.
 
+use parking_lot::Mutex;
 use std::{
     collections::VecDeque,
     io::{ErrorKind, IoSlice},
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
@@ -117,7 +118,7 @@ impl LineQueue {
     /// Queues one line (without newline), or writes it at once to an idle pipe.
     pub fn push(&self, line: Bytes) -> Result<(), QueueClosed> {
         let shared = &self.shared;
-        let mut state = shared.state.lock().unwrap();
+        let mut state = shared.state.lock();
         if shared.closed.load(Ordering::Acquire) {
             return Err(QueueClosed);
         }
@@ -209,7 +210,7 @@ impl LineQueueRx {
         let shared = &self.shared;
         loop {
             {
-                let mut state = shared.state.lock().unwrap();
+                let mut state = shared.state.lock();
                 if !state.pending.is_empty() {
                     state.busy = true;
                     return Some(std::mem::take(&mut state.pending));
@@ -236,7 +237,7 @@ impl LineQueueRx {
 
     /// Nothing more is written: senders are refused from now on.
     fn close(&self) {
-        let mut state = self.shared.state.lock().unwrap();
+        let mut state = self.shared.state.lock();
         self.shared.closed.store(true, Ordering::Release);
         state.direct = None;
         state.pending.clear();
@@ -314,7 +315,7 @@ pub async fn write_pipe(
 ) {
     let pipe = Arc::new(pipe);
     if input == Input::Direct {
-        lines.shared.state.lock().unwrap().direct = Some(pipe.clone());
+        lines.shared.state.lock().direct = Some(pipe.clone());
     }
     while let Some(mut batch) = lines.next(&close).await {
         let mut result = Ok(());

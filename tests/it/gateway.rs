@@ -592,7 +592,7 @@ async fn keepalive_comments_flow_on_idle_streams() {
     let gw = Gateway::with_fixture(&["--keepalive", "100ms"]).await;
     let c = SseClient::connect(&gw).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(*c.comments.lock().unwrap() >= 2);
+    assert!(*c.comments.lock() >= 2);
 }
 
 #[tokio::test]

@@ -1,11 +1,8 @@
 //! Harness for gateway tests: the real binary in `--sse` mode on port 0 (its address read from
 //! its JSON log), and a minimal SSE client over reqwest.
 
-use std::{
-    process::Stdio,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use parking_lot::Mutex;
+use std::{process::Stdio, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -78,7 +75,7 @@ impl Gateway {
                 {
                     let _ = tx.send(v["address"].as_str().unwrap_or("").to_string());
                 }
-                log2.lock().unwrap().push(line);
+                log2.lock().push(line);
             }
         });
         let addr = tokio::time::timeout(WAIT, rx.recv())
@@ -135,7 +132,7 @@ impl Gateway {
     }
 
     pub fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.log.lock().join("\n")
     }
 }
 
@@ -231,7 +228,7 @@ impl SseClient {
                         }
                     } else if let Some(c) = line.strip_prefix(':') {
                         let _ = c;
-                        *c2.lock().unwrap() += 1;
+                        *c2.lock() += 1;
                     } else if let Some(v) = line.strip_prefix("event:") {
                         event = v.trim_start().to_string();
                     } else if let Some(v) = line.strip_prefix("data:") {

@@ -391,3 +391,52 @@ async fn many_sessions_one_upstream_request() {
         assert!(fake.state.count("cities", None) <= 1, "{backend}");
     }
 }
+
+/// One request that panics while holding the shared child's lock (a test-only hook of debug
+/// builds) costs its own connection, nothing else: the lock does not poison, the other sessions
+/// and the panicking session itself keep being served.
+#[tokio::test]
+async fn a_panicking_request_takes_no_other_session_down() {
+    let fixture = example("fixture_server");
+    let gw = Gateway::start(
+        &["--backend", "shared", "--", &fixture],
+        &[("AAREGURU_MCP_TEST_PANICS", "1")],
+    )
+    .await;
+    let mut clients = vec![];
+    for _ in 0..3 {
+        let mut c = crate::gateway_util::McpClient::new(&gw.base);
+        c.initialize().await;
+        clients.push(c);
+    }
+    let panicked = tokio::time::timeout(
+        Duration::from_secs(10),
+        clients[0]
+            .http
+            .post(&clients[0].url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-06-18")
+            .header("mcp-session-id", clients[0].session.as_deref().unwrap())
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"aareguru-test/panic"}"#)
+            .send(),
+    )
+    .await
+    .expect("the panicking request ends");
+    assert!(
+        panicked.as_ref().map_or(true, |r| r.status() == 500),
+        "{panicked:?}"
+    );
+    for round in 0..3 {
+        for (i, c) in clients.iter().enumerate() {
+            let (status, v) = c
+                .call(10 + round, "echo", json!({"client": i, "round": round}))
+                .await;
+            assert_eq!(status, 200, "client {i} round {round}: {v}");
+            assert_eq!(v["result"]["structuredContent"]["client"], i);
+        }
+    }
+    let h = gw.health().await;
+    assert_eq!(h["status"], "ok", "{h}");
+    assert!(gw.log_text().contains("aareguru-test/panic"));
+}

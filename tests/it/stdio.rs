@@ -611,7 +611,7 @@ async fn stdout_carries_only_protocol_even_with_debug_logs() {
     s.call("get_current_conditions", json!({})).await;
     s.close_stdin();
     assert_eq!(s.wait_exit().await, Some(0));
-    let lines = s.stdout_lines.lock().unwrap().clone();
+    let lines = s.stdout_lines.lock().clone();
     assert!(lines.len() >= 2);
     for l in lines {
         let v: Value =

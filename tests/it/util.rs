@@ -1,11 +1,7 @@
 //! Test harness: start the binary with a fake upstream and talk JSON-RPC to it over its pipes.
 
-use std::{
-    collections::HashMap,
-    process::Stdio,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use parking_lot::Mutex;
+use std::{collections::HashMap, process::Stdio, sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
 use tokio::{
@@ -81,13 +77,13 @@ impl StdioServer {
         tokio::spawn(async move {
             let mut reader = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = reader.next_line().await {
-                lines.lock().unwrap().push(line.clone());
+                lines.lock().push(line.clone());
                 let waiter = serde_json::from_str::<Value>(&line)
                     .ok()
                     .filter(|v| v.get("method").is_none())
                     .and_then(|v| {
                         let key = v.get("id")?.to_string();
-                        Some((p.lock().unwrap().remove(&key)?, v))
+                        Some((p.lock().remove(&key)?, v))
                     });
                 match waiter {
                     Some((w, v)) => {
@@ -153,7 +149,7 @@ impl StdioServer {
         params: Value,
     ) -> oneshot::Receiver<Value> {
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap().insert(id.to_string(), tx);
+        self.pending.lock().insert(id.to_string(), tx);
         let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         self.send_line(&msg.to_string()).await;
         rx

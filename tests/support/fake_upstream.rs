@@ -15,12 +15,8 @@
 
 #![allow(dead_code)]
 
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use parking_lot::Mutex;
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
 use warp::{Filter, http::StatusCode, reply::Response};
@@ -72,37 +68,30 @@ pub struct State {
 
 impl State {
     pub fn set_behaviour(&self, b: Behaviour) {
-        *self.behaviour.lock().unwrap() = b;
+        *self.behaviour.lock() = b;
     }
     pub fn set_city_behaviour(&self, city: &str, b: Behaviour) {
-        self.city_behaviour
-            .lock()
-            .unwrap()
-            .insert(city.to_string(), b);
+        self.city_behaviour.lock().insert(city.to_string(), b);
     }
     /// Serve `body` for `/current?city=city` from now on.
     pub fn set_current_body(&self, city: &str, body: String) {
-        self.current_overrides
-            .lock()
-            .unwrap()
-            .insert(city.to_string(), body);
+        self.current_overrides.lock().insert(city.to_string(), body);
     }
     /// Serve `body` for `/cities` from now on.
     pub fn set_cities_body(&self, body: String) {
-        *self.cities_override.lock().unwrap() = Some(body);
+        *self.cities_override.lock() = Some(body);
     }
     pub fn set_delay(&self, d: Duration) {
-        *self.delay.lock().unwrap() = d;
+        *self.delay.lock() = d;
     }
     /// All requests so far, as `endpoint?query`.
     pub fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
+        self.requests.lock().clone()
     }
     /// How many requests hit `endpoint` (e.g. "current") with `city` (any city when `None`).
     pub fn count(&self, endpoint: &str, city: Option<&str>) -> usize {
         self.requests
             .lock()
-            .unwrap()
             .iter()
             .filter(|r| {
                 let (e, q) = r.split_once('?').unwrap_or((r, ""));
@@ -200,11 +189,7 @@ fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 async fn answer(state: &State, endpoint: &str, query: &str) -> Response {
-    state
-        .requests
-        .lock()
-        .unwrap()
-        .push(format!("{endpoint}?{query}"));
+    state.requests.lock().push(format!("{endpoint}?{query}"));
     let params: HashMap<String, String> = query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -212,9 +197,9 @@ async fn answer(state: &State, endpoint: &str, query: &str) -> Response {
         .collect();
     let city = params.get("city").map(String::as_str);
     let behaviour = city
-        .and_then(|c| state.city_behaviour.lock().unwrap().get(c).copied())
-        .unwrap_or(*state.behaviour.lock().unwrap());
-    let delay = *state.delay.lock().unwrap();
+        .and_then(|c| state.city_behaviour.lock().get(c).copied())
+        .unwrap_or(*state.behaviour.lock());
+    let delay = *state.delay.lock();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -238,13 +223,13 @@ async fn answer(state: &State, endpoint: &str, query: &str) -> Response {
     }
     match endpoint {
         "cities" => {
-            let body = state.cities_override.lock().unwrap().clone();
+            let body = state.cities_override.lock().clone();
             json_response(StatusCode::OK, body.unwrap_or_else(|| CITIES.into()))
         }
         "widget" => json_response(StatusCode::OK, WIDGET.into()),
         "current" => {
             let city = city.unwrap_or("bern");
-            let body = state.current_overrides.lock().unwrap().get(city).cloned();
+            let body = state.current_overrides.lock().get(city).cloned();
             json_response(StatusCode::OK, body.unwrap_or_else(|| current(city)))
         }
         "today" => json_response(StatusCode::OK, today(city.unwrap_or("bern"))),

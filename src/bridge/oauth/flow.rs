@@ -106,7 +106,7 @@ impl OAuthClient {
                 redirect_uri: redirect_uri.map(str::to_string),
             });
         }
-        let saved = self.saved.lock().unwrap().client.clone();
+        let saved = self.saved.lock().client.clone();
         if let Some(c) =
             saved.filter(|c| c.issuer == server.issuer && c.redirect_uri.as_deref() == redirect_uri)
         {
@@ -153,7 +153,7 @@ impl OAuthClient {
             redirect_uri: redirect_uri.map(str::to_string),
         };
         tracing::info!(client_id = %client.client_id, issuer = %server.issuer, "registered with the authorization server");
-        let mut saved = self.saved.lock().unwrap();
+        let mut saved = self.saved.lock();
         saved.client = Some(client.clone());
         self.store.save(&saved);
         Ok(client)
@@ -222,7 +222,7 @@ impl OAuthClient {
     }
 
     pub(super) async fn refresh(&self) -> Result<(), String> {
-        let known = self.found.lock().unwrap().clone();
+        let known = self.found.lock().clone();
         let found = match known {
             Some(f) => f,
             None => {
@@ -233,12 +233,12 @@ impl OAuthClient {
                     &super::discovery::Challenge::default(),
                 )
                 .await?;
-                *self.found.lock().unwrap() = Some(f.clone());
+                *self.found.lock() = Some(f.clone());
                 f
             }
         };
         let (saved_client, tokens) = {
-            let s = self.saved.lock().unwrap();
+            let s = self.saved.lock();
             (s.client.clone(), s.tokens.clone())
         };
         let refresh = tokens
@@ -273,7 +273,7 @@ impl OAuthClient {
             .await?;
         tokens.refresh_token.get_or_insert(refresh);
         tracing::info!("access token refreshed");
-        let mut saved = self.saved.lock().unwrap();
+        let mut saved = self.saved.lock();
         saved.tokens = Some(tokens);
         self.store.save(&saved);
         Ok(())
@@ -291,7 +291,6 @@ impl OAuthClient {
         let registered_port = self
             .saved
             .lock()
-            .unwrap()
             .client
             .as_ref()
             .filter(|c| c.issuer == found.server.issuer)

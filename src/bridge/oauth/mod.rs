@@ -17,10 +17,8 @@ mod enterprise;
 mod flow;
 pub mod store;
 
-use std::{
-    sync::Mutex,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use parking_lot::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use self::{
     discovery::{Challenge, Discovered},
@@ -91,7 +89,6 @@ impl OAuthClient {
     pub fn current(&self) -> Option<String> {
         self.saved
             .lock()
-            .unwrap()
             .tokens
             .as_ref()
             .map(|t| t.access_token.clone())
@@ -99,14 +96,14 @@ impl OAuthClient {
 
     /// The access token to send, refreshed first when it is about to expire.
     pub async fn token(&self) -> Option<String> {
-        let tokens = self.saved.lock().unwrap().tokens.clone()?;
+        let tokens = self.saved.lock().tokens.clone()?;
         let expiring = tokens
             .expires_at
             .is_some_and(|e| e <= now() + REFRESH_AHEAD);
         if expiring && tokens.refresh_token.is_some() {
             let _one = self.flow.lock().await;
             // Someone may have refreshed it meanwhile.
-            let current = self.saved.lock().unwrap().tokens.clone()?;
+            let current = self.saved.lock().tokens.clone()?;
             if current.access_token != tokens.access_token {
                 return Some(current.access_token);
             }
@@ -133,7 +130,7 @@ impl OAuthClient {
             .map(discovery::parse_challenge)
             .unwrap_or_default();
         let _one = self.flow.lock().await;
-        let current = self.saved.lock().unwrap().tokens.clone();
+        let current = self.saved.lock().tokens.clone();
         if current.as_ref().map(|t| t.access_token.as_str()) != sent {
             return Ok(());
         }
@@ -162,8 +159,8 @@ impl OAuthClient {
         {
             s.push_str(" offline_access");
         }
-        *self.found.lock().unwrap() = Some(found.clone());
-        *self.scopes.lock().unwrap() = scope.clone();
+        *self.found.lock() = Some(found.clone());
+        *self.scopes.lock() = scope.clone();
         let tokens = if self.config.client_credentials {
             self.client_credentials(&found, scope.as_deref()).await?
         } else if self.config.id_token_file.is_some() {
@@ -171,7 +168,7 @@ impl OAuthClient {
         } else {
             self.authorization_code(&found, scope.as_deref()).await?
         };
-        let mut saved = self.saved.lock().unwrap();
+        let mut saved = self.saved.lock();
         saved.tokens = Some(tokens);
         self.store.save(&saved);
         Ok(())
@@ -187,7 +184,7 @@ impl OAuthClient {
             .or_else(|| {
                 (!found.scopes_supported.is_empty()).then(|| found.scopes_supported.join(" "))
             });
-        if step_up && let Some(previous) = self.scopes.lock().unwrap().clone() {
+        if step_up && let Some(previous) = self.scopes.lock().clone() {
             let mut all: Vec<String> = previous.split_whitespace().map(str::to_string).collect();
             for s in scope.iter().flat_map(|s| s.split_whitespace()) {
                 if !all.iter().any(|a| a == s) {
@@ -245,7 +242,7 @@ mod tests {
                 .as_deref(),
             Some("f")
         );
-        *c.scopes.lock().unwrap() = Some("a".into());
+        *c.scopes.lock() = Some("a".into());
         let more = Challenge {
             scope: Some("a c".into()),
             ..Challenge::default()

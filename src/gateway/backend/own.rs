@@ -10,11 +10,12 @@
 //! Owns: the relay between one session and one server. Must not touch: how the server was
 //! started (that is the worker's business) or the session table.
 
+use parking_lot::Mutex;
 use std::{
     collections::HashSet,
     future::Future,
     sync::{
-        Arc, Mutex, Weak,
+        Arc, Weak,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
@@ -132,14 +133,14 @@ impl<W: Worker> Link for OwnLink<W> {
             let relay = &self.relay;
             match kind {
                 Kind::Request { id, .. } => {
-                    relay.inflight.lock().unwrap().insert(id.clone());
+                    relay.inflight.lock().insert(id.clone());
                     relay.arm_start_watchdog();
                 }
                 // A cancelled request gets no response; forget it so a later server failure
                 // does not answer it either.
                 Kind::Notification { method } if method == "notifications/cancelled" => {
                     if let Some(id) = jsonrpc::cancelled_request_id(&line) {
-                        relay.inflight.lock().unwrap().remove(&id);
+                        relay.inflight.lock().remove(&id);
                     }
                 }
                 _ => {}
@@ -157,7 +158,7 @@ impl<W: Worker> Link for OwnLink<W> {
 
     fn release(&self, grace: Duration) {
         self.relay.released.cancel();
-        if let Some(mut worker) = self.worker.lock().unwrap().take() {
+        if let Some(mut worker) = self.worker.lock().take() {
             self.relay
                 .settings
                 .terminations
@@ -193,7 +194,7 @@ impl Relay {
                 }
                 match jsonrpc::classify(&line) {
                     Ok(Kind::Response { id }) => {
-                        self.inflight.lock().unwrap().remove(&id);
+                        self.inflight.lock().remove(&id);
                     }
                     Ok(_) => {}
                     Err(reason) => {
@@ -213,7 +214,7 @@ impl Relay {
                 metrics.error("child_line_too_long");
                 tracing::warn!(session = %client.name(), len, limit, "child wrote an over-long message; dropped");
                 if let Some(id) = jsonrpc::id_from_prefix(&prefix)
-                    && self.inflight.lock().unwrap().remove(&id)
+                    && self.inflight.lock().remove(&id)
                 {
                     let msg = format!(
                         "the response was {len} bytes, over the gateway's limit of {limit} bytes"
@@ -244,7 +245,7 @@ impl Relay {
 
     /// Answers every unanswered request with an error.
     fn fail_inflight(&self, client: &dyn Client, message: &str) {
-        let ids: Vec<String> = self.inflight.lock().unwrap().drain().collect();
+        let ids: Vec<String> = self.inflight.lock().drain().collect();
         for id in ids {
             client.send_unbounded(jsonrpc::error_response(
                 &id,

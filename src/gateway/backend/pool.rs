@@ -7,10 +7,11 @@
 //!
 //! Owns: the waiting children. Must not touch: sessions (a child leaves the pool for good).
 
+use parking_lot::Mutex;
 use std::{
     collections::VecDeque,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -80,13 +81,13 @@ impl Pool {
     pub fn start(self: &Arc<Self>) {
         self.children.metrics.pool_started();
         let refill = tokio::spawn(self.clone().refill());
-        *self.refilling.lock().unwrap() = Some(refill);
+        *self.refilling.lock() = Some(refill);
     }
 
     /// A waiting child for a new session, if one is ready.
     pub fn take(&self) -> Option<Spawned> {
         let taken = loop {
-            let next = self.ready.lock().unwrap().pop_front();
+            let next = self.ready.lock().pop_front();
             match next {
                 // One that died while waiting is the refill loop's to count; skip it.
                 Some((child, _)) if child.has_exited() => self.retire(&child),
@@ -105,7 +106,7 @@ impl Pool {
                 metrics.pool_miss();
             }
         }
-        metrics.pool_ready(self.ready.lock().unwrap().len());
+        metrics.pool_ready(self.ready.lock().len());
         taken
     }
 
@@ -123,7 +124,7 @@ impl Pool {
         loop {
             // Drop the ones that died while waiting.
             let dead: Vec<Spawned> = {
-                let mut ready = self.ready.lock().unwrap();
+                let mut ready = self.ready.lock();
                 let (dead, alive): (Vec<_>, Vec<_>) =
                     ready.drain(..).partition(|(c, _)| c.has_exited());
                 ready.extend(alive);
@@ -133,7 +134,7 @@ impl Pool {
                 self.retire(&child);
             }
             let mut backoff = None;
-            while self.ready.lock().unwrap().len() < self.target && !self.stop.is_cancelled() {
+            while self.ready.lock().len() < self.target && !self.stop.is_cancelled() {
                 // On a runtime thread, never a blocking-pool one: the kernel sends
                 // PR_SET_PDEATHSIG when the *thread* that forked the child exits, and idle
                 // blocking threads exit after ten seconds. Between spawns, sessions go first.
@@ -149,7 +150,7 @@ impl Pool {
                     Ok(spawned) => {
                         failures = 0;
                         self.children.started();
-                        self.ready.lock().unwrap().push_back(spawned);
+                        self.ready.lock().push_back(spawned);
                     }
                     Err(e) => {
                         failures += 1;
@@ -163,9 +164,7 @@ impl Pool {
                     }
                 }
             }
-            self.children
-                .metrics
-                .pool_ready(self.ready.lock().unwrap().len());
+            self.children.metrics.pool_ready(self.ready.lock().len());
             let wait = backoff.unwrap_or(CHECK_EVERY);
             tokio::select! {
                 _ = self.stop.cancelled() => return,
@@ -192,11 +191,11 @@ impl Pool {
     /// Stops refilling and terminates the waiting children (on `terminations`).
     pub async fn drain(&self, terminations: &TaskTracker, grace: Duration) {
         self.stop.cancel();
-        let refill = self.refilling.lock().unwrap().take();
+        let refill = self.refilling.lock().take();
         if let Some(refill) = refill {
             let _ = refill.await;
         }
-        let waiting: Vec<Spawned> = self.ready.lock().unwrap().drain(..).collect();
+        let waiting: Vec<Spawned> = self.ready.lock().drain(..).collect();
         self.children.metrics.pool_ready(0);
         for (mut child, _) in waiting {
             let children = self.children.clone();
@@ -211,7 +210,7 @@ impl Pool {
     pub fn status(&self) -> Value {
         json!({
             "target": self.target,
-            "ready": self.ready.lock().unwrap().len(),
+            "ready": self.ready.lock().len(),
             "hits": self.hits.load(Ordering::Relaxed),
             "misses": self.misses.load(Ordering::Relaxed),
         })

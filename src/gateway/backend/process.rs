@@ -6,10 +6,11 @@
 //!
 //! Owns: spawning, signalling and reaping one process. Must not touch: what the lines mean.
 
+use parking_lot::RwLock;
 use std::{
     process::Stdio,
     sync::{
-        Arc, RwLock,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -205,7 +206,7 @@ impl ChildProcess {
 
     /// From now on its stderr is logged under `session`.
     pub fn relabel(&self, session: &str) {
-        *self.label.write().unwrap() = Arc::from(session);
+        *self.label.write() = Arc::from(session);
     }
 
     /// A handle for writing lines to the child's stdin.
@@ -328,7 +329,7 @@ async fn log_stderr(stderr: ChildStderr, label: Label) {
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end();
         if !text.is_empty() {
-            let session = label.read().unwrap().clone();
+            let session = label.read().clone();
             tracing::info!(target: "aareguru_mcp::child", session = %session, "{text}");
         }
     }

@@ -6,10 +6,11 @@
 //! Owns: the shared children and their members. Must not touch: routing decisions (the mux's)
 //! or the session table (members are [`Client`]s).
 
+use parking_lot::Mutex;
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU32, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -200,7 +201,7 @@ impl Slot {
 
     /// How to rank this slot for a new session: ready ones first, then the least busy.
     fn load(&self) -> (bool, usize) {
-        let inner = self.inner.lock().unwrap();
+        let inner = self.inner.lock();
         (
             inner.stdin.is_none() || !inner.mux.is_ready(),
             inner.mux.members(),
@@ -209,12 +210,12 @@ impl Slot {
 
     /// Running and initialized (or not yet asked to initialize).
     fn is_ready(&self) -> bool {
-        let inner = self.inner.lock().unwrap();
+        let inner = self.inner.lock();
         inner.stdin.is_some() && inner.mux.is_ready()
     }
 
     fn status(&self) -> Value {
-        let inner = self.inner.lock().unwrap();
+        let inner = self.inner.lock();
         let state = match (&inner.stdin, inner.mux.is_ready()) {
             (Some(_), true) => "ready",
             (Some(_), false) => "initializing",
@@ -231,7 +232,7 @@ impl Slot {
     }
 
     fn attach(&self, client: Arc<dyn Client>) {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.inner.lock();
         inner.mux.attach(client.id());
         inner.members.insert(client.id(), client);
     }
@@ -239,7 +240,7 @@ impl Slot {
     /// The session has ended: its requests are cancelled toward the child.
     fn detach(&self, session: Uuid) {
         let mut out = vec![];
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.inner.lock();
         inner.members.remove(&session);
         inner.mux.detach(session, &mut out);
         // Only child-bound messages come out of a detach; nothing to close.
@@ -254,7 +255,7 @@ impl Slot {
         kind: &Kind,
         input_limit: usize,
     ) -> Result<(), ForwardError> {
-        let stdin = self.inner.lock().unwrap().stdin.clone();
+        let stdin = self.inner.lock().stdin.clone();
         if let Some(stdin) = stdin
             && !stdin.wait_room(input_limit, Duration::from_secs(10)).await
         {
@@ -262,7 +263,9 @@ impl Slot {
         }
         let closes = {
             let mut out = vec![];
-            let mut inner = self.inner.lock().unwrap();
+            let mut inner = self.inner.lock();
+            #[cfg(debug_assertions)]
+            test_panic(kind);
             inner.mux.from_client(session, &line, kind, &mut out);
             self.apply(&mut inner, out)
         };
@@ -339,7 +342,7 @@ impl Slot {
             tracing::info!(child = %self.name, pid = child.pid, "shared child started");
             let closes = {
                 let mut out = vec![];
-                let mut inner = self.inner.lock().unwrap();
+                let mut inner = self.inner.lock();
                 inner.stdin = Some(child.stdin());
                 inner.mux.child_started(&mut out);
                 self.apply(&mut inner, out)
@@ -349,7 +352,7 @@ impl Slot {
             let ended = self
                 .relay(limits, &children, &mut child, output, &shutdown)
                 .await;
-            self.inner.lock().unwrap().stdin = None;
+            self.inner.lock().stdin = None;
             let Some((cause, detail)) = ended else {
                 // Shutdown: the sessions are already gone.
                 child.terminate(limits.shutdown_grace).await;
@@ -371,7 +374,7 @@ impl Slot {
     fn fail_waiting(&self, reason: &str) {
         let closes = {
             let mut out = vec![];
-            let mut inner = self.inner.lock().unwrap();
+            let mut inner = self.inner.lock();
             inner.mux.child_died(reason, &mut out);
             self.apply(&mut inner, out)
         };
@@ -402,7 +405,7 @@ impl Slot {
             tokio::select! {
                 ended = &mut reading => return Some(ended),
                 _ = tick.tick() => {
-                    let overdue = self.inner.lock().unwrap().mux.handshake_overdue(start_timeout);
+                    let overdue = self.inner.lock().mux.handshake_overdue(start_timeout);
                     if overdue {
                         tracing::error!(child = %self.name, timeout_s = start_timeout.as_secs_f64(), "shared child did not answer initialize in time; killing it");
                         metrics.error("child_start_timeout");
@@ -427,7 +430,7 @@ impl FrameSink for ToMux {
         let slot = &self.slot;
         let closes = {
             let mut out = vec![];
-            let mut inner = slot.inner.lock().unwrap();
+            let mut inner = slot.inner.lock();
             match frame {
                 Frame::Line(line) => inner.mux.from_child(&line, &mut out),
                 Frame::TooLong { prefix, len } => {
@@ -449,5 +452,18 @@ impl FrameSink for ToMux {
 fn end_all(clients: Vec<Arc<dyn Client>>) {
     for client in clients {
         client.end(CloseCause::SlowClient);
+    }
+}
+
+/// Debug builds only (the tests' binary): with `AAREGURU_MCP_TEST_PANICS=1` in the gateway's
+/// environment, a request for `aareguru-test/panic` panics while this child's lock is held —
+/// how the tests show that one panicking request cannot take the other sessions down.
+#[cfg(debug_assertions)]
+fn test_panic(kind: &Kind) {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if matches!(kind, Kind::Request { method, .. } if method == "aareguru-test/panic")
+        && *ON.get_or_init(|| std::env::var_os("AAREGURU_MCP_TEST_PANICS").is_some())
+    {
+        panic!("aareguru-test/panic: a request panicked while holding the shared child's lock");
     }
 }

@@ -27,7 +27,7 @@ impl Cluster {
                 }
             };
             let (recovered, first) = {
-                let mut h = self.redis.lock().unwrap();
+                let mut h = self.redis.lock();
                 let recovered = !h.up && h.tried;
                 let first = !h.tried;
                 h.up = true;
@@ -40,7 +40,7 @@ impl Cluster {
             // epoch: then what is missing from it was lost, not given up.
             let wiped = match self.directory.epoch(&random_secret()).await {
                 Ok(epoch) => {
-                    let mut known = self.epoch.write().unwrap();
+                    let mut known = self.epoch.write();
                     let wiped = known.as_ref().is_some_and(|k| *k != epoch);
                     *known = Some(epoch);
                     wiped
@@ -52,16 +52,14 @@ impl Cluster {
             };
             // The shared secret, unless configured: kept in Redis (and put back with the one
             // every replica already knows, should Redis have lost it).
-            if !self.secret_configured
-                && (recovered || wiped || self.secret.read().unwrap().is_none())
-            {
-                let known = self.secret.read().unwrap().clone();
+            if !self.secret_configured && (recovered || wiped || self.secret.read().is_none()) {
+                let known = self.secret.read().clone();
                 match self
                     .directory
                     .shared_secret(&known.unwrap_or_else(random_secret))
                     .await
                 {
-                    Ok(s) => *self.secret.write().unwrap() = Some(s),
+                    Ok(s) => *self.secret.write() = Some(s),
                     Err(e) => self.redis_failed(&e),
                 }
             }
@@ -80,14 +78,14 @@ impl Cluster {
             match self.directory.peers().await {
                 Ok(peers) => {
                     self.metrics.cluster_peers.set(peers.len() as i64);
-                    *self.peers.write().unwrap() =
+                    *self.peers.write() =
                         peers.into_iter().map(|p| (p.replica.clone(), p)).collect();
                 }
                 Err(e) => self.redis_failed(&e),
             }
             if last_refresh.elapsed() > self.session_ttl / 3 {
                 last_refresh = Instant::now();
-                let ids: Vec<String> = self.local.lock().unwrap().keys().cloned().collect();
+                let ids: Vec<String> = self.local.lock().keys().cloned().collect();
                 if let Err(e) = self.directory.refresh(&ids, self.session_ttl).await {
                     self.redis_failed(&e);
                 }
@@ -102,7 +100,6 @@ impl Cluster {
         let held: Vec<(String, Entry, bool)> = self
             .local
             .lock()
-            .unwrap()
             .iter()
             .map(|(id, l)| (id.clone(), l.entry.clone(), l.registered))
             .collect();
@@ -118,17 +115,17 @@ impl Cluster {
                     .put_if_absent(&id, &entry, self.session_ttl)
                     .await
                     .is_ok()
-                    && let Some(l) = self.local.lock().unwrap().get_mut(&id)
+                    && let Some(l) = self.local.lock().get_mut(&id)
                 {
                     l.registered = true;
                 }
             } else if !placement::still_ours(found.as_ref(), self.me()) {
                 // Checked again on its next request, which then gets 404.
-                if let Some(l) = self.local.lock().unwrap().get_mut(&id) {
+                if let Some(l) = self.local.lock().get_mut(&id) {
                     l.registered = true;
                     l.checked = Instant::now() - CHECK_EVERY * 2;
                 }
-            } else if let Some(l) = self.local.lock().unwrap().get_mut(&id) {
+            } else if let Some(l) = self.local.lock().get_mut(&id) {
                 l.registered = true;
             }
         }

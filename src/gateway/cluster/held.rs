@@ -33,7 +33,7 @@ impl Cluster {
         };
         // Held here first, then put: a session that closes while the put is on its way finds
         // its entry here (and the put below sees it gone), so no directory entry outlives it.
-        self.local.lock().unwrap().insert(
+        self.local.lock().insert(
             id.to_string(),
             Local {
                 entry: entry.clone(),
@@ -50,7 +50,7 @@ impl Cluster {
             self.redis_failed(&e);
             return;
         }
-        let still_held = match self.local.lock().unwrap().get_mut(id) {
+        let still_held = match self.local.lock().get_mut(id) {
             Some(l) => {
                 l.registered = true;
                 true
@@ -77,7 +77,7 @@ impl Cluster {
             server: server.map(str::to_string),
             roam: Some(state),
         };
-        self.local.lock().unwrap().insert(
+        self.local.lock().insert(
             id.to_string(),
             Local {
                 entry,
@@ -90,7 +90,7 @@ impl Cluster {
     /// A roaming session's subscriptions changed: the directory keeps the new ones.
     pub async fn update_subscriptions(&self, id: &str, subscriptions: Vec<String>) {
         let entry = {
-            let mut local = self.local.lock().unwrap();
+            let mut local = self.local.lock();
             let Some(l) = local.get_mut(id) else {
                 return;
             };
@@ -112,7 +112,7 @@ impl Cluster {
             return Verdict::Serve;
         }
         let registered = {
-            let mut local = self.local.lock().unwrap();
+            let mut local = self.local.lock();
             let Some(l) = local.get_mut(id) else {
                 return Verdict::Serve;
             };
@@ -137,7 +137,7 @@ impl Cluster {
 
     /// A session held here has closed.
     pub fn closed(self: &Arc<Self>, id: &str, release: Release) {
-        let Some(local) = self.local.lock().unwrap().remove(id) else {
+        let Some(local) = self.local.lock().remove(id) else {
             return;
         };
         if self.leaving.load(Ordering::SeqCst) {

@@ -19,10 +19,11 @@ mod heartbeat;
 mod held;
 pub mod placement;
 
+use parking_lot::{Mutex, RwLock};
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex, RwLock,
+        Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -198,7 +199,6 @@ impl Cluster {
     pub fn peer_by_tag(&self, tag: &str) -> Option<Peer> {
         self.peers
             .read()
-            .unwrap()
             .values()
             .find(|p| p.tag() == tag && p.incarnation != self.me.incarnation)
             .cloned()
@@ -207,24 +207,24 @@ impl Cluster {
     /// The secret peers present when they forward a request; `None` until Redis was reached
     /// (when it is not configured).
     pub fn secret(&self) -> Option<String> {
-        self.secret.read().unwrap().clone()
+        self.secret.read().clone()
     }
 
     /// Whether `presented` is the cluster's secret (compared in constant time).
     pub fn verify_peer(&self, presented: &[u8]) -> bool {
-        match &*self.secret.read().unwrap() {
+        match &*self.secret.read() {
             Some(secret) => bool::from(presented.ct_eq(secret.as_bytes())),
             None => false,
         }
     }
 
     pub fn redis_up(&self) -> bool {
-        self.redis.lock().unwrap().up
+        self.redis.lock().up
     }
 
     /// Whether Redis was found unreachable (and has not answered since).
     fn redis_down(&self) -> bool {
-        let h = self.redis.lock().unwrap();
+        let h = self.redis.lock();
         h.tried && !h.up
     }
 
@@ -247,7 +247,7 @@ impl Cluster {
         self.metrics.redis_errors.inc();
         self.redis_errors.fetch_add(1, Ordering::Relaxed);
         self.metrics.redis_up.set(0);
-        let mut h = self.redis.lock().unwrap();
+        let mut h = self.redis.lock();
         if h.up || h.error.is_none() {
             tracing::warn!(error = %e, "Redis unreachable; serving the sessions held here, refusing what cannot be placed");
         }
@@ -322,7 +322,7 @@ impl Cluster {
 
     /// Whether Redis has lost its data since this replica last looked (its epoch changed).
     async fn directory_lost_data(&self) -> bool {
-        let known = self.epoch.read().unwrap().clone();
+        let known = self.epoch.read().clone();
         match self.directory.current_epoch().await {
             Ok(now) => known.is_some() && now != known,
             Err(_) => false,
@@ -332,7 +332,7 @@ impl Cluster {
     /// The live announcement of `replica`, from the table or (for a replica that just started)
     /// from Redis.
     async fn live_peer(&self, replica: &str) -> Option<Peer> {
-        if let Some(p) = self.peers.read().unwrap().get(replica) {
+        if let Some(p) = self.peers.read().get(replica) {
             return Some(p.clone());
         }
         match self.directory.peer(replica).await {
@@ -373,7 +373,6 @@ impl Cluster {
         let pinned: Vec<String> = self
             .local
             .lock()
-            .unwrap()
             .iter()
             .filter(|(_, l)| l.entry.roam.is_none())
             .map(|(id, _)| id.clone())
@@ -388,11 +387,10 @@ impl Cluster {
 
     /// The cluster part of `/health`, and whether it degrades the gateway (and why).
     pub fn status(&self) -> (Value, Option<String>) {
-        let h = self.redis.lock().unwrap();
+        let h = self.redis.lock();
         let peers: Vec<Value> = self
             .peers
             .read()
-            .unwrap()
             .values()
             .map(|p| json!({"replica": p.replica, "url": p.url, "incarnation": p.incarnation, "version": p.version}))
             .collect();
@@ -410,7 +408,7 @@ impl Cluster {
             "redis": if h.up { "ok" } else { "unreachable" },
             "redis_error": h.error,
             "peers": peers,
-            "sessions_held": self.local.lock().unwrap().len(),
+            "sessions_held": self.local.lock().len(),
             "forwarded": forwarded,
             "forward_mean_ms": (forwarded > 0).then(|| {
                 (self.forward_micros.load(Ordering::Relaxed) as f64 / forwarded as f64 / 10.0)

@@ -12,10 +12,11 @@
 //! Owns: routing messages to streams and buffering them. Must not touch: HTTP requests or
 //! responses, or the backend.
 
+use parking_lot::{Mutex, RwLock};
 use std::{
     collections::{HashMap, VecDeque},
     sync::{
-        Arc, Mutex, RwLock,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
 };
@@ -114,15 +115,15 @@ pub struct Registry {
 
 impl Registry {
     pub fn get(&self, id: &Uuid) -> Option<Arc<McpSession>> {
-        self.map.read().unwrap().get(id).cloned()
+        self.map.read().get(id).cloned()
     }
 
     pub fn insert(&self, mcp: Arc<McpSession>) {
-        self.map.write().unwrap().insert(mcp.session.id, mcp);
+        self.map.write().insert(mcp.session.id, mcp);
     }
 
     pub fn remove(&self, id: &Uuid) {
-        self.map.write().unwrap().remove(id);
+        self.map.write().remove(id);
     }
 }
 
@@ -175,12 +176,12 @@ impl McpSession {
 
     /// The protocol version the session negotiated, once its `initialize` was answered.
     pub fn version(&self) -> Option<String> {
-        self.routes.lock().unwrap().version.clone()
+        self.routes.lock().version.clone()
     }
 
     /// The session's subscriptions, if they changed since the last call.
     pub fn subscriptions_changed(&self) -> Option<Vec<String>> {
-        let mut r = self.routes.lock().unwrap();
+        let mut r = self.routes.lock();
         if !std::mem::take(&mut r.subscriptions_changed) {
             return None;
         }
@@ -194,7 +195,7 @@ impl McpSession {
 
     /// The session has ended: its streams end after what they hold.
     pub fn end(&self) {
-        self.routes.lock().unwrap().ended = true;
+        self.routes.lock().ended = true;
         self.changed.notify_waiters();
     }
 
@@ -216,7 +217,7 @@ impl McpSession {
     }
 
     fn new_stream(&self, requests: &[String], messages: &[(Bytes, Kind)]) -> u64 {
-        let mut r = self.routes.lock().unwrap();
+        let mut r = self.routes.lock();
         r.next_stream += 1;
         let id = r.next_stream;
         for req in requests {
@@ -252,7 +253,7 @@ impl McpSession {
 
     /// Whether `stream` starts with a priming event (the client is on 2025-11-25 or later).
     pub fn priming(&self, stream: u64) -> bool {
-        let r = self.routes.lock().unwrap();
+        let r = self.routes.lock();
         r.streams.get(&stream).is_some_and(|b| b.priming)
             || r.version
                 .as_deref()
@@ -261,7 +262,7 @@ impl McpSession {
 
     /// A connection resuming POST stream `stream`, while it is still buffered.
     pub fn resume(self: &Arc<Self>, stream: u64) -> Option<Reader> {
-        let mut r = self.routes.lock().unwrap();
+        let mut r = self.routes.lock();
         let buf = r.streams.get_mut(&stream).filter(|_| stream != LISTEN)?;
         buf.readers += 1;
         Some(Reader {
@@ -277,7 +278,7 @@ impl McpSession {
         if self.listening.swap(true, Ordering::SeqCst) {
             return None;
         }
-        let mut r = self.routes.lock().unwrap();
+        let mut r = self.routes.lock();
         r.streams.entry(LISTEN).or_default();
         let cursor = last_seq.unwrap_or(r.listen_cursor);
         let reader = Reader {
@@ -290,7 +291,7 @@ impl McpSession {
 
     /// A connection stopped reading `stream`.
     fn detach(&self, stream: u64) {
-        let mut r = self.routes.lock().unwrap();
+        let mut r = self.routes.lock();
         if let Some(buf) = r.streams.get_mut(&stream) {
             buf.readers = buf.readers.saturating_sub(1);
         }
@@ -298,7 +299,7 @@ impl McpSession {
 
     /// Forgets `stream` whose requests never reached the server: nothing will answer them.
     fn give_up(&self, stream: u64) {
-        let mut r = self.routes.lock().unwrap();
+        let mut r = self.routes.lock();
         let Some(gone) = r.streams.remove(&stream) else {
             return;
         };
@@ -320,7 +321,7 @@ impl McpSession {
 
     /// Listen-stream events up to `seq` have been sent on a connection.
     pub fn listen_sent(&self, seq: u64) {
-        let mut r = self.routes.lock().unwrap();
+        let mut r = self.routes.lock();
         r.listen_cursor = r.listen_cursor.max(seq);
     }
 
@@ -328,7 +329,7 @@ impl McpSession {
     /// more than `limit` bytes (its client is not reading).
     pub fn route(&self, text: String, limit: usize) -> bool {
         let kind = jsonrpc::classify(text.as_bytes()).ok();
-        let mut r = self.routes.lock().unwrap();
+        let mut r = self.routes.lock();
         let (stream, response) = match &kind {
             Some(Kind::Response { id }) => {
                 if r.init_id.as_deref() == Some(id.as_str()) {
@@ -405,7 +406,7 @@ impl McpSession {
 
     /// Events of `stream` after `cursor`, and whether the stream is finished after them.
     pub fn after(&self, stream: u64, cursor: u64) -> (Vec<(u64, bool, Arc<str>)>, bool) {
-        let r = self.routes.lock().unwrap();
+        let r = self.routes.lock();
         let Some(buf) = r.streams.get(&stream) else {
             return (vec![], true);
         };
@@ -639,7 +640,7 @@ mod tests {
                         let (reader, ids, sent) = readers.remove(n % readers.len());
                         let stream = reader.stream;
                         drop(reader);
-                        let r = mcp.routes.lock().unwrap();
+                        let r = mcp.routes.lock();
                         if !sent {
                             proptest::prop_assert!(!r.streams.contains_key(&stream));
                             for id in ids {
@@ -662,7 +663,7 @@ mod tests {
                         }
                     }
                 }
-                let r = mcp.routes.lock().unwrap();
+                let r = mcp.routes.lock();
                 let held: usize = r
                     .streams
                     .values()
@@ -718,7 +719,7 @@ mod tests {
         assert!(mcp.resume(r1).is_some());
         // The refused request's late answer is dropped, and no byte is counted twice.
         mcp.route(r#"{"jsonrpc":"2.0","id":2,"result":{}}"#.into(), usize::MAX);
-        let r = mcp.routes.lock().unwrap();
+        let r = mcp.routes.lock();
         let held: usize = r
             .streams
             .values()

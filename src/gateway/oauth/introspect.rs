@@ -106,7 +106,7 @@ impl Verifier {
             let ttl = exp.map_or(CACHE_FOR, |e| {
                 Duration::from_secs(e.saturating_sub(now)).min(CACHE_FOR)
             });
-            let mut cache = self.introspected.lock().unwrap();
+            let mut cache = self.introspected.lock();
             if cache.answers.len() >= CACHE_MAX {
                 cache.answers.clear();
             }
@@ -122,7 +122,7 @@ impl Verifier {
     }
 
     fn cached(&self, token: &str, audiences: &[String]) -> Option<Principal> {
-        let cache = self.introspected.lock().unwrap();
+        let cache = self.introspected.lock();
         let (p, aud, until) = cache.answers.get(token)?;
         (Instant::now() < *until && aud.iter().any(|a| audiences.contains(a))).then(|| p.clone())
     }

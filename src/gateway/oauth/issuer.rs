@@ -5,9 +5,9 @@
 //!
 //! Owns: what the gateway knows of an issuer. Must not touch: HTTP requests to the gateway.
 
+use parking_lot::Mutex;
 use std::{
     collections::HashMap,
-    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -119,7 +119,7 @@ impl Issuer {
             )),
         };
         {
-            let keys = self.keys.lock().unwrap();
+            let keys = self.keys.lock();
             if keys.fetched.is_some_and(|t| t.elapsed() < REFRESH_EVERY) {
                 return Err(unknown(keys.failed.clone()));
             }
@@ -129,7 +129,7 @@ impl Issuer {
             "the issuer publishes no jwks_uri".into(),
         ))?;
         let fetched = fetch_keys(http, uri).await;
-        let mut keys = self.keys.lock().unwrap();
+        let mut keys = self.keys.lock();
         keys.fetched = Some(Instant::now());
         match fetched {
             Ok(new) => {
@@ -152,7 +152,7 @@ impl Issuer {
         kid: Option<&str>,
         alg: Algorithm,
     ) -> Result<Option<DecodingKeyRef>, TokenError> {
-        let keys = self.keys.lock().unwrap();
+        let keys = self.keys.lock();
         if keys.fetched.is_some_and(|t| t.elapsed() > KEYS_MAX_AGE) {
             return Ok(None);
         }

@@ -13,7 +13,7 @@
 mod introspect;
 mod issuer;
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use base64::Engine;
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};

@@ -15,11 +15,12 @@
 pub mod reload;
 pub mod tools;
 
+use parking_lot::{Mutex, RwLock};
 use std::{
     collections::BTreeMap,
     net::IpAddr,
     sync::{
-        Arc, Mutex, RwLock,
+        Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -154,19 +155,18 @@ impl Registry {
             if let Some(e) = &served.failed {
                 anyhow::bail!("{e}");
             }
-            registry.inner.write().unwrap().command_line = Some(served);
+            registry.inner.write().command_line = Some(served);
         }
         for config in &gateway.servers {
             let served = registry.build(Arc::new(config.clone()), true);
             registry
                 .inner
                 .write()
-                .unwrap()
                 .by_name
                 .insert(config.name.clone(), served);
         }
         if let Some(path) = &gateway.servers_file {
-            let mut f = registry.file.lock().unwrap();
+            let mut f = registry.file.lock();
             f.loaded = Some(jiff::Timestamp::now());
             f.notes = gateway.servers_notes.clone();
             for note in &f.notes {
@@ -183,7 +183,7 @@ impl Registry {
             s.sessions
                 .on_close(Box::new(move |session, cause| hook(session, cause)));
         }
-        *self.on_close.lock().unwrap() = Some(hook);
+        *self.on_close.lock() = Some(hook);
     }
 
     /// Builds and starts one generation of `config`. A file's server whose command is missing
@@ -241,7 +241,7 @@ impl Registry {
             metrics.clone(),
             backend,
         );
-        if let Some(hook) = self.on_close.lock().unwrap().clone() {
+        if let Some(hook) = self.on_close.lock().clone() {
             sessions.on_close(Box::new(move |session, cause| hook(session, cause)));
         }
         Arc::new(Served {
@@ -257,7 +257,7 @@ impl Registry {
 
     /// The server taking new sessions under `name` (`None`: the one of `/mcp` and `/sse`).
     pub fn serving(&self, name: Option<&str>) -> Option<Arc<Served>> {
-        let inner = self.inner.read().unwrap();
+        let inner = self.inner.read();
         match name.or(self.gateway.default_server.as_deref()) {
             Some(n) => inner.by_name.get(n).cloned(),
             None => inner.command_line.clone(),
@@ -275,7 +275,7 @@ impl Registry {
     /// `name`.
     pub fn holding(&self, name: Option<&str>, id: &Uuid) -> Option<(Arc<Served>, Arc<Session>)> {
         let wanted = self.name_at(name);
-        let inner = self.inner.read().unwrap();
+        let inner = self.inner.read();
         let current = match name.or(self.gateway.default_server.as_deref()) {
             Some(n) => inner.by_name.get(n),
             None => inner.command_line.as_ref(),
@@ -288,7 +288,7 @@ impl Registry {
 
     /// Every generation of every server.
     pub fn all(&self) -> Vec<Arc<Served>> {
-        let inner = self.inner.read().unwrap();
+        let inner = self.inner.read();
         inner
             .command_line
             .iter()
@@ -300,7 +300,7 @@ impl Registry {
 
     /// The names served at `/servers/<name>/`.
     pub fn names(&self) -> Vec<String> {
-        self.inner.read().unwrap().by_name.keys().cloned().collect()
+        self.inner.read().by_name.keys().cloned().collect()
     }
 
     /// Idle sessions closed everywhere; drained generations stopped and forgotten.
@@ -309,7 +309,7 @@ impl Registry {
             s.sessions.reap_idle();
         }
         let done: Vec<Arc<Served>> = {
-            let mut inner = self.inner.write().unwrap();
+            let mut inner = self.inner.write();
             let (done, keep) = std::mem::take(&mut inner.draining)
                 .into_iter()
                 .partition(|s| s.sessions.is_empty());
@@ -350,7 +350,7 @@ impl Registry {
     /// The servers file part of `/health`.
     pub fn file_status(&self) -> Option<Value> {
         let path = self.gateway.servers_file.as_ref()?;
-        let f = self.file.lock().unwrap();
+        let f = self.file.lock();
         Some(json!({
             "path": path.display().to_string(),
             "loaded": f.loaded.map(|t| t.to_string()),

@@ -46,7 +46,6 @@ impl Registry {
         let current: Vec<(String, Arc<crate::config::ServerConfig>)> = self
             .inner
             .read()
-            .unwrap()
             .by_name
             .iter()
             .map(|(n, s)| (n.clone(), s.config.clone()))
@@ -68,7 +67,7 @@ impl Registry {
         }
         let keep: BTreeSet<&str> = loaded.servers.iter().map(|s| s.name.as_str()).collect();
         {
-            let mut inner = self.inner.write().unwrap();
+            let mut inner = self.inner.write();
             for served in fresh {
                 if let Some(old) = inner.by_name.insert(served.name().to_string(), served) {
                     old.draining.store(true, Ordering::Relaxed);
@@ -90,7 +89,7 @@ impl Registry {
             }
         }
         {
-            let mut f = self.file.lock().unwrap();
+            let mut f = self.file.lock();
             f.loaded = Some(jiff::Timestamp::now());
             f.error = None;
             f.notes = loaded.notes.clone();
@@ -120,7 +119,7 @@ impl Registry {
             .config_reloads
             .get_or_create(&Reason { reason: "rejected" })
             .inc();
-        self.file.lock().unwrap().error = Some(error.clone());
+        self.file.lock().error = Some(error.clone());
         error
     }
 }

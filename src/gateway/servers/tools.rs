@@ -5,9 +5,10 @@
 //!
 //! Owns: the filter's rules and where they apply. Must not touch: HTTP or sessions.
 
+use parking_lot::Mutex;
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex, Weak},
+    sync::{Arc, Weak},
     time::Duration,
 };
 
@@ -129,13 +130,13 @@ struct FilteredClient {
 impl FilteredClient {
     /// The message with the tools the client may not see removed, if it answers a listing.
     fn filter(&self, message: String) -> String {
-        if self.listing.lock().unwrap().is_empty() {
+        if self.listing.lock().is_empty() {
             return message;
         }
         let Ok(Kind::Response { id }) = jsonrpc::classify(message.as_bytes()) else {
             return message;
         };
-        if !self.listing.lock().unwrap().remove(&id) {
+        if !self.listing.lock().remove(&id) {
             return message;
         }
         let Some(env) = Envelope::parse(message.as_bytes()) else {
@@ -198,7 +199,7 @@ impl Link for FilteredLink {
             match method.as_str() {
                 "tools/list" => {
                     if let Some(c) = self.client.upgrade() {
-                        c.listing.lock().unwrap().insert(id.clone());
+                        c.listing.lock().insert(id.clone());
                     }
                 }
                 "tools/call" => {

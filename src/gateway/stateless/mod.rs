@@ -21,11 +21,8 @@ mod call;
 mod steps;
 mod tools;
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use parking_lot::Mutex;
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use serde_json::{Map, Value, json};
 use tokio::sync::{OnceCell, mpsc};
@@ -385,7 +382,7 @@ impl Stateless {
     ) -> Result<Outcome, (i64, String)> {
         let state = format!("{}{}", req.state_prefix, Uuid::new_v4().simple());
         {
-            let mut parked = self.parked.lock().unwrap();
+            let mut parked = self.parked.lock();
             if parked.len() >= MAX_PARKED {
                 return Err((
                     jsonrpc::INTERNAL_ERROR,
@@ -408,7 +405,7 @@ impl Stateless {
         );
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
-            let gone = table.upgrade().and_then(|t| t.lock().unwrap().remove(&key));
+            let gone = table.upgrade().and_then(|t| t.lock().remove(&key));
             if gone.is_some() {
                 // Dropping the call cancels the request on the server.
                 tracing::info!(
@@ -424,7 +421,7 @@ impl Stateless {
     }
 
     fn unpark(&self, state: &str, method: &str) -> Option<Parked> {
-        let mut parked = self.parked.lock().unwrap();
+        let mut parked = self.parked.lock();
         // A retry must repeat the request it continues.
         if parked.get(state)?.method != method {
             return None;
@@ -465,7 +462,7 @@ impl Stateless {
                 Some((_, Era::Handshake)) => "translated",
             },
         };
-        let mut v = json!({"mode": mode, "waiting_for_clients": self.parked.lock().unwrap().len()});
+        let mut v = json!({"mode": mode, "waiting_for_clients": self.parked.lock().len()});
         if let Lane::Children { started: s, .. } = &self.lane
             && let Some((backend, _)) = s.get()
         {
@@ -477,13 +474,7 @@ impl Stateless {
     /// Ends parked calls and stops the lane's children.
     pub async fn shutdown(&self) {
         self.stop.cancel();
-        let parked: Vec<Parked> = self
-            .parked
-            .lock()
-            .unwrap()
-            .drain()
-            .map(|(_, p)| p)
-            .collect();
+        let parked: Vec<Parked> = self.parked.lock().drain().map(|(_, p)| p).collect();
         drop(parked);
         if let Lane::Children { started, .. } = &self.lane
             && let Some((backend, _)) = started.get()

@@ -5,10 +5,11 @@
 //!
 //! Owns: the lane's knowledge of its child's tools. Must not touch: HTTP, parking.
 
+use parking_lot::RwLock;
 use std::{
     collections::HashMap,
     future::Future,
-    sync::{Arc, RwLock},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -51,7 +52,7 @@ impl Tools {
             return known;
         }
         let listed = list().await;
-        let mut known = self.known.write().unwrap();
+        let mut known = self.known.write();
         known.at = Some(Instant::now());
         match listed {
             Ok(tools) => known.tools = by_name(&tools),
@@ -66,7 +67,7 @@ impl Tools {
 
     /// `Some` when what is known answers for `name` without listing.
     fn fresh(&self, name: &str) -> Option<Option<Arc<ParamHeaders>>> {
-        let known = self.known.read().unwrap();
+        let known = self.known.read();
         let age = known.at?.elapsed();
         match known.tools.get(name) {
             Some(d) if age < FRESH => Some(Some(d.clone())),
@@ -118,7 +119,7 @@ mod tests {
         assert!(tools.declared("bad", list).await.unwrap().is_empty());
         assert!(tools.declared("nope", list).await.is_none());
         assert_eq!(lists.load(Ordering::SeqCst), 1, "answered from the listing");
-        tools.known.write().unwrap().at = Some(Instant::now() - UNKNOWN_AGAIN);
+        tools.known.write().at = Some(Instant::now() - UNKNOWN_AGAIN);
         assert!(tools.declared("nope", list).await.is_none());
         assert_eq!(
             lists.load(Ordering::SeqCst),
@@ -126,7 +127,7 @@ mod tests {
             "an unknown tool lists again"
         );
         // A failed listing keeps what was known.
-        tools.known.write().unwrap().at = Some(Instant::now() - FRESH);
+        tools.known.write().at = Some(Instant::now() - FRESH);
         let failed = || async { Err::<Vec<Value>, _>("child gone".to_string()) };
         assert!(tools.declared("deploy", failed).await.is_some());
     }
