@@ -14,7 +14,7 @@ use std::{
 use jsonwebtoken::{Algorithm, DecodingKey, jwk::JwkSet};
 use serde_json::Value;
 
-use super::TokenError;
+use super::error::TokenError;
 
 /// Least time between two fetches of an issuer's keys.
 const REFRESH_EVERY: Duration = Duration::from_secs(10);

@@ -10,6 +10,7 @@
 //!
 //! Owns: deciding whether a token is good. Must not touch: HTTP requests or sessions.
 
+mod error;
 mod introspect;
 mod issuer;
 
@@ -19,6 +20,7 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde_json::Value;
 
+pub use self::error::TokenError;
 use self::issuer::Issuer;
 use crate::config::OAuthConfig;
 
@@ -27,24 +29,6 @@ pub const LEEWAY: u64 = 60;
 
 /// The scope of a principal allowed everything (an API key's).
 pub const ALL_SCOPES: &str = "*";
-
-/// Why a token was not accepted.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum TokenError {
-    /// The token is bad (expired, forged, for another server…): the client needs another one.
-    #[error("{0}")]
-    Invalid(String),
-    /// The token could not be checked: its issuer (metadata, keys, introspection) cannot be
-    /// reached or answers with an error. Not the token's fault: the client should retry it.
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-impl TokenError {
-    fn invalid(why: impl Into<String>) -> TokenError {
-        TokenError::Invalid(why.into())
-    }
-}
 
 /// Who a token speaks for.
 #[derive(Debug, Clone, PartialEq)]
