@@ -807,8 +807,9 @@ async fn a_session_closed_while_registering_leaves_no_entry() {
         .await;
     let mut opened = vec![];
     for _ in 0..4 {
-        // Writes wait 400 ms: the put is on its way when the child exits and the session ends.
-        redis.cli(&["CLIENT", "PAUSE", "400", "WRITE"]).await;
+        // Writes wait 250 ms (the gateway gives Redis 500 ms): the put is on its way when the
+        // child exits and the session ends.
+        redis.cli(&["CLIENT", "PAUSE", "250", "WRITE"]).await;
         let c = crate::gateway_util::McpClient::new(&gw.base);
         let r = c
             .post(

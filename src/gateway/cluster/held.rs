@@ -8,6 +8,8 @@ use std::{
     time::Instant,
 };
 
+use tokio_util::sync::CancellationToken;
+
 use super::{
     CHECK_EVERY, Cluster, Local, Release, Verdict,
     entry::{Entry, RoamState, Transport},
@@ -16,13 +18,15 @@ use super::{
 
 impl Cluster {
     /// A session opened here: into the directory before its first answer leaves, so the
-    /// client's next request finds it wherever it lands.
+    /// client's next request finds it wherever it lands. `ended` is the session's own: a session
+    /// that ends before or while it is registered leaves no entry behind.
     pub async fn register(
         &self,
         id: &str,
         transport: Transport,
         server: Option<&str>,
         roam: Option<RoamState>,
+        ended: &CancellationToken,
     ) {
         let entry = Entry {
             owner: self.me.replica.clone(),
@@ -41,21 +45,32 @@ impl Cluster {
                 checked: Instant::now(),
             },
         );
+        if ended.is_cancelled() {
+            // Closed before it was held here (its `closed` found nothing to release).
+            self.local.lock().remove(id);
+            return;
+        }
         // While Redis is known to be away, do not make the client wait for it: the resync
         // registers the session when it is back.
         if self.redis_down() {
             return;
         }
-        if let Err(e) = self.directory.put(id, &entry, self.session_ttl).await {
-            self.redis_failed(&e);
-            return;
+        let put = self.directory.put(id, &entry, self.session_ttl).await;
+        if let Err(e) = &put {
+            // A put that timed out may still land: the resync settles a session still held.
+            self.redis_failed(e);
         }
-        let still_held = match self.local.lock().get_mut(id) {
-            Some(l) => {
-                l.registered = true;
+        let still_held = {
+            let mut local = self.local.lock();
+            if ended.is_cancelled() {
+                local.remove(id);
+                false
+            } else if let Some(l) = local.get_mut(id) {
+                l.registered = put.is_ok();
                 true
+            } else {
+                false
             }
-            None => false,
         };
         if !still_held {
             // Closed during the put: take back what was just written.

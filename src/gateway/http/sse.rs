@@ -60,7 +60,13 @@ impl Http {
         if let Some(cluster) = &self.cluster {
             // Pinned to this replica (its stream is here); others forward its POSTs here.
             cluster
-                .register(&session.id_str, Transport::Sse, server, None)
+                .register(
+                    &session.id_str,
+                    Transport::Sse,
+                    server,
+                    None,
+                    &session.closed,
+                )
                 .await;
         }
         let id_header = HeaderValue::from_str(&session.id_str).ok();

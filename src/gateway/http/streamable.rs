@@ -203,7 +203,13 @@ impl Http {
                     owner: who.map(|p| p.subject.clone()),
                 });
                 cluster
-                    .register(&mcp.session.id_str, Transport::Mcp, server, roam)
+                    .register(
+                        &mcp.session.id_str,
+                        Transport::Mcp,
+                        server,
+                        roam,
+                        &mcp.session.closed,
+                    )
                     .await;
             }
         }
