@@ -7,7 +7,8 @@
 //! `never` (never answers; `label` names it for `cancelled`), `cancelled` (labels of requests the
 //! client cancelled), `progress` (sends `count` progress notifications for the request's
 //! progress token, then answers), `ask` (sends the client a `method` request — `roots/list` by
-//! default — with an id like the client's own, and answers with the client's reply), `touch`
+//! default — with an id like the client's own, and answers with the client's reply; `flood`
+//! log messages follow the question), `touch`
 //! (sends `notifications/resources/updated` for `uri` and a list-changed notification),
 //! `stats` (handshakes and subscriptions seen, and the process id), `env` (the value of the
 //! environment variable `name`), `deploy` (like `echo`; its `inputSchema` declares `region` and
@@ -167,6 +168,12 @@ fn main() {
                                              "method": args["method"].as_str().unwrap_or("roots/list"),
                                              "params": args.get("params").cloned().unwrap_or(json!({}))});
                         let _ = writeln!(out, "{request}");
+                        // `flood`: that many log messages while the question is open.
+                        for n in 0..args["flood"].as_u64().unwrap_or(0) {
+                            let note = json!({"jsonrpc": "2.0", "method": "notifications/message",
+                                              "params": {"level": "info", "data": {"n": n, "pad": "x".repeat(100)}}});
+                            let _ = writeln!(out, "{note}");
+                        }
                         let _ = out.flush();
                         continue;
                     }

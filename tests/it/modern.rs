@@ -585,3 +585,73 @@ async fn mcp_param_headers_are_checked_for_a_child_that_cannot() {
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["result"]["structuredContent"]["region"], "eu-west", "{r}");
 }
+
+/// The last JSON-RPC message of an answer, JSON or SSE.
+async fn last_message(r: reqwest::Response) -> Value {
+    let body = r.text().await.unwrap();
+    if let Ok(v) = serde_json::from_str(&body) {
+        return v;
+    }
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .last()
+        .unwrap_or(Value::Null)
+}
+
+/// What waits for a stateless request's reader is bounded: a parked call whose server keeps
+/// talking while nobody reads it ends as a slow client once that passes
+/// `--session-buffer-bytes` (its retry is told why), and the lane serves the next calls.
+#[tokio::test]
+async fn a_parked_call_nobody_reads_is_bounded() {
+    let gw =
+        Gateway::with_fixture(&["--backend", "shared", "--session-buffer-bytes", "1048576"]).await;
+    let m = Modern::new(&gw);
+    // About 7 MB of log messages follow the question while the call is parked.
+    let args = json!({"method": "roots/list", "flood": 50000});
+    let r = m
+        .build(
+            json!(1),
+            "tools/call",
+            json!({"name": "ask", "arguments": args}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let first = last_message(r).await;
+    let asked = &first["result"];
+    assert_eq!(asked["resultType"], "input_required", "{first}");
+    let key = asked["inputRequests"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let state = asked["requestState"].as_str().unwrap().to_string();
+    // Let the flood arrive while nobody reads.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = m
+        .build(
+            json!(2),
+            "tools/call",
+            json!({"name": "ask", "arguments": args, "requestState": state,
+                   "inputResponses": {key: {"roots": []}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let retry = last_message(r).await;
+    assert_eq!(retry["error"]["code"], -32603, "{retry}");
+    assert!(
+        retry["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--session-buffer-bytes"),
+        "{retry}"
+    );
+    // The lane is fine: the next call is answered.
+    let r = m.call("echo", json!({"after": true})).await;
+    assert_eq!(r["result"]["structuredContent"]["after"], true, "{r}");
+}

@@ -12,7 +12,6 @@ use std::{convert::Infallible, net::IpAddr, sync::Arc};
 use bytes::{Buf, Bytes};
 use futures::{Stream, stream};
 use serde_json::Value;
-use tokio::sync::mpsc;
 use warp::{
     http::{HeaderMap, HeaderValue, Method, StatusCode},
     reply::Response,
@@ -28,7 +27,7 @@ use super::{
 use crate::{
     gateway::{
         oauth::Principal,
-        stateless::{Reply, Request},
+        stateless::{Reply, ReplyStream, Request},
     },
     mcp::{
         jsonrpc::{self, Kind},
@@ -289,7 +288,7 @@ impl Http {
     }
 
     /// An SSE answer: `first`, what follows, and the final response last.
-    fn modern_stream(&self, first: String, rx: mpsc::UnboundedReceiver<Reply>) -> Response {
+    fn modern_stream(&self, first: String, rx: ReplyStream) -> Response {
         let rest = stream::unfold(Some(rx), |rx| async move {
             let mut rx = rx?;
             match rx.recv().await? {

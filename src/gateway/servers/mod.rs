@@ -372,6 +372,7 @@ fn stateless_lane(
     let settings = StatelessSettings {
         grace: limits.shutdown_grace,
         input_wait,
+        buffer_bytes: limits.input_bytes,
         metrics: metrics.clone(),
     };
     if !config.env_from_headers.is_empty() {

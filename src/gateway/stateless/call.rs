@@ -10,6 +10,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use super::budget::Budget;
 use crate::{
     gateway::backend::{Backend, Client, CloseCause, ForwardError, Link, OpenError},
     mcp::jsonrpc::{self, Kind},
@@ -22,11 +23,13 @@ pub(super) enum Heard {
     Ended(CloseCause),
 }
 
-/// The call as the backend sees it: a client whose messages go into a channel.
+/// The call as the backend sees it: a client whose messages go into a channel, counted: a
+/// parked call is not read until its client retries.
 struct Virtual {
     id: Uuid,
     name: String,
     tx: mpsc::UnboundedSender<Heard>,
+    budget: Budget,
 }
 
 impl Client for Virtual {
@@ -39,12 +42,16 @@ impl Client for Virtual {
     }
 
     fn send(&self, message: String) -> bool {
-        // Bounded by the call's life: it reads until its answer, then ends.
+        // False past the limit: the backend then ends the call as a slow client.
+        if !self.budget.take(message.len()) {
+            return false;
+        }
         let _ = self.tx.send(Heard::Message(message));
         true
     }
 
     fn send_unbounded(&self, message: String) {
+        self.budget.force(message.len());
         let _ = self.tx.send(Heard::Message(message));
     }
 
@@ -58,19 +65,39 @@ pub(super) struct Call {
     link: Box<dyn Link>,
     rx: mpsc::UnboundedReceiver<Heard>,
     grace: Duration,
+    budget: Budget,
 }
 
 impl Call {
-    pub fn open(backend: &Arc<dyn Backend>, grace: Duration) -> Result<Call, OpenError> {
+    /// A call whose unread messages may take up to `limit` bytes.
+    pub fn open(
+        backend: &Arc<dyn Backend>,
+        grace: Duration,
+        limit: usize,
+    ) -> Result<Call, OpenError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let id = Uuid::new_v4();
+        let budget = Budget::new(limit);
         let client = Arc::new(Virtual {
             id,
             name: format!("stateless-{}", &id.simple().to_string()[..8]),
             tx,
+            budget: budget.clone(),
         });
         let link = backend.open(client, &[])?;
-        Ok(Call { link, rx, grace })
+        Ok(Call {
+            link,
+            rx,
+            grace,
+            budget,
+        })
+    }
+
+    fn read(&self, heard: Heard) -> Heard {
+        if let Heard::Message(text) = &heard {
+            self.budget.give(text.len());
+        }
+        heard
     }
 
     pub async fn send(&self, line: Bytes) -> Result<(), ForwardError> {
@@ -80,12 +107,14 @@ impl Call {
 
     /// The next thing the server said; `None` once the backend dropped the call.
     pub async fn next(&mut self) -> Option<Heard> {
-        self.rx.recv().await
+        let heard = self.rx.recv().await?;
+        Some(self.read(heard))
     }
 
     /// What the server already said, without waiting.
     pub fn try_next(&mut self) -> Option<Heard> {
-        self.rx.try_recv().ok()
+        let heard = self.rx.try_recv().ok()?;
+        Some(self.read(heard))
     }
 
     /// The answer to request `id`, skipping anything else; `None` if the call ended first.

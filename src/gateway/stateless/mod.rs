@@ -17,6 +17,7 @@
 //!
 //! Owns: serving one stateless request. Must not touch: HTTP.
 
+mod budget;
 mod call;
 mod steps;
 mod tools;
@@ -25,11 +26,13 @@ use parking_lot::Mutex;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use serde_json::{Map, Value, json};
-use tokio::sync::{OnceCell, mpsc};
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub use self::budget::{Reply, ReplyStream};
 use self::{
+    budget::Replies,
     call::{Call, Heard},
     steps::{
         CALL_ID, Era, final_answer, handshake, keep, key_of, list_tools, probe, question, relayed,
@@ -37,7 +40,10 @@ use self::{
     },
     tools::Tools,
 };
-use super::{backend::Backend, metrics::ServerMetrics};
+use super::{
+    backend::{Backend, CloseCause},
+    metrics::ServerMetrics,
+};
 use crate::mcp::{
     jsonrpc::{self, Kind},
     modern::{self, Envelope},
@@ -69,15 +75,6 @@ pub struct Request {
     pub state_prefix: String,
     /// The request's `Mcp-Param-*` headers: lowercase name and value, each time one was sent.
     pub param_headers: Vec<(String, String)>,
-}
-
-/// What goes back to the client.
-#[derive(Debug)]
-pub enum Reply {
-    /// A notification related to the request (progress, a log message).
-    Related(String),
-    /// The response; the error code if it is an error.
-    Final(String, Option<i64>),
 }
 
 /// How a request ended, for the metrics.
@@ -125,6 +122,8 @@ pub struct Settings {
     pub grace: Duration,
     /// How long a parked call waits for the client's retry.
     pub input_wait: Duration,
+    /// Bytes that may wait for a reader (a parked call, a client not reading its stream).
+    pub buffer_bytes: usize,
     pub metrics: ServerMetrics,
 }
 
@@ -162,8 +161,8 @@ impl Stateless {
 
     /// Serves `req`: zero or more related notifications, then exactly one final response.
     /// Dropping the receiver abandons the request (the server is told it was cancelled).
-    pub fn serve(self: &Arc<Self>, req: Request) -> mpsc::UnboundedReceiver<Reply> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn serve(self: &Arc<Self>, req: Request) -> ReplyStream {
+        let (tx, rx) = budget::replies(self.settings.buffer_bytes);
         let me = self.clone();
         tokio::spawn(async move {
             let client_id = req.id.clone();
@@ -177,20 +176,16 @@ impl Stateless {
                 Err(_) => "failed",
             });
             if let Err((code, message)) = done {
-                let _ = tx.send(Reply::Final(
+                tx.answer(
                     jsonrpc::error_response(&client_id, code, &message),
                     Some(code),
-                ));
+                );
             }
         });
         rx
     }
 
-    async fn run(
-        &self,
-        req: Request,
-        tx: &mpsc::UnboundedSender<Reply>,
-    ) -> Result<Outcome, (i64, String)> {
+    async fn run(&self, req: Request, tx: &Replies) -> Result<Outcome, (i64, String)> {
         let params = req.body.get("params").cloned().unwrap_or_else(|| json!({}));
         if req.method == "tools/call" {
             self.check_param_headers(&req, &params).await?;
@@ -205,12 +200,13 @@ impl Stateless {
             Lane::Native(b) => (b.clone(), Era::Stateless),
             Lane::Children { .. } => self.started().await?,
         };
-        let mut call = Call::open(&backend, self.settings.grace).map_err(|e| {
-            (
-                jsonrpc::INTERNAL_ERROR,
-                format!("cannot reach the MCP server: {e}"),
-            )
-        })?;
+        let mut call = Call::open(&backend, self.settings.grace, self.settings.buffer_bytes)
+            .map_err(|e| {
+                (
+                    jsonrpc::INTERNAL_ERROR,
+                    format!("cannot reach the MCP server: {e}"),
+                )
+            })?;
         if era == Era::Stateless {
             // Passed through; only the id is ours.
             let line = with_id(&req.body, CALL_ID);
@@ -233,7 +229,7 @@ impl Stateless {
         if req.method == "server/discover" {
             let result = modern::discover_from_initialize(&init);
             let text = jsonrpc::result_response(&req.id, &result.to_string());
-            let _ = tx.send(Reply::Final(text, None));
+            tx.answer(text, None);
             return Ok(Outcome::Answered);
         }
         let forwarded = jsonrpc::message(
@@ -308,11 +304,12 @@ impl Stateless {
         mut call: Call,
         era: Era,
         req: &Request,
-        tx: &mpsc::UnboundedSender<Reply>,
+        tx: &Replies,
     ) -> Result<Outcome, (i64, String)> {
         loop {
             let text = match call.next().await {
                 Some(Heard::Message(t)) => t,
+                Some(Heard::Ended(CloseCause::SlowClient)) => return Err(not_reading()),
                 Some(Heard::Ended(cause)) => {
                     return Err((
                         jsonrpc::INTERNAL_ERROR,
@@ -332,11 +329,13 @@ impl Stateless {
             match jsonrpc::classify(text.as_bytes()) {
                 Ok(Kind::Response { id }) if id == CALL_ID => {
                     let (text, code) = final_answer(&text, &req.id, &req.method, era);
-                    let _ = tx.send(Reply::Final(text, code));
+                    tx.answer(text, code);
                     return Ok(Outcome::Answered);
                 }
                 Ok(Kind::Notification { method }) if relayed(&method) => {
-                    let _ = tx.send(Reply::Related(text));
+                    if !tx.related(text) {
+                        return Err(not_reading());
+                    }
                 }
                 Ok(Kind::Request { id, method })
                     if era == Era::Handshake && modern::is_input_method(&method) =>
@@ -353,8 +352,13 @@ impl Stateless {
                                 asks.insert(key_of(&id), question(&more));
                                 asked.push(id);
                             }
+                            // A notification ends the gathering: what follows waits in the
+                            // call (and counts against it) until the retry reads it.
                             Ok(Kind::Notification { method }) if relayed(&method) => {
-                                let _ = tx.send(Reply::Related(more));
+                                if !tx.related(more) {
+                                    return Err(not_reading());
+                                }
+                                break;
                             }
                             _ => {}
                         }
@@ -378,7 +382,7 @@ impl Stateless {
         req: &Request,
         asks: Map<String, Value>,
         asked: Vec<String>,
-        tx: &mpsc::UnboundedSender<Reply>,
+        tx: &Replies,
     ) -> Result<Outcome, (i64, String)> {
         let state = format!("{}{}", req.state_prefix, Uuid::new_v4().simple());
         {
@@ -416,7 +420,7 @@ impl Stateless {
         });
         let result = modern::input_required(asks, &state);
         let text = jsonrpc::result_response(&req.id, &result.to_string());
-        let _ = tx.send(Reply::Final(text, None));
+        tx.answer(text, None);
         Ok(Outcome::Asked)
     }
 
@@ -435,7 +439,7 @@ impl Stateless {
         parked: Parked,
         mut answers: Map<String, Value>,
         req: &Request,
-        tx: &mpsc::UnboundedSender<Reply>,
+        tx: &Replies,
     ) -> Result<Outcome, (i64, String)> {
         for id in &parked.asked {
             let line = match answers.remove(&key_of(id)) {
@@ -482,4 +486,13 @@ impl Stateless {
             backend.shutdown().await;
         }
     }
+}
+
+/// A request whose client did not read what it was sent (its answer stream, or what the
+/// server said while the request waited for the client's retry) ends as a slow client would.
+fn not_reading() -> (i64, String) {
+    (
+        jsonrpc::INTERNAL_ERROR,
+        "the request was ended: more was waiting for the client than --session-buffer-bytes allows (a stream not read, or a server that kept talking while the request waited for the client's retry)".into(),
+    )
 }
