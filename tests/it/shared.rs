@@ -440,3 +440,55 @@ async fn a_panicking_request_takes_no_other_session_down() {
     assert_eq!(h["status"], "ok", "{h}");
     assert!(gw.log_text().contains("aareguru-test/panic"));
 }
+
+/// While a shared child restarts, what waits for it is bounded in bytes: past
+/// `--session-buffer-bytes` a POST is refused with 503 instead of growing the gateway, and once
+/// the new child is up the session carries on.
+#[tokio::test]
+async fn what_waits_for_a_restarting_shared_child_is_bounded() {
+    let fixture = example("fixture_server");
+    let gw = Gateway::start(
+        &[
+            "--backend",
+            "shared",
+            "--session-buffer-bytes",
+            "1048576",
+            "--child-env",
+            "FIXTURE_START_MS",
+            "--",
+            &fixture,
+        ],
+        &[("FIXTURE_START_MS", "3000")],
+    )
+    .await;
+    let mut c = crate::gateway_util::McpClient::new(&gw.base);
+    c.initialize().await;
+    let (status, crashed) = c.call(1, "crash", json!({})).await;
+    assert_eq!(status, 200, "{crashed}");
+    // The new child takes 3 s to start: messages wait for it, up to the limit.
+    let pad = "x".repeat(200 * 1024);
+    let mut statuses = vec![];
+    for i in 0..10 {
+        let r = c
+            .post(
+                &json!({"jsonrpc": "2.0", "method": "notifications/roots/list_changed",
+                          "params": {"pad": pad, "i": i}}),
+            )
+            .await;
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses[0], 202, "{statuses:?}");
+    assert!(statuses.contains(&503), "nothing refused: {statuses:?}");
+    let started = std::time::Instant::now();
+    loop {
+        let (status, v) = c.call(2, "echo", json!({"back": true})).await;
+        if status == 200 && v["result"]["structuredContent"]["back"] == true {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never served again: {status} {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -266,6 +266,10 @@ impl Slot {
             let mut inner = self.inner.lock();
             #[cfg(debug_assertions)]
             test_panic(kind);
+            // While no child takes input, what waits for one is bounded in bytes too.
+            if !inner.mux.room_for(line.len(), input_limit) {
+                return Err(ForwardError::Busy);
+            }
             inner.mux.from_client(session, &line, kind, &mut out);
             self.apply(&mut inner, out)
         };

@@ -84,7 +84,7 @@ impl Mux {
                     )));
                 }
                 self.ready = true;
-                out.extend(self.held.drain(..).map(Out::Child));
+                self.release_held(out);
             }
             Origin::Internal => {}
         }

@@ -160,6 +160,8 @@ pub struct Mux {
     /// False while a restarted child is being re-initialized: client messages wait in `held`.
     ready: bool,
     held: Vec<Bytes>,
+    /// Bytes of `held`.
+    held_bytes: usize,
     last_active: Option<Uuid>,
     gateway_version: &'static str,
 }
@@ -185,6 +187,7 @@ impl Mux {
             handshake_since: None,
             ready: true,
             held: Vec::new(),
+            held_bytes: 0,
             last_active: None,
             gateway_version: env!("CARGO_PKG_VERSION"),
         }
@@ -256,8 +259,27 @@ impl Mux {
         if self.ready {
             out.push(Out::Child(line));
         } else {
+            self.held_bytes += line.len();
             self.held.push(line);
         }
+    }
+
+    /// Whether a client message of `len` bytes may be taken now: always while the child is
+    /// ready (its input queue has its own bound); while it (re)starts, only as long as what is
+    /// held stays within [`MAX_HELD`] messages and `limit` bytes.
+    pub fn room_for(&self, len: usize, limit: usize) -> bool {
+        self.ready || (self.held.len() < MAX_HELD && self.held_bytes.saturating_add(len) <= limit)
+    }
+
+    /// What waits for the child: messages and bytes.
+    pub fn held(&self) -> (usize, usize) {
+        (self.held.len(), self.held_bytes)
+    }
+
+    /// Everything held, for a child that is ready now.
+    fn release_held(&mut self, out: &mut Vec<Out>) {
+        self.held_bytes = 0;
+        out.extend(self.held.drain(..).map(Out::Child));
     }
 
     /// The session a message from the child that names no request belongs to.
@@ -297,6 +319,7 @@ impl Mux {
     pub fn child_died(&mut self, reason: &str, out: &mut Vec<Out>) {
         self.ready = false;
         self.held.clear();
+        self.held_bytes = 0;
         self.handshake_since = None;
         let message =
             format!("the MCP server ended ({reason}) before answering; it is being restarted");
@@ -355,7 +378,7 @@ impl Mux {
             )));
         } else {
             self.ready = true;
-            out.extend(self.held.drain(..).map(Out::Child));
+            self.release_held(out);
         }
     }
 }

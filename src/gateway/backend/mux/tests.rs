@@ -445,3 +445,42 @@ fn a_dead_child_fails_in_flight_requests_and_a_new_one_is_reinitialized_first() 
     );
     assert_eq!(session_msgs(&out, a)[0]["id"], 2);
 }
+
+#[test]
+fn what_waits_for_a_restarting_child_is_bounded_in_bytes() {
+    let mut mux = Mux::new();
+    let a = initialized(&mut mux);
+    let mut out = vec![];
+    mux.child_died("killed", &mut out);
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/roots/list_changed","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(1000)
+    );
+    let limit = 10 * big.len();
+    let mut taken = 0;
+    while mux.room_for(big.len(), limit) {
+        assert!(send(&mut mux, a, &big).is_empty(), "held, not sent");
+        taken += 1;
+        assert!(taken <= 10, "past the byte limit");
+    }
+    assert_eq!(taken, 10);
+    assert_eq!(mux.held(), (10, limit));
+    assert!(!mux.room_for(1, limit));
+    // Ready again: everything held goes to the child, and there is room again.
+    let mut out = vec![];
+    mux.child_started(&mut out);
+    let replay = child_lines(&out);
+    let out = child_says(
+        &mut mux,
+        json!({"jsonrpc": "2.0", "id": replay[0]["id"], "result": {"protocolVersion": "2025-11-25"}}),
+    );
+    let sent = child_lines(&out);
+    assert_eq!(
+        sent.iter()
+            .filter(|m| m["method"] == "notifications/roots/list_changed")
+            .count(),
+        10
+    );
+    assert_eq!(mux.held(), (0, 0));
+    assert!(mux.room_for(big.len(), limit));
+}
