@@ -593,9 +593,9 @@ async fn last_message(r: reqwest::Response) -> Value {
         return v;
     }
     body.lines()
+        .rev()
         .filter_map(|l| l.strip_prefix("data:"))
-        .filter_map(|d| serde_json::from_str(d.trim()).ok())
-        .last()
+        .find_map(|d| serde_json::from_str(d.trim()).ok())
         .unwrap_or(Value::Null)
 }
 

@@ -333,9 +333,7 @@ impl Stateless {
                     return Ok(Outcome::Answered);
                 }
                 Ok(Kind::Notification { method }) if relayed(&method) => {
-                    if !tx.related(text) {
-                        return Err(not_reading());
-                    }
+                    tx.related(text).then_some(()).ok_or_else(not_reading)?;
                 }
                 Ok(Kind::Request { id, method })
                     if era == Era::Handshake && modern::is_input_method(&method) =>
@@ -355,9 +353,7 @@ impl Stateless {
                             // A notification ends the gathering: what follows waits in the
                             // call (and counts against it) until the retry reads it.
                             Ok(Kind::Notification { method }) if relayed(&method) => {
-                                if !tx.related(more) {
-                                    return Err(not_reading());
-                                }
+                                tx.related(more).then_some(()).ok_or_else(not_reading)?;
                                 break;
                             }
                             _ => {}
