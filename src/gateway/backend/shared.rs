@@ -1,6 +1,7 @@
 //! The shared backend: one child process (per slot) serving many sessions through a [`Mux`].
-//! This file owns the process side — spawning, relaying lines both ways under one lock (so what
-//! a session sends reaches the child in order), restarting with backoff when the child dies,
+//! This file owns the process side — spawning, relaying lines through the mux under one lock (so
+//! what a session sends reaches the child in order; what the child says is delivered to sessions
+//! after the lock is released, in the same order), restarting with backoff when the child dies,
 //! killing a child whose handshake hangs — and leaves routing to the mux.
 //!
 //! Owns: the shared children and their members. Must not touch: routing decisions (the mux's)
@@ -8,10 +9,10 @@
 
 use parking_lot::Mutex;
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{
         Arc,
-        atomic::{AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -170,12 +171,56 @@ struct Inner {
 }
 
 /// One shared child slot: the current process (restarted as needed) and its sessions.
+///
+/// Locks, in the only order they are taken: `inner` (the mux and the child's input), then the
+/// child's input queue or `deliveries.queue` (each alone, briefly). A session's own locks
+/// (`Client::send`: its outbound buffer and stream routing) are never taken under `inner`:
+/// messages for sessions are queued under it, in the mux's order, and delivered after it is
+/// released ([`Deliveries`]), so one slow session cannot hold up the child's other sessions.
 struct Slot {
     index: usize,
     name: String,
     inner: Mutex<Inner>,
+    deliveries: Deliveries,
     pid: AtomicU32,
     restarts: AtomicU64,
+}
+
+/// Messages for sessions, queued in the mux's order and delivered outside its lock by one
+/// task at a time (whoever finds the queue undrained drains it), so each session receives its
+/// messages in order.
+#[derive(Default)]
+struct Deliveries {
+    queue: Mutex<VecDeque<(Arc<dyn Client>, String)>>,
+    draining: AtomicBool,
+}
+
+impl Deliveries {
+    /// Delivers what is queued (unless another task is at it); returns the sessions that stopped
+    /// reading.
+    fn drain(&self) -> Vec<Arc<dyn Client>> {
+        let mut closes = vec![];
+        loop {
+            if self.draining.swap(true, Ordering::AcqRel) {
+                // The task draining now delivers what was queued.
+                return closes;
+            }
+            loop {
+                let next = self.queue.lock().pop_front();
+                let Some((client, message)) = next else {
+                    break;
+                };
+                if !client.send(message) {
+                    closes.push(client);
+                }
+            }
+            self.draining.store(false, Ordering::Release);
+            // Something queued between the last pop and the release is ours to deliver.
+            if self.queue.lock().is_empty() {
+                return closes;
+            }
+        }
+    }
 }
 
 type Spawned = (ChildProcess, ChildOutput);
@@ -185,6 +230,7 @@ impl Slot {
         Arc::new(Slot {
             index,
             name: format!("shared-{index}"),
+            deliveries: Deliveries::default(),
             inner: Mutex::new(Inner {
                 mux: Mux::new().before_first_child(),
                 stdin: None,
@@ -239,12 +285,10 @@ impl Slot {
 
     /// The session has ended: its requests are cancelled toward the child.
     fn detach(&self, session: Uuid) {
-        let mut out = vec![];
-        let mut inner = self.inner.lock();
-        inner.members.remove(&session);
-        inner.mux.detach(session, &mut out);
-        // Only child-bound messages come out of a detach; nothing to close.
-        let _ = self.apply(&mut inner, out);
+        self.with_mux(|inner, out| {
+            inner.members.remove(&session);
+            inner.mux.detach(session, out);
+        });
     }
 
     /// One client message for the child (rewritten by the mux).
@@ -261,25 +305,40 @@ impl Slot {
         {
             return Err(ForwardError::Busy);
         }
-        let closes = {
-            let mut out = vec![];
-            let mut inner = self.inner.lock();
+        let taken = self.with_mux(|inner, out| {
             #[cfg(debug_assertions)]
             test_panic(kind);
             // While no child takes input, what waits for one is bounded in bytes too.
             if !inner.mux.room_for(line.len(), input_limit) {
-                return Err(ForwardError::Busy);
+                return false;
             }
-            inner.mux.from_client(session, &line, kind, &mut out);
-            self.apply(&mut inner, out)
-        };
-        end_all(closes);
-        Ok(())
+            inner.mux.from_client(session, &line, kind, out);
+            true
+        });
+        if taken {
+            Ok(())
+        } else {
+            Err(ForwardError::Busy)
+        }
     }
 
-    /// Delivers the mux's output; returns sessions that must be closed for not reading.
-    fn apply(&self, inner: &mut Inner, out: Vec<Out>) -> Vec<Arc<dyn Client>> {
-        let mut closes = vec![];
+    /// Runs `f` on the mux under its lock; what the mux says goes to the child at once (under the
+    /// lock, in order) and to sessions after the lock is released, and sessions that stopped
+    /// reading are ended.
+    fn with_mux<R>(&self, f: impl FnOnce(&mut Inner, &mut Vec<Out>) -> R) -> R {
+        let r = {
+            let mut out = vec![];
+            let mut inner = self.inner.lock();
+            let r = f(&mut inner, &mut out);
+            self.apply(&inner, out);
+            r
+        };
+        end_all(self.deliveries.drain());
+        r
+    }
+
+    /// Sends the mux's output to the child and queues what is for sessions.
+    fn apply(&self, inner: &Inner, out: Vec<Out>) {
         for o in out {
             match o {
                 Out::Child(line) => match &inner.stdin {
@@ -287,15 +346,15 @@ impl Slot {
                     _ => tracing::debug!(child = %self.name, "child input closed; message dropped"),
                 },
                 Out::Session(id, message) => {
-                    if let Some(client) = inner.members.get(&id)
-                        && !client.send(message)
-                    {
-                        closes.push(client.clone());
+                    if let Some(client) = inner.members.get(&id) {
+                        self.deliveries
+                            .queue
+                            .lock()
+                            .push_back((client.clone(), message));
                     }
                 }
             }
         }
-        closes
     }
 
     /// Runs the slot until shutdown: relays the child's output, restarts it when it dies.
@@ -344,14 +403,10 @@ impl Slot {
             children.started();
             self.pid.store(child.pid, Ordering::Relaxed);
             tracing::info!(child = %self.name, pid = child.pid, "shared child started");
-            let closes = {
-                let mut out = vec![];
-                let mut inner = self.inner.lock();
+            self.with_mux(|inner, out| {
                 inner.stdin = Some(child.stdin());
-                inner.mux.child_started(&mut out);
-                self.apply(&mut inner, out)
-            };
-            end_all(closes);
+                inner.mux.child_started(out);
+            });
             let started = Instant::now();
             let ended = self
                 .relay(limits, &children, &mut child, output, &shutdown)
@@ -376,13 +431,7 @@ impl Slot {
 
     /// Fails what waits on a dead child (in-flight and held requests).
     fn fail_waiting(&self, reason: &str) {
-        let closes = {
-            let mut out = vec![];
-            let mut inner = self.inner.lock();
-            inner.mux.child_died(reason, &mut out);
-            self.apply(&mut inner, out)
-        };
-        end_all(closes);
+        self.with_mux(|inner, out| inner.mux.child_died(reason, out));
     }
 
     /// Relays the child's output until it ends (`Some`) or shutdown (`None`). Lines go
@@ -432,21 +481,15 @@ struct ToMux {
 impl FrameSink for ToMux {
     async fn frame(&mut self, frame: Frame) -> bool {
         let slot = &self.slot;
-        let closes = {
-            let mut out = vec![];
-            let mut inner = slot.inner.lock();
-            match frame {
-                Frame::Line(line) => inner.mux.from_child(&line, &mut out),
-                Frame::TooLong { prefix, len } => {
-                    let limit = self.limit;
-                    self.metrics.error("child_line_too_long");
-                    tracing::warn!(child = %slot.name, len, limit, "child wrote an over-long message; dropped");
-                    inner.mux.child_too_long(&prefix, len, limit, &mut out);
-                }
+        slot.with_mux(|inner, out| match frame {
+            Frame::Line(line) => inner.mux.from_child(&line, out),
+            Frame::TooLong { prefix, len } => {
+                let limit = self.limit;
+                self.metrics.error("child_line_too_long");
+                tracing::warn!(child = %slot.name, len, limit, "child wrote an over-long message; dropped");
+                inner.mux.child_too_long(&prefix, len, limit, out);
             }
-            slot.apply(&mut inner, out)
-        };
-        end_all(closes);
+        });
         true
     }
 }
@@ -469,5 +512,79 @@ fn test_panic(kind: &Kind) {
         && *ON.get_or_init(|| std::env::var_os("AAREGURU_MCP_TEST_PANICS").is_some())
     {
         panic!("aareguru-test/panic: a request panicked while holding the shared child's lock");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what it was sent.
+    struct Recorder {
+        id: Uuid,
+        got: Mutex<Vec<String>>,
+    }
+
+    impl Client for Recorder {
+        fn id(&self) -> Uuid {
+            self.id
+        }
+        fn name(&self) -> &str {
+            "recorder"
+        }
+        fn send(&self, message: String) -> bool {
+            self.got.lock().push(message);
+            true
+        }
+        fn send_unbounded(&self, message: String) {
+            self.got.lock().push(message);
+        }
+        fn end(&self, _: CloseCause) {}
+    }
+
+    /// Many threads queue messages under one lock (as the mux's lock orders them) and deliver
+    /// outside it: every message arrives once, and each client gets its messages in the order
+    /// they were queued.
+    #[test]
+    fn deliveries_keep_the_queue_order_whoever_drains() {
+        let deliveries = Arc::new(Deliveries::default());
+        let order = Arc::new(Mutex::new(0u64));
+        let clients: Vec<Arc<Recorder>> = (0..4)
+            .map(|_| {
+                Arc::new(Recorder {
+                    id: Uuid::new_v4(),
+                    got: Mutex::default(),
+                })
+            })
+            .collect();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (deliveries, order, clients) =
+                    (deliveries.clone(), order.clone(), clients.clone());
+                std::thread::spawn(move || {
+                    for i in 0..2000 {
+                        {
+                            let mut n = order.lock();
+                            *n += 1;
+                            let client: Arc<dyn Client> = clients[i % clients.len()].clone();
+                            deliveries.queue.lock().push_back((client, n.to_string()));
+                        }
+                        assert!(deliveries.drain().is_empty());
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(deliveries.drain().is_empty());
+        let mut total = 0;
+        for c in &clients {
+            let got: Vec<u64> = c.got.lock().iter().map(|m| m.parse().unwrap()).collect();
+            assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order");
+            total += got.len();
+        }
+        assert_eq!(total, 8 * 2000);
+        assert!(deliveries.queue.lock().is_empty());
     }
 }
