@@ -17,7 +17,8 @@
 //!                 stateless/ protocol revision 2026-07-28: one request at a time, no session
 //!                           (natively in-process, passed through or translated for children)
 //!                 backend/  per_session.rs, inprocess.rs, shared.rs + mux/ (a pure state
-//!                           machine), own.rs (the relay), process.rs (spawn, process groups)
+//!                           machine), own.rs (the relay), process.rs (spawn, process groups),
+//!                           sandbox.rs (a child's environment)
 //!
 //! --connect  bridge ─▶ streamable.rs | sse.rs, reconnect.rs, events.rs
 //!
