@@ -256,20 +256,33 @@ impl Cluster {
         h.error = Some(e.to_string());
     }
 
+    /// How many times a directory lookup that timed out is asked before the request is refused
+    /// (each waits up to the directory's 500 ms response timeout).
+    const LOOKUP_TRIES: u32 = 4;
+
     /// Where a request for session `id` at `server`, not held here, goes.
     pub async fn place(&self, id: &str, server: Option<&str>, forwarded: bool) -> Placement {
         let asked = if self.redis_down() {
             // Known to be away (the heartbeat notices its return): no wait for a timeout.
             Err(None)
         } else {
-            match self.directory.get(id).await {
-                // Late once (a busy machine): ask again before refusing the request.
-                Err(e) if e.is_timeout() && self.recent.get(id).is_none() => {
-                    self.redis_failed(&e);
-                    self.directory.get(id).await.map_err(Some)
+            let mut asked = self.directory.get(id).await;
+            let mut tries = 1;
+            // Late (a busy machine, Redis still up): ask again, up to LOOKUP_TRIES in all,
+            // before refusing the request — waiting a little beats a 503.
+            while let Err(e) = &asked
+                && e.is_timeout()
+                && tries < Self::LOOKUP_TRIES
+                && self.recent.get(id).is_none()
+            {
+                self.redis_failed(e);
+                if self.redis_down() {
+                    break;
                 }
-                asked => asked.map_err(Some),
+                tries += 1;
+                asked = self.directory.get(id).await;
             }
+            asked.map_err(Some)
         };
         let entry = match asked {
             Ok(entry) => {
