@@ -329,14 +329,7 @@ async fn dropped_streamable_connections_free_everything_but_the_session() {
     .await;
     let addr = gw.base.trim_start_matches("http://").to_string();
     let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
-    let metrics = || async {
-        reqwest::get(gw.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || async { gw.metrics().await };
     let mut clients = vec![];
     for _ in 0..SESSIONS {
         let mut c = crate::gateway_util::McpClient::new(&gw.base);

@@ -862,12 +862,7 @@ async fn metrics_count_sessions_messages_and_spawns() {
     let mut c = SseClient::connect(&gw).await;
     c.initialize().await;
     c.request(json!(1), "ping", json!({})).await;
-    let m = reqwest::get(gw.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = gw.metrics().await;
     for needle in [
         "aareguru_gateway_sessions_active 1",
         "aareguru_gateway_sessions_total 1",

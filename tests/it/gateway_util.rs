@@ -103,6 +103,16 @@ impl Gateway {
         format!("{}{}", self.base, path)
     }
 
+    /// `/metrics` as text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn health(&self) -> Value {
         reqwest::get(self.url("/health"))
             .await

@@ -475,12 +475,7 @@ async fn a_handshake_era_child_is_translated() {
         )
         .await;
     assert_eq!(late.0, 400, "{}", late.1);
-    let metrics = reqwest::get(gw.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     for outcome in ["answered", "input_required"] {
         let line = format!(
             "aareguru_gateway_stateless_requests_total{{server=\"default\",outcome=\"{outcome}\"}}"
@@ -605,10 +600,10 @@ async fn last_message(r: reqwest::Response) -> Value {
 #[tokio::test]
 async fn a_parked_call_nobody_reads_is_bounded() {
     let gw =
-        Gateway::with_fixture(&["--backend", "shared", "--session-buffer-bytes", "1048576"]).await;
+        Gateway::with_fixture(&["--backend", "shared", "--session-buffer-bytes", "262144"]).await;
     let m = Modern::new(&gw);
-    // About 7 MB of log messages follow the question while the call is parked.
-    let args = json!({"method": "roots/list", "flood": 50000});
+    // About 1.3 MB of log messages (8000) follow the question while the call is parked.
+    let args = json!({"method": "roots/list", "flood": 8000});
     let r = m
         .build(
             json!(1),

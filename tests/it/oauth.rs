@@ -443,12 +443,7 @@ async fn an_issuer_that_is_down_is_not_a_bad_token() {
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "5");
     assert!(r.headers().get("www-authenticate").is_none());
-    let metrics = reqwest::get(gw.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains(r#"reason="oauth_issuer_unavailable""#),
         "{metrics}"

@@ -27,12 +27,7 @@ fn children_with(marker: &str) -> Vec<u32> {
 }
 
 async fn metric(gw: &Gateway, name: &str) -> f64 {
-    let text = reqwest::get(gw.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gw.metrics().await;
     text.lines()
         .find(|l| l.starts_with(name))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())

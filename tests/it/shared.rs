@@ -254,12 +254,7 @@ async fn a_shared_child_killed_under_load_fails_in_flight_requests_at_once_and_c
         (s["initialize"].as_u64(), s["initialized"].as_u64()),
         (Some(1), Some(1))
     );
-    let metrics = reqwest::get(gw.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("aareguru_gateway_child_restarts_total 1"),
         "{metrics}"

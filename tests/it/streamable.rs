@@ -112,6 +112,18 @@ impl Mcp {
         v
     }
 
+    /// Opens the session's GET listen stream.
+    async fn listen(&self) -> reqwest::Response {
+        self.http
+            .get(&self.url)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", self.session.as_deref().unwrap())
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+            .await
+            .unwrap()
+    }
+
     fn call(id: Value, tool: &str, args: Value) -> Value {
         json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": args}})
     }
@@ -432,17 +444,9 @@ async fn the_listen_stream_carries_unrelated_messages_and_is_single() {
     let gw = Gateway::start(&["--backend", "shared", "--", &fixture_bin], &[]).await;
     let mut a = Mcp::new(&gw);
     a.initialize("2025-11-25").await;
-    let listen = || {
-        a.http
-            .get(&a.url)
-            .header("accept", "text/event-stream")
-            .header("mcp-session-id", a.session.as_deref().unwrap())
-            .header("mcp-protocol-version", "2025-11-25")
-            .send()
-    };
-    let g = listen().await.unwrap();
+    let g = a.listen().await;
     assert_eq!(g.status(), 200);
-    assert_eq!(listen().await.unwrap().status(), 409);
+    assert_eq!(a.listen().await.status(), 409);
     let mut b = Mcp::new(&gw);
     b.initialize("2025-11-25").await;
     let r = b
@@ -456,7 +460,7 @@ async fn the_listen_stream_carries_unrelated_messages_and_is_single() {
     // Once the listen connection is gone, another may open.
     drop(body);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(listen().await.unwrap().status(), 200);
+    assert_eq!(a.listen().await.status(), 200);
 }
 
 /// A POST whose client went away before its answer leaves no stream behind that would swallow
@@ -467,15 +471,7 @@ async fn a_post_its_client_left_does_not_swallow_unrelated_messages() {
     let gw = Gateway::start(&["--backend", "shared", "--", &fixture_bin], &[]).await;
     let mut a = Mcp::new(&gw);
     a.initialize("2025-11-25").await;
-    let g = a
-        .http
-        .get(&a.url)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", a.session.as_deref().unwrap())
-        .header("mcp-protocol-version", "2025-11-25")
-        .send()
-        .await
-        .unwrap();
+    let g = a.listen().await;
     assert_eq!(g.status(), 200);
     // A request the server never answers, whose client gives up.
     let left = a
