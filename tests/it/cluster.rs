@@ -52,6 +52,11 @@ fn host_port(gw: &Gateway) -> String {
     gw.base.trim_start_matches("http://").to_string()
 }
 
+/// Held by the tests that put hundreds of sessions on three replicas: on two cores, two of them
+/// at once (each with its children, its balancer and its load generator) starved the replicas'
+/// heartbeats and Redis lookups and failed calls that pass whenever they run apart.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs the load generator against `target`; returns its row and whether it passed.
 async fn load(target: &str, mode: &str, child: &str, sessions: usize, calls: usize) -> String {
     let out = tokio::process::Command::new(example("loadgen"))
@@ -105,6 +110,7 @@ async fn wait_peers(replicas: &[&Gateway], n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roaming_sessions_through_round_robin_survive_a_killed_replica() {
+    let _heavy = HEAVY.lock().await;
     let redis = Redis::start().await;
     let upstream = FakeUpstream::start(Behaviour::Normal).await;
     let base = upstream.base_url();
@@ -163,6 +169,7 @@ async fn roaming_sessions_through_round_robin_survive_a_killed_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pinned_sessions_are_forwarded_and_end_with_their_replica() {
+    let _heavy = HEAVY.lock().await;
     let redis = Redis::start().await;
     let upstream = FakeUpstream::start(Behaviour::Normal).await;
     let base = upstream.base_url();
@@ -249,6 +256,7 @@ async fn pinned_sessions_are_forwarded_and_end_with_their_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_stick_tables_route_sessions_without_redis() {
+    let _heavy = HEAVY.lock().await;
     let upstream = FakeUpstream::start(Behaviour::Normal).await;
     let base = upstream.base_url();
     let mut gws = vec![];
