@@ -123,6 +123,11 @@ pub enum Backend {
     Shared,
     /// The built-in Aareguru server inside the gateway, over in-memory pipes.
     InProcess,
+    /// A group of the servers file's servers, served as one (its members have backends of
+    /// their own). Not a choice for `--backend` or a server's `backend`.
+    #[value(skip)]
+    #[serde(skip)]
+    Federated,
 }
 
 impl Backend {
@@ -131,6 +136,7 @@ impl Backend {
             Backend::PerSession => "per-session",
             Backend::Shared => "shared",
             Backend::InProcess => "in-process",
+            Backend::Federated => "federated",
         }
     }
 }
@@ -193,6 +199,34 @@ pub struct ServerConfig {
     /// OAuth scopes a token needs to call the tools matching each glob (servers file
     /// `toolScopes`).
     pub tool_scopes: Vec<(String, Vec<String>)>,
+    /// Set for a group of servers served as one endpoint (then `child` is unused).
+    pub group: Option<GroupConfig>,
+}
+
+/// When a group's tool and prompt names carry their member's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrefixMode {
+    /// Always `<member><separator><name>`: a member's names never change as members come and go.
+    Always,
+    /// Only when the group has more than one member.
+    Multiple,
+    /// Never: names are the members' own; a name two members share is served by the first
+    /// member listed and reported.
+    Never,
+}
+
+/// A group of servers served as one endpoint (servers file `groups`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupConfig {
+    /// The servers of the file it federates, in the order names are resolved.
+    pub members: Vec<String>,
+    /// Members without which a session is refused (the others are left out while down).
+    pub required: Vec<String>,
+    pub prefix: PrefixMode,
+    pub separator: String,
+    /// How long a member may take to answer a list or `initialize` before it is left out.
+    pub member_timeout: Duration,
 }
 
 /// The gateway as an OAuth 2.1 resource server.

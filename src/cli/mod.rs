@@ -13,6 +13,7 @@ mod bridge;
 mod cluster;
 mod duration;
 mod gateway;
+mod groups;
 pub mod servers_file;
 
 pub use self::{bridge::BridgeArgs, duration::parse_duration, gateway::GatewayArgs};

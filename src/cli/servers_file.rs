@@ -25,7 +25,10 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::duration::parse_duration;
+use super::{
+    duration::parse_duration,
+    groups::{self, Tools, check_name, trimmed},
+};
 use crate::config::{Backend, ChildCommand, HeaderEnv, ServerConfig, ToolFilter};
 
 /// What a servers file yields.
@@ -55,15 +58,6 @@ struct GatewaySettings {
     /// globs), beside the default list; added to `--child-env` and the file's defaults.
     #[serde(default)]
     inherit_env: Vec<String>,
-}
-
-#[derive(Deserialize, Clone, Default)]
-#[serde(deny_unknown_fields)]
-struct Tools {
-    #[serde(default)]
-    allow: Vec<String>,
-    #[serde(default)]
-    deny: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +98,9 @@ struct File {
     servers: Option<BTreeMap<String, Value>>,
     #[serde(default)]
     gateway: Option<GatewaySettings>,
+    /// Groups of the file's servers, each served as one endpoint.
+    #[serde(default)]
+    groups: BTreeMap<String, Value>,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
@@ -147,23 +144,14 @@ pub fn parse(text: &str, base: &ServerConfig) -> anyhow::Result<Loaded> {
             servers.push(server);
         }
     }
-    Ok(Loaded { servers, notes })
-}
-
-fn check_name(name: &str) -> anyhow::Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && name != "."
-        && name != "..";
-    if !ok {
-        bail!(
-            "server name {name:?}: use letters, digits, '-', '_' or '.' (it becomes the path /servers/{name}/)"
-        );
+    let mut groups = vec![];
+    for (name, raw) in file.groups {
+        check_name(&name)?;
+        groups.push(groups::group(&name, raw, &servers, base)?);
     }
-    Ok(())
+    // Groups come last: the registry starts their members first.
+    servers.extend(groups);
+    Ok(Loaded { servers, notes })
 }
 
 /// One entry; `None` when it is disabled or not something the gateway serves.
@@ -235,7 +223,7 @@ fn server(
         .or(defaults.max_sessions)
         .unwrap_or(match backend {
             Backend::PerSession => 1024,
-            Backend::Shared | Backend::InProcess => 16384,
+            Backend::Shared | Backend::InProcess | Backend::Federated => 16384,
         });
     if max_sessions == 0 {
         bail!("maxSessions must be at least 1");
@@ -301,28 +289,20 @@ fn server(
             deny: tools.deny,
         },
         env_from_headers,
-        scopes: settings
-            .scopes
-            .or(defaults.scopes.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
+        scopes: trimmed(
+            settings
+                .scopes
+                .or(defaults.scopes.clone())
+                .unwrap_or_default(),
+        ),
         tool_scopes: settings
             .tool_scopes
             .or(defaults.tool_scopes.clone())
             .unwrap_or_default()
             .into_iter()
-            .map(|(glob, scopes)| {
-                let scopes = scopes
-                    .into_iter()
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect();
-                (glob, scopes)
-            })
+            .map(|(glob, scopes)| (glob, trimmed(scopes)))
             .collect(),
+        group: None,
         // The file's default applies to the per-session servers; an entry's own is checked.
         prespawn: settings
             .prespawn
@@ -413,7 +393,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::UpstreamConfig;
+    use crate::config::{PrefixMode, UpstreamConfig};
 
     fn base() -> ServerConfig {
         ServerConfig {
@@ -442,6 +422,7 @@ mod tests {
             prespawn: 0,
             scopes: vec![],
             tool_scopes: vec![],
+            group: None,
         }
     }
 
@@ -564,5 +545,83 @@ mod tests {
         assert!(e.contains("environment variable"), "{e}");
         let e = err(r#"{"mcpServers": {"a": {"command": "x", "gateway": {"colour": "red"}}}}"#);
         assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn groups_federate_the_files_servers() {
+        let loaded = parse(
+            r#"{"mcpServers": {"a": {"command": "a"}, "b": {"command": "b"},
+                               "off": {"command": "o", "disabled": true}},
+                "groups": {"all": {"members": "*"},
+                           "pair": {"members": ["b", "a"], "prefix": "never", "separator": ".",
+                                    "required": ["a"], "memberTimeout": "2s",
+                                    "tools": {"deny": ["*crash"]}, "toolScopes": {"*": ["x "]}}}}"#,
+            &base(),
+        )
+        .unwrap();
+        let names: Vec<&str> = loaded.servers.iter().map(|s| s.name.as_str()).collect();
+        // Groups after the servers (their members start first).
+        assert_eq!(names, ["a", "b", "all", "pair"]);
+        let all = loaded.servers[2].group.as_ref().unwrap();
+        assert_eq!(all.members, ["a", "b"]);
+        assert_eq!(
+            (all.prefix, all.separator.as_str()),
+            (PrefixMode::Always, "__")
+        );
+        assert_eq!(all.member_timeout, Duration::from_secs(5));
+        let pair = &loaded.servers[3];
+        assert_eq!(pair.backend, Backend::Federated);
+        let g = pair.group.as_ref().unwrap();
+        assert_eq!(g.members, ["b", "a"]);
+        assert_eq!((g.prefix, g.separator.as_str()), (PrefixMode::Never, "."));
+        assert_eq!(
+            (g.required.clone(), g.member_timeout),
+            (vec!["a".to_string()], Duration::from_secs(2))
+        );
+        assert_eq!(pair.tools.deny, ["*crash"]);
+        assert_eq!(pair.tool_scopes, [("*".to_string(), vec!["x".to_string()])]);
+    }
+
+    #[test]
+    fn group_errors_name_where_they_are() {
+        let err = |groups: &str| {
+            let text = format!(
+                r#"{{"mcpServers": {{"a": {{"command": "a"}}, "off": {{"command": "o", "disabled": true}}}}, "groups": {groups}}}"#
+            );
+            format!("{:#}", parse(&text, &base()).unwrap_err())
+        };
+        for (groups, expect) in [
+            (r#"{"g": {"members": ["x"]}}"#, "\"x\" is not a server"),
+            (r#"{"g": {"members": ["off"]}}"#, "disabled"),
+            (r#"{"g": {"members": ["a", "a"]}}"#, "twice"),
+            (r#"{"g": {"members": []}}"#, "at least one"),
+            (r#"{"g": {"members": "all"}}"#, "\"*\""),
+            (
+                r#"{"g": {"members": ["a"], "required": ["b"]}}"#,
+                "not a member",
+            ),
+            (
+                r#"{"g": {"members": ["a"], "separator": "::"}}"#,
+                "separator",
+            ),
+            (
+                r#"{"g": {"members": ["a"], "prefix": "sometimes"}}"#,
+                "prefix",
+            ),
+            (
+                r#"{"g": {"members": ["a"], "memberTimeout": "0s"}}"#,
+                "above zero",
+            ),
+            (r#"{"a": {"members": ["a"]}}"#, "already a server"),
+            (r#"{"g": {"members": ["a"], "colour": 1}}"#, "colour"),
+            (r#"{"g h": {"members": ["a"]}}"#, "/servers/g h/"),
+        ] {
+            let e = err(groups);
+            assert!(e.contains(expect), "{groups}: {e}");
+            assert!(
+                e.contains("groups.") || e.contains("/servers/"),
+                "{groups}: {e}"
+            );
+        }
     }
 }

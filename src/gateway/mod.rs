@@ -13,6 +13,7 @@
 
 pub mod backend;
 pub mod cluster;
+pub mod federation;
 pub mod http;
 pub mod metrics;
 pub mod oauth;

@@ -209,6 +209,11 @@ impl Sessions {
         self.len() == 0
     }
 
+    /// The backend that serves these sessions (a group's members are served by theirs).
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        self.backend.clone()
+    }
+
     /// The backend's children and readiness, for `/health` and `/metrics`.
     pub fn backend_status(&self) -> Status {
         self.backend.status()

@@ -7,6 +7,7 @@ mod cluster;
 mod drops;
 #[path = "../support/fake_upstream.rs"]
 mod fake_upstream;
+mod federation;
 mod gateway;
 mod gateway_util;
 mod infra;

@@ -100,6 +100,8 @@ pub struct Status {
     pub ready: Option<usize>,
     /// The warm pool (`--prespawn`), if any.
     pub pool: Option<serde_json::Value>,
+    /// A group's members and naming (federated backends only).
+    pub members: Option<serde_json::Value>,
 }
 
 /// Something that serves sessions.

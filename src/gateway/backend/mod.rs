@@ -55,6 +55,9 @@ pub fn build(
             Arc::new(inprocess::InProcessBackend::new(limits, metrics, aareguru))
         }
         BackendKind::Shared => Arc::new(shared::Shared::new(server, limits, children)),
+        BackendKind::Federated => {
+            anyhow::bail!("a group is served by its members' backends (the registry builds it)")
+        }
     })
 }
 

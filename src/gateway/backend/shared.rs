@@ -121,7 +121,7 @@ impl Backend for Shared {
             children_alive: self.children.alive(),
             slots: self.slots.iter().map(|c| c.status()).collect(),
             ready: Some(self.slots.iter().filter(|c| c.is_ready()).count()),
-            pool: None,
+            ..Status::default()
         }
     }
 

@@ -31,6 +31,7 @@ use uuid::Uuid;
 
 use super::{
     backend::{self, Limits},
+    federation::{Federation, Member},
     metrics::{Metrics, ServerMetrics},
     session::{CloseCause, Session, Sessions},
     stateless::{Settings as StatelessSettings, Stateless},
@@ -52,6 +53,8 @@ pub struct Served {
     pub failed: Option<String>,
     /// Set when it takes no new sessions (removed or replaced by a newer generation).
     draining: AtomicBool,
+    /// A group's members (the generations its sessions use), in the group's order.
+    pub members: Vec<Arc<Served>>,
 }
 
 impl Served {
@@ -97,6 +100,15 @@ impl Served {
         }
         if let Some(pool) = backend.pool {
             v["pool"] = pool;
+        }
+        if let Some(mut group) = backend.members {
+            if let Some(list) = group.get_mut("members").and_then(Value::as_array_mut) {
+                for (m, served) in list.iter_mut().zip(&self.members) {
+                    m["state"] = served.status()["state"].clone();
+                    m["generation"] = served.generation.into();
+                }
+            }
+            v["group"] = group;
         }
         v["stateless"] = self.stateless.status();
         v
@@ -197,12 +209,38 @@ impl Registry {
             start_timeout: self.gateway.child_start_timeout,
             shutdown_grace: self.gateway.shutdown_grace,
         };
-        let mut failed = if from_file {
+        let mut failed = if from_file && config.group.is_none() {
             missing_command(&config)
         } else {
             None
         };
-        let backend = match backend::build(config.clone(), limits, metrics.clone()) {
+        let mut members = vec![];
+        let built = match &config.group {
+            Some(group) => {
+                members = {
+                    let inner = self.inner.read();
+                    let found: Vec<Arc<Served>> = group
+                        .members
+                        .iter()
+                        .filter_map(|m| inner.by_name.get(m).cloned())
+                        .collect();
+                    found
+                };
+                let federated = members
+                    .iter()
+                    .map(|s| {
+                        let required = group.required.contains(&s.config.name);
+                        Member::new(s.config.name.clone(), s.sessions.backend(), required)
+                    })
+                    .collect();
+                let grace = limits.shutdown_grace.min(Duration::from_secs(2));
+                let f: Arc<dyn backend::Backend> =
+                    Federation::new(&config.name, group, federated, grace);
+                Ok(f)
+            }
+            None => backend::build(config.clone(), limits, metrics.clone()),
+        };
+        let backend = match built {
             Ok(b) => Some(b),
             Err(e) => {
                 failed.get_or_insert_with(|| format!("cannot set up {:?}: {e:#}", config.name));
@@ -252,6 +290,7 @@ impl Registry {
             generation,
             failed,
             draining: AtomicBool::new(false),
+            members,
         })
     }
 
@@ -310,9 +349,17 @@ impl Registry {
         }
         let done: Vec<Arc<Served>> = {
             let mut inner = self.inner.write();
+            // A generation a group's open sessions still use is kept, even if it has none.
+            let in_use: Vec<Arc<Served>> = inner
+                .by_name
+                .values()
+                .chain(inner.draining.iter())
+                .filter(|g| !g.sessions.is_empty())
+                .flat_map(|g| g.members.iter().cloned())
+                .collect();
             let (done, keep) = std::mem::take(&mut inner.draining)
                 .into_iter()
-                .partition(|s| s.sessions.is_empty());
+                .partition(|s| s.sessions.is_empty() && !in_use.iter().any(|m| Arc::ptr_eq(m, s)));
             inner.draining = keep;
             done
         };
@@ -375,6 +422,13 @@ fn stateless_lane(
         buffer_bytes: limits.input_bytes,
         metrics: metrics.clone(),
     };
+    if config.group.is_some() {
+        let reason = format!(
+            "group {:?} is served only with sessions for now (the 2026-07-28 stateless revision is not federated yet): initialize first",
+            config.name
+        );
+        return Stateless::refused(reason, settings);
+    }
     if !config.env_from_headers.is_empty() {
         let reason = format!(
             "server {:?} takes settings from each session's headers (envFromHeaders), so it is served only with sessions: initialize first",

@@ -13,7 +13,7 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use super::Registry;
-use crate::{cli::servers_file, gateway::metrics::Reason};
+use crate::{cli::servers_file, config::ServerConfig, gateway::metrics::Reason};
 
 /// What a reload changed.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -43,7 +43,7 @@ impl Registry {
             )));
         }
         // Build what is new before anything changes, then swap it in.
-        let current: Vec<(String, Arc<crate::config::ServerConfig>)> = self
+        let current: Vec<(String, Arc<ServerConfig>)> = self
             .inner
             .read()
             .by_name
@@ -51,29 +51,28 @@ impl Registry {
             .map(|(n, s)| (n.clone(), s.config.clone()))
             .collect();
         let mut changes = Changes::default();
-        let mut fresh = vec![];
-        for config in &loaded.servers {
-            match current.iter().find(|(n, _)| *n == config.name) {
-                Some((_, old)) if **old == *config => {}
-                Some(_) => {
-                    changes.changed.push(config.name.clone());
-                    fresh.push(self.build(Arc::new(config.clone()), true));
-                }
-                None => {
-                    changes.added.push(config.name.clone());
-                    fresh.push(self.build(Arc::new(config.clone()), true));
-                }
-            }
-        }
+        let (groups, plain): (Vec<_>, Vec<_>) =
+            loaded.servers.iter().partition(|s| s.group.is_some());
+        // Servers first, then the groups, built on the servers' current generations: a group
+        // whose member changed is a new generation too (its open sessions keep the old).
+        let fresh = self.fresh(&plain, &current, &mut changes, |_| false);
+        self.swap(fresh);
+        let touched: BTreeSet<String> = changes
+            .added
+            .iter()
+            .chain(&changes.changed)
+            .cloned()
+            .collect();
+        let fresh = self.fresh(&groups, &current, &mut changes, |config| {
+            config
+                .group
+                .as_ref()
+                .is_some_and(|g| g.members.iter().any(|m| touched.contains(m)))
+        });
+        self.swap(fresh);
         let keep: BTreeSet<&str> = loaded.servers.iter().map(|s| s.name.as_str()).collect();
         {
             let mut inner = self.inner.write();
-            for served in fresh {
-                if let Some(old) = inner.by_name.insert(served.name().to_string(), served) {
-                    old.draining.store(true, Ordering::Relaxed);
-                    inner.draining.push(old);
-                }
-            }
             let gone: Vec<String> = inner
                 .by_name
                 .keys()
@@ -111,6 +110,42 @@ impl Registry {
         // Servers with no session left stop now rather than at the next upkeep.
         self.reap_idle();
         Ok(changes)
+    }
+
+    /// New generations of the `configs` that are new or changed (or `also` asks for).
+    fn fresh(
+        &self,
+        configs: &[&ServerConfig],
+        current: &[(String, Arc<ServerConfig>)],
+        changes: &mut Changes,
+        also: impl Fn(&ServerConfig) -> bool,
+    ) -> Vec<Arc<super::Served>> {
+        let mut fresh = vec![];
+        for config in configs {
+            match current.iter().find(|(n, _)| *n == config.name) {
+                Some((_, old)) if **old == **config && !also(config) => {}
+                Some(_) => {
+                    changes.changed.push(config.name.clone());
+                    fresh.push(self.build(Arc::new((*config).clone()), true));
+                }
+                None => {
+                    changes.added.push(config.name.clone());
+                    fresh.push(self.build(Arc::new((*config).clone()), true));
+                }
+            }
+        }
+        fresh
+    }
+
+    /// Puts `fresh` generations in place; the ones they replace drain.
+    fn swap(&self, fresh: Vec<Arc<super::Served>>) {
+        let mut inner = self.inner.write();
+        for served in fresh {
+            if let Some(old) = inner.by_name.insert(served.name().to_string(), served) {
+                old.draining.store(true, Ordering::Relaxed);
+                inner.draining.push(old);
+            }
+        }
     }
 
     fn refused(&self, error: String) -> String {

@@ -1,0 +1,183 @@
+//! What a federated session answers itself, asking every member at once: `initialize` (the
+//! union, with the members' own capabilities), the lists (merged, each member's cached until it
+//! says the list changed) and `logging/setLevel`. A member later than the group's member
+//! timeout is left out of the answer; it is announced with `list_changed` when it arrives.
+//!
+//! Owns: fan-out and merging per session. Must not touch: names (see [`super::catalog`]).
+
+use std::sync::atomic::Ordering;
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+
+use super::{
+    catalog::{self, ListKind, Merged},
+    session::FedSession,
+};
+use crate::mcp::jsonrpc;
+
+/// Pages of one member's list followed at most (a member that pages forever is cut there).
+const MAX_PAGES: usize = 64;
+
+impl FedSession {
+    /// Answers the client's `initialize` once every member is up or late.
+    pub async fn initialize(&self, id: &str) {
+        let group = &self.group;
+        let waits = (0..self.slots.len()).map(|i| async move {
+            match tokio::time::timeout(group.timeout, self.ensure_up(i)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(why)) => Err(why),
+                Err(_) => Err(format!("no answer within {:?}", group.timeout)),
+            }
+        });
+        let outcomes = join_all(waits).await;
+        for (member, outcome) in self.group.members.iter().zip(&outcomes) {
+            if let (true, Err(why)) = (member.required, outcome) {
+                let message = format!(
+                    "group {:?} cannot serve without its member {:?}: {why}",
+                    self.group.name, member.name
+                );
+                return self.fail(id, jsonrpc::INTERNAL_ERROR, &message);
+            }
+        }
+        let infos: Vec<(usize, Value)> = (0..self.slots.len())
+            .filter_map(|i| self.slots[i].info().map(|info| (i, info)))
+            .collect();
+        let asked = self
+            .init
+            .lock()
+            .as_ref()
+            .and_then(|p| p.get("protocolVersion").and_then(Value::as_str))
+            .map(str::to_string);
+        // The oldest revision any member speaks: the client then speaks it to all of them.
+        let version = infos
+            .iter()
+            .filter_map(|(_, info)| info.get("protocolVersion").and_then(Value::as_str))
+            .min()
+            .map(str::to_string)
+            .or(asked)
+            .unwrap_or_else(|| crate::mcp::version::HANDSHAKE[3].to_string());
+        let instructions: Vec<String> = infos
+            .iter()
+            .filter_map(|(i, info)| {
+                let text = info.get("instructions").and_then(Value::as_str)?;
+                Some(format!("## {}\n{text}", self.group.members[*i].name))
+            })
+            .collect();
+        let mut result = json!({
+            "protocolVersion": version,
+            // Every list a member may have: members that arrive later are announced, so the
+            // capabilities cannot depend on who answered first.
+            "capabilities": {
+                "tools": {"listChanged": true},
+                "prompts": {"listChanged": true},
+                "resources": {"subscribe": true, "listChanged": true},
+                "completions": {},
+                "logging": {},
+            },
+            "serverInfo": {"name": self.group.name, "version": env!("CARGO_PKG_VERSION")},
+        });
+        if !instructions.is_empty() {
+            result["instructions"] = Value::String(instructions.join("\n\n"));
+        }
+        self.introduced.store(true, Ordering::SeqCst);
+        self.to_client(jsonrpc::result_response(id, &result.to_string()));
+    }
+
+    /// Answers a list request with every member's items, merged.
+    pub async fn list(&self, id: &str, kind: ListKind) {
+        let merged = self.merged(kind).await;
+        let mut result = serde_json::Map::new();
+        result.insert(kind.field().into(), Value::Array(merged.items));
+        self.to_client(jsonrpc::result_response(
+            id,
+            &Value::Object(result).to_string(),
+        ));
+    }
+
+    /// Every member's `kind` list (from its cache, else asked), merged; the routes are kept.
+    pub async fn merged(&self, kind: ListKind) -> Merged {
+        let lists = join_all((0..self.slots.len()).map(|i| self.items(i, kind))).await;
+        let members: Vec<(usize, &str, &[Value])> = lists
+            .iter()
+            .enumerate()
+            .filter_map(|(i, items)| {
+                let items = items.as_deref()?;
+                Some((i, self.group.members[i].name.as_str(), items))
+            })
+            .collect();
+        let merged = catalog::merge(kind, &self.group.naming, &members);
+        self.group.report(&merged.problems);
+        self.routing
+            .lock()
+            .routes
+            .insert(kind, merged.routes.clone());
+        merged
+    }
+
+    /// Member `index`'s `kind` list, or `None` when it is down, late, or has no such list.
+    async fn items(&self, index: usize, kind: ListKind) -> Option<Vec<Value>> {
+        let timeout = self.group.timeout;
+        let fetch = async {
+            let link = self.ensure_up(index).await.ok()?;
+            let slot = &self.slots[index];
+            if !slot.has(kind) {
+                return None;
+            }
+            let (cached, version) = slot.cached(kind);
+            if cached.is_some() {
+                return cached;
+            }
+            let mut items = vec![];
+            let mut cursor: Option<String> = None;
+            for _ in 0..MAX_PAGES {
+                let params = match &cursor {
+                    Some(c) => json!({"cursor": c}),
+                    None => json!({}),
+                };
+                let result = match self.ask(index, &link, kind.method(), params, timeout).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let member = &self.group.members[index].name;
+                        tracing::warn!(group = %self.group.name, %member, error = %e, "{} failed; the member is left out", kind.method());
+                        return None;
+                    }
+                };
+                if let Some(page) = result.get(kind.field()).and_then(Value::as_array) {
+                    items.extend(page.iter().cloned());
+                }
+                cursor = result
+                    .get("nextCursor")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                if cursor.is_none() {
+                    break;
+                }
+            }
+            slot.store(kind, version, items.clone());
+            Some(items)
+        };
+        tokio::time::timeout(timeout, fetch).await.ok().flatten()
+    }
+
+    /// `logging/setLevel`, to every member that logs.
+    pub async fn set_level(&self, id: &str, params: Value) {
+        let timeout = self.group.timeout;
+        join_all((0..self.slots.len()).map(|i| {
+            let params = params.clone();
+            async move {
+                let Some(link) = self.up(i).await else { return };
+                let logs = self.slots[i]
+                    .info()
+                    .is_some_and(|info| info["capabilities"].get("logging").is_some());
+                if logs {
+                    let _ = self
+                        .ask(i, &link, "logging/setLevel", params, timeout)
+                        .await;
+                }
+            }
+        }))
+        .await;
+        self.to_client(jsonrpc::result_response(id, "{}"));
+    }
+}

@@ -1,0 +1,123 @@
+//! Where a federated session sends a request that names something: a tool or prompt by its
+//! group name (known from the last merged list, else listed first, else by its prefix), a
+//! resource by its URI (listed, else a template's literal start, else the only member with
+//! resources), a completion by what it completes.
+//!
+//! Owns: name and URI routing. Must not touch: sending (see [`super::session`]).
+
+use serde_json::Value;
+
+use super::{
+    catalog::{self, ListKind, Route},
+    session::FedSession,
+};
+
+impl FedSession {
+    /// Which member serves a request by name or URI, with the params it gets there. `None`: the
+    /// method is not one a group routes; `Some(Err)`: nothing of that name.
+    pub async fn route(
+        &self,
+        method: &str,
+        mut params: Value,
+    ) -> Option<Result<(usize, Value), String>> {
+        let (kind, key) = match method {
+            "tools/call" => (ListKind::Tools, "name"),
+            "prompts/get" => (ListKind::Prompts, "name"),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                (ListKind::Resources, "uri")
+            }
+            "completion/complete" => {
+                let r = params.get("ref").cloned().unwrap_or_default();
+                return Some(match r.get("type").and_then(Value::as_str) {
+                    Some("ref/prompt") => {
+                        let name = r.get("name").and_then(Value::as_str).unwrap_or("");
+                        self.lookup(ListKind::Prompts, name).await.map(|(i, own)| {
+                            params["ref"]["name"] = Value::String(own);
+                            (i, params)
+                        })
+                    }
+                    _ => {
+                        let uri = r.get("uri").and_then(Value::as_str).unwrap_or("");
+                        self.resource(uri).await.map(|i| (i, params))
+                    }
+                });
+            }
+            _ => return None,
+        };
+        let name = params
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        Some(if kind == ListKind::Resources {
+            self.resource(&name).await.map(|i| (i, params))
+        } else {
+            self.lookup(kind, &name).await.map(|(i, own)| {
+                params[key] = Value::String(own);
+                (i, params)
+            })
+        })
+    }
+
+    fn known(&self, kind: ListKind, name: &str) -> Option<Route> {
+        self.routing.lock().routes.get(&kind)?.get(name).cloned()
+    }
+
+    /// The member and own name of the group's `name` (listing first when not known yet).
+    async fn lookup(&self, kind: ListKind, name: &str) -> Result<Route, String> {
+        if let Some(r) = self.known(kind, name) {
+            return Ok(r);
+        }
+        self.merged(kind).await;
+        if let Some(r) = self.known(kind, name) {
+            return Ok(r);
+        }
+        // A prefixed name routes by its prefix even when the member does not list it.
+        if let Some(r) = self
+            .group
+            .naming
+            .split(self.group.members.iter().map(|m| m.name.as_str()), name)
+        {
+            return Ok(r);
+        }
+        self.known(kind, name).ok_or_else(|| {
+            format!(
+                "{} {name:?} is not served by group {:?} (or its member is down)",
+                &kind.field()[..kind.field().len() - 1],
+                self.group.name
+            )
+        })
+    }
+
+    /// The member that serves resource `uri`: by its list, else by a template, else the only
+    /// member with resources.
+    async fn resource(&self, uri: &str) -> Result<usize, String> {
+        let find = |s: &Self| {
+            let r = s.routing.lock();
+            let exact = r.routes.get(&ListKind::Resources).and_then(|m| m.get(uri));
+            exact.map(|(i, _)| *i).or_else(|| {
+                r.routes
+                    .get(&ListKind::Templates)
+                    .and_then(|t| catalog::template_for(t, uri))
+            })
+        };
+        if let Some(i) = find(self) {
+            return Ok(i);
+        }
+        self.merged(ListKind::Resources).await;
+        self.merged(ListKind::Templates).await;
+        if let Some(i) = find(self) {
+            return Ok(i);
+        }
+        let with: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].has(ListKind::Resources))
+            .collect();
+        match with[..] {
+            [only] => Ok(only),
+            _ => Err(format!(
+                "resource {uri:?} is not served by group {:?} (no member lists it)",
+                self.group.name
+            )),
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! A federated session: the client's messages routed to members, the members' messages back.
+//!
+//! Ids: every request the session sends a member carries an id of the session's own (a number),
+//! kept in `pending` with what to do with the answer — relay it to the client under the
+//! client's id, or hand it to the gateway's own waiting request (initialize, a list). A
+//! member's requests to the client (sampling, elicitation, roots) get a fresh number too, kept
+//! in `asks`, so two members asking at the same moment with the same id never meet; the
+//! client's answer goes back to the member that asked, under that member's id. Progress tokens
+//! are the client's own and reach only the member its request went to, so they pass unchanged.
+//!
+//! Owns: routing within one session. Must not touch: how a member is reached (see [`member`]).
+
+use parking_lot::Mutex;
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Weak,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Group,
+    catalog::{ListKind, Route},
+    slot::Slot,
+};
+use crate::{
+    gateway::backend::{Client, CloseCause, ForwardError, Link},
+    mcp::jsonrpc::{self, Envelope, Kind},
+};
+
+/// What to do with a member's answer.
+pub(super) enum Pending {
+    /// A client's request: the answer goes to the client under its id.
+    Relay { client_id: String },
+    /// The gateway's own request: the answer (`Ok(result)` or `Err(error)`) goes to the waiter.
+    Ask(oneshot::Sender<Result<Value, Value>>),
+}
+
+#[derive(Default)]
+pub(super) struct Routing {
+    /// Member index and the session's id toward it → what to do with its answer.
+    pub pending: HashMap<(usize, String), Pending>,
+    /// The client's id of a relayed request → its member and the id it carries there.
+    pub relayed: HashMap<String, (usize, String)>,
+    /// The id a member's request carries toward the client → its member and its own id.
+    pub asks: HashMap<String, (usize, String)>,
+    /// The latest merged names of each list → member and own name.
+    pub routes: HashMap<ListKind, HashMap<String, Route>>,
+}
+
+pub(super) struct FedSession {
+    pub group: Arc<Group>,
+    pub client: Weak<dyn Client>,
+    pub env: Vec<(String, String)>,
+    pub slots: Vec<Slot>,
+    /// The client's `initialize` params (what each member is initialized with).
+    pub init: Mutex<Option<Value>>,
+    /// The client sent `notifications/initialized`.
+    pub initialized: AtomicBool,
+    /// The client's `initialize` has been answered (later arrivals are announced).
+    pub introduced: AtomicBool,
+    pub routing: Mutex<Routing>,
+    next_id: AtomicU64,
+    pub closed: CancellationToken,
+    /// Itself, for tasks and member clients.
+    pub me: Weak<FedSession>,
+}
+
+pub(super) fn open(
+    group: Arc<Group>,
+    client: Arc<dyn Client>,
+    env: &[(String, String)],
+) -> Box<dyn Link> {
+    let session = Arc::new_cyclic(|me| FedSession {
+        slots: group.members.iter().map(|_| Slot::default()).collect(),
+        group,
+        client: Arc::downgrade(&client),
+        env: env.to_vec(),
+        init: Mutex::new(None),
+        initialized: AtomicBool::new(false),
+        introduced: AtomicBool::new(false),
+        routing: Mutex::default(),
+        next_id: AtomicU64::new(1),
+        closed: CancellationToken::new(),
+        me: me.clone(),
+    });
+    Box::new(FedLink { session })
+}
+
+/// A JSON-RPC error object's message, for logs and for errors the client sees.
+pub(super) fn error_text(error: &Value) -> String {
+    error
+        .get("message")
+        .and_then(Value::as_str)
+        .map_or_else(|| error.to_string(), str::to_string)
+}
+
+impl FedSession {
+    pub fn next_id(&self) -> String {
+        self.next_id.fetch_add(1, Ordering::Relaxed).to_string()
+    }
+
+    /// Sends the client a message the gateway wrote; a client too far behind is ended.
+    pub fn to_client(&self, message: String) {
+        if let Some(c) = self.client.upgrade()
+            && !c.send(message)
+        {
+            c.end(CloseCause::SlowClient);
+        }
+    }
+
+    fn answer(&self, id: &str, result: &Value) {
+        self.to_client(jsonrpc::result_response(id, &result.to_string()));
+    }
+
+    pub fn fail(&self, id: &str, code: i64, message: &str) {
+        if let Some(c) = self.client.upgrade() {
+            c.send_unbounded(jsonrpc::error_response(id, code, message));
+        }
+    }
+
+    /// Tells the client its lists changed (once the session is under way).
+    pub fn announce(&self, kinds: &[&'static str]) {
+        if !self.introduced.load(Ordering::Relaxed) {
+            return;
+        }
+        for method in kinds {
+            let line = jsonrpc::message(None, method, None);
+            self.to_client(String::from_utf8_lossy(&line).into_owned());
+        }
+    }
+
+    /// A message from member `index` (of the open generation `generation`); false when the
+    /// client has fallen too far behind.
+    pub fn member_wrote(&self, index: usize, generation: u64, message: String) -> bool {
+        if !self.slots[index].is(generation) {
+            return true;
+        }
+        let Ok(kind) = jsonrpc::classify(message.as_bytes()) else {
+            return true;
+        };
+        let Some(env) = Envelope::parse(message.as_bytes()) else {
+            return true;
+        };
+        let client = match self.client.upgrade() {
+            Some(c) => c,
+            None => return true,
+        };
+        let out = match kind {
+            Kind::Response { id } => {
+                let pending = self.routing.lock().pending.remove(&(index, id));
+                match pending {
+                    Some(Pending::Relay { client_id }) => {
+                        self.routing.lock().relayed.remove(&client_id);
+                        env.render(&[("id", &client_id)])
+                    }
+                    Some(Pending::Ask(tx)) => {
+                        let answer = match (env.get("result"), env.get("error")) {
+                            (Some(r), _) => {
+                                Ok(serde_json::from_str(r.get()).unwrap_or(Value::Null))
+                            }
+                            (None, Some(e)) => {
+                                Err(serde_json::from_str(e.get()).unwrap_or(Value::Null))
+                            }
+                            (None, None) => {
+                                Err(json!({"message": "an answer with neither result nor error"}))
+                            }
+                        };
+                        let _ = tx.send(answer);
+                        return true;
+                    }
+                    None => return true,
+                }
+            }
+            Kind::Request { id, .. } => {
+                let ours = self.next_id();
+                self.routing.lock().asks.insert(ours.clone(), (index, id));
+                env.render(&[("id", &ours)])
+            }
+            Kind::Notification { method } => match method.as_str() {
+                "notifications/tools/list_changed"
+                | "notifications/prompts/list_changed"
+                | "notifications/resources/list_changed" => {
+                    self.slots[index].forget(&method);
+                    message.into_bytes()
+                }
+                "notifications/cancelled" => {
+                    let Some(mut params) = env.params() else {
+                        return true;
+                    };
+                    let theirs = params.get("requestId").map(Value::to_string);
+                    let ours = {
+                        let mut r = self.routing.lock();
+                        let found = r
+                            .asks
+                            .iter()
+                            .find(|(_, (m, id))| *m == index && Some(id) == theirs.as_ref())
+                            .map(|(ours, _)| ours.clone());
+                        found.inspect(|o| {
+                            r.asks.remove(o);
+                        })
+                    };
+                    let Some(ours) = ours else {
+                        return true;
+                    };
+                    params["requestId"] = serde_json::from_str(&ours).unwrap_or(Value::Null);
+                    env.render(&[("params", &params.to_string())])
+                }
+                _ => message.into_bytes(),
+            },
+        };
+        client.send(String::from_utf8(out).unwrap_or_default())
+    }
+
+    /// A message from the client.
+    async fn client_wrote(&self, line: Bytes, kind: &Kind) -> Result<(), ForwardError> {
+        if self.closed.is_cancelled() {
+            return Err(ForwardError::Closed);
+        }
+        match kind {
+            Kind::Request { id, method } => self.request(line, id, method).await,
+            Kind::Notification { method } => self.notification(line, method).await,
+            Kind::Response { id } => {
+                let asked = self.routing.lock().asks.remove(id);
+                if let Some((index, theirs)) = asked
+                    && let Some(env) = Envelope::parse(&line)
+                {
+                    let line = Bytes::from(env.render(&[("id", &theirs)]));
+                    self.slots[index]
+                        .send(line, &Kind::Response { id: theirs })
+                        .await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn request(&self, line: Bytes, id: &str, method: &str) {
+        let Some(env) = Envelope::parse(&line) else {
+            return;
+        };
+        let params = env.params().unwrap_or_else(|| json!({}));
+        match method {
+            "ping" => self.answer(id, &json!({})),
+            "initialize" => {
+                *self.init.lock() = Some(params);
+                self.spawn_with(id, |s, id| async move { s.initialize(&id).await });
+            }
+            "logging/setLevel" => {
+                self.spawn_with(id, |s, id| async move { s.set_level(&id, params).await });
+            }
+            _ => {
+                if let Some(kind) = ListKind::from_method(method) {
+                    self.spawn_with(id, move |s, id| async move { s.list(&id, kind).await });
+                    return;
+                }
+                let Some(routed) = self.route(method, params).await else {
+                    let message = format!(
+                        "method {method:?} is not served by group {:?}",
+                        self.group.name
+                    );
+                    return self.fail(id, jsonrpc::METHOD_NOT_FOUND, &message);
+                };
+                match routed {
+                    Ok((index, params)) => self.relay(index, id, method, &env, &params).await,
+                    Err(message) => self.fail(id, jsonrpc::INVALID_PARAMS, &message),
+                }
+            }
+        }
+    }
+
+    /// Runs `work` for request `id` on its own task (it waits for members).
+    fn spawn_with<F, Fut>(&self, id: &str, work: F)
+    where
+        F: FnOnce(Arc<FedSession>, String) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let Some(me) = self.me.upgrade() else { return };
+        let closed = self.closed.clone();
+        let fut = work(me, id.to_string());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = closed.cancelled() => {}
+                _ = fut => {}
+            }
+        });
+    }
+
+    /// Sends the client's request `id` to member `index` with `params`; the answer is relayed.
+    async fn relay(
+        &self,
+        index: usize,
+        id: &str,
+        method: &str,
+        env: &Envelope<'_>,
+        params: &Value,
+    ) {
+        let Some(link) = self.up(index).await else {
+            let member = &self.group.members[index].name;
+            let message = format!(
+                "member {member:?} of group {:?} is not available",
+                self.group.name
+            );
+            return self.fail(id, jsonrpc::INTERNAL_ERROR, &message);
+        };
+        let ours = self.next_id();
+        {
+            let mut r = self.routing.lock();
+            r.pending.insert(
+                (index, ours.clone()),
+                Pending::Relay {
+                    client_id: id.to_string(),
+                },
+            );
+            r.relayed.insert(id.to_string(), (index, ours.clone()));
+        }
+        let line = Bytes::from(env.render(&[("id", &ours), ("params", &params.to_string())]));
+        let kind = Kind::Request {
+            id: ours.clone(),
+            method: method.to_string(),
+        };
+        if let Err(e) = link.forward(line, &kind).await {
+            {
+                let mut r = self.routing.lock();
+                r.pending.remove(&(index, ours));
+                r.relayed.remove(id);
+            }
+            self.fail(id, jsonrpc::INTERNAL_ERROR, &e.to_string());
+        }
+    }
+
+    async fn notification(&self, line: Bytes, method: &str) {
+        match method {
+            "notifications/initialized" => {
+                self.initialized.store(true, Ordering::Relaxed);
+                for slot in &self.slots {
+                    slot.tell_initialized().await;
+                }
+            }
+            "notifications/cancelled" => {
+                let Some(env) = Envelope::parse(&line) else {
+                    return;
+                };
+                let Some(mut params) = env.params() else {
+                    return;
+                };
+                let theirs = params
+                    .get("requestId")
+                    .map(Value::to_string)
+                    .unwrap_or_default();
+                let relayed = {
+                    let mut r = self.routing.lock();
+                    let found = r.relayed.remove(&theirs);
+                    if let Some((i, ours)) = &found {
+                        r.pending.remove(&(*i, ours.clone()));
+                    }
+                    found
+                };
+                if let Some((index, ours)) = relayed {
+                    params["requestId"] = serde_json::from_str(&ours).unwrap_or(Value::Null);
+                    let line = Bytes::from(env.render(&[("params", &params.to_string())]));
+                    let kind = Kind::Notification {
+                        method: method.to_string(),
+                    };
+                    self.slots[index].send(line, &kind).await;
+                }
+            }
+            "notifications/roots/list_changed" => {
+                let kind = Kind::Notification {
+                    method: method.to_string(),
+                };
+                for slot in &self.slots {
+                    slot.send(line.clone(), &kind).await;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends the session's part in every member.
+    fn release(&self) {
+        self.closed.cancel();
+        for (i, slot) in self.slots.iter().enumerate() {
+            slot.close(&self.group.members[i], self.group.grace);
+        }
+        let mut r = self.routing.lock();
+        r.pending.clear();
+        r.asks.clear();
+        r.relayed.clear();
+    }
+}
+
+/// The session's link, as the session table holds it.
+struct FedLink {
+    session: Arc<FedSession>,
+}
+
+impl Link for FedLink {
+    fn forward<'a>(
+        &'a self,
+        line: Bytes,
+        kind: &'a Kind,
+    ) -> BoxFuture<'a, Result<(), ForwardError>> {
+        Box::pin(self.session.client_wrote(line, kind))
+    }
+
+    fn release(&self, _grace: Duration) {
+        self.session.release();
+    }
+}

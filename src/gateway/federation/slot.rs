@@ -1,0 +1,153 @@
+//! A member's place in one federated session: its phase (idle, starting, up, down until a
+//! time), the generation of its current opening, its link and `initialize` result, and its
+//! lists until it says they changed.
+//!
+//! Owns: that state and the few things done with it under its lock. Must not touch: opening or
+//! routing (see [`super::member`] and [`super::session`]).
+
+use parking_lot::Mutex;
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use super::{Member, catalog::ListKind};
+use crate::{
+    gateway::backend::Link,
+    mcp::jsonrpc::{self, Kind},
+};
+
+#[derive(Default)]
+pub(super) enum Phase {
+    #[default]
+    Idle,
+    Starting,
+    Up,
+    Down {
+        until: Instant,
+        why: String,
+    },
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    pub phase: Phase,
+    pub generation: u64,
+    pub link: Option<Arc<dyn Link>>,
+    /// The member's `initialize` result.
+    pub info: Value,
+    pub failures: u32,
+    /// Its lists, until it says they changed.
+    pub lists: HashMap<ListKind, Vec<Value>>,
+    /// Bumped when a list is forgotten (a fetch begun before then is not kept).
+    pub version: u64,
+}
+
+/// A member's place in one session.
+#[derive(Default)]
+pub(super) struct Slot {
+    pub state: Mutex<State>,
+    pub changed: Notify,
+    /// `notifications/initialized` was sent to the current generation.
+    pub told: AtomicBool,
+}
+
+pub(super) fn capabilities(info: &Value) -> &Value {
+    info.get("capabilities").unwrap_or(&Value::Null)
+}
+
+impl Slot {
+    pub fn is(&self, generation: u64) -> bool {
+        self.state.lock().generation == generation
+    }
+
+    /// Whether the member is up and has `kind`.
+    pub fn has(&self, kind: ListKind) -> bool {
+        let s = self.state.lock();
+        matches!(s.phase, Phase::Up) && capabilities(&s.info).get(kind.capability()).is_some()
+    }
+
+    /// The member's `initialize` result, when it is up.
+    pub fn info(&self) -> Option<Value> {
+        let s = self.state.lock();
+        matches!(s.phase, Phase::Up).then(|| s.info.clone())
+    }
+
+    pub fn cached(&self, kind: ListKind) -> (Option<Vec<Value>>, u64) {
+        let s = self.state.lock();
+        (s.lists.get(&kind).cloned(), s.version)
+    }
+
+    pub fn store(&self, kind: ListKind, version: u64, items: Vec<Value>) {
+        let mut s = self.state.lock();
+        if s.version == version && matches!(s.phase, Phase::Up) {
+            s.lists.insert(kind, items);
+        }
+    }
+
+    /// The member said a list changed (`notifications/<x>/list_changed`).
+    pub fn forget(&self, method: &str) {
+        let mut s = self.state.lock();
+        s.lists.retain(|k, _| k.changed() != method);
+        s.version += 1;
+    }
+
+    /// Hands a message to the member if it is up (else it is dropped: the member is gone).
+    pub async fn send(&self, line: Bytes, kind: &Kind) {
+        let link = self.state.lock().link.clone();
+        if let Some(link) = link {
+            let _ = link.forward(line, kind).await;
+        }
+    }
+
+    /// Sends `notifications/initialized` once per generation, when the member is up.
+    pub async fn tell_initialized(&self) {
+        let link = {
+            let s = self.state.lock();
+            if !matches!(s.phase, Phase::Up) {
+                return;
+            }
+            s.link.clone()
+        };
+        if self.told.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(link) = link {
+            let method = "notifications/initialized";
+            let kind = Kind::Notification {
+                method: method.into(),
+            };
+            let _ = link
+                .forward(jsonrpc::message(None, method, None), &kind)
+                .await;
+        }
+    }
+
+    /// The session ended: the member's server is released and nothing of it is taken later.
+    pub fn close(&self, member: &Member, grace: Duration) {
+        let link = {
+            let mut s = self.state.lock();
+            if matches!(s.phase, Phase::Up) {
+                member.up.fetch_sub(1, Ordering::Relaxed);
+            }
+            s.generation += 1;
+            s.phase = Phase::Down {
+                until: Instant::now() + Duration::from_secs(86_400 * 365),
+                why: "the session has ended".into(),
+            };
+            s.link.take()
+        };
+        self.changed.notify_waiters();
+        if let Some(link) = link {
+            link.release(grace);
+        }
+    }
+}

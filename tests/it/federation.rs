@@ -1,0 +1,276 @@
+//! Federation: a group of the servers file's servers served as one endpoint, with real children
+//! on each backend, the built-in server in process, and a member that never starts.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::{
+    fake_upstream::{Behaviour, FakeUpstream},
+    gateway_util::{Gateway, McpClient, SseClient, example},
+    infra::TempDir,
+    util::BIN,
+};
+
+fn fixture(name: &str, gateway: Value) -> Value {
+    json!({"command": example("fixture_server"), "args": [], "env": {"FIXTURE_NAME": name},
+           "gateway": gateway})
+}
+
+fn write(dir: &TempDir, config: &Value) -> String {
+    let path = dir.0.join("servers.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+    path.display().to_string()
+}
+
+async fn tool_names(c: &McpClient) -> Vec<String> {
+    let (status, v) = c.request(3, "tools/list", json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    v["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn env_of(c: &McpClient, tool: &str) -> Value {
+    let (status, v) = c.call(7, tool, json!({"name": "FIXTURE_NAME"})).await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+#[tokio::test]
+async fn one_endpoint_serves_every_member_and_routes_each_call_to_its_own() {
+    let upstream = FakeUpstream::start(Behaviour::Normal).await;
+    let dir = TempDir::new("federation");
+    let config = json!({
+        "mcpServers": {
+            "aareguru": {"command": BIN, "args": ["--stdio"], "env": {"AAREGURU_BASE_URL": upstream.base_url()}},
+            "a": fixture("a", json!({})),
+            "b": fixture("b", json!({"backend": "shared", "tools": {"deny": ["crash"]}})),
+            "broken": {"command": "/nonexistent/mcp-server"}
+        },
+        "groups": {
+            "all": {"members": "*", "memberTimeout": "3s"},
+            "pair": {"members": ["a", "b"], "prefix": "never"},
+            "needs-broken": {"members": ["a", "broken"], "required": ["broken"]}
+        }
+    });
+    let path = write(&dir, &config);
+    let gw = Gateway::start(
+        &["--config", &path, "--base-url", &upstream.base_url()],
+        &[],
+    )
+    .await;
+
+    let mut c = McpClient::new(&gw.url("/servers/all"));
+    c.initialize().await;
+    let names = tool_names(&c).await;
+    // Every member's tools, under its own name; the member's own filter applied first; the
+    // member that never starts left out.
+    for name in [
+        "a__echo",
+        "a__crash",
+        "b__echo",
+        "aareguru__get_current_temperature",
+    ] {
+        assert!(names.contains(&name.to_string()), "{name} in {names:?}");
+    }
+    assert!(!names.contains(&"b__crash".to_string()), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("broken")), "{names:?}");
+    assert_eq!(names.len(), 8 + 7 + 7, "{names:?}");
+
+    // Each call reaches its own member, under its own name there.
+    let v = env_of(&c, "a__env").await;
+    assert_eq!(v["result"]["structuredContent"]["value"], "a", "{v}");
+    let v = env_of(&c, "b__env").await;
+    assert_eq!(v["result"]["structuredContent"]["value"], "b", "{v}");
+    let (status, v) = c
+        .call(
+            8,
+            "aareguru__get_current_temperature",
+            json!({"city": "bern"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let text = v["result"]["content"][0]["text"].as_str().unwrap_or("");
+    assert!(text.contains("12.5 °C"), "{v}");
+    // A name no member has, a method no group routes.
+    let (_, v) = c.call(9, "nobody__echo", json!({})).await;
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    let (_, v) = c.request(10, "tasks/list", json!({})).await;
+    assert_eq!(v["error"]["code"], -32601, "{v}");
+    let (_, v) = c.request(11, "ping", json!({})).await;
+    assert_eq!(v["result"], json!({}), "{v}");
+    // The built-in member's prompts and resources, through the group.
+    let (_, v) = c.request(12, "prompts/list", json!({})).await;
+    let prompts = v["result"]["prompts"].as_array().unwrap();
+    assert!(
+        prompts
+            .iter()
+            .all(|p| p["name"].as_str().unwrap().starts_with("aareguru__")),
+        "{v}"
+    );
+    assert!(!prompts.is_empty());
+    let (_, v) = c.request(13, "resources/list", json!({})).await;
+    let uri = v["result"]["resources"][0]["uri"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_string();
+    let (_, v) = c.request(14, "resources/read", json!({"uri": uri})).await;
+    assert!(v["result"]["contents"].is_array(), "{v}");
+
+    // "never": the names are the members' own; the one both have is the first member's, and
+    // /health says which was left out.
+    let mut p = McpClient::new(&gw.url("/servers/pair"));
+    p.initialize().await;
+    let names = tool_names(&p).await;
+    assert_eq!(
+        names.iter().filter(|n| *n == "echo").count(),
+        1,
+        "{names:?}"
+    );
+    let v = env_of(&p, "env").await;
+    assert_eq!(v["result"]["structuredContent"]["value"], "a", "{v}");
+    let h = gw.health().await;
+    let pair = h["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "pair")
+        .unwrap()
+        .clone();
+    assert_eq!(pair["backend"], "federated", "{pair}");
+    let left_out = pair["group"]["left_out"].to_string();
+    assert!(
+        left_out.contains("b:") && left_out.contains("echo"),
+        "{pair}"
+    );
+    let all = h["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "all")
+        .unwrap()
+        .clone();
+    let states: Vec<(String, String)> = all["group"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_string(),
+                m["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&("broken".into(), "failed".into())),
+        "{all}"
+    );
+
+    // A required member that cannot start refuses the session, saying why.
+    let mut r = McpClient::new(&gw.url("/servers/needs-broken"));
+    let resp = r
+        .post(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}}))
+        .await;
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("broken") && body.contains("error"), "{body}");
+    r.session = None;
+}
+
+#[tokio::test]
+async fn a_member_that_dies_leaves_the_list_and_comes_back_while_the_others_answer() {
+    let dir = TempDir::new("federation-down");
+    let config = json!({
+        "mcpServers": {"a": fixture("a", json!({})), "b": fixture("b", json!({}))},
+        "groups": {"g": {"members": ["a", "b"]}}
+    });
+    let path = write(&dir, &config);
+    let gw = Gateway::start(&["--config", &path], &[]).await;
+    let mut c = SseClient::connect_at(&gw, "/servers/g/sse", &[])
+        .await
+        .unwrap();
+    c.initialize().await;
+    let tools = c.request(json!(1), "tools/list", json!({})).await;
+    assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 16);
+
+    // Both members ask the client at the same moment, with the same ids of their own: the
+    // client sees two distinct ids, and each answer goes back to the member that asked.
+    for (id, tool) in [(2, "a__ask"), (3, "b__ask")] {
+        let status = c
+            .post(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                          "params": {"name": tool, "arguments": {}}}))
+            .await;
+        assert_eq!(status, 202);
+    }
+    let mut asked = vec![];
+    while asked.len() < 2 {
+        let m = c.next_message().await.expect("stream open");
+        if m["method"] == "roots/list" {
+            asked.push(m["id"].clone());
+        }
+    }
+    assert_ne!(asked[0], asked[1], "{asked:?}");
+    for (n, id) in asked.iter().enumerate() {
+        let status = c
+            .post(&json!({"jsonrpc": "2.0", "id": id, "result": {"roots": [{"uri": format!("file:///root{n}")}]}}))
+            .await;
+        assert_eq!(status, 202);
+    }
+    let mut answered = vec![];
+    while answered.len() < 2 {
+        let m = c.next_message().await.expect("stream open");
+        if m["id"] == 2 || m["id"] == 3 {
+            answered.push(m);
+        }
+    }
+    let roots: Vec<String> = answered
+        .iter()
+        .map(|m| {
+            m["result"]["structuredContent"]["answer"]["result"]["roots"][0]["uri"].to_string()
+        })
+        .collect();
+    assert!(
+        roots.iter().any(|r| r.contains("root0")) && roots.iter().any(|r| r.contains("root1")),
+        "{answered:?}"
+    );
+
+    // Member a dies mid-session: its call fails, its tools leave with a list_changed, b answers.
+    let status = c
+        .post(&json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                      "params": {"name": "a__crash", "arguments": {}}}))
+        .await;
+    assert_eq!(status, 202);
+    let mut saw_error = false;
+    let mut saw_changed = false;
+    while !(saw_error && saw_changed) {
+        let m = c
+            .message_within(Duration::from_secs(10))
+            .await
+            .expect("the crash is reported");
+        saw_error |= m["id"] == 4 && m["error"].is_object();
+        saw_changed |= m["method"] == "notifications/tools/list_changed";
+    }
+    let (r, _) = c
+        .call(json!(5), "b__env", json!({"name": "FIXTURE_NAME"}))
+        .await;
+    assert_eq!(r["result"]["structuredContent"]["value"], "b", "{r}");
+    // It is started again (after a second) and announced; its tools are back.
+    let mut back = false;
+    for _ in 0..20 {
+        let tools = c.request(json!(6), "tools/list", json!({})).await;
+        if tools["result"]["tools"].as_array().unwrap().len() == 16 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(back, "member a did not come back");
+    let (r, _) = c
+        .call(json!(7), "a__env", json!({"name": "FIXTURE_NAME"}))
+        .await;
+    assert_eq!(r["result"]["structuredContent"]["value"], "a", "{r}");
+}
