@@ -113,6 +113,11 @@ cp tests/interop/servers_ts.mjs "$dir/node/"
 timeout 300 "$dir/venv/bin/python" tests/interop/servers_python.py "$bin" "$fake" "$root/$dir/node" \
     "$root/$dir/venv-time/bin/mcp-server-time"
 
+echo "== Federation: one group of every server of a file (everything, filesystem, mcp-server-time, this one, two fixtures, a missing one) at /mcp and /servers/team/sse"
+cp tests/interop/federation_ts.mjs "$dir/node/"
+timeout 300 "$dir/venv/bin/python" tests/interop/federation_python.py "$bin" "$fake" "$root/$dir/node" \
+    "$root/$dir/venv-time/bin/mcp-server-time" "$root/target/debug/examples/fixture_server"
+
 echo "== Python and TypeScript SDKs through nginx round-robin in front of three replicas on Redis"
 cp tests/interop/cluster_ts.mjs "$dir/node/"
 timeout 600 "$dir/venv/bin/python" tests/interop/cluster_python.py "$bin" "$fake" "$root/$dir/node"
