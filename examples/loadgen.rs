@@ -24,6 +24,9 @@
 //! `--regression tests/bench/regression.json` is the quick check CI runs: ratios against the
 //! raw pipe, failing on a large regression (see `loadgen/regression.rs`).
 //!
+//! `--tool-prefix s1__` calls `s1__echo` instead of `echo` (a member of a federated group, with
+//! `--target http://…/servers/<group>`; see tests/bench/federation.sh).
+//!
 //! `--gw-args "--prespawn 100"` passes more flags to the gateway, `--child-command "npx -y
 //! @modelcontextprotocol/server-everything"` wraps another server (with `--child everything`,
 //! whose `echo` tool answers `Echo: …`), `--settle 3` waits before the sessions start (a warm
@@ -150,15 +153,21 @@ impl Report {
     }
 }
 
+/// `--tool-prefix P`: tool names get `P` in front (a member's prefix in a federated group).
+static TOOL_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// The call for call `j` of session `i`, and the text its reply must contain.
 fn call(child: &str, i: usize, j: usize) -> (Value, String) {
     let payload = format!("s{i}-c{j}");
-    let params = match child {
+    let mut params = match child {
         "echo" => json!({"name": "echo", "arguments": {"p": payload}}),
         // @modelcontextprotocol/server-everything
         "everything" => json!({"name": "echo", "arguments": {"message": payload}}),
         _ => json!({"name": "get_current_temperature", "arguments": {"city": payload}}),
     };
+    if let Some(prefix) = TOOL_PREFIX.get() {
+        params["name"] = format!("{prefix}{}", params["name"].as_str().unwrap_or("")).into();
+    }
     (params, payload)
 }
 
@@ -730,6 +739,9 @@ async fn main() {
     let examples = exe.parent().unwrap();
     let release = examples.parent().unwrap();
     let fake = fake_upstream::FakeUpstream::start(fake_upstream::Behaviour::Normal).await;
+    if let Some(prefix) = arg(&args, "--tool-prefix") {
+        let _ = TOOL_PREFIX.set(prefix);
+    }
     let base = Opts {
         mode: arg(&args, "--mode").unwrap_or_else(|| "sse".into()),
         backend: arg(&args, "--backend").unwrap_or_else(|| "per-session".into()),

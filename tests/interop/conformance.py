@@ -1,7 +1,10 @@
 """Runs the official conformance suite against the gateway's /mcp with the conformance fixture
 server behind it, on one backend. Fails on any scenario not in the baseline file.
 
-Usage: python3 conformance.py BIN FIXTURE_SERVER CONFORMANCE_CLI BASELINE BACKEND
+BACKEND "federated": the conformance server is one member of a group (with the fixture server
+beside it, names unprefixed) served at /mcp: the group must fail nothing the server alone does not.
+
+Usage: python3 conformance.py BIN FIXTURE_SERVER CONFORMANCE_CLI BASELINE BACKEND [OTHER_MEMBER]
 """
 
 from __future__ import annotations
@@ -10,11 +13,30 @@ import subprocess
 import sys
 import tempfile
 
+import json
+import os
+
 from common import start_gateway
 
 BIN, FIXTURE, CLI, BASELINE, BACKEND = sys.argv[1:6]
 
-gw, base = start_gateway(BIN, ["--backend", BACKEND, "--", FIXTURE])
+work = tempfile.mkdtemp()
+if BACKEND == "federated":
+    conf = os.path.join(work, "servers.json")
+    with open(conf, "w") as f:
+        json.dump(
+            {
+                "mcpServers": {
+                    "conformance": {"command": FIXTURE, "args": []},
+                    "other": {"command": sys.argv[6], "args": [], "gateway": {"backend": "shared"}},
+                },
+                "groups": {"conf": {"members": ["conformance", "other"], "prefix": "never"}},
+            },
+            f,
+        )
+    gw, base = start_gateway(BIN, ["--config", conf, "--default-server", "conf"])
+else:
+    gw, base = start_gateway(BIN, ["--backend", BACKEND, "--", FIXTURE])
 try:
     with tempfile.TemporaryDirectory() as out:
         # localhost, not 127.0.0.1: the DNS-rebinding scenario sends Host: localhost:PORT as valid.

@@ -123,9 +123,10 @@ cp tests/interop/cluster_ts.mjs "$dir/node/"
 timeout 600 "$dir/venv/bin/python" tests/interop/cluster_python.py "$bin" "$fake" "$root/$dir/node"
 
 echo "== Official conformance suite ($conformance, all scenarios) against /mcp, baseline tests/conformance/baseline.yml"
-for backend in per-session shared; do
+for backend in per-session shared federated; do
     PATH="$node22_bin:$PATH" timeout 600 python3 tests/interop/conformance.py "$bin" "$root/target/debug/examples/conformance_server" \
-        "$root/$dir/conformance/node_modules/.bin/conformance" "$root/tests/conformance/baseline.yml" "$backend"
+        "$root/$dir/conformance/node_modules/.bin/conformance" "$root/tests/conformance/baseline.yml" "$backend" \
+        "$root/target/debug/examples/fixture_server"
 done
 
 echo "== Official conformance suite ($conformance): every client scenario (auth included) against the --connect bridge"

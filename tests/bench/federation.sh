@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Federation benchmark (not run in CI): 100 sessions × 100 `echo` calls through a group of 10
+# members vs the same member served alone; `tools/list` of the 10-member group from cache and
+# cold (every member asked) vs one member alone; memory per idle federated session. Members are
+# fixture servers on the shared backend. Needs a release build:
+#
+#   cargo build --release --bin aareguru-mcp --examples
+#   tests/bench/federation.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+root=$(pwd)
+bin="$root/target/release/aareguru-mcp"
+loadgen="$root/target/release/examples/loadgen"
+fixture="$root/target/release/examples/fixture_server"
+tmp=$(mktemp -d)
+gw=
+cleanup() {
+    [ -n "$gw" ] && kill "$gw" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; exit 1; }
+
+conf="$tmp/servers.json"
+{
+    echo '{"mcpServers": {'
+    for i in $(seq 10); do
+        [ "$i" -gt 1 ] && echo ","
+        echo "\"s$i\": {\"command\": \"$fixture\", \"args\": [], \"gateway\": {\"backend\": \"shared\"}}"
+    done
+    echo '}, "groups": {"g": {"members": "*"}}}'
+} >"$conf"
+port=$(free_port)
+RUST_LOG=warn "$bin" --sse --port "$port" --config "$conf" --max-sessions 20000 2>/dev/null &
+gw=$!
+wait_port "$port"
+sleep 1
+
+row() { tail -1 "$1"; }
+echo "== 100 sessions × 100 echo calls (Streamable HTTP)"
+"$loadgen" --target "http://127.0.0.1:$port/servers/s1" --mode mcp --child echo --sessions 100 --calls 100 >"$tmp/alone"
+"$loadgen" --target "http://127.0.0.1:$port/servers/g" --mode mcp --child echo --tool-prefix s1__ \
+    --sessions 100 --calls 100 >"$tmp/group"
+echo "member alone:       $(row "$tmp/alone")"
+echo "through 10-member group: $(row "$tmp/group")"
+
+echo "== tools/list and idle memory"
+python3 tests/bench/federation_lists.py "http://127.0.0.1:$port" "$gw"
