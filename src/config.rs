@@ -99,6 +99,9 @@ pub struct BridgeOAuth {
     pub timeout: std::time::Duration,
     /// Where tokens are kept (default: the user's config directory).
     pub token_dir: Option<std::path::PathBuf>,
+    /// No one is there to authorize in a browser (a gateway's remote member): only the
+    /// client-credentials grant is tried; otherwise a 401 is an error.
+    pub unattended: bool,
 }
 
 impl std::fmt::Debug for BridgeOAuth {
@@ -128,6 +131,10 @@ pub enum Backend {
     #[value(skip)]
     #[serde(skip)]
     Federated,
+    /// A remote MCP server (Streamable HTTP or HTTP+SSE), one remote session per session.
+    #[value(skip)]
+    #[serde(skip)]
+    Remote,
 }
 
 impl Backend {
@@ -137,6 +144,7 @@ impl Backend {
             Backend::Shared => "shared",
             Backend::InProcess => "in-process",
             Backend::Federated => "federated",
+            Backend::Remote => "remote",
         }
     }
 }
@@ -201,6 +209,55 @@ pub struct ServerConfig {
     pub tool_scopes: Vec<(String, Vec<String>)>,
     /// Set for a group of servers served as one endpoint (then `child` is unused).
     pub group: Option<GroupConfig>,
+    /// Set for a remote MCP server (then `child` is unused).
+    pub remote: Option<RemoteConfig>,
+}
+
+/// A remote MCP server the gateway serves (servers file entries with `"type": "http"` or
+/// `"sse"` and a `url`, as hosts write them).
+#[derive(Clone, PartialEq)]
+pub struct RemoteConfig {
+    pub url: String,
+    pub transport: TransportChoice,
+    /// Sent with every request, `${VAR}` already taken from the gateway's environment.
+    pub headers: Vec<(String, String)>,
+    /// The gateway as an OAuth client of the remote (client credentials), if it asks.
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for RemoteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("RemoteConfig")
+            .field("url", &self.url)
+            .field("transport", &self.transport)
+            .field("headers", &headers)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteConfig {
+    /// The bridge's settings for one session with the remote.
+    pub fn bridge(&self, max_line_bytes: usize) -> BridgeConfig {
+        BridgeConfig {
+            url: self.url.clone(),
+            transport: self.transport,
+            headers: self.headers.clone(),
+            max_line_bytes,
+            oauth: BridgeOAuth {
+                client_id: self.client_id.clone(),
+                client_secret: self.client_secret.clone(),
+                client_credentials: self.client_id.is_some(),
+                scopes: self.scopes.clone(),
+                timeout: Duration::from_secs(30),
+                unattended: true,
+                ..BridgeOAuth::default()
+            },
+        }
+    }
 }
 
 /// When a group's tool and prompt names carry their member's name.

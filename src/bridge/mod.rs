@@ -13,7 +13,8 @@
 //!   `Last-Event-ID`. A GET listen stream carries the remote's unrelated messages.
 //!
 //! This file is the host's (stdio) side and the choice of transport; [`streamable`] and [`sse`]
-//! are the two HTTP clients, [`reconnect`] the recovery, [`events`] SSE parsing.
+//! are the two HTTP clients, [`reconnect`] the recovery, [`events`] SSE parsing;
+//! [`connection`] drives a bridge from inside the gateway (a remote server it serves).
 //!
 //! Owns: the client half of MCP over HTTP. Must not touch: the gateway (the bridge shares only
 //! [`crate::mcp`] with it).
@@ -36,6 +37,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+pub mod connection;
 mod events;
 mod modern;
 mod oauth;
@@ -91,7 +93,7 @@ struct Bridge {
     /// Raw ids of stateless `tools/list` requests in flight (their answers are read).
     listing: Mutex<HashSet<String>>,
     /// OAuth, when the remote asks for it.
-    oauth: oauth::OAuthClient,
+    oauth: Arc<oauth::OAuthClient>,
     /// The last `retry:` an SSE stream asked for (the wait before reconnecting it).
     sse_retry: Mutex<Option<Duration>>,
     reconnecting: AtomicBool,
@@ -127,42 +129,58 @@ impl std::fmt::Display for Failure {
     }
 }
 
-pub async fn run(config: BridgeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    for (k, v) in &config.headers {
-        headers.insert(
-            reqwest::header::HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| anyhow::anyhow!("invalid header name {k:?}: {e}"))?,
-            reqwest::header::HeaderValue::from_str(v)
-                .map_err(|e| anyhow::anyhow!("invalid value for header {k:?}: {e}"))?,
-        );
+impl Bridge {
+    pub(super) fn new(
+        config: BridgeConfig,
+        oauth: Option<Arc<oauth::OAuthClient>>,
+        out: mpsc::UnboundedSender<String>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Arc<Bridge>> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in &config.headers {
+            headers.insert(
+                reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("invalid header name {k:?}: {e}"))?,
+                reqwest::header::HeaderValue::from_str(v)
+                    .map_err(|e| anyhow::anyhow!("invalid value for header {k:?}: {e}"))?,
+            );
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .build()?;
+        let oauth = match oauth {
+            Some(shared) => shared,
+            None => Arc::new(
+                oauth::OAuthClient::new(config.oauth.clone(), &config.url)
+                    .map_err(|e| anyhow::anyhow!("--oauth-private-key: {e}"))?,
+            ),
+        };
+        Ok(Arc::new(Bridge {
+            oauth,
+            config,
+            http,
+            out,
+            remote: Mutex::default(),
+            pending: Mutex::default(),
+            handshake: Mutex::default(),
+            internal: Mutex::default(),
+            next_internal: AtomicU64::new(1),
+            stateless: Mutex::default(),
+            tool_headers: Mutex::default(),
+            listing: Mutex::default(),
+            sse_retry: Mutex::default(),
+            reconnecting: AtomicBool::new(false),
+            stop,
+        }))
     }
-    let http = reqwest::Client::builder()
-        .default_headers(headers)
-        .connect_timeout(Duration::from_secs(10))
-        .tcp_nodelay(true)
-        .build()?;
+}
+
+pub async fn run(config: BridgeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (out, out_rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_stdout(out_rx));
-    let oauth = oauth::OAuthClient::new(config.oauth.clone(), &config.url)
-        .map_err(|e| anyhow::anyhow!("--oauth-private-key: {e}"))?;
-    let bridge = Arc::new(Bridge {
-        oauth,
-        config,
-        http,
-        out,
-        remote: Mutex::default(),
-        pending: Mutex::default(),
-        handshake: Mutex::default(),
-        internal: Mutex::default(),
-        next_internal: AtomicU64::new(1),
-        stateless: Mutex::default(),
-        tool_headers: Mutex::default(),
-        listing: Mutex::default(),
-        sse_retry: Mutex::default(),
-        reconnecting: AtomicBool::new(false),
-        stop: shutdown.clone(),
-    });
+    let bridge = Bridge::new(config, None, out, shutdown.clone())?;
     tracing::info!(url = %bridge.config.url, transport = ?bridge.config.transport, "bridging stdio to a remote MCP server");
     let (events_tx, mut events) = mpsc::channel(256);
     let max = bridge.config.max_line_bytes;

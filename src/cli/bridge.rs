@@ -166,6 +166,7 @@ pub(super) fn bridge_config(
         redirect_port: args.oauth_redirect_port,
         timeout: args.oauth_timeout,
         token_dir: args.oauth_token_dir.clone(),
+        unattended: false,
     };
     Ok(BridgeConfig {
         url,

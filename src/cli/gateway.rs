@@ -280,6 +280,7 @@ pub(super) fn gateway_config(
         scopes: vec![],
         tool_scopes: vec![],
         group: None,
+        remote: None,
     };
     servers_file::check_prespawn(&server)?;
     let (servers, servers_notes) = match &g.config {
@@ -490,7 +491,7 @@ fn backend_choice(g: &GatewayArgs, builtin_child: bool) -> anyhow::Result<(Backe
     }
     let max_sessions = g.max_sessions.unwrap_or(match backend {
         Backend::PerSession => 1024,
-        Backend::Shared | Backend::InProcess | Backend::Federated => 16384,
+        Backend::Shared | Backend::InProcess | Backend::Federated | Backend::Remote => 16384,
     });
     if max_sessions == 0 {
         bail!("--max-sessions must be at least 1");

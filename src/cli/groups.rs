@@ -148,6 +148,7 @@ fn checked(
             separator,
             member_timeout,
         }),
+        remote: None,
     })
 }
 

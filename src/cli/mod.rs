@@ -14,6 +14,7 @@ mod cluster;
 mod duration;
 mod gateway;
 mod groups;
+mod remotes;
 pub mod servers_file;
 
 pub use self::{bridge::BridgeArgs, duration::parse_duration, gateway::GatewayArgs};

@@ -28,6 +28,7 @@ use serde_json::Value;
 use super::{
     duration::parse_duration,
     groups::{self, Tools, check_name, trimmed},
+    remotes,
 };
 use crate::config::{Backend, ChildCommand, HeaderEnv, ServerConfig, ToolFilter};
 
@@ -58,6 +59,8 @@ struct GatewaySettings {
     /// globs), beside the default list; added to `--child-env` and the file's defaults.
     #[serde(default)]
     inherit_env: Vec<String>,
+    /// A remote server's OAuth client credentials.
+    oauth: Option<remotes::OAuthSpec>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +87,8 @@ struct Entry {
     #[serde(rename = "type")]
     kind: Option<String>,
     url: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
     #[serde(default)]
     gateway: Option<GatewaySettings>,
     #[serde(flatten)]
@@ -169,15 +174,36 @@ fn server(
     for key in e.other.keys() {
         notes.push(format!("{name}: {key:?} is not used by the gateway"));
     }
-    if e.url.is_some() || e.kind.as_deref().is_some_and(|k| k != "stdio") {
-        notes.push(format!(
-            "{name}: a remote server (type {:?}); the gateway serves stdio servers, so it is not served",
-            e.kind.as_deref().unwrap_or("url")
-        ));
-        return Ok(None);
-    }
-    let Some(command) = e.command.filter(|c| !c.trim().is_empty()) else {
-        bail!("\"command\" is missing");
+    let mut settings = e.gateway.unwrap_or_default();
+    let remote = if e.url.is_some() || e.kind.as_deref().is_some_and(|k| k != "stdio") {
+        if settings.backend.is_some()
+            || settings.prespawn.is_some()
+            || settings.children.is_some()
+            || !settings.env_from_headers.is_empty()
+            || !settings.inherit_env.is_empty()
+        {
+            bail!(
+                "backend, children, prespawn, envFromHeaders and inheritEnv are for stdio servers; this one is remote"
+            );
+        }
+        let env = |name: &str| std::env::var(name).ok();
+        Some(remotes::remote(
+            e.kind.as_deref(),
+            e.url.as_deref(),
+            &e.headers,
+            settings.oauth.take(),
+            &env,
+        )?)
+    } else {
+        if settings.oauth.is_some() {
+            bail!("gateway.oauth is for remote servers (the gateway's credentials there)");
+        }
+        None
+    };
+    let command = match (&remote, e.command.filter(|c| !c.trim().is_empty())) {
+        (Some(_), _) => String::new(),
+        (None, Some(c)) => c,
+        (None, None) => bail!("\"command\" is missing"),
     };
     let mut env = vec![];
     for (k, v) in e.env {
@@ -189,7 +215,6 @@ fn server(
         };
         env.push((k, v));
     }
-    let settings = e.gateway.unwrap_or_default();
     let mut inherit_env = base.child.inherit_env.clone();
     for pattern in defaults.inherit_env.iter().chain(&settings.inherit_env) {
         let pattern = pattern.trim();
@@ -204,6 +229,7 @@ fn server(
     // This program's own server runs in process unless its entry says otherwise; the file's
     // default backend is for the others.
     let backend = match (settings.backend, builtin) {
+        _ if remote.is_some() => Backend::Remote,
         (Some(b), _) => b,
         (None, true) => Backend::InProcess,
         (None, false) => defaults.backend.unwrap_or(Backend::PerSession),
@@ -211,7 +237,10 @@ fn server(
     if backend == Backend::InProcess && !builtin {
         bail!("backend \"in-process\" serves this program's own --stdio server only");
     }
-    let children = settings.children.or(defaults.children).unwrap_or(1);
+    let children = match remote {
+        Some(_) => 1,
+        None => settings.children.or(defaults.children).unwrap_or(1),
+    };
     if children == 0 || children > 256 {
         bail!("children must be between 1 and 256");
     }
@@ -223,7 +252,7 @@ fn server(
         .or(defaults.max_sessions)
         .unwrap_or(match backend {
             Backend::PerSession => 1024,
-            Backend::Shared | Backend::InProcess | Backend::Federated => 16384,
+            Backend::Shared | Backend::InProcess | Backend::Federated | Backend::Remote => 16384,
         });
     if max_sessions == 0 {
         bail!("maxSessions must be at least 1");
@@ -303,6 +332,7 @@ fn server(
             .map(|(glob, scopes)| (glob, trimmed(scopes)))
             .collect(),
         group: None,
+        remote,
         // The file's default applies to the per-session servers; an entry's own is checked.
         prespawn: settings
             .prespawn
@@ -423,6 +453,7 @@ mod tests {
             scopes: vec![],
             tool_scopes: vec![],
             group: None,
+            remote: None,
         }
     }
 
@@ -440,7 +471,17 @@ mod tests {
         )
         .unwrap();
         let names: Vec<&str> = loaded.servers.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["aareguru", "everything"]);
+        assert_eq!(names, ["aareguru", "everything", "remote"]);
+        let remote = &loaded.servers[2];
+        assert_eq!(remote.backend, Backend::Remote);
+        let r = remote.remote.as_ref().unwrap();
+        assert_eq!(
+            (r.url.as_str(), r.transport),
+            (
+                "https://example.com/sse",
+                crate::config::TransportChoice::Sse
+            )
+        );
         let own = &loaded.servers[0];
         assert!(own.builtin);
         assert_eq!(own.backend, Backend::InProcess);
@@ -449,7 +490,7 @@ mod tests {
         assert!(e.child.env.contains(&("PORT".into(), "3".into())));
         let notes = loaded.notes.join("\n");
         assert!(notes.contains("off: disabled"), "{notes}");
-        assert!(notes.contains("remote: a remote server"), "{notes}");
+        assert!(!notes.contains("remote"), "{notes}");
         assert!(notes.contains("globalShortcut"), "{notes}");
     }
 

@@ -274,3 +274,96 @@ async fn a_member_that_dies_leaves_the_list_and_comes_back_while_the_others_answ
         .await;
     assert_eq!(r["result"]["structuredContent"]["value"], "a", "{r}");
 }
+
+#[tokio::test]
+async fn remote_servers_are_served_alone_and_as_members_with_their_own_credentials() {
+    // The remote: another gateway, behind an API key, wrapping a fixture that knows its name.
+    let program = example("fixture_server");
+    let remote = Gateway::start(
+        &[
+            "--api-key",
+            "k-remote-123",
+            "--child-env",
+            "FIXTURE_*",
+            "--",
+            &program,
+        ],
+        &[("FIXTURE_NAME", "far-away")],
+    )
+    .await;
+    let dir = TempDir::new("federation-remote");
+    let config = json!({
+        "mcpServers": {
+            "a": fixture("a", json!({})),
+            // As Claude Code and VS Code write them; the key comes from the gateway's environment.
+            "far": {"type": "http", "url": remote.url("/mcp"),
+                    "headers": {"Authorization": "Bearer ${REMOTE_KEY}"}},
+            "far-sse": {"type": "sse", "url": remote.url("/sse"),
+                        "headers": {"X-API-Key": "${env:REMOTE_KEY}"}},
+        },
+        "groups": {"g": {"members": ["a", "far", "far-sse"]}}
+    });
+    let path = write(&dir, &config);
+    let mut gw = Gateway::start(&["--config", &path], &[("REMOTE_KEY", "k-remote-123")]).await;
+
+    // Alone, at its own path — with the caller's own Authorization header left behind.
+    let mut far = McpClient::new(&gw.url("/servers/far"));
+    far.headers
+        .push(("authorization".into(), "Bearer the-callers-token".into()));
+    far.initialize().await;
+    let v = env_of(&far, "env").await;
+    assert_eq!(v["result"]["structuredContent"]["value"], "far-away", "{v}");
+
+    // As members of a group, beside a local one, over both remote transports.
+    let mut c = McpClient::new(&gw.url("/servers/g"));
+    c.initialize().await;
+    let names = tool_names(&c).await;
+    for name in ["a__echo", "far__echo", "far-sse__echo"] {
+        assert!(names.contains(&name.to_string()), "{name} in {names:?}");
+    }
+    for (tool, expect) in [
+        ("a__env", "a"),
+        ("far__env", "far-away"),
+        ("far-sse__env", "far-away"),
+    ] {
+        let v = env_of(&c, tool).await;
+        assert_eq!(
+            v["result"]["structuredContent"]["value"], expect,
+            "{tool}: {v}"
+        );
+    }
+    // A call that takes a while, through both gateways.
+    let (status, v) = c.call(20, "far__slow", json!({"ms": 10})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["content"][0]["text"], "slept", "{v}");
+
+    let h = gw.health().await;
+    let far_status = h["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "far")
+        .unwrap()
+        .clone();
+    assert_eq!(far_status["backend"], "remote", "{far_status}");
+    gw.stop_reading_log().await;
+    let log = gw.log_text();
+    assert!(!log.contains("k-remote-123"), "a credential was logged");
+
+    // A variable the environment does not have stops the gateway at startup, naming it.
+    let bad = json!({"mcpServers": {"far": {"type": "http", "url": remote.url("/mcp"),
+                     "headers": {"Authorization": "Bearer ${NOT_SET_ANYWHERE}"}}}});
+    std::fs::write(dir.0.join("bad.json"), bad.to_string()).unwrap();
+    let bad_path = dir.0.join("bad.json").display().to_string();
+    let out = tokio::process::Command::new(BIN)
+        .args(["--sse", "--port", "0", "--config", &bad_path])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("NOT_SET_ANYWHERE") && err.contains("mcpServers.far"),
+        "{err}"
+    );
+}

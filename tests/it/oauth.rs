@@ -759,3 +759,71 @@ async fn the_bridge_authenticates_a_machine_with_its_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not a PEM"), "{stderr}");
 }
+
+/// A remote member behind OAuth: one gateway (the resource server, trusting oidc-provider) is
+/// a remote server of another, whose servers file gives it client credentials there. The
+/// second gets its own token (client credentials, kept in memory for all its sessions), alone
+/// and inside a group; the caller's token is never what reaches the remote.
+#[tokio::test]
+async fn a_remote_member_behind_oauth_gets_the_gateways_own_token() {
+    let auth = AuthServer::start(json!({"clients": clients()})).await;
+    let fake = FakeUpstream::start(Behaviour::Normal).await;
+    let far = Gateway::start(
+        &["--oauth-issuer", &auth.issuer, "--oauth-scope", "mcp:tools"],
+        &[("AAREGURU_BASE_URL", &fake.base_url())],
+    )
+    .await;
+    let dir = crate::infra::TempDir::new("remote-oauth");
+    let config = json!({
+        "mcpServers": {
+            "far": {"type": "http", "url": far.url("/mcp"),
+                    "gateway": {"oauth": {"clientId": "machine", "clientSecret": "${MACHINE_SECRET}",
+                                          "scopes": ["mcp:tools"]}}},
+            "wrong": {"type": "http", "url": far.url("/mcp"),
+                      "gateway": {"oauth": {"clientId": "machine", "clientSecret": "not-it"}}},
+            "none": {"type": "http", "url": far.url("/mcp")},
+        },
+        "groups": {"g": {"members": ["far"]}}
+    });
+    let path = dir.0.join("servers.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let mut gw = Gateway::start(
+        &["--config", path.to_str().unwrap()],
+        &[("MACHINE_SECRET", "s3cret")],
+    )
+    .await;
+
+    let session = |base: String| async move {
+        let mut c = crate::gateway_util::McpClient::new(&base);
+        c.headers
+            .push(("authorization".into(), "Bearer not-for-the-remote".into()));
+        let status = c.try_initialize().await;
+        (status, c)
+    };
+    for (path, tool) in [
+        ("/servers/far", "list_cities"),
+        ("/servers/g", "far__list_cities"),
+    ] {
+        let (status, c) = session(gw.url(path)).await;
+        assert_eq!(status, 200, "{path}");
+        let (status, v) = c.call(1, tool, json!({})).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        assert_eq!(v["result"]["structuredContent"]["count"], 8, "{path}: {v}");
+    }
+    // A secret the authorization server refuses, and no credentials at all (no one is there to
+    // open a browser): the session is refused with the reason.
+    for path in ["/servers/wrong", "/servers/none"] {
+        let c = crate::gateway_util::McpClient::new(&gw.url(path));
+        let r = c
+            .post(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}}))
+            .await;
+        let body = r.text().await.unwrap();
+        assert!(body.contains("error"), "{path}: {body}");
+        if path.ends_with("none") {
+            assert!(body.contains("client credentials"), "{path}: {body}");
+        }
+    }
+    gw.stop_reading_log().await;
+    assert!(!gw.log_text().contains("s3cret"), "a secret was logged");
+}

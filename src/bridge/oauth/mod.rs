@@ -65,7 +65,12 @@ impl OAuthClient {
         if let (Some(s), Some(id)) = (&signer, &config.client_id) {
             tracing::info!(client_id = %id, alg = ?s.alg(), "the OAuth client authenticates with signed JWTs (private_key_jwt)");
         }
-        let store = Store::new(config.token_dir.clone(), server_url);
+        // Unattended (a gateway's remote member): tokens live in memory, shared by its sessions.
+        let store = if config.unattended {
+            Store::in_memory()
+        } else {
+            Store::new(config.token_dir.clone(), server_url)
+        };
         let saved = store.load();
         Ok(OAuthClient {
             signer,
@@ -163,6 +168,11 @@ impl OAuthClient {
         *self.scopes.lock() = scope.clone();
         let tokens = if self.config.client_credentials {
             self.client_credentials(&found, scope.as_deref()).await?
+        } else if self.config.unattended {
+            return Err(
+                "the remote asks for OAuth and no one is here to authorize in a browser: give the gateway client credentials for it (its entry's gateway.oauth)"
+                    .into(),
+            );
         } else if self.config.id_token_file.is_some() {
             self.cross_app(&found, scope.as_deref()).await?
         } else {

@@ -54,6 +54,11 @@ pub struct Store {
 }
 
 impl Store {
+    /// A store that keeps nothing on disk.
+    pub fn in_memory() -> Store {
+        Store { file: None }
+    }
+
     /// The store for `remote` under `dir` (else the config directory); none without a home.
     pub fn new(dir: Option<PathBuf>, remote: &str) -> Store {
         let dir = dir.or_else(|| {

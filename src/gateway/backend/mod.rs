@@ -4,6 +4,7 @@
 //! - [`per_session`]: a child process of the session's own ([`process`]).
 //! - [`inprocess`]: the built-in Aareguru server inside the gateway, over an in-memory pipe.
 //! - [`shared`]: one child (or a few) for every session, through the multiplexer [`mux`].
+//! - [`remote`]: a remote MCP server over HTTP, a remote session per session.
 //! - [`sandbox`]: what a child is given before it runs (its environment).
 //! - [`own`]: the relay both "own server" backends use (line for line, with in-flight tracking).
 //! - [`api`]: the traits between the session table and the backends; [`children`]: what a
@@ -20,6 +21,7 @@ pub mod own;
 pub mod per_session;
 pub mod pool;
 pub mod process;
+pub mod remote;
 pub mod sandbox;
 pub mod shared;
 
@@ -55,6 +57,10 @@ pub fn build(
             Arc::new(inprocess::InProcessBackend::new(limits, metrics, aareguru))
         }
         BackendKind::Shared => Arc::new(shared::Shared::new(server, limits, children)),
+        BackendKind::Remote => match &server.remote {
+            Some(remote) => Arc::new(remote::Remote::new(remote.clone(), limits.max_line_bytes)),
+            None => anyhow::bail!("a remote server needs a url"),
+        },
         BackendKind::Federated => {
             anyhow::bail!("a group is served by its members' backends (the registry builds it)")
         }

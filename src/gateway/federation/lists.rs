@@ -5,7 +5,7 @@
 //!
 //! Owns: fan-out and merging per session. Must not touch: names (see [`super::catalog`]).
 
-use std::sync::atomic::Ordering;
+use std::sync::{Arc, atomic::Ordering};
 
 use futures::future::join_all;
 use serde_json::{Value, json};
@@ -85,14 +85,29 @@ impl FedSession {
     }
 
     /// Answers a list request with every member's items, merged.
+    /// The same answer again while no member changed (opened, closed, or said its list did).
     pub async fn list(&self, id: &str, kind: ListKind) {
-        let merged = self.merged(kind).await;
-        let mut result = serde_json::Map::new();
-        result.insert(kind.field().into(), Value::Array(merged.items));
-        self.to_client(jsonrpc::result_response(
-            id,
-            &Value::Object(result).to_string(),
-        ));
+        let stamp: Vec<_> = self.slots.iter().map(|s| s.stamp()).collect();
+        let cached = match self.routing.lock().answers.get(&kind) {
+            Some((made, body)) if *made == stamp => Some(body.clone()),
+            _ => None,
+        };
+        let body = match cached {
+            Some(body) => body,
+            None => {
+                let merged = self.merged(kind).await;
+                let mut result = serde_json::Map::new();
+                result.insert(kind.field().into(), Value::Array(merged.items));
+                let body: Arc<str> = Value::Object(result).to_string().into();
+                // Stamped as before the members were asked: a change meanwhile is seen next time.
+                self.routing
+                    .lock()
+                    .answers
+                    .insert(kind, (stamp, body.clone()));
+                body
+            }
+        };
+        self.to_client(jsonrpc::result_response(id, &body));
     }
 
     /// Every member's `kind` list (from its cache, else asked), merged; the routes are kept.

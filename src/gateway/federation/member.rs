@@ -35,6 +35,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 impl FedSession {
     /// Member `index`'s link once it is up, waiting at most the group's member timeout.
     pub async fn up(&self, index: usize) -> Option<Arc<dyn Link>> {
+        if let Some(link) = self.slots[index].link_if_up() {
+            return Some(link);
+        }
         tokio::time::timeout(self.group.timeout, self.ensure_up(index))
             .await
             .ok()?

@@ -11,52 +11,58 @@ use super::{
     catalog::{self, ListKind, Route},
     session::FedSession,
 };
+use crate::mcp::jsonrpc::Envelope;
 
 impl FedSession {
-    /// Which member serves a request by name or URI, with the params it gets there. `None`: the
-    /// method is not one a group routes; `Some(Err)`: nothing of that name.
-    pub async fn route(
-        &self,
-        method: &str,
-        mut params: Value,
-    ) -> Option<Result<(usize, Value), String>> {
+    /// Which member serves a request by name or URI, with the params (raw JSON) it gets there:
+    /// only the name is rewritten, the rest (a call's arguments) is copied as it came. `None`:
+    /// the method is not one a group routes; `Some(Err)`: nothing of that name.
+    pub async fn route(&self, method: &str, raw: &str) -> Option<Result<(usize, String), String>> {
         let (kind, key) = match method {
             "tools/call" => (ListKind::Tools, "name"),
             "prompts/get" => (ListKind::Prompts, "name"),
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 (ListKind::Resources, "uri")
             }
-            "completion/complete" => {
-                let r = params.get("ref").cloned().unwrap_or_default();
-                return Some(match r.get("type").and_then(Value::as_str) {
-                    Some("ref/prompt") => {
-                        let name = r.get("name").and_then(Value::as_str).unwrap_or("");
-                        self.lookup(ListKind::Prompts, name).await.map(|(i, own)| {
-                            params["ref"]["name"] = Value::String(own);
-                            (i, params)
-                        })
-                    }
-                    _ => {
-                        let uri = r.get("uri").and_then(Value::as_str).unwrap_or("");
-                        self.resource(uri).await.map(|i| (i, params))
-                    }
-                });
-            }
+            "completion/complete" => return Some(self.completion(raw).await),
             _ => return None,
         };
-        let name = params
+        let Some(params) = Envelope::parse(raw.as_bytes()) else {
+            return Some(Err(format!("{method}: params must be an object")));
+        };
+        let name: String = params
             .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+            .and_then(|v| serde_json::from_str(v.get()).ok())
+            .unwrap_or_default();
         Some(if kind == ListKind::Resources {
-            self.resource(&name).await.map(|i| (i, params))
+            self.resource(&name).await.map(|i| (i, raw.to_string()))
         } else {
             self.lookup(kind, &name).await.map(|(i, own)| {
-                params[key] = Value::String(own);
+                let own = Value::String(own).to_string();
+                let params = String::from_utf8(params.render(&[(key, &own)])).unwrap_or_default();
                 (i, params)
             })
         })
+    }
+
+    /// `completion/complete` goes where its prompt or resource template is.
+    async fn completion(&self, raw: &str) -> Result<(usize, String), String> {
+        let mut params: Value = serde_json::from_str(raw).unwrap_or_default();
+        let r = params.get("ref").cloned().unwrap_or_default();
+        let routed = match r.get("type").and_then(Value::as_str) {
+            Some("ref/prompt") => {
+                let name = r.get("name").and_then(Value::as_str).unwrap_or("");
+                self.lookup(ListKind::Prompts, name).await.map(|(i, own)| {
+                    params["ref"]["name"] = Value::String(own);
+                    i
+                })
+            }
+            _ => {
+                let uri = r.get("uri").and_then(Value::as_str).unwrap_or("");
+                self.resource(uri).await
+            }
+        };
+        routed.map(|i| (i, params.to_string()))
     }
 
     fn known(&self, kind: ListKind, name: &str) -> Option<Route> {

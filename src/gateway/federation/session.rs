@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     Group,
     catalog::{ListKind, Route},
-    slot::Slot,
+    slot::{Slot, Stamp},
 };
 use crate::{
     gateway::backend::{Client, CloseCause, ForwardError, Link},
@@ -54,6 +54,8 @@ pub(super) struct Routing {
     pub asks: HashMap<String, (usize, String)>,
     /// The latest merged names of each list → member and own name.
     pub routes: HashMap<ListKind, HashMap<String, Route>>,
+    /// The latest answer to each list, with the members' stamps it was made from.
+    pub answers: HashMap<ListKind, (Vec<Stamp>, Arc<str>)>,
 }
 
 pub(super) struct FedSession {
@@ -147,21 +149,34 @@ impl FedSession {
         let Ok(kind) = jsonrpc::classify(message.as_bytes()) else {
             return true;
         };
-        let Some(env) = Envelope::parse(message.as_bytes()) else {
-            return true;
-        };
         let client = match self.client.upgrade() {
             Some(c) => c,
             None => return true,
         };
+        // Notifications pass as they are; the rest gets an id rewritten.
+        if let Kind::Notification { method } = &kind
+            && !matches!(method.as_str(), "notifications/cancelled")
+        {
+            if method.ends_with("/list_changed") {
+                self.slots[index].forget(method);
+            }
+            return client.send(message);
+        }
+        let Some(env) = Envelope::parse(message.as_bytes()) else {
+            return true;
+        };
         let out = match kind {
             Kind::Response { id } => {
-                let pending = self.routing.lock().pending.remove(&(index, id));
-                match pending {
-                    Some(Pending::Relay { client_id }) => {
-                        self.routing.lock().relayed.remove(&client_id);
-                        env.render(&[("id", &client_id)])
+                let pending = {
+                    let mut r = self.routing.lock();
+                    let pending = r.pending.remove(&(index, id));
+                    if let Some(Pending::Relay { client_id }) = &pending {
+                        r.relayed.remove(client_id);
                     }
+                    pending
+                };
+                match pending {
+                    Some(Pending::Relay { client_id }) => env.render(&[("id", &client_id)]),
                     Some(Pending::Ask(tx)) => {
                         let answer = match (env.get("result"), env.get("error")) {
                             (Some(r), _) => {
@@ -186,12 +201,6 @@ impl FedSession {
                 env.render(&[("id", &ours)])
             }
             Kind::Notification { method } => match method.as_str() {
-                "notifications/tools/list_changed"
-                | "notifications/prompts/list_changed"
-                | "notifications/resources/list_changed" => {
-                    self.slots[index].forget(&method);
-                    message.into_bytes()
-                }
                 "notifications/cancelled" => {
                     let Some(mut params) = env.params() else {
                         return true;
@@ -247,14 +256,15 @@ impl FedSession {
         let Some(env) = Envelope::parse(&line) else {
             return;
         };
-        let params = env.params().unwrap_or_else(|| json!({}));
+        let params = || env.params().unwrap_or_else(|| json!({}));
         match method {
             "ping" => self.answer(id, &json!({})),
             "initialize" => {
-                *self.init.lock() = Some(params);
+                *self.init.lock() = Some(params());
                 self.spawn_with(id, |s, id| async move { s.initialize(&id).await });
             }
             "logging/setLevel" => {
+                let params = params();
                 self.spawn_with(id, |s, id| async move { s.set_level(&id, params).await });
             }
             _ => {
@@ -262,7 +272,8 @@ impl FedSession {
                     self.spawn_with(id, move |s, id| async move { s.list(&id, kind).await });
                     return;
                 }
-                let Some(routed) = self.route(method, params).await else {
+                let raw = env.get("params").map_or("{}", |p| p.get());
+                let Some(routed) = self.route(method, raw).await else {
                     let message = format!(
                         "method {method:?} is not served by group {:?}",
                         self.group.name
@@ -270,7 +281,7 @@ impl FedSession {
                     return self.fail(id, jsonrpc::METHOD_NOT_FOUND, &message);
                 };
                 match routed {
-                    Ok((index, params)) => self.relay(index, id, method, &env, &params).await,
+                    Ok((index, params)) => self.relay(index, id, method, &env, params).await,
                     Err(message) => self.fail(id, jsonrpc::INVALID_PARAMS, &message),
                 }
             }
@@ -301,7 +312,7 @@ impl FedSession {
         id: &str,
         method: &str,
         env: &Envelope<'_>,
-        params: &Value,
+        params: String,
     ) {
         let Some(link) = self.up(index).await else {
             let member = &self.group.members[index].name;
@@ -322,7 +333,7 @@ impl FedSession {
             );
             r.relayed.insert(id.to_string(), (index, ours.clone()));
         }
-        let line = Bytes::from(env.render(&[("id", &ours), ("params", &params.to_string())]));
+        let line = Bytes::from(env.render(&[("id", &ours), ("params", &params)]));
         let kind = Kind::Request {
             id: ours.clone(),
             method: method.to_string(),

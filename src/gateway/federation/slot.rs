@@ -51,6 +51,9 @@ pub(super) struct State {
     pub version: u64,
 }
 
+/// A member's generation, lists' version and whether it is up: what a merged list was made of.
+pub(super) type Stamp = (u64, u64, bool);
+
 /// A member's place in one session.
 #[derive(Default)]
 pub(super) struct Slot {
@@ -67,6 +70,20 @@ pub(super) fn capabilities(info: &Value) -> &Value {
 impl Slot {
     pub fn is(&self, generation: u64) -> bool {
         self.state.lock().generation == generation
+    }
+
+    /// What a merged list depends on: the opening, the lists' version, whether it is up.
+    pub fn stamp(&self) -> Stamp {
+        let s = self.state.lock();
+        (s.generation, s.version, matches!(s.phase, Phase::Up))
+    }
+
+    /// The member's link, when it is up.
+    pub fn link_if_up(&self) -> Option<Arc<dyn Link>> {
+        let s = self.state.lock();
+        matches!(s.phase, Phase::Up)
+            .then(|| s.link.clone())
+            .flatten()
     }
 
     /// Whether the member is up and has `kind`.

@@ -12,6 +12,7 @@
 //!
 //! Owns: the set of served servers and its changes. Must not touch: HTTP.
 
+mod checks;
 pub mod reload;
 pub mod tools;
 
@@ -108,7 +109,12 @@ impl Served {
                     m["generation"] = served.generation.into();
                 }
             }
-            v["group"] = group;
+            let key = if self.config.group.is_some() {
+                "group"
+            } else {
+                "remote"
+            };
+            v[key] = group;
         }
         v["stateless"] = self.stateless.status();
         v
@@ -209,8 +215,8 @@ impl Registry {
             start_timeout: self.gateway.child_start_timeout,
             shutdown_grace: self.gateway.shutdown_grace,
         };
-        let mut failed = if from_file && config.group.is_none() {
-            missing_command(&config)
+        let mut failed = if from_file && config.group.is_none() && config.remote.is_none() {
+            checks::missing_command(&config)
         } else {
             None
         };
@@ -254,7 +260,7 @@ impl Registry {
         {
             failed = Some(format!("{e:#}"));
         }
-        let backend = backend.unwrap_or_else(|| Arc::new(NoBackend));
+        let backend = backend.unwrap_or_else(|| Arc::new(checks::NoBackend));
         let stateless = Arc::new(stateless_lane(
             &config,
             &backend,
@@ -269,7 +275,12 @@ impl Registry {
                 server = %config.name,
                 generation,
                 backend = config.backend.as_str(),
-                command = %if config.backend == BackendKind::InProcess { "(in-process)" } else { config.child.program.as_str() },
+                command = %match (&config.remote, &config.group, config.backend) {
+                    (Some(r), _, _) => r.url.as_str(),
+                    (_, Some(_), _) => "(group)",
+                    (_, _, BackendKind::InProcess) => "(in-process)",
+                    _ => config.child.program.as_str(),
+                },
                 "server ready"
             );
         }
@@ -422,9 +433,14 @@ fn stateless_lane(
         buffer_bytes: limits.input_bytes,
         metrics: metrics.clone(),
     };
-    if config.group.is_some() {
+    if config.group.is_some() || config.remote.is_some() {
+        let what = if config.group.is_some() {
+            "group"
+        } else {
+            "remote server"
+        };
         let reason = format!(
-            "group {:?} is served only with sessions for now (the 2026-07-28 stateless revision is not federated yet): initialize first",
+            "{what} {:?} is served only with sessions for now (the 2026-07-28 stateless revision does not reach groups and remote servers yet): initialize first",
             config.name
         );
         return Stateless::refused(reason, settings);
@@ -449,65 +465,4 @@ fn stateless_lane(
         }),
         settings,
     )
-}
-
-/// Stands in for the backend of a server that could not be set up: refuses every session.
-struct NoBackend;
-
-impl backend::Backend for NoBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::PerSession
-    }
-
-    fn start(self: Arc<Self>) -> anyhow::Result<()> {
-        Ok(())
-    }
-
-    fn open(
-        &self,
-        _client: Arc<dyn backend::Client>,
-        _env: &[(String, String)],
-    ) -> Result<Box<dyn backend::Link>, backend::OpenError> {
-        Err(backend::OpenError::Spawn(std::io::Error::other(
-            "the server could not be started (see /health)",
-        )))
-    }
-
-    fn status(&self) -> backend::Status {
-        backend::Status::default()
-    }
-
-    fn shutdown(&self) -> futures::future::BoxFuture<'_, ()> {
-        Box::pin(async {})
-    }
-}
-
-/// Why `config`'s command cannot run here, if it cannot (not found, not executable).
-fn missing_command(config: &ServerConfig) -> Option<String> {
-    if config.backend == BackendKind::InProcess || config.builtin && config.child.arg0.is_some() {
-        return None;
-    }
-    let program = &config.child.program;
-    let found = if program.contains('/') {
-        let path = match &config.child.cwd {
-            Some(dir) if !program.starts_with('/') => dir.join(program),
-            _ => program.into(),
-        };
-        is_executable(&path)
-    } else {
-        std::env::var_os("PATH").is_some_and(|paths| {
-            std::env::split_paths(&paths).any(|dir| is_executable(&dir.join(program)))
-        })
-    };
-    (!found).then(|| {
-        format!(
-            "server {:?}: command {program:?} not found (or not executable)",
-            config.name
-        )
-    })
-}
-
-fn is_executable(path: &std::path::Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
