@@ -367,3 +367,49 @@ async fn remote_servers_are_served_alone_and_as_members_with_their_own_credentia
         "{err}"
     );
 }
+
+/// The 2026-07-28 revision on a group: `server/discover` answered for the group, calls routed by
+/// their group names, a member's question as an `input_required` round trip.
+#[tokio::test]
+async fn stateless_requests_reach_the_groups_members() {
+    let dir = TempDir::new("federation-modern");
+    let config = json!({
+        "mcpServers": {"a": fixture("a", json!({"backend": "shared"})),
+                       "b": fixture("b", json!({"backend": "shared"}))},
+        "groups": {"g": {"members": ["a", "b"]}}
+    });
+    let path = write(&dir, &config);
+    let gw = Gateway::start(&["--config", &path, "--default-server", "g"], &[]).await;
+    let m = crate::modern::Modern::at(&gw.base);
+    let (status, d) = m.request("server/discover", json!({})).await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(
+        d["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "g",
+        "{d}"
+    );
+    let (_, tools) = m.request("tools/list", json!({})).await;
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{tools}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"a__echo") && names.contains(&"b__env"),
+        "{names:?}"
+    );
+    for (tool, expect) in [("a__env", "a"), ("b__env", "b")] {
+        let r = m.call(tool, json!({"name": "FIXTURE_NAME"})).await;
+        assert_eq!(
+            r["result"]["structuredContent"]["value"], expect,
+            "{tool}: {r}"
+        );
+    }
+    let first = m
+        .call(
+            "b__ask",
+            json!({"method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 5}}),
+        )
+        .await;
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+}

@@ -86,7 +86,7 @@ impl FedSession {
 
     async fn start(&self, index: usize, generation: u64) {
         let member = &self.group.members[index];
-        let (id, name) = match self.client.upgrade() {
+        let (id, name) = match self.client() {
             Some(c) => (c.id(), c.name().to_string()),
             None => return,
         };
@@ -169,7 +169,7 @@ impl FedSession {
             member.up.fetch_sub(1, Ordering::Relaxed);
         }
         slot.changed.notify_waiters();
-        let session = self.client.upgrade().map(|c| c.name().to_string());
+        let session = self.client().map(|c| c.name().to_string());
         tracing::warn!(group = %self.group.name, member = %member.name, session, %why, retry_in = ?backoff, "member down; left out until it is back");
         let relays: Vec<String> = {
             let mut r = self.routing.lock();
@@ -301,7 +301,7 @@ impl Client for MemberClient {
             }
             // The client is the problem (or the session is another replica's): the session ends.
             _ => {
-                if let Some(c) = s.client.upgrade() {
+                if let Some(c) = s.client() {
                     c.end(cause);
                 }
             }

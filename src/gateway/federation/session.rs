@@ -60,7 +60,9 @@ pub(super) struct Routing {
 
 pub(super) struct FedSession {
     pub group: Arc<Group>,
-    pub client: Weak<dyn Client>,
+    /// The session as the table knows it, held (as every backend holds its client) until the
+    /// session is released.
+    client: Mutex<Option<Arc<dyn Client>>>,
     pub env: Vec<(String, String)>,
     pub slots: Vec<Slot>,
     /// The client's `initialize` params (what each member is initialized with).
@@ -84,7 +86,7 @@ pub(super) fn open(
     let session = Arc::new_cyclic(|me| FedSession {
         slots: group.members.iter().map(|_| Slot::default()).collect(),
         group,
-        client: Arc::downgrade(&client),
+        client: Mutex::new(Some(client)),
         env: env.to_vec(),
         init: Mutex::new(None),
         initialized: AtomicBool::new(false),
@@ -106,13 +108,17 @@ pub(super) fn error_text(error: &Value) -> String {
 }
 
 impl FedSession {
+    pub fn client(&self) -> Option<Arc<dyn Client>> {
+        self.client.lock().clone()
+    }
+
     pub fn next_id(&self) -> String {
         self.next_id.fetch_add(1, Ordering::Relaxed).to_string()
     }
 
     /// Sends the client a message the gateway wrote; a client too far behind is ended.
     pub fn to_client(&self, message: String) {
-        if let Some(c) = self.client.upgrade()
+        if let Some(c) = self.client()
             && !c.send(message)
         {
             c.end(CloseCause::SlowClient);
@@ -124,7 +130,7 @@ impl FedSession {
     }
 
     pub fn fail(&self, id: &str, code: i64, message: &str) {
-        if let Some(c) = self.client.upgrade() {
+        if let Some(c) = self.client() {
             c.send_unbounded(jsonrpc::error_response(id, code, message));
         }
     }
@@ -149,7 +155,7 @@ impl FedSession {
         let Ok(kind) = jsonrpc::classify(message.as_bytes()) else {
             return true;
         };
-        let client = match self.client.upgrade() {
+        let client = match self.client() {
             Some(c) => c,
             None => return true,
         };
@@ -399,6 +405,7 @@ impl FedSession {
     /// Ends the session's part in every member.
     fn release(&self) {
         self.closed.cancel();
+        self.client.lock().take();
         for (i, slot) in self.slots.iter().enumerate() {
             slot.close(&self.group.members[i], self.group.grace);
         }

@@ -433,14 +433,15 @@ fn stateless_lane(
         buffer_bytes: limits.input_bytes,
         metrics: metrics.clone(),
     };
-    if config.group.is_some() || config.remote.is_some() {
-        let what = if config.group.is_some() {
-            "group"
-        } else {
-            "remote server"
-        };
+    if config.group.is_some() {
+        // A group session per request, on the group itself (its members keep their own
+        // children; a per-session member starts one for each such request).
+        let group = backend.clone();
+        return Stateless::children(Box::new(move || Ok(group.clone())), settings);
+    }
+    if config.remote.is_some() {
         let reason = format!(
-            "{what} {:?} is served only with sessions for now (the 2026-07-28 stateless revision does not reach groups and remote servers yet): initialize first",
+            "remote server {:?} is served only with sessions for now (the 2026-07-28 stateless revision does not reach remote servers yet): initialize first",
             config.name
         );
         return Stateless::refused(reason, settings);
