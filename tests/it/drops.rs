@@ -369,8 +369,8 @@ async fn dropped_streamable_connections_free_everything_but_the_session() {
         drop_socket(listen, how);
         drop_socket(call, how);
     }
-    // Within a second: no connection left, the tasks that served them gone, the sessions and
-    // their children still there.
+    // Soon (a second when the machine is idle; five allowed for two busy cores): no connection
+    // left, the tasks that served them gone, the sessions and their children still there.
     let dropped = tokio::time::Instant::now();
     loop {
         let h = gw.health().await;
@@ -386,9 +386,9 @@ async fn dropped_streamable_connections_free_everything_but_the_session() {
             break;
         }
         assert!(
-            dropped.elapsed() < Duration::from_secs(1),
-            "{open} connections (had {open_before}) and {tasks} tasks (had {tasks_before}) a second \
-             after the drops"
+            dropped.elapsed() < Duration::from_secs(5),
+            "{open} connections (had {open_before}) and {tasks} tasks (had {tasks_before}) five \
+             seconds after the drops"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
