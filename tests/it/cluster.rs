@@ -11,6 +11,7 @@ use crate::{
     fake_upstream::{Behaviour, FakeUpstream},
     gateway_util::{Gateway, McpClient as Mcp, example},
     infra::{Balancer, Redis, free_port},
+    util::HEAVY,
 };
 
 const BOTH: &str = "application/json, text/event-stream";
@@ -51,11 +52,6 @@ async fn replica(
 fn host_port(gw: &Gateway) -> String {
     gw.base.trim_start_matches("http://").to_string()
 }
-
-/// Held by the tests that put hundreds of sessions on three replicas: on two cores, two of them
-/// at once (each with its children, its balancer and its load generator) starved the replicas'
-/// heartbeats and Redis lookups and failed calls that pass whenever they run apart.
-static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Runs the load generator against `target`; returns its row and whether it passed.
 async fn load(target: &str, mode: &str, child: &str, sessions: usize, calls: usize) -> String {

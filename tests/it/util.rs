@@ -13,6 +13,12 @@ use tokio::{
 pub const BIN: &str = env!("CARGO_BIN_EXE_aareguru-mcp");
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// Held by the tests that put hundreds of sessions or dozens of children on the machine (the
+/// cluster's replicas with their balancer and load generator, the drop tests): on two cores, two
+/// of them at once starved each other's heartbeats, lookups and reapers and failed checks that
+/// pass whenever they run apart. Other tests still run beside them.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A running `aareguru-mcp --stdio` with a line reader routing replies by id.
 pub struct StdioServer {
     pub child: Child,
