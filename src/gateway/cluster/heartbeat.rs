@@ -8,19 +8,36 @@ use std::{sync::Arc, time::Instant};
 
 use super::{CHECK_EVERY, Cluster, HEARTBEAT_EVERY, REPLICA_TTL, entry::Entry, placement};
 
+/// Heartbeats that may time out in a row (Redis still answering others) before it counts as
+/// down.
+const LATE_BEATS: u32 = 2;
+
 impl Cluster {
     /// The heartbeat loop: announce, learn the peers, refresh entries, resync after an outage.
     pub(super) async fn heartbeats(self: Arc<Self>) {
         let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_refresh = Instant::now();
+        // Heartbeats in a row that timed out while Redis was up.
+        let mut late = 0u32;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = self.stop.cancelled() => return,
             }
             let lapsed = match self.directory.heartbeat(&self.me, REPLICA_TTL).await {
-                Ok(lapsed) => lapsed,
+                Ok(lapsed) => {
+                    late = 0;
+                    lapsed
+                }
+                // One late answer on a busy machine is not an outage (it would refuse every
+                // session not seen lately until the next beat): three in a row are. A refused
+                // connection is one at once.
+                Err(e) if e.is_timeout() && self.redis_up() && late < LATE_BEATS => {
+                    late += 1;
+                    self.redis_failed(&e);
+                    continue;
+                }
                 Err(e) => {
                     self.redis_unreachable(&e);
                     continue;
