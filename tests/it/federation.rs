@@ -9,19 +9,9 @@ use crate::{
     fake_upstream::{Behaviour, FakeUpstream},
     gateway_util::{Gateway, McpClient, SseClient, example},
     infra::TempDir,
+    servers::{fixture, refused_at_start, write},
     util::BIN,
 };
-
-fn fixture(name: &str, gateway: Value) -> Value {
-    json!({"command": example("fixture_server"), "args": [], "env": {"FIXTURE_NAME": name},
-           "gateway": gateway})
-}
-
-fn write(dir: &TempDir, config: &Value) -> String {
-    let path = dir.0.join("servers.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
-    path.display().to_string()
-}
 
 async fn tool_names(c: &McpClient) -> Vec<String> {
     let (status, v) = c.request(3, "tools/list", json!({})).await;
@@ -355,13 +345,7 @@ async fn remote_servers_are_served_alone_and_as_members_with_their_own_credentia
                      "headers": {"Authorization": "Bearer ${NOT_SET_ANYWHERE}"}}}});
     std::fs::write(dir.0.join("bad.json"), bad.to_string()).unwrap();
     let bad_path = dir.0.join("bad.json").display().to_string();
-    let out = tokio::process::Command::new(BIN)
-        .args(["--sse", "--port", "0", "--config", &bad_path])
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_at_start(&bad_path).await;
     assert!(
         err.contains("NOT_SET_ANYWHERE") && err.contains("mcpServers.far"),
         "{err}"

@@ -13,12 +13,23 @@ use crate::{
 };
 
 /// A fixture server entry that knows its own name (its `env` tool tells `FIXTURE_NAME`).
-fn fixture(name: &str, gateway: Value) -> Value {
+pub fn fixture(name: &str, gateway: Value) -> Value {
     json!({"command": example("fixture_server"), "args": [], "env": {"FIXTURE_NAME": name},
            "gateway": gateway})
 }
 
-fn write(dir: &TempDir, config: &Value) -> String {
+/// Starts a gateway on the servers file at `path` that must refuse to start; what it said.
+pub async fn refused_at_start(path: &str) -> String {
+    let out = tokio::process::Command::new(BIN)
+        .args(["--sse", "--port", "0", "--config", path])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn write(dir: &TempDir, config: &Value) -> String {
     let path = dir.0.join("servers.json");
     std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
     path.display().to_string()
@@ -299,13 +310,7 @@ async fn env_from_headers_needs_a_child_per_session() {
         "gh": fixture("gh", json!({"backend": "shared", "envFromHeaders": {"X-T": "T"}}))
     }});
     let path = write(&dir, &config);
-    let out = tokio::process::Command::new(BIN)
-        .args(["--sse", "--port", "0", "--config", &path])
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_at_start(&path).await;
     assert!(
         err.contains("per-session") && err.contains("mcpServers.gh"),
         "{err}"

@@ -77,13 +77,18 @@ impl Served {
         self.sessions.open(client, env)
     }
 
-    fn status(&self) -> Value {
-        let backend = self.sessions.backend_status();
-        let state = match (&self.failed, self.is_draining()) {
+    /// `serving`, `draining` or `failed`.
+    fn state(&self) -> &'static str {
+        match (&self.failed, self.is_draining()) {
             (Some(_), _) => "failed",
             (None, true) => "draining",
             (None, false) => "serving",
-        };
+        }
+    }
+
+    fn status(&self) -> Value {
+        let backend = self.sessions.backend_status();
+        let state = self.state();
         let mut v = json!({
             "name": self.config.name,
             "state": state,
@@ -105,7 +110,7 @@ impl Served {
         if let Some(mut group) = backend.members {
             if let Some(list) = group.get_mut("members").and_then(Value::as_array_mut) {
                 for (m, served) in list.iter_mut().zip(&self.members) {
-                    m["state"] = served.status()["state"].clone();
+                    m["state"] = served.state().into();
                     m["generation"] = served.generation.into();
                 }
             }
