@@ -14,16 +14,45 @@ use tokio::process::{Child, Command};
 
 /// The path of `program`, or a failure that says how to get it.
 pub fn require(program: &str) -> String {
-    for dir in ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"] {
-        let path = format!("{dir}/{program}");
-        if std::path::Path::new(&path).exists() {
-            return path;
-        }
+    let find = || {
+        ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"]
+            .iter()
+            .map(|dir| format!("{dir}/{program}"))
+            .find(|path| std::path::Path::new(path).exists())
+    };
+    if let Some(path) = find() {
+        return path;
     }
-    panic!(
-        "{program} is not installed; the cluster tests run real infrastructure: \
-         `apt-get install -y redis-server nginx-light haproxy` (.ci/run installs them)"
-    );
+    install_infrastructure();
+    find().unwrap_or_else(|| {
+        panic!(
+            "{program} is not installed and could not be installed here; the cluster tests run \
+             real infrastructure: `apt-get install -y redis-server nginx-light haproxy`"
+        )
+    })
+}
+
+/// On a fresh Debian machine, `cargo test` installs what the cluster tests run (once per test
+/// process; as root, or with `sudo -n`), as `.ci/run` does.
+fn install_infrastructure() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let script = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                      --no-install-recommends redis-server nginx-light haproxy";
+        let mut cmd = if root {
+            std::process::Command::new("sh")
+        } else {
+            let mut c = std::process::Command::new("sudo");
+            c.args(["-n", "sh"]);
+            c
+        };
+        eprintln!("installing redis-server, nginx-light and haproxy for the cluster tests");
+        let _ = cmd.args(["-c", script]).status();
+    });
 }
 
 /// A port nothing listens on right now.
