@@ -395,8 +395,32 @@ impl Channel for McpChannel {
 
     async fn call(&mut self, run: &Run, msg: &Value) -> Result<Value, String> {
         let r = mcp_post(&run.http, &self.url, Some(&self.session), msg).await?;
-        r.json::<Value>().await.map_err(|e| e.to_string())
+        answer(r, &msg["id"]).await
     }
+}
+
+/// The answer to request `id` in a POST's response: the JSON body, or — when the server streamed
+/// it after notifications (a `list_changed`, progress) — the `message` event that answers it.
+async fn answer(r: reqwest::Response, id: &Value) -> Result<Value, String> {
+    let streamed = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let body = r.text().await.map_err(|e| e.to_string())?;
+    if !streamed {
+        return serde_json::from_str(&body).map_err(|e| e.to_string());
+    }
+    body.split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:").map(str::trim_start))
+                .collect();
+            serde_json::from_str::<Value>(&data.join("\n")).ok()
+        })
+        .find(|m| m["id"] == *id && m.get("method").is_none())
+        .ok_or_else(|| format!("no answer to {id} in the stream"))
 }
 
 /// Protocol revision 2026-07-28: no session; "setup" is a `server/discover`, a call is one POST

@@ -471,7 +471,7 @@ impl McpClient {
             .post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
             .await;
         let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        (status, answer(r, id).await)
     }
 
     /// A `tools/call` answered with JSON; its status and (when 200) the response.
@@ -481,6 +481,30 @@ impl McpClient {
                 "params": {"name": name, "arguments": args}}))
             .await;
         let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        (status, answer(r, id).await)
     }
+}
+
+/// The JSON-RPC answer to request `id` in a POST's response: its JSON body, or — when the
+/// gateway streamed it with notifications first — the `message` event that answers `id`.
+async fn answer(r: reqwest::Response, id: u64) -> Value {
+    let streamed = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let body = r.text().await.unwrap_or_default();
+    if !streamed {
+        return serde_json::from_str(&body).unwrap_or(Value::Null);
+    }
+    body.split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:").map(str::trim_start))
+                .collect();
+            serde_json::from_str::<Value>(&data.join("\n")).ok()
+        })
+        .find(|m| m["id"] == id && m.get("method").is_none())
+        .unwrap_or(Value::Null)
 }
