@@ -397,3 +397,104 @@ async fn stateless_requests_reach_the_groups_members() {
         .await;
     assert_eq!(first["result"]["resultType"], "input_required", "{first}");
 }
+
+/// A reload that adds one member and removes another reaches the group's open sessions: they
+/// are told with `list_changed`, see the new member's tools and not the old one's, and not one
+/// call to the member that stayed fails meanwhile. The removed server stops although the open
+/// group sessions (of the group's older generation) are still there.
+#[tokio::test]
+async fn a_reload_changes_the_members_of_open_sessions_and_fails_no_call_on_the_others() {
+    let dir = TempDir::new("federation-reload");
+    let mut config = json!({
+        "mcpServers": {"stay": fixture("stay", json!({"backend": "shared"})),
+                       "leave": fixture("leave", json!({}))},
+        "groups": {"g": {"members": "*"}}
+    });
+    let path = write(&dir, &config);
+    let gw = Gateway::start(&["--config", &path], &[]).await;
+
+    let target = gw.url("/servers/g");
+    let load = tokio::spawn(async move {
+        tokio::process::Command::new(crate::gateway_util::example("loadgen"))
+            .args(["--target", &target, "--mode", "mcp", "--child", "echo"])
+            .args([
+                "--tool-prefix",
+                "stay__",
+                "--sessions",
+                "10",
+                "--calls",
+                "300",
+            ])
+            .output()
+            .await
+            .unwrap()
+    });
+    let mut sse = SseClient::connect_at(&gw, "/servers/g/sse", &[])
+        .await
+        .unwrap();
+    sse.initialize().await;
+    let tools = sse.request(json!(1), "tools/list", json!({})).await;
+    assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 16);
+    let mut http = McpClient::new(&gw.url("/servers/g"));
+    http.initialize().await;
+    assert!(tool_names(&http).await.contains(&"leave__echo".into()));
+
+    config["mcpServers"]["new"] = fixture("new", json!({}));
+    config["mcpServers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("leave");
+    write(&dir, &config);
+    let mut changed = false;
+    while !changed {
+        let m = sse
+            .message_within(Duration::from_secs(15))
+            .await
+            .expect("list_changed after the reload");
+        changed = m["method"] == "notifications/tools/list_changed";
+    }
+    // The new member is there (once it is up), the removed one is not, on both open sessions.
+    let mut names = vec![];
+    for _ in 0..40 {
+        names = tool_names(&http).await;
+        if names.contains(&"new__echo".to_string()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(names.contains(&"new__echo".to_string()), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("leave__")), "{names:?}");
+    let v = env_of(&http, "new__env").await;
+    assert_eq!(v["result"]["structuredContent"]["value"], "new", "{v}");
+    let (_, v) = http.call(8, "leave__env", json!({})).await;
+    assert!(v["error"].is_object(), "{v}");
+    let (r, _) = sse
+        .call(json!(2), "stay__env", json!({"name": "FIXTURE_NAME"}))
+        .await;
+    assert_eq!(r["result"]["structuredContent"]["value"], "stay", "{r}");
+    let (r, _) = sse
+        .call(json!(3), "new__env", json!({"name": "FIXTURE_NAME"}))
+        .await;
+    assert_eq!(r["result"]["structuredContent"]["value"], "new", "{r}");
+
+    // The removed server is stopped while the group's open sessions go on.
+    gw.wait_health("the removed member drained", |h| {
+        h["servers"]
+            .as_array()
+            .is_some_and(|s| !s.iter().any(|s| s["name"] == "leave"))
+    })
+    .await;
+    let v = env_of(&http, "stay__env").await;
+    assert_eq!(v["result"]["structuredContent"]["value"], "stay", "{v}");
+
+    let out = tokio::time::timeout(Duration::from_secs(120), load)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

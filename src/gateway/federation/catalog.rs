@@ -96,7 +96,8 @@ pub struct Naming {
 pub const MAX_NAME: usize = 128;
 
 impl Naming {
-    fn prefixed(&self) -> bool {
+    /// Whether names carry their member's prefix.
+    pub fn prefixed(&self) -> bool {
         match self.prefix {
             PrefixMode::Always => true,
             PrefixMode::Multiple => self.members > 1,
@@ -118,7 +119,7 @@ impl Naming {
     /// The member (longest name first) whose prefix `name` carries, and the rest of it.
     pub fn split<'a>(
         &self,
-        members: impl IntoIterator<Item = &'a str>,
+        members: impl IntoIterator<Item = (usize, &'a str)>,
         name: &str,
     ) -> Option<Route> {
         if !self.prefixed() {
@@ -126,7 +127,6 @@ impl Naming {
         }
         members
             .into_iter()
-            .enumerate()
             .filter_map(|(i, m)| {
                 let rest = name.strip_prefix(m)?.strip_prefix(&self.separator)?;
                 (!rest.is_empty()).then(|| (m.len(), (i, rest.to_string())))
@@ -255,10 +255,16 @@ mod tests {
         assert!(two.problems.is_empty());
         // Unlisted names route by their prefix, the longest member name first.
         let n = naming(PrefixMode::Always, 2);
-        assert_eq!(n.split(["a", "a__b"], "a__b__x"), Some((1, "x".into())));
-        assert_eq!(n.split(["a", "a__b"], "a__y"), Some((0, "y".into())));
-        assert_eq!(n.split(["a"], "a__"), None);
-        assert_eq!(naming(PrefixMode::Never, 2).split(["a"], "a__y"), None);
+        assert_eq!(
+            n.split([(0, "a"), (1, "a__b")], "a__b__x"),
+            Some((1, "x".into()))
+        );
+        assert_eq!(
+            n.split([(0, "a"), (1, "a__b")], "a__y"),
+            Some((0, "y".into()))
+        );
+        assert_eq!(n.split([(0, "a")], "a__"), None);
+        assert_eq!(naming(PrefixMode::Never, 2).split([(0, "a")], "a__y"), None);
     }
 
     #[test]

@@ -23,25 +23,27 @@ impl FedSession {
     /// Answers the client's `initialize` once every member is up or late.
     pub async fn initialize(&self, id: &str) {
         let group = &self.group;
-        let waits = (0..self.slots.len()).map(|i| async move {
-            match tokio::time::timeout(group.timeout, self.ensure_up(i)).await {
+        let active = self.active();
+        let waits = active.iter().map(|(i, _)| async move {
+            match tokio::time::timeout(group.timeout, self.ensure_up(*i)).await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(why)) => Err(why),
                 Err(_) => Err(format!("no answer within {:?}", group.timeout)),
             }
         });
         let outcomes = join_all(waits).await;
-        for (member, outcome) in self.group.members.iter().zip(&outcomes) {
-            if let (true, Err(why)) = (member.required, outcome) {
+        for ((_, slot), outcome) in active.iter().zip(&outcomes) {
+            if let (true, Err(why)) = (slot.member.required, outcome) {
                 let message = format!(
                     "group {:?} cannot serve without its member {:?}: {why}",
-                    self.group.name, member.name
+                    self.group.name, slot.member.name
                 );
                 return self.fail(id, jsonrpc::INTERNAL_ERROR, &message);
             }
         }
-        let infos: Vec<(usize, Value)> = (0..self.slots.len())
-            .filter_map(|i| self.slots[i].info().map(|info| (i, info)))
+        let infos: Vec<(&str, Value)> = active
+            .iter()
+            .filter_map(|(_, slot)| slot.info().map(|info| (slot.member.name.as_str(), info)))
             .collect();
         let asked = self
             .init
@@ -59,9 +61,9 @@ impl FedSession {
             .unwrap_or_else(|| crate::mcp::version::HANDSHAKE[3].to_string());
         let instructions: Vec<String> = infos
             .iter()
-            .filter_map(|(i, info)| {
+            .filter_map(|(name, info)| {
                 let text = info.get("instructions").and_then(Value::as_str)?;
-                Some(format!("## {}\n{text}", self.group.members[*i].name))
+                Some(format!("## {name}\n{text}"))
             })
             .collect();
         let mut result = json!({
@@ -87,7 +89,7 @@ impl FedSession {
     /// Answers a list request with every member's items, merged.
     /// The same answer again while no member changed (opened, closed, or said its list did).
     pub async fn list(&self, id: &str, kind: ListKind) {
-        let stamp: Vec<_> = self.slots.iter().map(|s| s.stamp()).collect();
+        let stamp: Vec<_> = self.active().iter().map(|(i, s)| (*i, s.stamp())).collect();
         let cached = match self.routing.lock().answers.get(&kind) {
             Some((made, body)) if *made == stamp => Some(body.clone()),
             _ => None,
@@ -112,16 +114,16 @@ impl FedSession {
 
     /// Every member's `kind` list (from its cache, else asked), merged; the routes are kept.
     pub async fn merged(&self, kind: ListKind) -> Merged {
-        let lists = join_all((0..self.slots.len()).map(|i| self.items(i, kind))).await;
-        let members: Vec<(usize, &str, &[Value])> = lists
+        let active = self.active();
+        let lists = join_all(active.iter().map(|(i, _)| self.items(*i, kind))).await;
+        let members: Vec<(usize, &str, &[Value])> = active
             .iter()
-            .enumerate()
-            .filter_map(|(i, items)| {
-                let items = items.as_deref()?;
-                Some((i, self.group.members[i].name.as_str(), items))
+            .zip(&lists)
+            .filter_map(|((i, slot), items)| {
+                Some((*i, slot.member.name.as_str(), items.as_deref()?))
             })
             .collect();
-        let merged = catalog::merge(kind, &self.group.naming, &members);
+        let merged = catalog::merge(kind, &self.group.naming(active.len()), &members);
         self.group.report(&merged.problems);
         self.routing
             .lock()
@@ -135,7 +137,7 @@ impl FedSession {
         let timeout = self.group.timeout;
         let fetch = async {
             let link = self.ensure_up(index).await.ok()?;
-            let slot = &self.slots[index];
+            let slot = self.slot(index);
             if !slot.has(kind) {
                 return None;
             }
@@ -153,7 +155,7 @@ impl FedSession {
                 let result = match self.ask(index, &link, kind.method(), params, timeout).await {
                     Ok(r) => r,
                     Err(e) => {
-                        let member = &self.group.members[index].name;
+                        let member = &slot.member.name;
                         tracing::warn!(group = %self.group.name, %member, error = %e, "{} failed; the member is left out", kind.method());
                         return None;
                     }
@@ -178,11 +180,11 @@ impl FedSession {
     /// `logging/setLevel`, to every member that logs.
     pub async fn set_level(&self, id: &str, params: Value) {
         let timeout = self.group.timeout;
-        join_all((0..self.slots.len()).map(|i| {
+        join_all(self.active().into_iter().map(|(i, slot)| {
             let params = params.clone();
             async move {
                 let Some(link) = self.up(i).await else { return };
-                let logs = self.slots[i]
+                let logs = slot
                     .info()
                     .is_some_and(|info| info["capabilities"].get("logging").is_some());
                 if logs {

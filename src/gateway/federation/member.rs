@@ -35,7 +35,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 impl FedSession {
     /// Member `index`'s link once it is up, waiting at most the group's member timeout.
     pub async fn up(&self, index: usize) -> Option<Arc<dyn Link>> {
-        if let Some(link) = self.slots[index].link_if_up() {
+        if let Some(link) = self.slot(index).link_if_up() {
             return Some(link);
         }
         tokio::time::timeout(self.group.timeout, self.ensure_up(index))
@@ -46,7 +46,7 @@ impl FedSession {
 
     /// Member `index`'s link, opening it if it is not open (and not in its backoff).
     pub async fn ensure_up(&self, index: usize) -> Result<Arc<dyn Link>, String> {
-        let slot = &self.slots[index];
+        let slot = self.slot(index);
         loop {
             let notified = slot.changed.notified();
             tokio::pin!(notified);
@@ -85,7 +85,8 @@ impl FedSession {
     }
 
     async fn start(&self, index: usize, generation: u64) {
-        let member = &self.group.members[index];
+        let slot = self.slot(index);
+        let member = &slot.member;
         let (id, name) = match self.client() {
             Some(c) => (c.id(), c.name().to_string()),
             None => return,
@@ -102,7 +103,7 @@ impl FedSession {
             Err(e) => return self.down(index, generation, format!("cannot be opened: {e}")),
         };
         {
-            let mut s = self.slots[index].state.lock();
+            let mut s = slot.state.lock();
             if s.generation != generation {
                 drop(s);
                 link.release(self.group.grace);
@@ -124,7 +125,7 @@ impl FedSession {
         };
         let kinds = changed_lists(capabilities(&info));
         {
-            let mut s = self.slots[index].state.lock();
+            let mut s = slot.state.lock();
             if s.generation != generation {
                 return;
             }
@@ -136,9 +137,9 @@ impl FedSession {
         }
         member.up.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(group = %self.group.name, member = %member.name, "member up");
-        self.slots[index].changed.notify_waiters();
+        slot.changed.notify_waiters();
         if self.initialized.load(Ordering::SeqCst) {
-            self.slots[index].tell_initialized().await;
+            slot.tell_initialized().await;
         }
         // One that arrives after the client's `initialize` was answered is news to it.
         self.announce(&kinds);
@@ -147,8 +148,8 @@ impl FedSession {
     /// Member `index` (of `generation`) stopped or could not start: it is left out, what waits
     /// on it fails, and it is tried again after a backoff.
     pub fn down(&self, index: usize, generation: u64, why: String) {
-        let member = &self.group.members[index];
-        let slot = &self.slots[index];
+        let slot = self.slot(index);
+        let member = &slot.member;
         let (link, was_up, info, backoff) = {
             let mut s = slot.state.lock();
             if s.generation != generation || matches!(s.phase, Phase::Down { .. }) {
@@ -171,6 +172,30 @@ impl FedSession {
         slot.changed.notify_waiters();
         let session = self.client().map(|c| c.name().to_string());
         tracing::warn!(group = %self.group.name, member = %member.name, session, %why, retry_in = ?backoff, "member down; left out until it is back");
+        let message = format!(
+            "member {:?} of group {:?} stopped: {why}",
+            member.name, self.group.name
+        );
+        self.fail_pending(index, &message);
+        if let Some(link) = link {
+            let grace = self.group.grace;
+            tokio::spawn(async move { link.release(grace) });
+        }
+        if was_up {
+            self.announce(&changed_lists(capabilities(&info)));
+        }
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = me.closed.cancelled() => {}
+                _ = tokio::time::sleep(backoff) => { let _ = me.ensure_up(index).await; }
+            }
+        });
+    }
+
+    /// What waits on member `index` fails with `message`: the client's requests get an error,
+    /// the gateway's own see their sender dropped.
+    pub fn fail_pending(&self, index: usize, message: &str) {
         let relays: Vec<String> = {
             let mut r = self.routing.lock();
             let keys: Vec<(usize, String)> = r
@@ -189,27 +214,9 @@ impl FedSession {
                 })
                 .collect()
         };
-        let message = format!(
-            "member {:?} of group {:?} stopped: {why}",
-            member.name, self.group.name
-        );
         for id in relays {
-            self.fail(&id, jsonrpc::INTERNAL_ERROR, &message);
+            self.fail(&id, jsonrpc::INTERNAL_ERROR, message);
         }
-        if let Some(link) = link {
-            let grace = self.group.grace;
-            tokio::spawn(async move { link.release(grace) });
-        }
-        if was_up {
-            self.announce(&changed_lists(capabilities(&info)));
-        }
-        let Some(me) = self.me.upgrade() else { return };
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = me.closed.cancelled() => {}
-                _ = tokio::time::sleep(backoff) => { let _ = me.ensure_up(index).await; }
-            }
-        });
     }
 
     /// Sends member `index` a request of the gateway's own and waits for its result.
@@ -252,7 +259,7 @@ impl FedSession {
 }
 
 /// The `list_changed` notifications that concern a member with `capabilities`.
-fn changed_lists(capabilities: &Value) -> Vec<&'static str> {
+pub(super) fn changed_lists(capabilities: &Value) -> Vec<&'static str> {
     [ListKind::Tools, ListKind::Prompts, ListKind::Resources]
         .into_iter()
         .filter(|k| capabilities.get(k.capability()).is_some())

@@ -8,6 +8,7 @@
 //!   or id; what members send, with ids the client cannot confuse.
 //! - [`slot`]: a member's state within a session.
 //! - [`routes`]: which member a request by name or URI goes to.
+//! - [`roster`]: the members over time: a reload's changes reach the open sessions.
 //! - [`member`]: one member within a session: opened on first use, initialized with the
 //!   client's own capabilities, left out while down and reopened (with backoff) after.
 //! - [`lists`]: `initialize` and the lists, fanned out to members in parallel with a deadline
@@ -19,9 +20,12 @@
 pub mod catalog;
 mod lists;
 mod member;
+mod roster;
 mod routes;
 mod session;
 mod slot;
+
+pub use roster::Roster;
 
 use parking_lot::Mutex;
 use std::{
@@ -38,7 +42,7 @@ use serde_json::{Value, json};
 
 use self::catalog::Naming;
 use crate::{
-    config::{Backend as BackendKind, GroupConfig},
+    config::{Backend as BackendKind, GroupConfig, PrefixMode},
     gateway::backend::{Backend, Client, Link, OpenError, Status},
 };
 
@@ -65,8 +69,10 @@ impl Member {
 /// A group and what its sessions share.
 pub struct Group {
     pub name: String,
-    pub members: Vec<Member>,
-    pub naming: Naming,
+    /// Its members, shared with its other generations (see [`Roster`]).
+    pub roster: Arc<Roster>,
+    prefix: PrefixMode,
+    separator: String,
     /// How long a member may take to answer before it is left out of an answer.
     pub timeout: Duration,
     /// Grace a member's server gets when a session ends.
@@ -76,6 +82,15 @@ pub struct Group {
 }
 
 impl Group {
+    /// How names are made while the group has `members` members.
+    pub fn naming(&self, members: usize) -> Naming {
+        Naming {
+            prefix: self.prefix,
+            separator: self.separator.clone(),
+            members,
+        }
+    }
+
     fn report(&self, problems: &[String]) {
         for p in problems {
             if self.problems.lock().insert(p.clone()) {
@@ -91,22 +106,22 @@ pub struct Federation {
 }
 
 impl Federation {
+    /// A generation of group `name` with `members`. `roster` is the one of its earlier
+    /// generations (or a new one): their open sessions take the new members too.
     pub fn new(
         name: &str,
         config: &GroupConfig,
         members: Vec<Member>,
         grace: Duration,
+        roster: Arc<Roster>,
     ) -> Arc<Federation> {
-        let naming = Naming {
-            prefix: config.prefix,
-            separator: config.separator.clone(),
-            members: members.len(),
-        };
+        roster.set(members);
         Arc::new(Federation {
             group: Arc::new(Group {
                 name: name.to_string(),
-                members,
-                naming,
+                roster,
+                prefix: config.prefix,
+                separator: config.separator.clone(),
                 timeout: config.member_timeout,
                 grace,
                 problems: Mutex::default(),
@@ -136,7 +151,8 @@ impl Backend for Federation {
     fn status(&self) -> Status {
         let members = self
             .group
-            .members
+            .roster
+            .members()
             .iter()
             .map(|m| {
                 json!({
@@ -149,8 +165,8 @@ impl Backend for Federation {
         Status {
             members: Some(json!({
                 "members": Value::Array(members),
-                "prefix": format!("{:?}", self.group.naming.prefix).to_lowercase(),
-                "separator": self.group.naming.separator,
+                "prefix": format!("{:?}", self.group.prefix).to_lowercase(),
+                "separator": self.group.separator,
                 "left_out": self.group.problems.lock().iter().collect::<Vec<_>>(),
             })),
             ..Status::default()

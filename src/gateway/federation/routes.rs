@@ -79,11 +79,9 @@ impl FedSession {
             return Ok(r);
         }
         // A prefixed name routes by its prefix even when the member does not list it.
-        if let Some(r) = self
-            .group
-            .naming
-            .split(self.group.members.iter().map(|m| m.name.as_str()), name)
-        {
+        let active = self.active();
+        let members = active.iter().map(|(i, s)| (*i, s.member.name.as_str()));
+        if let Some(r) = self.group.naming(active.len()).split(members, name) {
             return Ok(r);
         }
         self.known(kind, name).ok_or_else(|| {
@@ -115,8 +113,11 @@ impl FedSession {
         if let Some(i) = find(self) {
             return Ok(i);
         }
-        let with: Vec<usize> = (0..self.slots.len())
-            .filter(|&i| self.slots[i].has(ListKind::Resources))
+        let with: Vec<usize> = self
+            .active()
+            .into_iter()
+            .filter(|(_, s)| s.has(ListKind::Resources))
+            .map(|(i, _)| i)
             .collect();
         match with[..] {
             [only] => Ok(only),

@@ -10,7 +10,7 @@
 //!
 //! Owns: routing within one session. Must not touch: how a member is reached (see [`member`]).
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use std::{
     collections::HashMap,
     sync::{
@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     Group,
     catalog::{ListKind, Route},
-    slot::{Slot, Stamp},
+    slot::{Places, Slot, Stamps},
 };
 use crate::{
     gateway::backend::{Client, CloseCause, ForwardError, Link},
@@ -55,7 +55,7 @@ pub(super) struct Routing {
     /// The latest merged names of each list → member and own name.
     pub routes: HashMap<ListKind, HashMap<String, Route>>,
     /// The latest answer to each list, with the members' stamps it was made from.
-    pub answers: HashMap<ListKind, (Vec<Stamp>, Arc<str>)>,
+    pub answers: HashMap<ListKind, (Stamps, Arc<str>)>,
 }
 
 pub(super) struct FedSession {
@@ -64,7 +64,8 @@ pub(super) struct FedSession {
     /// session is released.
     client: Mutex<Option<Arc<dyn Client>>>,
     pub env: Vec<(String, String)>,
-    pub slots: Vec<Slot>,
+    /// A place per member (see [`Places`]); routes and ids name members by their place.
+    pub places: RwLock<Places>,
     /// The client's `initialize` params (what each member is initialized with).
     pub init: Mutex<Option<Value>>,
     /// The client sent `notifications/initialized`.
@@ -83,8 +84,9 @@ pub(super) fn open(
     client: Arc<dyn Client>,
     env: &[(String, String)],
 ) -> Box<dyn Link> {
+    let members = group.roster.members();
     let session = Arc::new_cyclic(|me| FedSession {
-        slots: group.members.iter().map(|_| Slot::default()).collect(),
+        places: RwLock::new(Places::new(&members)),
         group,
         client: Mutex::new(Some(client)),
         env: env.to_vec(),
@@ -96,6 +98,12 @@ pub(super) fn open(
         closed: CancellationToken::new(),
         me: me.clone(),
     });
+    session.group.roster.join(&session);
+    // A reload between reading the members and joining is taken now.
+    let now = session.group.roster.members();
+    if !Arc::ptr_eq(&now, &members) {
+        session.adopt(&now);
+    }
     Box::new(FedLink { session })
 }
 
@@ -110,6 +118,21 @@ pub(super) fn error_text(error: &Value) -> String {
 impl FedSession {
     pub fn client(&self) -> Option<Arc<dyn Client>> {
         self.client.lock().clone()
+    }
+
+    /// Member place `index`.
+    pub fn slot(&self, index: usize) -> Arc<Slot> {
+        self.places.read().all[index].clone()
+    }
+
+    /// The current members' places, in the group's order.
+    pub fn active(&self) -> Vec<(usize, Arc<Slot>)> {
+        let places = self.places.read();
+        places
+            .active
+            .iter()
+            .map(|&i| (i, places.all[i].clone()))
+            .collect()
     }
 
     pub fn next_id(&self) -> String {
@@ -149,7 +172,8 @@ impl FedSession {
     /// A message from member `index` (of the open generation `generation`); false when the
     /// client has fallen too far behind.
     pub fn member_wrote(&self, index: usize, generation: u64, message: String) -> bool {
-        if !self.slots[index].is(generation) {
+        let slot = self.slot(index);
+        if !slot.is(generation) {
             return true;
         }
         let Ok(kind) = jsonrpc::classify(message.as_bytes()) else {
@@ -164,7 +188,7 @@ impl FedSession {
             && !matches!(method.as_str(), "notifications/cancelled")
         {
             if method.ends_with("/list_changed") {
-                self.slots[index].forget(method);
+                slot.forget(method);
             }
             return client.send(message);
         }
@@ -249,7 +273,7 @@ impl FedSession {
                     && let Some(env) = Envelope::parse(&line)
                 {
                     let line = Bytes::from(env.render(&[("id", &theirs)]));
-                    self.slots[index]
+                    self.slot(index)
                         .send(line, &Kind::Response { id: theirs })
                         .await;
                 }
@@ -321,7 +345,7 @@ impl FedSession {
         params: String,
     ) {
         let Some(link) = self.up(index).await else {
-            let member = &self.group.members[index].name;
+            let member = &self.slot(index).member.name;
             let message = format!(
                 "member {member:?} of group {:?} is not available",
                 self.group.name
@@ -358,7 +382,7 @@ impl FedSession {
         match method {
             "notifications/initialized" => {
                 self.initialized.store(true, Ordering::Relaxed);
-                for slot in &self.slots {
+                for (_, slot) in self.active() {
                     slot.tell_initialized().await;
                 }
             }
@@ -387,14 +411,14 @@ impl FedSession {
                     let kind = Kind::Notification {
                         method: method.to_string(),
                     };
-                    self.slots[index].send(line, &kind).await;
+                    self.slot(index).send(line, &kind).await;
                 }
             }
             "notifications/roots/list_changed" => {
                 let kind = Kind::Notification {
                     method: method.to_string(),
                 };
-                for slot in &self.slots {
+                for (_, slot) in self.active() {
                     slot.send(line.clone(), &kind).await;
                 }
             }
@@ -406,8 +430,9 @@ impl FedSession {
     fn release(&self) {
         self.closed.cancel();
         self.client.lock().take();
-        for (i, slot) in self.slots.iter().enumerate() {
-            slot.close(&self.group.members[i], self.group.grace);
+        let all = self.places.read().all.clone();
+        for slot in all {
+            slot.close(self.group.grace, "the session has ended");
         }
         let mut r = self.routing.lock();
         r.pending.clear();

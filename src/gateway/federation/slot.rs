@@ -1,6 +1,6 @@
 //! A member's place in one federated session: its phase (idle, starting, up, down until a
 //! time), the generation of its current opening, its link and `initialize` result, and its
-//! lists until it says they changed.
+//! lists until it says they changed; and a session's places, one per member it ever had.
 //!
 //! Owns: that state and the few things done with it under its lock. Must not touch: opening or
 //! routing (see [`super::member`] and [`super::session`]).
@@ -54,9 +54,12 @@ pub(super) struct State {
 /// A member's generation, lists' version and whether it is up: what a merged list was made of.
 pub(super) type Stamp = (u64, u64, bool);
 
+/// Each current member's place and stamp: what a merged list was made of.
+pub(super) type Stamps = Vec<(usize, Stamp)>;
+
 /// A member's place in one session.
-#[derive(Default)]
 pub(super) struct Slot {
+    pub member: Arc<Member>,
     pub state: Mutex<State>,
     pub changed: Notify,
     /// `notifications/initialized` was sent to the current generation.
@@ -68,6 +71,15 @@ pub(super) fn capabilities(info: &Value) -> &Value {
 }
 
 impl Slot {
+    pub fn new(member: Arc<Member>) -> Slot {
+        Slot {
+            member,
+            state: Mutex::default(),
+            changed: Notify::new(),
+            told: AtomicBool::new(false),
+        }
+    }
+
     pub fn is(&self, generation: u64) -> bool {
         self.state.lock().generation == generation
     }
@@ -148,23 +160,47 @@ impl Slot {
         }
     }
 
-    /// The session ended: the member's server is released and nothing of it is taken later.
-    pub fn close(&self, member: &Member, grace: Duration) {
-        let link = {
+    /// The session ended (or the member left the group): the member's server is released and
+    /// nothing of it is taken later. Its `initialize` result, if it was up.
+    pub fn close(&self, grace: Duration, why: &str) -> Option<Value> {
+        let (link, info) = {
             let mut s = self.state.lock();
-            if matches!(s.phase, Phase::Up) {
-                member.up.fetch_sub(1, Ordering::Relaxed);
+            let info = matches!(s.phase, Phase::Up).then(|| std::mem::take(&mut s.info));
+            if info.is_some() {
+                self.member.up.fetch_sub(1, Ordering::Relaxed);
             }
             s.generation += 1;
             s.phase = Phase::Down {
                 until: Instant::now() + Duration::from_secs(86_400 * 365),
-                why: "the session has ended".into(),
+                why: why.to_string(),
             };
-            s.link.take()
+            s.lists.clear();
+            s.version += 1;
+            (s.link.take(), info)
         };
         self.changed.notify_waiters();
         if let Some(link) = link {
             link.release(grace);
+        }
+        info
+    }
+}
+
+/// A session's places, one per member it ever had; `active` are the current members' places,
+/// in the group's order.
+pub(super) struct Places {
+    pub all: Vec<Arc<Slot>>,
+    pub active: Vec<usize>,
+}
+
+impl Places {
+    pub fn new(members: &[Arc<Member>]) -> Places {
+        Places {
+            all: members
+                .iter()
+                .map(|m| Arc::new(Slot::new(m.clone())))
+                .collect(),
+            active: (0..members.len()).collect(),
         }
     }
 }

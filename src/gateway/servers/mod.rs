@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use super::{
     backend::{self, Limits},
-    federation::{Federation, Member},
+    federation::{Federation, Member, Roster},
     metrics::{Metrics, ServerMetrics},
     session::{CloseCause, Session, Sessions},
     stateless::{Settings as StatelessSettings, Stateless},
@@ -54,8 +54,17 @@ pub struct Served {
     pub failed: Option<String>,
     /// Set when it takes no new sessions (removed or replaced by a newer generation).
     draining: AtomicBool,
-    /// A group's members (the generations its sessions use), in the group's order.
-    pub members: Vec<Arc<Served>>,
+    /// A group's members, shared by the group's generations.
+    pub members: Option<Arc<GroupMembers>>,
+}
+
+/// A group's members, shared by all its generations: a reload that changes them reaches the
+/// open sessions of the older generations too.
+#[derive(Default)]
+pub struct GroupMembers {
+    /// The members' generations the group's sessions use, in the group's order.
+    pub served: Mutex<Vec<Arc<Served>>>,
+    pub roster: Arc<Roster>,
 }
 
 impl Served {
@@ -109,7 +118,12 @@ impl Served {
         }
         if let Some(mut group) = backend.members {
             if let Some(list) = group.get_mut("members").and_then(Value::as_array_mut) {
-                for (m, served) in list.iter_mut().zip(&self.members) {
+                let served = self
+                    .members
+                    .as_ref()
+                    .map(|g| g.served.lock().clone())
+                    .unwrap_or_default();
+                for (m, served) in list.iter_mut().zip(&served) {
                     m["state"] = served.state().into();
                     m["generation"] = served.generation.into();
                 }
@@ -225,18 +239,24 @@ impl Registry {
         } else {
             None
         };
-        let mut members = vec![];
+        let mut shared = None;
         let built = match &config.group {
             Some(group) => {
-                members = {
+                let (members, earlier) = {
                     let inner = self.inner.read();
                     let found: Vec<Arc<Served>> = group
                         .members
                         .iter()
                         .filter_map(|m| inner.by_name.get(m).cloned())
                         .collect();
-                    found
+                    let earlier = inner
+                        .by_name
+                        .get(&config.name)
+                        .and_then(|s| s.members.clone());
+                    (found, earlier)
                 };
+                let g = earlier.unwrap_or_default();
+                *g.served.lock() = members.clone();
                 let federated = members
                     .iter()
                     .map(|s| {
@@ -246,7 +266,8 @@ impl Registry {
                     .collect();
                 let grace = limits.shutdown_grace.min(Duration::from_secs(2));
                 let f: Arc<dyn backend::Backend> =
-                    Federation::new(&config.name, group, federated, grace);
+                    Federation::new(&config.name, group, federated, grace, g.roster.clone());
+                shared = Some(g);
                 Ok(f)
             }
             None => backend::build(config.clone(), limits, metrics.clone()),
@@ -306,7 +327,7 @@ impl Registry {
             generation,
             failed,
             draining: AtomicBool::new(false),
-            members,
+            members: shared,
         })
     }
 
@@ -371,7 +392,8 @@ impl Registry {
                 .values()
                 .chain(inner.draining.iter())
                 .filter(|g| !g.sessions.is_empty())
-                .flat_map(|g| g.members.iter().cloned())
+                .filter_map(|g| g.members.as_ref())
+                .flat_map(|g| g.served.lock().clone())
                 .collect();
             let (done, keep) = std::mem::take(&mut inner.draining)
                 .into_iter()

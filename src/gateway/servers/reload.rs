@@ -54,7 +54,8 @@ impl Registry {
         let (groups, plain): (Vec<_>, Vec<_>) =
             loaded.servers.iter().partition(|s| s.group.is_some());
         // Servers first, then the groups, built on the servers' current generations: a group
-        // whose member changed is a new generation too (its open sessions keep the old).
+        // whose members changed is a new generation too, and its open sessions (of every
+        // generation) take the new members (see `federation::Roster`).
         let fresh = self.fresh(&plain, &current, &mut changes, |_| false);
         self.swap(fresh);
         let touched: BTreeSet<String> = changes
