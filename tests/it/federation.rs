@@ -498,3 +498,49 @@ async fn a_reload_changes_the_members_of_open_sessions_and_fails_no_call_on_the_
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A member with `envFromHeaders` gets each group session's own header values — and only it:
+/// the other members never see them. Without its required header it is left out of that
+/// session, and the group serves the rest.
+#[tokio::test]
+async fn a_member_takes_its_own_credentials_from_each_group_sessions_headers() {
+    let dir = TempDir::new("federation-env");
+    let config = json!({
+        "mcpServers": {
+            "gh": fixture("gh", json!({"envFromHeaders": {"X-GitHub-Token": {"env": "GITHUB_TOKEN", "required": true}}})),
+            "a": fixture("a", json!({})),
+        },
+        "groups": {"g": {"members": ["gh", "a"]}}
+    });
+    let path = write(&dir, &config);
+    let gw = Gateway::start(&["--config", &path], &[]).await;
+    let secret = |i: u32| format!("ghp_group_secret_{i}_{}", std::process::id());
+    for i in 0..2 {
+        let mut c = McpClient::new(&gw.url("/servers/g"));
+        c.headers = vec![("x-github-token".into(), secret(i))];
+        c.initialize().await;
+        let (_, v) = c.call(1, "gh__env", json!({"name": "GITHUB_TOKEN"})).await;
+        assert_eq!(v["result"]["structuredContent"]["value"], secret(i), "{v}");
+        let (_, v) = c.call(2, "a__env", json!({"name": "GITHUB_TOKEN"})).await;
+        assert_eq!(
+            v["result"]["structuredContent"]["value"],
+            Value::Null,
+            "{v}"
+        );
+    }
+    // Without the header: the session opens, gh is left out (saying why), a answers.
+    let mut c = McpClient::new(&gw.url("/servers/g"));
+    c.initialize().await;
+    let names = tool_names(&c).await;
+    assert!(names.contains(&"a__echo".to_string()), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("gh__")), "{names:?}");
+    let (_, v) = c.call(3, "gh__env", json!({"name": "GITHUB_TOKEN"})).await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("x-github-token")),
+        "{v}"
+    );
+    let v = env_of(&c, "a__env").await;
+    assert_eq!(v["result"]["structuredContent"]["value"], "a", "{v}");
+}

@@ -183,7 +183,7 @@ impl FedSession {
         join_all(self.active().into_iter().map(|(i, slot)| {
             let params = params.clone();
             async move {
-                let Some(link) = self.up(i).await else { return };
+                let Ok(link) = self.up(i).await else { return };
                 let logs = slot
                     .info()
                     .is_some_and(|info| info["capabilities"].get("logging").is_some());

@@ -34,14 +34,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl FedSession {
     /// Member `index`'s link once it is up, waiting at most the group's member timeout.
-    pub async fn up(&self, index: usize) -> Option<Arc<dyn Link>> {
+    pub async fn up(&self, index: usize) -> Result<Arc<dyn Link>, String> {
         if let Some(link) = self.slot(index).link_if_up() {
-            return Some(link);
+            return Ok(link);
         }
-        tokio::time::timeout(self.group.timeout, self.ensure_up(index))
+        let timeout = self.group.timeout;
+        tokio::time::timeout(timeout, self.ensure_up(index))
             .await
-            .ok()?
-            .ok()
+            .unwrap_or_else(|_| Err(format!("not up within {timeout:?} (memberTimeout)")))
     }
 
     /// Member `index`'s link, opening it if it is not open (and not in its backoff).
@@ -98,7 +98,19 @@ impl FedSession {
             id,
             name,
         });
-        let link: Arc<dyn Link> = match member.backend.open(client, &self.env) {
+        let env = match own_env(&self.env, &member.name, member.per_session_env) {
+            Ok(env) => env,
+            Err(why) => {
+                let why = format!(
+                    "member {:?} is left out of this session: {why}",
+                    member.name
+                );
+                tracing::info!(group = %self.group.name, member = %member.name, "{why}");
+                slot.close(self.group.grace, &why);
+                return;
+            }
+        };
+        let link: Arc<dyn Link> = match member.backend.open(client, &env) {
             Ok(link) => Arc::from(link),
             Err(e) => return self.down(index, generation, format!("cannot be opened: {e}")),
         };
@@ -258,6 +270,33 @@ impl FedSession {
     }
 }
 
+/// Member `name`'s own variables from a group session's environment (see [`super::scoped`]);
+/// `Err` when it takes settings from headers and this session cannot give them.
+fn own_env(
+    env: &[(String, String)],
+    name: &str,
+    per_session_env: bool,
+) -> Result<Vec<(String, String)>, String> {
+    let marker = super::scoped(name, "");
+    let mut given = None;
+    let mut own = vec![];
+    for (k, v) in env {
+        match k.strip_prefix(&marker) {
+            Some("") => given = Some(v.as_str()),
+            Some(var) => own.push((var.to_string(), v.clone())),
+            None => {}
+        }
+    }
+    match (per_session_env, given) {
+        (false, _) => Ok(vec![]),
+        (true, Some("")) => Ok(own),
+        (true, Some(why)) => Err(why.to_string()),
+        (true, None) => Err(
+            "it takes settings from each session's headers (envFromHeaders), so it is served only in sessions".into(),
+        ),
+    }
+}
+
 /// The `list_changed` notifications that concern a member with `capabilities`.
 pub(super) fn changed_lists(capabilities: &Value) -> Vec<&'static str> {
     [ListKind::Tools, ListKind::Prompts, ListKind::Resources]
@@ -313,5 +352,40 @@ impl Client for MemberClient {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_env;
+
+    #[test]
+    fn a_member_gets_only_its_own_variables_from_the_sessions_headers() {
+        let env: Vec<(String, String)> = [
+            ("gh/", ""),
+            ("gh/GITHUB_TOKEN", "t1"),
+            ("gh2/", ""),
+            ("gh2/GITHUB_TOKEN", "t2"),
+            ("slack/", "it needs the x-slack header for each session"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let pair = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        assert_eq!(own_env(&env, "gh", true), Ok(pair("GITHUB_TOKEN", "t1")));
+        assert_eq!(own_env(&env, "gh2", true), Ok(pair("GITHUB_TOKEN", "t2")));
+        // A member without envFromHeaders gets none of them.
+        assert_eq!(own_env(&env, "gh", false), Ok(vec![]));
+        assert!(
+            own_env(&env, "slack", true)
+                .unwrap_err()
+                .contains("x-slack")
+        );
+        // A session opened without headers (a stateless request) cannot serve it.
+        assert!(
+            own_env(&[], "gh", true)
+                .unwrap_err()
+                .contains("envFromHeaders")
+        );
     }
 }

@@ -46,21 +46,37 @@ use crate::{
     gateway::backend::{Backend, Client, Link, OpenError, Status},
 };
 
+/// How a group session's environment names member `member`'s variable `var` (from the
+/// member's `envFromHeaders`). `scoped(member, "")` is the member's marker: present when the
+/// session was opened with headers, its value empty — or why the member is left out (a required
+/// header was missing).
+pub fn scoped(member: &str, var: &str) -> String {
+    format!("{member}/{var}")
+}
+
 /// One member of a group: a server of the file, with the backend that serves it.
 pub struct Member {
     pub name: String,
     pub backend: Arc<dyn Backend>,
     pub required: bool,
+    /// It takes settings from each session's headers (`envFromHeaders`).
+    pub per_session_env: bool,
     /// Sessions of the group in which this member is up (for `/health`).
     up: AtomicUsize,
 }
 
 impl Member {
-    pub fn new(name: String, backend: Arc<dyn Backend>, required: bool) -> Member {
+    pub fn new(
+        name: String,
+        backend: Arc<dyn Backend>,
+        required: bool,
+        per_session_env: bool,
+    ) -> Member {
         Member {
             name,
             backend,
             required,
+            per_session_env,
             up: AtomicUsize::new(0),
         }
     }

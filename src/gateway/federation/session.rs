@@ -344,13 +344,16 @@ impl FedSession {
         env: &Envelope<'_>,
         params: String,
     ) {
-        let Some(link) = self.up(index).await else {
-            let member = &self.slot(index).member.name;
-            let message = format!(
-                "member {member:?} of group {:?} is not available",
-                self.group.name
-            );
-            return self.fail(id, jsonrpc::INTERNAL_ERROR, &message);
+        let link = match self.up(index).await {
+            Ok(link) => link,
+            Err(why) => {
+                let member = &self.slot(index).member.name;
+                let message = format!(
+                    "member {member:?} of group {:?} is not available: {why}",
+                    self.group.name
+                );
+                return self.fail(id, jsonrpc::INTERNAL_ERROR, &message);
+            }
         };
         let ours = self.next_id();
         {

@@ -12,7 +12,10 @@ use warp::{
 };
 
 use super::{reply::error_reply, state::Http};
-use crate::gateway::servers::Served;
+use crate::{
+    config::HeaderEnv,
+    gateway::{federation, servers::Served},
+};
 
 /// `/servers/<name>/rest` → (`Some(name)`, `/rest`); any other path → (`None`, path).
 pub(super) fn split_server(path: &str) -> (Option<&str>, &str) {
@@ -62,32 +65,61 @@ impl Http {
     }
 
     /// The environment a new session's child gets from this request's headers; 400 when a
-    /// required one is missing. The values are never logged.
+    /// required one is missing. The values are never logged. A group's session carries each
+    /// member's own (see [`federation::scoped`]); a member whose required header is missing is
+    /// left out of that session rather than refusing it.
     pub(super) fn session_env(
         &self,
         served: &Served,
         headers: &HeaderMap,
     ) -> Result<Vec<(String, String)>, Box<Response>> {
-        let mut env = vec![];
-        for h in &served.config.env_from_headers {
-            match headers.get(h.header.as_str()).and_then(|v| v.to_str().ok()) {
-                Some(v) => env.push((h.env.clone(), v.to_string())),
-                None if h.required => {
-                    self.metrics.reject("missing_header");
-                    return Err(Box::new(error_reply(
-                        StatusCode::BAD_REQUEST,
-                        &format!(
-                            "server {:?} needs the {} header for each session",
-                            served.name(),
-                            h.header
-                        ),
-                    )));
+        if let Some(group) = &served.members {
+            let mut env = vec![];
+            for member in group.served.lock().iter() {
+                if member.config.env_from_headers.is_empty() {
+                    continue;
                 }
-                None => {}
+                let name = member.name();
+                match header_env(&member.config.env_from_headers, headers) {
+                    Ok(own) => {
+                        env.push((federation::scoped(name, ""), String::new()));
+                        env.extend(
+                            own.into_iter()
+                                .map(|(k, v)| (federation::scoped(name, &k), v)),
+                        );
+                    }
+                    Err(header) => env.push((
+                        federation::scoped(name, ""),
+                        format!("it needs the {header} header for each session"),
+                    )),
+                }
             }
+            return Ok(env);
         }
-        Ok(env)
+        header_env(&served.config.env_from_headers, headers).map_err(|header| {
+            self.metrics.reject("missing_header");
+            Box::new(error_reply(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "server {:?} needs the {header} header for each session",
+                    served.name(),
+                ),
+            ))
+        })
     }
+}
+
+/// The variables `specs` take from `headers`; `Err(header)` when a required one is missing.
+fn header_env(specs: &[HeaderEnv], headers: &HeaderMap) -> Result<Vec<(String, String)>, String> {
+    let mut env = vec![];
+    for h in specs {
+        match headers.get(h.header.as_str()).and_then(|v| v.to_str().ok()) {
+            Some(v) => env.push((h.env.clone(), v.to_string())),
+            None if h.required => return Err(h.header.clone()),
+            None => {}
+        }
+    }
+    Ok(env)
 }
 
 #[cfg(test)]

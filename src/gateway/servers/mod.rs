@@ -261,7 +261,13 @@ impl Registry {
                     .iter()
                     .map(|s| {
                         let required = group.required.contains(&s.config.name);
-                        Member::new(s.config.name.clone(), s.sessions.backend(), required)
+                        let per_session_env = !s.config.env_from_headers.is_empty();
+                        Member::new(
+                            s.config.name.clone(),
+                            s.sessions.backend(),
+                            required,
+                            per_session_env,
+                        )
                     })
                     .collect();
                 let grace = limits.shutdown_grace.min(Duration::from_secs(2));
