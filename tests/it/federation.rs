@@ -263,6 +263,32 @@ async fn a_member_that_dies_leaves_the_list_and_comes_back_while_the_others_answ
         .call(json!(7), "a__env", json!({"name": "FIXTURE_NAME"}))
         .await;
     assert_eq!(r["result"]["structuredContent"]["value"], "a", "{r}");
+
+    // Per member, in /metrics: what it answered, what failed with it, whether it is up.
+    let m = gw.metrics().await;
+    let value = |series: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} in\n{m}"))
+    };
+    let label = |member: &str, outcome: &str| {
+        format!(
+            "aareguru_gateway_group_member_requests_total{{server=\"g\",member=\"{member}\",outcome=\"{outcome}\"}}"
+        )
+    };
+    assert!(value(&label("a", "ok")) >= 2.0, "{m}");
+    assert!(value(&label("a", "error")) >= 1.0, "{m}");
+    assert!(value(&label("b", "ok")) >= 2.0, "{m}");
+    assert_eq!(value(&label("b", "error")), 0.0, "{m}");
+    assert_eq!(
+        value("aareguru_gateway_group_member_up{server=\"g\",member=\"b\"}"),
+        1.0,
+        "{m}"
+    );
+    assert!(
+        m.contains("aareguru_gateway_group_member_request_duration_seconds_count{server=\"g\",member=\"a\"}"),
+        "{m}"
+    );
 }
 
 #[tokio::test]

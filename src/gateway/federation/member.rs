@@ -147,7 +147,7 @@ impl FedSession {
             s.lists.clear();
             s.version += 1;
         }
-        member.up.fetch_add(1, Ordering::Relaxed);
+        member.count_up(1);
         tracing::debug!(group = %self.group.name, member = %member.name, "member up");
         slot.changed.notify_waiters();
         if self.initialized.load(Ordering::SeqCst) {
@@ -179,7 +179,7 @@ impl FedSession {
             (s.link.take(), was_up, std::mem::take(&mut s.info), backoff)
         };
         if was_up {
-            member.up.fetch_sub(1, Ordering::Relaxed);
+            member.count_up(-1);
         }
         slot.changed.notify_waiters();
         let session = self.client().map(|c| c.name().to_string());
@@ -208,6 +208,7 @@ impl FedSession {
     /// What waits on member `index` fails with `message`: the client's requests get an error,
     /// the gateway's own see their sender dropped.
     pub fn fail_pending(&self, index: usize, message: &str) {
+        let slot = self.slot(index);
         let relays: Vec<String> = {
             let mut r = self.routing.lock();
             let keys: Vec<(usize, String)> = r
@@ -220,7 +221,10 @@ impl FedSession {
             r.asks.retain(|_, (i, _)| *i != index);
             keys.into_iter()
                 .filter_map(|k| match r.pending.remove(&k) {
-                    Some(Pending::Relay { client_id }) => Some(client_id),
+                    Some(Pending::Relay { client_id, since }) => {
+                        slot.member.metrics.answered(false, since.elapsed());
+                        Some(client_id)
+                    }
                     // Dropping the sender tells the waiter.
                     _ => None,
                 })

@@ -44,6 +44,7 @@ use self::catalog::Naming;
 use crate::{
     config::{Backend as BackendKind, GroupConfig, PrefixMode},
     gateway::backend::{Backend, Client, Link, OpenError, Status},
+    gateway::metrics::MemberMetrics,
 };
 
 /// How a group session's environment names member `member`'s variable `var` (from the
@@ -61,6 +62,7 @@ pub struct Member {
     pub required: bool,
     /// It takes settings from each session's headers (`envFromHeaders`).
     pub per_session_env: bool,
+    pub metrics: MemberMetrics,
     /// Sessions of the group in which this member is up (for `/health`).
     up: AtomicUsize,
 }
@@ -71,14 +73,26 @@ impl Member {
         backend: Arc<dyn Backend>,
         required: bool,
         per_session_env: bool,
+        metrics: MemberMetrics,
     ) -> Member {
         Member {
             name,
             backend,
             required,
             per_session_env,
+            metrics,
             up: AtomicUsize::new(0),
         }
+    }
+
+    /// It came up (`1`) or went down (`-1`) in one session.
+    pub(crate) fn count_up(&self, delta: i64) {
+        if delta > 0 {
+            self.up.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.up.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.metrics.up(delta);
     }
 }
 

@@ -38,8 +38,11 @@ use crate::{
 
 /// What to do with a member's answer.
 pub(super) enum Pending {
-    /// A client's request: the answer goes to the client under its id.
-    Relay { client_id: String },
+    /// A client's request (relayed at `since`): the answer goes to the client under its id.
+    Relay {
+        client_id: String,
+        since: std::time::Instant,
+    },
     /// The gateway's own request: the answer (`Ok(result)` or `Err(error)`) goes to the waiter.
     Ask(oneshot::Sender<Result<Value, Value>>),
 }
@@ -200,13 +203,17 @@ impl FedSession {
                 let pending = {
                     let mut r = self.routing.lock();
                     let pending = r.pending.remove(&(index, id));
-                    if let Some(Pending::Relay { client_id }) = &pending {
+                    if let Some(Pending::Relay { client_id, .. }) = &pending {
                         r.relayed.remove(client_id);
                     }
                     pending
                 };
                 match pending {
-                    Some(Pending::Relay { client_id }) => env.render(&[("id", &client_id)]),
+                    Some(Pending::Relay { client_id, since }) => {
+                        let ok = env.get("result").is_some();
+                        slot.member.metrics.answered(ok, since.elapsed());
+                        env.render(&[("id", &client_id)])
+                    }
                     Some(Pending::Ask(tx)) => {
                         let answer = match (env.get("result"), env.get("error")) {
                             (Some(r), _) => {
@@ -347,7 +354,9 @@ impl FedSession {
         let link = match self.up(index).await {
             Ok(link) => link,
             Err(why) => {
-                let member = &self.slot(index).member.name;
+                let slot = self.slot(index);
+                slot.member.metrics.unavailable();
+                let member = &slot.member.name;
                 let message = format!(
                     "member {member:?} of group {:?} is not available: {why}",
                     self.group.name
@@ -362,6 +371,7 @@ impl FedSession {
                 (index, ours.clone()),
                 Pending::Relay {
                     client_id: id.to_string(),
+                    since: std::time::Instant::now(),
                 },
             );
             r.relayed.insert(id.to_string(), (index, ours.clone()));
@@ -372,10 +382,16 @@ impl FedSession {
             method: method.to_string(),
         };
         if let Err(e) = link.forward(line, &kind).await {
-            {
+            let pending = {
                 let mut r = self.routing.lock();
-                r.pending.remove(&(index, ours));
                 r.relayed.remove(id);
+                r.pending.remove(&(index, ours))
+            };
+            if let Some(Pending::Relay { since, .. }) = pending {
+                self.slot(index)
+                    .member
+                    .metrics
+                    .answered(false, since.elapsed());
             }
             self.fail(id, jsonrpc::INTERNAL_ERROR, &e.to_string());
         }

@@ -167,7 +167,7 @@ impl Slot {
             let mut s = self.state.lock();
             let info = matches!(s.phase, Phase::Up).then(|| std::mem::take(&mut s.info));
             if info.is_some() {
-                self.member.up.fetch_sub(1, Ordering::Relaxed);
+                self.member.count_up(-1);
             }
             s.generation += 1;
             s.phase = Phase::Down {

@@ -56,6 +56,9 @@ pub struct Metrics {
     pub pool_hits: Family<Server, Counter>,
     pub pool_misses: Family<Server, Counter>,
     pub stateless_requests: Family<ServerOutcome, Counter>,
+    pub member_up: Family<ServerMember, Gauge>,
+    pub member_requests: Family<ServerMemberOutcome, Counter>,
+    pub member_request_duration: Family<ServerMember, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -255,6 +258,25 @@ impl Metrics {
             "Requests of protocol revision 2026-07-28 (no session), by outcome: answered, input_required (the client is asked and retries), failed (the gateway answered with an error)",
             stateless_requests.clone(),
         );
+        let member_up = Family::<ServerMember, Gauge>::default();
+        registry.register(
+            "group_member_up",
+            "Sessions of a group (server) in which the member is up",
+            member_up.clone(),
+        );
+        let member_requests = Family::<ServerMemberOutcome, Counter>::default();
+        registry.register(
+            "group_member_requests",
+            "Client requests a group (server) relayed to a member, by outcome: ok, error (the member answered with one, or stopped), unavailable (not up within memberTimeout)",
+            member_requests.clone(),
+        );
+        let member_request_duration =
+            Family::<ServerMember, Histogram>::new_with_constructor(member_buckets as fn() -> _);
+        registry.register(
+            "group_member_request_duration_seconds",
+            "Time from relaying a client's request to a member until its answer",
+            member_request_duration.clone(),
+        );
         let to_server = messages
             .get_or_create(&Direction {
                 direction: "client_to_server",
@@ -269,6 +291,9 @@ impl Metrics {
             to_server,
             to_client,
             stateless_requests,
+            member_up,
+            member_requests,
+            member_request_duration,
             pool_ready,
             pool_hits,
             pool_misses,
@@ -328,4 +353,9 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+}
+
+/// Buckets of a member's request duration: 100 µs to ~13 s.
+fn member_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
 }

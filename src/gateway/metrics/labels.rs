@@ -61,3 +61,16 @@ pub struct Replica {
 pub struct BackendLabel {
     pub backend: &'static str,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerMember {
+    pub server: String,
+    pub member: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerMemberOutcome {
+    pub server: String,
+    pub member: String,
+    pub outcome: &'static str,
+}

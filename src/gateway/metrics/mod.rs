@@ -7,4 +7,8 @@ mod all;
 pub mod labels;
 mod server;
 
-pub use self::{all::Metrics, labels::*, server::ServerMetrics};
+pub use self::{
+    all::Metrics,
+    labels::*,
+    server::{MemberMetrics, ServerMetrics},
+};

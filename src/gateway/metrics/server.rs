@@ -1,10 +1,15 @@
 //! One server's view of the gateway's metrics.
 
-use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
+use std::time::Duration;
+
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
 
 use super::{
     all::Metrics,
-    labels::{Cause, Server, ServerCause, ServerDirection, ServerKind, ServerOutcome},
+    labels::{
+        Cause, Server, ServerCause, ServerDirection, ServerKind, ServerMember, ServerMemberOutcome,
+        ServerOutcome,
+    },
 };
 
 /// One server's view of the metrics: every count goes to the gateway-wide total and to the
@@ -157,5 +162,76 @@ impl ServerMetrics {
                 server: self.name.clone(),
             })
             .inc();
+    }
+}
+
+/// A group member's series (labels `server` — the group — and `member`).
+#[derive(Clone)]
+pub struct MemberMetrics {
+    up: Gauge,
+    ok: Counter,
+    error: Counter,
+    unavailable: Counter,
+    duration: Histogram,
+}
+
+impl ServerMetrics {
+    /// The series of member `member` of this group.
+    pub fn member(&self, member: &str) -> MemberMetrics {
+        let label = ServerMember {
+            server: self.name.clone(),
+            member: member.to_string(),
+        };
+        let outcome = |outcome| ServerMemberOutcome {
+            server: self.name.clone(),
+            member: member.to_string(),
+            outcome,
+        };
+        let up = self.all.member_up.get_or_create(&label).clone();
+        let ok = self
+            .all
+            .member_requests
+            .get_or_create(&outcome("ok"))
+            .clone();
+        let error = self
+            .all
+            .member_requests
+            .get_or_create(&outcome("error"))
+            .clone();
+        let unavailable = self
+            .all
+            .member_requests
+            .get_or_create(&outcome("unavailable"))
+            .clone();
+        let duration = self
+            .all
+            .member_request_duration
+            .get_or_create(&label)
+            .clone();
+        MemberMetrics {
+            up,
+            ok,
+            error,
+            unavailable,
+            duration,
+        }
+    }
+}
+
+impl MemberMetrics {
+    /// The member came up (`1`) or went down (`-1`) in one session.
+    pub fn up(&self, delta: i64) {
+        self.up.inc_by(delta);
+    }
+
+    /// A relayed request was answered (`ok`: not with an error) after `took`.
+    pub fn answered(&self, ok: bool, took: Duration) {
+        if ok { &self.ok } else { &self.error }.inc();
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    /// A request for the member found it down or late.
+    pub fn unavailable(&self) {
+        self.unavailable.inc();
     }
 }

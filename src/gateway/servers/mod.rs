@@ -267,6 +267,7 @@ impl Registry {
                             s.sessions.backend(),
                             required,
                             per_session_env,
+                            metrics.member(&s.config.name),
                         )
                     })
                     .collect();
