@@ -284,6 +284,8 @@ pub struct GroupConfig {
     pub separator: String,
     /// How long a member may take to answer a list or `initialize` before it is left out.
     pub member_timeout: Duration,
+    /// Items per page of the group's lists (`0`: every item in one page).
+    pub page_size: usize,
 }
 
 /// The gateway as an OAuth 2.1 resource server.

@@ -3,7 +3,7 @@
 //! ```json
 //! {"mcpServers": {...},
 //!  "groups": {"team": {"members": ["time", "github"], "prefix": "always", "separator": "__",
-//!                      "required": ["github"], "memberTimeout": "5s"},
+//!                      "required": ["github"], "memberTimeout": "5s", "pageSize": 100},
 //!             "everything": {"members": "*"}}}
 //! ```
 //!
@@ -38,6 +38,8 @@ struct GroupSpec {
     prefix: Option<PrefixMode>,
     separator: Option<String>,
     member_timeout: Option<String>,
+    /// Items per page of the group's lists (default: all in one page).
+    page_size: Option<usize>,
     max_sessions: Option<usize>,
     scopes: Option<Vec<String>>,
     tool_scopes: Option<BTreeMap<String, Vec<String>>>,
@@ -147,6 +149,7 @@ fn checked(
             prefix: spec.prefix.unwrap_or(PrefixMode::Always),
             separator,
             member_timeout,
+            page_size: spec.page_size.unwrap_or(0),
         }),
         remote: None,
     })

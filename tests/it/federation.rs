@@ -570,3 +570,61 @@ async fn a_member_takes_its_own_credentials_from_each_group_sessions_headers() {
     let v = env_of(&c, "a__env").await;
     assert_eq!(v["result"]["structuredContent"]["value"], "a", "{v}");
 }
+
+/// With `pageSize`, a group's lists come a page at a time across members; following the
+/// cursors gives every item once, over sessions and over the 2026-07-28 revision alike.
+#[tokio::test]
+async fn a_groups_lists_are_paged_with_a_cursor_across_members() {
+    let dir = TempDir::new("federation-pages");
+    let config = json!({
+        "mcpServers": {"a": fixture("a", json!({"backend": "shared"})),
+                       "b": fixture("b", json!({"backend": "shared"}))},
+        "groups": {"g": {"members": ["a", "b"], "pageSize": 5}}
+    });
+    let path = write(&dir, &config);
+    let gw = Gateway::start(&["--config", &path, "--default-server", "g"], &[]).await;
+    let mut c = McpClient::new(&gw.url("/servers/g"));
+    c.initialize().await;
+    let m = crate::modern::Modern::at(&gw.base);
+    for modern in [false, true] {
+        let mut names: Vec<String> = vec![];
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let params = match &cursor {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let v = if modern {
+                m.request("tools/list", params).await.1
+            } else {
+                c.request(1, "tools/list", params).await.1
+            };
+            let page = v["result"]["tools"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{v}"));
+            assert!(page.len() <= 5, "{v}");
+            names.extend(page.iter().map(|t| t["name"].as_str().unwrap().to_string()));
+            pages += 1;
+            match v["result"]["nextCursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 4, "modern={modern}");
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 16, "{names:?}");
+        assert_eq!(names.len(), 16, "{names:?}");
+        assert!(
+            names.iter().any(|n| n.starts_with("a__"))
+                && names.iter().any(|n| n.starts_with("b__"))
+        );
+    }
+    // A cursor that is not one of ours: invalid params.
+    let (_, v) = c
+        .request(2, "tools/list", json!({"cursor": "not-a-cursor"}))
+        .await;
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+}

@@ -51,7 +51,7 @@ impl ListKind {
     }
 
     /// The field of an item that names it.
-    fn key(self) -> &'static str {
+    pub fn key(self) -> &'static str {
         match self {
             ListKind::Tools | ListKind::Prompts => "name",
             ListKind::Resources => "uri",
@@ -145,6 +145,58 @@ fn valid_tool_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/'))
 }
 
+/// The opaque cursor of the page after `key` (the last item's name or URI).
+pub fn cursor_after(key: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("after:{key}"))
+}
+
+/// The key a cursor continues after; `None`: not one of ours.
+pub fn after_cursor(cursor: &str) -> Option<String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    String::from_utf8(bytes)
+        .ok()?
+        .strip_prefix("after:")
+        .map(str::to_string)
+}
+
+/// The page of `items` a client asked for with `cursor` (`None`: the first), `size` items long
+/// (`0`: all): its items and the cursor of the next page. `Err` when the cursor is not one of
+/// ours or its item is gone (the list changed since).
+pub fn page<'a>(
+    kind: ListKind,
+    items: &'a [Value],
+    cursor: Option<&str>,
+    size: usize,
+) -> Result<(&'a [Value], Option<String>), String> {
+    let start = match cursor {
+        None => 0,
+        Some(c) => {
+            let after = after_cursor(c).ok_or_else(|| format!("cursor {c:?} is not valid"))?;
+            let at = items
+                .iter()
+                .position(|i| i.get(kind.key()).and_then(Value::as_str) == Some(after.as_str()))
+                .ok_or_else(|| {
+                    format!("cursor {c:?}: the list changed since; list again from the start")
+                })?;
+            at + 1
+        }
+    };
+    let end = if size == 0 {
+        items.len()
+    } else {
+        (start + size).min(items.len())
+    };
+    let page = &items[start..end];
+    let next = (end < items.len())
+        .then(|| page.last()?.get(kind.key())?.as_str().map(cursor_after))
+        .flatten();
+    Ok((page, next))
+}
+
 /// A route: the member (its index in the group) and the item's name there.
 pub type Route = (usize, String);
 
@@ -232,6 +284,42 @@ mod tests {
             .iter()
             .map(|t| t["name"].as_str().unwrap())
             .collect()
+    }
+
+    #[test]
+    fn pages_follow_a_cursor_to_the_end_and_refuse_a_stale_one() {
+        let items: Vec<Value> = (0..5).map(|i| json!({"name": format!("t{i}")})).collect();
+        let names = |p: &[Value]| {
+            p.iter()
+                .map(|i| i["name"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        let (p, next) = page(ListKind::Tools, &items, None, 2).unwrap();
+        assert_eq!(names(p), ["t0", "t1"]);
+        let (p, next) = page(ListKind::Tools, &items, next.as_deref(), 2).unwrap();
+        assert_eq!(names(p), ["t2", "t3"]);
+        let (p, next) = page(ListKind::Tools, &items, next.as_deref(), 2).unwrap();
+        assert_eq!((names(p), next), (vec!["t4".to_string()], None));
+        // Unpaged: everything, no cursor; a cursor given to an unpaged list still continues.
+        let (p, next) = page(ListKind::Tools, &items, None, 0).unwrap();
+        assert_eq!((p.len(), next), (5, None));
+        let c = cursor_after("t2");
+        assert_eq!(
+            page(ListKind::Tools, &items, Some(&c), 0).unwrap().0.len(),
+            2
+        );
+        // A cursor whose item is gone, or not ours.
+        let gone = cursor_after("t9");
+        assert!(
+            page(ListKind::Tools, &items, Some(&gone), 2)
+                .unwrap_err()
+                .contains("changed")
+        );
+        assert!(
+            page(ListKind::Tools, &items, Some("%%"), 2)
+                .unwrap_err()
+                .contains("not valid")
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{
     catalog::{self, ListKind, Merged},
-    session::FedSession,
+    session::{Answer, FedSession},
 };
 use crate::mcp::jsonrpc;
 
@@ -86,30 +86,52 @@ impl FedSession {
         self.to_client(jsonrpc::result_response(id, &result.to_string()));
     }
 
-    /// Answers a list request with every member's items, merged.
-    /// The same answer again while no member changed (opened, closed, or said its list did).
-    pub async fn list(&self, id: &str, kind: ListKind) {
+    /// Answers a list request with every member's items, merged, a page at a time when the
+    /// group has a `pageSize` (the cursor names the last item given, so it survives members
+    /// coming and going). The same answer again while no member changed (opened, closed, or
+    /// said its list did).
+    pub async fn list(&self, id: &str, kind: ListKind, cursor: Option<String>) {
         let stamp: Vec<_> = self.active().iter().map(|(i, s)| (*i, s.stamp())).collect();
         let cached = match self.routing.lock().answers.get(&kind) {
-            Some((made, body)) if *made == stamp => Some(body.clone()),
+            Some(a) if a.stamps == stamp => Some(a.clone()),
             _ => None,
         };
-        let body = match cached {
-            Some(body) => body,
+        let answer = match cached {
+            Some(a) => a,
             None => {
                 let merged = self.merged(kind).await;
                 let mut result = serde_json::Map::new();
-                result.insert(kind.field().into(), Value::Array(merged.items));
-                let body: Arc<str> = Value::Object(result).to_string().into();
-                // Stamped as before the members were asked: a change meanwhile is seen next time.
-                self.routing
-                    .lock()
-                    .answers
-                    .insert(kind, (stamp, body.clone()));
-                body
+                let items = Arc::new(merged.items);
+                result.insert(kind.field().into(), Value::Array(items.to_vec()));
+                let answer = Answer {
+                    // Stamped as before the members were asked: a change meanwhile is seen
+                    // next time.
+                    stamps: stamp,
+                    body: Value::Object(result).to_string().into(),
+                    items,
+                };
+                self.routing.lock().answers.insert(kind, answer.clone());
+                answer
             }
         };
-        self.to_client(jsonrpc::result_response(id, &body));
+        let size = self.group.page_size;
+        if size == 0 && cursor.is_none() {
+            return self.to_client(jsonrpc::result_response(id, &answer.body));
+        }
+        match catalog::page(kind, &answer.items, cursor.as_deref(), size) {
+            Ok((items, next)) => {
+                let mut result = json!({ kind.field(): items });
+                if let Some(next) = next {
+                    result["nextCursor"] = Value::String(next);
+                }
+                self.to_client(jsonrpc::result_response(id, &result.to_string()));
+            }
+            Err(e) => self.fail(
+                id,
+                jsonrpc::INVALID_PARAMS,
+                &format!("{}: {e}", kind.method()),
+            ),
+        }
     }
 
     /// Every member's `kind` list (from its cache, else asked), merged; the routes are kept.

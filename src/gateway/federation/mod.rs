@@ -105,6 +105,8 @@ pub struct Group {
     separator: String,
     /// How long a member may take to answer before it is left out of an answer.
     pub timeout: Duration,
+    /// Items per page of its lists (`0`: all in one page).
+    pub page_size: usize,
     /// Grace a member's server gets when a session ends.
     pub grace: Duration,
     /// Items left out of merged lists (collisions, names too long), each reported once.
@@ -153,6 +155,7 @@ impl Federation {
                 prefix: config.prefix,
                 separator: config.separator.clone(),
                 timeout: config.member_timeout,
+                page_size: config.page_size,
                 grace,
                 problems: Mutex::default(),
             }),

@@ -57,8 +57,17 @@ pub(super) struct Routing {
     pub asks: HashMap<String, (usize, String)>,
     /// The latest merged names of each list → member and own name.
     pub routes: HashMap<ListKind, HashMap<String, Route>>,
-    /// The latest answer to each list, with the members' stamps it was made from.
-    pub answers: HashMap<ListKind, (Stamps, Arc<str>)>,
+    /// The latest answer to each list.
+    pub answers: HashMap<ListKind, Answer>,
+}
+
+/// A merged list as last answered, with the members' stamps it was made from.
+#[derive(Clone)]
+pub(super) struct Answer {
+    pub stamps: Stamps,
+    /// The whole list's result, ready to send.
+    pub body: Arc<str>,
+    pub items: Arc<Vec<Value>>,
 }
 
 pub(super) struct FedSession {
@@ -306,7 +315,14 @@ impl FedSession {
             }
             _ => {
                 if let Some(kind) = ListKind::from_method(method) {
-                    self.spawn_with(id, move |s, id| async move { s.list(&id, kind).await });
+                    let cursor = params()
+                        .get("cursor")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                    self.spawn_with(
+                        id,
+                        move |s, id| async move { s.list(&id, kind, cursor).await },
+                    );
                     return;
                 }
                 let raw = env.get("params").map_or("{}", |p| p.get());
