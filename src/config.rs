@@ -166,11 +166,13 @@ pub struct ChildCommand {
 }
 
 /// Which tools of a server clients may see and call: names with `*` globs. Empty `allow`
-/// allows every tool; `deny` wins over `allow`.
+/// allows every tool; `deny` wins over `allow`. Both match the server's own names; `rename`
+/// then gives some of them the names clients see (own → new).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ToolFilter {
     pub allow: Vec<String>,
     pub deny: Vec<String>,
+    pub rename: Vec<(String, String)>,
 }
 
 /// A request header passed to a per-session child as an environment variable.

@@ -26,6 +26,43 @@ pub(super) struct Tools {
     pub allow: Vec<String>,
     #[serde(default)]
     pub deny: Vec<String>,
+    /// A tool's own name → the name clients see.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+}
+
+impl Tools {
+    /// The filter, checked: no empty glob, renames to valid tool names, no two to one name.
+    pub fn filter(self) -> anyhow::Result<ToolFilter> {
+        for pattern in self.allow.iter().chain(&self.deny) {
+            if pattern.trim().is_empty() {
+                bail!("an empty tool name in tools.allow or tools.deny");
+            }
+        }
+        let mut targets = std::collections::BTreeSet::new();
+        for (own, new) in &self.rename {
+            let valid = |n: &str| {
+                !n.is_empty()
+                    && n.len() <= 128
+                    && n.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/')
+                    })
+            };
+            if !valid(own) || !valid(new) {
+                bail!(
+                    "tools.rename: {own:?} → {new:?}: tool names are 1 to 128 of letters, digits, '_', '-', '.' or '/'"
+                );
+            }
+            if !targets.insert(new.as_str()) {
+                bail!("tools.rename: two tools renamed to {new:?}");
+            }
+        }
+        Ok(ToolFilter {
+            allow: self.allow,
+            deny: self.deny,
+            rename: self.rename.into_iter().collect(),
+        })
+    }
 }
 
 /// A group: `{"members": ["a", "b"] | "*", "prefix": "always", "separator": "__", ...}`.
@@ -117,7 +154,7 @@ fn checked(
     if member_timeout.is_zero() {
         bail!("memberTimeout must be above zero");
     }
-    let tools = spec.tools.unwrap_or_default();
+    let tools = spec.tools.unwrap_or_default().filter()?;
     let max_sessions = spec.max_sessions.unwrap_or(1024);
     if max_sessions == 0 {
         bail!("maxSessions must be at least 1");
@@ -130,10 +167,7 @@ fn checked(
         children: 1,
         max_sessions,
         upstream: base.upstream.clone(),
-        tools: ToolFilter {
-            allow: tools.allow,
-            deny: tools.deny,
-        },
+        tools,
         env_from_headers: vec![],
         prespawn: 0,
         scopes: trimmed(spec.scopes.unwrap_or_default()),

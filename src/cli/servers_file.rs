@@ -30,7 +30,7 @@ use super::{
     groups::{self, Tools, check_name, trimmed},
     remotes,
 };
-use crate::config::{Backend, ChildCommand, HeaderEnv, ServerConfig, ToolFilter};
+use crate::config::{Backend, ChildCommand, HeaderEnv, ServerConfig};
 
 /// What a servers file yields.
 #[derive(Debug, Clone, PartialEq)]
@@ -260,12 +260,8 @@ fn server(
     let tools = settings
         .tools
         .or(defaults.tools.clone())
-        .unwrap_or_default();
-    for pattern in tools.allow.iter().chain(&tools.deny) {
-        if pattern.trim().is_empty() {
-            bail!("an empty tool name in tools.allow or tools.deny");
-        }
-    }
+        .unwrap_or_default()
+        .filter()?;
     let mut env_from_headers = vec![];
     for (header, spec) in settings.env_from_headers {
         let (var, required) = match spec {
@@ -313,10 +309,7 @@ fn server(
         children,
         max_sessions,
         upstream,
-        tools: ToolFilter {
-            allow: tools.allow,
-            deny: tools.deny,
-        },
+        tools,
         env_from_headers,
         scopes: trimmed(
             settings
@@ -447,7 +440,7 @@ mod tests {
                 timeout: Duration::from_secs(10),
                 cache_ttl: Duration::from_secs(120),
             },
-            tools: ToolFilter::default(),
+            tools: crate::config::ToolFilter::default(),
             env_from_headers: vec![],
             prespawn: 0,
             scopes: vec![],

@@ -628,3 +628,53 @@ async fn a_groups_lists_are_paged_with_a_cursor_across_members() {
         .await;
     assert_eq!(v["error"]["code"], -32602, "{v}");
 }
+
+/// A member's `tools.rename` applies before the group's prefix: the group lists and calls the
+/// new name, the old one is gone; the same server alone answers to the new name too.
+#[tokio::test]
+async fn renames_apply_before_the_groups_prefix() {
+    let dir = TempDir::new("federation-rename");
+    let config = json!({
+        "mcpServers": {
+            "a": fixture("a", json!({"tools": {"rename": {"echo": "say", "env": "variable"}, "deny": ["crash"]}})),
+            "b": fixture("b", json!({})),
+        },
+        "groups": {"g": {"members": ["a", "b"]}}
+    });
+    let path = write(&dir, &config);
+    let gw = Gateway::start(&["--config", &path], &[]).await;
+    let mut c = McpClient::new(&gw.url("/servers/g"));
+    c.initialize().await;
+    let names = tool_names(&c).await;
+    for (present, name) in [
+        (true, "a__say"),
+        (true, "a__variable"),
+        (false, "a__echo"),
+        (false, "a__env"),
+        (false, "a__crash"),
+        (true, "b__echo"),
+    ] {
+        assert_eq!(
+            names.contains(&name.to_string()),
+            present,
+            "{name} in {names:?}"
+        );
+    }
+    let (_, v) = c.call(1, "a__say", json!({"text": "hi"})).await;
+    assert_eq!(v["result"]["structuredContent"]["text"], "hi", "{v}");
+    let v = env_of(&c, "a__variable").await;
+    assert_eq!(v["result"]["structuredContent"]["value"], "a", "{v}");
+    let (_, v) = c.call(2, "a__echo", json!({})).await;
+    assert!(v["error"].is_object(), "{v}");
+    let mut alone = McpClient::new(&gw.url("/servers/a"));
+    alone.initialize().await;
+    assert!(tool_names(&alone).await.contains(&"say".to_string()));
+    let (_, v) = alone.call(3, "echo", json!({})).await;
+    assert!(v["error"].is_object(), "{v}");
+
+    // Two tools renamed to one name: the file is refused, saying where.
+    let bad = json!({"mcpServers": {"a": fixture("a", json!({"tools": {"rename": {"echo": "x", "env": "x"}}}))}});
+    std::fs::write(dir.0.join("bad.json"), bad.to_string()).unwrap();
+    let err = refused_at_start(&dir.0.join("bad.json").display().to_string()).await;
+    assert!(err.contains("rename") && err.contains("\"x\""), "{err}");
+}

@@ -1,6 +1,8 @@
-//! A server's tool filter (`tools.allow` / `tools.deny`, names with `*` globs), as a layer
-//! around its backend: `tools/list` answers lose the tools a client may not see, and a
-//! `tools/call` of one is answered with a JSON-RPC error naming it — the server never sees it.
+//! A server's tool filter (`tools.allow` / `tools.deny`, names with `*` globs, and
+//! `tools.rename`), as a layer around its backend: `tools/list` answers lose the tools a client
+//! may not see and carry the new names of renamed ones, a `tools/call` by a new name reaches the
+//! server under its own, and a call of a tool the client may not see is answered with a
+//! JSON-RPC error naming it — the server never sees it.
 //! It works the same on every backend, since it only wraps the [`Backend`] traits.
 //!
 //! Owns: the filter's rules and where they apply. Must not touch: HTTP or sessions.
@@ -59,6 +61,46 @@ pub fn allowed(filter: &ToolFilter, name: &str) -> bool {
     listed && !filter.deny.iter().any(|p| glob(p, name))
 }
 
+/// The server's own name of the tool clients call `name`; `None` when no tool is called so to
+/// clients (its own name was renamed away).
+pub fn own_name<'a>(filter: &'a ToolFilter, name: &'a str) -> Option<&'a str> {
+    if let Some((own, _)) = filter.rename.iter().find(|(_, new)| new == name) {
+        return Some(own);
+    }
+    (!filter.rename.iter().any(|(own, _)| own == name)).then_some(name)
+}
+
+/// `tools` (a `tools/list` page) as clients may see it: filtered by their own names, renamed;
+/// a tool whose name a renamed one takes is left out.
+pub fn visible(filter: &ToolFilter, tools: &mut Vec<Value>) {
+    tools.retain(|t| {
+        t.get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| allowed(filter, n))
+    });
+    if filter.rename.is_empty() {
+        return;
+    }
+    let mut renamed = vec![false; tools.len()];
+    for (t, renamed) in tools.iter_mut().zip(&mut renamed) {
+        let own = t.get("name").and_then(Value::as_str).unwrap_or_default();
+        if let Some((_, new)) = filter.rename.iter().find(|(o, _)| o == own) {
+            t["name"] = Value::String(new.clone());
+            *renamed = true;
+        }
+    }
+    let taken: HashSet<String> = tools
+        .iter()
+        .zip(&renamed)
+        .filter(|(_, r)| **r)
+        .filter_map(|(t, _)| t["name"].as_str().map(str::to_string))
+        .collect();
+    let mut flags = renamed.into_iter();
+    tools.retain(|t| {
+        flags.next().unwrap_or(false) || !t["name"].as_str().is_some_and(|n| taken.contains(n))
+    });
+}
+
 /// `backend` with `filter` applied to every session it serves (or `backend` itself when the
 /// filter lets everything through).
 pub fn filtered(
@@ -66,7 +108,7 @@ pub fn filtered(
     filter: ToolFilter,
     metrics: ServerMetrics,
 ) -> Arc<dyn Backend> {
-    if filter.allow.is_empty() && filter.deny.is_empty() {
+    if filter.allow.is_empty() && filter.deny.is_empty() && filter.rename.is_empty() {
         return backend;
     }
     Arc::new(Filtered {
@@ -149,11 +191,7 @@ impl FilteredClient {
             return message;
         };
         if let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) {
-            tools.retain(|t| {
-                t.get("name")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| allowed(&self.filter, n))
-            });
+            visible(&self.filter, tools);
         }
         String::from_utf8(env.render(&[("result", &result.to_string())])).unwrap_or(message)
     }
@@ -203,11 +241,15 @@ impl Link for FilteredLink {
                     }
                 }
                 "tools/call" => {
-                    let name = Envelope::parse(&line)
-                        .and_then(|e| e.params())
-                        .and_then(|p| p.get("name").and_then(Value::as_str).map(str::to_string))
-                        .unwrap_or_default();
-                    if !allowed(&self.filter, &name) {
+                    let env = Envelope::parse(&line);
+                    let mut params = env.as_ref().and_then(|e| e.params()).unwrap_or_default();
+                    let name = params
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    let own = own_name(&self.filter, &name);
+                    if !own.is_some_and(|own| allowed(&self.filter, own)) {
                         self.metrics.tool_call_denied();
                         if let Some(c) = self.client.upgrade() {
                             let message = format!(
@@ -220,6 +262,13 @@ impl Link for FilteredLink {
                             ));
                         }
                         return Box::pin(async { Ok(()) });
+                    }
+                    if let (Some(own), Some(env)) = (own, &env)
+                        && own != name
+                    {
+                        params["name"] = Value::String(own.to_string());
+                        let line = Bytes::from(env.render(&[("params", &params.to_string())]));
+                        return self.inner.forward(line, kind);
                     }
                 }
                 _ => {}
@@ -254,15 +303,41 @@ mod tests {
     }
 
     #[test]
+    fn renamed_tools_are_listed_and_called_by_their_new_names_only() {
+        let f = ToolFilter {
+            allow: vec![],
+            deny: vec!["crash".into()],
+            rename: vec![
+                ("get_current_temperature".into(), "temperature".into()),
+                ("echo".into(), "say".into()),
+            ],
+        };
+        let mut tools: Vec<Value> = ["get_current_temperature", "echo", "say", "crash", "env"]
+            .iter()
+            .map(|n| serde_json::json!({"name": n}))
+            .collect();
+        visible(&f, &mut tools);
+        let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+        // `say` of its own is shadowed by the renamed `echo`.
+        assert_eq!(names, ["temperature", "say", "env"]);
+        assert_eq!(own_name(&f, "temperature"), Some("get_current_temperature"));
+        assert_eq!(own_name(&f, "say"), Some("echo"));
+        assert_eq!(own_name(&f, "env"), Some("env"));
+        assert_eq!(own_name(&f, "get_current_temperature"), None);
+    }
+
+    #[test]
     fn deny_wins_over_allow_and_empty_allow_allows_all() {
         let f = ToolFilter {
             allow: vec![],
             deny: vec!["crash".into(), "big*".into()],
+            rename: vec![],
         };
         assert!(allowed(&f, "echo") && !allowed(&f, "crash") && !allowed(&f, "bigger"));
         let f = ToolFilter {
             allow: vec!["get_*".into(), "list_cities".into()],
             deny: vec!["get_historical_data".into()],
+            rename: vec![],
         };
         assert!(allowed(&f, "get_forecast") && allowed(&f, "list_cities"));
         assert!(!allowed(&f, "get_historical_data") && !allowed(&f, "compare_cities"));
