@@ -422,6 +422,26 @@ async fn stateless_requests_reach_the_groups_members() {
         )
         .await;
     assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+
+    // `Mcp-Param-*` headers are checked against the member's own declaration of the tool, under
+    // its group name: a matching call passes, a mismatch never reaches the member.
+    let deploy = |region: &str| {
+        m.build(
+            json!(9),
+            "tools/call",
+            json!({"name": "a__deploy", "arguments": {"region": "eu-west"}}),
+        )
+        .header("mcp-param-region", region)
+        .send()
+    };
+    let r = deploy("eu-west").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["result"]["structuredContent"]["region"], "eu-west", "{v}");
+    let r = deploy("us-east").await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], -32020, "{v}");
 }
 
 /// A reload that adds one member and removes another reaches the group's open sessions: they

@@ -43,7 +43,7 @@ impl Modern {
     }
 
     /// The POST for a request, envelope and headers in place (`params` may add to `_meta`).
-    fn build(&self, id: Value, method: &str, mut params: Value) -> reqwest::RequestBuilder {
+    pub fn build(&self, id: Value, method: &str, mut params: Value) -> reqwest::RequestBuilder {
         let mut meta = envelope(self.caps.clone());
         if let Some(extra) = params.get("_meta").and_then(Value::as_object) {
             for (k, v) in extra {
