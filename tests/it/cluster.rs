@@ -682,7 +682,7 @@ async fn sessions_of_a_servers_file_roam_and_forward_at_their_own_path() {
     let config = json!({"mcpServers": {
         "aare": {"command": crate::util::BIN, "args": ["--stdio"]},
         "echo": {"command": example("fixture_server"), "args": []}
-    }});
+    }, "groups": {"g": {"members": ["aare", "echo"]}}});
     std::fs::write(&path, config.to_string()).unwrap();
     let path = path.display().to_string();
     let url = redis.url();
@@ -728,6 +728,25 @@ async fn sessions_of_a_servers_file_roam_and_forward_at_their_own_path() {
     let mut plain = Mcp::new(&b.base);
     plain.session = echo_a.session.clone();
     assert_eq!(plain.call(3, "list_cities", json!({})).await.0, 404);
+    // A group session is pinned (it holds its members' sessions): opened on A, forwarded from B,
+    // each call reaching its own member there.
+    let mut group_a = Mcp::new(&a.url("/servers/g"));
+    group_a.initialize().await;
+    let mut group_b = Mcp::new(&b.url("/servers/g"));
+    group_b.session = group_a.session.clone();
+    let (status, v) = group_b.call(4, "echo__echo", json!({"p": 4})).await;
+    assert_eq!(
+        (status, &v["result"]["structuredContent"]["p"]),
+        (200, &json!(4)),
+        "{v}"
+    );
+    let (status, v) = group_b.call(5, "aare__list_cities", json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["result"]["content"].is_array(), "{v}");
+    // The 2026-07-28 revision on a group: any replica answers.
+    let m = crate::modern::Modern::at(&b.url("/servers/g"));
+    let r = m.call("echo__echo", json!({"p": 6})).await;
+    assert_eq!(r["result"]["structuredContent"]["p"], 6, "{r}");
 }
 
 /// Protocol revision 2026-07-28 behind nginx round-robin: any replica serves a request, and a

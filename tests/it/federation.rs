@@ -348,6 +348,13 @@ async fn remote_servers_are_served_alone_and_as_members_with_their_own_credentia
             "{tool}: {v}"
         );
     }
+    // The 2026-07-28 revision reaches a remote server alone, and through the group.
+    let m = crate::modern::Modern::at(&gw.url("/servers/far"));
+    let r = m.call("env", json!({"name": "FIXTURE_NAME"})).await;
+    assert_eq!(r["result"]["structuredContent"]["value"], "far-away", "{r}");
+    let m = crate::modern::Modern::at(&gw.url("/servers/g"));
+    let r = m.call("far-sse__env", json!({"name": "FIXTURE_NAME"})).await;
+    assert_eq!(r["result"]["structuredContent"]["value"], "far-away", "{r}");
     // A call that takes a while, through both gateways.
     let (status, v) = c.call(20, "far__slow", json!({"ms": 10})).await;
     assert_eq!(status, 200, "{v}");

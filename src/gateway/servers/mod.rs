@@ -467,18 +467,13 @@ fn stateless_lane(
         buffer_bytes: limits.input_bytes,
         metrics: metrics.clone(),
     };
-    if config.group.is_some() {
-        // A group session per request, on the group itself (its members keep their own
-        // children; a per-session member starts one for each such request).
-        let group = backend.clone();
-        return Stateless::children(Box::new(move || Ok(group.clone())), settings);
-    }
-    if config.remote.is_some() {
-        let reason = format!(
-            "remote server {:?} is served only with sessions for now (the 2026-07-28 stateless revision does not reach remote servers yet): initialize first",
-            config.name
-        );
-        return Stateless::refused(reason, settings);
+    if config.group.is_some() || config.remote.is_some() {
+        // A session per request on the server's own backend: a group's (its members keep
+        // their own children; a per-session member starts one for each such request), or a
+        // remote server's (which may speak any revision: the request's is translated as for a
+        // child).
+        let own = backend.clone();
+        return Stateless::children(Box::new(move || Ok(own.clone())), settings);
     }
     if !config.env_from_headers.is_empty() {
         let reason = format!(
