@@ -226,6 +226,8 @@ pub struct RemoteConfig {
     /// The gateway as an OAuth client of the remote (client credentials), if it asks.
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    /// PEM of the key the gateway signs its client assertions with (`private_key_jwt`).
+    pub private_key: Option<String>,
     pub scopes: Vec<String>,
 }
 
@@ -252,6 +254,7 @@ impl RemoteConfig {
             oauth: BridgeOAuth {
                 client_id: self.client_id.clone(),
                 client_secret: self.client_secret.clone(),
+                private_key: self.private_key.clone(),
                 client_credentials: self.client_id.is_some(),
                 scopes: self.scopes.clone(),
                 timeout: Duration::from_secs(30),

@@ -53,6 +53,12 @@ use crate::mcp::{
 
 const INTERNAL: &str = "aareguru-bridge-";
 
+/// Whether `pem` is a private key the OAuth client can sign its assertions with
+/// (`private_key_jwt`); the reason when not.
+pub fn check_private_key(pem: &str) -> Result<(), String> {
+    oauth::assertion::Signer::new(pem, None).map(|_| ())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Undecided,

@@ -2,8 +2,10 @@
 //! `{"type": "http" | "sse", "url": …, "headers": {…}}` (Cursor leaves `type` out). `${VAR}`,
 //! `${env:VAR}` and `${VAR:-default}` in the URL and the headers are taken from the gateway's
 //! environment when the file is read (a variable that is not set is an error naming it; values
-//! are never logged). `"gateway": {"oauth": {"clientId", "clientSecret", "scopes"}}` lets the
-//! gateway get its own token from the remote's authorization server (client credentials).
+//! are never logged). `"gateway": {"oauth": {"clientId", "clientSecret" | "privateKey",
+//! "scopes"}}` lets the gateway get its own token from the remote's authorization server
+//! (client credentials; with `privateKey`, a PEM file, it authenticates with JWTs it signs:
+//! `private_key_jwt`).
 //!
 //! Owns: reading a remote entry into a [`RemoteConfig`]. Must not touch: serving it.
 
@@ -20,6 +22,8 @@ use crate::config::{RemoteConfig, TransportChoice};
 pub(super) struct OAuthSpec {
     client_id: String,
     client_secret: Option<String>,
+    /// A PEM file with the client's private key (`private_key_jwt`).
+    private_key: Option<String>,
     #[serde(default)]
     scopes: Vec<String>,
 }
@@ -62,7 +66,7 @@ pub(super) fn remote(
         }
         expanded.push((k.clone(), v));
     }
-    let (client_id, client_secret, scopes) = match oauth {
+    let (client_id, client_secret, private_key, scopes) = match oauth {
         Some(o) => {
             let secret = match &o.client_secret {
                 Some(s) => Some(
@@ -71,9 +75,16 @@ pub(super) fn remote(
                 ),
                 None => None,
             };
-            (Some(o.client_id), secret, o.scopes)
+            let key = match &o.private_key {
+                Some(path) => Some(private_key(path, env)?),
+                None => None,
+            };
+            if secret.is_some() && key.is_some() {
+                bail!("gateway.oauth: give clientSecret or privateKey, not both");
+            }
+            (Some(o.client_id), secret, key, o.scopes)
         }
-        None => (None, None, vec![]),
+        None => (None, None, None, vec![]),
     };
     Ok(RemoteConfig {
         url,
@@ -81,8 +92,19 @@ pub(super) fn remote(
         headers: expanded,
         client_id,
         client_secret,
+        private_key,
         scopes,
     })
+}
+
+/// The PEM at `path` (`${VAR}` taken from the environment), checked to be a key that signs.
+fn private_key(path: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<String> {
+    let path = expand(path, env).map_err(|e| anyhow::anyhow!("gateway.oauth.privateKey: {e}"))?;
+    let pem = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("gateway.oauth.privateKey: cannot read {path:?}: {e}"))?;
+    crate::bridge::check_private_key(&pem)
+        .map_err(|e| anyhow::anyhow!("gateway.oauth.privateKey: {path:?}: {e}"))?;
+    Ok(pem)
 }
 
 /// `text` with `${VAR}`, `${env:VAR}` and `${VAR:-default}` replaced from `env`.

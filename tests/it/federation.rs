@@ -353,7 +353,9 @@ async fn remote_servers_are_served_alone_and_as_members_with_their_own_credentia
     let r = m.call("env", json!({"name": "FIXTURE_NAME"})).await;
     assert_eq!(r["result"]["structuredContent"]["value"], "far-away", "{r}");
     let m = crate::modern::Modern::at(&gw.url("/servers/g"));
-    let r = m.call("far-sse__env", json!({"name": "FIXTURE_NAME"})).await;
+    let r = m
+        .call("far-sse__env", json!({"name": "FIXTURE_NAME"}))
+        .await;
     assert_eq!(r["result"]["structuredContent"]["value"], "far-away", "{r}");
     // A call that takes a while, through both gateways.
     let (status, v) = c.call(20, "far__slow", json!({"ms": 10})).await;

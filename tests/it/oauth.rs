@@ -766,7 +766,12 @@ async fn the_bridge_authenticates_a_machine_with_its_key() {
 /// and inside a group; the caller's token is never what reaches the remote.
 #[tokio::test]
 async fn a_remote_member_behind_oauth_gets_the_gateways_own_token() {
-    let auth = AuthServer::start(json!({"clients": clients()})).await;
+    let mut all = clients();
+    all.as_array_mut()
+        .unwrap()
+        .push(json!({"client_id": "keyed", "auth": "private_key_jwt"}));
+    let auth = AuthServer::start(json!({"clients": all})).await;
+    let key = auth.dir.0.join("client-keyed.pem");
     let fake = FakeUpstream::start(Behaviour::Normal).await;
     let far = Gateway::start(
         &["--oauth-issuer", &auth.issuer, "--oauth-scope", "mcp:tools"],
@@ -782,6 +787,10 @@ async fn a_remote_member_behind_oauth_gets_the_gateways_own_token() {
             "wrong": {"type": "http", "url": far.url("/mcp"),
                       "gateway": {"oauth": {"clientId": "machine", "clientSecret": "not-it"}}},
             "none": {"type": "http", "url": far.url("/mcp")},
+            // A key instead of a secret (private_key_jwt), its path from the environment.
+            "keyed": {"type": "http", "url": far.url("/mcp"),
+                      "gateway": {"oauth": {"clientId": "keyed", "privateKey": "${KEY_FILE}",
+                                            "scopes": ["mcp:tools"]}}},
         },
         "groups": {"g": {"members": ["far"]}}
     });
@@ -789,7 +798,10 @@ async fn a_remote_member_behind_oauth_gets_the_gateways_own_token() {
     std::fs::write(&path, config.to_string()).unwrap();
     let mut gw = Gateway::start(
         &["--config", path.to_str().unwrap()],
-        &[("MACHINE_SECRET", "s3cret")],
+        &[
+            ("MACHINE_SECRET", "s3cret"),
+            ("KEY_FILE", key.to_str().unwrap()),
+        ],
     )
     .await;
 
@@ -803,6 +815,7 @@ async fn a_remote_member_behind_oauth_gets_the_gateways_own_token() {
     for (path, tool) in [
         ("/servers/far", "list_cities"),
         ("/servers/g", "far__list_cities"),
+        ("/servers/keyed", "list_cities"),
     ] {
         let (status, c) = session(gw.url(path)).await;
         assert_eq!(status, 200, "{path}");
@@ -825,5 +838,20 @@ async fn a_remote_member_behind_oauth_gets_the_gateways_own_token() {
         }
     }
     gw.stop_reading_log().await;
-    assert!(!gw.log_text().contains("s3cret"), "a secret was logged");
+    let log = gw.log_text();
+    assert!(!log.contains("s3cret"), "a secret was logged");
+    assert!(!log.contains("PRIVATE KEY"), "a key was logged");
+
+    // A file that is no key refuses the servers file at start, naming where.
+    let junk = dir.0.join("junk.pem");
+    std::fs::write(&junk, "not a key").unwrap();
+    let bad = json!({"mcpServers": {"keyed": {"type": "http", "url": far.url("/mcp"),
+        "gateway": {"oauth": {"clientId": "keyed", "privateKey": junk.to_str().unwrap()}}}}});
+    let bad_path = dir.0.join("bad.json");
+    std::fs::write(&bad_path, bad.to_string()).unwrap();
+    let err = crate::servers::refused_at_start(bad_path.to_str().unwrap()).await;
+    assert!(
+        err.contains("privateKey") && err.contains("mcpServers.keyed"),
+        "{err}"
+    );
 }
