@@ -20,17 +20,19 @@
 //!                           machine), own.rs (the relay), process.rs (spawn, process groups),
 //!                           sandbox.rs (a child's environment)
 //!
-//! --connect  bridge ─▶ streamable.rs | sse.rs, reconnect.rs, events.rs
+//! --connect  bridge ─▶ client ─▶ streamable.rs | sse.rs, modern.rs, reconnect.rs, events.rs, oauth/
+//!            (the gateway's remote servers use client too: backend/remote.rs)
 //!
 //! shared by every mode: mcp (JSON-RPC, line framing, protocol versions), logging, signals
 //! ```
 //!
 //! Doors open one way, along the arrows: a backend never sees HTTP, a transport never sees a
-//! process, the bridge never sees the gateway, and `config` sees nothing. Each module's first
+//! process, the client never sees the gateway or stdio, and `config` sees nothing. Each module's first
 //! lines say what it owns and what it must not touch; `tests/it/layout.rs` checks the doors.
 
 pub mod bridge;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod gateway;

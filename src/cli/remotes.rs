@@ -102,7 +102,7 @@ fn private_key(path: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Resu
     let path = expand(path, env).map_err(|e| anyhow::anyhow!("gateway.oauth.privateKey: {e}"))?;
     let pem = std::fs::read_to_string(&path)
         .map_err(|e| anyhow::anyhow!("gateway.oauth.privateKey: cannot read {path:?}: {e}"))?;
-    crate::bridge::check_private_key(&pem)
+    crate::client::check_private_key(&pem)
         .map_err(|e| anyhow::anyhow!("gateway.oauth.privateKey: {path:?}: {e}"))?;
     Ok(pem)
 }

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Backend, Client, CloseCause, ForwardError, Link, OpenError, Status};
 use crate::{
-    bridge::connection::{Connection, Credentials},
+    client::connection::{Connection, Credentials},
     config::{Backend as BackendKind, RemoteConfig},
     mcp::jsonrpc::Kind,
 };
