@@ -336,6 +336,8 @@ fn rooms_only_import_through_their_doors() {
             &["mcp", "server", "gateway", "bridge", "stdio"],
         ),
         ("server/", &["gateway", "bridge", "stdio", "cli"]),
+        // The client half of MCP over HTTP, driven by the bridge and the gateway alike.
+        ("client/", &["gateway", "server", "stdio", "cli", "bridge"]),
         ("bridge/", &["gateway", "server", "stdio", "cli"]),
         (
             "gateway/backend/",
@@ -345,6 +347,7 @@ fn rooms_only_import_through_their_doors() {
                 "gateway/mod.rs",
                 "gateway/federation",
                 "cli",
+                "bridge",
             ],
         ),
         (
