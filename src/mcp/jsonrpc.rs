@@ -118,6 +118,28 @@ impl<'a> Envelope<'a> {
         self.fields.get(key).copied()
     }
 
+    /// What the message is, as [`classify`] says it (`None` where it would refuse it): one
+    /// parse for a relay that needs both.
+    pub fn kind(&self) -> Option<Kind> {
+        if self.get("jsonrpc").map(RawValue::get) != Some("\"2.0\"") {
+            return None;
+        }
+        let id = self
+            .get("id")
+            .map(|r| r.get().to_string())
+            .filter(|id| id != "null" && matches!(id.as_bytes()[0], b'"' | b'-' | b'0'..=b'9'));
+        let method = match self.get("method") {
+            Some(m) => Some(serde_json::from_str::<String>(m.get()).ok()?),
+            None => None,
+        };
+        Some(match (method, id) {
+            (Some(method), Some(id)) => Kind::Request { id, method },
+            (Some(method), None) => Kind::Notification { method },
+            (None, Some(id)) => Kind::Response { id },
+            (None, None) => return None,
+        })
+    }
+
     /// `params` parsed, when present and an object or array.
     pub fn params(&self) -> Option<serde_json::Value> {
         serde_json::from_str(self.get("params")?.get()).ok()
@@ -187,6 +209,23 @@ pub const INTERNAL_ERROR: i64 = -32603;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_envelopes_kind_is_what_classify_says() {
+        for m in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":"a","result":{}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/x"}"#,
+            r#"{"jsonrpc":"2.0","id":null,"method":"n"}"#,
+            r#"{"jsonrpc":"2.0","id":{},"result":1}"#,
+            r#"{"jsonrpc":"1.0","id":1,"result":1}"#,
+            r#"{"jsonrpc":"2.0"}"#,
+            r#"{"id":1,"result":1}"#,
+        ] {
+            let env = Envelope::parse(m.as_bytes()).unwrap();
+            assert_eq!(env.kind(), classify(m.as_bytes()).ok(), "{m}");
+        }
+    }
 
     #[test]
     fn classification_keeps_id_types_apart() {

@@ -211,13 +211,12 @@ impl FedSession {
         let slot = self.slot(index);
         let relays: Vec<String> = {
             let mut r = self.routing.lock();
-            let keys: Vec<(usize, String)> = r
+            let keys: Vec<(usize, u64)> = r
                 .pending
                 .keys()
                 .filter(|(i, _)| *i == index)
-                .cloned()
+                .copied()
                 .collect();
-            r.relayed.retain(|_, (i, _)| *i != index);
             r.asks.retain(|_, (i, _)| *i != index);
             keys.into_iter()
                 .filter_map(|k| match r.pending.remove(&k) {
@@ -249,12 +248,13 @@ impl FedSession {
         self.routing
             .lock()
             .pending
-            .insert((index, id.clone()), Pending::Ask(tx));
+            .insert((index, id), Pending::Ask(tx));
+        let raw = id.to_string();
+        let line = jsonrpc::message(Some(&raw), method, Some(&params));
         let kind = Kind::Request {
-            id: id.clone(),
+            id: raw,
             method: method.to_string(),
         };
-        let line = jsonrpc::message(Some(&id), method, Some(&params));
         let answer = match link.forward(line, &kind).await {
             Ok(()) => tokio::time::timeout(timeout, rx).await,
             Err(e) => {

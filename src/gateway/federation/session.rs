@@ -49,10 +49,9 @@ pub(super) enum Pending {
 
 #[derive(Default)]
 pub(super) struct Routing {
-    /// Member index and the session's id toward it → what to do with its answer.
-    pub pending: HashMap<(usize, String), Pending>,
-    /// The client's id of a relayed request → its member and the id it carries there.
-    pub relayed: HashMap<String, (usize, String)>,
+    /// Member index and the session's id toward it → what to do with its answer (a client's
+    /// cancellation finds its request here by the client's id: rare, so scanned).
+    pub pending: HashMap<(usize, u64), Pending>,
     /// The id a member's request carries toward the client → its member and its own id.
     pub asks: HashMap<String, (usize, String)>,
     /// The latest merged names of each list → member and own name.
@@ -87,6 +86,8 @@ pub(super) struct FedSession {
     pub routing: Mutex<Routing>,
     next_id: AtomicU64,
     pub closed: CancellationToken,
+    /// `closed` as a flag, for the per-message check (the token's own check takes a lock).
+    ended: AtomicBool,
     /// Itself, for tasks and member clients.
     pub me: Weak<FedSession>,
 }
@@ -108,6 +109,7 @@ pub(super) fn open(
         routing: Mutex::default(),
         next_id: AtomicU64::new(1),
         closed: CancellationToken::new(),
+        ended: AtomicBool::new(false),
         me: me.clone(),
     });
     session.group.roster.join(&session);
@@ -147,8 +149,8 @@ impl FedSession {
             .collect()
     }
 
-    pub fn next_id(&self) -> String {
-        self.next_id.fetch_add(1, Ordering::Relaxed).to_string()
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Sends the client a message the gateway wrote; a client too far behind is ended.
@@ -188,7 +190,10 @@ impl FedSession {
         if !slot.is(generation) {
             return true;
         }
-        let Ok(kind) = jsonrpc::classify(message.as_bytes()) else {
+        let Some(env) = Envelope::parse(message.as_bytes()) else {
+            return true;
+        };
+        let Some(kind) = env.kind() else {
             return true;
         };
         let client = match self.client() {
@@ -202,21 +207,16 @@ impl FedSession {
             if method.ends_with("/list_changed") {
                 slot.forget(method);
             }
+            drop(env);
             return client.send(message);
         }
-        let Some(env) = Envelope::parse(message.as_bytes()) else {
-            return true;
-        };
         let out = match kind {
             Kind::Response { id } => {
-                let pending = {
-                    let mut r = self.routing.lock();
-                    let pending = r.pending.remove(&(index, id));
-                    if let Some(Pending::Relay { client_id, .. }) = &pending {
-                        r.relayed.remove(client_id);
-                    }
-                    pending
+                // Ids toward members are numbers of the session's own; anything else is not ours.
+                let Ok(id) = id.parse::<u64>() else {
+                    return true;
                 };
+                let pending = self.routing.lock().pending.remove(&(index, id));
                 match pending {
                     Some(Pending::Relay { client_id, since }) => {
                         let ok = env.get("result").is_some();
@@ -242,7 +242,7 @@ impl FedSession {
                 }
             }
             Kind::Request { id, .. } => {
-                let ours = self.next_id();
+                let ours = self.next_id().to_string();
                 self.routing.lock().asks.insert(ours.clone(), (index, id));
                 env.render(&[("id", &ours)])
             }
@@ -277,7 +277,7 @@ impl FedSession {
 
     /// A message from the client.
     async fn client_wrote(&self, line: Bytes, kind: &Kind) -> Result<(), ForwardError> {
-        if self.closed.is_cancelled() {
+        if self.ended.load(Ordering::Acquire) {
             return Err(ForwardError::Closed);
         }
         match kind {
@@ -381,28 +381,21 @@ impl FedSession {
             }
         };
         let ours = self.next_id();
-        {
-            let mut r = self.routing.lock();
-            r.pending.insert(
-                (index, ours.clone()),
-                Pending::Relay {
-                    client_id: id.to_string(),
-                    since: std::time::Instant::now(),
-                },
-            );
-            r.relayed.insert(id.to_string(), (index, ours.clone()));
-        }
-        let line = Bytes::from(env.render(&[("id", &ours), ("params", &params)]));
+        self.routing.lock().pending.insert(
+            (index, ours),
+            Pending::Relay {
+                client_id: id.to_string(),
+                since: std::time::Instant::now(),
+            },
+        );
+        let raw = ours.to_string();
+        let line = Bytes::from(env.render(&[("id", &raw), ("params", &params)]));
         let kind = Kind::Request {
-            id: ours.clone(),
+            id: raw,
             method: method.to_string(),
         };
         if let Err(e) = link.forward(line, &kind).await {
-            let pending = {
-                let mut r = self.routing.lock();
-                r.relayed.remove(id);
-                r.pending.remove(&(index, ours))
-            };
+            let pending = self.routing.lock().pending.remove(&(index, ours));
             if let Some(Pending::Relay { since, .. }) = pending {
                 self.slot(index)
                     .member
@@ -434,14 +427,19 @@ impl FedSession {
                     .unwrap_or_default();
                 let relayed = {
                     let mut r = self.routing.lock();
-                    let found = r.relayed.remove(&theirs);
-                    if let Some((i, ours)) = &found {
-                        r.pending.remove(&(*i, ours.clone()));
-                    }
-                    found
+                    let found = r
+                        .pending
+                        .iter()
+                        .find(|(_, p)| {
+                            matches!(p, Pending::Relay { client_id, .. } if *client_id == theirs)
+                        })
+                        .map(|(key, _)| *key);
+                    found.inspect(|key| {
+                        r.pending.remove(key);
+                    })
                 };
                 if let Some((index, ours)) = relayed {
-                    params["requestId"] = serde_json::from_str(&ours).unwrap_or(Value::Null);
+                    params["requestId"] = Value::from(ours);
                     let line = Bytes::from(env.render(&[("params", &params.to_string())]));
                     let kind = Kind::Notification {
                         method: method.to_string(),
@@ -463,6 +461,7 @@ impl FedSession {
 
     /// Ends the session's part in every member.
     fn release(&self) {
+        self.ended.store(true, Ordering::Release);
         self.closed.cancel();
         self.client.lock().take();
         let all = self.places.read().all.clone();
@@ -472,7 +471,6 @@ impl FedSession {
         let mut r = self.routing.lock();
         r.pending.clear();
         r.asks.clear();
-        r.relayed.clear();
     }
 }
 
