@@ -11,6 +11,7 @@ pub mod lines;
 pub mod modern;
 pub mod params;
 pub mod queue;
+pub mod splice;
 pub mod version;
 
 #[cfg(test)]

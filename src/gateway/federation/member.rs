@@ -39,7 +39,8 @@ impl FedSession {
             return Ok(link);
         }
         let timeout = self.group.timeout;
-        tokio::time::timeout(timeout, self.ensure_up(index))
+        // Boxed: the rare path keeps its state out of every call's future.
+        Box::pin(tokio::time::timeout(timeout, self.ensure_up(index)))
             .await
             .unwrap_or_else(|_| Err(format!("not up within {timeout:?} (memberTimeout)")))
     }

@@ -1,17 +1,21 @@
 //! Where a federated session sends a request that names something: a tool or prompt by its
 //! group name (known from the last merged list, else listed first, else by its prefix), a
 //! resource by its URI (listed, else a template's literal start, else the only member with
-//! resources), a completion by what it completes.
+//! resources), a completion by what it completes; and the client's notifications (a
+//! cancellation by the id its request carries at the member).
 //!
 //! Owns: name and URI routing. Must not touch: sending (see [`super::session`]).
 
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
 use serde_json::Value;
 
 use super::{
     catalog::{self, ListKind, Route},
-    session::FedSession,
+    session::{FedSession, Pending},
 };
-use crate::mcp::jsonrpc::Envelope;
+use crate::mcp::jsonrpc::{Envelope, Kind};
 
 impl FedSession {
     /// Which member serves a request by name or URI, with the params (raw JSON) it gets there:
@@ -70,11 +74,12 @@ impl FedSession {
     }
 
     /// The member and own name of the group's `name` (listing first when not known yet).
-    async fn lookup(&self, kind: ListKind, name: &str) -> Result<Route, String> {
+    pub async fn lookup(&self, kind: ListKind, name: &str) -> Result<Route, String> {
         if let Some(r) = self.known(kind, name) {
             return Ok(r);
         }
-        self.merged(kind).await;
+        // Boxed: the rare path keeps its state out of every call's future.
+        Box::pin(self.merged(kind)).await;
         if let Some(r) = self.known(kind, name) {
             return Ok(r);
         }
@@ -108,8 +113,8 @@ impl FedSession {
         if let Some(i) = find(self) {
             return Ok(i);
         }
-        self.merged(ListKind::Resources).await;
-        self.merged(ListKind::Templates).await;
+        Box::pin(self.merged(ListKind::Resources)).await;
+        Box::pin(self.merged(ListKind::Templates)).await;
         if let Some(i) = find(self) {
             return Ok(i);
         }
@@ -125,6 +130,61 @@ impl FedSession {
                 "resource {uri:?} is not served by group {:?} (no member lists it)",
                 self.group.name
             )),
+        }
+    }
+
+    /// A notification from the client: `initialized` and `roots/list_changed` reach every
+    /// member, a cancellation the member its request went to (under the id it carries there).
+    pub(super) async fn notification(&self, line: Bytes, method: &str) {
+        match method {
+            "notifications/initialized" => {
+                self.initialized.store(true, Ordering::Relaxed);
+                for (_, slot) in self.active() {
+                    slot.tell_initialized().await;
+                }
+            }
+            "notifications/cancelled" => {
+                let Some(env) = Envelope::parse(&line) else {
+                    return;
+                };
+                let Some(mut params) = env.params() else {
+                    return;
+                };
+                let theirs = params
+                    .get("requestId")
+                    .map(Value::to_string)
+                    .unwrap_or_default();
+                let relayed = {
+                    let mut r = self.routing.lock();
+                    let found = r
+                        .pending
+                        .iter()
+                        .find(|(_, p)| {
+                            matches!(p, Pending::Relay { client_id, .. } if *client_id == theirs)
+                        })
+                        .map(|(key, _)| *key);
+                    found.inspect(|key| {
+                        r.pending.remove(key);
+                    })
+                };
+                if let Some((index, ours)) = relayed {
+                    params["requestId"] = Value::from(ours);
+                    let line = Bytes::from(env.render(&[("params", &params.to_string())]));
+                    let kind = Kind::Notification {
+                        method: method.to_string(),
+                    };
+                    self.slot(index).send(line, &kind).await;
+                }
+            }
+            "notifications/roots/list_changed" => {
+                let kind = Kind::Notification {
+                    method: method.to_string(),
+                };
+                for (_, slot) in self.active() {
+                    slot.send(line.clone(), &kind).await;
+                }
+            }
+            _ => {}
         }
     }
 }
