@@ -16,7 +16,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::duration::parse_duration;
-use crate::config::{Backend, GroupConfig, PrefixMode, ServerConfig, ToolFilter};
+use crate::{
+    config::{Backend, GroupConfig, PrefixMode, ServerConfig, ToolFilter},
+    mcp::names::{tool_name_byte, valid_tool_name},
+};
 
 #[derive(Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
@@ -41,14 +44,7 @@ impl Tools {
         }
         let mut targets = std::collections::BTreeSet::new();
         for (own, new) in &self.rename {
-            let valid = |n: &str| {
-                !n.is_empty()
-                    && n.len() <= 128
-                    && n.bytes().all(|b| {
-                        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/')
-                    })
-            };
-            if !valid(own) || !valid(new) {
+            if !valid_tool_name(own) || !valid_tool_name(new) {
                 bail!(
                     "tools.rename: {own:?} → {new:?}: tool names are 1 to 128 of letters, digits, '_', '-', '.' or '/'"
                 );
@@ -141,8 +137,7 @@ fn checked(
         }
     }
     let separator = spec.separator.unwrap_or_else(|| SEPARATOR.to_string());
-    let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/');
-    if separator.is_empty() || separator.len() > 8 || !separator.bytes().all(valid) {
+    if separator.is_empty() || separator.len() > 8 || !separator.bytes().all(tool_name_byte) {
         bail!(
             "separator {separator:?}: 1 to 8 of letters, digits, '_', '-', '.' or '/' (tool names allow no others)"
         );

@@ -9,6 +9,7 @@
 pub mod jsonrpc;
 pub mod lines;
 pub mod modern;
+pub mod names;
 pub mod params;
 pub mod queue;
 pub mod splice;

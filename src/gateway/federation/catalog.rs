@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::config::PrefixMode;
+use crate::{config::PrefixMode, mcp::names};
 
 /// The lists a group merges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,7 +93,7 @@ pub struct Naming {
 }
 
 /// The longest tool name the spec allows.
-pub const MAX_NAME: usize = 128;
+pub const MAX_NAME: usize = names::MAX_TOOL_NAME;
 
 impl Naming {
     /// Whether names carry their member's prefix.
@@ -134,15 +134,6 @@ impl Naming {
             .max_by_key(|(len, _)| *len)
             .map(|(_, route)| route)
     }
-}
-
-/// Whether `name` is a tool name the spec allows (letters, digits, `_ - . /`, 1 to 128).
-fn valid_tool_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/'))
 }
 
 /// The opaque cursor of the page after `key` (the last item's name or URI).
@@ -223,7 +214,10 @@ pub fn merge(kind: ListKind, naming: &Naming, members: &[(usize, &str, &[Value])
             } else {
                 own.to_string()
             };
-            if kind == ListKind::Tools && !valid_tool_name(&name) && valid_tool_name(own) {
+            if kind == ListKind::Tools
+                && !names::valid_tool_name(&name)
+                && names::valid_tool_name(own)
+            {
                 out.problems.push(format!(
                     "{member}: tool {own:?} left out: {name:?} is not a valid tool name (over {MAX_NAME} characters?)"
                 ));

@@ -99,15 +99,14 @@ impl FedSession {
         let answer = match cached {
             Some(a) => a,
             None => {
-                let merged = self.merged(kind).await;
-                let mut result = serde_json::Map::new();
-                let items = Arc::new(merged.items);
-                result.insert(kind.field().into(), Value::Array(items.to_vec()));
+                let items = Arc::new(self.merged(kind).await.items);
+                // Written from the items in place (no copy of them as a `Value`).
+                let body = std::collections::BTreeMap::from([(kind.field(), items.as_slice())]);
                 let answer = Answer {
                     // Stamped as before the members were asked: a change meanwhile is seen
                     // next time.
                     stamps: stamp,
-                    body: Value::Object(result).to_string().into(),
+                    body: serde_json::to_string(&body).unwrap_or_default().into(),
                     items,
                 };
                 self.routing.lock().answers.insert(kind, answer.clone());
