@@ -6,6 +6,7 @@
 //! configuration — the stdio server, the gateway and the bridge all build on this, never the
 //! other way round.
 
+pub mod asks;
 pub mod jsonrpc;
 pub mod lines;
 pub mod modern;

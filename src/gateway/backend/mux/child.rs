@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Asked, Handshake, Mux, Origin, Out, Pending, initialize_reply, text};
 use crate::mcp::{
+    asks::SUBSCRIPTION_ID_KEY,
     jsonrpc::{self, Envelope, Kind},
     version,
 };
@@ -153,31 +154,30 @@ impl Mux {
             ))));
             return;
         };
-        let Some(env) = Envelope::parse(line) else {
+        if self.asked.contains_key(id) {
+            // Its earlier request with this id is still open: the id cannot name both.
+            let msg = format!("request id {id} is already in use by an open request");
+            out.push(Out::Child(Bytes::from(jsonrpc::error_response(
+                id,
+                jsonrpc::INVALID_REQUEST,
+                &msg,
+            ))));
             return;
-        };
-        let g = self.next_asked;
-        self.next_asked += 1;
-        self.asked.insert(
-            g,
-            Asked {
-                session,
-                child_id: id.to_string(),
-            },
-        );
-        if let Some(m) = self.members.get_mut(&session) {
-            m.asked.insert(g);
         }
-        out.push(Out::Session(
-            session,
-            text(env.render(&[("id", &g.to_string())])),
-        ));
+        self.asked.insert(id.to_string(), Asked { session });
+        if let Some(m) = self.members.get_mut(&session) {
+            m.asked.insert(id.to_string());
+        }
+        out.push(Out::Session(session, text(line.to_vec())));
     }
 
     fn child_notification(&mut self, method: &str, line: &[u8], out: &mut Vec<Out>) {
         let Some(env) = Envelope::parse(line) else {
             return;
         };
+        if self.on_listen_stream(&env, out) {
+            return;
+        }
         match method {
             "notifications/progress" => {
                 let Some(mut params) = env.params() else {
@@ -198,29 +198,17 @@ impl Mux {
             }
             "notifications/cancelled" => {
                 // The child withdraws one of its own requests to a client.
-                let Some(mut params) = env.params() else {
+                let Some(params) = env.params() else {
                     return;
                 };
                 let child_id = params["requestId"].to_string();
-                let Some(g) = self
-                    .asked
-                    .iter()
-                    .find_map(|(g, a)| (a.child_id == child_id).then_some(*g))
-                else {
-                    return;
-                };
-                let Some(a) = self.asked.remove(&g) else {
+                let Some(a) = self.asked.remove(&child_id) else {
                     return;
                 };
                 if let Some(m) = self.members.get_mut(&a.session) {
-                    m.asked.remove(&g);
+                    m.asked.remove(&child_id);
                 }
-                params["requestId"] = json!(g);
-                let params = params.to_string();
-                out.push(Out::Session(
-                    a.session,
-                    text(env.render(&[("params", &params)])),
-                ));
+                out.push(Out::Session(a.session, text(line.to_vec())));
             }
             "notifications/resources/updated" => {
                 let uri = env
@@ -243,6 +231,33 @@ impl Mux {
                 None => self.broadcast(line, out),
             },
         }
+    }
+
+    /// A notification of protocol revision 2026-07-28 that names the `subscriptions/listen`
+    /// request it belongs to (`_meta`'s subscription id, a child-side id here) goes to that
+    /// request's session only, under the id the session gave it. True when it was one.
+    fn on_listen_stream(&self, env: &Envelope, out: &mut Vec<Out>) -> bool {
+        let Some(mut params) = env.params() else {
+            return false;
+        };
+        let Some(n) = params["_meta"][SUBSCRIPTION_ID_KEY].as_u64() else {
+            return false;
+        };
+        let Some(Pending {
+            origin: Origin::Client { session, id },
+            ..
+        }) = self.pending.get(&n)
+        else {
+            // Its stream is gone (or the id is not one of ours): nobody listens.
+            return params["_meta"].get(SUBSCRIPTION_ID_KEY).is_some();
+        };
+        params["_meta"][SUBSCRIPTION_ID_KEY] = serde_json::from_str(id).unwrap_or(Value::Null);
+        let params = params.to_string();
+        out.push(Out::Session(
+            *session,
+            text(env.render(&[("params", &params)])),
+        ));
+        true
     }
 
     fn broadcast(&self, line: &[u8], out: &mut Vec<Out>) {

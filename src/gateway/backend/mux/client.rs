@@ -114,20 +114,15 @@ impl Mux {
 
     fn client_response(&mut self, session: Uuid, id: &str, line: &[u8], out: &mut Vec<Out>) {
         // Only the session that was asked may answer.
-        let g = id
-            .parse::<u64>()
-            .ok()
-            .filter(|g| self.asked.get(g).is_some_and(|a| a.session == session));
-        let Some((g, asked)) = g.and_then(|g| self.asked.remove(&g).map(|a| (g, a))) else {
+        if self.asked.get(id).is_none_or(|a| a.session != session) {
             tracing::debug!(session = %session, id, "response to an unknown request; dropped");
             return;
-        };
+        }
+        self.asked.remove(id);
         if let Some(m) = self.members.get_mut(&session) {
-            m.asked.remove(&g);
+            m.asked.remove(id);
         }
-        if let Some(env) = Envelope::parse(line) {
-            self.send_child(Bytes::from(env.render(&[("id", &asked.child_id)])), out);
-        }
+        self.send_child(Bytes::copy_from_slice(line), out);
     }
 
     fn client_initialize(&mut self, session: Uuid, id: &str, line: &[u8], out: &mut Vec<Out>) {
@@ -232,10 +227,10 @@ impl Mux {
                 out,
             );
         }
-        for g in member.asked {
-            if let Some(a) = self.asked.remove(&g) {
+        for child_id in member.asked {
+            if self.asked.remove(&child_id).is_some() {
                 let error = jsonrpc::error_response(
-                    &a.child_id,
+                    &child_id,
                     jsonrpc::INTERNAL_ERROR,
                     "the client this request was routed to has disconnected",
                 );

@@ -10,8 +10,9 @@
 //!   child's `notifications/progress` is routed back with the original token; cancellations are
 //!   rewritten both ways.
 //! - Requests from the child (`sampling/createMessage`, `roots/list`, `elicitation/create`)
-//!   get a gateway id and go to one session, chosen by [`Mux::route`]; its answer goes back to
-//!   the child under the child's id. The child's `ping` is answered here.
+//!   keep the child's own id (unique among its open requests; a stateless client sees it as
+//!   the input request's key) and go to one session, chosen by [`Mux::route`]; only that
+//!   session's answer goes back to the child. The child's `ping` is answered here.
 //! - `initialize` reaches the child once (later sessions are answered from the cached result,
 //!   each with its own negotiated version); every `notifications/initialized` is swallowed and
 //!   the gateway sends its own right after the handshake.
@@ -106,19 +107,19 @@ struct Member {
     /// Raw client id → child-side id, for requests in flight.
     requests: HashMap<String, u64>,
     /// Gateway ids of the child's requests waiting for this session's answer.
-    asked: HashSet<u64>,
+    asked: HashSet<String>,
     /// Resource URIs this session subscribed to.
     subscriptions: HashSet<String>,
     /// Known once the session sent `initialize`.
     caps: Option<Caps>,
 }
 
-/// A request from the child waiting for a session's answer.
+/// A request from the child waiting for a session's answer (by the child's own raw id, which
+/// the session sees too: ids of one child's open requests are unique, and a stateless client
+/// gets them as its input request keys).
 #[derive(Debug)]
 struct Asked {
     session: Uuid,
-    /// The child's own raw id.
-    child_id: String,
 }
 
 #[derive(Debug)]
@@ -147,11 +148,10 @@ enum Handshake {
 /// The routing state of one shared child.
 pub struct Mux {
     next_id: u64,
-    next_asked: u64,
     seq: u64,
     pending: HashMap<u64, Pending>,
     members: HashMap<Uuid, Member>,
-    asked: HashMap<u64, Asked>,
+    asked: HashMap<String, Asked>,
     /// Child-side token → (session, original raw token).
     progress: HashMap<String, (Uuid, String)>,
     subscriptions: HashMap<String, HashSet<Uuid>>,
@@ -176,7 +176,6 @@ impl Mux {
     pub fn new() -> Self {
         Mux {
             next_id: 1,
-            next_asked: 1,
             seq: 0,
             pending: HashMap::new(),
             members: HashMap::new(),
@@ -345,8 +344,9 @@ impl Mux {
             }
         }
         self.progress.clear();
-        for (g, a) in self.asked.drain() {
-            let params = json!({"requestId": g, "reason": "the MCP server restarted"});
+        for (child_id, a) in self.asked.drain() {
+            let id: Value = serde_json::from_str(&child_id).unwrap_or(Value::Null);
+            let params = json!({"requestId": id, "reason": "the MCP server restarted"});
             let note = jsonrpc::message(None, "notifications/cancelled", Some(&params));
             out.push(Out::Session(a.session, text(note.to_vec())));
         }
@@ -439,6 +439,8 @@ fn child_initialize_params(mut params: Value, gateway_version: &str) -> Value {
     params
 }
 
+#[cfg(test)]
+mod listen_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

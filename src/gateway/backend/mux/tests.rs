@@ -3,23 +3,23 @@
 use super::*;
 use crate::mcp::jsonrpc::Kind;
 
-fn kind(line: &str) -> Kind {
+pub(super) fn kind(line: &str) -> Kind {
     jsonrpc::classify(line.as_bytes()).unwrap()
 }
 
-fn send(mux: &mut Mux, s: Uuid, line: &str) -> Vec<Out> {
+pub(super) fn send(mux: &mut Mux, s: Uuid, line: &str) -> Vec<Out> {
     let mut out = vec![];
     mux.from_client(s, line.as_bytes(), &kind(line), &mut out);
     out
 }
 
-fn child_says(mux: &mut Mux, v: Value) -> Vec<Out> {
+pub(super) fn child_says(mux: &mut Mux, v: Value) -> Vec<Out> {
     let mut out = vec![];
     mux.from_child(v.to_string().as_bytes(), &mut out);
     out
 }
 
-fn child_lines(out: &[Out]) -> Vec<Value> {
+pub(super) fn child_lines(out: &[Out]) -> Vec<Value> {
     out.iter()
         .filter_map(|o| match o {
             Out::Child(b) => Some(serde_json::from_slice(b).unwrap()),
@@ -28,7 +28,7 @@ fn child_lines(out: &[Out]) -> Vec<Value> {
         .collect()
 }
 
-fn session_msgs(out: &[Out], s: Uuid) -> Vec<Value> {
+pub(super) fn session_msgs(out: &[Out], s: Uuid) -> Vec<Value> {
     out.iter()
         .filter_map(|o| match o {
             Out::Session(t, m) if *t == s => Some(serde_json::from_str(m).unwrap()),
@@ -37,7 +37,7 @@ fn session_msgs(out: &[Out], s: Uuid) -> Vec<Value> {
         .collect()
 }
 
-fn req(id: &str, method: &str, params: Value) -> String {
+pub(super) fn req(id: &str, method: &str, params: Value) -> String {
     format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{params}}}"#)
 }
 
@@ -49,14 +49,14 @@ fn init(version: &str, caps: Value) -> String {
     )
 }
 
-fn member(mux: &mut Mux) -> Uuid {
+pub(super) fn member(mux: &mut Mux) -> Uuid {
     let s = Uuid::new_v4();
     mux.attach(s);
     s
 }
 
 /// Puts the mux past the handshake with one session and returns it.
-fn initialized(mux: &mut Mux) -> Uuid {
+pub(super) fn initialized(mux: &mut Mux) -> Uuid {
     let s = member(mux);
     let out = send(mux, s, &init("2025-06-18", json!({"sampling": {}})));
     let id = child_lines(&out)[0]["id"].clone();
@@ -247,7 +247,8 @@ fn child_requests_go_to_the_session_whose_call_is_in_flight_and_answers_come_bac
     let asked = session_msgs(&out, a);
     assert_eq!(asked.len(), 1);
     assert!(session_msgs(&out, b).is_empty() && session_msgs(&out, first).is_empty());
-    // a answers with the gateway's id; the child gets its own id back.
+    // a is asked under the child's own id, and its answer goes back to the child.
+    assert_eq!(asked[0]["id"], 7);
     let answer = format!(
         r#"{{"jsonrpc":"2.0","id":{},"result":{{"content":{{"type":"text","text":"hi"}}}}}}"#,
         asked[0]["id"]
