@@ -34,6 +34,10 @@ struct Server {
     asking: Mutex<HashMap<String, mpsc::Sender<Value>>>,
     next_ask: AtomicU64,
     client_caps: Mutex<Value>,
+    /// Flipped by `test_trigger_tool_change` / `test_trigger_prompt_change`: an extra tool or
+    /// prompt is listed while set.
+    extra_tool: std::sync::atomic::AtomicBool,
+    extra_prompt: std::sync::atomic::AtomicBool,
 }
 
 impl Server {
@@ -49,16 +53,28 @@ impl Server {
 
     /// Sends the client a request and waits for its answer (the whole response message).
     fn ask(&self, method: &str, params: Value) -> Result<Value, String> {
-        let id = format!(
-            "conformance-{}",
-            self.next_ask.fetch_add(1, Ordering::Relaxed)
-        );
+        self.ask_as(None, method, params)
+    }
+
+    /// As [`Server::ask`], with a request id that names the question `key` (`key#n`): a
+    /// gateway serving protocol revision 2026-07-28 turns the question into an input request
+    /// of that key (the conformance suite checks some keys by name).
+    fn ask_as(&self, key: Option<&str>, method: &str, params: Value) -> Result<Value, String> {
         let (tx, rx) = mpsc::channel();
-        self.asking.lock().insert(json!(id).to_string(), tx);
+        let id = {
+            let mut asking = self.asking.lock();
+            let n = self.next_ask.fetch_add(1, Ordering::Relaxed);
+            // `key#n`: unique among the open requests, and asked under `key`.
+            let id = format!("{}#{n}", key.unwrap_or("conformance"));
+            asking.insert(json!(id).to_string(), tx);
+            id
+        };
         self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
         let reply = rx
             .recv_timeout(Duration::from_secs(60))
-            .map_err(|_| format!("no answer to {method}"))?;
+            .map_err(|_| format!("no answer to {method}"));
+        self.asking.lock().remove(&json!(id).to_string());
+        let reply = reply?;
         match reply.get("error") {
             Some(e) => Err(format!("{method} failed: {e}")),
             None => Ok(reply["result"].clone()),
@@ -86,7 +102,21 @@ fn string_arg(name: &str, description: &str) -> Value {
     json!({"type": "object", "properties": {name: {"type": "string", "description": description}}, "required": [name]})
 }
 
-fn tools() -> Value {
+fn tools(server: &Server) -> Value {
+    let mut list = listed_tools();
+    if server.extra_tool.load(Ordering::Relaxed)
+        && let Some(t) = list["tools"].as_array_mut()
+    {
+        t.push(tool(
+            "test_dynamic_tool",
+            "Listed after test_trigger_tool_change",
+            no_args(),
+        ));
+    }
+    list
+}
+
+fn listed_tools() -> Value {
     json!({"tools": [
         tool("test_simple_text", "Returns simple text content", no_args()),
         tool("test_image_content", "Returns an image", no_args()),
@@ -101,15 +131,41 @@ fn tools() -> Value {
         tool("test_elicitation_sep1034_defaults", "Elicitation with defaults for every primitive type", no_args()),
         tool("test_elicitation_sep1330_enums", "Elicitation with every enum schema variant", no_args()),
         tool("test_reconnection", "Answers after a pause (for SSE resumption)", no_args()),
+        tool("test_missing_capability", "Asks the client's LLM (needs sampling)", no_args()),
+        tool("test_streaming_elicitation", "Asks the user while it runs", no_args()),
+        tool("test_logging_tool", "Logs while it runs", no_args()),
+        tool("test_trigger_tool_change", "Adds or removes a tool (tools/list_changed)", no_args()),
+        tool("test_trigger_prompt_change", "Adds or removes a prompt (prompts/list_changed)", no_args()),
+        tool("test_input_required_result_elicitation", "Asks the user's name (user_name)", no_args()),
+        tool("test_input_required_result_sampling", "Asks the LLM a question (capital_question)", no_args()),
+        tool("test_input_required_result_list_roots", "Asks for the client's roots (client_roots)", no_args()),
+        tool("test_input_required_result_request_state", "Asks for a confirmation (confirm)", no_args()),
+        tool("test_input_required_result_multiple_inputs", "Asks three things at once", no_args()),
+        tool("test_input_required_result_multi_round", "Asks twice, one after the other", no_args()),
+        tool("test_input_required_result_tampered_state", "Asks for a confirmation", no_args()),
+        tool("test_input_required_result_capabilities", "Asks the LLM and the user at once", no_args()),
+        {
+            "name": "test_custom_headers",
+            "description": "Echoes arguments that travel in Mcp-Param headers too",
+            "inputSchema": {"type": "object", "properties": {
+                "region": {"type": "string", "x-mcp-header": "Region"},
+                "query": {"type": "string"}}, "required": ["region"]}
+        },
         {
             "name": "json_schema_2020_12_tool",
             "description": "Tool with JSON Schema 2020-12 features",
             "inputSchema": {
                 "$schema": "https://json-schema.org/draft/2020-12/schema",
                 "type": "object",
-                "$defs": {"address": {"type": "object", "properties": {
+                "$defs": {"address": {"$anchor": "addressDef", "type": "object", "properties": {
                     "street": {"type": "string"}, "city": {"type": "string"}}}},
-                "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+                "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"},
+                    "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+                    "phone": {"type": "string"}, "email": {"type": "string"}},
+                "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+                "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+                "then": {"required": ["phone"]},
+                "else": {"required": ["email"]},
                 "additionalProperties": false
             }
         }
@@ -238,9 +294,133 @@ fn call_tool(server: &Server, request: &Value) -> Result<Value, (i64, String)> {
             thread::sleep(Duration::from_millis(200));
             text("Reconnection test completed")
         }
-        "json_schema_2020_12_tool" => text(format!("received {args}")),
+        "json_schema_2020_12_tool" | "test_custom_headers" | "test_dynamic_tool" => {
+            text(format!("received {args}"))
+        }
+        "test_missing_capability" => {
+            let q = json!({"messages": [{"role": "user", "content": {"type": "text", "text": "Say hi"}}], "maxTokens": 10});
+            match server.ask("sampling/createMessage", q) {
+                Ok(r) => text(format!("LLM response: {}", r["content"]["text"])),
+                Err(e) => failed(e),
+            }
+        }
+        "test_streaming_elicitation" => {
+            let schema = json!({"type": "object", "properties": {"answer": {"type": "string"}}});
+            elicit(server, "Anything to add?", schema, "Elicitation completed")
+                .unwrap_or_else(failed)
+        }
+        "test_logging_tool" => {
+            for message in ["Logging tool started", "Logging tool finished"] {
+                server.notify(
+                    "notifications/message",
+                    json!({"level": "info", "logger": "conformance", "data": message}),
+                );
+            }
+            text("Logging tool executed")
+        }
+        "test_trigger_tool_change" => {
+            server.extra_tool.fetch_xor(true, Ordering::Relaxed);
+            server.notify("notifications/tools/list_changed", json!({}));
+            text("tool list changed")
+        }
+        "test_trigger_prompt_change" => {
+            server.extra_prompt.fetch_xor(true, Ordering::Relaxed);
+            server.notify("notifications/prompts/list_changed", json!({}));
+            text("prompt list changed")
+        }
+        name if name.starts_with("test_input_required_result_") => {
+            input_required_tool(server, name).unwrap_or_else(failed)
+        }
         other => return Err((-32602, format!("unknown tool {other}"))),
     })
+}
+
+/// The schema of a one-field form.
+fn form(field: &str, kind: &str) -> Value {
+    json!({"type": "object", "properties": {field: {"type": kind}}, "required": [field]})
+}
+
+fn ask_name(server: &Server, key: &str, message: &str) -> Result<Value, String> {
+    let q = json!({"message": message, "requestedSchema": form("name", "string")});
+    server.ask_as(Some(key), "elicitation/create", q)
+}
+
+fn ask_llm(server: &Server, key: &str, prompt: &str, max: u32) -> Result<Value, String> {
+    let q = json!({"messages": [{"role": "user", "content": {"type": "text", "text": prompt}}], "maxTokens": max});
+    server.ask_as(Some(key), "sampling/createMessage", q)
+}
+
+fn ask_roots(server: &Server, key: &str) -> Result<Value, String> {
+    server.ask_as(Some(key), "roots/list", json!({}))
+}
+
+fn confirm(server: &Server) -> Result<bool, String> {
+    let q = json!({"message": "Please confirm", "requestedSchema": form("ok", "boolean")});
+    let r = server.ask_as(Some("confirm"), "elicitation/create", q)?;
+    Ok(r["content"]["ok"].as_bool().unwrap_or(false))
+}
+
+/// The tools of the multi round-trip scenarios: questions asked the handshake era's way (a
+/// gateway serving protocol revision 2026-07-28 turns them into input requests, keyed by id).
+fn input_required_tool(server: &Server, name: &str) -> Result<Value, String> {
+    Ok(
+        match name.trim_start_matches("test_input_required_result_") {
+            "elicitation" => {
+                let r = ask_name(server, "user_name", "What is your name?")?;
+                text(format!(
+                    "Hello, {}!",
+                    r["content"]["name"].as_str().unwrap_or("?")
+                ))
+            }
+            "sampling" => {
+                let r = ask_llm(
+                    server,
+                    "capital_question",
+                    "What is the capital of France?",
+                    100,
+                )?;
+                text(format!(
+                    "LLM response: {}",
+                    r["content"]["text"].as_str().unwrap_or("")
+                ))
+            }
+            "list_roots" => {
+                let r = ask_roots(server, "client_roots")?;
+                text(format!("Roots: {}", r["roots"]))
+            }
+            "request_state" => text(format!("state-ok: confirmed={}", confirm(server)?)),
+            "tampered_state" => text(format!("confirmed={}", confirm(server)?)),
+            "multiple_inputs" | "capabilities" => {
+                let all = name.ends_with("multiple_inputs");
+                let (name, llm, roots) = thread::scope(|s| {
+                    let name = s.spawn(|| ask_name(server, "user_name", "What is your name?"));
+                    let llm = s.spawn(|| ask_llm(server, "greeting", "Generate a greeting", 50));
+                    let roots = all.then(|| s.spawn(|| ask_roots(server, "client_roots")));
+                    (name.join(), llm.join(), roots.map(|r| r.join()))
+                });
+                let show = |r: std::thread::Result<Result<Value, String>>| match r {
+                    Ok(Ok(v)) => v.to_string(),
+                    Ok(Err(e)) => format!("not answered ({e})"),
+                    Err(_) => "failed".into(),
+                };
+                let mut t = format!("name: {}; greeting: {}", show(name), show(llm));
+                if let Some(r) = roots {
+                    t.push_str(&format!("; roots: {}", show(r)));
+                }
+                text(t)
+            }
+            "multi_round" => {
+                let a = ask_name(server, "step1", "Step 1: What is your name?")?;
+                let q = json!({"message": "Step 2: What is your favorite color?", "requestedSchema": form("color", "string")});
+                let b = server.ask_as(Some("step2"), "elicitation/create", q)?;
+                text(format!(
+                    "{} likes {}",
+                    a["content"]["name"], b["content"]["color"]
+                ))
+            }
+            other => return Err(format!("unknown input-required tool {other}")),
+        },
+    )
 }
 
 fn elicit(server: &Server, message: &str, schema: Value, label: &str) -> Result<Value, String> {
@@ -284,7 +464,17 @@ fn read_resource(uri: &str) -> Result<Value, (i64, String)> {
     Ok(json!({"contents": [contents]}))
 }
 
-fn prompts() -> Value {
+fn prompts(server: &Server) -> Value {
+    let mut list = listed_prompts();
+    if server.extra_prompt.load(Ordering::Relaxed)
+        && let Some(p) = list["prompts"].as_array_mut()
+    {
+        p.push(json!({"name": "test_dynamic_prompt", "description": "Listed after test_trigger_prompt_change"}));
+    }
+    list
+}
+
+fn listed_prompts() -> Value {
     json!({"prompts": [
         {"name": "test_simple_prompt", "description": "A simple prompt without arguments"},
         {"name": "test_prompt_with_arguments", "description": "A prompt with arguments", "arguments": [
@@ -292,11 +482,12 @@ fn prompts() -> Value {
             {"name": "arg2", "description": "Second test argument", "required": true}]},
         {"name": "test_prompt_with_embedded_resource", "description": "A prompt with an embedded resource", "arguments": [
             {"name": "resourceUri", "description": "URI of the resource to embed", "required": true}]},
-        {"name": "test_prompt_with_image", "description": "A prompt with an image"}
+        {"name": "test_prompt_with_image", "description": "A prompt with an image"},
+        {"name": "test_input_required_result_prompt", "description": "A prompt that asks the user for context first"}
     ]})
 }
 
-fn get_prompt(params: &Value) -> Result<Value, (i64, String)> {
+fn get_prompt(server: &Server, params: &Value) -> Result<Value, (i64, String)> {
     let args = &params["arguments"];
     let arg = |k: &str| args[k].as_str().unwrap_or("").to_string();
     let user = |content: Value| json!({"role": "user", "content": content});
@@ -315,6 +506,21 @@ fn get_prompt(params: &Value) -> Result<Value, (i64, String)> {
             ),
             user(json!({"type": "text", "text": "Please process the embedded resource above."})),
         ],
+        "test_input_required_result_prompt" => {
+            let q = json!({"message": "What context should the prompt use?", "requestedSchema": form("context", "string")});
+            let r = server
+                .ask_as(Some("user_context"), "elicitation/create", q)
+                .map_err(|e| (-32603, e))?;
+            let context = r["content"]["context"].as_str().unwrap_or("").to_string();
+            vec![user(
+                json!({"type": "text", "text": format!("Use this context: {context}")}),
+            )]
+        }
+        "test_dynamic_prompt" => {
+            vec![user(
+                json!({"type": "text", "text": "A prompt that comes and goes."}),
+            )]
+        }
         "test_prompt_with_image" => vec![
             user(json!({"type": "image", "data": PNG, "mimeType": "image/png"})),
             user(json!({"type": "text", "text": "Please analyze the image above."})),
@@ -353,15 +559,15 @@ fn handle(server: &Server, request: &Value) -> Result<Value, (i64, String)> {
         "ping" | "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe" => {
             Ok(json!({}))
         }
-        "tools/list" => Ok(tools()),
+        "tools/list" => Ok(tools(server)),
         "tools/call" => call_tool(server, request),
         "resources/list" => Ok(resources()),
         "resources/templates/list" => Ok(json!({"resourceTemplates": [
             {"uriTemplate": "test://template/{id}/data", "name": "template", "description": "Data by id", "mimeType": "application/json"}
         ]})),
         "resources/read" => read_resource(params["uri"].as_str().unwrap_or("")),
-        "prompts/list" => Ok(prompts()),
-        "prompts/get" => get_prompt(params),
+        "prompts/list" => Ok(prompts(server)),
+        "prompts/get" => get_prompt(server, params),
         "completion/complete" => Ok(complete(params)),
         other => Err((-32601, format!("method not found: {other}"))),
     }
@@ -373,6 +579,8 @@ fn main() {
         asking: Mutex::default(),
         next_ask: AtomicU64::new(1),
         client_caps: Mutex::new(json!({})),
+        extra_tool: Default::default(),
+        extra_prompt: Default::default(),
     });
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };

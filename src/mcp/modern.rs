@@ -124,6 +124,8 @@ pub struct Envelope {
     pub client_info: Option<Value>,
     /// `_meta.progressToken`, when the client asked for progress.
     pub progress: bool,
+    /// `_meta`'s log level: the request's opt-in to log messages.
+    pub log_level: Option<String>,
 }
 
 impl Envelope {
@@ -212,6 +214,10 @@ pub fn check(body: &Value, header: Option<Headers<'_>>) -> Result<Envelope, Reje
         capabilities: meta[CLIENT_CAPABILITIES_KEY].clone(),
         client_info: meta.get(CLIENT_INFO_KEY).cloned(),
         progress: meta.contains_key("progressToken"),
+        log_level: meta
+            .get(super::asks::LOG_LEVEL_KEY)
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 

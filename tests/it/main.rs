@@ -13,6 +13,7 @@ mod gateway_util;
 mod infra;
 mod layout;
 mod modern;
+mod modern_asks;
 mod oauth;
 mod pool;
 mod servers;

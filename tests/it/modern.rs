@@ -25,12 +25,21 @@ fn envelope(caps: Value) -> Value {
 pub struct Modern {
     http: reqwest::Client,
     url: String,
-    caps: Value,
+    /// The client capabilities every request declares.
+    pub caps: Value,
 }
 
 impl Modern {
     fn new(gw: &Gateway) -> Modern {
         Modern::at(&gw.base)
+    }
+
+    /// A client of `base`'s `/mcp` declaring `caps`.
+    pub fn declaring(base: &str, caps: Value) -> Modern {
+        Modern {
+            caps,
+            ..Modern::at(base)
+        }
     }
 
     /// A client of `base`'s `/mcp` (a gateway or a balancer).
@@ -417,19 +426,28 @@ async fn a_handshake_era_child_is_translated() {
     );
     assert_eq!(events.last().unwrap()["id"], "p", "{body}");
 
-    // A client without the capability is never asked: the child hears an error, the client its
-    // answer, at once.
+    // A client without the capability is never asked: the child hears an error and the client
+    // is refused at once with -32021 naming what is missing (HTTP 400).
     let plain = Modern {
         caps: json!({}),
         ..Modern::new(&gw)
     };
-    let r = tokio::time::timeout(
+    let (status, r) = tokio::time::timeout(
         Duration::from_secs(10),
-        plain.call("ask", json!({"method": "elicitation/create", "params": {}})),
+        plain.request(
+            "tools/call",
+            json!({"name": "ask", "arguments": {"method": "elicitation/create", "params": {}}}),
+        ),
     )
     .await
     .expect("answered, not parked");
-    assert_ne!(r["result"]["resultType"], "input_required", "{r}");
+    assert_eq!(status, 400, "{r}");
+    assert_eq!(r["error"]["code"], -32021, "{r}");
+    assert_eq!(r["id"], 7, "{r}");
+    assert!(
+        r["error"]["data"]["requiredCapabilities"]["elicitation"].is_object(),
+        "{r}"
+    );
 
     // A client that goes away: its request is cancelled on the child.
     let gone = m

@@ -262,7 +262,16 @@ impl FedSession {
                 }
             }
             Kind::Request { id, .. } => {
-                let ours = self.next_id().to_string();
+                // A member's question keeps the name its id gives it (`"name#…"`), so a
+                // stateless client gets the same input request key as from the member alone.
+                let n = self.next_id();
+                let theirs = serde_json::from_str::<String>(&id).unwrap_or_default();
+                let ours = match theirs.split_once('#') {
+                    Some((name, _)) if !name.is_empty() => {
+                        Value::String(format!("{name}#g{n}")).to_string()
+                    }
+                    _ => n.to_string(),
+                };
                 self.routing.lock().asks.insert(ours.clone(), (index, id));
                 env.render(&[("id", &ours)])
             }

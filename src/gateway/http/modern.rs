@@ -172,6 +172,16 @@ impl Http {
             Ok(e) => e,
             Err(rejection) => return self.refuse_stateless(Some(&id), &rejection),
         };
+        let streams = accepts(headers, "text/event-stream");
+        if method == "subscriptions/listen" && !streams {
+            self.metrics.reject("accept");
+            return rpc_error_reply_for(
+                StatusCode::NOT_ACCEPTABLE,
+                Some(&id),
+                jsonrpc::INVALID_REQUEST,
+                "subscriptions/listen answers with a stream: Accept must list text/event-stream",
+            );
+        }
         if self.is_shutting_down() {
             self.metrics.reject("shutting_down");
             return error_reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
@@ -201,7 +211,6 @@ impl Http {
         let Some(first) = rx.recv().await else {
             return error_reply(StatusCode::BAD_GATEWAY, "the MCP server gave no answer");
         };
-        let streams = accepts(headers, "text/event-stream");
         match first {
             Reply::Final(text, code) => json_response(modern::status_for(code), text),
             Reply::Related(note) if streams => self.modern_stream(note, rx),

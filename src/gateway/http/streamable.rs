@@ -43,8 +43,13 @@ use crate::{
 };
 
 impl Http {
-    /// `MCP-Protocol-Version`, when sent, must be one this transport serves.
-    fn check_version(&self, headers: &HeaderMap) -> Result<Option<String>, Box<Response>> {
+    /// `MCP-Protocol-Version`, when sent, must be one this transport serves; the refusal
+    /// carries the request's raw `id` when there is one.
+    fn check_version(
+        &self,
+        headers: &HeaderMap,
+        id: Option<&str>,
+    ) -> Result<Option<String>, Box<Response>> {
         match header(headers, "mcp-protocol-version") {
             None => Ok(None),
             Some(v) if version::STREAMABLE_HTTP.contains(&v) => Ok(Some(v.to_string())),
@@ -56,7 +61,10 @@ impl Http {
                     version::STREAMABLE_HTTP.join(", "),
                     version::MODERN.join(", ")
                 );
-                let mut r = reply(StatusCode::BAD_REQUEST, rejection.response("null"));
+                let mut r = reply(
+                    StatusCode::BAD_REQUEST,
+                    rejection.response(id.unwrap_or("null")),
+                );
                 r.headers_mut()
                     .insert("content-type", HeaderValue::from_static("application/json"));
                 Err(Box::new(r))
@@ -111,12 +119,16 @@ impl Http {
                 "Accept must list both application/json and text/event-stream",
             );
         }
-        let version = match self.check_version(headers) {
-            Ok(v) => v,
-            Err(r) => return *r,
-        };
         let parsed = match self.read_messages(headers, body).await {
             Ok(p) => p,
+            Err(r) => return *r,
+        };
+        let single_id = match parsed.messages.as_slice() {
+            [(_, Kind::Request { id, .. })] if !parsed.batch => Some(id.as_str()),
+            _ => None,
+        };
+        let version = match self.check_version(headers, single_id) {
+            Ok(v) => v,
             Err(r) => return *r,
         };
         let init = parsed.messages.iter().find_map(|(line, kind)| match kind {
@@ -460,7 +472,7 @@ impl Http {
                 "Accept must list text/event-stream",
             );
         }
-        if let Err(r) = self.check_version(headers) {
+        if let Err(r) = self.check_version(headers, None) {
             return *r;
         }
         let mcp = match self.mcp_session(headers, server) {
@@ -491,7 +503,7 @@ impl Http {
         if modern::by_header(headers) {
             return modern::no_stream();
         }
-        if let Err(r) = self.check_version(headers) {
+        if let Err(r) = self.check_version(headers, None) {
             return *r;
         }
         match self.mcp_session(headers, server) {

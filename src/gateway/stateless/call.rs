@@ -64,6 +64,8 @@ impl Client for Virtual {
 pub(super) struct Call {
     link: Box<dyn Link>,
     rx: mpsc::UnboundedReceiver<Heard>,
+    /// Read too early: given again by the next [`Call::next`].
+    unread: Option<Heard>,
     grace: Duration,
     budget: Budget,
 }
@@ -88,6 +90,7 @@ impl Call {
         Ok(Call {
             link,
             rx,
+            unread: None,
             grace,
             budget,
         })
@@ -107,14 +110,16 @@ impl Call {
 
     /// The next thing the server said; `None` once the backend dropped the call.
     pub async fn next(&mut self) -> Option<Heard> {
+        if let Some(heard) = self.unread.take() {
+            return Some(heard);
+        }
         let heard = self.rx.recv().await?;
         Some(self.read(heard))
     }
 
-    /// What the server already said, without waiting.
-    pub fn try_next(&mut self) -> Option<Heard> {
-        let heard = self.rx.try_recv().ok()?;
-        Some(self.read(heard))
+    /// Gives `heard` (just read) back: the next [`Call::next`] returns it again.
+    pub fn unread(&mut self, heard: Heard) {
+        self.unread = Some(heard);
     }
 
     /// The answer to request `id`, skipping anything else; `None` if the call ended first.

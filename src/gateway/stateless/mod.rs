@@ -19,6 +19,8 @@
 
 mod budget;
 mod call;
+mod listen;
+mod questions;
 mod steps;
 mod tools;
 
@@ -34,8 +36,10 @@ pub use self::budget::{Reply, ReplyStream};
 use self::{
     budget::Replies,
     call::{Call, Heard},
+    listen::Listen,
+    questions::Sorted,
     steps::{
-        CALL_ID, Era, final_answer, handshake, keep, key_of, list_tools, probe, question, relayed,
+        CALL_ID, Era, final_answer, handshake, keep, list_tools, not_reading, probe, relay_ok,
         send, with_id,
     },
     tools::Tools,
@@ -45,6 +49,7 @@ use super::{
     metrics::ServerMetrics,
 };
 use crate::mcp::{
+    asks,
     jsonrpc::{self, Kind},
     modern::{self, Envelope},
 };
@@ -53,13 +58,12 @@ use crate::mcp::{
 const MAX_PARKED: usize = 10_000;
 
 /// Methods of the handshake era with no place in the stateless revision.
-const NOT_IN_REVISION: [&str; 6] = [
+const NOT_IN_REVISION: [&str; 5] = [
     "initialize",
     "ping",
     "logging/setLevel",
     "resources/subscribe",
     "resources/unsubscribe",
-    "subscriptions/listen",
 ];
 
 /// One stateless request.
@@ -81,6 +85,8 @@ pub struct Request {
 enum Outcome {
     Answered,
     Asked,
+    /// Refused for a capability its client did not declare.
+    Refused,
 }
 
 type MakeBackend = Box<dyn Fn() -> anyhow::Result<Arc<dyn Backend>> + Send + Sync>;
@@ -101,8 +107,10 @@ enum Lane {
 struct Parked {
     call: Call,
     method: String,
-    /// Input request keys → the child's question, by the gateway's raw id.
-    asked: Vec<String>,
+    /// The questions asked: (key, the child's raw id).
+    asked: Vec<(String, String)>,
+    /// The questions as the client was asked them, by key (asked again if a retry lacks one).
+    asks: Map<String, Value>,
 }
 
 /// The stateless side of one server.
@@ -173,7 +181,7 @@ impl Stateless {
             me.settings.metrics.stateless(match &done {
                 Ok(Outcome::Answered) => "answered",
                 Ok(Outcome::Asked) => "input_required",
-                Err(_) => "failed",
+                Ok(Outcome::Refused) | Err(_) => "failed",
             });
             if let Err((code, message)) = done {
                 tx.answer(
@@ -190,10 +198,17 @@ impl Stateless {
         if req.method == "tools/call" {
             self.check_param_headers(&req, &params).await?;
         }
-        if let Some((state, answers)) = modern::retry_of(&params)
+        let mut early = asks::input_responses(&params).map_err(|m| (jsonrpc::INVALID_PARAMS, m))?;
+        if let Some((state, _)) = modern::retry_of(&params)
             && let Some(parked) = self.unpark(&state, &req.method)
         {
-            return self.resume(parked, answers, &req, tx).await;
+            return self.resume(parked, early, &req, tx).await;
+        }
+        if NOT_IN_REVISION.contains(&req.method.as_str()) {
+            return Err((
+                jsonrpc::METHOD_NOT_FOUND,
+                format!("{} is not part of protocol revision 2026-07-28", req.method),
+            ));
         }
         let (backend, era) = match &self.lane {
             Lane::Refused(reason) => return Err((jsonrpc::METHOD_NOT_FOUND, reason.clone())),
@@ -207,38 +222,47 @@ impl Stateless {
                     format!("cannot reach the MCP server: {e}"),
                 )
             })?;
+        let listen = Listen {
+            id: &req.id,
+            body: &req.body,
+        };
         if era == Era::Stateless {
+            if req.method == "subscriptions/listen" {
+                listen::passthrough(call, listen, tx, &self.stop).await?;
+                return Ok(Outcome::Answered);
+            }
             // Passed through; only the id is ours.
             let line = with_id(&req.body, CALL_ID);
             send(&call, line).await?;
-            return self.pump(call, era, &req, tx).await;
+            return self.pump(call, era, &req, early, tx).await;
         }
         if modern::retry_of(&params).is_some() {
             return Err((
                 jsonrpc::INVALID_PARAMS,
-                "unknown or expired requestState; send the request again without it".into(),
+                "unknown, expired or altered requestState; send the request again without it"
+                    .into(),
             ));
         }
-        if NOT_IN_REVISION.contains(&req.method.as_str()) {
-            return Err((
-                jsonrpc::METHOD_NOT_FOUND,
-                format!("{} is not part of protocol revision 2026-07-28", req.method),
-            ));
-        }
-        let init = handshake(&mut call, &req.envelope).await?;
+        let init = handshake(&mut call, &req.envelope, true).await?;
         if req.method == "server/discover" {
             let result = modern::discover_from_initialize(&init);
             let text = jsonrpc::result_response(&req.id, &result.to_string());
             tx.answer(text, None);
             return Ok(Outcome::Answered);
         }
+        if req.method == "subscriptions/listen" {
+            listen::translated(call, &init, listen, tx, &self.stop).await?;
+            return Ok(Outcome::Answered);
+        }
+        // What the request already answers is kept for the server's questions; the rest goes.
+        early.retain(|_, v| v.is_object());
         let forwarded = jsonrpc::message(
             Some(CALL_ID),
             &req.method,
             Some(&modern::strip_params(&params)),
         );
         send(&call, forwarded).await?;
-        self.pump(call, era, &req, tx).await
+        self.pump(call, era, &req, early, tx).await
     }
 
     /// The lane's children, started (and probed) on first use.
@@ -299,11 +323,13 @@ impl Stateless {
     }
 
     /// Relays what the server says until the answer (or a question, which parks the call).
+    /// `early`: answers the client sent before it was asked (`inputResponses`), by key.
     async fn pump(
         &self,
         mut call: Call,
         era: Era,
         req: &Request,
+        mut early: Map<String, Value>,
         tx: &Replies,
     ) -> Result<Outcome, (i64, String)> {
         loop {
@@ -328,38 +354,33 @@ impl Stateless {
             };
             match jsonrpc::classify(text.as_bytes()) {
                 Ok(Kind::Response { id }) if id == CALL_ID => {
-                    let (text, code) = final_answer(&text, &req.id, &req.method, era);
+                    let params = &req.body["params"];
+                    let (text, code) = final_answer(&text, &req.id, (&req.method, params), era);
                     tx.answer(text, code);
                     return Ok(Outcome::Answered);
                 }
-                Ok(Kind::Notification { method }) if relayed(&method) => {
-                    tx.related(text).then_some(()).ok_or_else(not_reading)?;
+                Ok(Kind::Notification { method }) => {
+                    if !relay_ok(&method, &text, &req.envelope) {
+                        continue;
+                    }
+                    if !tx.related(text) {
+                        return Err(not_reading());
+                    }
                 }
                 Ok(Kind::Request { id, method })
                     if era == Era::Handshake && modern::is_input_method(&method) =>
                 {
-                    let mut asks = Map::new();
-                    asks.insert(key_of(&id), question(&text));
-                    let mut asked = vec![id];
-                    // Questions asked together are asked together.
-                    while let Some(Heard::Message(more)) = call.try_next() {
-                        match jsonrpc::classify(more.as_bytes()) {
-                            Ok(Kind::Request { id, method })
-                                if modern::is_input_method(&method) =>
-                            {
-                                asks.insert(key_of(&id), question(&more));
-                                asked.push(id);
-                            }
-                            // A notification ends the gathering: what follows waits in the
-                            // call (and counts against it) until the retry reads it.
-                            Ok(Kind::Notification { method }) if relayed(&method) => {
-                                tx.related(more).then_some(()).ok_or_else(not_reading)?;
-                                break;
-                            }
-                            _ => {}
+                    let first = (id, method, text);
+                    match questions::sort(&mut call, first, &req.envelope, &mut early, tx).await? {
+                        Sorted::Ask(asks, asked) => return self.park(call, req, asks, asked, tx),
+                        Sorted::Refuse(missing) => {
+                            // Dropping the call cancels the request on the server.
+                            let code = modern::MISSING_REQUIRED_CLIENT_CAPABILITY;
+                            tx.answer(questions::refusal(&req.id, missing), Some(code));
+                            return Ok(Outcome::Refused);
                         }
+                        Sorted::Answered => {}
                     }
-                    return self.park(call, req, asks, asked, tx);
                 }
                 Ok(Kind::Request { id, method }) => {
                     let msg =
@@ -377,7 +398,7 @@ impl Stateless {
         call: Call,
         req: &Request,
         asks: Map<String, Value>,
-        asked: Vec<String>,
+        asked: Vec<(String, String)>,
         tx: &Replies,
     ) -> Result<Outcome, (i64, String)> {
         let state = format!("{}{}", req.state_prefix, Uuid::new_v4().simple());
@@ -395,6 +416,7 @@ impl Stateless {
                     call,
                     method: req.method.clone(),
                     asked,
+                    asks: asks.clone(),
                 },
             );
         }
@@ -429,26 +451,36 @@ impl Stateless {
         parked.remove(state)
     }
 
-    /// The client's answers go to the child's questions; the call carries on.
+    /// The client's answers go to the child's questions and the call carries on; questions the
+    /// retry left unanswered are asked again (with a new `requestState`).
     async fn resume(
         &self,
-        parked: Parked,
+        mut parked: Parked,
         mut answers: Map<String, Value>,
         req: &Request,
         tx: &Replies,
     ) -> Result<Outcome, (i64, String)> {
-        for id in &parked.asked {
-            let line = match answers.remove(&key_of(id)) {
-                Some(result) => jsonrpc::result_response(id, &result.to_string()),
-                None => jsonrpc::error_response(
-                    id,
-                    jsonrpc::INTERNAL_ERROR,
-                    "the client retried without answering this request",
-                ),
-            };
-            send(&parked.call, line.into()).await?;
+        let mut again = (Map::new(), Vec::new());
+        for (key, id) in std::mem::take(&mut parked.asked) {
+            match answers.remove(&key) {
+                Some(result) => {
+                    let line = jsonrpc::result_response(&id, &result.to_string());
+                    send(&parked.call, line.into()).await?;
+                }
+                None => {
+                    if let Some(q) = parked.asks.remove(&key) {
+                        again.0.insert(key.clone(), q);
+                    }
+                    again.1.push((key, id));
+                }
+            }
         }
-        self.pump(parked.call, Era::Handshake, req, tx).await
+        if !again.1.is_empty() {
+            return self.park(parked.call, req, again.0, again.1, tx);
+        }
+        // Answers to questions not asked yet are kept for when they are.
+        self.pump(parked.call, Era::Handshake, req, answers, tx)
+            .await
     }
 
     /// For `/health`.
@@ -482,13 +514,4 @@ impl Stateless {
             backend.shutdown().await;
         }
     }
-}
-
-/// A request whose client did not read what it was sent (its answer stream, or what the
-/// server said while the request waited for the client's retry) ends as a slow client would.
-fn not_reading() -> (i64, String) {
-    (
-        jsonrpc::INTERNAL_ERROR,
-        "the request was ended: more was waiting for the client than --session-buffer-bytes allows (a stream not read, or a server that kept talking while the request waited for the client's retry)".into(),
-    )
 }

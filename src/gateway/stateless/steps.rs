@@ -13,6 +13,7 @@ use super::call::{Call, Heard};
 use crate::{
     gateway::backend::Backend,
     mcp::{
+        asks,
         jsonrpc::{self, Kind},
         modern::{self, Envelope},
         version,
@@ -47,6 +48,7 @@ fn own_envelope() -> Envelope {
             json!({"name": "aareguru-mcp-gateway", "version": env!("CARGO_PKG_VERSION")}),
         ),
         progress: false,
+        log_level: None,
     }
 }
 
@@ -96,7 +98,7 @@ pub(super) async fn keep(backend: &Arc<dyn Backend>, grace: Duration, stop: Canc
     let Ok(mut call) = Call::open(backend, grace, HOUSEKEEPING_BYTES) else {
         return;
     };
-    if let Err((_, e)) = handshake(&mut call, &own_envelope()).await {
+    if let Err((_, e)) = handshake(&mut call, &own_envelope(), false).await {
         tracing::warn!(error = %e, "stateless lane: the MCP server's handshake failed; each request retries it");
         return;
     }
@@ -127,14 +129,22 @@ pub(super) async fn keep(backend: &Arc<dyn Backend>, grace: Duration, stop: Canc
 const SETTLE: Duration = Duration::from_millis(600);
 
 /// The call's `initialize`, on the client's behalf (answered from the lane's cache after the
-/// first); the child's result.
+/// first); the child's result. With `asks`, the call declares every capability the gateway
+/// can ask a client for (so a shared child's questions come to this call, whose request's own
+/// capabilities are checked when they arrive); without, none.
 pub(super) async fn handshake(
     call: &mut Call,
     envelope: &Envelope,
+    asks: bool,
 ) -> Result<Value, (i64, String)> {
+    let capabilities = if asks {
+        json!({"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {}})
+    } else {
+        json!({})
+    };
     let params = json!({
         "protocolVersion": version::NEWEST_HANDSHAKE,
-        "capabilities": if envelope.capabilities.is_object() { envelope.capabilities.clone() } else { json!({}) },
+        "capabilities": capabilities,
         "clientInfo": envelope.client_info.clone().unwrap_or_else(|| json!({"name": "stateless client", "version": "0"})),
     });
     send(
@@ -176,14 +186,40 @@ pub(super) fn with_id(body: &Value, id: &str) -> Bytes {
     Bytes::from(body.to_string())
 }
 
-/// Notifications a stateless client hears on its request's stream.
-pub(super) fn relayed(method: &str) -> bool {
-    matches!(method, "notifications/progress" | "notifications/message")
+/// Whether a notification the server sent during a request reaches the request's client:
+/// progress always, a log message only at the level the request opted in to
+/// (`_meta`'s log level; none asked, none sent), nothing else.
+pub(super) fn relay_ok(method: &str, text: &str, envelope: &Envelope) -> bool {
+    match method {
+        "notifications/progress" => true,
+        "notifications/message" => {
+            let v: Value = serde_json::from_str(text).unwrap_or_default();
+            asks::log_passes(envelope.log_level.as_deref(), v.get("params"))
+        }
+        _ => false,
+    }
 }
 
-/// The input request key for a question with raw id `id`.
+/// A request whose client did not read what it was sent (its answer stream, or what the
+/// server said while the request waited for the client's retry) ends as a slow client would.
+pub(super) fn not_reading() -> (i64, String) {
+    (
+        jsonrpc::INTERNAL_ERROR,
+        "the request was ended: more was waiting for the client than --session-buffer-bytes allows (a stream not read, or a server that kept talking while the request waited for the client's retry)".into(),
+    )
+}
+
+/// The input request key for a question with raw id `id`: a string id up to its first `#`
+/// (so a server can name its question and still keep ids unique: `"user_name#7"` is asked as
+/// `user_name`), else the id as written.
 pub(super) fn key_of(id: &str) -> String {
-    serde_json::from_str::<String>(id).unwrap_or_else(|_| id.to_string())
+    match serde_json::from_str::<String>(id) {
+        Ok(s) => match s.split_once('#') {
+            Some((name, _)) if !name.is_empty() => name.to_string(),
+            _ => s,
+        },
+        Err(_) => id.to_string(),
+    }
 }
 
 /// A child's request as an input request: its method and params.
@@ -196,15 +232,42 @@ pub(super) fn question(text: &str) -> Value {
     q
 }
 
-/// The child's answer, for the client: its id, and for a translated child the revision's tags.
+/// The child's answer, for the client: its id, and for a translated child the revision's tags
+/// and error codes (a resource not found, `-32002` before, is `-32602` naming the URI in its
+/// data).
 pub(super) fn final_answer(
     text: &str,
     client_id: &str,
-    method: &str,
+    req: (&str, &Value),
     era: Era,
 ) -> (String, Option<i64>) {
+    let (method, params) = req;
     let mut v: Value = serde_json::from_str(text).unwrap_or_default();
     v["id"] = serde_json::from_str(client_id).unwrap_or(Value::Null);
+    if era == Era::Handshake
+        && method == "resources/read"
+        && matches!(
+            v["error"]["code"].as_i64(),
+            Some(RESOURCE_NOT_FOUND | jsonrpc::INVALID_PARAMS)
+        )
+    {
+        v["error"]["code"] = jsonrpc::INVALID_PARAMS.into();
+        if !v["error"]["data"].is_object() {
+            v["error"]["data"] = json!({});
+        }
+        if v["error"]["data"].get("uri").is_none() {
+            v["error"]["data"]["uri"] = params["uri"].clone();
+        }
+    }
+    if method == "server/discover"
+        && let Some(result) = v.get_mut("result").and_then(Value::as_object_mut)
+    {
+        // This endpoint serves every revision the gateway speaks, whatever the server's own.
+        result.insert(
+            "supportedVersions".into(),
+            json!(modern::supported_versions()),
+        );
+    }
     let code = v["error"]["code"].as_i64();
     if era == Era::Handshake
         && let Some(result) = v.get_mut("result").and_then(Value::as_object_mut)
@@ -213,6 +276,9 @@ pub(super) fn final_answer(
     }
     (v.to_string(), code)
 }
+
+/// The handshake era's "resource not found" error code.
+const RESOURCE_NOT_FOUND: i64 = -32002;
 
 /// Most pages of a child's tool listing read.
 const MAX_PAGES: usize = 100;
@@ -227,7 +293,9 @@ pub(super) async fn list_tools(
 ) -> Result<Vec<Value>, String> {
     let mut call = Call::open(backend, grace, HOUSEKEEPING_BYTES).map_err(|e| e.to_string())?;
     if era == Era::Handshake {
-        handshake(&mut call, envelope).await.map_err(|(_, m)| m)?;
+        handshake(&mut call, envelope, false)
+            .await
+            .map_err(|(_, m)| m)?;
     }
     let mut tools = Vec::new();
     let mut cursor: Option<String> = None;
