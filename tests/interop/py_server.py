@@ -1,7 +1,7 @@
 """A Python SDK 2.x stdio MCP server (mcp 2.3.0's MCPServer), for the gateway to serve: it speaks
 protocol revision 2026-07-28 itself, so the gateway passes those requests through.
 
-Usage: python py_server.py
+Usage: python py_server.py [--http PORT]
 """
 
 from typing import Annotated
@@ -56,4 +56,10 @@ def haiku(topic: str) -> str:
 
 
 if __name__ == "__main__":
-    server.run("stdio")
+    import sys
+
+    if sys.argv[1:2] == ["--http"]:
+        # Natively over Streamable HTTP, to compare with the gateway in front of it.
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        server.run("stdio")

@@ -68,6 +68,15 @@ if ! grep -q "\"version\": \"$conformance\"" "$dir/conformance/node_modules/@mod
     npm install --prefix "$dir/conformance" --no-audit --no-fund --silent \
         "@modelcontextprotocol/conformance@$conformance" "@modelcontextprotocol/inspector@$inspector"
 fi
+# The suite's 0.2.0 line (the 2026-07-28 requirement set), pinned, beside 0.1.x while hosts
+# still speak the handshake revisions.
+conformance_next=0.2.0-alpha.12
+mkdir -p "$dir/conformance-next"
+if ! grep -q "\"version\": \"$conformance_next\"" "$dir/conformance-next/node_modules/@modelcontextprotocol/conformance/package.json" 2>/dev/null; then
+    echo '{"name":"aareguru-conformance-next","private":true}' > "$dir/conformance-next/package.json"
+    npm install --prefix "$dir/conformance-next" --no-audit --no-fund --silent \
+        "@modelcontextprotocol/conformance@$conformance_next"
+fi
 
 # oidc-provider (a real OAuth authorization server), in target/oidc as the Rust tests use it
 oidc=9.13.3
@@ -127,6 +136,16 @@ for backend in per-session shared federated; do
     PATH="$node22_bin:$PATH" timeout 600 python3 tests/interop/conformance.py "$bin" "$root/target/debug/examples/conformance_server" \
         "$root/$dir/conformance/node_modules/.bin/conformance" "$root/tests/conformance/baseline.yml" "$backend" \
         "$root/target/debug/examples/fixture_server"
+done
+
+echo "== Official conformance suite ($conformance_next): the 2026-07-28 requirement set and the active suite, baseline tests/conformance/baseline-2026-07-28.yml"
+next_cli="$root/$dir/conformance-next/node_modules/.bin/conformance"
+next_baseline="$root/tests/conformance/baseline-2026-07-28.yml"
+for target in per-session shared "federated $root/target/debug/examples/fixture_server" \
+    "python $root/$dir/venv/bin/python $root/tests/interop/py_server.py" "builtin $fake"; do
+    # shellcheck disable=SC2086 # the target carries its own arguments
+    PATH="$node22_bin:$PATH" timeout 900 python3 tests/interop/conformance_modern.py "$bin" \
+        "$root/target/debug/examples/conformance_server" "$next_cli" "$next_baseline" $target
 done
 
 echo "== Official conformance suite ($conformance): every client scenario (auth included) against the --connect bridge"
