@@ -249,7 +249,6 @@ async fn a_listen_stream_is_acknowledged_then_hears_only_what_it_asked_for() {
             heard["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "L1",
             "{heard}"
         );
-        drop(listen);
 
         // A listen stream needs a stream to answer on.
         let r = reqwest::Client::new()
@@ -267,6 +266,19 @@ async fn a_listen_stream_is_acknowledged_then_hears_only_what_it_asked_for() {
             .await
             .unwrap();
         assert_eq!(r.status(), 406);
+
+        // The gateway shutting down ends the stream with its result, tagged.
+        let pid = gw.child.id().unwrap() as i32;
+        // SAFETY: signalling a child process this test started.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let last = next_event(&mut listen, &mut buf)
+            .await
+            .expect("closed with a result");
+        assert_eq!(last["id"], "L1", "{last}");
+        assert_eq!(
+            last["result"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "L1",
+            "{last}"
+        );
     }
 }
 

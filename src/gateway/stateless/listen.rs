@@ -53,12 +53,8 @@ pub(super) async fn translated(
         send(&call, line).await?;
     }
     loop {
-        let text = tokio::select! {
-            heard = call.next() => heard_text(heard)?,
-            _ = stop.cancelled() => {
-                close(&req, tx);
-                return Ok(());
-            }
+        let Some(text) = next(&mut call, &req, tx, stop).await? else {
+            return Ok(());
         };
         match jsonrpc::classify(text.as_bytes()) {
             Ok(Kind::Notification { method }) => {
@@ -85,12 +81,8 @@ pub(super) async fn passthrough(
 ) -> Result<(), (i64, String)> {
     send(&call, with_id(req.body, CALL_ID)).await?;
     loop {
-        let text = tokio::select! {
-            heard = call.next() => heard_text(heard)?,
-            _ = stop.cancelled() => {
-                close(&req, tx);
-                return Ok(());
-            }
+        let Some(text) = next(&mut call, &req, tx, stop).await? else {
+            return Ok(());
         };
         match jsonrpc::classify(text.as_bytes()) {
             Ok(Kind::Response { id }) if id == CALL_ID => {
@@ -116,6 +108,23 @@ pub(super) async fn passthrough(
             }
             Ok(Kind::Request { id, method }) => refuse_question(&call, &id, &method).await?,
             _ => {}
+        }
+    }
+}
+
+/// What the server says next; `None` once the gateway shuts down (the stream was then closed
+/// with its result).
+async fn next(
+    call: &mut Call,
+    req: &Listen<'_>,
+    tx: &Replies,
+    stop: &CancellationToken,
+) -> Result<Option<String>, (i64, String)> {
+    tokio::select! {
+        heard = call.next() => heard_text(heard).map(Some),
+        _ = stop.cancelled() => {
+            close(req, tx);
+            Ok(None)
         }
     }
 }
