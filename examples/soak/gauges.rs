@@ -138,7 +138,11 @@ fn allowance(name: &str, level: f64) -> f64 {
 }
 
 /// Growth of each gauge after warm-up (median of the last third minus median of the first),
-/// and the gauges whose growth is a trend.
+/// and the gauges whose growth is a trend: past their allowance overall, and rising through
+/// both halves (the middle third above the first, the last above the middle, each by a third
+/// of the allowance) — a leak under steady load climbs all the way, while a population that
+/// churns (children killed and restarted, pools refilled) can end one third high and not the
+/// next.
 pub fn trends(samples: &[Sample], warmup: f64) -> (Value, Vec<String>) {
     let after: Vec<&Sample> = samples.iter().filter(|s| s.t >= warmup).collect();
     let mut growth = serde_json::Map::new();
@@ -147,22 +151,42 @@ pub fn trends(samples: &[Sample], warmup: f64) -> (Value, Vec<String>) {
         return (Value::Object(growth), up);
     }
     let third = after.len() / 3;
+    let median_of =
+        |part: &[&Sample], name: &str| median(part.iter().map(|s| s.get(name)).collect());
     for name in NAMES {
-        let first = median(after[..third].iter().map(|s| s.get(name)).collect());
-        let last = median(
-            after[after.len() - third..]
-                .iter()
-                .map(|s| s.get(name))
-                .collect(),
-        );
+        let first = median_of(&after[..third], name);
+        let middle = median_of(&after[third..after.len() - third], name);
+        let last = median_of(&after[after.len() - third..], name);
         let g = last - first;
         growth.insert(
             name.into(),
-            json!({"first": first, "last": last, "growth": g}),
+            json!({"first": first, "middle": middle, "last": last, "growth": g}),
         );
-        if g > allowance(name, first) {
-            up.push(format!("{name} grew from {first} to {last}"));
+        let allowed = allowance(name, first);
+        if is_trend(first, middle, last, allowed) {
+            up.push(format!("{name} grew from {first} to {middle} to {last}"));
         }
     }
     (Value::Object(growth), up)
+}
+
+/// Growth past `allowed` that rose through both halves.
+fn is_trend(first: f64, middle: f64, last: f64, allowed: f64) -> bool {
+    last - first > allowed && middle - first > allowed / 3.0 && last - middle > allowed / 3.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_trend;
+
+    #[test]
+    fn a_trend_climbs_all_the_way() {
+        // A leak: steady growth.
+        assert!(is_trend(50.0, 60.0, 70.0, 12.0));
+        // Churn: flat, then one high third (the CI run that failed on children 50 -> 66).
+        assert!(!is_trend(50.0, 50.0, 66.0, 12.0));
+        // Up and back down a little: not a trend either.
+        assert!(!is_trend(50.0, 70.0, 66.0, 12.0));
+        assert!(!is_trend(50.0, 55.0, 58.0, 12.0));
+    }
 }
