@@ -24,6 +24,15 @@ const LEVELS: [&str; 8] = [
     "emergency",
 ];
 
+/// The name a server gave its question in the question's request id (a string id up to its
+/// first `#`: `"user_name#7"` names `user_name`), which becomes its input request key; `None`
+/// when `id` (the decoded id) names nothing.
+pub fn question_name(id: &str) -> Option<&str> {
+    id.split_once('#')
+        .map(|(name, _)| name)
+        .filter(|name| !name.is_empty())
+}
+
 /// The capability (as `ClientCapabilities`, e.g. `{"sampling": {}}`) a server's question
 /// `method` with `params` needs and `declared` (the request's client capabilities) lacks;
 /// `None` when the client declared it. A URL-mode elicitation needs `elicitation.url`.
@@ -206,6 +215,14 @@ mod tests {
             Some(json!({"elicitation": {"url": {}}}))
         );
         assert_eq!(undeclared("tools/list", None, &none), None);
+    }
+
+    #[test]
+    fn a_question_is_named_by_its_id_up_to_the_first_hash() {
+        assert_eq!(question_name("user_name#7"), Some("user_name"));
+        assert_eq!(question_name("a#b#c"), Some("a"));
+        assert_eq!(question_name("#7"), None);
+        assert_eq!(question_name("plain"), None);
     }
 
     #[test]

@@ -35,6 +35,27 @@ def start_fake(fake: str) -> tuple[subprocess.Popen, str]:
     return proc, "http://" + line.removeprefix("listening on ")
 
 
+def conformance_group_file(work: str, fixture: str, other: str, fixture_backend: str | None = None) -> str:
+    """Writes a servers file whose group "conf" holds the conformance fixture (on
+    `fixture_backend`, if given) and `other` (shared), names unprefixed; returns its path."""
+    conformance = {"command": fixture, "args": []}
+    if fixture_backend:
+        conformance["gateway"] = {"backend": fixture_backend}
+    path = os.path.join(work, "servers.json")
+    with open(path, "w") as f:
+        json.dump(
+            {
+                "mcpServers": {
+                    "conformance": conformance,
+                    "other": {"command": other, "args": [], "gateway": {"backend": "shared"}},
+                },
+                "groups": {"conf": {"members": ["conformance", "other"], "prefix": "never"}},
+            },
+            f,
+        )
+    return path
+
+
 def start_gateway(
     binary: str, extra: list[str], env: dict[str, str] | None = None, port: int = 0
 ) -> tuple[subprocess.Popen, str]:

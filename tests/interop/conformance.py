@@ -13,27 +13,13 @@ import subprocess
 import sys
 import tempfile
 
-import json
-import os
-
-from common import start_gateway
+from common import conformance_group_file, start_gateway
 
 BIN, FIXTURE, CLI, BASELINE, BACKEND = sys.argv[1:6]
 
 work = tempfile.mkdtemp()
 if BACKEND == "federated":
-    conf = os.path.join(work, "servers.json")
-    with open(conf, "w") as f:
-        json.dump(
-            {
-                "mcpServers": {
-                    "conformance": {"command": FIXTURE, "args": []},
-                    "other": {"command": sys.argv[6], "args": [], "gateway": {"backend": "shared"}},
-                },
-                "groups": {"conf": {"members": ["conformance", "other"], "prefix": "never"}},
-            },
-            f,
-        )
+    conf = conformance_group_file(work, FIXTURE, sys.argv[6])
     gw, base = start_gateway(BIN, ["--config", conf, "--default-server", "conf"])
 else:
     gw, base = start_gateway(BIN, ["--backend", BACKEND, "--", FIXTURE])

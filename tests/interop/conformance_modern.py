@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from common import start_fake, start_gateway
+from common import conformance_group_file, start_fake, start_gateway
 
 BIN, FIXTURE, CLI, BASELINE, TARGET = sys.argv[1:6]
 ARGS = sys.argv[6:]
@@ -103,20 +103,9 @@ def local(base: str) -> str:
 def fixture_target() -> int:
     work = tempfile.mkdtemp()
     if TARGET == "federated":
-        conf = os.path.join(work, "servers.json")
-        with open(conf, "w") as f:
-            json.dump(
-                {
-                    "mcpServers": {
-                        # Shared: each stateless request is a group session of its own, and
-                        # a listen stream hears a list change only from a child it shares.
-                        "conformance": {"command": FIXTURE, "args": [], "gateway": {"backend": "shared"}},
-                        "other": {"command": ARGS[0], "args": [], "gateway": {"backend": "shared"}},
-                    },
-                    "groups": {"conf": {"members": ["conformance", "other"], "prefix": "never"}},
-                },
-                f,
-            )
+        # The fixture on shared: each stateless request is a group session of its own, and a
+        # listen stream hears a list change only from a child it shares.
+        conf = conformance_group_file(work, FIXTURE, ARGS[0], "shared")
         gw, base = start_gateway(BIN, ["--config", conf, "--default-server", "conf"])
     else:
         gw, base = start_gateway(BIN, ["--backend", TARGET, "--", FIXTURE])

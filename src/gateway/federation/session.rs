@@ -34,6 +34,7 @@ use super::{
 use crate::{
     gateway::backend::{Client, CloseCause, ForwardError, Link},
     mcp::{
+        asks,
         jsonrpc::{self, Envelope, Kind},
         splice,
     },
@@ -266,11 +267,9 @@ impl FedSession {
                 // stateless client gets the same input request key as from the member alone.
                 let n = self.next_id();
                 let theirs = serde_json::from_str::<String>(&id).unwrap_or_default();
-                let ours = match theirs.split_once('#') {
-                    Some((name, _)) if !name.is_empty() => {
-                        Value::String(format!("{name}#g{n}")).to_string()
-                    }
-                    _ => n.to_string(),
+                let ours = match asks::question_name(&theirs) {
+                    Some(name) => Value::String(format!("{name}#g{n}")).to_string(),
+                    None => n.to_string(),
                 };
                 self.routing.lock().asks.insert(ours.clone(), (index, id));
                 env.render(&[("id", &ours)])

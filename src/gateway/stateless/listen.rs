@@ -100,8 +100,9 @@ pub(super) async fn passthrough(
             }
             Ok(Kind::Notification { .. }) => {
                 let v: Value = serde_json::from_str(&text).unwrap_or_default();
-                let ours = v["params"]["_meta"].get(asks::SUBSCRIPTION_ID_KEY) == Some(&json!(1))
-                    || v["params"]["_meta"].get(asks::SUBSCRIPTION_ID_KEY) == Some(&json!("1"));
+                let tag = v["params"]["_meta"].get(asks::SUBSCRIPTION_ID_KEY);
+                let ours =
+                    tag.is_some() && serde_json::from_str::<Value>(CALL_ID).ok().as_ref() == tag;
                 if ours && !tx.related(asks::tagged(&v, req.id).to_string()) {
                     return Err(not_reading());
                 }

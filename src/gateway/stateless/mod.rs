@@ -37,7 +37,7 @@ use self::{
     budget::Replies,
     call::{Call, Heard},
     listen::Listen,
-    questions::Sorted,
+    questions::{Asked, Sorted},
     steps::{
         CALL_ID, Era, final_answer, handshake, keep, list_tools, not_reading, probe, relay_ok,
         send, with_id,
@@ -107,10 +107,8 @@ enum Lane {
 struct Parked {
     call: Call,
     method: String,
-    /// The questions asked: (key, the child's raw id).
-    asked: Vec<(String, String)>,
-    /// The questions as the client was asked them, by key (asked again if a retry lacks one).
-    asks: Map<String, Value>,
+    /// The questions the client was asked (again if a retry lacks an answer).
+    asked: Vec<Asked>,
 }
 
 /// The stateless side of one server.
@@ -198,7 +196,7 @@ impl Stateless {
         if req.method == "tools/call" {
             self.check_param_headers(&req, &params).await?;
         }
-        let mut early = asks::input_responses(&params).map_err(|m| (jsonrpc::INVALID_PARAMS, m))?;
+        let early = asks::input_responses(&params).map_err(|m| (jsonrpc::INVALID_PARAMS, m))?;
         if let Some((state, _)) = modern::retry_of(&params)
             && let Some(parked) = self.unpark(&state, &req.method)
         {
@@ -254,8 +252,6 @@ impl Stateless {
             listen::translated(call, &init, listen, tx, &self.stop).await?;
             return Ok(Outcome::Answered);
         }
-        // What the request already answers is kept for the server's questions; the rest goes.
-        early.retain(|_, v| v.is_object());
         let forwarded = jsonrpc::message(
             Some(CALL_ID),
             &req.method,
@@ -372,7 +368,7 @@ impl Stateless {
                 {
                     let first = (id, method, text);
                     match questions::sort(&mut call, first, &req.envelope, &mut early, tx).await? {
-                        Sorted::Ask(asks, asked) => return self.park(call, req, asks, asked, tx),
+                        Sorted::Ask(asked) => return self.park(call, req, asked, tx),
                         Sorted::Refuse(missing) => {
                             // Dropping the call cancels the request on the server.
                             let code = modern::MISSING_REQUIRED_CLIENT_CAPABILITY;
@@ -397,11 +393,11 @@ impl Stateless {
         &self,
         call: Call,
         req: &Request,
-        asks: Map<String, Value>,
-        asked: Vec<(String, String)>,
+        asked: Vec<Asked>,
         tx: &Replies,
     ) -> Result<Outcome, (i64, String)> {
         let state = format!("{}{}", req.state_prefix, Uuid::new_v4().simple());
+        let asks = questions::input_requests(&asked);
         {
             let mut parked = self.parked.lock();
             if parked.len() >= MAX_PARKED {
@@ -416,7 +412,6 @@ impl Stateless {
                     call,
                     method: req.method.clone(),
                     asked,
-                    asks: asks.clone(),
                 },
             );
         }
@@ -460,23 +455,18 @@ impl Stateless {
         req: &Request,
         tx: &Replies,
     ) -> Result<Outcome, (i64, String)> {
-        let mut again = (Map::new(), Vec::new());
-        for (key, id) in std::mem::take(&mut parked.asked) {
-            match answers.remove(&key) {
+        let mut again = Vec::new();
+        for asked in std::mem::take(&mut parked.asked) {
+            match answers.remove(&asked.key) {
                 Some(result) => {
-                    let line = jsonrpc::result_response(&id, &result.to_string());
+                    let line = jsonrpc::result_response(&asked.id, &result.to_string());
                     send(&parked.call, line.into()).await?;
                 }
-                None => {
-                    if let Some(q) = parked.asks.remove(&key) {
-                        again.0.insert(key.clone(), q);
-                    }
-                    again.1.push((key, id));
-                }
+                None => again.push(asked),
             }
         }
-        if !again.1.is_empty() {
-            return self.park(parked.call, req, again.0, again.1, tx);
+        if !again.is_empty() {
+            return self.park(parked.call, req, again, tx);
         }
         // Answers to questions not asked yet are kept for when they are.
         self.pump(parked.call, Era::Handshake, req, answers, tx)

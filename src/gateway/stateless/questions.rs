@@ -25,10 +25,26 @@ use crate::mcp::{
 /// How long after a question the next one still belongs to the same batch.
 const GATHER: Duration = Duration::from_millis(30);
 
+/// A question put to the client: its input request key, the server's raw id for it, and the
+/// question as the client gets it (`{method, params}`).
+pub(super) struct Asked {
+    pub key: String,
+    pub id: String,
+    pub question: Value,
+}
+
+/// The `inputRequests` of an `input_required` result asking `asked`.
+pub(super) fn input_requests(asked: &[Asked]) -> Map<String, Value> {
+    asked
+        .iter()
+        .map(|a| (a.key.clone(), a.question.clone()))
+        .collect()
+}
+
 /// What to do after a batch of questions.
 pub(super) enum Sorted {
-    /// Ask the client these (key → question), for the server's requests: (key, raw id).
-    Ask(Map<String, Value>, Vec<(String, String)>),
+    /// Ask the client these.
+    Ask(Vec<Asked>),
     /// Nothing is left to ask and some capability was missing: the request fails with it.
     Refuse(Value),
     /// Every question was answered already: the call carries on.
@@ -74,8 +90,7 @@ pub(super) async fn sort(
             }
         }
     }
-    let mut ask = Map::new();
-    let mut ids = Vec::new();
+    let mut ask: Vec<Asked> = Vec::new();
     let mut missing = Map::new();
     for (id, method, text) in batch {
         let key = key_of(&id);
@@ -99,16 +114,19 @@ pub(super) async fn sort(
             continue;
         }
         // Two questions of one batch under one name: the later one goes by its whole id.
-        let key = if ask.contains_key(&key) {
+        let key = if ask.iter().any(|a| a.key == key) {
             serde_json::from_str::<String>(&id).unwrap_or_else(|_| id.clone())
         } else {
             key
         };
-        ask.insert(key.clone(), q);
-        ids.push((key, id));
+        ask.push(Asked {
+            key,
+            id,
+            question: q,
+        });
     }
     Ok(if !ask.is_empty() {
-        Sorted::Ask(ask, ids)
+        Sorted::Ask(ask)
     } else if !missing.is_empty() {
         Sorted::Refuse(Value::Object(missing))
     } else {

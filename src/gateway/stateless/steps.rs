@@ -214,10 +214,7 @@ pub(super) fn not_reading() -> (i64, String) {
 /// `user_name`), else the id as written.
 pub(super) fn key_of(id: &str) -> String {
     match serde_json::from_str::<String>(id) {
-        Ok(s) => match s.split_once('#') {
-            Some((name, _)) if !name.is_empty() => name.to_string(),
-            _ => s,
-        },
+        Ok(s) => asks::question_name(&s).map_or_else(|| s.clone(), str::to_string),
         Err(_) => id.to_string(),
     }
 }
