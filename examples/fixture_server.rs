@@ -10,7 +10,7 @@
 //! default — with an id like the client's own, and answers with the client's reply; `flood`
 //! log messages follow the question), `touch`
 //! (sends `notifications/resources/updated` for `uri` and a list-changed notification),
-//! `stats` (handshakes and subscriptions seen, and the process id), `env` (the value of the
+//! `stats` (handshakes, `tools/list` requests and subscriptions seen, and the process id), `env` (the value of the
 //! environment variable `name`), `deploy` (like `echo`; its `inputSchema` declares `region` and
 //! `replicas` as `Mcp-Param-*` headers of protocol revision 2026-07-28).
 //! `FIXTURE_GRANDCHILD=1` makes it start a `sleep` grandchild (to test process-group cleanup).
@@ -47,7 +47,7 @@ fn main() {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let strict = std::env::var_os("FIXTURE_STRICT").is_some();
     let exit_after_init = std::env::var_os("FIXTURE_EXIT_AFTER_INIT").is_some();
-    let (mut initializes, mut initialized) = (0u64, 0u64);
+    let (mut initializes, mut initialized, mut lists) = (0u64, 0u64, 0u64);
     // Raw id of a `never` call → its label; labels of cancelled calls.
     let mut never: HashMap<String, String> = HashMap::new();
     let mut cancelled: Vec<String> = vec![];
@@ -107,7 +107,9 @@ fn main() {
                 subscriptions.remove(msg["params"]["uri"].as_str().unwrap_or(""));
                 json!({})
             }
-            "tools/list" => json!({"tools": [
+            "tools/list" => {
+                lists += 1;
+                json!({"tools": [
                 {"name": "echo", "description": "Echo the arguments", "inputSchema": {"type": "object"}},
                 {"name": "crash", "description": "Exit without answering", "inputSchema": {"type": "object"}},
                 {"name": "junk", "description": "Print junk, then answer", "inputSchema": {"type": "object"}},
@@ -119,7 +121,8 @@ fn main() {
                  "inputSchema": {"type": "object", "properties": {
                     "region": {"type": "string", "x-mcp-header": "Region"},
                     "replicas": {"type": "integer", "x-mcp-header": "Replicas"}}}}
-            ]}),
+                ]})
+            }
             "tools/call" => {
                 let args = &msg["params"]["arguments"];
                 match msg["params"]["name"].as_str().unwrap_or("") {
@@ -145,6 +148,7 @@ fn main() {
                     "stats" => {
                         json!({"content": [{"type": "text", "text": "stats"}],
                                "structuredContent": {"initialize": initializes, "initialized": initialized,
+                                                     "lists": lists,
                                                      "subscriptions": subscriptions, "pid": std::process::id()}})
                     }
                     "progress" => {

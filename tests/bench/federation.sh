@@ -5,7 +5,7 @@
 # fixture servers on the shared backend. Needs a release build:
 #
 #   cargo build --release --bin aareguru-mcp --examples
-#   tests/bench/federation.sh
+#   tests/bench/federation.sh            # PAIRS=8 tests/bench/federation.sh: 8 alternating pairs
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root=$(pwd)
@@ -39,12 +39,32 @@ wait_port "$port"
 sleep 1
 
 row() { tail -1 "$1"; }
-echo "== 100 sessions × 100 echo calls (Streamable HTTP)"
-"$loadgen" --target "http://127.0.0.1:$port/servers/s1" --mode mcp --child echo --sessions 100 --calls 100 >"$tmp/alone"
-"$loadgen" --target "http://127.0.0.1:$port/servers/g" --mode mcp --child echo --tool-prefix s1__ \
-    --sessions 100 --calls 100 >"$tmp/group"
-echo "member alone:       $(row "$tmp/alone")"
-echo "through 10-member group: $(row "$tmp/group")"
+# calls/s: the tenth column of the load generator's table row.
+rate() { tail -1 "$1" | awk -F'|' '{gsub(/ /, "", $11); print $11}'; }
+# PAIRS=N alternates alone/group N times on this one gateway (the VM's noise is wider than the
+# gap, so one pair proves little) and prints each pair's ratio and their median, and the gateway's
+# CPU per call (its 100 sessions' setup included: 10 member sessions each in the group).
+# The gateway's CPU (user + system, µs) so far: less noisy than calls/s on a shared VM.
+cpu_us() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000000 / hz)}' "/proc/$gw/stat"; }
+pairs=${PAIRS:-1}
+echo "== 100 sessions × 100 echo calls (Streamable HTTP), $pairs pair(s)"
+ratios=()
+for p in $(seq "$pairs"); do
+    c0=$(cpu_us)
+    "$loadgen" --target "http://127.0.0.1:$port/servers/s1" --mode mcp --child echo --sessions 100 --calls 100 >"$tmp/alone"
+    c1=$(cpu_us)
+    "$loadgen" --target "http://127.0.0.1:$port/servers/g" --mode mcp --child echo --tool-prefix s1__ \
+        --sessions 100 --calls 100 >"$tmp/group"
+    c2=$(cpu_us)
+    echo "member alone:       $(row "$tmp/alone")"
+    echo "through 10-member group: $(row "$tmp/group")"
+    ratio=$(( 100 * $(rate "$tmp/group") / $(rate "$tmp/alone") ))
+    ratios+=("$ratio")
+    echo "pair $p: alone $(rate "$tmp/alone") calls/s, group $(rate "$tmp/group") calls/s, group/alone $ratio %;" \
+        "gateway CPU per session+call: alone $(( (c1 - c0) / 10000 )) µs, group $(( (c2 - c1) / 10000 )) µs"
+done
+median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+echo "group/alone per pair: ${ratios[*]} (%); median $median %"
 
 echo "== tools/list and idle memory"
 python3 tests/bench/federation_lists.py "http://127.0.0.1:$port" "$gw"

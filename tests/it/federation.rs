@@ -707,3 +707,35 @@ async fn renames_apply_before_the_groups_prefix() {
     let err = refused_at_start(&dir.0.join("bad.json").display().to_string()).await;
     assert!(err.contains("rename") && err.contains("\"x\""), "{err}");
 }
+
+/// A client that calls before it lists (every 2026-07-28 stateless call does) costs the group
+/// one member's work: a prefixed name routes by its prefix, no member is asked for its list, and
+/// the member's own filter and renames, and the group's, still refuse what they refuse.
+#[tokio::test]
+async fn a_prefixed_call_reaches_its_member_without_listing_every_member() {
+    let dir = TempDir::new("federation-prefix-route");
+    let config = json!({
+        "mcpServers": {
+            "a": fixture("a", json!({"tools": {"rename": {"echo": "say"}, "deny": ["crash"]}})),
+            "b": fixture("b", json!({})),
+        },
+        "groups": {"g": {"members": ["a", "b"], "tools": {"deny": ["b__crash"]}}}
+    });
+    let path = write(&dir, &config);
+    let gw = Gateway::start(&["--config", &path], &[]).await;
+    let mut c = McpClient::new(&gw.url("/servers/g"));
+    c.initialize().await;
+    let (_, v) = c.call(1, "a__say", json!({"text": "hi"})).await;
+    assert_eq!(v["result"]["structuredContent"]["text"], "hi", "{v}");
+    // The member's own filter and renames, and the group's filter.
+    for (id, denied) in [(2, "a__crash"), (3, "a__echo"), (6, "b__crash")] {
+        let (_, v) = c.call(id, denied, json!({})).await;
+        assert!(v["error"].is_object(), "{denied}: {v}");
+    }
+    let (_, v) = c.call(4, "b__stats", json!({})).await;
+    assert_eq!(v["result"]["structuredContent"]["lists"], 0, "{v}");
+    // A listed client sees the same names, and the next call still needs no list.
+    assert!(tool_names(&c).await.contains(&"a__say".to_string()));
+    let (_, v) = c.call(5, "b__stats", json!({})).await;
+    assert_eq!(v["result"]["structuredContent"]["lists"], 1, "{v}");
+}

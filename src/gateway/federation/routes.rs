@@ -1,5 +1,5 @@
 //! Where a federated session sends a request that names something: a tool or prompt by its
-//! group name (known from the last merged list, else listed first, else by its prefix), a
+//! group name (known from the last merged list, else by its prefix, else listed first), a
 //! resource by its URI (listed, else a template's literal start, else the only member with
 //! resources), a completion by what it completes; and the client's notifications (a
 //! cancellation by the id its request carries at the member).
@@ -73,22 +73,18 @@ impl FedSession {
         self.routing.lock().routes.get(&kind)?.get(name).cloned()
     }
 
-    /// The member and own name of the group's `name` (listing first when not known yet).
+    /// The member and own name of the group's `name`: from the last merged list, else by the
+    /// member its prefix names, else from a fresh list. A prefixed name routes without asking
+    /// every member for its list (a client that calls before listing — every 2026-07-28
+    /// stateless call, which is a group session of its own — costs the group one member's work,
+    /// not ten); the member's own filter and renames, a layer around its backend, answer a name
+    /// it does not have. Member names that prefix each other (`a`, `a__b`): the longest wins.
     pub async fn lookup(&self, kind: ListKind, name: &str) -> Result<Route, String> {
-        if let Some(r) = self.known(kind, name) {
+        if let Some(r) = self.known(kind, name).or_else(|| self.by_prefix(name)) {
             return Ok(r);
         }
         // Boxed: the rare path keeps its state out of every call's future.
         Box::pin(self.merged(kind)).await;
-        if let Some(r) = self.known(kind, name) {
-            return Ok(r);
-        }
-        // A prefixed name routes by its prefix even when the member does not list it.
-        let active = self.active();
-        let members = active.iter().map(|(i, s)| (*i, s.member.name.as_str()));
-        if let Some(r) = self.group.naming(active.len()).split(members, name) {
-            return Ok(r);
-        }
         self.known(kind, name).ok_or_else(|| {
             format!(
                 "{} {name:?} is not served by group {:?} (or its member is down)",
@@ -96,6 +92,16 @@ impl FedSession {
                 self.group.name
             )
         })
+    }
+
+    /// The current member `name` carries as its prefix, and the rest of it (prefixed naming).
+    fn by_prefix(&self, name: &str) -> Option<Route> {
+        let places = self.places.read();
+        let members = places
+            .active
+            .iter()
+            .map(|&i| (i, places.all[i].member.name.as_str()));
+        self.group.naming(places.active.len()).split(members, name)
     }
 
     /// The member that serves resource `uri`: by its list, else by a template, else the only
