@@ -362,6 +362,8 @@ pub struct GatewayConfig {
     /// (requests per second, burst) per client address.
     pub rate_limit: Option<(u32, u32)>,
     pub shutdown_grace: Duration,
+    /// On SIGTERM, how long to keep serving before no longer accepting connections.
+    pub drain_delay: Duration,
     /// Several replicas sharing a Redis (`--redis`); `None` for a lone gateway.
     pub cluster: Option<ClusterConfig>,
 }

@@ -2,7 +2,13 @@
 
 use std::{io::Write, process::ExitCode, time::Duration};
 
-use aareguru_mcp::{cli::Cli, config::Mode, gateway, logging, signals::cancel_on_signal, stdio};
+use aareguru_mcp::{
+    cli::Cli,
+    config::Mode,
+    gateway, logging,
+    signals::{Stop, cancel_on_signal},
+    stdio,
+};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -46,9 +52,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 let listener = gateway::bind(gw.bind)
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", gw.bind))?;
-                let shutdown = CancellationToken::new();
-                tokio::spawn(cancel_on_signal(shutdown.clone()));
-                gateway::run((**gw).clone(), listener, shutdown).await
+                gateway::run((**gw).clone(), listener, Stop::on_signals()).await
             }
         }
     });

@@ -196,6 +196,11 @@ pub struct GatewayArgs {
     #[arg(long, env = "AAREGURU_MCP_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// On SIGTERM, how long the replica keeps serving (readiness 503, every answer closing its
+    /// connection) before it stops accepting connections; SIGINT or a second signal skips it.
+    #[arg(long, env = "AAREGURU_MCP_DRAIN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub drain_delay: Duration,
+
     /// Serve every stdio server of this file too — the `mcpServers` format of Claude Desktop,
     /// Cursor and VS Code — each at /servers/<name>/mcp and /servers/<name>/sse; reloaded on
     /// SIGHUP and when the file changes.
@@ -347,6 +352,7 @@ pub(super) fn gateway_config(
         cors_origins: clean_names(g.cors_origins),
         rate_limit,
         shutdown_grace: g.shutdown_grace,
+        drain_delay: g.drain_delay,
         cluster,
     })
 }

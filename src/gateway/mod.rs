@@ -37,7 +37,10 @@ use self::{
     servers::Registry,
     session::CloseCause,
 };
-use crate::config::{Backend as BackendKind, GatewayConfig};
+use crate::{
+    config::{Backend as BackendKind, GatewayConfig},
+    signals::Stop,
+};
 
 /// Binds the listening socket with TCP_NODELAY (accepted sockets inherit it; without it a
 /// kept-alive loopback request waits ~40 ms on delayed ACKs).
@@ -53,13 +56,8 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(4096)
 }
 
-/// Serves until `shutdown` is cancelled, then ends every stream, terminates every child within
-/// the grace period, and returns.
-pub async fn run(
-    config: GatewayConfig,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+/// Serves until asked to stop, then drains (see [`stop`]) and returns.
+pub async fn run(config: GatewayConfig, listener: TcpListener, stop: Stop) -> anyhow::Result<()> {
     raise_fd_limit();
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
@@ -110,10 +108,11 @@ pub async fn run(
         config.clone(),
         registry.clone(),
         http.clone(),
-        shutdown.clone(),
+        stop.drain.clone(),
     ));
-    tokio::spawn(servers::reload::watch(registry.clone(), shutdown.clone()));
+    tokio::spawn(servers::reload::watch(registry.clone(), stop.drain.clone()));
 
+    let listening = Listening::of(&listener);
     let server_stop = CancellationToken::new();
     let server = warp::serve(http::routes(http.clone()))
         .incoming(listener)
@@ -121,34 +120,98 @@ pub async fn run(
         .run();
     let server = tokio::spawn(server);
 
-    shutdown.cancelled().await;
-    tracing::info!("shutting down: refusing new sessions, ending streams, stopping children");
-    // Keep answering while children stop, so load balancers see /health turn 503 and drain.
-    http.begin_shutdown();
-    if let Some(cluster) = &cluster {
-        cluster.leave().await;
-    }
-    let grace = config.shutdown_grace;
-    // Children get `grace` after stdin closes and again after SIGTERM; SIGKILL ends the rest.
-    if tokio::time::timeout(
-        grace * 2 + Duration::from_secs(3),
-        registry.close_all(grace),
-    )
-    .await
-    .is_err()
-    {
-        tracing::warn!("some children did not stop in time");
-    }
-    // Streams have ended; stop listening and let idle keep-alive connections close.
-    server_stop.cancel();
-    if tokio::time::timeout(Duration::from_secs(3), server)
-        .await
-        .is_err()
-    {
-        tracing::warn!("HTTP connections still open after shutdown; leaving them");
-    }
+    stop.drain.cancelled().await;
+    let stopping = Stopping {
+        config: &config,
+        http: &http,
+        registry: &registry,
+        cluster: cluster.as_deref(),
+        stop: &stop,
+    };
+    stopping.drain(listening, server_stop, server).await;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// The way out, in order, so that no request that reached this replica is answered with a reset
+/// or a 5xx: readiness 503 and `Connection: close` on every answer while still serving for the
+/// drain delay (load balancers and clients move away; keep-alive connections are closed by the
+/// client's side after a complete answer); then no new connections (the listener closes, idle
+/// connections close), listen streams end (their clients open them elsewhere), what is in flight
+/// finishes (up to the shutdown grace); then the cluster is left (roaming sessions stay in the
+/// directory for the others) and children stop.
+struct Stopping<'a> {
+    config: &'a GatewayConfig,
+    http: &'a Arc<Http>,
+    registry: &'a Arc<Registry>,
+    cluster: Option<&'a Cluster>,
+    stop: &'a Stop,
+}
+
+impl Stopping<'_> {
+    async fn drain(
+        &self,
+        listening: Listening,
+        server_stop: CancellationToken,
+        server: tokio::task::JoinHandle<()>,
+    ) {
+        let drain = self.http.drain();
+        drain.begin();
+        let delay = if self.stop.now.is_cancelled() {
+            Duration::ZERO
+        } else {
+            self.config.drain_delay
+        };
+        tracing::info!(
+            ?delay,
+            "draining: /health answers 503, every answer closes its connection"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = self.stop.now.cancelled() => {}
+        }
+        tracing::info!(
+            in_flight = drain.in_flight(),
+            "no longer accepting connections; ending listen streams, finishing what is in flight"
+        );
+        // Closing a listener resets the connections queued on it, whose requests may already
+        // be sent: first let no new connection in, then take what is queued, then close.
+        if !self.stop.now.is_cancelled() {
+            listening.ignore_new_connections();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.http.begin_shutdown();
+        server_stop.cancel();
+        drain.end_streams();
+        let grace = self.config.shutdown_grace;
+        let left = tokio::select! {
+            left = drain.settled(grace) => left,
+            _ = self.stop.now.cancelled() => drain.in_flight(),
+        };
+        if left > 0 {
+            tracing::warn!(left, "requests still in flight after the shutdown grace");
+        }
+        if let Some(cluster) = self.cluster {
+            cluster.leave().await;
+        }
+        // Children get `grace` after stdin closes and again after SIGTERM; SIGKILL ends the rest.
+        if tokio::time::timeout(
+            grace * 2 + Duration::from_secs(3),
+            self.registry.close_all(grace),
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!("some children did not stop in time");
+        }
+        // Every stream has ended: the server's last connections close.
+        if tokio::time::timeout(Duration::from_secs(3), server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP connections still open after shutdown; leaving them");
+        }
+    }
 }
 
 /// What the directory should do when a session held here closes.
@@ -187,6 +250,67 @@ async fn housekeeping(
         if last_forget.elapsed() > FORGET_INTERVAL {
             http.forget_idle_clients();
             last_forget = Instant::now();
+        }
+    }
+}
+
+/// The listening socket, kept to be closed politely (see [`Listening::ignore_new_connections`]).
+struct Listening {
+    #[cfg(target_os = "linux")]
+    fd: std::os::fd::RawFd,
+}
+
+impl Listening {
+    fn of(listener: &TcpListener) -> Listening {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            Listening {
+                fd: listener.as_raw_fd(),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = listener;
+            Listening {}
+        }
+    }
+
+    /// Lets no new connection in while the ones already queued are still accepted: a socket
+    /// filter that drops every packet makes the kernel ignore new SYNs, so a client (a load
+    /// balancer) tries again a second later, finds the port closed by then, and goes to
+    /// another replica — a connection refused, which every balancer retries safely, instead
+    /// of a connection reset under a request it has already sent. Linux only; elsewhere the
+    /// listener is simply closed.
+    fn ignore_new_connections(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            let mut drop_all = [libc::sock_filter {
+                code: (libc::BPF_RET | libc::BPF_K) as u16,
+                jt: 0,
+                jf: 0,
+                k: 0,
+            }];
+            let program = libc::sock_fprog {
+                len: 1,
+                filter: drop_all.as_mut_ptr(),
+            };
+            // SAFETY: setsockopt on the listener's descriptor (still open: warp closes it only
+            // after the stop that follows) with a valid one-instruction program that outlives
+            // the call (the kernel copies it).
+            let rc = unsafe {
+                libc::setsockopt(
+                    self.fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_ATTACH_FILTER,
+                    (&program as *const libc::sock_fprog).cast(),
+                    std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                let e = std::io::Error::last_os_error();
+                tracing::warn!(error = %e, "cannot hold new connections off the listener");
+            }
         }
     }
 }

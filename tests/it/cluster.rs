@@ -324,16 +324,26 @@ async fn redis_outage_degrades_then_recovers() {
     // Sessions held here are still served.
     assert_eq!(on_a.call(2, "list_cities", json!({})).await.0, 200);
     assert_eq!(on_b.call(3, "list_cities", json!({})).await.0, 200);
-    // A session opened during the outage works where it was opened; elsewhere it cannot be
-    // placed yet: 503, not a hang and not a 404 (the client must not start over).
+    // A session opened during the outage works where it was opened, and elsewhere too: the
+    // directory cannot say where it is, so the replica asks the others, and the one that holds
+    // it answers.
     let mut during = Mcp::new(&a.base);
     during.initialize().await;
     assert_eq!(during.call(1, "list_cities", json!({})).await.0, 200);
     let mut elsewhere = Mcp::new(&b.base);
     elsewhere.session = during.session.clone();
+    let (status, v) = elsewhere.call(1, "list_cities", json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    // A session no replica holds cannot be placed: 503 with Retry-After, not a hang and not a
+    // 404 (the client must not start over).
+    let mut nowhere = Mcp::new(&b.base);
+    nowhere.session = Some(uuid::Uuid::new_v4().to_string());
     let started = Instant::now();
-    let (status, _) = elsewhere.call(1, "list_cities", json!({})).await;
-    assert_eq!(status, 503);
+    let r = nowhere
+        .post(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+        .await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
     assert!(started.elapsed() < Duration::from_secs(3));
 
     redis.restart().await;
@@ -665,9 +675,12 @@ async fn with_redis_down_recently_seen_pinned_sessions_are_still_forwarded() {
     b.wait_health("degraded", |h| h["status"] == "degraded")
         .await;
     assert_eq!(via_b.call(2, "echo", json!({"p": "2"})).await.0, 200);
+    // Not seen by B: B asks the other replicas, and its holder answers.
     let mut unseen_via_b = Mcp::new(&b.base);
     unseen_via_b.session = unseen.session.clone();
-    assert_eq!(unseen_via_b.call(1, "echo", json!({"p": "3"})).await.0, 503);
+    let (status, v) = unseen_via_b.call(1, "echo", json!({"p": "3"})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["structuredContent"]["p"], "3", "{v}");
     // On its own replica, both are served.
     assert_eq!(unseen.call(1, "echo", json!({"p": "4"})).await.0, 200);
     assert_eq!(seen.call(3, "echo", json!({"p": "5"})).await.0, 200);

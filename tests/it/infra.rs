@@ -179,9 +179,23 @@ impl Balancer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The last `lines` lines of nginx's error log (HAProxy logs nowhere here), for failures.
+    pub fn error_log(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self._dir.0.join("error.log")).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     /// nginx, round-robin over `upstreams` (host:port), no stickiness — the case the cluster
     /// must pass on its own. The proxy settings are the ones the README recommends.
     pub async fn nginx(upstreams: &[String]) -> Balancer {
+        Self::nginx_retrying(upstreams, "error timeout").await
+    }
+
+    /// nginx as [`Self::nginx`], retrying on another replica in the cases `next_upstream` names
+    /// (`proxy_next_upstream`; the README adds `non_idempotent` for a roaming cluster, so a call
+    /// in flight on a replica that dies is made again on another).
+    pub async fn nginx_retrying(upstreams: &[String], next_upstream: &str) -> Balancer {
         let dir = TempDir::new("nginx");
         let port = free_port();
         let servers: String = upstreams
@@ -198,7 +212,7 @@ impl Balancer {
              server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://gateways;\n\
              proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n\
              proxy_buffering off;\n      proxy_request_buffering off;\n      proxy_read_timeout 1h;\n\
-             proxy_next_upstream error timeout;\n    }}\n  }}\n}}\n"
+             proxy_next_upstream {next_upstream};\n    }}\n  }}\n}}\n"
         );
         let file = dir.0.join("nginx.conf");
         std::fs::write(&file, conf).unwrap();

@@ -16,6 +16,7 @@ mod modern;
 mod modern_asks;
 mod oauth;
 mod pool;
+mod restarts;
 mod servers;
 mod shared;
 mod stdio;

@@ -204,10 +204,28 @@ impl Directory {
         self.set_once("epoch", candidate).await
     }
 
-    /// The epoch as it is now (`None`: Redis has lost it and nobody set it again yet).
-    pub async fn current_epoch(&self) -> RedisResult<Option<String>> {
+    /// Marks the directory as being refilled for `window` (Redis lost its data; the replicas
+    /// are putting back what they hold): a session missing meanwhile may yet come back.
+    pub async fn mark_recovering(&self, window: Duration) -> RedisResult<()> {
         let mut c = self.conn.clone();
-        c.get(format!("{}:epoch", self.prefix)).await
+        redis::cmd("SET")
+            .arg(format!("{}:recovering", self.prefix))
+            .arg(1)
+            .arg("PX")
+            .arg(window.as_millis() as u64)
+            .query_async(&mut c)
+            .await
+    }
+
+    /// The epoch as it is now (`None`: Redis has lost it and nobody set it again yet), and
+    /// whether the directory is being refilled (see [`Self::mark_recovering`]).
+    pub async fn epoch_state(&self) -> RedisResult<(Option<String>, bool)> {
+        let mut c = self.conn.clone();
+        redis::pipe()
+            .get(format!("{}:epoch", self.prefix))
+            .exists(format!("{}:recovering", self.prefix))
+            .query_async(&mut c)
+            .await
     }
 
     /// The cluster's shared secret: `candidate` if none was set yet, else the one already set.

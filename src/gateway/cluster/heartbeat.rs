@@ -57,9 +57,15 @@ impl Cluster {
             // epoch: then what is missing from it was lost, not given up.
             let wiped = match self.directory.epoch(&random_secret()).await {
                 Ok(epoch) => {
-                    let mut known = self.epoch.write();
-                    let wiped = known.as_ref().is_some_and(|k| *k != epoch);
-                    *known = Some(epoch);
+                    let wiped = self.epoch.read().as_ref().is_some_and(|k| *k != epoch);
+                    // Until every holder has had its heartbeat to put its sessions back, a
+                    // session missing from the directory is not "no such session" (set before
+                    // this replica takes the new epoch as known: no lookup here sees neither).
+                    if wiped && let Err(e) = self.directory.mark_recovering(REPLICA_TTL).await {
+                        self.redis_failed(&e);
+                        continue;
+                    }
+                    *self.epoch.write() = Some(epoch);
                     wiped
                 }
                 Err(e) => {
@@ -95,6 +101,13 @@ impl Cluster {
             match self.directory.peers().await {
                 Ok(peers) => {
                     self.metrics.cluster_peers.set(peers.len() as i64);
+                    let now = Instant::now();
+                    let mut seen = self.seen.lock();
+                    for p in &peers {
+                        seen.insert(p.replica.clone(), (p.clone(), now));
+                    }
+                    seen.retain(|_, (_, at)| now.duration_since(*at) <= REPLICA_TTL);
+                    drop(seen);
                     *self.peers.write() =
                         peers.into_iter().map(|p| (p.replica.clone(), p)).collect();
                 }

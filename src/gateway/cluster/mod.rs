@@ -95,6 +95,10 @@ pub struct Cluster {
     session_ttl: Duration,
     local: Mutex<HashMap<String, Local>>,
     peers: RwLock<HashMap<String, Peer>>,
+    /// Every replica announced within `REPLICA_TTL` of the last heartbeat that read the
+    /// announcements (not forgotten while Redis is away or refilling), with when: the replicas
+    /// asked whether they hold a session the directory cannot place.
+    seen: Mutex<HashMap<String, (Peer, Instant)>>,
     /// Entries seen lately, to place requests while Redis is unreachable.
     recent: moka::sync::Cache<String, Entry>,
     secret: RwLock<Option<String>>,
@@ -153,6 +157,7 @@ impl Cluster {
             session_ttl,
             local: Mutex::default(),
             peers: RwLock::default(),
+            seen: Mutex::default(),
             recent: moka::sync::Cache::builder()
                 .max_capacity(PLACEMENT_CACHE)
                 .time_to_live(session_ttl)
@@ -202,6 +207,17 @@ impl Cluster {
             .values()
             .find(|p| p.tag() == tag && p.incarnation != self.me.incarnation)
             .cloned()
+    }
+
+    /// Every other replica seen lately (see `seen`).
+    pub fn others(&self) -> Vec<Peer> {
+        self.seen
+            .lock()
+            .values()
+            .map(|(p, _)| p)
+            .filter(|p| p.incarnation != self.me.incarnation)
+            .cloned()
+            .collect()
     }
 
     /// The secret peers present when they forward a request; `None` until Redis was reached
@@ -333,12 +349,19 @@ impl Cluster {
         placed
     }
 
-    /// Whether Redis has lost its data since this replica last looked (its epoch changed).
+    /// Whether a session missing from the directory may have been lost by Redis rather than
+    /// ended: Redis has no epoch (it lost its data and no replica has noticed yet), another
+    /// epoch than this replica knows, or is being refilled (a replica noticed within the last
+    /// `REPLICA_TTL`: every live holder has had its heartbeat to put its sessions back after
+    /// that). Asked only when a lookup finds nothing; a failed ask counts as "may have".
     async fn directory_lost_data(&self) -> bool {
         let known = self.epoch.read().clone();
-        match self.directory.current_epoch().await {
-            Ok(now) => known.is_some() && now != known,
-            Err(_) => false,
+        match self.directory.epoch_state().await {
+            Ok((now, recovering)) => recovering || now.is_none() || now != known,
+            Err(e) => {
+                self.redis_failed(&e);
+                true
+            }
         }
     }
 

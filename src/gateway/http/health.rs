@@ -19,7 +19,7 @@ impl Http {
     /// ready (all restarting). "degraded" (with a `reason`) when some shared children are
     /// restarting or, in a cluster, when Redis is unreachable.
     pub(super) fn health(&self) -> Response {
-        let shutting_down = self.is_shutting_down();
+        let shutting_down = self.is_draining();
         let default = self.registry.serving(None);
         let backend = default
             .as_ref()

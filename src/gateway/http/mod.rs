@@ -10,6 +10,7 @@
 //! Owns: HTTP. Must not touch: processes or backends — a transport hands messages to the
 //! session table and reads what comes back from a session.
 
+pub mod drain;
 mod forward;
 pub mod guard;
 mod headers;
@@ -46,6 +47,14 @@ use self::{
     reply::error_reply,
 };
 use crate::{config::GatewayConfig, gateway::cluster::entry::Peer};
+
+/// Where a request not placed here goes.
+enum Forwarding<'a> {
+    /// The replica holding its session, presenting the cluster secret.
+    Holder(&'a Peer, &'a str),
+    /// Each of these in turn, until one holds its session (the directory could not say).
+    Ask(&'a [Peer], &'a str),
+}
 
 /// Which endpoint a request is for.
 enum Route {
@@ -136,9 +145,13 @@ pub fn routes(
                   body| {
                 let http = http.clone();
                 async move {
+                    let _in_flight = http.drain.enter();
                     let client = remote.map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-                    http.handle(method, path.as_str(), &query, headers, client, body)
-                        .await
+                    let response = http
+                        .clone()
+                        .handle(method, path.as_str(), &query, headers, client, body)
+                        .await;
+                    http.drain.mark(response)
                 }
             },
         )
@@ -215,10 +228,16 @@ impl Http {
                 Place::Here => {}
                 Place::Answered(r) => return self.with_cors(&headers, r),
                 Place::Forward(peer, secret) => {
+                    let to = Forwarding::Holder(&peer, &secret);
                     let r = self
-                        .forward_request(
-                            &peer, &secret, &method, path, query, &headers, client, body,
-                        )
+                        .forward_request(to, &method, path, query, &headers, client, body)
+                        .await;
+                    return self.with_cors(&headers, r);
+                }
+                Place::AskPeers(peers, secret) => {
+                    let to = Forwarding::Ask(&peers, &secret);
+                    let r = self
+                        .forward_request(to, &method, path, query, &headers, client, body)
                         .await;
                     return self.with_cors(&headers, r);
                 }
@@ -245,12 +264,11 @@ impl Http {
         self.with_cors(&headers, response)
     }
 
-    /// Reads the body (under the limit) and forwards the request to `peer`.
+    /// Forwards the request to its session's holder, or asks `peers` in turn which holds it.
     #[allow(clippy::too_many_arguments)]
     async fn forward_request(
         &self,
-        peer: &Peer,
-        secret: &str,
+        to: Forwarding<'_>,
         method: &Method,
         path: &str,
         query: &str,
@@ -279,18 +297,37 @@ impl Http {
         let Some(cluster) = &self.cluster else {
             return error_reply(StatusCode::NOT_FOUND, "unknown or ended session");
         };
-        let request = forward::Request {
-            method,
-            path,
-            query,
-            headers,
-            body,
-            client,
+        let (peers, secret, asking) = match to {
+            Forwarding::Holder(peer, secret) => (std::slice::from_ref(peer), secret, false),
+            Forwarding::Ask(peers, secret) => (peers, secret, true),
         };
-        match self.forwarder.forward(cluster, peer, secret, request).await {
-            Ok(r) => r,
-            Err(f) => self.forward_failed(&session, peer, f),
+        let mut asked = headers.clone();
+        if asking {
+            asked.insert(replicas::IF_HELD, HeaderValue::from_static("1"));
         }
+        for peer in peers {
+            let request = forward::Request {
+                method,
+                path,
+                query,
+                headers: &asked,
+                body: body.clone(),
+                client,
+            };
+            match self.forwarder.forward(cluster, peer, secret, request).await {
+                Ok(r) if asking && r.headers().contains_key(replicas::NOT_HELD) => {}
+                Ok(r) => return r,
+                // A peer that cannot be asked does not hold it either.
+                Err(_) if asking => {}
+                Err(f) => return self.forward_failed(&session, peer, f),
+            }
+        }
+        tracing::info!(
+            session,
+            asked = peers.len(),
+            "no replica could place the session"
+        );
+        replicas::unplaceable()
     }
 
     /// The answer when a peer could not be asked.

@@ -1,6 +1,9 @@
 //! With several replicas: before a session's request is handled, find where its session is —
 //! held here (and still this replica's), held by another replica (forward the request there),
-//! roaming (restore it here), or gone (404). Without a cluster every request is served here.
+//! roaming (restore it here), or gone (404). When the directory cannot say (Redis down, or
+//! refilling after it lost its data), the other replicas are asked in turn whether they hold it
+//! ([`IF_HELD`]): whichever does answers; only when none does is the answer `503`. Without a
+//! cluster every request is served here.
 //!
 //! Owns: the router's half of the cluster (asking, then acting). Must not touch: the directory
 //! itself ([`Cluster`] does) or backends.
@@ -34,6 +37,12 @@ pub(super) enum Bearer {
     McpDelete,
 }
 
+/// A forwarded request with this header is served only by a replica that holds its session;
+/// another answers at once with [`NOT_HELD`] (it neither restores nor forwards it).
+pub(super) const IF_HELD: &str = "x-aareguru-if-held";
+/// The answer header of a replica that does not hold the session asked for with [`IF_HELD`].
+pub(super) const NOT_HELD: &str = "x-aareguru-not-held";
+
 /// What to do with a request, cluster-wise.
 pub(super) enum Place {
     /// Handle it here.
@@ -42,6 +51,8 @@ pub(super) enum Place {
     Answered(Response),
     /// Send it to this replica, presenting this secret.
     Forward(Peer, String),
+    /// The directory cannot say: ask these replicas in turn (see [`IF_HELD`]).
+    AskPeers(Vec<Peer>, String),
 }
 
 impl Http {
@@ -98,6 +109,9 @@ impl Http {
             // Held here for another server: not found at this path (the handler says so).
             return Place::Here;
         }
+        if forwarded && headers.contains_key(IF_HELD) {
+            return Place::Answered(not_held());
+        }
         match cluster.place(&id_str, server, forwarded).await {
             Placement::Forward(peer) => match cluster.secret() {
                 Some(secret) => Place::Forward(peer, secret),
@@ -122,7 +136,10 @@ impl Http {
                 self.metrics.reject("unknown_session");
                 Place::Answered(gone())
             }
-            Placement::Unknown => Place::Answered(unplaceable()),
+            Placement::Unknown => match cluster.secret() {
+                Some(secret) if !forwarded => Place::AskPeers(cluster.others(), secret),
+                _ => Place::Answered(unplaceable()),
+            },
         }
     }
 }
@@ -134,8 +151,19 @@ fn gone() -> Response {
     )
 }
 
-/// Redis cannot be asked where the session is.
-fn unplaceable() -> Response {
+/// This replica does not hold the session a peer asked for with [`IF_HELD`].
+fn not_held() -> Response {
+    let mut r = error_reply(
+        StatusCode::NOT_FOUND,
+        "this replica does not hold the session",
+    );
+    r.headers_mut()
+        .insert(NOT_HELD, HeaderValue::from_static("1"));
+    r
+}
+
+/// Neither Redis nor any other replica can say where the session is.
+pub(super) fn unplaceable() -> Response {
     let mut r = error_reply(
         StatusCode::SERVICE_UNAVAILABLE,
         "the session directory (Redis) is unreachable and this session is not held by this replica; try again",

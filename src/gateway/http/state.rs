@@ -8,7 +8,7 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use super::{forward, guard::Guard, streams};
+use super::{drain::Drain, forward, guard::Guard, streams};
 use crate::{
     config::GatewayConfig,
     gateway::{cluster::Cluster, metrics::Metrics, oauth::Verifier, servers::Registry},
@@ -28,8 +28,10 @@ pub struct Http {
     pub(super) registry: Arc<Registry>,
     pub(super) guard: Guard,
     pub(super) metrics: Arc<Metrics>,
-    /// Set when shutdown begins: /health turns 503 and new sessions are refused.
+    /// Set when the drain delay is over: new sessions are refused.
     shutting_down: AtomicBool,
+    /// The way out: readiness, `Connection: close`, listen streams, what is in flight.
+    pub(super) drain: Drain,
     /// Path part of --public-url, also accepted as a prefix on incoming paths.
     pub(super) base_path: String,
     /// Streamable HTTP sessions (`/mcp`).
@@ -79,6 +81,7 @@ impl Http {
             registry,
             metrics,
             shutting_down: AtomicBool::new(false),
+            drain: Drain::default(),
             mcp: streams::Registry::default(),
         }
     }
@@ -87,10 +90,21 @@ impl Http {
         self.guard.auth_enabled()
     }
 
-    /// From now on /health answers 503 and new sessions are refused; everything else is still
-    /// answered, so load balancers see the change and drain.
+    /// The replica's drain (readiness, `Connection: close`, listen streams, in flight).
+    pub fn drain(&self) -> &Drain {
+        &self.drain
+    }
+
+    /// From now on new sessions are refused (and /health answers 503); what is open is still
+    /// answered.
     pub fn begin_shutdown(&self) {
+        self.drain.begin();
         self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Draining or shutting down: readiness is 503.
+    pub(super) fn is_draining(&self) -> bool {
+        self.drain.is_draining()
     }
 
     pub(super) fn is_shutting_down(&self) -> bool {

@@ -419,10 +419,11 @@ impl Http {
         let prime = (priming && cursor == 0)
             .then(|| Ok::<_, Infallible>(Event::default().id(self.event_id(stream, 0)).data("")));
         let tag = self.event_tag();
+        let (in_flight, end) = self.drain.stream(stream == LISTEN);
         let events = stream::unfold(
-            (mcp, cursor, reader, false),
+            (mcp, cursor, (reader, in_flight), false),
             move |(mcp, cursor, reader, finished)| {
-                let tag = tag.clone();
+                let (tag, end) = (tag.clone(), end.clone());
                 async move {
                     if finished {
                         return None;
@@ -452,7 +453,9 @@ impl Http {
                         if done {
                             return None;
                         }
-                        changed.await;
+                        if !super::drain::Drain::waited(end.as_ref(), changed).await {
+                            return None;
+                        }
                     }
                 }
             },

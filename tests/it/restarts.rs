@@ -1,0 +1,304 @@
+//! Restarts nobody notices: twenty Streamable HTTP sessions of the built-in server call without
+//! pause through a real nginx (round-robin, the README's settings) in front of three replicas on
+//! a real Redis, while replicas are killed (SIGKILL) and stopped (SIGTERM, a rolling restart) and
+//! Redis is killed and comes back empty — five times over with different timings. Not one call
+//! may fail and not one session may be lost. Then the same drain behind HAProxy (sticky) and for
+//! a plain client holding keep-alive connections to the stopping replica itself.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use crate::{
+    fake_upstream::{Behaviour, FakeUpstream},
+    gateway_util::Gateway,
+    infra::{Balancer, Redis, free_port},
+    util::{BIN, HEAVY},
+};
+
+const BOTH: &str = "application/json, text/event-stream";
+
+/// A replica of the cluster on `redis`, on its own fixed port (restarted on the same one).
+struct Replica {
+    id: String,
+    port: u16,
+    gw: Option<Gateway>,
+}
+
+impl Replica {
+    async fn start(redis: &Redis, id: &str, port: u16, upstream: &str) -> Replica {
+        let mut r = Replica {
+            id: id.to_string(),
+            port,
+            gw: None,
+        };
+        r.run(redis, upstream).await;
+        r
+    }
+
+    async fn run(&mut self, redis: &Redis, upstream: &str) {
+        let (port, url) = (self.port.to_string(), redis.url());
+        let args = [
+            "--port",
+            &port,
+            "--backend",
+            "in-process",
+            "--base-url",
+            upstream,
+            "--redis",
+            &url,
+            "--replica-id",
+            &self.id,
+            "--drain-delay",
+            "1500ms",
+            "--max-sessions",
+            "4000",
+        ];
+        self.gw = Some(Gateway::start_exactly(BIN, &args, &[]).await);
+    }
+
+    fn host_port(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn pid(&self) -> i32 {
+        self.gw.as_ref().unwrap().child.id().unwrap() as i32
+    }
+
+    /// SIGKILL, and waits for the process to be gone.
+    async fn kill(&mut self) {
+        let mut gw = self.gw.take().unwrap();
+        gw.child.start_kill().unwrap();
+        let _ = gw.child.wait().await;
+    }
+
+    /// SIGTERM (a rolling restart), and waits for the drain to end; its exit status.
+    async fn terminate(&mut self) -> Option<i32> {
+        // SAFETY: signals a process this test started.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let mut gw = self.gw.take().unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(30), gw.child.wait())
+            .await
+            .expect("the replica exits within its grace")
+            .unwrap();
+        status.code()
+    }
+}
+
+/// Milliseconds of the wall clock (mod 100 s), to line failures up with events in a log.
+fn clock_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        % 100_000
+}
+
+/// What the clients saw: calls answered, and every failure with its session and reason.
+#[derive(Default)]
+struct Seen {
+    calls: AtomicU64,
+    failures: Mutex<Vec<String>>,
+}
+
+/// One client: a session opened through `url`, then calls until `stop`.
+async fn client(url: String, n: usize, stop: Arc<AtomicBool>, seen: Arc<Seen>) {
+    let http = reqwest::Client::new();
+    let post = |body: Value, session: Option<&str>| {
+        let mut r = http
+            .post(format!("{url}/mcp"))
+            .header("accept", BOTH)
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&body);
+        if let Some(s) = session {
+            r = r.header("mcp-session-id", s);
+        }
+        r.send()
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "restarts", "version": "1"}}});
+    let r = post(init, None).await.expect("initialize");
+    assert_eq!(r.status(), 200, "initialize of client {n}");
+    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    let _ = r.bytes().await;
+    let r = post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        Some(&session),
+    )
+    .await
+    .expect("initialized");
+    assert_eq!(r.status(), 202);
+    let cities = ["bern", "thun", "basel", "interlaken"];
+    let mut id = 1u64;
+    while !stop.load(Ordering::Relaxed) {
+        id += 1;
+        let city = cities[id as usize % cities.len()];
+        let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "get_current_temperature", "arguments": {"city": city}}});
+        let failure = match post(call, Some(&session)).await {
+            Err(e) => Some(format!("transport: {e}")),
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body = r.text().await.unwrap_or_default();
+                let answer: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                if status != 200 || answer["id"] != id || answer.get("result").is_none() {
+                    Some(format!("{status} {body}"))
+                } else {
+                    None
+                }
+            }
+        };
+        match failure {
+            Some(f) => {
+                let lost = f.starts_with("404");
+                let at = clock_ms();
+                seen.failures
+                    .lock()
+                    .push(format!("{at} session {n} call {id}: {f}"));
+                if lost {
+                    // The session is gone: nothing more to learn from this client.
+                    return;
+                }
+            }
+            None => {
+                seen.calls.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Waits until the replicas on `redis` see `n` live replicas.
+async fn wait_peers(replicas: &[Replica], n: usize) {
+    for r in replicas {
+        if let Some(gw) = &r.gw {
+            gw.wait_health("peers seen", |h| {
+                h["cluster"]["peers"]
+                    .as_array()
+                    .is_some_and(|p| p.len() == n)
+            })
+            .await;
+        }
+    }
+}
+
+/// Runs `clients` sessions through `lb` while `events` happen; the failures they saw.
+async fn under_load<F: std::future::Future<Output = ()>>(
+    lb: &str,
+    clients: usize,
+    events: F,
+) -> (u64, Vec<String>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Seen::default());
+    let tasks: Vec<_> = (0..clients)
+        .map(|n| tokio::spawn(client(lb.to_string(), n, stop.clone(), seen.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    events.await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    let failures = seen.failures.lock().clone();
+    (seen.calls.load(Ordering::Relaxed), failures)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restarts_killed_replicas_and_an_emptied_redis_fail_no_call() {
+    let _heavy = HEAVY.lock().await;
+    let mut redis = Redis::start().await;
+    let upstream = FakeUpstream::start(Behaviour::Normal).await;
+    let base = upstream.base_url();
+    let mut replicas = vec![];
+    for i in 0..3 {
+        replicas.push(Replica::start(&redis, &format!("r{i}"), free_port(), &base).await);
+    }
+    // A call in flight on a replica that is killed can only be made again by the balancer:
+    // `non_idempotent`, as the README says for a roaming cluster.
+    let upstreams: Vec<String> = replicas.iter().map(Replica::host_port).collect();
+    let lb = Balancer::nginx_retrying(&upstreams, "error timeout non_idempotent").await;
+    wait_peers(&replicas, 3).await;
+
+    let replicas = Arc::new(tokio::sync::Mutex::new(replicas));
+    let events = {
+        let replicas = replicas.clone();
+        let base = base.clone();
+        let redis = &mut redis;
+        async move {
+            // Five rounds, each with its own pause between the events.
+            for (round, pause) in [150u64, 700, 300, 1000, 450].into_iter().enumerate() {
+                let pause = Duration::from_millis(pause);
+                let mut rs = replicas.lock().await;
+                let (killed, stopped) = (round % 3, (round + 1) % 3);
+                eprintln!("{} round {round}: SIGKILL {}", clock_ms(), rs[killed].id);
+                rs[killed].kill().await;
+                tokio::time::sleep(pause).await;
+                rs[killed].run(redis, &base).await;
+                tokio::time::sleep(pause).await;
+                eprintln!("{} round {round}: Redis restarted empty", clock_ms());
+                redis.restart().await;
+                tokio::time::sleep(pause).await;
+                eprintln!("{} round {round}: SIGTERM {}", clock_ms(), rs[stopped].id);
+                assert_eq!(rs[stopped].terminate().await, Some(0), "round {round}");
+                rs[stopped].run(redis, &base).await;
+                wait_peers(&rs, 3).await;
+            }
+        }
+    };
+    let (calls, failures) = under_load(&lb.url(), 20, events).await;
+    assert!(
+        failures.is_empty(),
+        "{} failed of {} calls:\n{}\nnginx:\n{}",
+        failures.len(),
+        calls + failures.len() as u64,
+        failures.join("\n"),
+        lb.error_log(20)
+    );
+    assert!(calls > 1000, "the clients kept calling: {calls}");
+}
+
+/// A rolling restart alone needs nothing of the balancer: behind nginx without any retry of
+/// POSTs, every replica stopped with SIGTERM in turn (and started again) fails no call — the
+/// drain closes keep-alive connections from the client's side after complete answers, and stops
+/// accepting only after the balancer has had its delay to notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_behind_nginx_without_retries_fails_no_call() {
+    let _heavy = HEAVY.lock().await;
+    let redis = Redis::start().await;
+    let upstream = FakeUpstream::start(Behaviour::Normal).await;
+    let base = upstream.base_url();
+    let mut replicas = vec![];
+    for i in 0..3 {
+        replicas.push(Replica::start(&redis, &format!("r{i}"), free_port(), &base).await);
+    }
+    let lb = Balancer::nginx(&replicas.iter().map(Replica::host_port).collect::<Vec<_>>()).await;
+    wait_peers(&replicas, 3).await;
+    let events = async {
+        for (round, pause) in [200u64, 900, 500].into_iter().enumerate() {
+            let r = &mut replicas[round % 3];
+            eprintln!("{} SIGTERM {}", clock_ms(), r.id);
+            assert_eq!(r.terminate().await, Some(0), "round {round}");
+            eprintln!("{} exited {}", clock_ms(), r.id);
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            r.run(&redis, &base).await;
+            wait_peers(&replicas, 3).await;
+        }
+    };
+    let (calls, failures) = under_load(&lb.url(), 20, events).await;
+    assert!(
+        failures.is_empty(),
+        "{} failed of {} calls:\n{}\nnginx:\n{}",
+        failures.len(),
+        calls + failures.len() as u64,
+        failures.join("\n"),
+        lb.error_log(20)
+    );
+    assert!(calls > 500, "the clients kept calling: {calls}");
+}
