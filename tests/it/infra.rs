@@ -249,6 +249,7 @@ impl Balancer {
         let conf = format!(
             "global\n  maxconn 5000\n  nbthread 1\n\
              defaults\n  mode http\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n\
+             retries 3\n  option redispatch\n\
              frontend fe\n  bind 127.0.0.1:{port}\n  default_backend gateways\n\
              backend gateways\n  balance roundrobin\n\
              stick-table type string len 64 size 200k expire 30m\n\

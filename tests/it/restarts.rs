@@ -302,3 +302,117 @@ async fn a_rolling_restart_behind_nginx_without_retries_fails_no_call() {
     );
     assert!(calls > 500, "the clients kept calling: {calls}");
 }
+
+/// The drain behind HAProxy with stick tables (the README's settings): a replica's sessions
+/// stick to it until it stops accepting, then HAProxy's retry of the refused connection goes to
+/// another replica (`option redispatch`), where the session roams on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_behind_sticky_haproxy_fails_no_call() {
+    let _heavy = HEAVY.lock().await;
+    let redis = Redis::start().await;
+    let upstream = FakeUpstream::start(Behaviour::Normal).await;
+    let base = upstream.base_url();
+    let mut replicas = vec![];
+    for i in 0..2 {
+        replicas.push(Replica::start(&redis, &format!("h{i}"), free_port(), &base).await);
+    }
+    let lb = Balancer::haproxy(&replicas.iter().map(Replica::host_port).collect::<Vec<_>>()).await;
+    wait_peers(&replicas, 2).await;
+    let events = async {
+        for round in 0..2 {
+            let r = &mut replicas[round];
+            eprintln!("{} SIGTERM {}", clock_ms(), r.id);
+            assert_eq!(r.terminate().await, Some(0), "round {round}");
+            r.run(&redis, &base).await;
+            wait_peers(&replicas, 2).await;
+        }
+    };
+    let (calls, failures) = under_load(&lb.url(), 12, events).await;
+    assert!(
+        failures.is_empty(),
+        "{} failed of {} calls:\n{}",
+        failures.len(),
+        calls + failures.len() as u64,
+        failures.join("\n")
+    );
+    assert!(calls > 300, "the clients kept calling: {calls}");
+}
+
+/// A client holding keep-alive connections to the stopping replica itself (no balancer): every
+/// request it sent is answered whole — during the drain each answer closes its connection, so
+/// the client's next request opens a new one — and once the replica stops accepting, the client
+/// gets a refused connection (before sending anything), never a reset under a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_kept_alive_on_the_stopping_replica_gets_whole_answers_then_refused() {
+    let redis = Redis::start().await;
+    let upstream = FakeUpstream::start(Behaviour::Normal).await;
+    let base = upstream.base_url();
+    let mut replica = Replica::start(&redis, "k0", free_port(), &base).await;
+    let url = format!("http://{}", replica.host_port());
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|n| {
+            let url = url.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut c = crate::gateway_util::McpClient::new(&url);
+                c.initialize().await;
+                let (mut answered, mut closing) = (0u64, 0u64);
+                let mut id = 1u64;
+                let outcome = loop {
+                    id += 1;
+                    let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                        "params": {"name": "list_cities", "arguments": {}}});
+                    let sent = c
+                        .http
+                        .post(format!("{url}/mcp"))
+                        .header("accept", BOTH)
+                        .header("mcp-protocol-version", "2025-06-18")
+                        .header("mcp-session-id", c.session.as_deref().unwrap())
+                        .json(&call)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) => {
+                            if r.headers().get("connection").is_some_and(|v| v == "close") {
+                                closing += 1;
+                            }
+                            let status = r.status();
+                            let body = r.text().await;
+                            let whole = body.as_deref().is_ok_and(|b| {
+                                serde_json::from_str::<Value>(b)
+                                    .is_ok_and(|v| v["id"] == id && v.get("result").is_some())
+                            });
+                            if status != 200 || !whole {
+                                break format!("client {n} call {id}: {status} {body:?}");
+                            }
+                            answered += 1;
+                        }
+                        Err(e) if e.is_connect() => break String::new(),
+                        Err(e) => break format!("client {n} call {id}: {e:?}"),
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        break "the replica never stopped accepting".into();
+                    }
+                };
+                (outcome, answered, closing)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopped = replica.terminate();
+    let exit = tokio::time::timeout(Duration::from_secs(30), stopped)
+        .await
+        .expect("the replica exits");
+    assert_eq!(exit, Some(0));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        let (outcome, answered, closing) = c.await.unwrap();
+        assert!(outcome.is_empty(), "{outcome}");
+        assert!(answered > 10, "{answered} answered");
+        assert!(
+            closing > 0,
+            "no answer closed its connection while draining"
+        );
+    }
+}
