@@ -15,16 +15,20 @@ use rmcp::{
     ErrorData as McpError, RoleServer, ServerHandler,
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams,
-        CompleteResult, CompletionInfo, ContentBlock, GetPromptRequestParams, GetPromptResponse,
-        Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-        ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
-        ServerCapabilities, ServerConfig, Tool,
+        CompleteResult, CompletionInfo, ContentBlock, ErrorCode, GetPromptRequestParams,
+        GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+        ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+        ReadResourceResponse, ServerCapabilities, ServerConfig, Tool,
     },
     service::RequestContext,
 };
 use serde_json::Value;
 
 use crate::upstream::Upstream;
+
+/// The error a cancelled call ends with (rmcp answers every request; the client that cancelled
+/// it is no longer waiting, and the code says why to anyone who is).
+const REQUEST_CANCELLED: i32 = -32800;
 
 const INSTRUCTIONS: &str = "Live data about the Aare river in Switzerland (water temperature, \
 flow, flow danger level, weather and forecasts) for its bathing spots from Brienz to Brugg. \
@@ -85,11 +89,19 @@ impl ServerHandler for AareguruServer {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let name = request.name.to_string();
         let started = std::time::Instant::now();
-        let Some(outcome) = tools::call(&self.upstream, &name, request.arguments).await else {
+        // A call the client cancels stops here, its upstream request abandoned.
+        let outcome = tokio::select! {
+            outcome = tools::call(&self.upstream, &name, request.arguments) => outcome,
+            _ = context.ct.cancelled() => {
+                tracing::info!(tool = %name, "tool call cancelled by the client");
+                return Err(McpError::new(ErrorCode(REQUEST_CANCELLED), "request cancelled", None));
+            }
+        };
+        let Some(outcome) = outcome else {
             return Err(McpError::invalid_params(
                 format!(
                     "unknown tool {name:?}; available: {}",

@@ -416,3 +416,85 @@ async fn a_client_kept_alive_on_the_stopping_replica_gets_whole_answers_then_ref
         );
     }
 }
+
+/// A roaming session's call runs on the replica its POST reached; the client's cancellation may
+/// reach another replica. It still stops the call where it runs (the built-in server's tools
+/// stop on cancellation, abandoning their upstream request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancellation_sent_through_another_replica_stops_the_call_where_it_runs() {
+    let redis = Redis::start().await;
+    // The upstream never answers: the call runs until cancelled (or for a minute).
+    let upstream = FakeUpstream::start(Behaviour::Hang).await;
+    let (url, base) = (redis.url(), upstream.base_url());
+    let start = |id: &'static str| {
+        let (url, base) = (url.clone(), base.clone());
+        async move {
+            let args = [
+                "--port",
+                "0",
+                "--backend",
+                "in-process",
+                "--base-url",
+                &base,
+                "--upstream-timeout",
+                "60s",
+                "--redis",
+                &url,
+                "--replica-id",
+                id,
+            ];
+            Gateway::start_exactly(BIN, &args, &[]).await
+        }
+    };
+    let (a, b) = (start("ca").await, start("cb").await);
+    for g in [&a, &b] {
+        g.wait_health("peers seen", |h| {
+            h["cluster"]["peers"]
+                .as_array()
+                .is_some_and(|p| p.len() == 2)
+        })
+        .await;
+    }
+    let mut on_a = crate::gateway_util::McpClient::new(&a.base);
+    on_a.initialize().await;
+    let running = {
+        let on_a = crate::gateway_util::McpClient {
+            http: reqwest::Client::new(),
+            url: on_a.url.clone(),
+            session: on_a.session.clone(),
+            headers: vec![],
+        };
+        tokio::spawn(async move {
+            on_a.call(7, "get_current_temperature", json!({"city": "bern"}))
+                .await
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while upstream.state.requests().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the call never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut on_b = crate::gateway_util::McpClient::new(&b.base);
+    on_b.session = on_a.session.clone();
+    let r = on_b
+        .post(
+            &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                       "params": {"requestId": 7, "reason": "changed my mind"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    // The call stops on A (its answer is dropped: the client that cancelled is not waiting).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !a.log_text().contains("tool call cancelled by the client") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the call on the replica running it did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!running.is_finished(), "no answer after the cancellation");
+    running.abort();
+}

@@ -12,6 +12,8 @@
 
 use std::{net::IpAddr, sync::Arc};
 
+use bytes::Bytes;
+
 use serde_json::json;
 use uuid::Uuid;
 use warp::{
@@ -20,12 +22,17 @@ use warp::{
 };
 
 use super::{
+    forward::{self, PEER_HEADER},
     reply::{error_reply, json_reply},
     state::Http,
 };
-use crate::gateway::{
-    cluster::{Verdict, entry::Peer, placement::Placement},
-    session::CloseCause,
+use crate::{
+    config::Backend as BackendKind,
+    gateway::{
+        cluster::{Verdict, entry::Peer, placement::Placement},
+        session::CloseCause,
+    },
+    mcp::jsonrpc::Kind,
 };
 
 /// Which kind of session-bearing request this is.
@@ -141,6 +148,55 @@ impl Http {
                 _ => Place::Answered(unplaceable()),
             },
         }
+    }
+}
+
+impl Http {
+    /// A roaming session's requests run wherever they arrived, so its `notifications/cancelled`
+    /// goes to every other replica too (asked with [`IF_HELD`]: one that holds a copy passes it
+    /// to its copy, which stops the request if it runs there; none restores the session for
+    /// it). Sent once, by the replica the client reached.
+    pub(super) fn cancel_elsewhere(
+        self: &Arc<Self>,
+        server: Option<&str>,
+        headers: &HeaderMap,
+        client: IpAddr,
+        line: &Bytes,
+        kind: &Kind,
+    ) {
+        let (Some(cluster), Kind::Notification { method }) = (&self.cluster, kind) else {
+            return;
+        };
+        if method != "notifications/cancelled" || headers.contains_key(PEER_HEADER) {
+            return;
+        }
+        let roams = self
+            .registry
+            .serving(server)
+            .is_some_and(|s| s.config.backend == BackendKind::InProcess);
+        let (Some(secret), true) = (cluster.secret(), roams) else {
+            return;
+        };
+        let path = server.map_or_else(|| "/mcp".to_string(), |s| format!("/servers/{s}/mcp"));
+        let mut headers = headers.clone();
+        headers.insert(IF_HELD, HeaderValue::from_static("1"));
+        let (http, cluster, line) = (self.clone(), cluster.clone(), line.clone());
+        tokio::spawn(async move {
+            for peer in cluster.others() {
+                let request = forward::Request {
+                    method: &warp::http::Method::POST,
+                    path: &path,
+                    query: "",
+                    headers: &headers,
+                    body: line.clone(),
+                    client,
+                };
+                let _ = http
+                    .forwarder
+                    .forward(&cluster, &peer, &secret, request)
+                    .await;
+            }
+        });
     }
 }
 

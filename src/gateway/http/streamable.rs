@@ -176,7 +176,7 @@ impl Http {
                 _ => None,
             })
             .collect();
-        // Dropped on any way out below, so no stream is left waiting for answers nobody reads.
+        // Dropped on any way out below: no stream is left waiting for answers nobody reads.
         let stream = (!requests.is_empty()).then(|| mcp.open_stream(&requests, &parsed.messages));
         for (line, kind) in parsed.messages {
             if mcp.restored
@@ -184,6 +184,7 @@ impl Http {
             {
                 continue;
             }
+            self.cancel_elsewhere(server, headers, client, &line, &kind);
             if let Err(e) = mcp.sessions.forward(&mcp.session, line, &kind).await {
                 return self.forward_refused(e);
             }
