@@ -152,6 +152,15 @@ impl Http {
 }
 
 impl Http {
+    /// What event ids start with: the replica's tag in a cluster (so a resumed stream is found
+    /// on the replica that buffered it), nothing otherwise.
+    pub(super) fn event_tag(&self) -> Arc<str> {
+        match &self.cluster {
+            Some(c) => format!("{}.", c.tag()).into(),
+            None => "".into(),
+        }
+    }
+
     /// A roaming session's requests run wherever they arrived, so its `notifications/cancelled`
     /// goes to every other replica too (asked with [`IF_HELD`]: one that holds a copy passes it
     /// to its copy, which stops the request if it runs there; none restores the session for

@@ -400,15 +400,6 @@ impl Http {
         self.sse_reply(mcp.clone(), reader, 0)
     }
 
-    /// What event ids start with: the replica's tag in a cluster (so a resumed stream is found
-    /// on the replica that buffered it), nothing otherwise.
-    fn event_tag(&self) -> Arc<str> {
-        match &self.cluster {
-            Some(c) => format!("{}.", c.tag()).into(),
-            None => "".into(),
-        }
-    }
-
     fn event_id(&self, stream: u64, seq: u64) -> String {
         format!("{}{stream}-{seq}", self.event_tag())
     }
