@@ -174,6 +174,32 @@ async fn client(url: String, n: usize, stop: Arc<AtomicBool>, seen: Arc<Seen>) {
     }
 }
 
+/// `n` replicas on `redis`, named `{prefix}{i}`, each seeing the others.
+async fn replicas(redis: &Redis, prefix: &str, n: usize, upstream: &str) -> Vec<Replica> {
+    let mut all = vec![];
+    for i in 0..n {
+        all.push(Replica::start(redis, &format!("{prefix}{i}"), free_port(), upstream).await);
+    }
+    all
+}
+
+fn upstreams(replicas: &[Replica]) -> Vec<String> {
+    replicas.iter().map(Replica::host_port).collect()
+}
+
+/// No client saw a failure (else each, with the balancer's log), and they kept calling.
+fn assert_none_failed((calls, failures): (u64, Vec<String>), lb: &Balancer, at_least: u64) {
+    assert!(
+        failures.is_empty(),
+        "{} failed of {} calls:\n{}\nbalancer:\n{}",
+        failures.len(),
+        calls + failures.len() as u64,
+        failures.join("\n"),
+        lb.error_log(20)
+    );
+    assert!(calls > at_least, "the clients kept calling: {calls}");
+}
+
 /// Waits until the replicas on `redis` see `n` live replicas.
 async fn wait_peers(replicas: &[Replica], n: usize) {
     for r in replicas {
@@ -216,14 +242,10 @@ async fn rolling_restarts_killed_replicas_and_an_emptied_redis_fail_no_call() {
     let mut redis = Redis::start().await;
     let upstream = FakeUpstream::start(Behaviour::Normal).await;
     let base = upstream.base_url();
-    let mut replicas = vec![];
-    for i in 0..3 {
-        replicas.push(Replica::start(&redis, &format!("r{i}"), free_port(), &base).await);
-    }
+    let replicas = replicas(&redis, "r", 3, &base).await;
     // A call in flight on a replica that is killed can only be made again by the balancer:
     // `non_idempotent`, as the README says for a roaming cluster.
-    let upstreams: Vec<String> = replicas.iter().map(Replica::host_port).collect();
-    let lb = Balancer::nginx_retrying(&upstreams, "error timeout non_idempotent").await;
+    let lb = Balancer::nginx_retrying(&upstreams(&replicas), "error timeout non_idempotent").await;
     wait_peers(&replicas, 3).await;
 
     let replicas = Arc::new(tokio::sync::Mutex::new(replicas));
@@ -252,16 +274,7 @@ async fn rolling_restarts_killed_replicas_and_an_emptied_redis_fail_no_call() {
             }
         }
     };
-    let (calls, failures) = under_load(&lb.url(), 20, events).await;
-    assert!(
-        failures.is_empty(),
-        "{} failed of {} calls:\n{}\nnginx:\n{}",
-        failures.len(),
-        calls + failures.len() as u64,
-        failures.join("\n"),
-        lb.error_log(20)
-    );
-    assert!(calls > 1000, "the clients kept calling: {calls}");
+    assert_none_failed(under_load(&lb.url(), 20, events).await, &lb, 1000);
 }
 
 /// A rolling restart alone needs nothing of the balancer: behind nginx without any retry of
@@ -274,11 +287,8 @@ async fn a_rolling_restart_behind_nginx_without_retries_fails_no_call() {
     let redis = Redis::start().await;
     let upstream = FakeUpstream::start(Behaviour::Normal).await;
     let base = upstream.base_url();
-    let mut replicas = vec![];
-    for i in 0..3 {
-        replicas.push(Replica::start(&redis, &format!("r{i}"), free_port(), &base).await);
-    }
-    let lb = Balancer::nginx(&replicas.iter().map(Replica::host_port).collect::<Vec<_>>()).await;
+    let mut replicas = replicas(&redis, "r", 3, &base).await;
+    let lb = Balancer::nginx(&upstreams(&replicas)).await;
     wait_peers(&replicas, 3).await;
     let events = async {
         for (round, pause) in [200u64, 900, 500].into_iter().enumerate() {
@@ -291,16 +301,7 @@ async fn a_rolling_restart_behind_nginx_without_retries_fails_no_call() {
             wait_peers(&replicas, 3).await;
         }
     };
-    let (calls, failures) = under_load(&lb.url(), 20, events).await;
-    assert!(
-        failures.is_empty(),
-        "{} failed of {} calls:\n{}\nnginx:\n{}",
-        failures.len(),
-        calls + failures.len() as u64,
-        failures.join("\n"),
-        lb.error_log(20)
-    );
-    assert!(calls > 500, "the clients kept calling: {calls}");
+    assert_none_failed(under_load(&lb.url(), 20, events).await, &lb, 500);
 }
 
 /// The drain behind HAProxy with stick tables (the README's settings): a replica's sessions
@@ -312,11 +313,8 @@ async fn a_rolling_restart_behind_sticky_haproxy_fails_no_call() {
     let redis = Redis::start().await;
     let upstream = FakeUpstream::start(Behaviour::Normal).await;
     let base = upstream.base_url();
-    let mut replicas = vec![];
-    for i in 0..2 {
-        replicas.push(Replica::start(&redis, &format!("h{i}"), free_port(), &base).await);
-    }
-    let lb = Balancer::haproxy(&replicas.iter().map(Replica::host_port).collect::<Vec<_>>()).await;
+    let mut replicas = replicas(&redis, "h", 2, &base).await;
+    let lb = Balancer::haproxy(&upstreams(&replicas)).await;
     wait_peers(&replicas, 2).await;
     let events = async {
         for round in 0..2 {
@@ -327,15 +325,7 @@ async fn a_rolling_restart_behind_sticky_haproxy_fails_no_call() {
             wait_peers(&replicas, 2).await;
         }
     };
-    let (calls, failures) = under_load(&lb.url(), 12, events).await;
-    assert!(
-        failures.is_empty(),
-        "{} failed of {} calls:\n{}",
-        failures.len(),
-        calls + failures.len() as u64,
-        failures.join("\n")
-    );
-    assert!(calls > 300, "the clients kept calling: {calls}");
+    assert_none_failed(under_load(&lb.url(), 12, events).await, &lb, 300);
 }
 
 /// A client holding keep-alive connections to the stopping replica itself (no balancer): every
