@@ -56,7 +56,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(4096)
 }
 
-/// Serves until asked to stop, then drains (see [`stop`]) and returns.
+/// Serves until asked to stop, then drains (see [`Stopping`]) and returns.
 pub async fn run(config: GatewayConfig, listener: TcpListener, stop: Stop) -> anyhow::Result<()> {
     raise_fd_limit();
     let config = Arc::new(config);
@@ -136,10 +136,11 @@ pub async fn run(config: GatewayConfig, listener: TcpListener, stop: Stop) -> an
 /// The way out, in order, so that no request that reached this replica is answered with a reset
 /// or a 5xx: readiness 503 and `Connection: close` on every answer while still serving for the
 /// drain delay (load balancers and clients move away; keep-alive connections are closed by the
-/// client's side after a complete answer); then no new connections (the listener closes, idle
-/// connections close), listen streams end (their clients open them elsewhere), what is in flight
-/// finishes (up to the shutdown grace); then the cluster is left (roaming sessions stay in the
-/// directory for the others) and children stop.
+/// client's side after a complete answer); then no new connections (new SYNs ignored while the
+/// queued connections are taken, then the listener and idle connections close), listen streams
+/// end (their clients open them elsewhere), what is in flight finishes (up to the shutdown
+/// grace); then the cluster is left (roaming sessions stay in the directory for the others) and
+/// children stop.
 struct Stopping<'a> {
     config: &'a GatewayConfig,
     http: &'a Arc<Http>,
