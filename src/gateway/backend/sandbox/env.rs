@@ -1,4 +1,4 @@
-//! Spawn-time walls around a child. Today: its environment.
+//! What a child inherits of the gateway's environment.
 //!
 //! A child does not inherit the gateway's environment, which holds the gateway's own settings
 //! and secrets (`AAREGURU_MCP_API_KEYS`, `AAREGURU_MCP_OAUTH_CLIENT_SECRET`, …). Like the MCP
