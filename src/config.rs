@@ -163,6 +163,57 @@ pub struct ChildCommand {
     pub inherit_env: Vec<String>,
     /// Working directory of the child (`None`: the gateway's).
     pub cwd: Option<std::path::PathBuf>,
+    /// The walls it runs in (`None`: none).
+    pub sandbox: Option<SandboxSpec>,
+}
+
+/// The walls a server's children run in: `sandbox` in the servers file, `--sandbox`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxSpec {
+    /// The interpreter's files and package caches, read-only.
+    pub preset: Option<Preset>,
+    /// Paths the child may read (and execute) beneath, beside the system's and the preset's.
+    pub read_only: Vec<std::path::PathBuf>,
+    /// Paths the child may read and write beneath.
+    pub read_write: Vec<std::path::PathBuf>,
+    pub network: Network,
+    pub limits: Limits,
+    /// Run the child as this user (a name or a number), with its group.
+    pub run_as: Option<String>,
+    /// Start the server without the walls the kernel lacks (with a warning) instead of refusing.
+    pub allow_unsandboxed: bool,
+}
+
+/// The interpreter a sandbox is shaped for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    Node,
+    Python,
+}
+
+/// What network a sandboxed child reaches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Network {
+    /// No socket at all (pipes and socket pairs still work).
+    #[default]
+    None,
+    /// TCP connections to these ports only (any host), UDP as it likes, no listening.
+    Tcp(Vec<u16>),
+    All,
+}
+
+/// Resource limits of one sandboxed child; `None` leaves the gateway's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of private writable memory (`RLIMIT_DATA`: what malloc and the JS heap take).
+    pub memory: Option<u64>,
+    /// Seconds of CPU time over the child's life (`RLIMIT_CPU`).
+    pub cpu_seconds: Option<u64>,
+    /// Processes and threads of the child's user (`RLIMIT_NPROC`).
+    pub processes: Option<u64>,
+    pub open_files: Option<u64>,
+    /// Bytes of the largest file it may write (`RLIMIT_FSIZE`).
+    pub file_size: Option<u64>,
 }
 
 /// Which tools of a server clients may see and call: names with `*` globs. Empty `allow`

@@ -13,7 +13,6 @@ use crate::config::{
     Backend, ChildCommand, GatewayConfig, LogFormat, OAuthConfig, ServerConfig, ToolFilter,
     UpstreamConfig,
 };
-use crate::gateway::backend::sandbox;
 
 /// Gateway flags (`--sse`).
 #[derive(Debug, clap::Args)]
@@ -192,6 +191,11 @@ pub struct GatewayArgs {
     )]
     pub child_env: Vec<String>,
 
+    /// The walls the command's children run in: `node`, `python`, `none`, or a servers file's
+    /// `sandbox` object as JSON (Linux: Landlock, seccomp, rlimits).
+    #[arg(long, env = "AAREGURU_MCP_SANDBOX", value_name = "PRESET|JSON")]
+    pub sandbox: Option<String>,
+
     /// On SIGINT/SIGTERM, how long children get to exit before they are killed.
     #[arg(long, env = "AAREGURU_MCP_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -235,7 +239,7 @@ pub(super) fn gateway_config(
 ) -> anyhow::Result<GatewayConfig> {
     let bind = SocketAddr::new(listen_ip(&g.host)?, g.port);
     let builtin_child = command.is_empty();
-    let inherit_env = child_env(std::mem::take(&mut g.child_env))?;
+    let inherit_env = super::sandbox::child_env(std::mem::take(&mut g.child_env))?;
     let child = if builtin_child {
         builtin_command(&settings)?
     } else {
@@ -246,12 +250,17 @@ pub(super) fn gateway_config(
             env: vec![],
             inherit_env: inherit_env.clone(),
             cwd: None,
+            sandbox: None,
         }
     };
     if g.max_body_bytes < 1024 {
         bail!("--max-body-bytes must be at least 1024");
     }
     let (backend, max_sessions) = backend_choice(&g, builtin_child)?;
+    let child = ChildCommand {
+        sandbox: super::sandbox::from_flag(g.sandbox.as_deref(), backend)?,
+        ..child
+    };
     if g.no_sse && g.no_streamable_http {
         bail!("--no-sse and --no-streamable-http together leave nothing to serve");
     }
@@ -451,6 +460,7 @@ fn builtin_command(s: &ChildSettings) -> anyhow::Result<ChildCommand> {
         // Per-session lifecycle chatter from hundreds of children drowns the gateway's own
         // log; children report warnings and errors unless the operator asks for more.
         cwd: None,
+        sandbox: None,
         // Everything it needs is in its arguments.
         inherit_env: vec![],
         env: vec![(
@@ -462,19 +472,6 @@ fn builtin_command(s: &ChildSettings) -> anyhow::Result<ChildCommand> {
             },
         )],
     })
-}
-
-/// `--child-env`: names and globs, checked.
-fn child_env(names: Vec<String>) -> anyhow::Result<Vec<String>> {
-    let names: Vec<String> = names
-        .into_iter()
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty())
-        .collect();
-    if let Some(bad) = names.iter().find(|n| !sandbox::valid_pattern(n)) {
-        bail!("--child-env {bad:?}: give variable names (letters, digits, '_'), or globs with '*'");
-    }
-    Ok(names)
 }
 
 /// The backend (with its default) and the session limit that goes with it.

@@ -15,6 +15,7 @@ mod duration;
 mod gateway;
 mod groups;
 mod remotes;
+mod sandbox;
 pub mod servers_file;
 
 pub use self::{bridge::BridgeArgs, duration::parse_duration, gateway::GatewayArgs};

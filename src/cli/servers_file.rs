@@ -28,7 +28,7 @@ use serde_json::Value;
 use super::{
     duration::parse_duration,
     groups::{self, Tools, check_name, trimmed},
-    remotes,
+    remotes, sandbox,
 };
 use crate::config::{Backend, ChildCommand, HeaderEnv, ServerConfig};
 
@@ -61,6 +61,8 @@ struct GatewaySettings {
     inherit_env: Vec<String>,
     /// A remote server's OAuth client credentials.
     oauth: Option<remotes::OAuthSpec>,
+    /// The walls its children run in (see [`sandbox`]).
+    sandbox: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +93,8 @@ struct Entry {
     headers: BTreeMap<String, String>,
     #[serde(default)]
     gateway: Option<GatewaySettings>,
+    /// Beside the entry's other keys as well as in its `gateway`.
+    sandbox: Option<Value>,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
@@ -181,9 +185,11 @@ fn server(
             || settings.children.is_some()
             || !settings.env_from_headers.is_empty()
             || !settings.inherit_env.is_empty()
+            || settings.sandbox.is_some()
+            || e.sandbox.is_some()
         {
             bail!(
-                "backend, children, prespawn, envFromHeaders and inheritEnv are for stdio servers; this one is remote"
+                "backend, children, prespawn, envFromHeaders, inheritEnv and sandbox are for stdio servers; this one is remote"
             );
         }
         let env = |name: &str| std::env::var(name).ok();
@@ -290,6 +296,28 @@ fn server(
             backend.as_str()
         );
     }
+    let default_sandbox = (defaults.sandbox.as_ref())
+        .map(sandbox::setting)
+        .transpose()
+        .context("at gateway.sandbox")?;
+    let own_sandbox = match (e.sandbox, settings.sandbox) {
+        (Some(_), Some(_)) => {
+            bail!("sandbox is set twice: beside the entry's keys and in its gateway")
+        }
+        (Some(v), None) | (None, Some(v)) => Some(sandbox::setting(&v).context("sandbox")?),
+        (None, None) => None,
+    };
+    let sandbox = match backend {
+        Backend::InProcess | Backend::Remote => {
+            if own_sandbox.is_some() {
+                bail!(
+                    "sandbox: this server runs in the gateway's own process, with no child to wall in; give it backend \"per-session\" or \"shared\""
+                );
+            }
+            None
+        }
+        _ => sandbox::resolve(default_sandbox.as_ref(), own_sandbox.as_ref()).context("sandbox")?,
+    };
     let mut upstream = base.upstream.clone();
     if builtin {
         own_upstream_settings(&e.args, &env, &mut upstream)?;
@@ -303,6 +331,7 @@ fn server(
             env,
             inherit_env,
             cwd: e.cwd.map(Into::into),
+            sandbox,
         },
         builtin,
         backend,
@@ -428,6 +457,7 @@ mod tests {
                 env: vec![],
                 inherit_env: vec!["LANG".into()],
                 cwd: None,
+                sandbox: None,
             },
             builtin: true,
             backend: Backend::InProcess,

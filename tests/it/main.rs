@@ -17,6 +17,7 @@ mod modern_asks;
 mod oauth;
 mod pool;
 mod restarts;
+mod sandbox;
 mod servers;
 mod shared;
 mod stdio;

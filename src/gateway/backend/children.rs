@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::sandbox::Limit;
 use crate::gateway::metrics::ServerMetrics;
 
 /// How a child ended.
@@ -16,6 +17,8 @@ pub enum ExitCause {
     Crashed,
     /// Ended because we terminated it.
     Terminated,
+    /// Ended by one of its sandbox's limits.
+    Limit(Limit),
 }
 
 impl ExitCause {
@@ -24,6 +27,9 @@ impl ExitCause {
             ExitCause::Exited => "exited",
             ExitCause::Crashed => "crashed",
             ExitCause::Terminated => "terminated",
+            ExitCause::Limit(Limit::Cpu) => "limit_cpu",
+            ExitCause::Limit(Limit::FileSize) => "limit_file_size",
+            ExitCause::Limit(Limit::Memory) => "limit_memory",
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use parking_lot::RwLock;
 use std::{
+    os::unix::process::ExitStatusExt,
     process::Stdio,
     sync::{
         Arc,
@@ -27,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     children::ExitCause,
     own::{Output, Worker},
-    sandbox,
+    sandbox::{self, Limit, Walls},
 };
 use crate::{
     config::ChildCommand,
@@ -70,12 +71,16 @@ pub struct ChildOutput {
 struct Exit {
     success: bool,
     detail: String,
+    /// The sandbox's limit that ended it.
+    limit: Option<Limit>,
 }
 
 impl Exit {
     fn cause(&self, terminating: bool) -> ExitCause {
         if terminating {
             ExitCause::Terminated
+        } else if let Some(limit) = self.limit {
+            ExitCause::Limit(limit)
         } else if self.success {
             ExitCause::Exited
         } else {
@@ -101,14 +106,19 @@ impl ChildProcess {
         if let Some(dir) = &cmd.cwd {
             command.current_dir(dir);
         }
+        // Not the gateway's environment (its settings and secrets): the short list and what
+        // the operator allows, then the entry's own, then the session's.
+        let mut env = sandbox::inherited(std::env::vars_os(), &cmd.inherit_env);
+        env.extend(cmd.env.iter().map(|(k, v)| (k.into(), v.into())));
+        env.extend(extra_env.iter().map(|(k, v)| (k.into(), v.into())));
+        let walls = Walls::prepare(cmd, &env)?;
+        command.args(&cmd.args).env_clear().envs(env);
+        let tmp = walls.as_ref().map(|w| w.tmp.clone());
+        if let Some(walls) = walls {
+            command.envs(walls.env());
+            walls.install(&mut command);
+        }
         command
-            .args(&cmd.args)
-            // Not the gateway's environment (its settings and secrets): the short list and
-            // what the operator allows, then the entry's own.
-            .env_clear()
-            .envs(sandbox::inherited(std::env::vars_os(), &cmd.inherit_env))
-            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-            .envs(extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -126,7 +136,15 @@ impl ChildProcess {
                 Ok(())
             });
         }
-        let mut child = command.spawn()?;
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                if let Some(tmp) = &tmp {
+                    sandbox::remove_tmp(tmp);
+                }
+                return Err(e);
+            }
+        };
         let pid = child.id().unwrap_or(0);
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
@@ -141,7 +159,12 @@ impl ChildProcess {
             Ok(pipe) => pipe,
             Err(e) => {
                 signal_group(pid, libc::SIGKILL);
-                tokio::spawn(async move { child.wait().await });
+                tokio::spawn(async move {
+                    let _ = child.wait().await;
+                    if let Some(tmp) = tmp {
+                        sandbox::remove_tmp(&tmp);
+                    }
+                });
                 return Err(e);
             }
         };
@@ -158,7 +181,8 @@ impl ChildProcess {
             session.to_string(),
         ));
         let label: Label = Arc::new(RwLock::new(Arc::from(session)));
-        tokio::spawn(log_stderr(stderr, label.clone()));
+        let said_oom = Arc::new(AtomicBool::new(false));
+        tokio::spawn(log_stderr(stderr, label.clone(), said_oom.clone()));
         let name = session.to_string();
         tokio::spawn(async move {
             // Watch the process, not the pipe: a grandchild holding stdout open must not hide
@@ -167,12 +191,28 @@ impl ChildProcess {
                 Ok(s) => Exit {
                     success: s.success(),
                     detail: s.to_string(),
+                    limit: match s.signal() {
+                        Some(sig) if tmp.is_some() => {
+                            if !said_oom.load(Ordering::Relaxed) {
+                                // What it said on dying may still be in the pipe.
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                            Limit::of_signal(sig, said_oom.load(Ordering::Relaxed))
+                        }
+                        _ => None,
+                    },
                 },
                 Err(e) => Exit {
                     success: false,
                     detail: format!("wait failed: {e}"),
+                    limit: None,
                 },
             };
+            if let Some(limit) = exit.limit {
+                sandbox::count_limit_kill(limit);
+                tracing::warn!(session = %name, pid, detail = %exit.detail,
+                    "child ended by its sandbox's {} limit", limit.as_str());
+            }
             tracing::debug!(session = %name, pid, detail = %exit.detail, "child ended");
             let _ = exit_tx.send(Some(exit));
             // The leader is gone; once its output had its chance to drain, nothing else of
@@ -183,6 +223,9 @@ impl ChildProcess {
                     signal_group(pid, libc::SIGTERM);
                     signal_group(pid, libc::SIGKILL);
                 }
+            }
+            if let Some(tmp) = tmp {
+                let _ = tokio::task::spawn_blocking(move || sandbox::remove_tmp(&tmp)).await;
             }
         });
         Ok((
@@ -322,13 +365,18 @@ fn group_alive(pgid: u32) -> bool {
 /// The name a child's stderr is logged under (a pooled child gets its session's on being taken).
 type Label = Arc<RwLock<Arc<str>>>;
 
-async fn log_stderr(stderr: ChildStderr, label: Label) {
+/// Logs a child's stderr under its label, noting in `said_oom` whether it said it ran out of
+/// memory.
+async fn log_stderr(stderr: ChildStderr, label: Label, said_oom: Arc<AtomicBool>) {
     let mut lines = BufReader::new(stderr).split(b'\n');
     while let Ok(Some(mut line)) = lines.next_segment().await {
         line.truncate(8 * 1024);
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end();
         if !text.is_empty() {
+            if Limit::says_out_of_memory(text) {
+                said_oom.store(true, Ordering::Relaxed);
+            }
             let session = label.read().clone();
             tracing::info!(target: "aareguru_mcp::child", session = %session, "{text}");
         }

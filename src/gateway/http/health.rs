@@ -78,6 +78,7 @@ impl Http {
         if let Some((cluster, _)) = cluster {
             body["cluster"] = cluster;
         }
+        body["sandbox"] = self.registry.sandbox_status();
         json_reply(
             if matches!(status, "shutting_down" | "unavailable") {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -440,6 +440,11 @@ impl Registry {
     }
 
     /// The servers file part of `/health`.
+    /// What the kernel gives the children's sandboxes, and the children its limits ended.
+    pub fn sandbox_status(&self) -> Value {
+        backend::sandbox::health()
+    }
+
     pub fn file_status(&self) -> Option<Value> {
         let path = self.gateway.servers_file.as_ref()?;
         let f = self.file.lock();
