@@ -122,6 +122,10 @@ cp tests/interop/servers_ts.mjs "$dir/node/"
 timeout 300 "$dir/venv/bin/python" tests/interop/servers_python.py "$bin" "$fake" "$root/$dir/node" \
     "$root/$dir/venv-time/bin/mcp-server-time"
 
+echo "== The same servers, each inside its sandbox preset (node: everything, filesystem on its one directory; python: mcp-server-time, a Python SDK server)"
+timeout 300 "$dir/venv/bin/python" tests/interop/servers_python.py "$bin" "$fake" "$root/$dir/node" \
+    "$root/$dir/venv-time/bin/mcp-server-time" --sandbox
+
 echo "== Federation: one group of every server of a file (everything, filesystem, mcp-server-time, this one, two fixtures, a missing one) at /mcp and /servers/team/sse"
 cp tests/interop/federation_ts.mjs "$dir/node/"
 timeout 300 "$dir/venv/bin/python" tests/interop/federation_python.py "$bin" "$fake" "$root/$dir/node" \

@@ -8,7 +8,12 @@ every server: the tools each lists are its own (no call reaches the wrong server
 calls answers from it, and tools denied by the file's filter are neither listed nor callable.
 Then the TypeScript SDK does the same (servers_ts.mjs).
 
-Usage: python servers_python.py BIN FAKE_UPSTREAM NODE_DIR TIME_SERVER
+With `--sandbox` every stdio server runs inside its preset (everything and filesystem in
+`node`, the filesystem server writing only to its one directory; mcp-server-time and a Python
+SDK server, py_server.py, in `python`), and the same checks must pass — plus a call the walls
+refuse: the filesystem server cannot read the servers file outside its directory.
+
+Usage: python servers_python.py BIN FAKE_UPSTREAM NODE_DIR TIME_SERVER [--sandbox]
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from mcp.client.sse import sse_client
 from common import check, start_fake, start_gateway, summary, text_of
 
 BIN, FAKE, NODE_DIR, TIME_SERVER = sys.argv[1:5]
+SANDBOX = "--sandbox" in sys.argv[5:]
+HERE = os.path.dirname(os.path.abspath(__file__))
 PKGS = os.path.join(NODE_DIR, "node_modules", "@modelcontextprotocol")
 
 # What each server must (and must not) list through the gateway, and one call to make.
@@ -52,10 +59,27 @@ EXPECT = {
         ("get_current_time", {"timezone": "Europe/Zurich"}, "Europe/Zurich"),
     ),
 }
+if SANDBOX:
+    EXPECT["pysdk"] = ({"add", "deploy"}, set(), ("add", {"a": 2, "b": 3}, "5"))
 DENIED_CALL = {"everything": "get-env", "filesystem": "write_file", "time": "convert_time"}
 
 
 def config(served_dir: str) -> dict:
+    servers = base_config(served_dir)
+    if SANDBOX:
+        entries = servers["mcpServers"]
+        entries["everything"]["sandbox"] = "node"
+        entries["filesystem"]["sandbox"] = {"preset": "node", "readWrite": [served_dir]}
+        entries["time"]["sandbox"] = "python"
+        entries["pysdk"] = {
+            "command": sys.executable,
+            "args": [os.path.join(HERE, "py_server.py")],
+            "sandbox": "python",
+        }
+    return servers
+
+
+def base_config(served_dir: str) -> dict:
     return {
         "gateway": {"backend": "per-session"},
         "mcpServers": {
@@ -102,7 +126,7 @@ async def main() -> None:
     served_file = os.path.join(served_dir, "note.txt")
     with open(served_file, "w") as f:
         f.write("hello from the served directory\n")
-    conf = os.path.join(served_dir, "servers.json")
+    conf = os.path.join(tempfile.mkdtemp(), "servers.json")
     with open(conf, "w") as f:
         json.dump(config(served_dir), f, indent=2)
     gw, url = start_gateway(BIN, ["--config", conf, "--base-url", base])
@@ -123,6 +147,17 @@ async def main() -> None:
                     await s.initialize()
                     await exercise(s, name, f"{name} SSE", served_file)
             print(f"{name}: ok over both transports")
+        if SANDBOX:
+            health = json.loads(urllib.request.urlopen(f"{url}/health").read())
+            states = {s["name"]: s["state"] for s in health["servers"]}
+            check(all(states[n] != "failed" for n in EXPECT), f"every sandboxed server started ({states})")
+            async with Client(f"{url}/servers/filesystem/mcp", mode="legacy") as c:
+                try:
+                    r = await c.call_tool("read_text_file", {"path": conf})
+                    refused = r.is_error
+                except Exception:
+                    refused = True
+                check(refused, "sandbox: the filesystem server cannot read the servers file outside its directory")
         ts = subprocess.run(
             ["node", "servers_ts.mjs", url, served_file], cwd=NODE_DIR, capture_output=True, text=True, timeout=300
         )
