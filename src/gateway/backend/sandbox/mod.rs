@@ -45,6 +45,16 @@ impl Walls {
             return Ok(None);
         };
         let user = spec.run_as.as_deref().map(user).transpose()?;
+        // SAFETY: geteuid has no arguments.
+        let me = unsafe { libc::geteuid() };
+        if let Some((uid, _)) = user
+            && uid != me
+            && me != 0
+        {
+            return Err(io::Error::other(format!(
+                "sandbox: runAs needs the gateway to run as root (it runs as uid {me})"
+            )));
+        }
         let tmp = private_tmp(user)?;
         let get = |name: &str| {
             env.iter()
@@ -247,10 +257,35 @@ fn tmp_base() -> PathBuf {
     std::env::temp_dir().join(format!("aareguru-mcp-{}", std::process::id()))
 }
 
+/// Removes what gateways that died without cleaning up left of their children's directories.
+fn sweep_stale_tmp() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("aareguru-mcp-"))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks whether the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if !alive {
+            remove_tmp(&entry.path());
+        }
+    }
+}
+
 /// A new directory only the child (`user`, or the gateway's) may enter.
 fn private_tmp(user: Option<(u32, u32)>) -> io::Result<PathBuf> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(sweep_stale_tmp);
     let base = tmp_base();
     std::fs::DirBuilder::new()
         .recursive(true)
