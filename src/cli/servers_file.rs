@@ -318,6 +318,17 @@ fn server(
         }
         _ => sandbox::resolve(default_sandbox.as_ref(), own_sandbox.as_ref()).context("sandbox")?,
     };
+    for path in sandbox
+        .iter()
+        .flat_map(|s| s.read_only.iter().chain(&s.read_write))
+    {
+        if !path.exists() {
+            notes.push(format!(
+                "{name}: sandbox path {} does not exist (yet): the child cannot reach it",
+                path.display()
+            ));
+        }
+    }
     let mut upstream = base.upstream.clone();
     if builtin {
         own_upstream_settings(&e.args, &env, &mut upstream)?;

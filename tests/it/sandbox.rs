@@ -57,7 +57,7 @@ fn config(home: &std::path::Path) -> Value {
         "shared": {"command": hostile, "gateway": {"backend": "shared"},
             "sandbox": {"limits": {"cpu": "1s"}}},
         "open": {"command": hostile, "sandbox": {
-            "readOnly": [home.join("data")], "readWrite": [home.join("out")],
+            "readOnly": [home.join("data"), home.join("missing")], "readWrite": [home.join("out")],
             "network": "all"}}
     }})
 }
@@ -172,6 +172,22 @@ async fn a_hostile_server_is_refused_everything_and_the_others_keep_serving() {
         })
         .await;
     assert_eq!(health["sandbox"]["seccomp"], true);
+    // Each server says how it is walled in; a listed path that does not exist is pointed out.
+    let server = |name: &str| {
+        health["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()["sandbox"]
+            .clone()
+    };
+    assert_eq!(server("hostile")["network"], "none");
+    assert_eq!(server("hostile")["limits"]["cpu_seconds"], 2);
+    assert_eq!(server("open")["network"], "all");
+    assert_eq!(server("bomb")["run_as"], "nobody");
+    let notes = health["servers_file"]["notes"].to_string();
+    assert!(notes.contains("missing does not exist"), "{notes}");
     let metrics = gw.metrics().await;
     for cause in ["limit_cpu", "limit_file_size", "limit_memory"] {
         assert!(

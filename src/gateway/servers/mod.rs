@@ -110,6 +110,9 @@ impl Served {
         if let Some(e) = &self.failed {
             v["error"] = e.clone().into();
         }
+        if let Some(spec) = &self.config.child.sandbox {
+            v["sandbox"] = backend::sandbox::describe(spec);
+        }
         if !backend.slots.is_empty() {
             v["shared_children"] = Value::Array(backend.slots);
         }
@@ -439,12 +442,12 @@ impl Registry {
         (Value::Array(servers), failed)
     }
 
-    /// The servers file part of `/health`.
     /// What the kernel gives the children's sandboxes, and the children its limits ended.
     pub fn sandbox_status(&self) -> Value {
         backend::sandbox::health()
     }
 
+    /// The servers file part of `/health`.
     pub fn file_status(&self) -> Option<Value> {
         let path = self.gateway.servers_file.as_ref()?;
         let f = self.file.lock();

@@ -252,6 +252,28 @@ pub fn health() -> serde_json::Value {
     })
 }
 
+/// A server's sandbox as `/health` shows it.
+pub fn describe(spec: &SandboxSpec) -> serde_json::Value {
+    let l = &spec.limits;
+    serde_json::json!({
+        "preset": match spec.preset {
+            Some(crate::config::Preset::Node) => "node",
+            Some(crate::config::Preset::Python) => "python",
+            None => "none",
+        },
+        "network": match &spec.network {
+            Network::None => serde_json::json!("none"),
+            Network::All => serde_json::json!("all"),
+            Network::Tcp(ports) => serde_json::json!(ports),
+        },
+        "read_only": spec.read_only,
+        "read_write": spec.read_write,
+        "limits": {"memory": l.memory, "cpu_seconds": l.cpu_seconds, "processes": l.processes,
+                   "open_files": l.open_files, "file_size": l.file_size},
+        "run_as": spec.run_as,
+    })
+}
+
 /// Where children's private temporary directories live: one folder per gateway process.
 fn tmp_base() -> PathBuf {
     std::env::temp_dir().join(format!("aareguru-mcp-{}", std::process::id()))
