@@ -24,7 +24,14 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<ExitCode> {
-    let config = Cli::parse().into_config()?;
+    let cli = Cli::parse();
+    if let Some(out) = cli.extra_output()? {
+        // Completions and the manual page are the output asked for; no protocol runs.
+        #[allow(clippy::disallowed_methods)]
+        std::io::stdout().write_all(&out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = cli.into_config()?;
     logging::init(&config.log_level, config.log_format)?;
     let runtime = match &config.mode {
         // One client, mostly waiting on I/O: a single thread keeps each child small when the

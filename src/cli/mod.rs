@@ -25,14 +25,31 @@ use self::{
 };
 use crate::config::{Config, LogFormat, Mode, UpstreamConfig};
 
+/// The version `--version` prints: the package's, and the git revision it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("AAREGURU_GIT_REV"),
+    ")"
+);
+
 /// Aareguru MCP server: Aare river temperature, flow, weather and forecasts for Swiss bathing
 /// spots, over the Model Context Protocol.
 ///
 /// Data: Aareguru (https://aare.guru) with measurements from BAFU (https://www.hydrodaten.admin.ch).
 #[derive(Debug, Parser)]
-#[command(name = "aareguru-mcp", version, about, long_about)]
-#[command(group(ArgGroup::new("mode").required(true).args(["stdio", "sse", "connect"])))]
+#[command(name = "aareguru-mcp", version = VERSION, about, long_about)]
+#[command(group(ArgGroup::new("mode").required(true).args(["stdio", "sse", "connect", "completions", "man_page"])))]
 pub struct Cli {
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell) and
+    /// exit.
+    #[arg(long, value_name = "SHELL")]
+    pub completions: Option<clap_complete::Shell>,
+
+    /// Print the manual page (roff) and exit: `aareguru-mcp --man-page > aareguru-mcp.1`.
+    #[arg(long)]
+    pub man_page: bool,
+
     /// Run the MCP server on stdin/stdout (for Claude Desktop and other MCP hosts).
     #[arg(long)]
     pub stdio: bool,
@@ -97,6 +114,20 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// `--completions SHELL` and `--man-page`: what they print, if one was asked for.
+    pub fn extra_output(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        use clap::CommandFactory;
+        let mut out = vec![];
+        if let Some(shell) = self.completions {
+            clap_complete::generate(shell, &mut Cli::command(), "aareguru-mcp", &mut out);
+        } else if self.man_page {
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+        } else {
+            return Ok(None);
+        }
+        Ok(Some(out))
+    }
+
     pub fn into_config(self) -> anyhow::Result<Config> {
         let upstream = self.upstream_config()?;
         if self.max_line_bytes < 1024 {

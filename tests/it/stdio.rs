@@ -788,3 +788,51 @@ async fn structured_content_validates_against_the_output_schemas() {
     }
     assert_eq!(checked, bodies.len() * calls.len());
 }
+
+#[test]
+fn the_binary_tells_its_revision_and_prints_its_completions_and_manual() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(crate::util::BIN)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--version"]);
+    let version = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        version.starts_with(&format!("aareguru-mcp {} (", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+    // The git revision it was built from (this test runs in a checkout).
+    let rev = version
+        .trim()
+        .rsplit('(')
+        .next()
+        .unwrap()
+        .trim_end_matches(')');
+    assert!(
+        rev.len() == 12 && rev.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{version}"
+    );
+    for (shell, marker) in [
+        ("bash", "_aareguru__mcp()"),
+        ("zsh", "#compdef aareguru-mcp"),
+        ("fish", "complete -c aareguru-mcp"),
+    ] {
+        let out = run(&["--completions", shell]);
+        assert!(out.status.success());
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script:.200}");
+        assert!(script.contains("sandbox"), "{shell} completes every flag");
+    }
+    let out = run(&["--man-page"]);
+    let man = String::from_utf8_lossy(&out.stdout);
+    assert!(man.contains(".TH aareguru-mcp 1"), "{man:.300}");
+    assert!(man.contains("drain\\-delay"), "the manual lists every flag");
+    // They are modes of their own: not mixed with serving.
+    assert_eq!(
+        run(&["--completions", "bash", "--sse"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(run(&["--completions", "tcsh"]).status.code(), Some(2));
+}
