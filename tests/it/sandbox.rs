@@ -54,6 +54,7 @@ fn config(home: &std::path::Path) -> Value {
             "sandbox": {"limits": {"memory": "512MiB", "cpu": "2s", "fileSize": "1MiB"}}},
         "bomb": {"command": hostile,
             "sandbox": {"runAs": "nobody", "limits": {"processes": 64}}},
+        "pooled": {"command": hostile, "gateway": {"prespawn": 2}, "sandbox": {}},
         "shared": {"command": hostile, "gateway": {"backend": "shared"},
             "sandbox": {"limits": {"cpu": "1s"}}},
         "open": {"command": hostile, "sandbox": {
@@ -136,6 +137,12 @@ async fn a_hostile_server_is_refused_everything_and_the_others_keep_serving() {
     assert_eq!(whoami(&bomb).await["uid"], 65534);
     let said = refused(&bomb, json!({"what": "fork", "count": 10_000})).await;
     assert!(said.contains("after"), "{said}");
+
+    // A child spawned ahead for the warm pool is walled in the same way.
+    let pooled = session(&gw, "pooled", "-").await;
+    assert!(whoami(&pooled).await["tmpdir"].is_string());
+    refused(&pooled, json!({"what": "read", "path": "/etc/shadow"})).await;
+    refused(&pooled, json!({"what": "environ", "pid": gateway_pid})).await;
 
     // A server given a directory and the network reaches them, and still nothing else.
     let open = session(&gw, "open", "-").await;
