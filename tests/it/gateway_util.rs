@@ -27,6 +27,14 @@ pub fn example(name: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// The entry of server `name` in a `/health` body's `servers`.
+pub fn health_server<'a>(health: &'a Value, name: &str) -> Option<&'a Value> {
+    health["servers"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)
+}
+
 pub struct Gateway {
     pub child: Child,
     pub base: String,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::{
-    gateway_util::{Gateway, McpClient, example},
+    gateway_util::{Gateway, McpClient, example, health_server},
     infra::TempDir,
     servers::write,
 };
@@ -180,15 +180,7 @@ async fn a_hostile_server_is_refused_everything_and_the_others_keep_serving() {
         .await;
     assert_eq!(health["sandbox"]["seccomp"], true);
     // Each server says how it is walled in; a listed path that does not exist is pointed out.
-    let server = |name: &str| {
-        health["servers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap()["sandbox"]
-            .clone()
-    };
+    let server = |name: &str| health_server(&health, name).unwrap()["sandbox"].clone();
     assert_eq!(server("hostile")["network"], "none");
     assert_eq!(server("hostile")["limits"]["cpu_seconds"], 2);
     assert_eq!(server("open")["network"], "all");

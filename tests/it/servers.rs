@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::{
     fake_upstream::{Behaviour, FakeUpstream},
-    gateway_util::{Gateway, McpClient, SseClient, example},
+    gateway_util::{Gateway, McpClient, SseClient, example, health_server},
     infra::TempDir,
     util::BIN,
 };
@@ -78,14 +78,8 @@ async fn one_gateway_serves_every_server_of_a_hosts_file() {
     .await;
 
     let h = gw.health().await;
-    let state = |name: &str| {
-        h["servers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == name)
-            .map(|s| s["state"].as_str().unwrap().to_string())
-    };
+    let state =
+        |name: &str| health_server(&h, name).map(|s| s["state"].as_str().unwrap().to_string());
     assert_eq!(state("aareguru").as_deref(), Some("serving"));
     assert_eq!(state("echo-a").as_deref(), Some("serving"));
     assert_eq!(state("echo-b").as_deref(), Some("serving"));

@@ -184,6 +184,7 @@ impl ChildProcess {
         let said_oom = Arc::new(AtomicBool::new(false));
         tokio::spawn(log_stderr(stderr, label.clone(), said_oom.clone()));
         let name = session.to_string();
+        let ended_by_us = terminating.clone();
         tokio::spawn(async move {
             // Watch the process, not the pipe: a grandchild holding stdout open must not hide
             // the child's exit.
@@ -192,12 +193,16 @@ impl ChildProcess {
                     success: s.success(),
                     detail: s.to_string(),
                     limit: match s.signal() {
-                        Some(sig) if tmp.is_some() => {
-                            if !said_oom.load(Ordering::Relaxed) {
+                        // A sandboxed child that died of a signal we did not send.
+                        Some(sig) if tmp.is_some() && !ended_by_us.load(Ordering::Acquire) => {
+                            let said = || said_oom.load(Ordering::Relaxed);
+                            if Limit::of_signal(sig, said()).is_none()
+                                && Limit::of_signal(sig, true).is_some()
+                            {
                                 // What it said on dying may still be in the pipe.
                                 tokio::time::sleep(Duration::from_millis(100)).await;
                             }
-                            Limit::of_signal(sig, said_oom.load(Ordering::Relaxed))
+                            Limit::of_signal(sig, said())
                         }
                         _ => None,
                     },

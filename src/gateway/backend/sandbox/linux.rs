@@ -71,7 +71,7 @@ impl Prepared {
         Ok(Prepared {
             rlimits: rlimits(limits),
             landlock,
-            filters: filters(network)?,
+            filters: compiled_filters(network)?,
         })
     }
 
@@ -198,6 +198,18 @@ fn ruleset(read: &[PathBuf], write: &[PathBuf], network: &Network) -> io::Result
     }
     let fd: Option<OwnedFd> = created.into();
     fd.ok_or_else(|| io::Error::other("landlock: the kernel gave no ruleset"))
+}
+
+/// The filters for `network`, compiled once per kind (they depend only on whether sockets are
+/// allowed).
+fn compiled_filters(network: &Network) -> io::Result<Vec<BpfProgram>> {
+    static COMPILED: [std::sync::OnceLock<Result<Vec<BpfProgram>, String>>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    let no_sockets = matches!(network, Network::None);
+    COMPILED[no_sockets as usize]
+        .get_or_init(|| filters(network).map_err(|e| e.to_string()))
+        .clone()
+        .map_err(io::Error::other)
 }
 
 /// System calls an MCP server has no business making, refused with EPERM: debugging or

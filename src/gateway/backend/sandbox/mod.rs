@@ -309,13 +309,20 @@ fn private_tmp(user: Option<(u32, u32)>) -> io::Result<PathBuf> {
     static SWEPT: std::sync::Once = std::sync::Once::new();
     SWEPT.call_once(sweep_stale_tmp);
     let base = tmp_base();
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o711)
-        .create(&base)?;
-    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o711))?;
     let dir = base.join(format!("child-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
-    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    let make = || std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    // The gateway's folder is made on first use (and again if a cleaner removed it).
+    if let Err(e) = make() {
+        if e.kind() != io::ErrorKind::NotFound {
+            return Err(e);
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&base)?;
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o711))?;
+        make()?;
+    }
     if let Some((uid, gid)) = user {
         std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
     }
