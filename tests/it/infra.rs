@@ -187,7 +187,10 @@ impl Balancer {
     }
 
     /// nginx, round-robin over `upstreams` (host:port), no stickiness — the case the cluster
-    /// must pass on its own. The proxy settings are the ones the README recommends.
+    /// must pass on its own. The proxy settings are the ones the README recommends, among them
+    /// an idle upstream connection kept 1 s (`keepalive_timeout`), less than the replicas' drain
+    /// delay: nginx closes the connections a stopping replica's answers did not close before
+    /// that replica closes them under a request nginx may be sending (a reset, a 502).
     pub async fn nginx(upstreams: &[String]) -> Balancer {
         Self::nginx_retrying(upstreams, "error timeout").await
     }
@@ -208,7 +211,7 @@ impl Balancer {
              events {{ worker_connections 8192; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
              fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-             upstream gateways {{\n{servers}    keepalive 64;\n  }}\n\
+             upstream gateways {{\n{servers}    keepalive 64;\n    keepalive_timeout 1s;\n  }}\n\
              server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://gateways;\n\
              proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n\
              proxy_buffering off;\n      proxy_request_buffering off;\n      proxy_read_timeout 1h;\n\
@@ -237,7 +240,10 @@ impl Balancer {
 
     /// HAProxy, round-robin for new sessions and stick tables for the rest: the session id is
     /// learnt from the `Mcp-Session-Id` answer header and matched on the request header
-    /// (Streamable HTTP) or the `session_id` query parameter (HTTP+SSE POSTs).
+    /// (Streamable HTTP) or the `session_id` query parameter (HTTP+SSE POSTs). The server side
+    /// closes after each answer (`option http-server-close`): HAProxy keeps no idle connection a
+    /// stopping replica could close under a request it reuses it for (HAProxy then closes the
+    /// client's connection under that request).
     pub async fn haproxy(upstreams: &[String]) -> Balancer {
         let dir = TempDir::new("haproxy");
         let port = free_port();
@@ -249,7 +255,7 @@ impl Balancer {
         let conf = format!(
             "global\n  maxconn 5000\n  nbthread 1\n\
              defaults\n  mode http\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n\
-             retries 3\n  option redispatch\n\
+             retries 3\n  option redispatch\n  option http-server-close\n\
              frontend fe\n  bind 127.0.0.1:{port}\n  default_backend gateways\n\
              backend gateways\n  balance roundrobin\n\
              stick-table type string len 64 size 200k expire 30m\n\
