@@ -10,7 +10,7 @@
 //! default — with an id like the client's own, and answers with the client's reply; `flood`
 //! log messages follow the question), `touch`
 //! (sends `notifications/resources/updated` for `uri` and a list-changed notification),
-//! `stats` (handshakes, `tools/list` requests and subscriptions seen, and the process id), `env` (the value of the
+//! `stats` (handshakes, `tools/list` requests, calls by tool name and the last 32 call lines as received, subscriptions seen, and the process id), `env` (the value of the
 //! environment variable `name`), `deploy` (like `echo`; its `inputSchema` declares `region` and
 //! `replicas` as `Mcp-Param-*` headers of protocol revision 2026-07-28).
 //! `FIXTURE_GRANDCHILD=1` makes it start a `sleep` grandchild (to test process-group cleanup).
@@ -48,6 +48,10 @@ fn main() {
     let strict = std::env::var_os("FIXTURE_STRICT").is_some();
     let exit_after_init = std::env::var_os("FIXTURE_EXIT_AFTER_INIT").is_some();
     let (mut initializes, mut initialized, mut lists) = (0u64, 0u64, 0u64);
+    // `tools/call` requests received, by tool name (what a gateway let through).
+    let mut calls: HashMap<String, u64> = HashMap::new();
+    // The last `tools/call` lines exactly as received (a gateway may rewrite what it judged).
+    let mut raw_calls: std::collections::VecDeque<String> = Default::default();
     // Raw id of a `never` call → its label; labels of cancelled calls.
     let mut never: HashMap<String, String> = HashMap::new();
     let mut cancelled: Vec<String> = vec![];
@@ -125,6 +129,14 @@ fn main() {
             }
             "tools/call" => {
                 let args = &msg["params"]["arguments"];
+                let name = msg["params"]["name"].as_str().unwrap_or("").to_string();
+                if name != "stats" {
+                    *calls.entry(name).or_default() += 1;
+                    raw_calls.push_back(line.clone());
+                    if raw_calls.len() > 32 {
+                        raw_calls.pop_front();
+                    }
+                }
                 match msg["params"]["name"].as_str().unwrap_or("") {
                     "echo" | "deploy" => {
                         json!({"content": [{"type": "text", "text": args.to_string()}], "structuredContent": args})
@@ -148,7 +160,7 @@ fn main() {
                     "stats" => {
                         json!({"content": [{"type": "text", "text": "stats"}],
                                "structuredContent": {"initialize": initializes, "initialized": initialized,
-                                                     "lists": lists,
+                                                     "lists": lists, "calls": calls, "raw_calls": raw_calls,
                                                      "subscriptions": subscriptions, "pid": std::process::id()}})
                     }
                     "progress" => {

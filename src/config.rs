@@ -5,7 +5,7 @@
 //! Owns: the shape of the settings. Must not touch: any mode's code — this file imports nothing
 //! from the rest of the crate, so every room can depend on it and it on none.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 /// Validated configuration.
 #[derive(Debug, Clone)]
@@ -417,6 +417,45 @@ pub struct GatewayConfig {
     pub drain_delay: Duration,
     /// Several replicas sharing a Redis (`--redis`); `None` for a lone gateway.
     pub cluster: Option<ClusterConfig>,
+    /// The servers file's rules (who may call what), as read at startup.
+    pub policy: PolicyConfig,
+}
+
+/// A rule's verdict when its expression is true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+/// One rule of a servers file (`rules`): a CEL expression over the caller and the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSource {
+    /// The rule's name in logs, errors and metrics.
+    pub name: String,
+    pub effect: Effect,
+    pub expr: String,
+}
+
+/// How a call the rules deny is answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeniedAs {
+    /// As if the tool, prompt or resource did not exist (the caller learns nothing).
+    #[default]
+    Unknown,
+    /// A clear error naming the rule.
+    Error,
+}
+
+/// The servers file's rules: gateway-wide, and per server or group (by name). They change with
+/// the file without restarting anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyConfig {
+    pub gateway: Vec<RuleSource>,
+    pub servers: BTreeMap<String, Vec<RuleSource>>,
+    /// Request headers the rules may read (`request.headers`), in lower case.
+    pub headers: Vec<String>,
+    pub denied: DeniedAs,
 }
 
 /// Settings of a gateway that is one replica among several.

@@ -297,7 +297,7 @@ pub(super) fn gateway_config(
         remote: None,
     };
     servers_file::check_prespawn(&server)?;
-    let (servers, servers_notes) = match &g.config {
+    let (servers, servers_notes, policy) = match &g.config {
         Some(path) => {
             let loaded = servers_file::load(path, &server)?;
             if let Some(d) = &g.default_server
@@ -308,9 +308,9 @@ pub(super) fn gateway_config(
                     path.display()
                 );
             }
-            (loaded.servers, loaded.notes)
+            (loaded.servers, loaded.notes, loaded.policy)
         }
-        None => (vec![], vec![]),
+        None => (vec![], vec![], Default::default()),
     };
     let rate_limit = (g.rate_limit > 0).then(|| {
         let burst = g
@@ -331,6 +331,7 @@ pub(super) fn gateway_config(
         servers_file: g.config,
         servers,
         servers_notes,
+        policy,
         default_server: g.default_server,
         serve_sse: !g.no_sse,
         serve_mcp: !g.no_streamable_http,

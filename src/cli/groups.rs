@@ -78,6 +78,8 @@ struct GroupSpec {
     tool_scopes: Option<BTreeMap<String, Vec<String>>>,
     /// Allow/deny globs on the group's own (namespaced) tool names.
     tools: Option<Tools>,
+    /// Who may call what through the group (see [`super::rules`]).
+    rules: Option<Vec<super::rules::RuleSpec>>,
 }
 
 #[derive(Deserialize)]
@@ -98,10 +100,13 @@ pub(super) fn group(
     raw: Value,
     servers: &[ServerConfig],
     base: &ServerConfig,
-) -> anyhow::Result<ServerConfig> {
-    let spec: GroupSpec = serde_path_to_error::deserialize(raw)
+) -> anyhow::Result<(ServerConfig, Vec<crate::config::RuleSource>)> {
+    let mut spec: GroupSpec = serde_path_to_error::deserialize(raw)
         .map_err(|e| anyhow::anyhow!("at groups.{name}.{}: {}", e.path(), e.inner()))?;
-    checked(name, spec, servers, base).with_context(|| format!("at groups.{name}"))
+    let rules = super::rules::sources(name, spec.rules.take().unwrap_or_default())
+        .with_context(|| format!("at groups.{name}"))?;
+    let config = checked(name, spec, servers, base).with_context(|| format!("at groups.{name}"))?;
+    Ok((config, rules))
 }
 
 fn checked(

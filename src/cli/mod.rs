@@ -15,6 +15,7 @@ mod duration;
 mod gateway;
 mod groups;
 mod remotes;
+mod rules;
 mod sandbox;
 pub mod servers_file;
 

@@ -28,9 +28,9 @@ use serde_json::Value;
 use super::{
     duration::parse_duration,
     groups::{self, Tools, check_name, trimmed},
-    remotes, sandbox,
+    remotes, rules, sandbox,
 };
-use crate::config::{Backend, ChildCommand, HeaderEnv, ServerConfig};
+use crate::config::{Backend, ChildCommand, HeaderEnv, PolicyConfig, ServerConfig};
 
 /// What a servers file yields.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +39,8 @@ pub struct Loaded {
     pub servers: Vec<ServerConfig>,
     /// Things the file asks for that the gateway does not do, one line each.
     pub notes: Vec<String>,
+    /// Its rules (who may call what).
+    pub policy: PolicyConfig,
 }
 
 #[derive(Deserialize, Default)]
@@ -63,6 +65,12 @@ struct GatewaySettings {
     oauth: Option<remotes::OAuthSpec>,
     /// The walls its children run in (see [`sandbox`]).
     sandbox: Option<Value>,
+    /// Who may call what (see [`rules`]): gateway-wide at the top, else the server's own.
+    rules: Option<Vec<rules::RuleSpec>>,
+    /// Top level only: request headers the rules may read.
+    rule_headers: Option<Vec<String>>,
+    /// Top level only: how a denied call is answered (`unknown` or `error`).
+    denied: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -138,29 +146,65 @@ pub fn parse(text: &str, base: &ServerConfig) -> anyhow::Result<Loaded> {
             bail!("no \"mcpServers\" object (the format of claude_desktop_config.json)")
         }
     };
-    let defaults = file.gateway.unwrap_or_default();
+    let mut defaults = file.gateway.unwrap_or_default();
     if !defaults.env_from_headers.is_empty() {
         bail!("at gateway.envFromHeaders: set it per server, where its header belongs");
     }
+    let mut policy = PolicyConfig {
+        gateway: rules::sources("gateway", defaults.rules.take().unwrap_or_default())
+            .context("at gateway")?,
+        headers: rules::headers(defaults.rule_headers.take().unwrap_or_default())
+            .context("at gateway")?,
+        denied: rules::denied_as(defaults.denied.take().as_deref()).context("at gateway")?,
+        ..PolicyConfig::default()
+    };
     let mut servers = vec![];
     for (name, raw) in entries {
         check_name(&name)?;
-        let entry: Entry = serde_path_to_error::deserialize(raw)
+        let mut entry: Entry = serde_path_to_error::deserialize(raw)
             .map_err(|e| anyhow::anyhow!("at mcpServers.{name}.{}: {}", e.path(), e.inner()))?;
+        let own = entry
+            .gateway
+            .as_mut()
+            .map(|g| server_rules(&name, g))
+            .transpose();
+        let own = own.with_context(|| format!("at mcpServers.{name}.gateway"))?;
         if let Some(server) = server(&name, entry, &defaults, base, &mut notes)
             .with_context(|| format!("at mcpServers.{name}"))?
         {
+            if let Some(own) = own.filter(|r| !r.is_empty()) {
+                policy.servers.insert(name.clone(), own);
+            }
             servers.push(server);
         }
     }
     let mut groups = vec![];
     for (name, raw) in file.groups {
         check_name(&name)?;
-        groups.push(groups::group(&name, raw, &servers, base)?);
+        let (group, own) = groups::group(&name, raw, &servers, base)?;
+        if !own.is_empty() {
+            policy.servers.insert(name.clone(), own);
+        }
+        groups.push(group);
     }
     // Groups come last: the registry starts their members first.
     servers.extend(groups);
-    Ok(Loaded { servers, notes })
+    Ok(Loaded {
+        servers,
+        notes,
+        policy,
+    })
+}
+
+/// A server's own rules; `ruleHeaders` and `denied` belong to the whole gateway.
+fn server_rules(
+    name: &str,
+    settings: &mut GatewaySettings,
+) -> anyhow::Result<Vec<crate::config::RuleSource>> {
+    if settings.rule_headers.is_some() || settings.denied.is_some() {
+        bail!("ruleHeaders and denied are gateway-wide: set them in the top-level \"gateway\"");
+    }
+    rules::sources(name, settings.rules.take().unwrap_or_default())
 }
 
 /// One entry; `None` when it is disabled or not something the gateway serves.

@@ -12,11 +12,13 @@
 //! Owns: startup, periodic upkeep, shutdown order. Must not touch: request handling.
 
 pub mod backend;
+pub mod caller;
 pub mod cluster;
 pub mod federation;
 pub mod http;
 pub mod metrics;
 pub mod oauth;
+pub mod policy;
 pub mod servers;
 pub mod session;
 pub mod stateless;

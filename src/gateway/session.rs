@@ -25,6 +25,7 @@ use uuid::Uuid;
 pub use super::backend::{CloseCause, ForwardError, OpenError};
 use super::{
     backend::{Backend, Client, Link, Status},
+    caller::Caller,
     metrics::ServerMetrics,
 };
 use crate::{config::GatewayConfig, mcp::jsonrpc::Kind};
@@ -51,6 +52,8 @@ pub struct Session {
     buffer_limit: usize,
     /// With OAuth: the subject whose token opened the session (only it may use the session).
     owner: OnceLock<String>,
+    /// Who sent the latest request (see [`Session::set_caller`]).
+    caller: RwLock<Option<Arc<Caller>>>,
 }
 
 /// Where a session's messages for the client go.
@@ -74,6 +77,14 @@ impl Session {
     }
 
     /// The subject the session is bound to, if any.
+    /// Who sends the requests that follow (the policy layer judges them by it); kept when
+    /// unchanged, so a session's requests share one caller.
+    pub fn set_caller(&self, caller: Caller) {
+        if self.caller.read().as_deref() != Some(&caller) {
+            *self.caller.write() = Some(Arc::new(caller));
+        }
+    }
+
     pub fn owner(&self) -> Option<&str> {
         self.owner.get().map(String::as_str)
     }
@@ -153,6 +164,10 @@ impl Client for Session {
         if let Some(table) = self.table.upgrade() {
             table.close(&self.id, cause);
         }
+    }
+
+    fn caller(&self) -> Option<Arc<Caller>> {
+        self.caller.read().clone()
     }
 }
 
@@ -263,6 +278,7 @@ impl Sessions {
             epoch: self.epoch,
             buffer_limit: self.config.session_buffer_bytes,
             owner: OnceLock::new(),
+            caller: RwLock::new(None),
         });
         // In the table before the backend starts relaying, so a server that dies at once can
         // close its session.

@@ -210,12 +210,19 @@ impl SseClient {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<SseClient, (u16, String)> {
-        let http = reqwest::Client::new();
-        let mut req = http.get(gw.url(path));
+        // The headers go with the POSTs too (credentials).
+        let mut defaults = reqwest::header::HeaderMap::new();
         for (k, v) in headers {
-            req = req.header(*k, *v);
+            defaults.insert(
+                reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
-        let resp = req.send().await.unwrap();
+        let http = reqwest::Client::builder()
+            .default_headers(defaults)
+            .build()
+            .unwrap();
+        let resp = http.get(gw.url(path)).send().await.unwrap();
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
             return Err((status, resp.text().await.unwrap_or_default()));

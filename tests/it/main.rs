@@ -15,6 +15,7 @@ mod layout;
 mod modern;
 mod modern_asks;
 mod oauth;
+mod policy;
 mod pool;
 mod restarts;
 mod sandbox;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use uuid::Uuid;
 
-use crate::{config::Backend as BackendKind, mcp::jsonrpc::Kind};
+use crate::{config::Backend as BackendKind, gateway::caller::Caller, mcp::jsonrpc::Kind};
 
 /// Why a session ended (for logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +71,11 @@ pub trait Client: Send + Sync + 'static {
     fn send_unbounded(&self, message: String);
     /// The backend can no longer serve this session: the session layer ends it.
     fn end(&self, cause: CloseCause);
+    /// Who sends this session's requests (the latest request's caller), for the policy layer;
+    /// `None` for sessions the gateway opens itself.
+    fn caller(&self) -> Option<Arc<Caller>> {
+        None
+    }
 }
 
 /// One session's connection to its server.

@@ -341,6 +341,13 @@ impl Client for MemberClient {
         }
     }
 
+    /// The group session's caller, marked as reaching the member through the group.
+    fn caller(&self) -> Option<Arc<crate::gateway::caller::Caller>> {
+        let session = self.session.upgrade()?;
+        let caller = session.client()?.caller()?;
+        Some(Arc::new(caller.through(&session.group.name)))
+    }
+
     fn end(&self, cause: CloseCause) {
         let Some(s) = self.session.upgrade() else {
             return;

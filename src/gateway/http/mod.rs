@@ -367,7 +367,7 @@ impl Http {
             Route::SseOpen => self.open_stream(client, server, headers, who).await,
             Route::SsePost => {
                 let started = Instant::now();
-                let r = self.post(query, server, headers, body, who).await;
+                let r = self.post(query, server, headers, client, body, who).await;
                 self.metrics
                     .post_duration
                     .observe(started.elapsed().as_secs_f64());

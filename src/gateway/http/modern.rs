@@ -120,7 +120,8 @@ impl Http {
         if let Err(r) = self.check_tool_scopes(server, "/mcp", who, &parsed.messages) {
             return *r;
         }
-        self.modern_serve(headers, server, client, parsed).await
+        self.modern_serve(headers, server, client, parsed, who)
+            .await
     }
 
     /// Serves one message of the stateless revision.
@@ -130,6 +131,7 @@ impl Http {
         server: Option<&str>,
         client: IpAddr,
         parsed: Parsed,
+        who: Option<&Principal>,
     ) -> Response {
         let single = if parsed.batch {
             None
@@ -207,6 +209,7 @@ impl Http {
             envelope,
             state_prefix,
             param_headers: param_headers(headers),
+            caller: Some(Arc::new(self.caller(who, headers, client))),
         });
         let Some(first) = rx.recv().await else {
             return error_reply(StatusCode::BAD_GATEWAY, "the MCP server gave no answer");

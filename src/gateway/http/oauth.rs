@@ -6,6 +6,8 @@
 //!
 //! Owns: the HTTP side of authorization. Must not touch: how tokens are verified.
 
+use std::sync::Arc;
+
 use serde_json::json;
 use warp::{
     http::{HeaderMap, HeaderValue, StatusCode},
@@ -20,6 +22,7 @@ use super::{
 };
 use crate::{
     gateway::{
+        caller::{Caller, KeyInfo},
         oauth::{ALL_SCOPES, Principal, TokenError},
         servers::tools,
     },
@@ -296,5 +299,48 @@ fn api_key_principal() -> Principal {
     Principal {
         subject: API_KEY_SUBJECT.into(),
         scopes: vec![ALL_SCOPES.into()],
+        claims: Default::default(),
+    }
+}
+
+impl Http {
+    /// Who sends this request, for the rules: the principal's identity, the client's address
+    /// (the one a peer saw, for a request another replica forwarded) and the headers the rules
+    /// may read.
+    pub(super) fn caller(
+        &self,
+        who: Option<&Principal>,
+        headers: &HeaderMap,
+        client: std::net::IpAddr,
+    ) -> Caller {
+        let address = if headers.contains_key(super::forward::PEER_HEADER) {
+            header(headers, "x-forwarded-for")
+                .and_then(|v| v.split(',').next())
+                .and_then(|a| a.trim().parse().ok())
+                .unwrap_or(client)
+        } else {
+            client
+        };
+        let wanted = self.registry.book.current();
+        let picked = wanted
+            .headers
+            .iter()
+            .filter_map(|name| header(headers, name).map(|v| (name.clone(), v.to_string())))
+            .collect();
+        let key = who.filter(|p| p.subject == API_KEY_SUBJECT).map(|_| {
+            Arc::new(KeyInfo {
+                name: API_KEY_SUBJECT.into(),
+                labels: Default::default(),
+            })
+        });
+        Caller {
+            subject: who.map(|p| p.subject.clone()).unwrap_or_default(),
+            claims: who.map(|p| p.claims.clone()).unwrap_or_default(),
+            key,
+            scopes: who.map(|p| p.scopes.clone()).unwrap_or_default(),
+            address: Some(address),
+            headers: picked,
+            via: None,
+        }
     }
 }

@@ -107,6 +107,7 @@ impl Http {
         query: &str,
         server: Option<&str>,
         headers: &HeaderMap,
+        client: std::net::IpAddr,
         body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin + Send,
         who: Option<&Principal>,
     ) -> Response {
@@ -135,6 +136,7 @@ impl Http {
         if let Err(r) = self.check_tool_scopes(server, "/sse", who, &messages) {
             return *r;
         }
+        session.set_caller(self.caller(who, headers, client));
         for (part, kind) in messages {
             if let Kind::Request { id, method } = &kind
                 && method == "server/discover"

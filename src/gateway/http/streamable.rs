@@ -145,7 +145,9 @@ impl Http {
         }
         if modern::by_body(headers, &parsed) {
             // A stateless request whose header is missing or wrong: its checks answer it.
-            return self.modern_serve(headers, server, client, parsed).await;
+            return self
+                .modern_serve(headers, server, client, parsed, who)
+                .await;
         }
         // Batches exist only in 2025-03-26 (the version assumed when the header is absent).
         if parsed.batch && (init.is_some() || version.as_deref().is_some_and(|v| v != "2025-03-26"))
@@ -176,6 +178,7 @@ impl Http {
                 _ => None,
             })
             .collect();
+        mcp.session.set_caller(self.caller(who, headers, client));
         // Dropped on any way out below: no stream is left waiting for answers nobody reads.
         let stream = (!requests.is_empty()).then(|| mcp.open_stream(&requests, &parsed.messages));
         for (line, kind) in parsed.messages {

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub server_child_exits: Family<ServerCause, Counter>,
     pub server_errors: Family<ServerKind, Counter>,
     pub server_tool_calls_denied: Family<Server, Counter>,
+    pub policy_denials: Family<ServerRule, Counter>,
+    pub policy_rule_failures: Family<ServerRule, Counter>,
     pub config_reloads: Family<Reason, Counter>,
     pub pool_ready: Family<Server, Gauge>,
     pub pool_hits: Family<Server, Counter>,
@@ -228,6 +230,18 @@ impl Metrics {
             "tools/call refused by the server's tool filter",
             server_tool_calls_denied.clone(),
         );
+        let policy_denials = Family::<ServerRule, Counter>::default();
+        registry.register(
+            "policy_denials",
+            "Requests the rules refused before any server saw them, per server and deciding rule",
+            policy_denials.clone(),
+        );
+        let policy_rule_failures = Family::<ServerRule, Counter>::default();
+        registry.register(
+            "policy_rule_failures",
+            "Evaluations of a rule that failed at run time (a call it judged was denied)",
+            policy_rule_failures.clone(),
+        );
         let config_reloads = Family::<Reason, Counter>::default();
         registry.register(
             "config_reloads",
@@ -304,6 +318,8 @@ impl Metrics {
             server_child_exits,
             server_errors,
             server_tool_calls_denied,
+            policy_denials,
+            policy_rule_failures,
             config_reloads,
             cluster_replica,
             cluster_peers,

@@ -74,3 +74,9 @@ pub struct ServerMemberOutcome {
     pub member: String,
     pub outcome: &'static str,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerRule {
+    pub server: String,
+    pub rule: String,
+}

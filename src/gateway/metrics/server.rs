@@ -8,7 +8,7 @@ use super::{
     all::Metrics,
     labels::{
         Cause, Server, ServerCause, ServerDirection, ServerKind, ServerMember, ServerMemberOutcome,
-        ServerOutcome,
+        ServerOutcome, ServerRule,
     },
 };
 
@@ -153,6 +153,24 @@ impl ServerMetrics {
                 outcome,
             })
             .inc();
+    }
+
+    /// A request the rules refused, by the rule that decided.
+    pub fn policy_denied(&self, rule: &str) {
+        let label = ServerRule {
+            server: self.name.clone(),
+            rule: rule.to_string(),
+        };
+        self.all.policy_denials.get_or_create(&label).inc();
+    }
+
+    /// A rule that failed at run time.
+    pub fn rule_failed(&self, rule: &str) {
+        let label = ServerRule {
+            server: self.name.clone(),
+            rule: rule.to_string(),
+        };
+        self.all.policy_rule_failures.get_or_create(&label).inc();
     }
 
     pub fn tool_call_denied(&self) {

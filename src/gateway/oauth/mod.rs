@@ -36,6 +36,8 @@ pub struct Principal {
     /// `sub`, else the client id.
     pub subject: String,
     pub scopes: Vec<String>,
+    /// The verified token's claims (`Null` for an API key), for the rules.
+    pub claims: std::sync::Arc<Value>,
 }
 
 impl Principal {
@@ -164,7 +166,11 @@ fn principal(claims: &Value) -> Result<Principal, String> {
         (_, Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
         _ => vec![],
     };
-    Ok(Principal { subject, scopes })
+    Ok(Principal {
+        subject,
+        scopes,
+        claims: std::sync::Arc::new(claims.clone()),
+    })
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@
 //! Owns: the set of served servers and its changes. Must not touch: HTTP.
 
 mod checks;
+mod layers;
 pub mod reload;
+pub mod rules;
 pub mod tools;
 
 use parking_lot::{Mutex, RwLock};
@@ -35,7 +37,7 @@ use super::{
     federation::{Federation, Member, Roster},
     metrics::{Metrics, ServerMetrics},
     session::{CloseCause, Session, Sessions},
-    stateless::{Settings as StatelessSettings, Stateless},
+    stateless::Stateless,
 };
 use crate::config::{Backend as BackendKind, GatewayConfig, ServerConfig};
 
@@ -171,6 +173,8 @@ pub struct Registry {
     file: Mutex<FileState>,
     /// Serializes reloads.
     reloading: tokio::sync::Mutex<()>,
+    /// The rules in force (replaced by a reload).
+    pub book: Arc<rules::Book>,
 }
 
 impl Registry {
@@ -189,6 +193,7 @@ impl Registry {
             next_generation: AtomicU64::new(1),
             file: Mutex::default(),
             reloading: tokio::sync::Mutex::new(()),
+            book: Arc::new(rules::Book::new(&gateway.policy).map_err(anyhow::Error::msg)?),
         });
         if gateway.default_server.is_none() {
             let served = registry.build(Arc::new(gateway.server.clone()), false);
@@ -228,6 +233,16 @@ impl Registry {
 
     /// Builds and starts one generation of `config`. A file's server whose command is missing
     /// is marked failed at once (the command line's reports it per session, as it always did).
+    /// `backend` inside the server's layers: its tool filter, then the rules.
+    fn layered(
+        &self,
+        backend: Arc<dyn backend::Backend>,
+        config: &ServerConfig,
+        metrics: &ServerMetrics,
+    ) -> Arc<dyn backend::Backend> {
+        layers::layers(backend, config, metrics, &self.book)
+    }
+
     fn build(&self, config: Arc<ServerConfig>, from_file: bool) -> Arc<Served> {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let metrics = ServerMetrics::new(self.metrics.clone(), &config.name);
@@ -289,7 +304,7 @@ impl Registry {
                 None
             }
         };
-        let backend = backend.map(|b| tools::filtered(b, config.tools.clone(), metrics.clone()));
+        let backend = backend.map(|b| self.layered(b, &config, &metrics));
         if failed.is_none()
             && let Some(b) = &backend
             && let Err(e) = b.clone().start()
@@ -297,12 +312,13 @@ impl Registry {
             failed = Some(format!("{e:#}"));
         }
         let backend = backend.unwrap_or_else(|| Arc::new(checks::NoBackend));
-        let stateless = Arc::new(stateless_lane(
+        let stateless = Arc::new(layers::stateless_lane(
             &config,
             &backend,
             limits,
             &metrics,
             self.gateway.input_wait_timeout,
+            self.book.clone(),
         ));
         if let Some(e) = &failed {
             tracing::error!(server = %config.name, error = %e, "server not started; the others are served");
@@ -458,49 +474,4 @@ impl Registry {
             "notes": f.notes,
         }))
     }
-}
-
-/// How `config` serves stateless requests: natively in-process, else on a lane of children of
-/// its own (with the server's tool filter), started on first use.
-fn stateless_lane(
-    config: &Arc<ServerConfig>,
-    backend: &Arc<dyn backend::Backend>,
-    limits: Limits,
-    metrics: &ServerMetrics,
-    input_wait: Duration,
-) -> Stateless {
-    let settings = StatelessSettings {
-        grace: limits.shutdown_grace,
-        input_wait,
-        buffer_bytes: limits.input_bytes,
-        metrics: metrics.clone(),
-    };
-    if config.group.is_some() || config.remote.is_some() {
-        // A session per request on the server's own backend: a group's (its members keep
-        // their own children; a per-session member starts one for each such request), or a
-        // remote server's (which may speak any revision: the request's is translated as for a
-        // child).
-        let own = backend.clone();
-        return Stateless::children(Box::new(move || Ok(own.clone())), settings);
-    }
-    if !config.env_from_headers.is_empty() {
-        let reason = format!(
-            "server {:?} takes settings from each session's headers (envFromHeaders), so it is served only with sessions: initialize first",
-            config.name
-        );
-        return Stateless::refused(reason, settings);
-    }
-    if config.backend == BackendKind::InProcess {
-        return Stateless::native(backend.clone(), settings);
-    }
-    let (config, metrics) = (config.clone(), metrics.clone());
-    Stateless::children(
-        Box::new(move || {
-            let lane = backend::lane(config.clone(), limits, metrics.clone());
-            let lane = tools::filtered(lane, config.tools.clone(), metrics.clone());
-            lane.clone().start()?;
-            Ok(lane)
-        }),
-        settings,
-    )
 }

@@ -42,6 +42,10 @@ impl Registry {
                 "the default server {d:?} (--default-server) is not in the file any more"
             )));
         }
+        // The rules change in place: open sessions are judged by the new ones from now on.
+        if let Err(e) = self.book.replace(&loaded.policy) {
+            return Err(self.refused(e));
+        }
         // Build what is new before anything changes, then swap it in.
         let current: Vec<(String, Arc<ServerConfig>)> = self
             .inner

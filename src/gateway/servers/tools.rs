@@ -214,6 +214,10 @@ impl Client for FilteredClient {
         self.inner.send_unbounded(message)
     }
 
+    fn caller(&self) -> Option<Arc<crate::gateway::caller::Caller>> {
+        self.inner.caller()
+    }
+
     fn end(&self, cause: CloseCause) {
         self.inner.end(cause)
     }

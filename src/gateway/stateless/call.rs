@@ -12,7 +12,10 @@ use uuid::Uuid;
 
 use super::budget::Budget;
 use crate::{
-    gateway::backend::{Backend, Client, CloseCause, ForwardError, Link, OpenError},
+    gateway::{
+        backend::{Backend, Client, CloseCause, ForwardError, Link, OpenError},
+        caller::Caller,
+    },
     mcp::jsonrpc::{self, Kind},
 };
 
@@ -30,6 +33,7 @@ struct Virtual {
     name: String,
     tx: mpsc::UnboundedSender<Heard>,
     budget: Budget,
+    caller: Option<Arc<Caller>>,
 }
 
 impl Client for Virtual {
@@ -58,6 +62,10 @@ impl Client for Virtual {
     fn end(&self, cause: CloseCause) {
         let _ = self.tx.send(Heard::Ended(cause));
     }
+
+    fn caller(&self) -> Option<Arc<Caller>> {
+        self.caller.clone()
+    }
 }
 
 /// An open call; dropping it leaves the server (the backend cancels what is still in flight).
@@ -71,11 +79,13 @@ pub(super) struct Call {
 }
 
 impl Call {
-    /// A call whose unread messages may take up to `limit` bytes.
+    /// A call whose unread messages may take up to `limit` bytes, made by `caller` (`None`:
+    /// the gateway's own).
     pub fn open(
         backend: &Arc<dyn Backend>,
         grace: Duration,
         limit: usize,
+        caller: Option<Arc<Caller>>,
     ) -> Result<Call, OpenError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let id = Uuid::new_v4();
@@ -85,6 +95,7 @@ impl Call {
             name: format!("stateless-{}", &id.simple().to_string()[..8]),
             tx,
             budget: budget.clone(),
+            caller,
         });
         let link = backend.open(client, &[])?;
         Ok(Call {

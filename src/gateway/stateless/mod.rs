@@ -79,6 +79,8 @@ pub struct Request {
     pub state_prefix: String,
     /// The request's `Mcp-Param-*` headers: lowercase name and value, each time one was sent.
     pub param_headers: Vec<(String, String)>,
+    /// Who sent it (the rules judge by it).
+    pub caller: Option<Arc<crate::gateway::caller::Caller>>,
 }
 
 /// How a request ended, for the metrics.
@@ -213,13 +215,18 @@ impl Stateless {
             Lane::Native(b) => (b.clone(), Era::Stateless),
             Lane::Children { .. } => self.started().await?,
         };
-        let mut call = Call::open(&backend, self.settings.grace, self.settings.buffer_bytes)
-            .map_err(|e| {
-                (
-                    jsonrpc::INTERNAL_ERROR,
-                    format!("cannot reach the MCP server: {e}"),
-                )
-            })?;
+        let mut call = Call::open(
+            &backend,
+            self.settings.grace,
+            self.settings.buffer_bytes,
+            req.caller.clone(),
+        )
+        .map_err(|e| {
+            (
+                jsonrpc::INTERNAL_ERROR,
+                format!("cannot reach the MCP server: {e}"),
+            )
+        })?;
         let listen = Listen {
             id: &req.id,
             body: &req.body,

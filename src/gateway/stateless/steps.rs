@@ -55,7 +55,7 @@ fn own_envelope() -> Envelope {
 /// Asks a fresh lane child `server/discover`: an answer naming a stateless revision means it
 /// speaks it; an error, silence or anything else means the handshake era.
 pub(super) async fn probe(backend: &Arc<dyn Backend>, grace: Duration) -> Era {
-    let Ok(mut call) = Call::open(backend, grace, HOUSEKEEPING_BYTES) else {
+    let Ok(mut call) = Call::open(backend, grace, HOUSEKEEPING_BYTES, None) else {
         return Era::Handshake;
     };
     let params = json!({"_meta": own_envelope().meta()});
@@ -95,7 +95,7 @@ pub(super) async fn probe(backend: &Arc<dyn Backend>, grace: Duration) -> Era {
 /// refused, and a server that caches what it asked, like roots, asks again later, during a
 /// call) and answering anything else that reaches it with an error.
 pub(super) async fn keep(backend: &Arc<dyn Backend>, grace: Duration, stop: CancellationToken) {
-    let Ok(mut call) = Call::open(backend, grace, HOUSEKEEPING_BYTES) else {
+    let Ok(mut call) = Call::open(backend, grace, HOUSEKEEPING_BYTES, None) else {
         return;
     };
     if let Err((_, e)) = handshake(&mut call, &own_envelope(), false).await {
@@ -288,7 +288,8 @@ pub(super) async fn list_tools(
     envelope: &Envelope,
     grace: Duration,
 ) -> Result<Vec<Value>, String> {
-    let mut call = Call::open(backend, grace, HOUSEKEEPING_BYTES).map_err(|e| e.to_string())?;
+    let mut call =
+        Call::open(backend, grace, HOUSEKEEPING_BYTES, None).map_err(|e| e.to_string())?;
     if era == Era::Handshake {
         handshake(&mut call, envelope, false)
             .await

@@ -5,7 +5,7 @@
 // Usage: node server.mjs DIR
 //   DIR/config.json (read): {"port": 0, "ttl": 300, "alg": "RS256", "opaque": false,
 //                            "scopes": ["mcp:tools", "mcp:admin"],
-//                            "clients": [{"client_id", "client_secret", "scope", "auth"}]}
+//                            "clients": [{"client_id", "client_secret", "scope", "auth", "claims"}]}
 //                            (a client with "auth": "private_key_jwt" gets an EC P-256 key pair: its
 //                            public half registered, its private half written to
 //                            DIR/client-<client_id>.pem for the client to sign with)
@@ -94,6 +94,9 @@ const provider = new Provider(issuer, {
       }),
     },
   },
+  // A client's `claims` (config) go into its access tokens (e.g. `groups`, for the rules).
+  extraTokenClaims: async (ctx, token) =>
+    (config.clients || []).find((c) => c.client_id === token.clientId)?.claims,
   // Refresh tokens for clients allowed the grant (without the OIDC offline_access ceremony).
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   ttl: {

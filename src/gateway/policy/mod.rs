@@ -1,0 +1,202 @@
+//! Who may call what: rules in CEL (the language Envoy, agentgateway and Kubernetes use),
+//! compiled when the servers file is read and judged by a pure function of the caller and the
+//! request. A level (the gateway's rules, a server's, a group's) lets a request through when no
+//! deny rule holds and, if it has allow rules, one of them holds; every level must let it
+//! through. A rule that fails at run time denies (and is logged once by whoever applies it).
+//!
+//! Listing is judged the same way item by item, with one difference: the arguments of a call
+//! are not known yet, so a rule that cannot be decided without them neither hides nor shows —
+//! a tool is listed when some call of it may be allowed, and each call is judged with its
+//! arguments.
+//!
+//! Owns: what rules mean. Must not touch: transports, sessions, backends (it gets a caller and
+//! a request, both plain data).
+
+pub mod rules;
+
+use std::sync::Arc;
+
+use cel::{Context, Value as Cel, objects::Map};
+use serde_json::{Value, json};
+
+pub use self::rules::{Rule, RuleSet};
+use super::caller::Caller;
+
+/// What is asked, as the rules see it (`mcp.*`); "" where a request has no such part.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Request<'a> {
+    pub server: &'a str,
+    pub member: &'a str,
+    pub method: &'a str,
+    pub tool: &'a str,
+    /// A call's arguments; `None` while listing (not known yet).
+    pub arguments: Option<&'a Value>,
+    pub prompt: &'a str,
+    pub uri: &'a str,
+}
+
+/// Judging a call, or an item of a list (see the module's notes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Call,
+    List,
+}
+
+/// The verdict, with the rule that decided a denial.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny(String),
+}
+
+/// A rule that could not be evaluated this time, and why.
+pub struct Failure<'r> {
+    pub rule: &'r Rule,
+    pub error: String,
+}
+
+/// The caller's part of the variables, converted once per caller.
+pub struct Prepared {
+    vars: Vec<(&'static str, Cel)>,
+}
+
+impl Prepared {
+    pub fn of(caller: &Caller) -> Prepared {
+        let claims = match &*caller.claims {
+            Value::Object(_) => (*caller.claims).clone(),
+            _ => json!({}),
+        };
+        let key = match &caller.key {
+            Some(k) => json!({"name": k.name, "labels": k.labels}),
+            None => json!({"name": "", "labels": {}}),
+        };
+        let headers: serde_json::Map<String, Value> = caller
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let address = caller.address.map(|a| a.to_string()).unwrap_or_default();
+        let vars = [
+            ("jwt", claims),
+            ("subject", Value::String(caller.subject.clone())),
+            ("key", key),
+            ("scopes", json!(caller.scopes)),
+            ("source", json!({"address": address})),
+            ("request", json!({"headers": headers})),
+        ];
+        Prepared {
+            vars: vars
+                .into_iter()
+                .map(|(name, v)| (name, cel::to_value(v).unwrap_or(Cel::Null)))
+                .collect(),
+        }
+    }
+}
+
+/// `request` by `caller` through `levels` (each level's rules, outermost first): the verdict,
+/// and the rules that failed on the way (for the caller to log once each).
+pub fn judge<'r>(
+    levels: &[&'r RuleSet],
+    caller: &Prepared,
+    request: &Request<'_>,
+    mode: Mode,
+) -> (Decision, Vec<Failure<'r>>) {
+    let mut failures = vec![];
+    if levels.iter().all(|l| l.is_empty()) {
+        return (Decision::Allow, failures);
+    }
+    let mut ctx = Context::default();
+    for (name, v) in &caller.vars {
+        ctx.add_variable_from_value(*name, v.clone());
+    }
+    ctx.add_variable_from_value("mcp", mcp(request));
+    for level in levels {
+        if let Some(denied) = level_verdict(level, &ctx, mode, &mut failures) {
+            return (Decision::Deny(denied), failures);
+        }
+    }
+    (Decision::Allow, failures)
+}
+
+/// The name of the rule that denies at this level, if one does.
+fn level_verdict<'r>(
+    level: &'r RuleSet,
+    ctx: &Context,
+    mode: Mode,
+    failures: &mut Vec<Failure<'r>>,
+) -> Option<String> {
+    for rule in &level.deny {
+        match holds(rule, ctx, failures) {
+            Some(true) => return Some(rule.name.clone()),
+            Some(false) => {}
+            None if mode == Mode::Call => return Some(rule.name.clone()),
+            None => {}
+        }
+    }
+    if level.allow.is_empty() {
+        return None;
+    }
+    let mut undecided = false;
+    for rule in &level.allow {
+        match holds(rule, ctx, failures) {
+            Some(true) => return None,
+            Some(false) => {}
+            None => undecided = true,
+        }
+    }
+    if undecided && mode == Mode::List {
+        return None;
+    }
+    let names: Vec<&str> = level.allow.iter().map(|r| r.name.as_str()).collect();
+    Some(format!("no allow rule ({})", names.join(", ")))
+}
+
+/// Whether `rule` holds; `None` when it cannot be evaluated (or is not a boolean).
+fn holds<'r>(rule: &'r Rule, ctx: &Context, failures: &mut Vec<Failure<'r>>) -> Option<bool> {
+    match rule.program.execute(ctx) {
+        Ok(Cel::Bool(b)) => Some(b),
+        Ok(other) => {
+            failures.push(Failure {
+                rule,
+                error: format!("the expression gave {other:?}, not a boolean"),
+            });
+            None
+        }
+        Err(e) => {
+            failures.push(Failure {
+                rule,
+                error: e.to_string(),
+            });
+            None
+        }
+    }
+}
+
+/// `mcp`: the request's part of the variables.
+fn mcp(r: &Request<'_>) -> Cel {
+    let mut tool = vec![("name", Cel::from(r.tool))];
+    if let Some(args) = r.arguments {
+        tool.push(("arguments", cel::to_value(args).unwrap_or(Cel::Null)));
+    }
+    let map = |entries: Vec<(&str, Cel)>| {
+        Cel::Map(Map {
+            map: Arc::new(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string().into(), v))
+                    .collect(),
+            ),
+        })
+    };
+    map(vec![
+        ("server", Cel::from(r.server)),
+        ("member", Cel::from(r.member)),
+        ("method", Cel::from(r.method)),
+        ("tool", map(tool)),
+        ("prompt", map(vec![("name", Cel::from(r.prompt))])),
+        ("resource", map(vec![("uri", Cel::from(r.uri))])),
+    ])
+}
+
+#[cfg(test)]
+mod tests;

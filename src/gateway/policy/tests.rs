@@ -1,0 +1,181 @@
+//! The rules' meaning, judged directly: levels, allow and deny, failures, listing.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use serde_json::json;
+
+use super::*;
+use crate::{
+    config::{Effect, RuleSource},
+    gateway::caller::KeyInfo,
+};
+
+fn set(rules: &[(Effect, &str)]) -> RuleSet {
+    let sources: Vec<RuleSource> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, (effect, expr))| RuleSource {
+            name: format!("r{i}"),
+            effect: *effect,
+            expr: expr.to_string(),
+        })
+        .collect();
+    RuleSet::compile(&sources).unwrap()
+}
+
+fn caller(groups: &[&str]) -> Prepared {
+    Prepared::of(&Caller {
+        subject: "alice".into(),
+        claims: Arc::new(json!({"sub": "alice", "groups": groups})),
+        scopes: vec!["mcp:tools".into()],
+        address: Some("10.1.2.3".parse().unwrap()),
+        headers: vec![("x-team".into(), "blue".into())],
+        ..Caller::default()
+    })
+}
+
+fn call<'a>(tool: &'a str, args: &'a serde_json::Value) -> Request<'a> {
+    Request {
+        server: "fs",
+        method: "tools/call",
+        tool,
+        arguments: Some(args),
+        ..Request::default()
+    }
+}
+
+#[test]
+fn no_rules_allow_everything() {
+    let empty = RuleSet::default();
+    let (d, f) = judge(&[&empty], &caller(&[]), &call("x", &json!({})), Mode::Call);
+    assert_eq!(d, Decision::Allow);
+    assert!(f.is_empty());
+}
+
+#[test]
+fn a_deny_rule_that_holds_denies_and_names_itself() {
+    let rules = set(&[(
+        Effect::Deny,
+        "mcp.tool.name.startsWith('write_') && !('admins' in jwt.groups)",
+    )]);
+    let args = json!({});
+    let staff = caller(&["staff"]);
+    let admin = caller(&["admins"]);
+    let (d, _) = judge(&[&rules], &staff, &call("write_file", &args), Mode::Call);
+    assert_eq!(d, Decision::Deny("r0".into()));
+    let (d, _) = judge(&[&rules], &admin, &call("write_file", &args), Mode::Call);
+    assert_eq!(d, Decision::Allow);
+    let (d, _) = judge(&[&rules], &staff, &call("read_file", &args), Mode::Call);
+    assert_eq!(d, Decision::Allow);
+}
+
+#[test]
+fn allow_rules_let_through_only_what_one_of_them_allows() {
+    let rules = set(&[
+        (Effect::Allow, "'staff' in jwt.groups"),
+        (Effect::Allow, "request.headers['x-team'] == 'red'"),
+    ]);
+    let args = json!({});
+    let (d, _) = judge(
+        &[&rules],
+        &caller(&["staff"]),
+        &call("t", &args),
+        Mode::Call,
+    );
+    assert_eq!(d, Decision::Allow);
+    let (d, _) = judge(
+        &[&rules],
+        &caller(&["guests"]),
+        &call("t", &args),
+        Mode::Call,
+    );
+    assert_eq!(d, Decision::Deny("no allow rule (r0, r1)".into()));
+}
+
+#[test]
+fn every_level_must_allow() {
+    let gateway = set(&[(Effect::Deny, "source.address.startsWith('192.168.')")]);
+    let server = set(&[(Effect::Allow, "subject == 'bob'")]);
+    let args = json!({});
+    let (d, _) = judge(
+        &[&gateway, &server],
+        &caller(&[]),
+        &call("t", &args),
+        Mode::Call,
+    );
+    assert_eq!(d, Decision::Deny("no allow rule (r0)".into()));
+}
+
+#[test]
+fn a_failing_rule_denies_a_call_but_leaves_a_listing_undecided() {
+    // The arguments are unknown while listing: the tool is listed, each call judged.
+    let rules = set(&[(
+        Effect::Allow,
+        "mcp.tool.arguments.path.startsWith('/srv/public/')",
+    )]);
+    let c = caller(&[]);
+    let listing = Request {
+        server: "fs",
+        method: "tools/call",
+        tool: "read_file",
+        ..Request::default()
+    };
+    let (d, failures) = judge(&[&rules], &c, &listing, Mode::List);
+    assert_eq!(d, Decision::Allow);
+    assert_eq!(failures.len(), 1);
+    let inside = json!({"path": "/srv/public/a.txt"});
+    let outside = json!({"path": "/etc/passwd"});
+    let missing = json!({});
+    assert_eq!(
+        judge(&[&rules], &c, &call("read_file", &inside), Mode::Call).0,
+        Decision::Allow
+    );
+    assert_eq!(
+        judge(&[&rules], &c, &call("read_file", &outside), Mode::Call).0,
+        Decision::Deny("no allow rule (r0)".into())
+    );
+    let (d, failures) = judge(&[&rules], &c, &call("read_file", &missing), Mode::Call);
+    assert_eq!(d, Decision::Deny("no allow rule (r0)".into()));
+    assert!(failures[0].error.contains("path"), "{}", failures[0].error);
+    // A deny rule that cannot be decided denies a call too.
+    let rules = set(&[(Effect::Deny, "mcp.tool.arguments.mode == 'w'")]);
+    assert_eq!(
+        judge(&[&rules], &c, &call("x", &missing), Mode::Call).0,
+        Decision::Deny("r0".into())
+    );
+    assert!(rules.deny[0].first_failure());
+    assert!(!rules.deny[0].first_failure());
+}
+
+#[test]
+fn keys_scopes_and_the_request_reach_the_rules() {
+    let rules = set(&[(
+        Effect::Allow,
+        "key.name == 'ci' && key.labels.team == 'infra' && 'deploy' in scopes \
+         && mcp.server == 'fs' && mcp.member == 'm' && mcp.method == 'prompts/get' \
+         && mcp.prompt.name == 'p' && mcp.resource.uri == ''",
+    )]);
+    let c = Prepared::of(&Caller {
+        subject: "api-key:ci".into(),
+        key: Some(Arc::new(KeyInfo {
+            name: "ci".into(),
+            labels: BTreeMap::from([("team".into(), "infra".into())]),
+        })),
+        scopes: vec!["deploy".into()],
+        ..Caller::default()
+    });
+    let r = Request {
+        server: "fs",
+        member: "m",
+        method: "prompts/get",
+        prompt: "p",
+        ..Request::default()
+    };
+    assert_eq!(judge(&[&rules], &c, &r, Mode::Call).0, Decision::Allow);
+    // Without a token, `jwt` is an empty map: `has()` works, a missing claim fails.
+    let rules = set(&[(Effect::Deny, "!has(jwt.groups)")]);
+    assert_eq!(
+        judge(&[&rules], &c, &r, Mode::Call).0,
+        Decision::Deny("r0".into())
+    );
+}

@@ -1,0 +1,75 @@
+//! A server's layers around its backend (its tool filter, then the rules), and how it serves
+//! requests of the stateless revision.
+//!
+//! Owns: the order of the layers. Must not touch: HTTP, sessions.
+
+use std::{sync::Arc, time::Duration};
+
+use super::{rules, tools};
+use crate::{
+    config::{Backend as BackendKind, ServerConfig},
+    gateway::{
+        backend::{self, Limits},
+        metrics::ServerMetrics,
+        stateless::{Settings as StatelessSettings, Stateless},
+    },
+};
+
+/// How `config` serves stateless requests: natively in-process, else on a lane of children of
+/// its own (with the server's tool filter), started on first use.
+pub(super) fn stateless_lane(
+    config: &Arc<ServerConfig>,
+    backend: &Arc<dyn backend::Backend>,
+    limits: Limits,
+    metrics: &ServerMetrics,
+    input_wait: Duration,
+    book: Arc<rules::Book>,
+) -> Stateless {
+    let settings = StatelessSettings {
+        grace: limits.shutdown_grace,
+        input_wait,
+        buffer_bytes: limits.input_bytes,
+        metrics: metrics.clone(),
+    };
+    if config.group.is_some() || config.remote.is_some() {
+        // A session per request on the server's own backend: a group's (its members keep
+        // their own children; a per-session member starts one for each such request), or a
+        // remote server's (which may speak any revision: the request's is translated as for a
+        // child).
+        let own = backend.clone();
+        return Stateless::children(Box::new(move || Ok(own.clone())), settings);
+    }
+    if !config.env_from_headers.is_empty() {
+        let reason = format!(
+            "server {:?} takes settings from each session's headers (envFromHeaders), so it is served only with sessions: initialize first",
+            config.name
+        );
+        return Stateless::refused(reason, settings);
+    }
+    if config.backend == BackendKind::InProcess {
+        return Stateless::native(backend.clone(), settings);
+    }
+    let (config, metrics) = (config.clone(), metrics.clone());
+    Stateless::children(
+        Box::new(move || {
+            let lane = backend::lane(config.clone(), limits, metrics.clone());
+            let lane = layers(lane, &config, &metrics, &book);
+            lane.clone().start()?;
+            Ok(lane)
+        }),
+        settings,
+    )
+}
+
+/// A server's layers around its backend: its tool filter, then the rules (which so judge the
+/// names clients see).
+pub(super) fn layers(
+    backend: Arc<dyn backend::Backend>,
+    config: &ServerConfig,
+    metrics: &ServerMetrics,
+    book: &Arc<rules::Book>,
+) -> Arc<dyn backend::Backend> {
+    let filtered = tools::filtered(backend, config.tools.clone(), metrics.clone());
+    let subject = rules::Subject::of(&config.name, config.group.as_ref());
+    rules::guarded(filtered, subject, book.clone(), metrics.clone())
+}

@@ -1,0 +1,313 @@
+//! Who may call what: the servers file's rules in CEL against a real authorization server
+//! (`oidc-provider`) whose two clients' tokens differ in a `groups` claim — each caller sees
+//! and calls only what the rules allow, on Streamable HTTP, HTTP+SSE and 2026-07-28, on a
+//! server alone and through a group, and a denied call never reaches the child (the fixture
+//! counts the calls it got). Then rules on arguments against every encoding of a path a client
+//! can send, and rules that change with the file.
+
+use serde_json::{Value, json};
+
+use crate::{
+    authserver::AuthServer,
+    gateway_util::{Gateway, McpClient, SseClient},
+    infra::TempDir,
+    modern::Modern,
+    servers::{fixture, refused_at_start, write},
+};
+
+const AUDIENCE: &str = "http://gateway.test/mcp";
+const FIXTURE_TOOLS: usize = 8;
+
+fn rules_file(env_for_staff_only: bool) -> Value {
+    let mut fx_rules = vec![json!({"name": "echo-paths", "deny":
+        "mcp.tool.name == 'echo' && has(mcp.tool.arguments.path) && \
+         !(mcp.tool.arguments.path.startsWith('/srv/public/') && !mcp.tool.arguments.path.contains('..'))"})];
+    if env_for_staff_only {
+        fx_rules.push(json!({"name": "staff-only-env",
+            "deny": "mcp.tool.name == 'env' && !('staff' in jwt.groups)"}));
+    }
+    json!({
+        "gateway": {"rules": [
+            {"name": "no-crash-for-guests", "deny": "'guests' in jwt.groups && mcp.tool.name.endsWith('crash')"}
+        ]},
+        "mcpServers": {
+            "fx": fixture("fx", json!({"rules": fx_rules})),
+            "fx2": fixture("fx2", json!({"backend": "shared"}))
+        },
+        "groups": {"all": {"members": ["fx", "fx2"], "rules": [
+            {"name": "no-fx2-for-guests", "deny": "'guests' in jwt.groups && mcp.member == 'fx2'"}
+        ]}}
+    })
+}
+
+fn names(list: &Value) -> Vec<String> {
+    list["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a tool list: {list}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn client(base: &str, token: &str) -> McpClient {
+    let mut c = McpClient::new(base);
+    c.headers
+        .push(("authorization".into(), format!("Bearer {token}")));
+    c
+}
+
+/// The fixture's count of the calls of `tool` it received in this session.
+async fn calls_of(c: &McpClient, tool: &str) -> u64 {
+    let (_, v) = c.call(90, "stats", json!({})).await;
+    v["result"]["structuredContent"]["calls"][tool]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn is_unknown_tool(v: &Value, name: &str) -> bool {
+    v["error"]["code"] == -32602 && v["error"]["message"] == format!("Unknown tool: {name}")
+}
+
+#[tokio::test]
+async fn each_caller_sees_and_calls_only_what_the_rules_allow_on_every_transport() {
+    let auth = AuthServer::start(json!({"clients": [
+        {"client_id": "alice", "client_secret": "a1ice", "claims": {"groups": ["staff"]}},
+        {"client_id": "bob", "client_secret": "b0b", "claims": {"groups": ["guests"]}},
+    ]}))
+    .await;
+    let dir = TempDir::new("policy");
+    let path = write(&dir, &rules_file(true));
+    let gw = Gateway::start(
+        &[
+            "--config",
+            &path,
+            "--oauth-issuer",
+            &auth.issuer,
+            "--oauth-audience",
+            AUDIENCE,
+        ],
+        &[],
+    )
+    .await;
+    let alice = auth.token("alice", "a1ice", AUDIENCE, "mcp:tools").await;
+    let bob = auth.token("bob", "b0b", AUDIENCE, "mcp:tools").await;
+
+    // Streamable HTTP, a server alone: the staff see every tool, guests lose `env` (the
+    // server's rule) and `crash` (the gateway's).
+    let mut a = client(&gw.url("/servers/fx"), &alice);
+    a.initialize().await;
+    let mut b = client(&gw.url("/servers/fx"), &bob);
+    b.initialize().await;
+    let (_, list) = a.request(2, "tools/list", json!({})).await;
+    assert_eq!(names(&list).len(), FIXTURE_TOOLS, "{list}");
+    let (_, list) = b.request(2, "tools/list", json!({})).await;
+    let seen = names(&list);
+    assert_eq!(seen.len(), FIXTURE_TOOLS - 2, "{seen:?}");
+    assert!(!seen.iter().any(|n| n == "env" || n == "crash"), "{seen:?}");
+    // A denied call answers as an unknown tool would, and never reaches the child.
+    let (status, v) = b.call(3, "env", json!({"name": "FIXTURE_NAME"})).await;
+    assert_eq!(status, 200);
+    assert!(is_unknown_tool(&v, "env"), "{v}");
+    let (_, v) = b.call(4, "crash", json!({})).await;
+    assert!(is_unknown_tool(&v, "crash"), "{v}");
+    assert_eq!(calls_of(&b, "env").await, 0);
+    assert_eq!(calls_of(&b, "crash").await, 0);
+    let (_, v) = a.call(3, "env", json!({"name": "FIXTURE_NAME"})).await;
+    assert_eq!(v["result"]["structuredContent"]["value"], "fx", "{v}");
+    assert_eq!(calls_of(&a, "env").await, 1);
+
+    // Through the group: the gateway's and the group's rules on the group's names, the
+    // member's own rules on its own names.
+    let mut ga = client(&gw.url("/servers/all"), &alice);
+    ga.initialize().await;
+    let mut gb = client(&gw.url("/servers/all"), &bob);
+    gb.initialize().await;
+    let (_, list) = ga.request(2, "tools/list", json!({})).await;
+    assert_eq!(names(&list).len(), 2 * FIXTURE_TOOLS, "{list}");
+    let (_, list) = gb.request(2, "tools/list", json!({})).await;
+    let seen = names(&list);
+    assert_eq!(seen.len(), FIXTURE_TOOLS - 2, "{seen:?}");
+    assert!(seen.iter().all(|n| n.starts_with("fx__")), "{seen:?}");
+    assert!(!seen.contains(&"fx__env".to_string()), "{seen:?}");
+    for tool in ["fx__env", "fx__crash", "fx2__echo"] {
+        let (_, v) = gb.call(5, tool, json!({})).await;
+        assert!(is_unknown_tool(&v, tool), "{tool}: {v}");
+    }
+    let (_, v) = gb.call(6, "fx__echo", json!({"x": 1})).await;
+    assert_eq!(v["result"]["structuredContent"]["x"], 1, "{v}");
+    let (_, v) = ga
+        .call(6, "fx2__env", json!({"name": "FIXTURE_NAME"}))
+        .await;
+    assert_eq!(v["result"]["structuredContent"]["value"], "fx2", "{v}");
+    let (_, v) = gb.call(7, "fx__stats", json!({})).await;
+    let calls = &v["result"]["structuredContent"]["calls"];
+    assert!(
+        calls.get("env").is_none() && calls.get("crash").is_none(),
+        "{v}"
+    );
+
+    // HTTP+SSE: the same, on the session's stream.
+    let bearer = format!("Bearer {bob}");
+    let mut s = SseClient::connect_at(&gw, "/servers/fx/sse", &[("authorization", &bearer)])
+        .await
+        .expect("GET /sse with a token");
+    s.initialize().await;
+    let list = s.request(json!(2), "tools/list", json!({})).await;
+    assert_eq!(names(&list).len(), FIXTURE_TOOLS - 2, "{list}");
+    let v = s
+        .request(
+            json!(3),
+            "tools/call",
+            json!({"name": "env", "arguments": {"name": "FIXTURE_NAME"}}),
+        )
+        .await;
+    assert!(is_unknown_tool(&v, "env"), "{v}");
+
+    // 2026-07-28, stateless: each request judged by its own token.
+    let m = Modern::at(&gw.url("/servers/fx"));
+    for (token, expected) in [(&alice, FIXTURE_TOOLS), (&bob, FIXTURE_TOOLS - 2)] {
+        let r = m
+            .build(json!(1), "tools/list", json!({}))
+            .bearer_auth(token);
+        let list: Value = r.send().await.unwrap().json().await.unwrap();
+        assert_eq!(names(&list).len(), expected, "{list}");
+    }
+    let call = json!({"name": "env", "arguments": {"name": "FIXTURE_NAME"}});
+    let r = m
+        .build(json!(2), "tools/call", call.clone())
+        .bearer_auth(&bob);
+    let v: Value = r.send().await.unwrap().json().await.unwrap();
+    assert!(is_unknown_tool(&v, "env"), "{v}");
+    let r = m.build(json!(2), "tools/call", call).bearer_auth(&alice);
+    let v: Value = r.send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["result"]["structuredContent"]["value"], "fx", "{v}");
+
+    // Counted by the rule that decided.
+    let metrics = gw.metrics().await;
+    for rule in ["staff-only-env", "no-crash-for-guests", "no-fx2-for-guests"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("aareguru_gateway_policy_denials_total{")
+                    && l.contains(&format!("rule=\"{rule}\""))),
+            "{rule} not counted:\n{metrics}"
+        );
+    }
+}
+
+/// A raw POST of `body` (exactly these bytes) on `c`'s session; the JSON-RPC answer.
+async fn raw_call(c: &McpClient, body: &str) -> Value {
+    let r = c
+        .http
+        .post(&c.url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-06-18")
+        .header("mcp-session-id", c.session.as_deref().unwrap())
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn rules_on_arguments_hold_for_every_encoding_and_change_with_the_file() {
+    let dir = TempDir::new("policy-args");
+    let mut file = rules_file(true);
+    file["gateway"]["denied"] = json!("error");
+    let path = write(&dir, &file);
+    let gw = Gateway::start(&["--config", &path], &[]).await;
+    let mut c = McpClient::new(&gw.url("/servers/fx"));
+    c.initialize().await;
+    let call = |args: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"echo","arguments":{args}}}}}"#
+        )
+    };
+    let allowed = [
+        r#"{"path": "/srv/public/a.txt"}"#,
+        r#"{"path": "\u002fsrv\u002fpublic\u002fa.txt"}"#,
+        // The last of duplicate keys is the one judged, and the only one the server gets.
+        r#"{"path": "/etc/passwd", "path": "/srv/public/a.txt"}"#,
+    ];
+    for args in allowed {
+        let v = raw_call(&c, &call(args)).await;
+        assert_eq!(
+            v["result"]["structuredContent"],
+            json!({"path": "/srv/public/a.txt"}),
+            "{args}: {v}"
+        );
+        assert!(!v.to_string().contains("passwd"), "{args}: {v}");
+    }
+    let denied = [
+        r#"{"path": "/etc/passwd"}"#,
+        r#"{"path": "\u002fetc\u002fpasswd"}"#,
+        r#"{"path": "/srv/public/../../etc/passwd"}"#,
+        r#"{"path": "/srv/public/.\u002e/secret"}"#,
+        r#"{"path": "/srv/public/a.txt", "path": "/etc/passwd"}"#,
+        r#"{"path": "/srv/publicity/a.txt"}"#,
+        r#"{"path": 5}"#,
+        r#"{"path": ["/srv/public/a.txt"]}"#,
+        r#"{"path": null}"#,
+    ];
+    for args in denied {
+        let v = raw_call(&c, &call(args)).await;
+        // `denied: "error"`: a clear refusal naming the rule.
+        assert_eq!(v["error"]["code"], -32003, "{args}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("echo-paths")),
+            "{args}: {v}"
+        );
+    }
+    let (_, v) = c.call(9, "stats", json!({})).await;
+    assert_eq!(
+        v["result"]["structuredContent"]["calls"]["echo"],
+        allowed.len(),
+        "only the allowed calls reached the child: {v}"
+    );
+    // As the child received them: what was judged, whatever parser it uses.
+    let raw = v["result"]["structuredContent"]["raw_calls"].to_string();
+    assert!(!raw.contains("passwd") && !raw.contains("\\u002f"), "{raw}");
+
+    // Without a token there are no groups: `env` is denied to this caller too; a reload that
+    // drops the rule lets this very session call it.
+    let (_, v) = c.call(10, "env", json!({"name": "FIXTURE_NAME"})).await;
+    assert_eq!(v["error"]["code"], -32003, "{v}");
+    let loaded = gw.health().await["servers_file"]["loaded"].clone();
+    let mut without = rules_file(false);
+    without["gateway"]["denied"] = json!("error");
+    write(&dir, &without);
+    gw.wait_health("rules reloaded", |h| h["servers_file"]["loaded"] != loaded)
+        .await;
+    let (_, v) = c.call(11, "env", json!({"name": "FIXTURE_NAME"})).await;
+    assert_eq!(v["result"]["structuredContent"]["value"], "fx", "{v}");
+
+    // A rule that names an unknown variable refuses the reload, with the rule and the column;
+    // the rules in force stay.
+    let mut bad = rules_file(true);
+    bad["mcpServers"]["fx"]["gateway"]["rules"][0] =
+        json!({"name": "typo", "deny": "mcp.tool.name == 'echo' && tool.args.path == '/'"});
+    write(&dir, &bad);
+    let h = gw
+        .wait_health("reload refused", |h| {
+            !h["servers_file"]["last_error"].is_null()
+        })
+        .await;
+    let error = h["servers_file"]["last_error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("rule \"typo\": unknown variable \"tool\"") && error.contains("column 28"),
+        "{error}"
+    );
+    let (_, v) = c.call(12, "env", json!({"name": "FIXTURE_NAME"})).await;
+    assert_eq!(v["result"]["structuredContent"]["value"], "fx", "{v}");
+    // And at startup it refuses to start, saying the same.
+    let said = refused_at_start(&write(&dir, &bad)).await;
+    assert!(said.contains("rule \"typo\": unknown variable"), "{said}");
+}
