@@ -406,6 +406,10 @@ pub struct GatewayConfig {
     pub allowed_hosts: Vec<String>,
     pub allowed_origins: Vec<String>,
     pub api_keys: Vec<String>,
+    /// `--api-keys-file`: named keys, watched and reloaded like the servers file.
+    pub api_keys_file: Option<std::path::PathBuf>,
+    /// The named keys that file held at startup.
+    pub named_keys: Vec<KeySource>,
     pub protect_metrics: bool,
     /// `--oauth-issuer`: the gateway as an OAuth resource server.
     pub oauth: Option<OAuthConfig>,
@@ -456,6 +460,20 @@ pub struct PolicyConfig {
     /// Request headers the rules may read (`request.headers`), in lower case.
     pub headers: Vec<String>,
     pub denied: DeniedAs,
+    /// The servers file's `gateway.apiKeys` (`None`: it has none).
+    pub keys: Option<Vec<KeySource>>,
+}
+
+/// A named API key as a keys file (or the servers file) declares it: never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySource {
+    pub name: String,
+    /// SHA-256 of the key.
+    pub sha256: [u8; 32],
+    pub scopes: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Seconds since the epoch from which it is refused.
+    pub expires: Option<i64>,
 }
 
 /// Settings of a gateway that is one replica among several.

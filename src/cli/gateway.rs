@@ -7,11 +7,11 @@ use anyhow::{Context, bail};
 use super::{
     cluster::{ClusterArgs, cluster_config},
     duration::parse_duration,
+    oauth::oauth_config,
     servers_file,
 };
 use crate::config::{
-    Backend, ChildCommand, GatewayConfig, LogFormat, OAuthConfig, ServerConfig, ToolFilter,
-    UpstreamConfig,
+    Backend, ChildCommand, GatewayConfig, LogFormat, ServerConfig, ToolFilter, UpstreamConfig,
 };
 
 /// Gateway flags (`--sse`).
@@ -119,6 +119,15 @@ pub struct GatewayArgs {
         hide_env_values = true
     )]
     pub api_keys: Vec<String>,
+
+    /// Named API keys (name, SHA-256 of the key, scopes, labels, expiry) from this JSON file,
+    /// reloaded when it changes or on SIGHUP; the rules see a key's name and labels.
+    #[arg(
+        long = "api-keys-file",
+        env = "AAREGURU_MCP_API_KEYS_FILE",
+        value_name = "FILE"
+    )]
+    pub api_keys_file: Option<std::path::PathBuf>,
 
     /// Accept OAuth 2.1 access tokens from this authorization server (its issuer URL; repeatable
     /// or comma-separated for several). Turns the gateway into an OAuth resource server: JWT
@@ -351,6 +360,11 @@ pub(super) fn gateway_config(
             .map(|k| k.trim().to_string())
             .filter(|k| !k.is_empty())
             .collect(),
+        named_keys: match &g.api_keys_file {
+            Some(path) => super::keys::load(path)?,
+            None => vec![],
+        },
+        api_keys_file: g.api_keys_file,
         protect_metrics: g.protect_metrics,
         oauth: oauth_config(
             g.oauth_issuers,
@@ -365,48 +379,6 @@ pub(super) fn gateway_config(
         drain_delay: g.drain_delay,
         cluster,
     })
-}
-
-fn oauth_config(
-    issuers: Vec<String>,
-    audiences: Vec<String>,
-    scopes: Vec<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-) -> anyhow::Result<Option<OAuthConfig>> {
-    let clean = |v: Vec<String>| -> Vec<String> {
-        v.into_iter()
-            .map(|s| s.trim().trim_end_matches('/').to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
-    };
-    let issuers = clean(issuers);
-    if issuers.is_empty() {
-        if !audiences.is_empty() || !scopes.is_empty() || client_id.is_some() {
-            bail!("--oauth-audience, --oauth-scope and --oauth-client-id need --oauth-issuer");
-        }
-        return Ok(None);
-    }
-    for i in &issuers {
-        if !(i.starts_with("https://") || i.starts_with("http://")) {
-            bail!("--oauth-issuer must be an http(s) URL, got {i:?}");
-        }
-    }
-    let introspection = match (client_id, client_secret) {
-        (Some(id), Some(secret)) => Some((id, secret)),
-        (None, None) => None,
-        _ => bail!("--oauth-client-id and --oauth-client-secret go together"),
-    };
-    Ok(Some(OAuthConfig {
-        issuers,
-        audiences: clean(audiences),
-        scopes: scopes
-            .into_iter()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
-        introspection,
-    }))
 }
 
 fn listen_ip(host: &str) -> anyhow::Result<std::net::IpAddr> {

@@ -14,6 +14,8 @@ mod cluster;
 mod duration;
 mod gateway;
 mod groups;
+pub mod keys;
+mod oauth;
 mod remotes;
 mod rules;
 mod sandbox;

@@ -71,6 +71,8 @@ struct GatewaySettings {
     rule_headers: Option<Vec<String>>,
     /// Top level only: how a denied call is answered (`unknown` or `error`).
     denied: Option<String>,
+    /// Top level only: named API keys (see [`super::keys`]).
+    api_keys: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -156,6 +158,10 @@ pub fn parse(text: &str, base: &ServerConfig) -> anyhow::Result<Loaded> {
         headers: rules::headers(defaults.rule_headers.take().unwrap_or_default())
             .context("at gateway")?,
         denied: rules::denied_as(defaults.denied.take().as_deref()).context("at gateway")?,
+        keys: match defaults.api_keys.take() {
+            Some(list) => Some(super::keys::parse(list).context("at gateway")?),
+            None => None,
+        },
         ..PolicyConfig::default()
     };
     let mut servers = vec![];
@@ -201,8 +207,10 @@ fn server_rules(
     name: &str,
     settings: &mut GatewaySettings,
 ) -> anyhow::Result<Vec<crate::config::RuleSource>> {
-    if settings.rule_headers.is_some() || settings.denied.is_some() {
-        bail!("ruleHeaders and denied are gateway-wide: set them in the top-level \"gateway\"");
+    if settings.rule_headers.is_some() || settings.denied.is_some() || settings.api_keys.is_some() {
+        bail!(
+            "ruleHeaders, denied and apiKeys are gateway-wide: set them in the top-level \"gateway\""
+        );
     }
     rules::sources(name, settings.rules.take().unwrap_or_default())
 }

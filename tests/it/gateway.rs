@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 
 use crate::{
     fake_upstream::{Behaviour, FakeUpstream},
-    gateway_util::{Gateway, McpClient, SseClient, example, processes_with, wait_until_gone},
+    gateway_util::{
+        Gateway, McpClient, SseClient, example, processes_with, processes_with_env, wait_until_gone,
+    },
 };
 
 fn text(reply: &Value) -> String {
@@ -483,12 +485,16 @@ async fn api_keys_when_configured_and_never_logged() {
     let mut c = SseClient::connect_with(&gw, &[("authorization", &format!("Bearer {key}"))])
         .await
         .unwrap();
-    // POSTs need the key too.
-    assert_eq!(
-        c.post(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
-            .await,
-        401
-    );
+    // POSTs need the key too (the client sends its connect headers on its POSTs; a bare one
+    // does not).
+    let bare = reqwest::Client::new()
+        .post(&c.endpoint)
+        .header("content-type", "application/json")
+        .body(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), 401);
     let ok = c
         .http
         .post(&c.endpoint)
@@ -777,11 +783,22 @@ async fn sigterm_ends_streams_stops_children_and_exits_zero() {
     assert_eq!(status.code(), Some(0));
     let sleeps = format!("sleep {marker}");
     wait_until_gone(
-        &[&sleeps, &fixture],
+        &[&sleeps],
         Duration::from_secs(5),
-        "children survived shutdown",
+        "grandchildren survived shutdown",
     )
     .await;
+    // The fixture children of this gateway (by their environment: other tests run the same
+    // program).
+    let ours = format!("FIXTURE_MARKER={marker}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while processes_with_env(&ours) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "children survived shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -397,6 +397,20 @@ pub async fn wait_until_gone(markers: &[&str], within: Duration, what: &str) {
 }
 
 /// Processes whose command line contains `marker`.
+/// How many processes have `assignment` (`NAME=value`) in their environment: a process of this
+/// test, where its program's path would also match other tests' processes.
+pub fn processes_with_env(assignment: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            std::fs::read(e.path().join("environ"))
+                .map(|env| env.split(|b| *b == 0).any(|v| v == assignment.as_bytes()))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
 pub fn processes_with(marker: &str) -> usize {
     std::fs::read_dir("/proc")
         .unwrap()

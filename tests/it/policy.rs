@@ -311,3 +311,124 @@ async fn rules_on_arguments_hold_for_every_encoding_and_change_with_the_file() {
     let said = refused_at_start(&write(&dir, &bad)).await;
     assert!(said.contains("rule \"typo\": unknown variable"), "{said}");
 }
+
+fn key_entry(name: &str, key: &str, extra: Value) -> Value {
+    use sha2::Digest;
+    let sha: String = sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut entry = json!({"name": name, "sha256": sha});
+    for (k, v) in extra.as_object().unwrap() {
+        entry[k] = v.clone();
+    }
+    entry
+}
+
+async fn list_with_key(gw: &Gateway, key: &str) -> (u16, Vec<String>) {
+    let mut c = McpClient::new(&gw.url("/servers/fx"));
+    c.headers.push(("x-api-key".into(), key.into()));
+    let status = c.try_initialize().await;
+    if status != 200 {
+        return (status, vec![]);
+    }
+    let (_, list) = c.request(2, "tools/list", json!({})).await;
+    (200, names(&list))
+}
+
+#[tokio::test]
+async fn named_keys_carry_their_scopes_and_labels_to_the_rules_and_reload_live() {
+    let dir = TempDir::new("policy-keys");
+    let keys_path = dir.0.join("keys.json");
+    let keys = |entries: Vec<Value>| {
+        std::fs::write(&keys_path, json!({ "apiKeys": entries }).to_string()).unwrap();
+    };
+    let ci = key_entry(
+        "ci",
+        "k-ci-0123456789",
+        json!({"labels": {"team": "infra"}, "scopes": ["mcp:slow"]}),
+    );
+    let ops = key_entry(
+        "ops",
+        "k-ops-0123456789",
+        json!({"labels": {"team": "web"}}),
+    );
+    let old = key_entry(
+        "old",
+        "k-old-0123456789",
+        json!({"expires": "2020-01-01T00:00:00Z"}),
+    );
+    keys(vec![ci.clone(), ops.clone(), old]);
+    let file = json!({
+        "gateway": {"rules": [
+            {"name": "infra-deploys", "deny": "mcp.tool.name == 'deploy' && key.labels.team != 'infra'"},
+            {"name": "slow-needs-scope", "deny": "mcp.tool.name == 'slow' && !('mcp:slow' in scopes)"}
+        ]},
+        "mcpServers": {"fx": fixture("fx", json!({}))}
+    });
+    let path = write(&dir, &file);
+    let keys_arg = keys_path.display().to_string();
+    let gw = Gateway::start(&["--config", &path, "--api-keys-file", &keys_arg], &[]).await;
+
+    // A key's labels and scopes reach the rules.
+    let (status, seen) = list_with_key(&gw, "k-ci-0123456789").await;
+    assert_eq!(status, 200);
+    assert_eq!(seen.len(), FIXTURE_TOOLS, "{seen:?}");
+    let (_, seen) = list_with_key(&gw, "k-ops-0123456789").await;
+    assert!(
+        !seen.iter().any(|n| n == "deploy" || n == "slow"),
+        "{seen:?}"
+    );
+    assert_eq!(seen.len(), FIXTURE_TOOLS - 2, "{seen:?}");
+    // Expired and unknown keys, and none at all: 401.
+    for key in ["k-old-0123456789", "k-nobody", ""] {
+        assert_eq!(list_with_key(&gw, key).await.0, 401, "{key:?}");
+    }
+    let r = reqwest::Client::new()
+        .post(gw.url("/servers/fx/mcp"))
+        .header("x-api-key", "k-old-0123456789")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("expired"));
+
+    // Revoked by a reload, on an open session too.
+    let mut c = McpClient::new(&gw.url("/servers/fx"));
+    c.headers
+        .push(("x-api-key".into(), "k-ci-0123456789".into()));
+    c.initialize().await;
+    let loaded = gw.health().await["api_keys"]["loaded"].clone();
+    keys(vec![ops.clone()]);
+    gw.wait_health("keys reloaded", |h| h["api_keys"]["loaded"] != loaded)
+        .await;
+    assert_eq!(gw.health().await["api_keys"]["keys"], 1);
+    let (status, _) = c.request(3, "tools/list", json!({})).await;
+    assert_eq!(status, 401);
+    assert_eq!(list_with_key(&gw, "k-ops-0123456789").await.0, 200);
+
+    // A file with a key itself in it is refused; the keys in force stay.
+    keys(vec![ops, json!({"name": "oops", "key": "k-plain"})]);
+    let h = gw
+        .wait_health("keys file refused", |h| {
+            !h["api_keys"]["last_error"].is_null()
+        })
+        .await;
+    assert!(
+        h["api_keys"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("never the key")),
+        "{h}"
+    );
+    assert_eq!(list_with_key(&gw, "k-ops-0123456789").await.0, 200);
+    // No key ever reaches the log.
+    let log = gw.log_text();
+    for secret in [
+        "k-ci-0123456789",
+        "k-ops-0123456789",
+        "k-old-0123456789",
+        "k-plain",
+    ] {
+        assert!(!log.contains(secret), "{secret} logged");
+    }
+}

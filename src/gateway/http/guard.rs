@@ -4,13 +4,16 @@
 //!
 //! Owns: admission. Must not touch: sessions or what a request carries.
 
-use std::{net::IpAddr, num::NonZeroU32};
+use std::{net::IpAddr, num::NonZeroU32, sync::Arc};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 use subtle::ConstantTimeEq;
 use warp::http::HeaderMap;
 
-use crate::config::GatewayConfig;
+use crate::{
+    config::GatewayConfig,
+    gateway::policy::keys::{Keys, NamedKey},
+};
 
 /// A refusal, with the HTTP status it maps to.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,6 +24,8 @@ pub enum Refusal {
     Origin,
     /// 401: missing or wrong API key.
     Auth,
+    /// 401: a named API key past its expiry.
+    KeyExpired,
     /// 429: over the rate limit; retry after this many seconds.
     RateLimited(u64),
 }
@@ -31,6 +36,7 @@ impl Refusal {
             Refusal::Host => "host",
             Refusal::Origin => "origin",
             Refusal::Auth => "auth",
+            Refusal::KeyExpired => "auth_expired",
             Refusal::RateLimited(_) => "rate_limit",
         }
     }
@@ -57,6 +63,9 @@ pub struct Guard {
     any_origin: bool,
     cors_origins: Vec<String>,
     api_keys: Vec<Vec<u8>>,
+    /// Named keys (`--api-keys-file`, the servers file's `apiKeys`), shared with the registry,
+    /// which replaces them on reload.
+    named: Arc<Keys>,
     /// With OAuth the MCP endpoints' credentials are checked by the OAuth layer (which takes
     /// API keys too).
     oauth: bool,
@@ -92,9 +101,35 @@ impl Guard {
                 .iter()
                 .map(|k| k.as_bytes().to_vec())
                 .collect(),
+            named: Arc::default(),
             protect_metrics: config.protect_metrics,
             oauth: config.oauth.is_some(),
             limiter,
+        }
+    }
+
+    /// Checks named keys too: these.
+    pub fn use_keys(&mut self, keys: Arc<Keys>) {
+        self.named = keys;
+    }
+
+    fn named_keys_on(&self) -> bool {
+        self.named.declared() || !self.named.is_empty()
+    }
+
+    /// The named key `presented` is: `Ok(None)` when it is none of them, `Err` when expired.
+    pub fn named_key(&self, presented: &str) -> Result<Option<Arc<NamedKey>>, Refusal> {
+        if !self.named_keys_on() {
+            return Ok(None);
+        }
+        let now = jiff::Timestamp::now().as_second();
+        match self.named.find(presented, now) {
+            None => Ok(None),
+            Some(Ok(key)) => Ok(Some(key)),
+            Some(Err(name)) => {
+                tracing::info!(key = %name, "an expired API key was refused");
+                Err(Refusal::KeyExpired)
+            }
         }
     }
 
@@ -135,7 +170,7 @@ impl Guard {
     }
 
     pub fn auth_enabled(&self) -> bool {
-        !self.api_keys.is_empty()
+        !self.api_keys.is_empty() || self.named_keys_on()
     }
 
     /// Host and Origin checks (every endpoint but /health).
@@ -194,7 +229,7 @@ impl Guard {
 
     /// The API key check; a no-op when no key is configured.
     pub fn check_key(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        if self.api_keys.is_empty() {
+        if self.api_keys.is_empty() && !self.named_keys_on() {
             return Ok(());
         }
         let presented = headers
@@ -217,9 +252,11 @@ impl Guard {
             ok |= presented.as_bytes().ct_eq(key);
         }
         if bool::from(ok) {
-            Ok(())
-        } else {
-            Err(Refusal::Auth)
+            return Ok(());
+        }
+        match self.named_key(presented)? {
+            Some(_) => Ok(()),
+            None => Err(Refusal::Auth),
         }
     }
 

@@ -72,6 +72,9 @@ impl Http {
             body["servers"] = servers;
             body["servers_file"] = self.registry.file_status().unwrap_or_default();
         }
+        if let Some(keys) = self.registry.keys_status() {
+            body["api_keys"] = keys;
+        }
         if let Some(reason) = reason {
             body["reason"] = reason.into();
         }

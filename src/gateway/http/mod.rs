@@ -212,7 +212,7 @@ impl Http {
             return self.with_cors(&headers, r);
         }
         let who = if matches!(policy, Policy::Client | Policy::Peer) {
-            match self.authorize(&headers, server, endpoint).await {
+            match self.authorize(&headers, server, endpoint, client).await {
                 Ok(p) => p,
                 Err(r) => return self.with_cors(&headers, *r),
             }
@@ -408,7 +408,7 @@ impl Http {
     }
 
     /// The answer to a refused request.
-    fn refuse(&self, refusal: Refusal, client: IpAddr) -> Response {
+    pub(super) fn refuse(&self, refusal: Refusal, client: IpAddr) -> Response {
         self.metrics.reject(refusal.reason());
         tracing::debug!(%client, reason = refusal.reason(), "request refused");
         match refusal {
@@ -427,6 +427,14 @@ impl Http {
                 );
                 r.headers_mut()
                     .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+                r
+            }
+            Refusal::KeyExpired => {
+                let mut r = error_reply(StatusCode::UNAUTHORIZED, "this API key has expired");
+                r.headers_mut().insert(
+                    "www-authenticate",
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
                 r
             }
             Refusal::RateLimited(secs) => {

@@ -24,6 +24,7 @@ use crate::{
     gateway::{
         caller::{Caller, KeyInfo},
         oauth::{ALL_SCOPES, Principal, TokenError},
+        policy::keys::NamedKey,
         servers::tools,
     },
     mcp::jsonrpc::Kind,
@@ -69,7 +70,26 @@ impl Http {
         headers: &HeaderMap,
         server: Option<&str>,
         endpoint: &str,
+        client: std::net::IpAddr,
     ) -> Result<Option<Principal>, Box<Response>> {
+        let presented = header(headers, "x-api-key").or_else(|| {
+            header(headers, "authorization").and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+                    .map(str::trim)
+            })
+        });
+        // A named key speaks for itself; the single --api-key for every scope.
+        if let Some(p) = presented.filter(|p| !p.is_empty()) {
+            match self.guard.named_key(p) {
+                Ok(Some(key)) => return Ok(Some(named_key_principal(&key))),
+                Err(refusal) => return Err(Box::new(self.refuse(refusal, client))),
+                Ok(None) if self.oauth.is_none() && self.guard.key_matches(p) => {
+                    return Ok(Some(api_key_principal()));
+                }
+                Ok(None) => {}
+            }
+        }
         let Some(rs) = &self.oauth else {
             return Ok(None);
         };
@@ -300,6 +320,17 @@ fn api_key_principal() -> Principal {
         subject: API_KEY_SUBJECT.into(),
         scopes: vec![ALL_SCOPES.into()],
         claims: Default::default(),
+        key: None,
+    }
+}
+
+/// The principal a named API key speaks for: `api-key:<name>`, with the key's scopes.
+fn named_key_principal(key: &NamedKey) -> Principal {
+    Principal {
+        subject: format!("{API_KEY_SUBJECT}:{}", key.info.name),
+        scopes: key.scopes.clone(),
+        claims: Default::default(),
+        key: Some(key.info.clone()),
     }
 }
 
@@ -327,11 +358,13 @@ impl Http {
             .iter()
             .filter_map(|name| header(headers, name).map(|v| (name.clone(), v.to_string())))
             .collect();
-        let key = who.filter(|p| p.subject == API_KEY_SUBJECT).map(|_| {
-            Arc::new(KeyInfo {
+        let key = who.and_then(|p| match &p.key {
+            Some(k) => Some(k.clone()),
+            None if p.subject == API_KEY_SUBJECT => Some(Arc::new(KeyInfo {
                 name: API_KEY_SUBJECT.into(),
                 labels: Default::default(),
-            })
+            })),
+            None => None,
         });
         Caller {
             subject: who.map(|p| p.subject.clone()).unwrap_or_default(),

@@ -55,6 +55,7 @@ impl Http {
         local: std::net::SocketAddr,
     ) -> Self {
         let mut guard = Guard::new(&config);
+        guard.use_keys(registry.keys.clone());
         if let Some(c) = &cluster {
             // Peers reach this replica by its advertise address.
             let host = c

@@ -38,6 +38,8 @@ pub struct Principal {
     pub scopes: Vec<String>,
     /// The verified token's claims (`Null` for an API key), for the rules.
     pub claims: std::sync::Arc<Value>,
+    /// The named API key presented instead of a token.
+    pub key: Option<std::sync::Arc<crate::gateway::caller::KeyInfo>>,
 }
 
 impl Principal {
@@ -170,6 +172,7 @@ fn principal(claims: &Value) -> Result<Principal, String> {
         subject,
         scopes,
         claims: std::sync::Arc::new(claims.clone()),
+        key: None,
     })
 }
 

@@ -12,6 +12,8 @@
 //! Owns: what rules mean. Must not touch: transports, sessions, backends (it gets a caller and
 //! a request, both plain data).
 
+pub mod book;
+pub mod keys;
 pub mod rules;
 
 use std::sync::Arc;

@@ -23,7 +23,7 @@ pub(super) fn stateless_lane(
     limits: Limits,
     metrics: &ServerMetrics,
     input_wait: Duration,
-    book: Arc<rules::Book>,
+    book: Arc<crate::gateway::policy::book::Book>,
 ) -> Stateless {
     let settings = StatelessSettings {
         grace: limits.shutdown_grace,
@@ -67,7 +67,7 @@ pub(super) fn layers(
     backend: Arc<dyn backend::Backend>,
     config: &ServerConfig,
     metrics: &ServerMetrics,
-    book: &Arc<rules::Book>,
+    book: &Arc<crate::gateway::policy::book::Book>,
 ) -> Arc<dyn backend::Backend> {
     let filtered = tools::filtered(backend, config.tools.clone(), metrics.clone());
     let subject = rules::Subject::of(&config.name, config.group.as_ref());

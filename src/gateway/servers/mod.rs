@@ -36,6 +36,7 @@ use super::{
     backend::{self, Limits},
     federation::{Federation, Member, Roster},
     metrics::{Metrics, ServerMetrics},
+    policy::keys::{Keys, Source},
     session::{CloseCause, Session, Sessions},
     stateless::Stateless,
 };
@@ -174,7 +175,10 @@ pub struct Registry {
     /// Serializes reloads.
     reloading: tokio::sync::Mutex<()>,
     /// The rules in force (replaced by a reload).
-    pub book: Arc<rules::Book>,
+    pub book: Arc<crate::gateway::policy::book::Book>,
+    /// The named API keys in force (replaced when their file changes).
+    pub keys: Arc<Keys>,
+    keys_file: Mutex<reload::KeysFile>,
 }
 
 impl Registry {
@@ -193,8 +197,19 @@ impl Registry {
             next_generation: AtomicU64::new(1),
             file: Mutex::default(),
             reloading: tokio::sync::Mutex::new(()),
-            book: Arc::new(rules::Book::new(&gateway.policy).map_err(anyhow::Error::msg)?),
+            book: Arc::new(
+                crate::gateway::policy::book::Book::new(&gateway.policy)
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            keys: Arc::new(Keys::new(
+                gateway.api_keys_file.is_some() || gateway.policy.keys.is_some(),
+            )),
+            keys_file: Mutex::default(),
         });
+        registry.keys.replace(Source::KeysFile, &gateway.named_keys);
+        registry.keys_file.lock().loaded = Some(jiff::Timestamp::now());
+        let file_keys = gateway.policy.keys.as_deref().unwrap_or_default();
+        registry.keys.replace(Source::ServersFile, file_keys);
         if gateway.default_server.is_none() {
             let served = registry.build(Arc::new(gateway.server.clone()), false);
             if let Some(e) = &served.failed {

@@ -12,8 +12,21 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
+use serde_json::{Value, json};
+
 use super::Registry;
-use crate::{cli::servers_file, config::ServerConfig, gateway::metrics::Reason};
+use crate::{
+    cli::{keys, servers_file},
+    config::ServerConfig,
+    gateway::{metrics::Reason, policy::keys::Source},
+};
+
+/// The API keys file as last read.
+#[derive(Default)]
+pub struct KeysFile {
+    pub loaded: Option<jiff::Timestamp>,
+    pub error: Option<String>,
+}
 
 /// What a reload changed.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -46,6 +59,8 @@ impl Registry {
         if let Err(e) = self.book.replace(&loaded.policy) {
             return Err(self.refused(e));
         }
+        let file_keys = loaded.policy.keys.as_deref().unwrap_or_default();
+        self.keys.replace(Source::ServersFile, file_keys);
         // Build what is new before anything changes, then swap it in.
         let current: Vec<(String, Arc<ServerConfig>)> = self
             .inner
@@ -164,19 +179,62 @@ impl Registry {
     }
 }
 
-/// Reloads on SIGHUP and whenever the file's content changes, until `shutdown`.
+impl Registry {
+    /// Reads the API keys file again; a file with errors leaves the keys in force.
+    pub fn reload_keys(&self) -> Result<usize, String> {
+        let Some(path) = &self.gateway.api_keys_file else {
+            return Err("no API keys file (--api-keys-file) to reload".into());
+        };
+        let mut state = self.keys_file.lock();
+        match keys::load(path) {
+            Ok(list) => {
+                self.keys.replace(Source::KeysFile, &list);
+                state.loaded = Some(jiff::Timestamp::now());
+                state.error = None;
+                tracing::info!(file = %path.display(), keys = list.len(), "API keys reloaded");
+                Ok(list.len())
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                tracing::error!(%error, "API keys file not reloaded; the keys in force are unchanged");
+                state.error = Some(error.clone());
+                Err(error)
+            }
+        }
+    }
+
+    /// The API keys file's state for `/health` (never a key or a digest).
+    pub fn keys_status(&self) -> Option<Value> {
+        if !self.keys.declared() && self.keys.is_empty() {
+            return None;
+        }
+        let state = self.keys_file.lock();
+        Some(json!({
+            "file": self.gateway.api_keys_file.as_ref().map(|p| p.display().to_string()),
+            "keys": self.keys.len(),
+            "loaded": state.loaded.map(|t| t.to_string()),
+            "last_error": state.error,
+        }))
+    }
+}
+
+/// Reloads on SIGHUP and whenever a file's content changes (the servers file, the API keys
+/// file), until `shutdown`.
 pub async fn watch(registry: Arc<Registry>, shutdown: CancellationToken) {
-    let Some(path) = registry.gateway.servers_file.clone() else {
+    let servers = registry.gateway.servers_file.clone();
+    let keys = registry.gateway.api_keys_file.clone();
+    if servers.is_none() && keys.is_none() {
         return;
-    };
+    }
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; the file is still watched");
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; the files are still watched");
             None
         }
     };
-    let mut seen = fingerprint(&path);
+    let mut seen_servers = servers.as_ref().and_then(fingerprint);
+    let mut seen_keys = keys.as_ref().and_then(fingerprint);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let signalled = tokio::select! {
@@ -184,15 +242,23 @@ pub async fn watch(registry: Arc<Registry>, shutdown: CancellationToken) {
             _ = tick.tick() => false,
             _ = async { match hangup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
         };
-        let now = fingerprint(&path);
-        if !signalled && now == seen {
-            continue;
-        }
-        seen = now;
         if signalled {
-            tracing::info!(file = %path.display(), "SIGHUP: reloading the servers file");
+            tracing::info!("SIGHUP: reloading the servers and API keys files");
         }
-        let _ = registry.reload().await;
+        if let Some(path) = &keys {
+            let now = fingerprint(path);
+            if signalled || now != seen_keys {
+                seen_keys = now;
+                let _ = registry.reload_keys();
+            }
+        }
+        if let Some(path) = &servers {
+            let now = fingerprint(path);
+            if signalled || now != seen_servers {
+                seen_servers = now;
+                let _ = registry.reload().await;
+            }
+        }
     }
 }
 

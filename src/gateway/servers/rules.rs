@@ -11,7 +11,7 @@
 //!
 //! Owns: where the rules apply. Must not touch: HTTP, what the rules mean.
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use std::{
     collections::HashMap,
     sync::{
@@ -27,60 +27,19 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
-    config::{Backend as BackendKind, DeniedAs, GroupConfig, PolicyConfig},
+    config::{Backend as BackendKind, DeniedAs, GroupConfig},
     gateway::{
         backend::{Backend, Client, CloseCause, ForwardError, Link, OpenError, Status},
         caller::Caller,
         federation::catalog::Naming,
         metrics::ServerMetrics,
-        policy::{self, Decision, Mode, Prepared, Request, RuleSet},
+        policy::{
+            self, Decision, Mode, Prepared, Request, RuleSet,
+            book::{Book, Compiled},
+        },
     },
     mcp::jsonrpc::{self, Envelope, Kind},
 };
-
-/// The rules in force, replaced whole by a reload.
-pub struct Book {
-    current: RwLock<Arc<Compiled>>,
-}
-
-pub struct Compiled {
-    gateway: RuleSet,
-    servers: HashMap<String, RuleSet>,
-    denied: DeniedAs,
-    pub headers: Vec<String>,
-}
-
-impl Book {
-    pub fn new(config: &PolicyConfig) -> Result<Book, String> {
-        Ok(Book {
-            current: RwLock::new(Arc::new(compiled(config)?)),
-        })
-    }
-
-    /// Puts the file's new rules in force (all or nothing).
-    pub fn replace(&self, config: &PolicyConfig) -> Result<(), String> {
-        let fresh = compiled(config)?;
-        *self.current.write() = Arc::new(fresh);
-        Ok(())
-    }
-
-    pub fn current(&self) -> Arc<Compiled> {
-        self.current.read().clone()
-    }
-}
-
-fn compiled(config: &PolicyConfig) -> Result<Compiled, String> {
-    let mut servers = HashMap::new();
-    for (name, rules) in &config.servers {
-        servers.insert(name.clone(), RuleSet::compile(rules)?);
-    }
-    Ok(Compiled {
-        gateway: RuleSet::compile(&config.gateway)?,
-        servers,
-        denied: config.denied,
-        headers: config.headers.clone(),
-    })
-}
 
 /// What a layer needs to know of the server it wraps.
 #[derive(Clone)]

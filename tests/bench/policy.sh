@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Rules benchmark (not run in CI): 100 sessions × 100 `echo` calls to a server with 20 rules vs
+# the same server without rules, on one gateway, in alternating pairs (the VM's noise is wider
+# than the gap, so one pair proves little). Both are the fixture server on the shared backend;
+# every call is judged by all 20 rules. Needs a release build:
+#
+#   cargo build --release --bin aareguru-mcp --examples
+#   PAIRS=8 tests/bench/policy.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+root=$(pwd)
+bin="$root/target/release/aareguru-mcp"
+loadgen="$root/target/release/examples/loadgen"
+fixture="$root/target/release/examples/fixture_server"
+tmp=$(mktemp -d)
+gw=
+cleanup() {
+    [ -n "$gw" ] && kill "$gw" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; exit 1; }
+
+# Twenty rules of the kinds people write: tool names by group, source addresses, argument
+# paths, and one allow rule every caller passes. Each call of `echo` evaluates all of them.
+rules=$(python3 - <<'PY'
+import json
+r = []
+for i in range(10):
+    r.append({"name": f"admins-{i}", "deny": f"mcp.tool.name == 'admin_{i}' && !('admins' in jwt.groups)"})
+for i in range(5):
+    r.append({"name": f"net-{i}", "deny": f"source.address.startsWith('10.{99 - i}.')"})
+for i in range(4):
+    r.append({"name": f"paths-{i}", "deny": f"mcp.tool.name == 'echo' && has(mcp.tool.arguments.path) && mcp.tool.arguments.path.startsWith('/etc/{i}')"})
+r.append({"name": "everyone", "allow": "subject == '' || 'staff' in jwt.groups"})
+print(json.dumps(r))
+PY
+)
+conf="$tmp/servers.json"
+cat >"$conf" <<JSON
+{"mcpServers": {
+  "plain": {"command": "$fixture", "args": [], "gateway": {"backend": "shared"}},
+  "ruled": {"command": "$fixture", "args": [], "gateway": {"backend": "shared", "rules": $rules}}}}
+JSON
+port=$(free_port)
+RUST_LOG=warn "$bin" --sse --port "$port" --config "$conf" --max-sessions 20000 2>/dev/null &
+gw=$!
+wait_port "$port"
+sleep 1
+
+row() { tail -1 "$1"; }
+rate() { tail -1 "$1" | awk -F'|' '{gsub(/ /, "", $11); print $11}'; }
+cpu_us() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000000 / hz)}' "/proc/$gw/stat"; }
+pairs=${PAIRS:-1}
+echo "== 100 sessions × 100 echo calls (Streamable HTTP), $pairs pair(s)"
+ratios=()
+for p in $(seq "$pairs"); do
+    c0=$(cpu_us)
+    "$loadgen" --target "http://127.0.0.1:$port/servers/plain" --mode mcp --child echo --sessions 100 --calls 100 >"$tmp/plain"
+    c1=$(cpu_us)
+    "$loadgen" --target "http://127.0.0.1:$port/servers/ruled" --mode mcp --child echo --sessions 100 --calls 100 >"$tmp/ruled"
+    c2=$(cpu_us)
+    echo "no rules:  $(row "$tmp/plain")"
+    echo "20 rules:  $(row "$tmp/ruled")"
+    ratio=$(( 100 * $(rate "$tmp/ruled") / $(rate "$tmp/plain") ))
+    ratios+=("$ratio")
+    echo "pair $p: none $(rate "$tmp/plain") calls/s, 20 rules $(rate "$tmp/ruled") calls/s, ratio $ratio %;" \
+        "gateway CPU per session+call: none $(( (c1 - c0) / 10000 )) µs, 20 rules $(( (c2 - c1) / 10000 )) µs"
+done
+median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+echo "20 rules / none per pair: ${ratios[*]} (%); median $median %"
