@@ -6,9 +6,10 @@
 //! a plain client holding keep-alive connections to the stopping replica itself.
 //!
 //! They count every failed call, so they run alone (`cargo test --test it -- --ignored
-//! restarts::`, CI's own stage): under the load of the whole suite, a call in a few thousand
-//! failed in 2 of 3 runs (a 502 from nginx as a replica exited; a client's keep-alive
-//! connection to HAProxy closed under a request) — a race not yet found, see the README.
+//! restarts::`, CI's own stage). Their balancers keep no idle connection past a replica's drain
+//! delay (nginx's `keepalive_timeout`, HAProxy's `http-server-close`; see the README): without
+//! that, under the whole suite's load, a call in a few thousand failed — the balancer sending on
+//! an idle connection the stopping replica closed.
 
 use std::{
     sync::{
