@@ -16,13 +16,16 @@ pub mod book;
 pub mod keys;
 pub mod rules;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-use cel::{Context, Value as Cel, objects::Map};
+use cel::{Context, Env, Value as Cel, objects::Map};
 use serde_json::{Value, json};
 
 pub use self::rules::{Rule, RuleSet};
 use super::caller::Caller;
+
+/// CEL's standard functions, built once (a context of its own would build them per request).
+static STDLIB: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
 
 /// What is asked, as the rules see it (`mcp.*`); "" where a request has no such part.
 #[derive(Debug, Default, Clone, Copy)]
@@ -107,7 +110,7 @@ pub fn judge<'r>(
     if levels.iter().all(|l| l.is_empty()) {
         return (Decision::Allow, failures);
     }
-    let mut ctx = Context::default();
+    let mut ctx = Context::with_env(STDLIB.clone());
     for (name, v) in &caller.vars {
         ctx.add_variable_from_value(*name, v.clone());
     }
