@@ -5,7 +5,7 @@
 # every call is judged by all 20 rules. Needs a release build:
 #
 #   cargo build --release --bin aareguru-mcp --examples
-#   PAIRS=8 tests/bench/policy.sh
+#   PAIRS=8 tests/bench/policy.sh     # READING=0: none of the 20 rules reads arguments
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root=$(pwd)
@@ -24,7 +24,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; exit 1; }
 
 # Twenty rules of the kinds people write: tool names by group, source addresses, argument
-# paths, and one allow rule every caller passes. Each call of `echo` evaluates all of them.
+# paths (READING of them, default 4), and one allow rule every caller passes. Every call of
+# `echo` is judged by all of them: rules that read arguments are evaluated on each call, the
+# others once per session and name (a session remembers their outcomes).
 rules=$(python3 - <<'PY'
 import json
 r = []
@@ -32,8 +34,13 @@ for i in range(10):
     r.append({"name": f"admins-{i}", "deny": f"mcp.tool.name == 'admin_{i}' && !('admins' in jwt.groups)"})
 for i in range(5):
     r.append({"name": f"net-{i}", "deny": f"source.address.startsWith('10.{99 - i}.')"})
+import os
+reading = int(os.environ.get("READING", "4"))
 for i in range(4):
-    r.append({"name": f"paths-{i}", "deny": f"mcp.tool.name == 'echo' && has(mcp.tool.arguments.path) && mcp.tool.arguments.path.startsWith('/etc/{i}')"})
+    if i < reading:
+        r.append({"name": f"paths-{i}", "deny": f"mcp.tool.name == 'echo' && has(mcp.tool.arguments.path) && mcp.tool.arguments.path.startsWith('/etc/{i}')"})
+    else:
+        r.append({"name": f"tools-{i}", "deny": f"mcp.tool.name == 'drop_{i}' && !('admins' in jwt.groups)"})
 r.append({"name": "everyone", "allow": "subject == '' || 'staff' in jwt.groups"})
 print(json.dumps(r))
 PY

@@ -197,9 +197,11 @@ async fn each_caller_sees_and_calls_only_what_the_rules_allow_on_every_transport
 
 /// A raw POST of `body` (exactly these bytes) on `c`'s session; the JSON-RPC answer.
 async fn raw_call(c: &McpClient, body: &str) -> Value {
-    let r = c
-        .http
-        .post(&c.url)
+    let mut r = c.http.post(&c.url);
+    for (k, v) in &c.headers {
+        r = r.header(k, v);
+    }
+    let r = r
         .header("accept", "application/json, text/event-stream")
         .header("content-type", "application/json")
         .header("mcp-protocol-version", "2025-06-18")
@@ -380,6 +382,28 @@ async fn named_keys_carry_their_scopes_and_labels_to_the_rules_and_reload_live()
         "{seen:?}"
     );
     assert_eq!(seen.len(), FIXTURE_TOOLS - 2, "{seen:?}");
+    // Judged by name alone (no rule reads arguments): a duplicated name is judged as the last,
+    // and the server gets only that one.
+    let mut c = McpClient::new(&gw.url("/servers/fx"));
+    c.headers
+        .push(("x-api-key".into(), "k-ops-0123456789".into()));
+    c.initialize().await;
+    let (_, v) = c.call(3, "deploy", json!({})).await;
+    assert!(is_unknown_tool(&v, "deploy"), "{v}");
+    let twice = |first: &str, last: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{{"name":"{first}","name":"{last}","arguments":{{"x":1}}}}}}"#
+        )
+    };
+    let v = raw_call(&c, &twice("echo", "deploy")).await;
+    assert!(is_unknown_tool(&v, "deploy"), "{v}");
+    let v = raw_call(&c, &twice("deploy", "echo")).await;
+    assert_eq!(v["result"]["structuredContent"]["x"], 1, "{v}");
+    let (_, v) = c.call(5, "stats", json!({})).await;
+    let stats = &v["result"]["structuredContent"];
+    assert_eq!(stats["calls"], json!({"echo": 1}), "{v}");
+    assert!(!stats["raw_calls"].to_string().contains("deploy"), "{v}");
+
     // Expired and unknown keys, and none at all: 401.
     for key in ["k-old-0123456789", "k-nobody", ""] {
         assert_eq!(list_with_key(&gw, key).await.0, 401, "{key:?}");

@@ -19,6 +19,8 @@ pub struct Compiled {
     pub servers: HashMap<String, RuleSet>,
     pub denied: DeniedAs,
     pub headers: Vec<String>,
+    /// Whether any rule may read a call's arguments (else a call is judged by its name alone).
+    pub reads_arguments: bool,
 }
 
 impl Book {
@@ -41,14 +43,22 @@ impl Book {
 }
 
 fn compiled(config: &PolicyConfig) -> Result<Compiled, String> {
+    // Numbered across all levels: a session's memo keeps one outcome per rule.
+    let mut next = 0;
+    let gateway = RuleSet::numbered(&config.gateway, &mut next)?;
     let mut servers = HashMap::new();
     for (name, rules) in &config.servers {
-        servers.insert(name.clone(), RuleSet::compile(rules)?);
+        servers.insert(name.clone(), RuleSet::numbered(rules, &mut next)?);
     }
+    let reads_arguments = std::iter::once(&gateway)
+        .chain(servers.values())
+        .flat_map(|set| set.deny.iter().chain(&set.allow))
+        .any(|rule| rule.reads_arguments);
     Ok(Compiled {
-        gateway: RuleSet::compile(&config.gateway)?,
+        gateway,
         servers,
         denied: config.denied,
         headers: config.headers.clone(),
+        reads_arguments,
     })
 }

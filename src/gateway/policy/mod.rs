@@ -98,40 +98,115 @@ impl Prepared {
     }
 }
 
+/// What a session remembers of the rules that cannot read a call's arguments: each one's
+/// outcome for one caller and one request's fixed parts (server, member, method, names). The
+/// holder keeps one per such key and drops it when the caller or the rules change.
+#[derive(Default)]
+pub struct Outcomes(Vec<u8>);
+
+impl Outcomes {
+    fn get(&self, rule: &Rule) -> Option<Option<bool>> {
+        match self.0.get(rule.id).copied().unwrap_or(0) {
+            1 => Some(Some(true)),
+            2 => Some(Some(false)),
+            3 => Some(None),
+            _ => None,
+        }
+    }
+
+    fn put(&mut self, rule: &Rule, outcome: Option<bool>) {
+        if self.0.len() <= rule.id {
+            self.0.resize(rule.id + 1, 0);
+        }
+        self.0[rule.id] = match outcome {
+            Some(true) => 1,
+            Some(false) => 2,
+            None => 3,
+        };
+    }
+}
+
 /// `request` by `caller` through `levels` (each level's rules, outermost first): the verdict,
-/// and the rules that failed on the way (for the caller to log once each).
+/// and the rules that failed on the way (for the caller to log once each). Rules that cannot
+/// read arguments are taken from `memo` when it knows them, and put there when evaluated.
 pub fn judge<'r>(
     levels: &[&'r RuleSet],
     caller: &Prepared,
     request: &Request<'_>,
     mode: Mode,
+    memo: &mut Outcomes,
 ) -> (Decision, Vec<Failure<'r>>) {
-    let mut failures = vec![];
-    if levels.iter().all(|l| l.is_empty()) {
-        return (Decision::Allow, failures);
-    }
-    let mut ctx = Context::with_env(STDLIB.clone());
-    for (name, v) in &caller.vars {
-        ctx.add_variable_from_value(*name, v.clone());
-    }
-    ctx.add_variable_from_value("mcp", mcp(request));
+    let mut eval = Eval {
+        caller,
+        request,
+        mode,
+        ctx: None,
+        memo,
+        failures: vec![],
+    };
     for level in levels {
-        if let Some(denied) = level_verdict(level, &ctx, mode, &mut failures) {
-            return (Decision::Deny(denied), failures);
+        if let Some(denied) = level_verdict(level, &mut eval, mode) {
+            return (Decision::Deny(denied), eval.failures);
         }
     }
-    (Decision::Allow, failures)
+    (Decision::Allow, eval.failures)
+}
+
+/// One judgement's evaluations: the variables are set up only if a rule must run.
+struct Eval<'a, 'r> {
+    caller: &'a Prepared,
+    request: &'a Request<'a>,
+    mode: Mode,
+    ctx: Option<Context<'static, 'static>>,
+    memo: &'a mut Outcomes,
+    failures: Vec<Failure<'r>>,
+}
+
+impl<'r> Eval<'_, 'r> {
+    /// Whether `rule` holds; `None` when it cannot be evaluated (or is not a boolean).
+    fn holds(&mut self, rule: &'r Rule) -> Option<bool> {
+        if !rule.reads_arguments
+            && let Some(known) = self.memo.get(rule)
+        {
+            return known;
+        }
+        let ctx = self.ctx.get_or_insert_with(|| {
+            let mut ctx = Context::with_env(STDLIB.clone());
+            for (name, v) in &self.caller.vars {
+                ctx.add_variable_from_value(*name, v.clone());
+            }
+            ctx.add_variable_from_value("mcp", mcp(self.request));
+            ctx
+        });
+        let outcome = match rule.program.execute(ctx) {
+            Ok(Cel::Bool(b)) => Some(b),
+            Ok(other) => {
+                self.failures.push(Failure {
+                    rule,
+                    error: format!("the expression gave {other:?}, not a boolean"),
+                });
+                None
+            }
+            Err(e) => {
+                self.failures.push(Failure {
+                    rule,
+                    error: e.to_string(),
+                });
+                None
+            }
+        };
+        // A failure met while listing is not kept: a call then evaluates it, and logs it.
+        if !rule.reads_arguments && (outcome.is_some() || self.mode == Mode::Call) {
+            self.memo.put(rule, outcome);
+        }
+        outcome
+    }
 }
 
 /// The name of the rule that denies at this level, if one does.
-fn level_verdict<'r>(
-    level: &'r RuleSet,
-    ctx: &Context,
-    mode: Mode,
-    failures: &mut Vec<Failure<'r>>,
-) -> Option<String> {
+fn level_verdict<'r>(level: &'r RuleSet, eval: &mut Eval<'_, 'r>, mode: Mode) -> Option<String> {
     for rule in &level.deny {
-        match holds(rule, ctx, failures) {
+        match eval.holds(rule) {
             Some(true) => return Some(rule.name.clone()),
             Some(false) => {}
             None if mode == Mode::Call => return Some(rule.name.clone()),
@@ -143,7 +218,7 @@ fn level_verdict<'r>(
     }
     let mut undecided = false;
     for rule in &level.allow {
-        match holds(rule, ctx, failures) {
+        match eval.holds(rule) {
             Some(true) => return None,
             Some(false) => {}
             None => undecided = true,
@@ -154,27 +229,6 @@ fn level_verdict<'r>(
     }
     let names: Vec<&str> = level.allow.iter().map(|r| r.name.as_str()).collect();
     Some(format!("no allow rule ({})", names.join(", ")))
-}
-
-/// Whether `rule` holds; `None` when it cannot be evaluated (or is not a boolean).
-fn holds<'r>(rule: &'r Rule, ctx: &Context, failures: &mut Vec<Failure<'r>>) -> Option<bool> {
-    match rule.program.execute(ctx) {
-        Ok(Cel::Bool(b)) => Some(b),
-        Ok(other) => {
-            failures.push(Failure {
-                rule,
-                error: format!("the expression gave {other:?}, not a boolean"),
-            });
-            None
-        }
-        Err(e) => {
-            failures.push(Failure {
-                rule,
-                error: e.to_string(),
-            });
-            None
-        }
-    }
 }
 
 /// `mcp`: the request's part of the variables.

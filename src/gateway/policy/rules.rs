@@ -26,6 +26,11 @@ pub struct Rule {
     pub name: String,
     pub effect: Effect,
     pub source: String,
+    /// Its place among the rules in force (for a session's memo of outcomes).
+    pub id: usize,
+    /// Whether it may read a call's arguments: if not, its outcome for a caller and a name
+    /// never changes, and a session remembers it.
+    pub reads_arguments: bool,
     pub(super) program: Program,
     /// Set once its first run-time failure has been logged.
     failed_once: AtomicBool,
@@ -58,9 +63,16 @@ impl RuleSet {
 
     /// Compiles `sources`; the first bad rule's error names it and the column.
     pub fn compile(sources: &[RuleSource]) -> Result<RuleSet, String> {
+        Self::numbered(sources, &mut 0)
+    }
+
+    /// As [`RuleSet::compile`], numbering the rules from `next` on.
+    pub fn numbered(sources: &[RuleSource], next: &mut usize) -> Result<RuleSet, String> {
         let mut set = RuleSet::default();
         for s in sources {
-            let rule = compile(s)?;
+            let mut rule = compile(s)?;
+            rule.id = *next;
+            *next += 1;
             match s.effect {
                 Effect::Allow => set.allow.push(rule),
                 Effect::Deny => set.deny.push(rule),
@@ -101,13 +113,90 @@ pub fn compile(source: &RuleSource) -> Result<Rule, String> {
         );
         return Err(what(column, &message));
     }
+    let reads_arguments = reads_arguments(program.expression());
     Ok(Rule {
         name: source.name.clone(),
         effect: source.effect,
         source: source.expr.clone(),
+        id: 0,
+        reads_arguments,
         program,
         failed_once: AtomicBool::new(false),
     })
+}
+
+/// The parts of `mcp` that never depend on a call's arguments.
+const FIXED: &[&[&str]] = &[
+    &["server"],
+    &["member"],
+    &["method"],
+    &["tool", "name"],
+    &["prompt", "name"],
+    &["resource", "uri"],
+];
+
+/// Whether `e` may read anything of `mcp` but the [`FIXED`] parts (conservative: `mcp` alone,
+/// `mcp.tool`, an index into it, or `arguments` count as reading the arguments).
+fn reads_arguments(e: &IdedExpr) -> bool {
+    // A chain of field selections down to `mcp`: its path, outermost last.
+    fn path(e: &IdedExpr) -> Option<Vec<&str>> {
+        match &e.expr {
+            Expr::Ident(name) if name == "mcp" => Some(vec![]),
+            Expr::Select(s) => {
+                let mut p = path(&s.operand)?;
+                p.push(&s.field);
+                Some(p)
+            }
+            _ => None,
+        }
+    }
+    if let Some(p) = path(e) {
+        return !FIXED.contains(&p.as_slice());
+    }
+    let mut reads = false;
+    visit(e, &mut |child| reads |= reads_arguments(child));
+    reads
+}
+
+/// Calls `f` on each direct child of `e`.
+fn visit(e: &IdedExpr, f: &mut dyn FnMut(&IdedExpr)) {
+    match &e.expr {
+        Expr::Call(call) => {
+            if let Some(t) = &call.target {
+                f(t);
+            }
+            call.args.iter().for_each(&mut *f);
+        }
+        Expr::Select(select) => f(&select.operand),
+        Expr::List(list) => list.elements.iter().for_each(&mut *f),
+        Expr::Map(map) => {
+            for entry in &map.entries {
+                if let EntryExpr::MapEntry(m) = &entry.expr {
+                    f(&m.key);
+                    f(&m.value);
+                }
+            }
+        }
+        Expr::Struct(st) => {
+            for entry in &st.entries {
+                if let EntryExpr::StructField(field) = &entry.expr {
+                    f(&field.value);
+                }
+            }
+        }
+        Expr::Comprehension(c) => {
+            for part in [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ] {
+                f(part);
+            }
+        }
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    }
 }
 
 fn first_line(message: &str) -> &str {
@@ -120,35 +209,6 @@ fn free_idents(e: &IdedExpr, bound: &mut BTreeSet<String>, out: &mut Vec<(String
         Expr::Ident(name) => {
             if !bound.contains(name) {
                 out.push((name.clone(), e.id));
-            }
-        }
-        Expr::Call(call) => {
-            if let Some(t) = &call.target {
-                free_idents(t, bound, out);
-            }
-            for a in &call.args {
-                free_idents(a, bound, out);
-            }
-        }
-        Expr::Select(select) => free_idents(&select.operand, bound, out),
-        Expr::List(list) => {
-            for el in &list.elements {
-                free_idents(el, bound, out);
-            }
-        }
-        Expr::Map(map) => {
-            for entry in &map.entries {
-                if let EntryExpr::MapEntry(m) = &entry.expr {
-                    free_idents(&m.key, bound, out);
-                    free_idents(&m.value, bound, out);
-                }
-            }
-        }
-        Expr::Struct(st) => {
-            for entry in &st.entries {
-                if let EntryExpr::StructField(f) = &entry.expr {
-                    free_idents(&f.value, bound, out);
-                }
             }
         }
         Expr::Comprehension(c) => {
@@ -164,7 +224,7 @@ fn free_idents(e: &IdedExpr, bound: &mut BTreeSet<String>, out: &mut Vec<(String
             free_idents(&c.loop_step, &mut inner, out);
             free_idents(&c.result, &mut inner, out);
         }
-        Expr::Literal(_) | Expr::Unspecified => {}
+        _ => visit(e, &mut |child| free_idents(child, bound, out)),
     }
 }
 
@@ -204,5 +264,26 @@ mod tests {
              && request.headers['x-team'] == 'a' && mcp.server == 'x'",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn rules_that_may_read_arguments_are_told_apart() {
+        for fixed in [
+            "mcp.tool.name == 'x' && 'a' in jwt.groups",
+            "has(mcp.tool.name) && mcp.member == 'm' && mcp.resource.uri.startsWith('file:')",
+            "jwt.groups.exists(g, g == mcp.server)",
+        ] {
+            assert!(!rule(fixed).unwrap().reads_arguments, "{fixed}");
+        }
+        for reading in [
+            "mcp.tool.arguments.path == '/'",
+            "has(mcp.tool.arguments.path)",
+            "mcp.tool['arguments'].path == '/'",
+            "mcp['tool'].name == 'x'",
+            "mcp.tool.name == 'x' || size(mcp) > 0",
+            "[mcp.tool].all(t, t.name == 'x')",
+        ] {
+            assert!(rule(reading).unwrap().reads_arguments, "{reading}");
+        }
     }
 }

@@ -10,6 +10,16 @@ use crate::{
     gateway::caller::KeyInfo,
 };
 
+/// Judged afresh (no session memo).
+fn judge<'r>(
+    levels: &[&'r RuleSet],
+    caller: &Prepared,
+    request: &Request<'_>,
+    mode: Mode,
+) -> (Decision, Vec<Failure<'r>>) {
+    super::judge(levels, caller, request, mode, &mut Outcomes::default())
+}
+
 fn set(rules: &[(Effect, &str)]) -> RuleSet {
     let sources: Vec<RuleSource> = rules
         .iter()
@@ -178,4 +188,30 @@ fn keys_scopes_and_the_request_reach_the_rules() {
         judge(&[&rules], &c, &r, Mode::Call).0,
         Decision::Deny("r0".into())
     );
+}
+
+#[test]
+fn a_session_remembers_outcomes_that_arguments_cannot_change() {
+    let rules = set(&[
+        (Effect::Deny, "mcp.tool.name == 'x' && jwt.missing == 1"),
+        (Effect::Deny, "mcp.tool.arguments.mode == 'w'"),
+    ]);
+    let c = caller(&[]);
+    let mut memo = Outcomes::default();
+    let read = json!({"mode": "r"});
+    let write = json!({"mode": "w"});
+    // The first rule fails (no such claim) for `x`: remembered, so it fails once only.
+    let (d, f) = super::judge(&[&rules], &c, &call("x", &read), Mode::Call, &mut memo);
+    assert_eq!(d, Decision::Deny("r0".into()));
+    assert_eq!(f.len(), 1);
+    let (d, f) = super::judge(&[&rules], &c, &call("x", &read), Mode::Call, &mut memo);
+    assert_eq!(d, Decision::Deny("r0".into()));
+    assert!(f.is_empty());
+    // The second reads the arguments: evaluated on every call, never remembered.
+    let mut memo = Outcomes::default();
+    let mut y = |args| super::judge(&[&rules], &c, &call("y", args), Mode::Call, &mut memo).0;
+    let (first, second, third) = (y(&read), y(&write), y(&read));
+    assert_eq!(first, Decision::Allow);
+    assert_eq!(second, Decision::Deny("r1".into()));
+    assert_eq!(third, Decision::Allow);
 }

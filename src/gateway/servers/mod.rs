@@ -13,6 +13,7 @@
 //! Owns: the set of served servers and its changes. Must not touch: HTTP.
 
 mod checks;
+mod judging;
 mod layers;
 pub mod reload;
 pub mod rules;

@@ -26,53 +26,24 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use super::judging::Subject;
+use super::judging::{JUDGED, Judge, LISTS, Memo, call_request, refusal};
 use crate::{
-    config::{Backend as BackendKind, DeniedAs, GroupConfig},
+    config::Backend as BackendKind,
     gateway::{
         backend::{Backend, Client, CloseCause, ForwardError, Link, OpenError, Status},
         caller::Caller,
-        federation::catalog::Naming,
         metrics::ServerMetrics,
         policy::{
-            self, Decision, Mode, Prepared, Request, RuleSet,
+            Decision, Mode, Prepared, Request,
             book::{Book, Compiled},
         },
     },
-    mcp::jsonrpc::{self, Envelope, Kind},
+    mcp::{
+        jsonrpc::{self, Envelope, Kind},
+        splice,
+    },
 };
-
-/// What a layer needs to know of the server it wraps.
-#[derive(Clone)]
-pub struct Subject {
-    pub name: String,
-    /// A group's naming and members, to tell `mcp.member` from a namespaced name.
-    pub group: Option<(Naming, Vec<String>)>,
-}
-
-impl Subject {
-    pub fn of(name: &str, group: Option<&GroupConfig>) -> Subject {
-        Subject {
-            name: name.to_string(),
-            group: group.map(|g| {
-                let naming = Naming {
-                    prefix: g.prefix,
-                    separator: g.separator.clone(),
-                    members: g.members.len(),
-                };
-                (naming, g.members.clone())
-            }),
-        }
-    }
-
-    /// The member a group's name (of a tool or prompt) belongs to, when names carry it, and
-    /// the name the member knows it by.
-    fn split(&self, name: &str) -> Option<(&str, String)> {
-        let (naming, members) = self.group.as_ref()?;
-        let all = members.iter().enumerate().map(|(i, m)| (i, m.as_str()));
-        let (i, rest) = naming.split(all, name)?;
-        Some((members[i].as_str(), rest))
-    }
-}
 
 /// `backend` with the rules applied to every session it serves.
 pub fn guarded(
@@ -96,12 +67,6 @@ struct Guarded {
     judge: Arc<Judge>,
 }
 
-struct Judge {
-    subject: Subject,
-    book: Arc<Book>,
-    metrics: ServerMetrics,
-}
-
 impl Backend for Guarded {
     fn kind(&self) -> BackendKind {
         self.inner.kind()
@@ -122,6 +87,7 @@ impl Backend for Guarded {
             listing: Mutex::default(),
             pending_lists: AtomicUsize::new(0),
             prepared: Mutex::default(),
+            memo: Mutex::default(),
         });
         let link = self.inner.open(view.clone(), env)?;
         Ok(Box::new(GuardedLink {
@@ -148,6 +114,7 @@ struct GuardedClient {
     pending_lists: AtomicUsize,
     /// The caller's variables, converted once per caller.
     prepared: Mutex<Option<(Arc<Caller>, Arc<Prepared>)>>,
+    memo: Mutex<Memo>,
 }
 
 impl GuardedClient {
@@ -223,7 +190,7 @@ impl GuardedClient {
                 ..request
             };
             self.judge
-                .decide(&book, &caller, &prepared, request, Mode::List)
+                .decide(&book, &caller, &prepared, request, Mode::List, &self.memo)
                 == Decision::Allow
         });
         if items.len() == before {
@@ -259,168 +226,99 @@ impl Client for GuardedClient {
     }
 }
 
-impl Judge {
-    /// The levels that judge here and their verdict; failures counted and logged. Through a
-    /// group whose names tell the member, the member's own rules judge too (on the member's
-    /// own name), so a refusal names what the client asked for.
-    fn decide(
-        &self,
-        book: &Compiled,
-        caller: &Caller,
-        prepared: &Prepared,
-        request: Request<'_>,
-        mode: Mode,
-    ) -> Decision {
-        let named = if request.tool.is_empty() {
-            request.prompt
-        } else {
-            request.tool
-        };
-        let split = self.subject.split(named);
-        let request = Request {
-            server: &self.subject.name,
-            member: split.as_ref().map_or("", |(m, _)| m),
-            ..request
-        };
-        let mut levels: Vec<&RuleSet> = Vec::with_capacity(2);
-        if caller.via.is_none() {
-            levels.push(&book.gateway);
-        }
-        if let Some(own) = book.servers.get(&self.subject.name) {
-            levels.push(own);
-        }
-        let decision = self.verdict(&levels, prepared, &request, mode);
-        let Some((member, rest)) = &split else {
-            return decision;
-        };
-        match (decision, book.servers.get(*member)) {
-            (Decision::Allow, Some(rules)) => {
-                let inner = Request {
-                    server: member,
-                    member: "",
-                    tool: if request.tool.is_empty() { "" } else { rest },
-                    prompt: if request.prompt.is_empty() { "" } else { rest },
-                    ..request
-                };
-                self.verdict(&[rules], prepared, &inner, mode)
-            }
-            (decision, _) => decision,
-        }
-    }
-
-    fn verdict(
-        &self,
-        levels: &[&RuleSet],
-        prepared: &Prepared,
-        request: &Request<'_>,
-        mode: Mode,
-    ) -> Decision {
-        let (decision, failures) = policy::judge(levels, prepared, request, mode);
-        if mode == Mode::Call {
-            for f in failures {
-                self.metrics.rule_failed(&f.rule.name);
-                if f.rule.first_failure() {
-                    tracing::warn!(
-                        server = %self.subject.name,
-                        rule = %f.rule.name,
-                        error = %f.error,
-                        "a rule failed to evaluate; the call it judged is denied (logged once per rule)"
-                    );
-                }
-            }
-        }
-        decision
-    }
-}
-
 /// The session's link: a denied call is answered here, a listing remembered.
 struct GuardedLink {
     inner: Box<dyn Link>,
     client: Weak<GuardedClient>,
 }
 
-/// The parts of a call the rules judge, from its params.
-fn call_request<'a>(method: &'a str, params: &'a Value) -> Request<'a> {
-    let name = params["name"].as_str().unwrap_or_default();
-    match method {
-        "tools/call" => Request {
-            method,
-            tool: name,
-            arguments: Some(params.get("arguments").unwrap_or(&Value::Null)),
-            ..Request::default()
-        },
-        "prompts/get" => Request {
-            method,
-            prompt: name,
-            ..Request::default()
-        },
-        "completion/complete" => {
-            let r = &params["ref"];
-            Request {
-                method,
-                prompt: r["name"].as_str().unwrap_or_default(),
-                uri: r["uri"].as_str().unwrap_or_default(),
-                ..Request::default()
-            }
+impl GuardedLink {
+    /// A judged call: `Some(line)` to send on (the judged form), `None` when it was refused
+    /// and answered here.
+    #[allow(clippy::too_many_arguments)]
+    fn judged(
+        &self,
+        client: &GuardedClient,
+        book: &Arc<Compiled>,
+        caller: &Arc<Caller>,
+        prepared: &Prepared,
+        id: &str,
+        method: &str,
+        line: Bytes,
+    ) -> Option<Bytes> {
+        let decide = |request: Request<'_>| {
+            client
+                .judge
+                .decide(book, caller, prepared, request, Mode::Call, &client.memo)
+        };
+        // By its name alone when no rule reads arguments and the name stands once in the bytes
+        // (what the server reads is then what was judged, and the message goes on untouched).
+        if !book.reads_arguments
+            && matches!(method, "tools/call" | "prompts/get")
+            && let Some(named) = splice::Named::parse(&line)
+        {
+            let name: &str = &named.name;
+            let request = match method {
+                "tools/call" => Request {
+                    method,
+                    tool: name,
+                    ..Request::default()
+                },
+                _ => Request {
+                    method,
+                    prompt: name,
+                    ..Request::default()
+                },
+            };
+            return match decide(request) {
+                Decision::Allow => Some(line.clone()),
+                Decision::Deny(rule) => {
+                    let params = serde_json::json!({ "name": name });
+                    self.refuse(client, book, caller, id, method, &params, &rule);
+                    None
+                }
+            };
         }
-        _ => Request {
-            method,
-            uri: params["uri"].as_str().unwrap_or_default(),
-            ..Request::default()
-        },
+        let envelope = Envelope::parse(&line);
+        let params = envelope
+            .as_ref()
+            .and_then(|e| e.params())
+            .unwrap_or_default();
+        if let Decision::Deny(rule) = decide(call_request(method, &params)) {
+            self.refuse(client, book, caller, id, method, &params, &rule);
+            return None;
+        }
+        // The server gets exactly what was judged: no duplicate key or escape a parser of its
+        // own could read differently.
+        Some(match envelope {
+            Some(env) => Bytes::from(env.render(&[("params", &params.to_string())])),
+            None => line,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn refuse(
+        &self,
+        client: &GuardedClient,
+        book: &Compiled,
+        caller: &Caller,
+        id: &str,
+        method: &str,
+        params: &Value,
+        rule: &str,
+    ) {
+        client.judge.metrics.policy_denied(rule);
+        tracing::info!(
+            server = %client.judge.subject.name,
+            subject = %caller.subject,
+            %method,
+            rule = %rule,
+            "the rules deny a call"
+        );
+        let answer = refusal(id, method, params, rule, book.denied);
+        client.inner.send_unbounded(answer);
     }
 }
-
-/// The answer to a denied call: as if what it names did not exist, or a clear refusal.
-fn refusal(id: &str, method: &str, params: &Value, rule: &str, denied: DeniedAs) -> String {
-    if denied == DeniedAs::Error {
-        let message = format!("denied by the gateway's rule {rule:?}");
-        return jsonrpc::error_response(id, DENIED, &message);
-    }
-    let name = params["name"].as_str().unwrap_or_default();
-    match method {
-        "tools/call" => jsonrpc::error_response(
-            id,
-            jsonrpc::INVALID_PARAMS,
-            &format!("Unknown tool: {name}"),
-        ),
-        "prompts/get" => jsonrpc::error_response(
-            id,
-            jsonrpc::INVALID_PARAMS,
-            &format!("Unknown prompt: {name}"),
-        ),
-        "completion/complete" => {
-            jsonrpc::error_response(id, jsonrpc::INVALID_PARAMS, "Unknown reference")
-        }
-        _ => {
-            let uri = params["uri"].as_str().unwrap_or_default();
-            jsonrpc::error_response(
-                id,
-                RESOURCE_NOT_FOUND,
-                &format!("Resource not found: {uri}"),
-            )
-        }
-    }
-}
-
-/// The MCP error for a resource that does not exist.
-const RESOURCE_NOT_FOUND: i64 = -32002;
-/// The gateway's error for a call its rules deny (with `denied: "error"`).
-pub const DENIED: i64 = -32003;
-
-const JUDGED: &[&str] = &[
-    "tools/call",
-    "prompts/get",
-    "resources/read",
-    "resources/subscribe",
-    "completion/complete",
-];
-const LISTS: &[&str] = &[
-    "tools/list",
-    "prompts/list",
-    "resources/list",
-    "resources/templates/list",
-];
 
 impl Link for GuardedLink {
     fn forward<'a>(
@@ -433,46 +331,16 @@ impl Link for GuardedLink {
         {
             let book = client.judge.book.current();
             let own = book.servers.contains_key(&client.judge.subject.name);
-            let applies = own || (caller.via.is_none() && !book.gateway.is_empty());
-            if applies {
+            if own || (caller.via.is_none() && !book.gateway.is_empty()) {
                 if let Some(list) = LISTS.iter().find(|m| **m == method.as_str()) {
                     client.listing.lock().insert(id.clone(), list);
                     client.pending_lists.fetch_add(1, Ordering::AcqRel);
                 } else if JUDGED.contains(&method.as_str()) {
-                    let envelope = Envelope::parse(&line);
-                    let params = envelope
-                        .as_ref()
-                        .and_then(|e| e.params())
-                        .unwrap_or_default();
-                    let request = call_request(method, &params);
-                    let decision =
-                        client
-                            .judge
-                            .decide(&book, &caller, &prepared, request, Mode::Call);
-                    if let Decision::Deny(rule) = decision {
-                        client.judge.metrics.policy_denied(&rule);
-                        tracing::info!(
-                            server = %client.judge.subject.name,
-                            subject = %caller.subject,
-                            %method,
-                            rule = %rule,
-                            "the rules deny a call"
-                        );
-                        client.inner.send_unbounded(refusal(
-                            id,
-                            method,
-                            &params,
-                            &rule,
-                            book.denied,
-                        ));
-                        return Box::pin(async { Ok(()) });
-                    }
-                    // The server gets exactly what was judged: no duplicate key or escape a
-                    // parser of its own could read differently.
-                    if let Some(env) = envelope {
-                        let line = Bytes::from(env.render(&[("params", &params.to_string())]));
-                        return self.inner.forward(line, kind);
-                    }
+                    let judged = self.judged(&client, &book, &caller, &prepared, id, method, line);
+                    return match judged {
+                        Some(line) => self.inner.forward(line, kind),
+                        None => Box::pin(async { Ok(()) }),
+                    };
                 }
             }
         }
