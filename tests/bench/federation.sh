@@ -8,20 +8,7 @@
 #   tests/bench/federation.sh            # PAIRS=8 tests/bench/federation.sh: 8 alternating pairs
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-root=$(pwd)
-bin="$root/target/release/aareguru-mcp"
-loadgen="$root/target/release/examples/loadgen"
-fixture="$root/target/release/examples/fixture_server"
-tmp=$(mktemp -d)
-gw=
-cleanup() {
-    [ -n "$gw" ] && kill "$gw" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; exit 1; }
+source tests/bench/lib.sh
 
 conf="$tmp/servers.json"
 {
@@ -38,14 +25,9 @@ gw=$!
 wait_port "$port"
 sleep 1
 
-row() { tail -1 "$1"; }
-# calls/s: the tenth column of the load generator's table row.
-rate() { tail -1 "$1" | awk -F'|' '{gsub(/ /, "", $11); print $11}'; }
 # PAIRS=N alternates alone/group N times on this one gateway (the VM's noise is wider than the
 # gap, so one pair proves little) and prints each pair's ratio and their median, and the gateway's
 # CPU per call (its 100 sessions' setup included: 10 member sessions each in the group).
-# The gateway's CPU (user + system, µs) so far: less noisy than calls/s on a shared VM.
-cpu_us() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000000 / hz)}' "/proc/$gw/stat"; }
 pairs=${PAIRS:-1}
 echo "== 100 sessions × 100 echo calls (Streamable HTTP), $pairs pair(s)"
 ratios=()
@@ -63,7 +45,7 @@ for p in $(seq "$pairs"); do
     echo "pair $p: alone $(rate "$tmp/alone") calls/s, group $(rate "$tmp/group") calls/s, group/alone $ratio %;" \
         "gateway CPU per session+call: alone $(( (c1 - c0) / 10000 )) µs, group $(( (c2 - c1) / 10000 )) µs"
 done
-median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+median=$(median "${ratios[@]}")
 echo "group/alone per pair: ${ratios[*]} (%); median $median %"
 
 echo "== tools/list and idle memory"

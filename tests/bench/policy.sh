@@ -8,20 +8,7 @@
 #   PAIRS=8 tests/bench/policy.sh     # READING=0: none of the 20 rules reads arguments
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-root=$(pwd)
-bin="$root/target/release/aareguru-mcp"
-loadgen="$root/target/release/examples/loadgen"
-fixture="$root/target/release/examples/fixture_server"
-tmp=$(mktemp -d)
-gw=
-cleanup() {
-    [ -n "$gw" ] && kill "$gw" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; exit 1; }
+source tests/bench/lib.sh
 
 # Twenty rules of the kinds people write: tool names by group, source addresses, argument
 # paths (READING of them, default 4), and one allow rule every caller passes. Every call of
@@ -57,9 +44,6 @@ gw=$!
 wait_port "$port"
 sleep 1
 
-row() { tail -1 "$1"; }
-rate() { tail -1 "$1" | awk -F'|' '{gsub(/ /, "", $11); print $11}'; }
-cpu_us() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000000 / hz)}' "/proc/$gw/stat"; }
 pairs=${PAIRS:-1}
 echo "== 100 sessions × 100 echo calls (Streamable HTTP), $pairs pair(s)"
 ratios=()
@@ -76,5 +60,5 @@ for p in $(seq "$pairs"); do
     echo "pair $p: none $(rate "$tmp/plain") calls/s, 20 rules $(rate "$tmp/ruled") calls/s, ratio $ratio %;" \
         "gateway CPU per session+call: none $(( (c1 - c0) / 10000 )) µs, 20 rules $(( (c2 - c1) / 10000 )) µs"
 done
-median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+median=$(median "${ratios[@]}")
 echo "20 rules / none per pair: ${ratios[*]} (%); median $median %"

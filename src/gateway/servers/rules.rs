@@ -326,12 +326,17 @@ impl Link for GuardedLink {
         line: Bytes,
         kind: &'a Kind,
     ) -> BoxFuture<'a, Result<(), ForwardError>> {
-        if let (Kind::Request { id, method }, Some(client)) = (kind, self.client.upgrade())
-            && let Some((caller, prepared)) = client.caller()
-        {
+        if let (Kind::Request { id, method }, Some(client)) = (kind, self.client.upgrade()) {
             let book = client.judge.book.current();
             let own = book.servers.contains_key(&client.judge.subject.name);
-            if own || (caller.via.is_none() && !book.gateway.is_empty()) {
+            // Without rules for this server there is nothing to judge: not even who calls.
+            let caller = match own || !book.gateway.is_empty() {
+                true => client.caller(),
+                false => None,
+            };
+            if let Some((caller, prepared)) = caller
+                && (own || caller.via.is_none())
+            {
                 if let Some(list) = LISTS.iter().find(|m| **m == method.as_str()) {
                     client.listing.lock().insert(id.clone(), list);
                     client.pending_lists.fetch_add(1, Ordering::AcqRel);
