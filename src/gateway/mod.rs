@@ -16,6 +16,7 @@ pub mod caller;
 pub mod cluster;
 pub mod federation;
 pub mod http;
+mod listening;
 pub mod metrics;
 pub mod oauth;
 pub mod policy;
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use self::{
     cluster::{Cluster, Release},
     http::Http,
+    listening::Listening,
     metrics::Metrics,
     servers::Registry,
     session::CloseCause,
@@ -114,13 +116,10 @@ pub async fn run(config: GatewayConfig, listener: TcpListener, stop: Stop) -> an
     ));
     tokio::spawn(servers::reload::watch(registry.clone(), stop.drain.clone()));
 
-    let listening = Listening::of(&listener);
-    let server_stop = CancellationToken::new();
-    let server = warp::serve(http::routes(http.clone()))
-        .incoming(listener)
-        .graceful(server_stop.clone().cancelled_owned())
-        .run();
-    let server = tokio::spawn(server);
+    let routes = http::routes(http.clone());
+    let listening = Listening::start(listener, |listener| {
+        warp::serve(routes).incoming(listener).run()
+    });
 
     stop.drain.cancelled().await;
     let stopping = Stopping {
@@ -130,7 +129,7 @@ pub async fn run(config: GatewayConfig, listener: TcpListener, stop: Stop) -> an
         cluster: cluster.as_deref(),
         stop: &stop,
     };
-    stopping.drain(listening, server_stop, server).await;
+    stopping.drain(listening).await;
     tracing::info!("gateway stopped");
     Ok(())
 }
@@ -138,9 +137,9 @@ pub async fn run(config: GatewayConfig, listener: TcpListener, stop: Stop) -> an
 /// The way out, in order, so that no request that reached this replica is answered with a reset
 /// or a 5xx: readiness 503 and `Connection: close` on every answer while still serving for the
 /// drain delay (load balancers and clients move away; keep-alive connections are closed by the
-/// client's side after a complete answer); then no new connections (new SYNs ignored while the
-/// queued connections are taken, then the listener and idle connections close), listen streams
-/// end (their clients open them elsewhere), what is in flight finishes (up to the shutdown
+/// client's side after a complete answer); then no new connections (new handshakes ignored
+/// while the queued connections are taken, then the listener closes; every connection accepted
+/// is served to the end of its answer, see [`listening`]), listen streams end (their clients open them elsewhere), what is in flight finishes (up to the shutdown
 /// grace); then the cluster is left (roaming sessions stay in the directory for the others) and
 /// children stop.
 struct Stopping<'a> {
@@ -152,12 +151,7 @@ struct Stopping<'a> {
 }
 
 impl Stopping<'_> {
-    async fn drain(
-        &self,
-        listening: Listening,
-        server_stop: CancellationToken,
-        server: tokio::task::JoinHandle<()>,
-    ) {
+    async fn drain(&self, listening: Listening) {
         let drain = self.http.drain();
         drain.begin();
         let delay = if self.stop.now.is_cancelled() {
@@ -177,18 +171,25 @@ impl Stopping<'_> {
             in_flight = drain.in_flight(),
             "no longer accepting connections; ending listen streams, finishing what is in flight"
         );
-        // Closing a listener resets the connections queued on it, whose requests may already
-        // be sent: first let no new connection in, then take what is queued, then close.
-        if !self.stop.now.is_cancelled() {
-            listening.ignore_new_connections();
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        // No connection a client has opened is cut (see `listening`): the ones accepted go on
+        // to the end of their answer.
+        if self.stop.now.is_cancelled() {
+            listening.close_now().await;
+        } else {
+            listening.close(Duration::from_secs(1)).await;
         }
         self.http.begin_shutdown();
-        server_stop.cancel();
         drain.end_streams();
         let grace = self.config.shutdown_grace;
+        let settled = async {
+            let started = Instant::now();
+            drain.settled(grace).await;
+            // A connection accepted last may not have been read yet: a moment for it to be.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drain.settled(grace.saturating_sub(started.elapsed())).await
+        };
         let left = tokio::select! {
-            left = drain.settled(grace) => left,
+            left = settled => left,
             _ = self.stop.now.cancelled() => drain.in_flight(),
         };
         if left > 0 {
@@ -206,13 +207,6 @@ impl Stopping<'_> {
         .is_err()
         {
             tracing::warn!("some children did not stop in time");
-        }
-        // Every stream has ended: the server's last connections close.
-        if tokio::time::timeout(Duration::from_secs(3), server)
-            .await
-            .is_err()
-        {
-            tracing::warn!("HTTP connections still open after shutdown; leaving them");
         }
     }
 }
@@ -253,67 +247,6 @@ async fn housekeeping(
         if last_forget.elapsed() > FORGET_INTERVAL {
             http.forget_idle_clients();
             last_forget = Instant::now();
-        }
-    }
-}
-
-/// The listening socket, kept to be closed politely (see [`Listening::ignore_new_connections`]).
-struct Listening {
-    #[cfg(target_os = "linux")]
-    fd: std::os::fd::RawFd,
-}
-
-impl Listening {
-    fn of(listener: &TcpListener) -> Listening {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            Listening {
-                fd: listener.as_raw_fd(),
-            }
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = listener;
-            Listening {}
-        }
-    }
-
-    /// Lets no new connection in while the ones already queued are still accepted: a socket
-    /// filter that drops every packet makes the kernel ignore new SYNs, so a client (a load
-    /// balancer) tries again a second later, finds the port closed by then, and goes to
-    /// another replica — a connection refused, which every balancer retries safely, instead
-    /// of a connection reset under a request it has already sent. Linux only; elsewhere the
-    /// listener is simply closed.
-    fn ignore_new_connections(&self) {
-        #[cfg(target_os = "linux")]
-        {
-            let mut drop_all = [libc::sock_filter {
-                code: (libc::BPF_RET | libc::BPF_K) as u16,
-                jt: 0,
-                jf: 0,
-                k: 0,
-            }];
-            let program = libc::sock_fprog {
-                len: 1,
-                filter: drop_all.as_mut_ptr(),
-            };
-            // SAFETY: setsockopt on the listener's descriptor (still open: warp closes it only
-            // after the stop that follows) with a valid one-instruction program that outlives
-            // the call (the kernel copies it).
-            let rc = unsafe {
-                libc::setsockopt(
-                    self.fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_ATTACH_FILTER,
-                    (&program as *const libc::sock_fprog).cast(),
-                    std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-                )
-            };
-            if rc != 0 {
-                let e = std::io::Error::last_os_error();
-                tracing::warn!(error = %e, "cannot hold new connections off the listener");
-            }
         }
     }
 }
