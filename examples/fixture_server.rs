@@ -213,6 +213,10 @@ fn main() {
                         let n = args["bytes"].as_u64().unwrap_or(1024) as usize;
                         json!({"content": [{"type": "text", "text": "x".repeat(n)}]})
                     }
+                    // Unlisted: the tool runs and fails (`isError`).
+                    "fail" => {
+                        json!({"content": [{"type": "text", "text": "failed as asked"}], "isError": true})
+                    }
                     "slow" => {
                         std::thread::sleep(std::time::Duration::from_millis(
                             args["ms"].as_u64().unwrap_or(100),

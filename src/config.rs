@@ -423,6 +423,23 @@ pub struct GatewayConfig {
     pub cluster: Option<ClusterConfig>,
     /// The servers file's rules (who may call what), as read at startup.
     pub policy: PolicyConfig,
+    /// `--audit-log`: a JSON line per call, prompt and resource read; `None`: no audit log.
+    pub audit: Option<AuditConfig>,
+}
+
+/// Where and how the audit log is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditConfig {
+    /// `None`: standard error.
+    pub file: Option<std::path::PathBuf>,
+    /// A file is rotated once it holds more than this.
+    pub max_bytes: u64,
+    /// Rotated files kept beside it (`FILE.0` the newest).
+    pub keep: usize,
+    /// Record the arguments themselves (redacted), not only their hash.
+    pub arguments: bool,
+    /// Argument keys whose values are never written (case and `_`/`-` ignored, matched inside).
+    pub redact: Vec<String>,
 }
 
 /// A rule's verdict when its expression is true.

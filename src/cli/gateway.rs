@@ -5,6 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 use anyhow::{Context, bail};
 
 use super::{
+    audit::AuditArgs,
     cluster::{ClusterArgs, cluster_config},
     duration::parse_duration,
     oauth::oauth_config,
@@ -231,6 +232,9 @@ pub struct GatewayArgs {
 
     #[command(flatten)]
     pub cluster: ClusterArgs,
+
+    #[command(flatten)]
+    pub audit: AuditArgs,
 }
 
 /// What the built-in child inherits from the gateway's own settings.
@@ -378,6 +382,7 @@ pub(super) fn gateway_config(
         shutdown_grace: g.shutdown_grace,
         drain_delay: g.drain_delay,
         cluster,
+        audit: g.audit.config()?,
     })
 }
 

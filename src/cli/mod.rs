@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::{ArgGroup, Parser};
 
+mod audit;
 mod bridge;
 mod cluster;
 mod duration;

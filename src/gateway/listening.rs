@@ -1,63 +1,104 @@
-//! The listening socket on a replica's way out, closed so that no connection a client (a load
-//! balancer) has opened is reset under a request it has already sent.
+//! The listening socket: bound with the options every connection needs, and closed on a
+//! replica's way out so that no connection a client (a load balancer) has opened is reset
+//! under a request it has already sent.
 //!
-//! Closing a listener resets the connections queued on it (and any handshake in progress), and
-//! warp's graceful stop cancels an accepted connection whose first bytes it has not read yet —
-//! both would meet a request already on the wire. So, in order: new handshakes are ignored (a
-//! socket filter drops bare SYNs: the client tries again a second later, finds the port closed,
-//! and its connection is refused, which every balancer retries elsewhere) while handshakes under
-//! way complete; the accept queue is emptied; then the accept loop ends and the listener closes,
-//! and every connection already accepted is served to the end of its answer (`Connection:
-//! close` while draining), never cut.
+//! Closing a listener resets the connections queued on it and any handshake in progress, and a
+//! graceful stop cancels an accepted connection whose first bytes it has not read yet — each
+//! would meet a request already on the wire. So, in order: new handshakes are ignored (a socket
+//! filter drops bare SYNs) while handshakes under way complete and the accept queue empties;
+//! then the listener stops listening (a client's SYN, or its retry of one, is refused: a failure
+//! every balancer retries elsewhere); the replica serves what it accepted (`Connection: close`
+//! while draining) and, last, the server's graceful stop ends idle connections and waits for
+//! the rest.
 //!
-//! Owns: the listening socket's close. Must not touch: connections already accepted, the order
-//! of the stop (see [`crate::gateway`]).
+//! Owns: the listening socket (its options and its close). Must not touch: connections already
+//! accepted, the order of the stop (`Stopping` in the gateway's `mod.rs`).
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    task::JoinHandle,
+};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-/// How long the accept queue must stay empty before the listener closes: handshakes begun
-/// before the filter complete well within it.
-const SETTLE: Duration = Duration::from_millis(50);
+/// Binds the listening socket with TCP_NODELAY (accepted sockets inherit it; without it a
+/// kept-alive loopback request waits ~40 ms on delayed ACKs).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
 
-/// The listener and the accept loop that owns it.
+/// How long the accept queue must stay empty before the listener stops listening: handshakes
+/// begun before the filter complete well within it.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// The listener and the server task that accepts on it.
 pub struct Listening {
     #[cfg(target_os = "linux")]
     fd: std::os::fd::RawFd,
-    accept_loop: JoinHandle<()>,
+    server: JoinHandle<()>,
+    graceful: CancellationToken,
 }
 
 impl Listening {
-    /// Runs `serve` (the accept loop, which takes the listener and closes it when it ends).
-    pub fn start<F>(listener: TcpListener, serve: impl FnOnce(TcpListener) -> F) -> Listening
+    /// Runs `serve` on `listener`; `serve` stops gracefully (ends idle connections, waits for
+    /// the others, closes the listener) when the future it is given completes.
+    pub fn start<F>(
+        listener: TcpListener,
+        serve: impl FnOnce(TcpListener, WaitForCancellationFutureOwned) -> F,
+    ) -> Listening
     where
         F: Future<Output = ()> + Send + 'static,
     {
         #[cfg(target_os = "linux")]
         let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
-        let accept_loop = tokio::spawn(serve(listener));
+        let graceful = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, graceful.clone().cancelled_owned()));
         Listening {
             #[cfg(target_os = "linux")]
             fd,
-            accept_loop,
+            server,
+            graceful,
         }
     }
 
     /// Ignores new handshakes, waits (at most `limit`) until what is queued has been accepted,
-    /// then ends the accept loop, which closes the listener. Connections accepted stay open.
-    pub async fn close(self, limit: Duration) {
+    /// then stops listening: new connections are refused, those accepted carry on.
+    pub async fn stop_accepting(&self, limit: Duration) {
         if self.ignore_new_handshakes() {
             let _ = tokio::time::timeout(limit, self.queue_emptied()).await;
+            self.stop_listening();
         }
-        self.accept_loop.abort();
-        let _ = self.accept_loop.await;
     }
 
-    /// Closes the listener at once (a stop that does not wait).
-    pub async fn close_now(self) {
-        self.accept_loop.abort();
-        let _ = self.accept_loop.await;
+    /// The server's graceful stop: idle connections end, the others are waited for (at most
+    /// `within`). False when some were still open.
+    pub async fn close(self, within: Duration) -> bool {
+        self.graceful.cancel();
+        tokio::time::timeout(within, self.server).await.is_ok()
+    }
+
+    /// Takes the socket out of the listening state (Linux: `shutdown`, which the server's
+    /// accept loop meets as an error it waits out until its stop): a SYN now finds no listener
+    /// and is refused at once.
+    fn stop_listening(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: shutdown on the listener's descriptor (open: the server owning it runs
+            // until `close`).
+            if unsafe { libc::shutdown(self.fd, libc::SHUT_RD) } != 0 {
+                let e = std::io::Error::last_os_error();
+                tracing::warn!(error = %e, "cannot stop listening before the server's stop");
+            }
+        }
     }
 
     /// Waits until the accept queue has been seen empty twice, [`SETTLE`] apart.
@@ -155,7 +196,7 @@ impl Listening {
     }
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use tokio::{
@@ -163,19 +204,28 @@ mod tests {
         net::TcpStream,
     };
 
-    /// Connections queued before the close are served after it; a new one is not let in.
+    /// Connections queued before the listener stops are served after it; one attempted
+    /// meanwhile is not let in, and one attempted afterwards is refused at once.
+    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn queued_connections_are_served_and_new_ones_kept_out() {
-        let listener = crate::gateway::bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (go, wait) = tokio::sync::oneshot::channel::<()>();
-        // An accept loop that starts accepting only when told, echoing five bytes per connection.
-        let listening = Listening::start(listener, |listener| async move {
+        // Accepts only when told, echoes five bytes per connection, stops when asked — and,
+        // like warp, waits out accept errors.
+        let listening = Listening::start(listener, |listener, stop| async move {
             let _ = wait.await;
+            tokio::pin!(stop);
             loop {
-                let (mut s, _) = listener.accept().await.unwrap();
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = &mut stop => return,
+                };
+                let Ok((mut s, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
                 tokio::spawn(async move {
                     let mut buf = [0u8; 5];
                     s.read_exact(&mut buf).await.unwrap();
@@ -191,22 +241,31 @@ mod tests {
         }
         assert_eq!(listening.queued(), Some(3));
         assert!(listening.ignore_new_handshakes());
-        let late = tokio::spawn(tokio::time::timeout(
+        let meanwhile = tokio::spawn(tokio::time::timeout(
             Duration::from_millis(300),
             TcpStream::connect(addr),
         ));
         tokio::time::sleep(Duration::from_millis(50)).await;
         let _ = go.send(());
-        listening.close(Duration::from_secs(2)).await;
+        listening.stop_accepting(Duration::from_secs(2)).await;
+        assert_eq!(listening.queued(), Some(0));
+        let after = tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr))
+            .await
+            .expect("refused at once, not left waiting");
+        assert_eq!(
+            after.unwrap_err().kind(),
+            std::io::ErrorKind::ConnectionRefused
+        );
         for mut s in queued {
             let mut buf = [0u8; 5];
             s.read_exact(&mut buf).await.unwrap();
             assert_eq!(&buf, b"hello");
         }
-        // The late SYN was dropped; it is refused or still waiting, never accepted.
-        match late.await.unwrap() {
+        // The SYN sent meanwhile was dropped: never accepted.
+        match meanwhile.await.unwrap() {
             Err(_) | Ok(Err(_)) => {}
             Ok(Ok(_)) => panic!("a connection got in after the filter"),
         }
+        assert!(listening.close(Duration::from_secs(2)).await);
     }
 }

@@ -11,12 +11,15 @@
 //!
 //! Owns: startup, periodic upkeep, shutdown order. Must not touch: request handling.
 
+pub mod audit;
 pub mod backend;
 pub mod caller;
 pub mod cluster;
 pub mod federation;
 pub mod http;
 mod listening;
+
+pub use listening::bind;
 pub mod metrics;
 pub mod oauth;
 pub mod policy;
@@ -25,12 +28,11 @@ pub mod session;
 pub mod stateless;
 
 use std::{
-    net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use self::{
@@ -45,20 +47,6 @@ use crate::{
     config::{Backend as BackendKind, GatewayConfig},
     signals::Stop,
 };
-
-/// Binds the listening socket with TCP_NODELAY (accepted sockets inherit it; without it a
-/// kept-alive loopback request waits ~40 ms on delayed ACKs).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_nodelay(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
-}
 
 /// Serves until asked to stop, then drains (see [`Stopping`]) and returns.
 pub async fn run(config: GatewayConfig, listener: TcpListener, stop: Stop) -> anyhow::Result<()> {
@@ -117,8 +105,8 @@ pub async fn run(config: GatewayConfig, listener: TcpListener, stop: Stop) -> an
     tokio::spawn(servers::reload::watch(registry.clone(), stop.drain.clone()));
 
     let routes = http::routes(http.clone());
-    let listening = Listening::start(listener, |listener| {
-        warp::serve(routes).incoming(listener).run()
+    let listening = Listening::start(listener, |listener, stop| {
+        warp::serve(routes).incoming(listener).graceful(stop).run()
     });
 
     stop.drain.cancelled().await;
@@ -173,10 +161,8 @@ impl Stopping<'_> {
         );
         // No connection a client has opened is cut (see `listening`): the ones accepted go on
         // to the end of their answer.
-        if self.stop.now.is_cancelled() {
-            listening.close_now().await;
-        } else {
-            listening.close(Duration::from_secs(1)).await;
+        if !self.stop.now.is_cancelled() {
+            listening.stop_accepting(Duration::from_secs(1)).await;
         }
         self.http.begin_shutdown();
         drain.end_streams();
@@ -207,6 +193,14 @@ impl Stopping<'_> {
         .is_err()
         {
             tracing::warn!("some children did not stop in time");
+        }
+        // Every call has ended: what the audit log holds is written before the exit.
+        if let Some(audit) = &self.registry.audit {
+            audit.close().await;
+        }
+        // Every stream has ended: idle connections close, the last answers are sent.
+        if !listening.close(Duration::from_secs(3)).await {
+            tracing::warn!("HTTP connections still open after shutdown; leaving them");
         }
     }
 }

@@ -418,6 +418,21 @@ fn rooms_only_import_through_their_doors() {
                 "cli",
             ],
         ),
+        // What an audit line says and how it is written: it sees no session or server.
+        (
+            "gateway/audit/",
+            &[
+                "gateway/http",
+                "gateway/servers",
+                "gateway/session.rs",
+                "gateway/backend",
+                "gateway/federation",
+                "gateway/stateless",
+                "gateway/policy",
+                "gateway/mod.rs",
+                "cli",
+            ],
+        ),
         // Who calls, as plain data: it judges nothing and serves nothing.
         (
             "gateway/caller.rs",

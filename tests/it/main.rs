@@ -1,6 +1,7 @@
 //! Integration tests: the real `aareguru-mcp` binary driven over stdio against a fake Aareguru
 //! API served over real HTTP. One test binary, so it links once.
 
+mod audit;
 mod authserver;
 mod bridge;
 mod cluster;

@@ -76,6 +76,11 @@ pub trait Client: Send + Sync + 'static {
     fn caller(&self) -> Option<Arc<Caller>> {
         None
     }
+    /// A layer refused request `id` (raw JSON) by `rule` and is about to answer it: layers
+    /// that keep a record (the audit log) note why. Layers pass it on outward.
+    fn refused(&self, id: &str, rule: &str) {
+        let _ = (id, rule);
+    }
 }
 
 /// One session's connection to its server.

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub cluster_roamed: Counter,
     pub redis_up: Gauge,
     pub redis_errors: Counter,
+    pub audit_lines: Counter,
+    pub audit_dropped: Counter,
     /// Per server (`server` label): the same as the totals above, for each served server.
     pub server_sessions_active: Family<Server, Gauge>,
     pub server_sessions: Family<Server, Counter>,
@@ -188,6 +190,18 @@ impl Metrics {
             "Redis calls that failed or timed out",
             redis_errors.clone(),
         );
+        let audit_lines = Counter::default();
+        registry.register(
+            "audit_lines",
+            "Lines written to the audit log",
+            audit_lines.clone(),
+        );
+        let audit_dropped = Counter::default();
+        registry.register(
+            "audit_dropped_lines",
+            "Audit log lines dropped (the writer's queue was full, or the log was closed)",
+            audit_dropped.clone(),
+        );
         let server_sessions_active = Family::<Server, Gauge>::default();
         registry.register(
             "server_sessions_active",
@@ -329,6 +343,8 @@ impl Metrics {
             cluster_roamed,
             redis_up,
             redis_errors,
+            audit_lines,
+            audit_dropped,
             registry,
             sessions_active,
             sessions_total,

@@ -48,7 +48,7 @@ impl Subject {
 
     /// The member a group's name (of a tool or prompt) belongs to, when names carry it, and
     /// the name the member knows it by.
-    fn split(&self, name: &str) -> Option<(&str, String)> {
+    pub(super) fn split(&self, name: &str) -> Option<(&str, String)> {
         let (naming, members) = self.group.as_ref()?;
         let all = members.iter().enumerate().map(|(i, m)| (i, m.as_str()));
         let (i, rest) = naming.split(all, name)?;

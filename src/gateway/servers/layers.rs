@@ -1,11 +1,11 @@
-//! A server's layers around its backend (its tool filter, then the rules), and how it serves
-//! requests of the stateless revision.
+//! A server's layers around its backend (its tool filter, then the rules, then the audit
+//! log), and how it serves requests of the stateless revision.
 //!
 //! Owns: the order of the layers. Must not touch: HTTP, sessions.
 
 use std::{sync::Arc, time::Duration};
 
-use super::{rules, tools};
+use super::{audited, rules, tools};
 use crate::{
     config::{Backend as BackendKind, ServerConfig},
     gateway::{
@@ -23,7 +23,7 @@ pub(super) fn stateless_lane(
     limits: Limits,
     metrics: &ServerMetrics,
     input_wait: Duration,
-    book: Arc<crate::gateway::policy::book::Book>,
+    guards: Guards,
 ) -> Stateless {
     let settings = StatelessSettings {
         grace: limits.shutdown_grace,
@@ -53,7 +53,7 @@ pub(super) fn stateless_lane(
     Stateless::children(
         Box::new(move || {
             let lane = backend::lane(config.clone(), limits, metrics.clone());
-            let lane = layers(lane, &config, &metrics, &book);
+            let lane = layers(lane, &config, &metrics, &guards);
             lane.clone().start()?;
             Ok(lane)
         }),
@@ -61,15 +61,32 @@ pub(super) fn stateless_lane(
     )
 }
 
+/// What every server's layers share: the rules in force and the audit log.
+#[derive(Clone)]
+pub(super) struct Guards {
+    pub book: Arc<crate::gateway::policy::book::Book>,
+    pub audit: Option<Arc<crate::gateway::audit::Audit>>,
+}
+
 /// A server's layers around its backend: its tool filter, then the rules (which so judge the
-/// names clients see).
+/// names clients see), then the audit log (which so records what the rules and the filter
+/// refused).
 pub(super) fn layers(
     backend: Arc<dyn backend::Backend>,
     config: &ServerConfig,
     metrics: &ServerMetrics,
-    book: &Arc<crate::gateway::policy::book::Book>,
+    guards: &Guards,
 ) -> Arc<dyn backend::Backend> {
     let filtered = tools::filtered(backend, config.tools.clone(), metrics.clone());
     let subject = rules::Subject::of(&config.name, config.group.as_ref());
-    rules::guarded(filtered, subject, book.clone(), metrics.clone())
+    let guarded = rules::guarded(
+        filtered,
+        subject.clone(),
+        guards.book.clone(),
+        metrics.clone(),
+    );
+    match &guards.audit {
+        Some(audit) => audited::audited(guarded, subject, audit.clone()),
+        None => guarded,
+    }
 }

@@ -12,6 +12,7 @@
 //!
 //! Owns: the set of served servers and its changes. Must not touch: HTTP.
 
+mod audited;
 mod checks;
 mod judging;
 mod layers;
@@ -177,6 +178,8 @@ pub struct Registry {
     reloading: tokio::sync::Mutex<()>,
     /// The rules in force (replaced by a reload).
     pub book: Arc<crate::gateway::policy::book::Book>,
+    /// The audit log (`--audit-log`).
+    pub audit: Option<Arc<crate::gateway::audit::Audit>>,
     /// The named API keys in force (replaced when their file changes).
     pub keys: Arc<Keys>,
     keys_file: Mutex<reload::KeysFile>,
@@ -190,6 +193,20 @@ impl Registry {
         metrics: Arc<Metrics>,
         on_close: Option<CloseHook>,
     ) -> anyhow::Result<Arc<Registry>> {
+        let audit = match &gateway.audit {
+            Some(config) => Some(crate::gateway::audit::Audit::start(
+                config,
+                crate::gateway::audit::replica_name(
+                    gateway
+                        .cluster
+                        .as_ref()
+                        .and_then(|c| c.replica_id.as_deref()),
+                ),
+                metrics.audit_lines.clone(),
+                metrics.audit_dropped.clone(),
+            )?),
+            None => None,
+        };
         let registry = Arc::new(Registry {
             gateway: gateway.clone(),
             metrics,
@@ -206,6 +223,7 @@ impl Registry {
                 gateway.api_keys_file.is_some() || gateway.policy.keys.is_some(),
             )),
             keys_file: Mutex::default(),
+            audit,
         });
         registry.keys.replace(Source::KeysFile, &gateway.named_keys);
         registry.keys_file.lock().loaded = Some(jiff::Timestamp::now());
@@ -256,7 +274,14 @@ impl Registry {
         config: &ServerConfig,
         metrics: &ServerMetrics,
     ) -> Arc<dyn backend::Backend> {
-        layers::layers(backend, config, metrics, &self.book)
+        layers::layers(backend, config, metrics, &self.guards())
+    }
+
+    fn guards(&self) -> layers::Guards {
+        layers::Guards {
+            book: self.book.clone(),
+            audit: self.audit.clone(),
+        }
     }
 
     fn build(&self, config: Arc<ServerConfig>, from_file: bool) -> Arc<Served> {
@@ -334,7 +359,7 @@ impl Registry {
             limits,
             &metrics,
             self.gateway.input_wait_timeout,
-            self.book.clone(),
+            self.guards(),
         ));
         if let Some(e) = &failed {
             tracing::error!(server = %config.name, error = %e, "server not started; the others are served");

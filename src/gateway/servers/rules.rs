@@ -224,6 +224,10 @@ impl Client for GuardedClient {
     fn caller(&self) -> Option<Arc<Caller>> {
         self.inner.caller()
     }
+
+    fn refused(&self, id: &str, rule: &str) {
+        self.inner.refused(id, rule)
+    }
 }
 
 /// The session's link: a denied call is answered here, a listing remembered.
@@ -316,6 +320,7 @@ impl GuardedLink {
             "the rules deny a call"
         );
         let answer = refusal(id, method, params, rule, book.denied);
+        client.inner.refused(id, rule);
         client.inner.send_unbounded(answer);
     }
 }

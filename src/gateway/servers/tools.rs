@@ -221,6 +221,10 @@ impl Client for FilteredClient {
     fn end(&self, cause: CloseCause) {
         self.inner.end(cause)
     }
+
+    fn refused(&self, id: &str, rule: &str) {
+        self.inner.refused(id, rule)
+    }
 }
 
 /// The session's link: a denied `tools/call` is answered here, a `tools/list` remembered.
@@ -259,6 +263,7 @@ impl Link for FilteredLink {
                             let message = format!(
                                 "tool {name:?} is not available on this server (the gateway's tool filter denies it)"
                             );
+                            c.refused(id, "tools");
                             c.send_unbounded(jsonrpc::error_response(
                                 id,
                                 jsonrpc::INVALID_PARAMS,

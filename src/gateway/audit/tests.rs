@@ -1,0 +1,191 @@
+//! The audit log's own checks: canonical hashing, redaction, outcomes, rotation.
+
+use super::*;
+
+/// A fresh directory of this test's own.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("aareguru-audit-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn config(file: Option<std::path::PathBuf>, max_bytes: u64) -> AuditConfig {
+    AuditConfig {
+        file,
+        max_bytes,
+        keep: 1000,
+        arguments: true,
+        redact: vec!["password".into(), "token".into()],
+    }
+}
+
+#[test]
+fn equal_arguments_hash_equal_whatever_their_order_and_spacing() {
+    let a: Value = serde_json::from_str(r#"{"b": [1, {"y": 2, "x": "é"}], "a": null}"#).unwrap();
+    let b: Value = serde_json::from_str(r#"{"a":null,"b":[1,{"x":"\u00e9","y":2}]}"#).unwrap();
+    assert_eq!(canonical_sha256(&a), canonical_sha256(&b));
+    let c: Value = serde_json::from_str(r#"{"a":null,"b":[{"x":"é","y":2},1]}"#).unwrap();
+    assert_ne!(canonical_sha256(&a), canonical_sha256(&c));
+    // The hash of `{}` by its canonical text.
+    assert_eq!(
+        canonical_sha256(&json!({})),
+        "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+    );
+}
+
+#[test]
+fn redaction_reaches_every_depth_and_matches_inside_keys() {
+    let keys: Vec<String> = ["password", "token", "apikey"]
+        .iter()
+        .map(|k| normalized_key(k))
+        .collect();
+    let v = json!({"user": "u", "Access_Token": "t", "nested": [{"api-key": "k", "x": 1}],
+        "db": {"PassWord": {"deep": 1}}});
+    assert_eq!(
+        redact(&v, &keys),
+        json!({"user": "u", "Access_Token": "[redacted]", "nested": [{"api-key": "[redacted]", "x": 1}],
+            "db": {"PassWord": "[redacted]"}})
+    );
+}
+
+#[test]
+fn outcomes_are_told_from_answers() {
+    let o = |v: Value| Outcome::of_answer(&v);
+    assert_eq!(o(json!({"id": 1, "result": {"content": []}})), Outcome::Ok);
+    assert_eq!(
+        o(json!({"id": 1, "result": {"content": [], "isError": true}})),
+        Outcome::ToolError
+    );
+    assert_eq!(
+        o(json!({"id": 1, "error": {"code": -32602, "message": "Unknown tool: x"}})),
+        Outcome::Error {
+            code: -32602,
+            message: "Unknown tool: x".into()
+        }
+    );
+    assert_eq!(
+        o(json!({"id": 1, "error": {"code": -32001, "message": "timed out"}})),
+        Outcome::TimedOut
+    );
+}
+
+fn entry(n: usize) -> Entry {
+    Entry {
+        subject: format!("user-{n}"),
+        session: "s".into(),
+        server: "aareguru".into(),
+        method: "tools/call".into(),
+        name: "get_current_temperature".into(),
+        arguments_sha256: Some(canonical_sha256(&json!({"n": n}))),
+        ..Entry::default()
+    }
+}
+
+/// Every line recorded reaches the files whole, in order, across many rotations.
+#[tokio::test]
+async fn rotation_loses_no_line_and_splits_none() {
+    let dir = scratch("rotation");
+    let path = dir.join("audit.log");
+    let audit = Audit::start(
+        &config(Some(path.clone()), 8 * 1024),
+        "r1".into(),
+        Counter::default(),
+        Counter::default(),
+    )
+    .unwrap();
+    let n = 5_000;
+    for i in 0..n {
+        audit.record(entry(i), &Outcome::Ok);
+        if i % 500 == 0 {
+            // Let the writer run between bursts (the queue holds them all anyway).
+            tokio::task::yield_now().await;
+        }
+    }
+    audit.close().await;
+    assert_eq!(audit.counts(), (n as u64, 0));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(files.len() > 10, "rotated: {files:?}");
+    // Oldest first: audit.log.N … audit.log.0, then audit.log.
+    let suffix = |p: &std::path::PathBuf| -> i64 {
+        match p.extension().and_then(|e| e.to_str()) {
+            Some("log") => -1,
+            Some(n) => n.parse().unwrap(),
+            None => -1,
+        }
+    };
+    files.sort_by_key(|p| std::cmp::Reverse(suffix(p)));
+    let mut seen = vec![];
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(text.ends_with('\n'), "{} ends mid-line", f.display());
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            seen.push(v["subject"].as_str().unwrap().to_string());
+            assert_eq!(v["outcome"], "ok");
+            assert_eq!(v["replica"], "r1");
+        }
+    }
+    let expected: Vec<String> = (0..n).map(|i| format!("user-{i}")).collect();
+    assert_eq!(seen, expected);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_line_says_who_what_and_how_it_ended() {
+    let dir = scratch("line");
+    let path = dir.join("audit.log");
+    let audit = Audit::start(
+        &config(Some(path.clone()), 1 << 20),
+        "r1".into(),
+        Counter::default(),
+        Counter::default(),
+    )
+    .unwrap();
+    let arguments = json!({"path": "/srv/a", "token": "s3cret"});
+    let e = Entry {
+        key: Some("ci".into()),
+        client: Some(("inspector".into(), "1.2".into())),
+        member: Some("files".into()),
+        duration: Duration::from_micros(1500),
+        bytes_in: 120,
+        bytes_out: 80,
+        arguments: Some(audit.redacted(&arguments)),
+        ..entry(7)
+    };
+    audit.record(
+        e,
+        &Outcome::Denied {
+            rule: "gateway.rules[0]".into(),
+        },
+    );
+    audit.close().await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("s3cret"));
+    let v: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(v["outcome"], "denied");
+    assert_eq!(v["rule"], "gateway.rules[0]");
+    assert_eq!(v["key"], "ci");
+    assert_eq!(v["client"], json!({"name": "inspector", "version": "1.2"}));
+    assert_eq!(v["member"], "files");
+    assert_eq!(v["durationMs"], 1.5);
+    assert_eq!(v["bytesIn"], 120);
+    assert_eq!(
+        v["arguments"],
+        json!({"path": "/srv/a", "token": "[redacted]"})
+    );
+    assert!(
+        v["time"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .is_ok()
+    );
+    // After the close nothing is written, and it is counted.
+    audit.record(entry(8), &Outcome::Ok);
+    assert_eq!(audit.counts(), (1, 1));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,329 @@
+//! The audit log (see [`crate::gateway::audit`]) as the outermost layer around every server's
+//! backend: it sees each `tools/call`, `prompts/get` and `resources/read` on its way in and its
+//! answer on its way out — on every transport and revision, federated or not — and writes one
+//! line when the call ends: answered, refused by a layer inside (the rules, the tool filter),
+//! cancelled by the client, or cut short by the session's end.
+//!
+//! A call reaching a member through a group ([`Caller::via`]) is recorded once, by the group
+//! (its line names the member), not again by the member.
+//!
+//! Owns: when a call begins and ends for the record. Must not touch: HTTP, what a line says.
+
+use parking_lot::Mutex;
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::judging::Subject;
+use crate::{
+    config::Backend as BackendKind,
+    gateway::{
+        audit::{self, Audit, Entry, Outcome},
+        backend::{Backend, Client, CloseCause, ForwardError, Link, OpenError, Status},
+        caller::Caller,
+    },
+    mcp::jsonrpc::{self, Envelope, Kind},
+};
+
+/// The methods recorded.
+const AUDITED: [&str; 3] = ["tools/call", "prompts/get", "resources/read"];
+
+/// `backend` with every call of its sessions recorded in `audit`.
+pub fn audited(backend: Arc<dyn Backend>, subject: Subject, audit: Arc<Audit>) -> Arc<dyn Backend> {
+    Arc::new(Audited {
+        inner: backend,
+        shared: Arc::new(Shared { subject, audit }),
+    })
+}
+
+struct Shared {
+    subject: Subject,
+    audit: Arc<Audit>,
+}
+
+struct Audited {
+    inner: Arc<dyn Backend>,
+    shared: Arc<Shared>,
+}
+
+impl Backend for Audited {
+    fn kind(&self) -> BackendKind {
+        self.inner.kind()
+    }
+
+    fn start(self: Arc<Self>) -> anyhow::Result<()> {
+        self.inner.clone().start()
+    }
+
+    fn open(
+        &self,
+        client: Arc<dyn Client>,
+        env: &[(String, String)],
+    ) -> Result<Box<dyn Link>, OpenError> {
+        let view = Arc::new(AuditedClient {
+            inner: client,
+            shared: self.shared.clone(),
+            calls: Mutex::default(),
+            open_calls: AtomicUsize::new(0),
+            client_info: Mutex::default(),
+        });
+        let link = self.inner.open(view.clone(), env)?;
+        Ok(Box::new(AuditedLink {
+            inner: link,
+            client: view,
+        }))
+    }
+
+    fn status(&self) -> Status {
+        self.inner.status()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        self.inner.shutdown()
+    }
+}
+
+/// A call on its way, until its line is written.
+struct Open {
+    started: Instant,
+    entry: Entry,
+    /// Set when a layer inside refused it.
+    denied: Option<String>,
+}
+
+/// The session as the server sees it: answers end the calls they answer.
+struct AuditedClient {
+    inner: Arc<dyn Client>,
+    shared: Arc<Shared>,
+    /// Calls awaiting their answer, by raw id.
+    calls: Mutex<HashMap<String, Open>>,
+    open_calls: AtomicUsize,
+    /// The client's name and version, from its `initialize`.
+    client_info: Mutex<Option<(String, String)>>,
+}
+
+impl AuditedClient {
+    fn begin(&self, id: &str, method: &str, line: &[u8], caller: Option<&Caller>) {
+        let params = Envelope::parse(line)
+            .and_then(|e| e.params())
+            .unwrap_or_default();
+        let name = match method {
+            "resources/read" => params["uri"].as_str(),
+            _ => params["name"].as_str(),
+        }
+        .unwrap_or_default()
+        .to_string();
+        let arguments = params.get("arguments").filter(|a| !a.is_null());
+        let member = self
+            .shared
+            .subject
+            .split(&name)
+            .map(|(member, _)| member.to_string());
+        let audit = &self.shared.audit;
+        let entry = Entry {
+            subject: caller.map(|c| c.subject.clone()).unwrap_or_default(),
+            key: caller.and_then(|c| c.key.as_ref().map(|k| k.name.clone())),
+            client: self.client_info.lock().clone(),
+            session: self.inner.name().to_string(),
+            server: self.shared.subject.name.clone(),
+            member,
+            method: method.to_string(),
+            name,
+            bytes_in: line.len(),
+            arguments_sha256: arguments.map(audit::canonical_sha256),
+            arguments: arguments
+                .filter(|_| audit.with_arguments())
+                .map(|a| audit.redacted(a)),
+            ..Entry::default()
+        };
+        let open = Open {
+            started: Instant::now(),
+            entry,
+            denied: None,
+        };
+        if self.calls.lock().insert(id.to_string(), open).is_none() {
+            self.open_calls.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The call `id` ended: its line.
+    fn end_call(&self, id: &str, outcome: impl FnOnce(&Open) -> Outcome, bytes_out: usize) {
+        let Some(open) = self.calls.lock().remove(id) else {
+            return;
+        };
+        self.open_calls.fetch_sub(1, Ordering::AcqRel);
+        let outcome = outcome(&open);
+        let entry = Entry {
+            duration: open.started.elapsed(),
+            bytes_out,
+            ..open.entry
+        };
+        self.shared.audit.record(entry, &outcome);
+    }
+
+    /// The message on its way to the client: if it answers a call, the call's line.
+    fn seen(&self, message: &str) {
+        if self.open_calls.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let Ok(Kind::Response { id }) = jsonrpc::classify(message.as_bytes()) else {
+            return;
+        };
+        self.end_call(
+            &id,
+            |open| match &open.denied {
+                Some(rule) => Outcome::Denied { rule: rule.clone() },
+                None => answer_outcome(message.as_bytes()),
+            },
+            message.len(),
+        );
+    }
+
+    /// Every call still open ends with the session.
+    fn end_all(&self, outcome: Outcome) {
+        let ids: Vec<String> = self.calls.lock().keys().cloned().collect();
+        for id in ids {
+            self.end_call(&id, |_| outcome.clone(), 0);
+        }
+    }
+}
+
+/// How an answer ended its call, read without parsing its content.
+fn answer_outcome(message: &[u8]) -> Outcome {
+    let Some(env) = Envelope::parse(message) else {
+        return Outcome::Ok;
+    };
+    if let Some(error) = env.get("error") {
+        let error: Value = serde_json::from_str(error.get()).unwrap_or_default();
+        return Outcome::of_answer(&serde_json::json!({ "error": error }));
+    }
+    #[derive(serde::Deserialize)]
+    struct Flag {
+        #[serde(rename = "isError", default)]
+        is_error: Option<bool>,
+    }
+    let flag = env
+        .get("result")
+        .and_then(|r| serde_json::from_str::<Flag>(r.get()).ok());
+    match flag.and_then(|f| f.is_error) {
+        Some(true) => Outcome::ToolError,
+        _ => Outcome::Ok,
+    }
+}
+
+impl Client for AuditedClient {
+    fn id(&self) -> Uuid {
+        self.inner.id()
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn send(&self, message: String) -> bool {
+        self.seen(&message);
+        self.inner.send(message)
+    }
+
+    fn send_unbounded(&self, message: String) {
+        self.seen(&message);
+        self.inner.send_unbounded(message)
+    }
+
+    fn end(&self, cause: CloseCause) {
+        self.end_all(Outcome::Error {
+            code: 0,
+            message: format!("the session ended before the answer: {}", cause.as_str()),
+        });
+        self.inner.end(cause)
+    }
+
+    fn caller(&self) -> Option<Arc<Caller>> {
+        self.inner.caller()
+    }
+
+    fn refused(&self, id: &str, rule: &str) {
+        if let Some(open) = self.calls.lock().get_mut(id) {
+            open.denied = Some(rule.to_string());
+        }
+        self.inner.refused(id, rule)
+    }
+}
+
+/// The session's link: calls begin here, a cancellation ends one.
+struct AuditedLink {
+    inner: Box<dyn Link>,
+    client: Arc<AuditedClient>,
+}
+
+impl Link for AuditedLink {
+    fn forward<'a>(
+        &'a self,
+        line: Bytes,
+        kind: &'a Kind,
+    ) -> BoxFuture<'a, Result<(), ForwardError>> {
+        let mut began = None;
+        match kind {
+            Kind::Request { id, method } if AUDITED.contains(&method.as_str()) => {
+                let caller = self.client.inner.caller();
+                // A member reached through a group: the group's layer records the call.
+                if caller.as_ref().is_none_or(|c| c.via.is_none()) {
+                    self.client.begin(id, method, &line, caller.as_deref());
+                    began = Some(id.clone());
+                }
+            }
+            Kind::Request { method, .. } if method == "initialize" => {
+                let params = Envelope::parse(&line).and_then(|e| e.params());
+                let info = params.as_ref().map(|p| &p["clientInfo"]);
+                if let Some(info) = info.filter(|i| i.is_object()) {
+                    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+                    *self.client.client_info.lock() =
+                        Some((text(&info["name"]), text(&info["version"])));
+                }
+            }
+            Kind::Notification { method } if method == "notifications/cancelled" => {
+                if let Some(id) = jsonrpc::cancelled_request_id(&line) {
+                    self.client.end_call(&id, |_| Outcome::Cancelled, 0);
+                }
+            }
+            _ => {}
+        }
+        let forwarded = self.inner.forward(line, kind);
+        let Some(id) = began else {
+            return forwarded;
+        };
+        Box::pin(async move {
+            let result = forwarded.await;
+            if let Err(e) = &result {
+                self.client.end_call(
+                    &id,
+                    |_| Outcome::Error {
+                        code: 0,
+                        message: format!("not forwarded: {e}"),
+                    },
+                    0,
+                );
+            }
+            result
+        })
+    }
+
+    fn release(&self, grace: Duration) {
+        self.client.end_all(Outcome::Cancelled);
+        self.inner.release(grace)
+    }
+
+    fn serving(&self) -> Option<&str> {
+        self.inner.serving()
+    }
+}
