@@ -5,7 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{audited, rules, tools};
+use super::{calls, rules, tools};
 use crate::{
     config::{Backend as BackendKind, ServerConfig},
     gateway::{
@@ -86,7 +86,7 @@ pub(super) fn layers(
         metrics.clone(),
     );
     match &guards.audit {
-        Some(audit) => audited::audited(guarded, subject, audit.clone()),
+        Some(audit) => calls::audited(guarded, subject, audit.clone()),
         None => guarded,
     }
 }

@@ -12,7 +12,7 @@
 //!
 //! Owns: the set of served servers and its changes. Must not touch: HTTP.
 
-mod audited;
+mod calls;
 mod checks;
 mod judging;
 mod layers;
