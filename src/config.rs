@@ -427,19 +427,28 @@ pub struct GatewayConfig {
     pub audit: Option<AuditConfig>,
 }
 
-/// Where and how the audit log is written.
+/// Where and how the audit log is written (`file`: `None` for stderr; rotated past
+/// `max_bytes`, `keep` files kept; `arguments` redacted by the normalized `redact` keys).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditConfig {
-    /// `None`: standard error.
     pub file: Option<std::path::PathBuf>,
-    /// A file is rotated once it holds more than this.
     pub max_bytes: u64,
-    /// Rotated files kept beside it (`FILE.0` the newest).
     pub keep: usize,
-    /// Record the arguments themselves (redacted), not only their hash.
     pub arguments: bool,
-    /// Argument keys whose values are never written (case and `_`/`-` ignored, matched inside).
     pub redact: Vec<String>,
+}
+
+/// A limit of the servers file's `gateway.limits`: per subject (or API key name), on the calls
+/// to servers and tools matching its globs (none: all), a rate (`burst` calls, refilled at one
+/// per `period`) and/or a number of calls at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSource {
+    pub name: String,
+    pub per_key: bool,
+    pub servers: Vec<String>,
+    pub tools: Vec<String>,
+    pub rate: Option<(u32, Duration)>,
+    pub concurrent: Option<u32>,
 }
 
 /// A rule's verdict when its expression is true.
@@ -479,6 +488,7 @@ pub struct PolicyConfig {
     pub denied: DeniedAs,
     /// The servers file's `gateway.apiKeys` (`None`: it has none).
     pub keys: Option<Vec<KeySource>>,
+    pub limits: Vec<LimitSource>,
 }
 
 /// A named API key as a keys file (or the servers file) declares it: never the key itself.

@@ -16,6 +16,7 @@ mod duration;
 mod gateway;
 mod groups;
 pub mod keys;
+mod limits;
 mod oauth;
 mod remotes;
 mod rules;

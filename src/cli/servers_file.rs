@@ -73,6 +73,8 @@ struct GatewaySettings {
     denied: Option<String>,
     /// Top level only: named API keys (see [`super::keys`]).
     api_keys: Option<Value>,
+    /// Top level only: limits per caller (see [`super::limits`]).
+    limits: Option<Vec<super::limits::LimitSpec>>,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +164,8 @@ pub fn parse(text: &str, base: &ServerConfig) -> anyhow::Result<Loaded> {
             Some(list) => Some(super::keys::parse(list).context("at gateway")?),
             None => None,
         },
+        limits: super::limits::sources(defaults.limits.take().unwrap_or_default())
+            .context("at gateway")?,
         ..PolicyConfig::default()
     };
     let mut servers = vec![];
@@ -207,9 +211,13 @@ fn server_rules(
     name: &str,
     settings: &mut GatewaySettings,
 ) -> anyhow::Result<Vec<crate::config::RuleSource>> {
-    if settings.rule_headers.is_some() || settings.denied.is_some() || settings.api_keys.is_some() {
+    if settings.rule_headers.is_some()
+        || settings.denied.is_some()
+        || settings.api_keys.is_some()
+        || settings.limits.is_some()
+    {
         bail!(
-            "ruleHeaders, denied and apiKeys are gateway-wide: set them in the top-level \"gateway\""
+            "ruleHeaders, denied, apiKeys and limits are gateway-wide: set them in the top-level \"gateway\" (a limit names its servers)"
         );
     }
     rules::sources(name, settings.rules.take().unwrap_or_default())

@@ -205,6 +205,21 @@ pub const INVALID_REQUEST: i64 = -32600;
 pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
 pub const INTERNAL_ERROR: i64 = -32603;
+/// A limit refused the call: `error.data.retryAfter` says in how many seconds to retry.
+pub const LIMITED: i64 = -32029;
+
+/// The seconds to wait that a [`LIMITED`] answer carries; `None` for any other message.
+pub fn limited_retry_after(message: &[u8]) -> Option<u64> {
+    // Most answers are not refusals: look before parsing.
+    if !message.windows(6).any(|w| w == b"-32029") {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(message).ok()?;
+    if v["error"]["code"].as_i64()? != LIMITED {
+        return None;
+    }
+    Some(v["error"]["data"]["retryAfter"].as_u64().unwrap_or(1))
+}
 
 #[cfg(test)]
 mod tests {

@@ -13,6 +13,7 @@ mod gateway;
 mod gateway_util;
 mod infra;
 mod layout;
+mod limits;
 mod modern;
 mod modern_asks;
 mod oauth;

@@ -6,7 +6,7 @@
 //! queue full is dropped and counted.
 //!
 //! Owns: what a line says and how it is written. Must not touch: where calls are seen (the
-//! layer in `servers/audited.rs`), HTTP.
+//! layer in `servers/calls.rs`), HTTP.
 
 use std::{
     io::Write,
@@ -112,6 +112,22 @@ enum Message {
 }
 
 impl Audit {
+    /// The gateway's audit log, if `--audit-log` asks for one.
+    pub fn of_gateway(
+        gateway: &crate::config::GatewayConfig,
+        metrics: &crate::gateway::metrics::Metrics,
+    ) -> anyhow::Result<Option<Arc<Audit>>> {
+        let Some(config) = &gateway.audit else {
+            return Ok(None);
+        };
+        let cluster_id = gateway
+            .cluster
+            .as_ref()
+            .and_then(|c| c.replica_id.as_deref());
+        let (written, dropped) = (metrics.audit_lines.clone(), metrics.audit_dropped.clone());
+        Audit::start(config, replica_name(cluster_id), written, dropped).map(Some)
+    }
+
     /// Opens the log (a file's directory must exist) and starts its writer thread.
     pub fn start(
         config: &AuditConfig,

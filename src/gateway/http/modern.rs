@@ -21,7 +21,7 @@ use warp::{
 use super::{
     forward,
     headers::{accepts, header},
-    reply::{Parsed, error_reply, reply, rpc_error_reply_for, sse_response},
+    reply::{Parsed, error_reply, json_answer, reply, rpc_error_reply_for, sse_response},
     state::Http,
 };
 use crate::{
@@ -90,10 +90,7 @@ fn param_headers(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 fn json_response(status: u16, text: String) -> Response {
-    let mut r = reply(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), text);
-    r.headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
-    r
+    json_answer(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), text)
 }
 
 impl Http {

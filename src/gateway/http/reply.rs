@@ -35,6 +35,20 @@ pub(super) fn json_reply(status: StatusCode, body: serde_json::Value) -> Respons
     r
 }
 
+/// A JSON-RPC answer as a POST's body; one that a limit refused gets 429 and `Retry-After`.
+pub(super) fn json_answer(status: StatusCode, text: String) -> Response {
+    let limited = jsonrpc::limited_retry_after(text.as_bytes());
+    let status = limited.map_or(status, |_| StatusCode::TOO_MANY_REQUESTS);
+    let mut r = reply(status, text);
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    if let Some(seconds) = limited {
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from(seconds));
+    }
+    r
+}
+
 pub(super) fn error_reply(status: StatusCode, message: &str) -> Response {
     json_reply(status, json!({"error": message}))
 }

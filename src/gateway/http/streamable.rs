@@ -25,7 +25,7 @@ use warp::{
 use super::{
     headers::{accepts, event_position, header},
     modern,
-    reply::{error_reply, json_reply, reply, rpc_error_reply_for, sse_response},
+    reply::{error_reply, json_answer, json_reply, reply, rpc_error_reply_for, sse_response},
     state::Http,
     streams::{LISTEN, McpSession, Reader},
 };
@@ -395,10 +395,7 @@ impl Http {
             changed.await;
         };
         if requests == 1 && first[0].1 {
-            let mut r = reply(StatusCode::OK, first[0].2.to_string());
-            r.headers_mut()
-                .insert("content-type", HeaderValue::from_static("application/json"));
-            return r;
+            return json_answer(StatusCode::OK, first[0].2.to_string());
         }
         self.sse_reply(mcp.clone(), reader, 0)
     }

@@ -55,6 +55,7 @@ pub struct Metrics {
     pub server_tool_calls_denied: Family<Server, Counter>,
     pub policy_denials: Family<ServerRule, Counter>,
     pub policy_rule_failures: Family<ServerRule, Counter>,
+    pub policy_limited: Family<ServerRule, Counter>,
     pub config_reloads: Family<Reason, Counter>,
     pub pool_ready: Family<Server, Gauge>,
     pub pool_hits: Family<Server, Counter>,
@@ -256,6 +257,12 @@ impl Metrics {
             "Evaluations of a rule that failed at run time (a call it judged was denied)",
             policy_rule_failures.clone(),
         );
+        let policy_limited = Family::<ServerRule, Counter>::default();
+        registry.register(
+            "policy_limited",
+            "Calls a limit refused (answered 429 / JSON-RPC -32029), per server and limit (label rule)",
+            policy_limited.clone(),
+        );
         let config_reloads = Family::<Reason, Counter>::default();
         registry.register(
             "config_reloads",
@@ -334,6 +341,7 @@ impl Metrics {
             server_tool_calls_denied,
             policy_denials,
             policy_rule_failures,
+            policy_limited,
             config_reloads,
             cluster_replica,
             cluster_peers,

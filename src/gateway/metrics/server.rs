@@ -164,6 +164,15 @@ impl ServerMetrics {
         self.all.policy_denials.get_or_create(&label).inc();
     }
 
+    /// A call a limit refused, by the limit.
+    pub fn limited(&self, limit: &str) {
+        let label = ServerRule {
+            server: self.name.clone(),
+            rule: limit.to_string(),
+        };
+        self.all.policy_limited.get_or_create(&label).inc();
+    }
+
     /// A rule that failed at run time.
     pub fn rule_failed(&self, rule: &str) {
         let label = ServerRule {

@@ -1,13 +1,17 @@
-//! The audit log (see [`crate::gateway::audit`]) as the outermost layer around every server's
-//! backend: it sees each `tools/call`, `prompts/get` and `resources/read` on its way in and its
-//! answer on its way out — on every transport and revision, federated or not — and writes one
-//! line when the call ends: answered, refused by a layer inside (the rules, the tool filter),
-//! cancelled by the client, or cut short by the session's end.
+//! The outermost layer around every server's backend: it sees each `tools/call`,
+//! `prompts/get` and `resources/read` on its way in and its answer on its way out — on every
+//! transport and revision, federated or not. A call first meets the limits (see
+//! [`super::limits`]; one over a limit is answered here, JSON-RPC error -32029 with the seconds
+//! to wait, which the HTTP front turns into 429 + `Retry-After`); it holds its slot in the
+//! limits that count calls at once until it ends. When it ends — answered, refused by a layer
+//! inside (the rules, the tool filter), limited, cancelled by the client, or cut short by the
+//! session's end — the audit log (see [`crate::gateway::audit`]) gets its line.
 //!
-//! A call reaching a member through a group ([`Caller::via`]) is recorded once, by the group
-//! (its line names the member), not again by the member.
+//! A call reaching a member through a group ([`Caller::via`]) is counted and recorded once, by
+//! the group (its line names the member), not again by the member.
 //!
-//! Owns: when a call begins and ends for the record. Must not touch: HTTP, what a line says.
+//! Owns: when a call begins and ends. Must not touch: HTTP, what a line says, how limits
+//! count.
 
 use parking_lot::Mutex;
 use std::{
@@ -24,13 +28,17 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::judging::Subject;
+use super::{
+    judging::Subject,
+    limits::{Limits, Refusal, Ticket},
+};
 use crate::{
     config::Backend as BackendKind,
     gateway::{
         audit::{self, Audit, Entry, Outcome},
         backend::{Backend, Client, CloseCause, ForwardError, Link, OpenError, Status},
         caller::Caller,
+        metrics::ServerMetrics,
     },
     mcp::jsonrpc::{self, Envelope, Kind},
 };
@@ -38,17 +46,31 @@ use crate::{
 /// The methods recorded.
 const AUDITED: [&str; 3] = ["tools/call", "prompts/get", "resources/read"];
 
-/// `backend` with every call of its sessions recorded in `audit`.
-pub fn audited(backend: Arc<dyn Backend>, subject: Subject, audit: Arc<Audit>) -> Arc<dyn Backend> {
+/// `backend` with every call of its sessions counted against `limits` and recorded in
+/// `audit`.
+pub fn counted(
+    backend: Arc<dyn Backend>,
+    subject: Subject,
+    audit: Option<Arc<Audit>>,
+    limits: Arc<Limits>,
+    metrics: ServerMetrics,
+) -> Arc<dyn Backend> {
     Arc::new(Audited {
         inner: backend,
-        shared: Arc::new(Shared { subject, audit }),
+        shared: Arc::new(Shared {
+            subject,
+            audit,
+            limits,
+            metrics,
+        }),
     })
 }
 
 struct Shared {
     subject: Subject,
-    audit: Arc<Audit>,
+    audit: Option<Arc<Audit>>,
+    limits: Arc<Limits>,
+    metrics: ServerMetrics,
 }
 
 struct Audited {
@@ -93,12 +115,14 @@ impl Backend for Audited {
     }
 }
 
-/// A call on its way, until its line is written.
+/// A call on its way, until it ends.
 struct Open {
     started: Instant,
     entry: Entry,
     /// Set when a layer inside refused it.
     denied: Option<String>,
+    /// Its slots in the limits (given back when it ends).
+    _ticket: Option<Ticket>,
 }
 
 /// The session as the server sees it: answers end the calls they answer.
@@ -113,7 +137,15 @@ struct AuditedClient {
 }
 
 impl AuditedClient {
-    fn begin(&self, id: &str, method: &str, line: &[u8], caller: Option<&Caller>) {
+    /// Counts the call against the limits and keeps it until it ends; the limit that refused
+    /// it, if one did (the call is then ended, limited).
+    fn begin(
+        &self,
+        id: &str,
+        method: &str,
+        line: &[u8],
+        caller: Option<&Caller>,
+    ) -> Result<(), Refusal> {
         let params = Envelope::parse(line)
             .and_then(|e| e.params())
             .unwrap_or_default();
@@ -129,7 +161,11 @@ impl AuditedClient {
             .subject
             .split(&name)
             .map(|(member, _)| member.to_string());
-        let audit = &self.shared.audit;
+        let limits = self.shared.limits.current();
+        let admitted = match limits.is_empty() {
+            true => Ok(None),
+            false => limits.admit(&self.shared.subject.name, &name, caller),
+        };
         let entry = Entry {
             subject: caller.map(|c| c.subject.clone()).unwrap_or_default(),
             key: caller.and_then(|c| c.key.as_ref().map(|k| k.name.clone())),
@@ -140,20 +176,49 @@ impl AuditedClient {
             method: method.to_string(),
             name,
             bytes_in: line.len(),
-            arguments_sha256: arguments.map(audit::canonical_sha256),
-            arguments: arguments
-                .filter(|_| audit.with_arguments())
-                .map(|a| audit.redacted(a)),
             ..Entry::default()
         };
+        let entry = match &self.shared.audit {
+            Some(audit) => Entry {
+                arguments_sha256: arguments.map(audit::canonical_sha256),
+                arguments: arguments
+                    .filter(|_| audit.with_arguments())
+                    .map(|a| audit.redacted(a)),
+                ..entry
+            },
+            None => entry,
+        };
+        let started = Instant::now();
+        let ticket = match admitted {
+            Ok(ticket) => ticket,
+            Err(refusal) => {
+                let outcome = Outcome::Limited {
+                    limit: refusal.limit.clone(),
+                };
+                let answer = limited_answer(id, &refusal);
+                if let Some(audit) = &self.shared.audit {
+                    let entry = Entry {
+                        duration: started.elapsed(),
+                        bytes_out: answer.len(),
+                        ..entry
+                    };
+                    audit.record(entry, &outcome);
+                }
+                self.shared.metrics.limited(&refusal.limit);
+                self.inner.send_unbounded(answer);
+                return Err(refusal);
+            }
+        };
         let open = Open {
-            started: Instant::now(),
+            started,
             entry,
             denied: None,
+            _ticket: ticket,
         };
         if self.calls.lock().insert(id.to_string(), open).is_none() {
             self.open_calls.fetch_add(1, Ordering::AcqRel);
         }
+        Ok(())
     }
 
     /// The call `id` ended: its line.
@@ -162,13 +227,16 @@ impl AuditedClient {
             return;
         };
         self.open_calls.fetch_sub(1, Ordering::AcqRel);
+        let Some(audit) = &self.shared.audit else {
+            return;
+        };
         let outcome = outcome(&open);
         let entry = Entry {
             duration: open.started.elapsed(),
             bytes_out,
             ..open.entry
         };
-        self.shared.audit.record(entry, &outcome);
+        audit.record(entry, &outcome);
     }
 
     /// The message on its way to the client: if it answers a call, the call's line.
@@ -196,6 +264,21 @@ impl AuditedClient {
             self.end_call(&id, |_| outcome.clone(), 0);
         }
     }
+}
+
+/// The answer to a call a limit refused: when to retry, in the message and in `data`.
+fn limited_answer(id: &str, refusal: &Refusal) -> String {
+    let seconds = refusal.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let message = format!(
+        "too many calls: limit {:?} ({}) is reached for this caller; retry in {seconds} s",
+        refusal.limit, refusal.what
+    );
+    let error = serde_json::json!({
+        "code": jsonrpc::LIMITED,
+        "message": message,
+        "data": {"limit": refusal.limit, "retryAfter": seconds},
+    });
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#)
 }
 
 /// How an answer ended its call, read without parsing its content.
@@ -275,10 +358,21 @@ impl Link for AuditedLink {
         let mut began = None;
         match kind {
             Kind::Request { id, method } if AUDITED.contains(&method.as_str()) => {
-                let caller = self.client.inner.caller();
-                // A member reached through a group: the group's layer records the call.
-                if caller.as_ref().is_none_or(|c| c.via.is_none()) {
-                    self.client.begin(id, method, &line, caller.as_deref());
+                let shared = &self.client.shared;
+                let counted = shared.audit.is_some() || {
+                    let limits = shared.limits.current();
+                    !limits.is_empty() && limits.covers(&shared.subject.name)
+                };
+                let caller = counted.then(|| self.client.inner.caller()).flatten();
+                // A member reached through a group: the group's layer counted the call.
+                if counted && caller.as_ref().is_none_or(|c| c.via.is_none()) {
+                    if self
+                        .client
+                        .begin(id, method, &line, caller.as_deref())
+                        .is_err()
+                    {
+                        return Box::pin(async { Ok(()) });
+                    }
                     began = Some(id.clone());
                 }
             }

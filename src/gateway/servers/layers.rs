@@ -1,5 +1,5 @@
-//! A server's layers around its backend (its tool filter, then the rules, then the audit
-//! log), and how it serves requests of the stateless revision.
+//! A server's layers around its backend (its tool filter, then the rules, then the calls
+//! layer: limits and the audit log), and how it serves requests of the stateless revision.
 //!
 //! Owns: the order of the layers. Must not touch: HTTP, sessions.
 
@@ -61,16 +61,17 @@ pub(super) fn stateless_lane(
     )
 }
 
-/// What every server's layers share: the rules in force and the audit log.
+/// What every server's layers share: the rules and limits in force, and the audit log.
 #[derive(Clone)]
 pub(super) struct Guards {
     pub book: Arc<crate::gateway::policy::book::Book>,
+    pub limits: Arc<super::limits::Limits>,
     pub audit: Option<Arc<crate::gateway::audit::Audit>>,
 }
 
 /// A server's layers around its backend: its tool filter, then the rules (which so judge the
-/// names clients see), then the audit log (which so records what the rules and the filter
-/// refused).
+/// names clients see), then the calls layer (limits, and the audit log, which so records
+/// what the rules and the filter refused).
 pub(super) fn layers(
     backend: Arc<dyn backend::Backend>,
     config: &ServerConfig,
@@ -85,8 +86,11 @@ pub(super) fn layers(
         guards.book.clone(),
         metrics.clone(),
     );
-    match &guards.audit {
-        Some(audit) => calls::audited(guarded, subject, audit.clone()),
-        None => guarded,
-    }
+    calls::counted(
+        guarded,
+        subject,
+        guards.audit.clone(),
+        guards.limits.clone(),
+        metrics.clone(),
+    )
 }

@@ -16,6 +16,7 @@ mod calls;
 mod checks;
 mod judging;
 mod layers;
+mod limits;
 pub mod reload;
 pub mod rules;
 pub mod tools;
@@ -180,6 +181,8 @@ pub struct Registry {
     pub book: Arc<crate::gateway::policy::book::Book>,
     /// The audit log (`--audit-log`).
     pub audit: Option<Arc<crate::gateway::audit::Audit>>,
+    /// The limits per caller in force (replaced by a reload).
+    pub limits: Arc<limits::Limits>,
     /// The named API keys in force (replaced when their file changes).
     pub keys: Arc<Keys>,
     keys_file: Mutex<reload::KeysFile>,
@@ -193,20 +196,7 @@ impl Registry {
         metrics: Arc<Metrics>,
         on_close: Option<CloseHook>,
     ) -> anyhow::Result<Arc<Registry>> {
-        let audit = match &gateway.audit {
-            Some(config) => Some(crate::gateway::audit::Audit::start(
-                config,
-                crate::gateway::audit::replica_name(
-                    gateway
-                        .cluster
-                        .as_ref()
-                        .and_then(|c| c.replica_id.as_deref()),
-                ),
-                metrics.audit_lines.clone(),
-                metrics.audit_dropped.clone(),
-            )?),
-            None => None,
-        };
+        let audit = crate::gateway::audit::Audit::of_gateway(&gateway, &metrics)?;
         let registry = Arc::new(Registry {
             gateway: gateway.clone(),
             metrics,
@@ -224,6 +214,7 @@ impl Registry {
             )),
             keys_file: Mutex::default(),
             audit,
+            limits: Arc::new(limits::Limits::new(&gateway.policy.limits)),
         });
         registry.keys.replace(Source::KeysFile, &gateway.named_keys);
         registry.keys_file.lock().loaded = Some(jiff::Timestamp::now());
@@ -280,6 +271,7 @@ impl Registry {
     fn guards(&self) -> layers::Guards {
         layers::Guards {
             book: self.book.clone(),
+            limits: self.limits.clone(),
             audit: self.audit.clone(),
         }
     }

@@ -61,6 +61,7 @@ impl Registry {
         }
         let file_keys = loaded.policy.keys.as_deref().unwrap_or_default();
         self.keys.replace(Source::ServersFile, file_keys);
+        self.limits.replace(&loaded.policy.limits);
         // Build what is new before anything changes, then swap it in.
         let current: Vec<(String, Arc<ServerConfig>)> = self
             .inner
