@@ -18,7 +18,7 @@ wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 # The load generator's table row, and its calls/s (the tenth column).
 row() { tail -1 "$1"; }
 rate() { tail -1 "$1" | awk -F'|' '{gsub(/ /, "", $11); print $11}'; }
-# The gateway's CPU (user + system, µs) so far: less noisy than calls/s on a shared VM.
-cpu_us() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000000 / hz)}' "/proc/$gw/stat"; }
+# A gateway's CPU (user + system, µs) so far (default $gw): less noisy than calls/s on a shared VM.
+cpu_us() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000000 / hz)}' "/proc/${1:-$gw}/stat"; }
 # The median of the numbers given.
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -6,6 +6,10 @@
 #
 #   cargo build --release --bin aareguru-mcp --examples
 #   PAIRS=8 tests/bench/policy.sh     # READING=0: none of the 20 rules reads arguments
+#   AUDIT=1 PAIRS=8 tests/bench/policy.sh   # 20 rules and the audit log vs neither
+#
+# With AUDIT=1 the ruled server runs on a second gateway that also writes the audit log (to a
+# file in the temp dir), so the pair compares rules + audit against a gateway with neither.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source tests/bench/lib.sh
@@ -42,6 +46,19 @@ port=$(free_port)
 RUST_LOG=warn "$bin" --sse --port "$port" --config "$conf" --max-sessions 20000 2>/dev/null &
 gw=$!
 wait_port "$port"
+ruled_port=$port
+ruled_gw=$gw
+label="20 rules"
+if [ "${AUDIT:-0}" = 1 ]; then
+    ruled_port=$(free_port)
+    RUST_LOG=warn "$bin" --sse --port "$ruled_port" --config "$conf" --max-sessions 20000 \
+        --audit-log "$tmp/audit.log" 2>/dev/null &
+    gw2=$!
+    ruled_gw=$gw2
+    trap 'kill "$gw2" 2>/dev/null || true; cleanup' EXIT
+    wait_port "$ruled_port"
+    label="20 rules + audit"
+fi
 sleep 1
 
 pairs=${PAIRS:-1}
@@ -51,14 +68,19 @@ for p in $(seq "$pairs"); do
     c0=$(cpu_us)
     "$loadgen" --target "http://127.0.0.1:$port/servers/plain" --mode mcp --child echo --sessions 100 --calls 100 >"$tmp/plain"
     c1=$(cpu_us)
-    "$loadgen" --target "http://127.0.0.1:$port/servers/ruled" --mode mcp --child echo --sessions 100 --calls 100 >"$tmp/ruled"
-    c2=$(cpu_us)
+    r0=$(cpu_us "$ruled_gw")
+    "$loadgen" --target "http://127.0.0.1:$ruled_port/servers/ruled" --mode mcp --child echo --sessions 100 --calls 100 >"$tmp/ruled"
+    r1=$(cpu_us "$ruled_gw")
     echo "no rules:  $(row "$tmp/plain")"
-    echo "20 rules:  $(row "$tmp/ruled")"
+    echo "$label:  $(row "$tmp/ruled")"
     ratio=$(( 100 * $(rate "$tmp/ruled") / $(rate "$tmp/plain") ))
     ratios+=("$ratio")
-    echo "pair $p: none $(rate "$tmp/plain") calls/s, 20 rules $(rate "$tmp/ruled") calls/s, ratio $ratio %;" \
-        "gateway CPU per session+call: none $(( (c1 - c0) / 10000 )) µs, 20 rules $(( (c2 - c1) / 10000 )) µs"
+    echo "pair $p: none $(rate "$tmp/plain") calls/s, $label $(rate "$tmp/ruled") calls/s, ratio $ratio %;" \
+        "gateway CPU per session+call: none $(( (c1 - c0) / 10000 )) µs, $label $(( (r1 - r0) / 10000 )) µs"
 done
 median=$(median "${ratios[@]}")
-echo "20 rules / none per pair: ${ratios[*]} (%); median $median %"
+echo "$label / none per pair: ${ratios[*]} (%); median $median %"
+if [ "${AUDIT:-0}" = 1 ]; then
+    kill -TERM "$gw2"; wait "$gw2" 2>/dev/null || true
+    echo "audit lines written: $(cat "$tmp"/audit.log* | wc -l) (expected $((pairs * 10000)))"
+fi

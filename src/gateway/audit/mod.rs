@@ -19,13 +19,17 @@ use std::{
 
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::config::AuditConfig;
 
 /// Lines that may wait for the writer before new ones are dropped.
 const QUEUE: usize = 65_536;
+
+/// How long the writer lets lines gather after each batch (65 536 lines fill the queue in that
+/// time only above 6.5 million calls a second).
+const GATHER: Duration = Duration::from_millis(10);
 
 /// How a call ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,51 +198,81 @@ impl Audit {
     }
 
     fn line(&self, e: Entry, outcome: &Outcome) -> String {
-        let mut line = Map::new();
-        line.insert(
-            "time".into(),
-            format!("{:.3}", jiff::Timestamp::now()).into(),
-        );
-        line.insert("replica".into(), self.replica.clone().into());
-        line.insert("subject".into(), e.subject.into());
-        line.insert("key".into(), e.key.map_or(Value::Null, Value::from));
-        line.insert(
-            "client".into(),
-            e.client.map_or(
-                Value::Null,
-                |(name, version)| json!({"name": name, "version": version}),
-            ),
-        );
-        line.insert("session".into(), e.session.into());
-        line.insert("server".into(), e.server.into());
-        line.insert("member".into(), e.member.map_or(Value::Null, Value::from));
-        line.insert("method".into(), e.method.into());
-        line.insert("name".into(), e.name.into());
-        line.insert("outcome".into(), outcome.name().into());
-        match outcome {
-            Outcome::Denied { rule } => {
-                line.insert("rule".into(), rule.clone().into());
-            }
-            Outcome::Limited { limit } => {
-                line.insert("limit".into(), limit.clone().into());
-            }
-            Outcome::Error { code, message } => {
-                line.insert("error".into(), json!({"code": code, "message": message}));
-            }
-            _ => {}
+        #[derive(serde::Serialize)]
+        struct Client<'a> {
+            name: &'a str,
+            version: &'a str,
+        }
+        #[derive(serde::Serialize)]
+        struct Error<'a> {
+            code: i64,
+            message: &'a str,
+        }
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Line<'a> {
+            time: String,
+            replica: &'a str,
+            subject: &'a str,
+            key: Option<&'a str>,
+            client: Option<Client<'a>>,
+            session: &'a str,
+            server: &'a str,
+            member: Option<&'a str>,
+            method: &'a str,
+            name: &'a str,
+            outcome: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            rule: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            limit: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<Error<'a>>,
+            duration_ms: f64,
+            bytes_in: usize,
+            bytes_out: usize,
+            arguments_sha256: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            arguments: Option<&'a Value>,
         }
         let ms = e.duration.as_secs_f64() * 1000.0;
-        line.insert("durationMs".into(), json!((ms * 1000.0).round() / 1000.0));
-        line.insert("bytesIn".into(), e.bytes_in.into());
-        line.insert("bytesOut".into(), e.bytes_out.into());
-        line.insert(
-            "argumentsSha256".into(),
-            e.arguments_sha256.map_or(Value::Null, Value::from),
-        );
-        if let Some(arguments) = e.arguments {
-            line.insert("arguments".into(), arguments);
-        }
-        let mut text = Value::Object(line).to_string();
+        let line = Line {
+            time: format!("{:.3}", jiff::Timestamp::now()),
+            replica: &self.replica,
+            subject: &e.subject,
+            key: e.key.as_deref(),
+            client: e
+                .client
+                .as_ref()
+                .map(|(name, version)| Client { name, version }),
+            session: &e.session,
+            server: &e.server,
+            member: e.member.as_deref(),
+            method: &e.method,
+            name: &e.name,
+            outcome: outcome.name(),
+            rule: match outcome {
+                Outcome::Denied { rule } => Some(rule),
+                _ => None,
+            },
+            limit: match outcome {
+                Outcome::Limited { limit } => Some(limit),
+                _ => None,
+            },
+            error: match outcome {
+                Outcome::Error { code, message } => Some(Error {
+                    code: *code,
+                    message,
+                }),
+                _ => None,
+            },
+            duration_ms: (ms * 1000.0).round() / 1000.0,
+            bytes_in: e.bytes_in,
+            bytes_out: e.bytes_out,
+            arguments_sha256: e.arguments_sha256.as_deref(),
+            arguments: e.arguments.as_ref(),
+        };
+        let mut text = serde_json::to_string(&line).unwrap_or_default();
         text.push('\n');
         text
     }
@@ -296,6 +330,9 @@ fn write_lines(rx: Receiver<Message>, mut sink: Box<dyn Write + Send>, written: 
         if closing {
             return;
         }
+        // Let lines gather: a sender finding the writer asleep (not waiting on the queue)
+        // enqueues without waking it, and the next batch is one write instead of many.
+        std::thread::sleep(GATHER);
     }
 }
 

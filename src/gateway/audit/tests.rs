@@ -1,6 +1,7 @@
 //! The audit log's own checks: canonical hashing, redaction, outcomes, rotation.
 
 use super::*;
+use serde_json::json;
 
 /// A fresh directory of this test's own.
 fn scratch(name: &str) -> std::path::PathBuf {

@@ -146,16 +146,22 @@ impl AuditedClient {
         line: &[u8],
         caller: Option<&Caller>,
     ) -> Result<(), Refusal> {
-        let params = Envelope::parse(line)
-            .and_then(|e| e.params())
-            .unwrap_or_default();
+        let named = Named::parse(line);
         let name = match method {
-            "resources/read" => params["uri"].as_str(),
-            _ => params["name"].as_str(),
+            "resources/read" => named.uri,
+            _ => named.name,
         }
         .unwrap_or_default()
-        .to_string();
-        let arguments = params.get("arguments").filter(|a| !a.is_null());
+        .into_owned();
+        // Parsed only for the audit log's hash.
+        let arguments: Option<Value> = match &self.shared.audit {
+            Some(_) => named
+                .arguments
+                .and_then(|a| serde_json::from_str(a.get()).ok())
+                .filter(|a: &Value| !a.is_null()),
+            None => None,
+        };
+        let arguments = arguments.as_ref();
         let member = self
             .shared
             .subject
@@ -262,6 +268,41 @@ impl AuditedClient {
         let ids: Vec<String> = self.calls.lock().keys().cloned().collect();
         for id in ids {
             self.end_call(&id, |_| outcome.clone(), 0);
+        }
+    }
+}
+
+/// What the calls layer reads of a call: its name or URI, and its arguments unparsed.
+#[derive(Default)]
+struct Named<'a> {
+    name: Option<std::borrow::Cow<'a, str>>,
+    uri: Option<std::borrow::Cow<'a, str>>,
+    arguments: Option<&'a serde_json::value::RawValue>,
+}
+
+impl<'a> Named<'a> {
+    fn parse(line: &'a [u8]) -> Named<'a> {
+        #[derive(serde::Deserialize)]
+        struct Params<'a> {
+            #[serde(borrow, default)]
+            name: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow, default)]
+            uri: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow, default)]
+            arguments: Option<&'a serde_json::value::RawValue>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Message<'a> {
+            #[serde(borrow)]
+            params: Option<Params<'a>>,
+        }
+        match serde_json::from_slice::<Message>(line) {
+            Ok(Message { params: Some(p) }) => Named {
+                name: p.name,
+                uri: p.uri,
+                arguments: p.arguments,
+            },
+            _ => Named::default(),
         }
     }
 }
