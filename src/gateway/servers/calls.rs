@@ -30,13 +30,13 @@ use uuid::Uuid;
 
 use super::{
     judging::Subject,
+    layer::{Opens, layer},
     limits::{Limits, Refusal, Ticket},
 };
 use crate::{
-    config::Backend as BackendKind,
     gateway::{
         audit::{self, Audit, Entry, Outcome},
-        backend::{Backend, Client, CloseCause, ForwardError, Link, OpenError, Status},
+        backend::{Backend, Client, CloseCause, ForwardError, Link, OpenError},
         caller::Caller,
         metrics::ServerMetrics,
     },
@@ -55,15 +55,13 @@ pub fn counted(
     limits: Arc<Limits>,
     metrics: ServerMetrics,
 ) -> Arc<dyn Backend> {
-    Arc::new(Audited {
-        inner: backend,
-        shared: Arc::new(Shared {
-            subject,
-            audit,
-            limits,
-            metrics,
-        }),
-    })
+    let shared = Arc::new(Shared {
+        subject,
+        audit,
+        limits,
+        metrics,
+    });
+    layer(backend, Counted { shared })
 }
 
 struct Shared {
@@ -73,45 +71,29 @@ struct Shared {
     metrics: ServerMetrics,
 }
 
-struct Audited {
-    inner: Arc<dyn Backend>,
+struct Counted {
     shared: Arc<Shared>,
 }
 
-impl Backend for Audited {
-    fn kind(&self) -> BackendKind {
-        self.inner.kind()
-    }
-
-    fn start(self: Arc<Self>) -> anyhow::Result<()> {
-        self.inner.clone().start()
-    }
-
+impl Opens for Counted {
     fn open(
         &self,
+        inner: &dyn Backend,
         client: Arc<dyn Client>,
         env: &[(String, String)],
     ) -> Result<Box<dyn Link>, OpenError> {
-        let view = Arc::new(AuditedClient {
+        let view = Arc::new(CountedClient {
             inner: client,
             shared: self.shared.clone(),
             calls: Mutex::default(),
             open_calls: AtomicUsize::new(0),
             client_info: Mutex::default(),
         });
-        let link = self.inner.open(view.clone(), env)?;
-        Ok(Box::new(AuditedLink {
+        let link = inner.open(view.clone(), env)?;
+        Ok(Box::new(CountedLink {
             inner: link,
             client: view,
         }))
-    }
-
-    fn status(&self) -> Status {
-        self.inner.status()
-    }
-
-    fn shutdown(&self) -> BoxFuture<'_, ()> {
-        self.inner.shutdown()
     }
 }
 
@@ -126,7 +108,7 @@ struct Open {
 }
 
 /// The session as the server sees it: answers end the calls they answer.
-struct AuditedClient {
+struct CountedClient {
     inner: Arc<dyn Client>,
     shared: Arc<Shared>,
     /// Calls awaiting their answer, by raw id.
@@ -136,7 +118,7 @@ struct AuditedClient {
     client_info: Mutex<Option<(String, String)>>,
 }
 
-impl AuditedClient {
+impl CountedClient {
     /// Counts the call against the limits and keeps it until it ends; the limit that refused
     /// it, if one did (the call is then ended, limited).
     fn begin(
@@ -345,7 +327,7 @@ fn answer_outcome(message: &[u8]) -> Outcome {
     }
 }
 
-impl Client for AuditedClient {
+impl Client for CountedClient {
     fn id(&self) -> Uuid {
         self.inner.id()
     }
@@ -385,12 +367,12 @@ impl Client for AuditedClient {
 }
 
 /// The session's link: calls begin here, a cancellation ends one.
-struct AuditedLink {
+struct CountedLink {
     inner: Box<dyn Link>,
-    client: Arc<AuditedClient>,
+    client: Arc<CountedClient>,
 }
 
-impl Link for AuditedLink {
+impl Link for CountedLink {
     fn forward<'a>(
         &'a self,
         line: Bytes,

@@ -15,6 +15,7 @@
 mod calls;
 mod checks;
 mod judging;
+mod layer;
 mod layers;
 mod limits;
 pub mod reload;

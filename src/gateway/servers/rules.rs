@@ -27,11 +27,13 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub use super::judging::Subject;
-use super::judging::{JUDGED, Judge, LISTS, Memo, call_request, refusal};
+use super::{
+    judging::{JUDGED, Judge, LISTS, Memo, call_request, refusal},
+    layer::{Opens, layer},
+};
 use crate::{
-    config::Backend as BackendKind,
     gateway::{
-        backend::{Backend, Client, CloseCause, ForwardError, Link, OpenError, Status},
+        backend::{Backend, Client, CloseCause, ForwardError, Link, OpenError},
         caller::Caller,
         metrics::ServerMetrics,
         policy::{
@@ -52,32 +54,22 @@ pub fn guarded(
     book: Arc<Book>,
     metrics: ServerMetrics,
 ) -> Arc<dyn Backend> {
-    Arc::new(Guarded {
-        inner: backend,
-        judge: Arc::new(Judge {
-            subject,
-            book,
-            metrics,
-        }),
-    })
+    let judge = Arc::new(Judge {
+        subject,
+        book,
+        metrics,
+    });
+    layer(backend, Guarded { judge })
 }
 
 struct Guarded {
-    inner: Arc<dyn Backend>,
     judge: Arc<Judge>,
 }
 
-impl Backend for Guarded {
-    fn kind(&self) -> BackendKind {
-        self.inner.kind()
-    }
-
-    fn start(self: Arc<Self>) -> anyhow::Result<()> {
-        self.inner.clone().start()
-    }
-
+impl Opens for Guarded {
     fn open(
         &self,
+        inner: &dyn Backend,
         client: Arc<dyn Client>,
         env: &[(String, String)],
     ) -> Result<Box<dyn Link>, OpenError> {
@@ -89,19 +81,11 @@ impl Backend for Guarded {
             prepared: Mutex::default(),
             memo: Mutex::default(),
         });
-        let link = self.inner.open(view.clone(), env)?;
+        let link = inner.open(view.clone(), env)?;
         Ok(Box::new(GuardedLink {
             inner: link,
             client: Arc::downgrade(&view),
         }))
-    }
-
-    fn status(&self) -> Status {
-        self.inner.status()
-    }
-
-    fn shutdown(&self) -> BoxFuture<'_, ()> {
-        self.inner.shutdown()
     }
 }
 

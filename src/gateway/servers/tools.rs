@@ -19,10 +19,11 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::layer::{Opens, layer};
 use crate::{
-    config::{Backend as BackendKind, ToolFilter},
+    config::ToolFilter,
     gateway::{
-        backend::{Backend, Client, CloseCause, ForwardError, Link, OpenError, Status},
+        backend::{Backend, Client, CloseCause, ForwardError, Link, OpenError},
         metrics::ServerMetrics,
     },
     mcp::jsonrpc::{self, Envelope, Kind},
@@ -111,30 +112,24 @@ pub fn filtered(
     if filter.allow.is_empty() && filter.deny.is_empty() && filter.rename.is_empty() {
         return backend;
     }
-    Arc::new(Filtered {
-        inner: backend,
-        filter: Arc::new(filter),
-        metrics,
-    })
+    layer(
+        backend,
+        Filtered {
+            filter: Arc::new(filter),
+            metrics,
+        },
+    )
 }
 
 struct Filtered {
-    inner: Arc<dyn Backend>,
     filter: Arc<ToolFilter>,
     metrics: ServerMetrics,
 }
 
-impl Backend for Filtered {
-    fn kind(&self) -> BackendKind {
-        self.inner.kind()
-    }
-
-    fn start(self: Arc<Self>) -> anyhow::Result<()> {
-        self.inner.clone().start()
-    }
-
+impl Opens for Filtered {
     fn open(
         &self,
+        inner: &dyn Backend,
         client: Arc<dyn Client>,
         env: &[(String, String)],
     ) -> Result<Box<dyn Link>, OpenError> {
@@ -143,21 +138,13 @@ impl Backend for Filtered {
             filter: self.filter.clone(),
             listing: Mutex::default(),
         });
-        let link = self.inner.open(view.clone(), env)?;
+        let link = inner.open(view.clone(), env)?;
         Ok(Box::new(FilteredLink {
             inner: link,
             client: Arc::downgrade(&view),
             filter: self.filter.clone(),
             metrics: self.metrics.clone(),
         }))
-    }
-
-    fn status(&self) -> Status {
-        self.inner.status()
-    }
-
-    fn shutdown(&self) -> BoxFuture<'_, ()> {
-        self.inner.shutdown()
     }
 }
 
