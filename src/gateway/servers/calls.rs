@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use std::{
     collections::HashMap,
     sync::{
-        Arc,
+        Arc, Weak,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -92,7 +92,7 @@ impl Opens for Counted {
         let link = inner.open(view.clone(), env)?;
         Ok(Box::new(CountedLink {
             inner: link,
-            client: view,
+            client: Arc::downgrade(&view),
         }))
     }
 }
@@ -366,10 +366,12 @@ impl Client for CountedClient {
     }
 }
 
-/// The session's link: calls begin here, a cancellation ends one.
+/// The session's link: calls begin here, a cancellation ends one. It holds its client weakly
+/// (the backend holds it for the session's life): the session holds the link, and the client
+/// holds the session.
 struct CountedLink {
     inner: Box<dyn Link>,
-    client: Arc<CountedClient>,
+    client: Weak<CountedClient>,
 }
 
 impl Link for CountedLink {
@@ -378,22 +380,21 @@ impl Link for CountedLink {
         line: Bytes,
         kind: &'a Kind,
     ) -> BoxFuture<'a, Result<(), ForwardError>> {
+        let Some(client) = self.client.upgrade() else {
+            return self.inner.forward(line, kind);
+        };
         let mut began = None;
         match kind {
             Kind::Request { id, method } if AUDITED.contains(&method.as_str()) => {
-                let shared = &self.client.shared;
+                let shared = &client.shared;
                 let counted = shared.audit.is_some() || {
                     let limits = shared.limits.current();
                     !limits.is_empty() && limits.covers(&shared.subject.name)
                 };
-                let caller = counted.then(|| self.client.inner.caller()).flatten();
+                let caller = counted.then(|| client.inner.caller()).flatten();
                 // A member reached through a group: the group's layer counted the call.
                 if counted && caller.as_ref().is_none_or(|c| c.via.is_none()) {
-                    if self
-                        .client
-                        .begin(id, method, &line, caller.as_deref())
-                        .is_err()
-                    {
+                    if client.begin(id, method, &line, caller.as_deref()).is_err() {
                         return Box::pin(async { Ok(()) });
                     }
                     began = Some(id.clone());
@@ -404,13 +405,13 @@ impl Link for CountedLink {
                 let info = params.as_ref().map(|p| &p["clientInfo"]);
                 if let Some(info) = info.filter(|i| i.is_object()) {
                     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-                    *self.client.client_info.lock() =
+                    *client.client_info.lock() =
                         Some((text(&info["name"]), text(&info["version"])));
                 }
             }
             Kind::Notification { method } if method == "notifications/cancelled" => {
                 if let Some(id) = jsonrpc::cancelled_request_id(&line) {
-                    self.client.end_call(&id, |_| Outcome::Cancelled, 0);
+                    client.end_call(&id, |_| Outcome::Cancelled, 0);
                 }
             }
             _ => {}
@@ -422,7 +423,7 @@ impl Link for CountedLink {
         Box::pin(async move {
             let result = forwarded.await;
             if let Err(e) = &result {
-                self.client.end_call(
+                client.end_call(
                     &id,
                     |_| Outcome::Error {
                         code: 0,
@@ -436,11 +437,101 @@ impl Link for CountedLink {
     }
 
     fn release(&self, grace: Duration) {
-        self.client.end_all(Outcome::Cancelled);
+        if let Some(client) = self.client.upgrade() {
+            client.end_all(Outcome::Cancelled);
+        }
         self.inner.release(grace)
     }
 
     fn serving(&self) -> Option<&str> {
         self.inner.serving()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::Backend as BackendKind, gateway::backend::Status};
+    use std::sync::OnceLock;
+
+    /// A backend that holds each session's client until the session is released.
+    struct Holding;
+
+    struct HeldLink(Mutex<Option<Arc<dyn Client>>>);
+
+    impl Link for HeldLink {
+        fn forward<'a>(&'a self, _: Bytes, _: &'a Kind) -> BoxFuture<'a, Result<(), ForwardError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn release(&self, _: Duration) {
+            self.0.lock().take();
+        }
+    }
+
+    impl Backend for Holding {
+        fn kind(&self) -> BackendKind {
+            BackendKind::PerSession
+        }
+        fn start(self: Arc<Self>) -> anyhow::Result<()> {
+            Ok(())
+        }
+        fn open(
+            &self,
+            client: Arc<dyn Client>,
+            _: &[(String, String)],
+        ) -> Result<Box<dyn Link>, OpenError> {
+            Ok(Box::new(HeldLink(Mutex::new(Some(client)))))
+        }
+        fn status(&self) -> Status {
+            Status::default()
+        }
+        fn shutdown(&self) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    /// A session: it holds its link, as the session table's sessions do.
+    struct Session {
+        id: Uuid,
+        link: OnceLock<Box<dyn Link>>,
+    }
+
+    impl Client for Session {
+        fn id(&self) -> Uuid {
+            self.id
+        }
+        fn name(&self) -> &str {
+            "s"
+        }
+        fn send(&self, _: String) -> bool {
+            true
+        }
+        fn send_unbounded(&self, _: String) {}
+        fn end(&self, _: CloseCause) {}
+    }
+
+    /// The layer's link must not keep its session alive (the session holds the link): every
+    /// session leaked before it held its client weakly.
+    #[test]
+    fn a_released_session_is_freed() {
+        let metrics = ServerMetrics::new(Arc::default(), "s");
+        let limits = Arc::new(Limits::new(&[]));
+        let layered = counted(
+            Arc::new(Holding),
+            Subject::of("s", None),
+            None,
+            limits,
+            metrics,
+        );
+        let session = Arc::new(Session {
+            id: Uuid::new_v4(),
+            link: OnceLock::new(),
+        });
+        let link = layered.open(session.clone(), &[]).unwrap();
+        let _ = session.link.set(link);
+        session.link.get().unwrap().release(Duration::ZERO);
+        let gone = Arc::downgrade(&session);
+        drop(session);
+        assert!(gone.upgrade().is_none(), "the session outlived its release");
     }
 }
