@@ -18,8 +18,17 @@ pub mod rules;
 
 use std::sync::{Arc, LazyLock};
 
-use cel::{Context, Env, Value as Cel, objects::Map};
+use cel::{
+    Context, Env, Value as Cel,
+    common::{
+        types::{
+            CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+        },
+        value::Val,
+    },
+};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 
 pub use self::rules::{Rule, RuleSet};
 use super::caller::Caller;
@@ -60,9 +69,10 @@ pub struct Failure<'r> {
     pub error: String,
 }
 
-/// The caller's part of the variables, converted once per caller.
+/// The caller's part of the variables, converted once per caller: a context each request's
+/// own (`mcp`) is a scope of.
 pub struct Prepared {
-    vars: Vec<(&'static str, Cel)>,
+    ctx: Context<'static, 'static>,
 }
 
 impl Prepared {
@@ -89,12 +99,11 @@ impl Prepared {
             ("source", json!({"address": address})),
             ("request", json!({"headers": headers})),
         ];
-        Prepared {
-            vars: vars
-                .into_iter()
-                .map(|(name, v)| (name, cel::to_value(v).unwrap_or(Cel::Null)))
-                .collect(),
+        let mut ctx = Context::with_env(STDLIB.clone());
+        for (name, v) in vars {
+            ctx.add_variable_from_value(name, cel::to_value(v).unwrap_or(Cel::Null));
         }
+        Prepared { ctx }
     }
 }
 
@@ -157,7 +166,7 @@ struct Eval<'a, 'r> {
     caller: &'a Prepared,
     request: &'a Request<'a>,
     mode: Mode,
-    ctx: Option<Context<'static, 'static>>,
+    ctx: Option<Context<'a, 'static>>,
     memo: &'a mut Outcomes,
     failures: Vec<Failure<'r>>,
 }
@@ -170,12 +179,10 @@ impl<'r> Eval<'_, 'r> {
         {
             return known;
         }
+        let (caller, request) = (self.caller, self.request);
         let ctx = self.ctx.get_or_insert_with(|| {
-            let mut ctx = Context::with_env(STDLIB.clone());
-            for (name, v) in &self.caller.vars {
-                ctx.add_variable_from_value(*name, v.clone());
-            }
-            ctx.add_variable_from_value("mcp", mcp(self.request));
+            let mut ctx = caller.ctx.new_inner_scope();
+            ctx.add_variable_as_val("mcp", mcp(request));
             ctx
         });
         let outcome = match rule.program.execute(ctx) {
@@ -232,29 +239,53 @@ fn level_verdict<'r>(level: &'r RuleSet, eval: &mut Eval<'_, 'r>, mode: Mode) ->
 }
 
 /// `mcp`: the request's part of the variables.
-fn mcp(r: &Request<'_>) -> Cel {
-    let mut tool = vec![("name", Cel::from(r.tool))];
-    if let Some(args) = r.arguments {
-        tool.push(("arguments", cel::to_value(args).unwrap_or(Cel::Null)));
-    }
-    let map = |entries: Vec<(&str, Cel)>| {
-        Cel::Map(Map {
-            map: Arc::new(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string().into(), v))
-                    .collect(),
-            ),
-        })
+fn mcp(r: &Request<'_>) -> Box<dyn Val> {
+    let text = |s: &str| -> Box<dyn Val> { Box::new(CelString::from(s.to_string())) };
+    let map = |entries: Vec<(&str, Box<dyn Val>)>| -> Box<dyn Val> {
+        Box::new(CelMap::from(
+            entries
+                .into_iter()
+                .map(|(k, v)| (CelMapKey::String(CelString::from(k.to_string())), v))
+                .collect::<HashMap<_, _>>(),
+        ))
     };
+    let mut tool = vec![("name", text(r.tool))];
+    if let Some(args) = r.arguments {
+        tool.push(("arguments", json_val(args)));
+    }
     map(vec![
-        ("server", Cel::from(r.server)),
-        ("member", Cel::from(r.member)),
-        ("method", Cel::from(r.method)),
+        ("server", text(r.server)),
+        ("member", text(r.member)),
+        ("method", text(r.method)),
         ("tool", map(tool)),
-        ("prompt", map(vec![("name", Cel::from(r.prompt))])),
-        ("resource", map(vec![("uri", Cel::from(r.uri))])),
+        ("prompt", map(vec![("name", text(r.prompt))])),
+        ("resource", map(vec![("uri", text(r.uri))])),
     ])
+}
+
+/// A JSON value as CEL sees it, built directly (as `cel::to_value` would make it, without its
+/// intermediate tree): a positive integer is a `uint`, a negative one an `int`, a fraction a
+/// `double`.
+fn json_val(v: &Value) -> Box<dyn Val> {
+    match v {
+        Value::Null => Box::new(CelNull),
+        Value::Bool(b) => Box::new(CelBool::from(*b)),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Box::new(CelUInt::from(u)),
+            (None, Some(i)) => Box::new(CelInt::from(i)),
+            _ => Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN))),
+        },
+        Value::String(s) => Box::new(CelString::from(s.clone())),
+        Value::Array(items) => Box::new(CelList::from(
+            items.iter().map(json_val).collect::<Vec<_>>(),
+        )),
+        Value::Object(fields) => Box::new(CelMap::from(
+            fields
+                .iter()
+                .map(|(k, v)| (CelMapKey::String(CelString::from(k.clone())), json_val(v)))
+                .collect::<HashMap<_, _>>(),
+        )),
+    }
 }
 
 #[cfg(test)]

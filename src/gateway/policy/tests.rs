@@ -215,3 +215,42 @@ fn a_session_remembers_outcomes_that_arguments_cannot_change() {
     assert_eq!(second, Decision::Deny("r1".into()));
     assert_eq!(third, Decision::Allow);
 }
+
+/// The arguments reach the rules with the types `cel::to_value` gives JSON (built directly
+/// now): every expression below evaluates the same against both.
+#[test]
+fn arguments_have_the_types_cel_gives_json() {
+    let args = json!({"n": 3, "neg": -2, "f": 1.5, "s": "a\u{e9}", "list": [1, "x", null],
+        "deep": {"k": [true, {"z": 0}]}, "nil": null, "big": u64::MAX});
+    let exprs = [
+        "mcp.tool.arguments.n == 3u",
+        "mcp.tool.arguments.n == 3",
+        "mcp.tool.arguments.neg == -2",
+        "mcp.tool.arguments.f > 1.0",
+        "mcp.tool.arguments.s == 'a\u{e9}'",
+        "size(mcp.tool.arguments.list) == 3 && 'x' in mcp.tool.arguments.list",
+        "mcp.tool.arguments.list[2] == null",
+        "mcp.tool.arguments.deep.k[1].z == 0u",
+        "has(mcp.tool.arguments.nil) && mcp.tool.arguments.nil == null",
+        "!has(mcp.tool.arguments.missing)",
+        "mcp.tool.arguments.big == 18446744073709551615u",
+        "'n' in mcp.tool.arguments && size(mcp.tool.arguments) == 8",
+        "mcp.tool.arguments.deep.k.exists(x, x == true)",
+        "type(mcp.tool.arguments.n) == uint && type(mcp.tool.arguments.neg) == int",
+        "mcp.server == 'fs' && mcp.method == 'tools/call' && mcp.tool.name == 'x'",
+        "mcp.prompt.name == '' && mcp.resource.uri == '' && mcp.member == ''",
+    ];
+    let request = call("x", &args);
+    let mut via_value = Context::with_env(STDLIB.clone());
+    let mut built = Context::with_env(STDLIB.clone());
+    built.add_variable_as_val("mcp", mcp(&request));
+    let m = json!({"server": "fs", "member": "", "method": "tools/call",
+        "tool": {"name": "x", "arguments": args}, "prompt": {"name": ""}, "resource": {"uri": ""}});
+    via_value.add_variable_from_value("mcp", cel::to_value(m).unwrap());
+    for expr in exprs {
+        let program = STDLIB.compile(expr).unwrap();
+        let (a, b) = (program.execute(&via_value), program.execute(&built));
+        assert_eq!(a, b, "{expr}");
+        assert_eq!(b, Ok(Cel::Bool(true)), "{expr}");
+    }
+}
