@@ -75,6 +75,51 @@ pub fn cancelled_request_id(bytes: &[u8]) -> Option<String> {
         .map(|c| c.params.request_id.get().to_string())
 }
 
+/// What a `tools/call`, `prompts/get` or `resources/read` asks for, read with one borrowing
+/// parse: its name or URI, and its arguments unparsed. Empty where the message has none.
+#[derive(Default)]
+pub struct Called<'a> {
+    pub name: Option<std::borrow::Cow<'a, str>>,
+    pub uri: Option<std::borrow::Cow<'a, str>>,
+    pub arguments: Option<&'a RawValue>,
+}
+
+impl<'a> Called<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Called<'a> {
+        #[derive(Deserialize)]
+        struct Params<'a> {
+            #[serde(borrow, default)]
+            name: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow, default)]
+            uri: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow, default)]
+            arguments: Option<&'a RawValue>,
+        }
+        #[derive(Deserialize)]
+        struct Message<'a> {
+            #[serde(borrow)]
+            params: Option<Params<'a>>,
+        }
+        match serde_json::from_slice::<Message>(bytes) {
+            Ok(Message { params: Some(p) }) => Called {
+                name: p.name,
+                uri: p.uri,
+                arguments: p.arguments,
+            },
+            _ => Called::default(),
+        }
+    }
+
+    /// The name, or for `resources/read` the URI.
+    pub fn target(self, method: &str) -> std::borrow::Cow<'a, str> {
+        match method {
+            "resources/read" => self.uri,
+            _ => self.name,
+        }
+        .unwrap_or_default()
+    }
+}
+
 /// `{"jsonrpc":"2.0","id":<raw id>,"error":{"code":..,"message":..}}`.
 pub fn error_response(raw_id: &str, code: i64, message: &str) -> String {
     format!(

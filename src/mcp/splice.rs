@@ -95,6 +95,10 @@ pub struct Reply<'a> {
     pub raw_id: &'a str,
     /// It has a `result` (not an `error`).
     pub ok: bool,
+    /// Its `result`, unparsed.
+    pub result: Option<&'a RawValue>,
+    /// Its `error`, unparsed.
+    pub error: Option<&'a RawValue>,
 }
 
 impl<'a> Reply<'a> {
@@ -110,6 +114,8 @@ impl<'a> Reply<'a> {
             method: Option<&'a RawValue>,
             #[serde(borrow, default)]
             result: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            error: Option<&'a RawValue>,
         }
         let r: Response = serde_json::from_slice(bytes).ok()?;
         if r.jsonrpc.get() != "\"2.0\"" || r.method.is_some() || !is_id(r.id.get()) {
@@ -120,6 +126,8 @@ impl<'a> Reply<'a> {
             id: span(bytes, r.id)?,
             raw_id: r.id.get(),
             ok: r.result.is_some(),
+            result: r.result,
+            error: r.error,
         })
     }
 

@@ -2,9 +2,11 @@
 # repository's root): the release binaries, a temp dir and the gateway ($gw) cleaned up on exit,
 # ports, the load generator's table row and calls/s, the gateway's CPU time, a median.
 root=$(pwd)
-bin="$root/target/release/aareguru-mcp"
-loadgen="$root/target/release/examples/loadgen"
-fixture="$root/target/release/examples/fixture_server"
+# RELEASE_DIR: another build's release directory (e.g. one with symbols, for perf).
+release="${RELEASE_DIR:-$root/target/release}"
+bin="$release/aareguru-mcp"
+loadgen="$release/examples/loadgen"
+fixture="$release/examples/fixture_server"
 tmp=$(mktemp -d)
 gw=
 cleanup() {

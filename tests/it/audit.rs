@@ -205,7 +205,7 @@ async fn ten_thousand_calls_give_one_line_each_with_its_outcome_through_rotation
         let args = json!({"n": n, "token": format!("secret-{n}")});
         assert_eq!(
             line["argumentsSha256"],
-            aareguru_mcp::gateway::audit::canonical_sha256(&args)
+            aareguru_mcp::gateway::audit::canonical_sha256(&args).to_string()
         );
         assert!(line["durationMs"].as_f64().unwrap() >= 0.0);
         if expected == "denied" {

@@ -1,35 +1,40 @@
 //! The audit log: one JSON line per `tools/call`, `prompts/get` and `resources/read` — who
 //! (subject, key, client), what (server, member, name, a SHA-256 of the canonical arguments,
 //! the arguments themselves only when turned on and redacted), how it ended and how long it
-//! took. Lines go through a bounded queue to a writer thread (standard error, or a file rotated
-//! by size with `file-rotate`): a call never waits for the disk, and a line that finds the
-//! queue full is dropped and counted.
+//! took. A line is written into a bounded buffer shared with a writer thread (standard error,
+//! or a file rotated by size with `file-rotate`), which takes what gathered every few
+//! milliseconds: a call never waits for the disk, allocates nothing for its line and wakes no
+//! thread; a line that finds the buffer full is dropped and counted.
 //!
 //! Owns: what a line says and how it is written. Must not touch: where calls are seen (the
 //! layer in `servers/calls.rs`), HTTP.
 
 use std::{
+    cell::RefCell,
+    fmt,
     io::Write,
-    sync::{
-        Arc,
-        mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
-    },
+    sync::{Arc, atomic::AtomicBool, atomic::Ordering},
     time::Duration,
 };
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use prometheus_client::metrics::counter::Counter;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::config::AuditConfig;
+use crate::{config::AuditConfig, gateway::caller::Caller};
 
-/// Lines that may wait for the writer before new ones are dropped.
-const QUEUE: usize = 65_536;
+/// Bytes of lines that may wait for the writer before new ones are dropped (some 60 000
+/// lines of ~500 bytes).
+const BUFFER: usize = 32 << 20;
 
-/// How long the writer lets lines gather after each batch (65 536 lines fill the queue in that
-/// time only above 6.5 million calls a second).
+/// How long the writer lets lines gather between writes (32 MiB fill in that time only
+/// above 6 million calls a second).
 const GATHER: Duration = Duration::from_millis(10);
+
+/// The most the writer hands the file in one write: a rotation (after a write that passes
+/// the size) comes between whole lines and at most this far past the size.
+const CHUNK: usize = 256 * 1024;
 
 /// How a call ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,8 +43,11 @@ pub enum Outcome {
     Ok,
     /// Answered with a result flagged `isError` (the tool ran and failed).
     ToolError,
-    /// Answered with a JSON-RPC error (or never answered: the session ended).
+    /// Answered with a JSON-RPC error.
     Error { code: i64, message: String },
+    /// Never answered: the session ended first, or the call could not be sent on. Written as
+    /// `error` with the reason and no code (no JSON-RPC error was given).
+    Unanswered { reason: String },
     /// Refused by the rules (or the server's tool filter) before any server saw it.
     Denied { rule: String },
     /// Refused by a limit.
@@ -55,7 +63,7 @@ impl Outcome {
         match self {
             Outcome::Ok => "ok",
             Outcome::ToolError => "tool_error",
-            Outcome::Error { .. } => "error",
+            Outcome::Error { .. } | Outcome::Unanswered { .. } => "error",
             Outcome::Denied { .. } => "denied",
             Outcome::Limited { .. } => "limited",
             Outcome::Cancelled => "cancelled",
@@ -63,56 +71,92 @@ impl Outcome {
         }
     }
 
-    /// The outcome an answer (a JSON-RPC response) tells.
-    pub fn of_answer(answer: &Value) -> Outcome {
-        if let Some(error) = answer.get("error") {
-            let code = error["code"].as_i64().unwrap_or(0);
-            if code == -32001 {
-                return Outcome::TimedOut;
-            }
-            let message = error["message"].as_str().unwrap_or_default().to_string();
-            return Outcome::Error { code, message };
-        }
-        match answer["result"]["isError"].as_bool() {
-            Some(true) => Outcome::ToolError,
-            _ => Outcome::Ok,
+    /// The outcome a JSON-RPC error answer tells (-32001 is a timeout).
+    pub fn of_error(code: i64, message: String) -> Outcome {
+        match code {
+            -32001 => Outcome::TimedOut,
+            _ => Outcome::Error { code, message },
         }
     }
 }
 
-/// One call, as the layer saw it.
+/// A client's name and version, from its `initialize`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientInfo {
+    pub name: String,
+    pub version: String,
+}
+
+/// One call, as the layer saw it. The parts every call of a session shares are shared.
 #[derive(Debug, Clone, Default)]
 pub struct Entry {
-    pub subject: String,
-    pub key: Option<String>,
-    pub client: Option<(String, String)>,
-    pub session: String,
-    pub server: String,
+    /// Who called (its subject and key); `None` for the gateway's own requests.
+    pub caller: Option<Arc<Caller>>,
+    pub client: Option<Arc<ClientInfo>>,
+    pub session: Arc<str>,
+    pub server: Arc<str>,
     pub member: Option<String>,
-    pub method: String,
+    pub method: &'static str,
     /// The tool's or prompt's name, or the resource's URI.
     pub name: String,
     pub duration: Duration,
     pub bytes_in: usize,
     pub bytes_out: usize,
-    pub arguments_sha256: Option<String>,
+    pub arguments_sha256: Option<Sha256Digest>,
     pub arguments: Option<Value>,
+}
+
+/// A SHA-256 digest, written as hex.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Sha256Digest(pub [u8; 32]);
+
+impl fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl serde::Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// The audit log's writer side, shared by every server's layer.
 pub struct Audit {
     config: AuditConfig,
     replica: String,
-    tx: SyncSender<Message>,
-    written: Counter,
+    shared: Arc<Shared>,
     dropped: Counter,
+    written: Counter,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-enum Message {
-    Line(String),
-    /// Everything before it is written; then the writer stops.
-    Close,
+/// What the calls and the writer share.
+struct Shared {
+    pending: Mutex<Pending>,
+    /// Set at the close: the writer writes what is left and stops; later lines are dropped.
+    closed: AtomicBool,
+    wake: Condvar,
+}
+
+/// Lines not yet written.
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    lines: u64,
+}
+
+thread_local! {
+    /// Where a line is written before it is copied into the shared buffer (the lock is held
+    /// only for the copy).
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
 }
 
 impl Audit {
@@ -139,8 +183,8 @@ impl Audit {
         written: Counter,
         dropped: Counter,
     ) -> anyhow::Result<Arc<Audit>> {
-        let sink: Box<dyn Write + Send> = match &config.file {
-            None => Box::new(std::io::stderr()),
+        let (sink, chunk): (Box<dyn Write + Send>, usize) = match &config.file {
+            None => (Box::new(std::io::stderr()), CHUNK),
             Some(path) => {
                 // Fail at start, clearly, rather than lose every line later.
                 std::fs::OpenOptions::new()
@@ -150,28 +194,36 @@ impl Audit {
                     .map_err(|e| {
                         anyhow::anyhow!("cannot open the audit log {}: {e}", path.display())
                     })?;
-                Box::new(file_rotate::FileRotate::new(
+                let file = file_rotate::FileRotate::new(
                     path,
                     file_rotate::suffix::AppendCount::new(config.keep),
                     file_rotate::ContentLimit::BytesSurpassed(config.max_bytes as usize),
                     file_rotate::compression::Compression::None,
                     None,
-                ))
+                );
+                (Box::new(file), CHUNK.min(config.max_bytes.max(1) as usize))
             }
         };
-        let (tx, rx) = sync_channel(QUEUE);
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending {
+                bytes: Vec::with_capacity(1 << 20),
+                lines: 0,
+            }),
+            closed: AtomicBool::new(false),
+            wake: Condvar::new(),
+        });
         let writer = std::thread::Builder::new()
             .name("audit-log".into())
             .spawn({
-                let written = written.clone();
-                move || write_lines(rx, sink, written)
+                let (shared, written) = (shared.clone(), written.clone());
+                move || write_lines(&shared, sink, chunk, &written)
             })?;
         Ok(Arc::new(Audit {
             config: config.clone(),
             replica,
-            tx,
-            written,
+            shared,
             dropped,
+            written,
             writer: Mutex::new(Some(writer)),
         }))
     }
@@ -186,18 +238,26 @@ impl Audit {
         redact(arguments, &self.config.redact)
     }
 
-    /// Queues the line for `entry`; never waits (a full queue drops it, counted).
-    pub fn record(&self, entry: Entry, outcome: &Outcome) {
-        let line = self.line(entry, outcome);
-        match self.tx.try_send(Message::Line(line)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+    /// Adds the line for `entry`; never waits for the writer (a full buffer drops it,
+    /// counted).
+    pub fn record(&self, entry: &Entry, outcome: &Outcome) {
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            self.line(entry, outcome, line);
+            let mut pending = self.shared.pending.lock();
+            if self.shared.closed.load(Ordering::Acquire)
+                || pending.bytes.len() + line.len() > BUFFER
+            {
+                drop(pending);
                 self.dropped.inc();
+                return;
             }
-        }
+            pending.bytes.extend_from_slice(line);
+            pending.lines += 1;
+        });
     }
 
-    fn line(&self, e: Entry, outcome: &Outcome) -> String {
+    fn line(&self, e: &Entry, outcome: &Outcome, out: &mut Vec<u8>) {
         #[derive(serde::Serialize)]
         struct Client<'a> {
             name: &'a str,
@@ -205,13 +265,14 @@ impl Audit {
         }
         #[derive(serde::Serialize)]
         struct Error<'a> {
-            code: i64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            code: Option<i64>,
             message: &'a str,
         }
         #[derive(serde::Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Line<'a> {
-            time: String,
+            time: Time,
             replica: &'a str,
             subject: &'a str,
             key: Option<&'a str>,
@@ -231,24 +292,24 @@ impl Audit {
             duration_ms: f64,
             bytes_in: usize,
             bytes_out: usize,
-            arguments_sha256: Option<&'a str>,
+            arguments_sha256: Option<Sha256Digest>,
             #[serde(skip_serializing_if = "Option::is_none")]
             arguments: Option<&'a Value>,
         }
         let ms = e.duration.as_secs_f64() * 1000.0;
         let line = Line {
-            time: format!("{:.3}", jiff::Timestamp::now()),
+            time: Time(jiff::Timestamp::now()),
             replica: &self.replica,
-            subject: &e.subject,
-            key: e.key.as_deref(),
-            client: e
-                .client
-                .as_ref()
-                .map(|(name, version)| Client { name, version }),
+            subject: e.caller.as_ref().map_or("", |c| &c.subject),
+            key: e.caller.as_ref().and_then(|c| Some(&*c.key.as_ref()?.name)),
+            client: e.client.as_ref().map(|c| Client {
+                name: &c.name,
+                version: &c.version,
+            }),
             session: &e.session,
             server: &e.server,
             member: e.member.as_deref(),
-            method: &e.method,
+            method: e.method,
             name: &e.name,
             outcome: outcome.name(),
             rule: match outcome {
@@ -261,35 +322,39 @@ impl Audit {
             },
             error: match outcome {
                 Outcome::Error { code, message } => Some(Error {
-                    code: *code,
+                    code: Some(*code),
                     message,
+                }),
+                Outcome::Unanswered { reason } => Some(Error {
+                    code: None,
+                    message: reason,
                 }),
                 _ => None,
             },
             duration_ms: (ms * 1000.0).round() / 1000.0,
             bytes_in: e.bytes_in,
             bytes_out: e.bytes_out,
-            arguments_sha256: e.arguments_sha256.as_deref(),
+            arguments_sha256: e.arguments_sha256,
             arguments: e.arguments.as_ref(),
         };
-        let mut text = serde_json::to_string(&line).unwrap_or_default();
-        text.push('\n');
-        text
+        // Writing into a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &line);
+        out.push(b'\n');
     }
 
-    /// Writes what is queued and stops the writer (at the gateway's stop); lines recorded
+    /// Writes what is pending and stops the writer (at the gateway's stop); lines recorded
     /// afterwards are dropped and counted.
     pub async fn close(self: &Arc<Self>) {
         let Some(writer) = self.writer.lock().take() else {
             return;
         };
-        let tx = self.tx.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            if tx.send(Message::Close).is_ok() {
-                let _ = writer.join();
-            }
-        })
-        .await;
+        {
+            // Under the lock, so a line is either in the last batch or dropped.
+            let _pending = self.shared.pending.lock();
+            self.shared.closed.store(true, Ordering::Release);
+        }
+        self.shared.wake.notify_one();
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     }
 
     /// Lines written and dropped so far.
@@ -298,42 +363,64 @@ impl Audit {
     }
 }
 
-/// The writer thread: takes what is queued in one batch of whole lines, so a rotation never
-/// splits a line.
-fn write_lines(rx: Receiver<Message>, mut sink: Box<dyn Write + Send>, written: Counter) {
-    let mut batch = Vec::with_capacity(64 * 1024);
-    while let Ok(first) = rx.recv() {
-        let mut n = 0;
-        let mut closing = false;
-        let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                Message::Line(line) => {
-                    batch.extend_from_slice(line.as_bytes());
-                    n += 1;
-                }
-                Message::Close => closing = true,
+/// The time of a line, in RFC 3339 with milliseconds (written without a `String` of its own).
+struct Time(jiff::Timestamp);
+
+impl serde::Serialize for Time {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{:.3}", self.0))
+    }
+}
+
+/// The writer thread: every `GATHER` it takes the pending lines and writes them in chunks of
+/// whole lines (so a rotation never splits one); at the close, what is left, then it stops.
+fn write_lines(shared: &Shared, mut sink: Box<dyn Write + Send>, chunk: usize, written: &Counter) {
+    let mut batch = Vec::with_capacity(1 << 20);
+    loop {
+        let (lines, closing) = {
+            let mut pending = shared.pending.lock();
+            // Let lines gather: calls add theirs without waking this thread, and a batch is
+            // one write instead of many. The close wakes it.
+            if !shared.closed.load(Ordering::Acquire) {
+                shared.wake.wait_for(&mut pending, GATHER);
             }
-            if closing || batch.len() >= 256 * 1024 {
-                break;
-            }
-            next = rx.try_recv().ok();
-        }
+            std::mem::swap(&mut pending.bytes, &mut batch);
+            let lines = std::mem::take(&mut pending.lines);
+            (lines, shared.closed.load(Ordering::Acquire))
+        };
         if !batch.is_empty() {
-            if let Err(e) = sink.write_all(&batch).and_then(|()| sink.flush()) {
-                tracing::warn!(error = %e, lines = n, "cannot write the audit log");
-            } else {
-                written.inc_by(n);
+            match write_chunks(&mut *sink, &batch, chunk) {
+                Ok(()) => {
+                    written.inc_by(lines);
+                }
+                Err(e) => tracing::warn!(error = %e, lines, "cannot write the audit log"),
             }
             batch.clear();
         }
         if closing {
             return;
         }
-        // Let lines gather: a sender finding the writer asleep (not waiting on the queue)
-        // enqueues without waking it, and the next batch is one write instead of many.
-        std::thread::sleep(GATHER);
     }
+}
+
+/// `batch` (whole lines) written in pieces of at most `chunk` bytes that end at a line's end
+/// (a longer line is one piece).
+fn write_chunks(sink: &mut dyn Write, mut batch: &[u8], chunk: usize) -> std::io::Result<()> {
+    while !batch.is_empty() {
+        let end = match batch.len() <= chunk {
+            true => batch.len(),
+            false => match batch[..chunk].iter().rposition(|b| *b == b'\n') {
+                Some(at) => at + 1,
+                None => batch
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map_or(batch.len(), |at| at + 1),
+            },
+        };
+        sink.write_all(&batch[..end])?;
+        batch = &batch[end..];
+    }
+    sink.flush()
 }
 
 /// The replica's name in audit lines: its cluster id, else the host's name.
@@ -382,40 +469,42 @@ fn redact(value: &Value, keys: &[String]) -> Value {
 /// SHA-256 (hex) of `value` in canonical form: object keys sorted at every depth, no
 /// whitespace, serde_json's forms of strings and numbers. Equal arguments hash equal whatever
 /// order or spacing the client sent them in.
-pub fn canonical_sha256(value: &Value) -> String {
-    let mut text = String::new();
+pub fn canonical_sha256(value: &Value) -> Sha256Digest {
+    let mut text = Vec::with_capacity(256);
     canonical(value, &mut text);
-    let digest = Sha256::digest(text.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    Sha256Digest(Sha256::digest(&text).into())
 }
 
-fn canonical(value: &Value, out: &mut String) {
+fn canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::from(k.as_str()).to_string());
-                out.push(':');
-                canonical(&map[k], out);
+                // Writing a string or a scalar into a `Vec` cannot fail.
+                let _ = serde_json::to_writer(&mut *out, k);
+                out.push(b':');
+                canonical(v, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 canonical(v, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&other.to_string()),
+        other => {
+            let _ = serde_json::to_writer(out, other);
+        }
     }
 }
 

@@ -30,8 +30,15 @@ fn equal_arguments_hash_equal_whatever_their_order_and_spacing() {
     assert_ne!(canonical_sha256(&a), canonical_sha256(&c));
     // The hash of `{}` by its canonical text.
     assert_eq!(
-        canonical_sha256(&json!({})),
+        canonical_sha256(&json!({})).to_string(),
         "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+    );
+    // The canonical text itself: sorted keys at every depth, serde_json's escapes and numbers.
+    let mut text = vec![];
+    canonical(&b, &mut text);
+    assert_eq!(
+        String::from_utf8(text).unwrap(),
+        r#"{"a":null,"b":[1,{"x":"é","y":2}]}"#
     );
 }
 
@@ -50,33 +57,15 @@ fn redaction_reaches_every_depth_and_matches_inside_keys() {
     );
 }
 
-#[test]
-fn outcomes_are_told_from_answers() {
-    let o = |v: Value| Outcome::of_answer(&v);
-    assert_eq!(o(json!({"id": 1, "result": {"content": []}})), Outcome::Ok);
-    assert_eq!(
-        o(json!({"id": 1, "result": {"content": [], "isError": true}})),
-        Outcome::ToolError
-    );
-    assert_eq!(
-        o(json!({"id": 1, "error": {"code": -32602, "message": "Unknown tool: x"}})),
-        Outcome::Error {
-            code: -32602,
-            message: "Unknown tool: x".into()
-        }
-    );
-    assert_eq!(
-        o(json!({"id": 1, "error": {"code": -32001, "message": "timed out"}})),
-        Outcome::TimedOut
-    );
-}
-
 fn entry(n: usize) -> Entry {
     Entry {
-        subject: format!("user-{n}"),
+        caller: Some(Arc::new(Caller {
+            subject: format!("user-{n}"),
+            ..Caller::default()
+        })),
         session: "s".into(),
         server: "aareguru".into(),
-        method: "tools/call".into(),
+        method: "tools/call",
         name: "get_current_temperature".into(),
         arguments_sha256: Some(canonical_sha256(&json!({"n": n}))),
         ..Entry::default()
@@ -97,7 +86,7 @@ async fn rotation_loses_no_line_and_splits_none() {
     .unwrap();
     let n = 5_000;
     for i in 0..n {
-        audit.record(entry(i), &Outcome::Ok);
+        audit.record(&entry(i), &Outcome::Ok);
         if i % 500 == 0 {
             // Let the writer run between bursts (the queue holds them all anyway).
             tokio::task::yield_now().await;
@@ -148,8 +137,18 @@ async fn a_line_says_who_what_and_how_it_ended() {
     .unwrap();
     let arguments = json!({"path": "/srv/a", "token": "s3cret"});
     let e = Entry {
-        key: Some("ci".into()),
-        client: Some(("inspector".into(), "1.2".into())),
+        caller: Some(Arc::new(Caller {
+            subject: "user-7".into(),
+            key: Some(Arc::new(crate::gateway::caller::KeyInfo {
+                name: "ci".into(),
+                ..Default::default()
+            })),
+            ..Caller::default()
+        })),
+        client: Some(Arc::new(ClientInfo {
+            name: "inspector".into(),
+            version: "1.2".into(),
+        })),
         member: Some("files".into()),
         duration: Duration::from_micros(1500),
         bytes_in: 120,
@@ -158,7 +157,7 @@ async fn a_line_says_who_what_and_how_it_ended() {
         ..entry(7)
     };
     audit.record(
-        e,
+        &e,
         &Outcome::Denied {
             rule: "gateway.rules[0]".into(),
         },
@@ -186,7 +185,65 @@ async fn a_line_says_who_what_and_how_it_ended() {
             .is_ok()
     );
     // After the close nothing is written, and it is counted.
-    audit.record(entry(8), &Outcome::Ok);
+    audit.record(&entry(8), &Outcome::Ok);
     assert_eq!(audit.counts(), (1, 1));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unanswered_call_says_why_without_a_code_and_a_full_buffer_drops_whole_lines() {
+    let dropped = Counter::default();
+    let audit = Audit::start(
+        &config(Some(scratch("unanswered").join("audit.log")), 1 << 20),
+        "r1".into(),
+        Counter::default(),
+        dropped.clone(),
+    )
+    .unwrap();
+    let mut line = vec![];
+    let outcome = Outcome::Unanswered {
+        reason: "the session ended before the answer: child exited".into(),
+    };
+    audit.line(&entry(1), &outcome, &mut line);
+    let v: Value = serde_json::from_slice(&line).unwrap();
+    assert_eq!(v["outcome"], "error");
+    assert_eq!(
+        v["error"],
+        json!({"message": "the session ended before the answer: child exited"})
+    );
+    assert_eq!(v["subject"], "user-1");
+    assert_eq!(v["key"], Value::Null);
+    assert_eq!(v["argumentsSha256"].as_str().unwrap().len(), 64);
+    // A buffer the writer has not taken yet: a line that does not fit is dropped whole.
+    {
+        let mut pending = audit.shared.pending.lock();
+        pending.bytes.resize(BUFFER - 10, b'x');
+    }
+    audit.record(&entry(2), &Outcome::Ok);
+    assert_eq!(dropped.get(), 1);
+    assert_eq!(audit.shared.pending.lock().bytes.len(), BUFFER - 10);
+    audit.shared.pending.lock().bytes.clear();
+}
+
+#[test]
+fn chunks_end_at_line_ends() {
+    let mut out = vec![];
+    let batch = b"aaaa\nbb\ncccccccc\nd\n";
+    struct Writes<'a>(&'a mut Vec<Vec<u8>>);
+    impl std::io::Write for Writes<'_> {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.push(b.to_vec());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    write_chunks(&mut Writes(&mut out), batch, 8).unwrap();
+    let pieces: Vec<&[u8]> = out.iter().map(Vec::as_slice).collect();
+    assert_eq!(
+        pieces,
+        [&b"aaaa\nbb\n"[..], b"cccccccc\n", b"d\n"],
+        "a piece ends at a line's end; a longer line is a piece of its own"
+    );
 }

@@ -35,12 +35,15 @@ use super::{
 };
 use crate::{
     gateway::{
-        audit::{self, Audit, Entry, Outcome},
+        audit::{self, Audit, ClientInfo, Entry, Outcome},
         backend::{Backend, Client, CloseCause, ForwardError, Link, OpenError},
         caller::Caller,
         metrics::ServerMetrics,
     },
-    mcp::jsonrpc::{self, Envelope, Kind},
+    mcp::{
+        jsonrpc::{self, Called, Envelope, Kind},
+        splice::Reply,
+    },
 };
 
 /// The methods recorded.
@@ -56,6 +59,7 @@ pub fn counted(
     metrics: ServerMetrics,
 ) -> Arc<dyn Backend> {
     let shared = Arc::new(Shared {
+        server: Arc::from(subject.name.as_str()),
         subject,
         audit,
         limits,
@@ -66,6 +70,8 @@ pub fn counted(
 
 struct Shared {
     subject: Subject,
+    /// The server's name, as every line of it shares it.
+    server: Arc<str>,
     audit: Option<Arc<Audit>>,
     limits: Arc<Limits>,
     metrics: ServerMetrics,
@@ -83,6 +89,7 @@ impl Opens for Counted {
         env: &[(String, String)],
     ) -> Result<Box<dyn Link>, OpenError> {
         let view = Arc::new(CountedClient {
+            session: Arc::from(client.name()),
             inner: client,
             shared: self.shared.clone(),
             calls: Mutex::default(),
@@ -110,12 +117,14 @@ struct Open {
 /// The session as the server sees it: answers end the calls they answer.
 struct CountedClient {
     inner: Arc<dyn Client>,
+    /// The session's name, as every line of it shares it.
+    session: Arc<str>,
     shared: Arc<Shared>,
     /// Calls awaiting their answer, by raw id.
     calls: Mutex<HashMap<String, Open>>,
     open_calls: AtomicUsize,
     /// The client's name and version, from its `initialize`.
-    client_info: Mutex<Option<(String, String)>>,
+    client_info: Mutex<Option<Arc<ClientInfo>>>,
 }
 
 impl CountedClient {
@@ -124,25 +133,20 @@ impl CountedClient {
     fn begin(
         &self,
         id: &str,
-        method: &str,
+        method: &'static str,
         line: &[u8],
-        caller: Option<&Caller>,
+        caller: Option<Arc<Caller>>,
     ) -> Result<(), Refusal> {
-        let named = Named::parse(line);
-        let name = match method {
-            "resources/read" => named.uri,
-            _ => named.name,
-        }
-        .unwrap_or_default()
-        .into_owned();
+        let called = Called::parse(line);
         // Parsed only for the audit log's hash.
         let arguments: Option<Value> = match &self.shared.audit {
-            Some(_) => named
+            Some(_) => called
                 .arguments
                 .and_then(|a| serde_json::from_str(a.get()).ok())
                 .filter(|a: &Value| !a.is_null()),
             None => None,
         };
+        let name = called.target(method).into_owned();
         let arguments = arguments.as_ref();
         let member = self
             .shared
@@ -152,16 +156,15 @@ impl CountedClient {
         let limits = self.shared.limits.current();
         let admitted = match limits.is_empty() {
             true => Ok(None),
-            false => limits.admit(&self.shared.subject.name, &name, caller),
+            false => limits.admit(&self.shared.subject.name, &name, caller.as_deref()),
         };
         let entry = Entry {
-            subject: caller.map(|c| c.subject.clone()).unwrap_or_default(),
-            key: caller.and_then(|c| c.key.as_ref().map(|k| k.name.clone())),
+            caller,
             client: self.client_info.lock().clone(),
-            session: self.inner.name().to_string(),
-            server: self.shared.subject.name.clone(),
+            session: self.session.clone(),
+            server: self.shared.server.clone(),
             member,
-            method: method.to_string(),
+            method,
             name,
             bytes_in: line.len(),
             ..Entry::default()
@@ -190,7 +193,7 @@ impl CountedClient {
                         bytes_out: answer.len(),
                         ..entry
                     };
-                    audit.record(entry, &outcome);
+                    audit.record(&entry, &outcome);
                 }
                 self.shared.metrics.limited(&refusal.limit);
                 self.inner.send_unbounded(answer);
@@ -224,7 +227,7 @@ impl CountedClient {
             bytes_out,
             ..open.entry
         };
-        audit.record(entry, &outcome);
+        audit.record(&entry, &outcome);
     }
 
     /// The message on its way to the client: if it answers a call, the call's line.
@@ -232,14 +235,14 @@ impl CountedClient {
         if self.open_calls.load(Ordering::Acquire) == 0 {
             return;
         }
-        let Ok(Kind::Response { id }) = jsonrpc::classify(message.as_bytes()) else {
+        let Some(reply) = Reply::parse(message.as_bytes()) else {
             return;
         };
         self.end_call(
-            &id,
+            reply.raw_id,
             |open| match &open.denied {
                 Some(rule) => Outcome::Denied { rule: rule.clone() },
-                None => answer_outcome(message.as_bytes()),
+                None => answer_outcome(&reply),
             },
             message.len(),
         );
@@ -250,41 +253,6 @@ impl CountedClient {
         let ids: Vec<String> = self.calls.lock().keys().cloned().collect();
         for id in ids {
             self.end_call(&id, |_| outcome.clone(), 0);
-        }
-    }
-}
-
-/// What the calls layer reads of a call: its name or URI, and its arguments unparsed.
-#[derive(Default)]
-struct Named<'a> {
-    name: Option<std::borrow::Cow<'a, str>>,
-    uri: Option<std::borrow::Cow<'a, str>>,
-    arguments: Option<&'a serde_json::value::RawValue>,
-}
-
-impl<'a> Named<'a> {
-    fn parse(line: &'a [u8]) -> Named<'a> {
-        #[derive(serde::Deserialize)]
-        struct Params<'a> {
-            #[serde(borrow, default)]
-            name: Option<std::borrow::Cow<'a, str>>,
-            #[serde(borrow, default)]
-            uri: Option<std::borrow::Cow<'a, str>>,
-            #[serde(borrow, default)]
-            arguments: Option<&'a serde_json::value::RawValue>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Message<'a> {
-            #[serde(borrow)]
-            params: Option<Params<'a>>,
-        }
-        match serde_json::from_slice::<Message>(line) {
-            Ok(Message { params: Some(p) }) => Named {
-                name: p.name,
-                uri: p.uri,
-                arguments: p.arguments,
-            },
-            _ => Named::default(),
         }
     }
 }
@@ -304,25 +272,37 @@ fn limited_answer(id: &str, refusal: &Refusal) -> String {
     format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#)
 }
 
-/// How an answer ended its call, read without parsing its content.
-fn answer_outcome(message: &[u8]) -> Outcome {
-    let Some(env) = Envelope::parse(message) else {
-        return Outcome::Ok;
-    };
-    if let Some(error) = env.get("error") {
-        let error: Value = serde_json::from_str(error.get()).unwrap_or_default();
-        return Outcome::of_answer(&serde_json::json!({ "error": error }));
+/// How an answer ended its call: its error, or its result's `isError` (the result is parsed
+/// only when it says `isError` somewhere).
+fn answer_outcome(reply: &Reply) -> Outcome {
+    if let Some(error) = reply.error {
+        #[derive(serde::Deserialize)]
+        struct Error<'a> {
+            #[serde(borrow, default)]
+            code: Option<&'a serde_json::value::RawValue>,
+            #[serde(borrow, default)]
+            message: Option<&'a serde_json::value::RawValue>,
+        }
+        let e = serde_json::from_str::<Error>(error.get()).ok();
+        let code = e
+            .as_ref()
+            .and_then(|e| e.code)
+            .and_then(|c| c.get().parse().ok());
+        let message = e
+            .and_then(|e| e.message)
+            .and_then(|m| serde_json::from_str::<String>(m.get()).ok());
+        return Outcome::of_error(code.unwrap_or(0), message.unwrap_or_default());
     }
     #[derive(serde::Deserialize)]
     struct Flag {
         #[serde(rename = "isError", default)]
         is_error: Option<bool>,
     }
-    let flag = env
-        .get("result")
-        .and_then(|r| serde_json::from_str::<Flag>(r.get()).ok());
-    match flag.and_then(|f| f.is_error) {
-        Some(true) => Outcome::ToolError,
+    let flagged = reply.result.filter(|r| r.get().contains("\"isError\""));
+    match flagged.and_then(|r| serde_json::from_str::<Flag>(r.get()).ok()) {
+        Some(Flag {
+            is_error: Some(true),
+        }) => Outcome::ToolError,
         _ => Outcome::Ok,
     }
 }
@@ -347,9 +327,8 @@ impl Client for CountedClient {
     }
 
     fn end(&self, cause: CloseCause) {
-        self.end_all(Outcome::Error {
-            code: 0,
-            message: format!("the session ended before the answer: {}", cause.as_str()),
+        self.end_all(Outcome::Unanswered {
+            reason: format!("the session ended before the answer: {}", cause.as_str()),
         });
         self.inner.end(cause)
     }
@@ -386,6 +365,10 @@ impl Link for CountedLink {
         let mut began = None;
         match kind {
             Kind::Request { id, method } if AUDITED.contains(&method.as_str()) => {
+                let method = AUDITED
+                    .into_iter()
+                    .find(|m| m == method)
+                    .unwrap_or_default();
                 let shared = &client.shared;
                 let counted = shared.audit.is_some() || {
                     let limits = shared.limits.current();
@@ -394,7 +377,7 @@ impl Link for CountedLink {
                 let caller = counted.then(|| client.inner.caller()).flatten();
                 // A member reached through a group: the group's layer counted the call.
                 if counted && caller.as_ref().is_none_or(|c| c.via.is_none()) {
-                    if client.begin(id, method, &line, caller.as_deref()).is_err() {
+                    if client.begin(id, method, &line, caller).is_err() {
                         return Box::pin(async { Ok(()) });
                     }
                     began = Some(id.clone());
@@ -405,8 +388,10 @@ impl Link for CountedLink {
                 let info = params.as_ref().map(|p| &p["clientInfo"]);
                 if let Some(info) = info.filter(|i| i.is_object()) {
                     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-                    *client.client_info.lock() =
-                        Some((text(&info["name"]), text(&info["version"])));
+                    *client.client_info.lock() = Some(Arc::new(ClientInfo {
+                        name: text(&info["name"]),
+                        version: text(&info["version"]),
+                    }));
                 }
             }
             Kind::Notification { method } if method == "notifications/cancelled" => {
@@ -425,9 +410,8 @@ impl Link for CountedLink {
             if let Err(e) = &result {
                 client.end_call(
                     &id,
-                    |_| Outcome::Error {
-                        code: 0,
-                        message: format!("not forwarded: {e}"),
+                    |_| Outcome::Unanswered {
+                        reason: format!("not forwarded: {e}"),
                     },
                     0,
                 );
@@ -508,6 +492,46 @@ mod tests {
         }
         fn send_unbounded(&self, _: String) {}
         fn end(&self, _: CloseCause) {}
+    }
+
+    #[test]
+    fn outcomes_are_told_from_answers() {
+        let o = |m: &str| answer_outcome(&Reply::parse(m.as_bytes()).unwrap());
+        assert_eq!(
+            o(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#),
+            Outcome::Ok
+        );
+        assert_eq!(
+            o(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}}"#),
+            Outcome::ToolError
+        );
+        // Only the result's own flag counts, not one in its content.
+        assert_eq!(
+            o(
+                r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"isError":true}],"isError":false}}"#
+            ),
+            Outcome::Ok
+        );
+        assert_eq!(
+            o(
+                r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"Unknown tool: \u0078"}}"#
+            ),
+            Outcome::Error {
+                code: -32602,
+                message: "Unknown tool: x".into()
+            }
+        );
+        assert_eq!(
+            o(r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32001,"message":"timed out"}}"#),
+            Outcome::TimedOut
+        );
+        assert_eq!(
+            o(r#"{"jsonrpc":"2.0","id":1,"error":{"code":"odd"}}"#),
+            Outcome::Error {
+                code: 0,
+                message: String::new()
+            }
+        );
     }
 
     /// The layer's link must not keep its session alive (the session holds the link): every
