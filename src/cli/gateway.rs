@@ -254,7 +254,12 @@ pub(super) fn gateway_config(
     let builtin_child = command.is_empty();
     let inherit_env = super::sandbox::child_env(std::mem::take(&mut g.child_env))?;
     let child = if builtin_child {
-        builtin_command(&settings)?
+        // It needs nothing of the environment, but a servers file's children start from the
+        // command line's server's list: --child-env must reach them too.
+        ChildCommand {
+            inherit_env: inherit_env.clone(),
+            ..builtin_command(&settings)?
+        }
     } else {
         ChildCommand {
             program: command[0].clone(),

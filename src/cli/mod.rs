@@ -44,7 +44,7 @@ pub const VERSION: &str = concat!(
 /// Data: Aareguru (https://aare.guru) with measurements from BAFU (https://www.hydrodaten.admin.ch).
 #[derive(Debug, Parser)]
 #[command(name = "aareguru-mcp", version = VERSION, about, long_about)]
-#[command(group(ArgGroup::new("mode").required(true).args(["stdio", "sse", "connect", "completions", "man_page"])))]
+#[command(group(ArgGroup::new("mode").required(true).args(["stdio", "sse", "connect", "completions", "man_page", "healthcheck"])))]
 pub struct Cli {
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell) and
     /// exit.
@@ -54,6 +54,12 @@ pub struct Cli {
     /// Print the manual page (roff) and exit: `aareguru-mcp --man-page > aareguru-mcp.1`.
     #[arg(long)]
     pub man_page: bool,
+
+    /// Ask the gateway on this machine (at --host/--port, loopback for 0.0.0.0 or ::) whether
+    /// it is ready: exit 0 when `GET /health` answers 200 within 3 s, else 1 with the reason on
+    /// stderr. For a container's HEALTHCHECK; needs no curl.
+    #[arg(long)]
+    pub healthcheck: bool,
 
     /// Run the MCP server on stdin/stdout (for Claude Desktop and other MCP hosts).
     #[arg(long)]
@@ -221,6 +227,16 @@ mod tests {
             .unwrap()
             .into_config();
         assert!(bad.is_err());
+    }
+
+    /// `--child-env` reaches every child: the command line's (built-in or not) and, through it,
+    /// a servers file's (which start from the command line's list).
+    #[test]
+    fn child_env_reaches_the_builtin_and_a_wrapped_server() {
+        let g = gateway(&["--child-env", "NODE_EXTRA_CA_CERTS, SSL_*"]).unwrap();
+        assert_eq!(g.server.child.inherit_env, ["NODE_EXTRA_CA_CERTS", "SSL_*"]);
+        let g = gateway(&["--child-env", "A", "--", "npx", "x"]).unwrap();
+        assert_eq!(g.server.child.inherit_env, ["A"]);
     }
 
     fn gateway(args: &[&str]) -> anyhow::Result<GatewayConfig> {
