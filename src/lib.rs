@@ -36,6 +36,7 @@ pub mod client;
 pub mod config;
 pub mod domain;
 pub mod gateway;
+pub mod healthcheck;
 pub mod logging;
 pub mod mcp;
 pub mod server;

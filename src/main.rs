@@ -25,6 +25,18 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    if cli.healthcheck {
+        let addr = aareguru_mcp::healthcheck::target(&cli.gateway.host, cli.gateway.port)?;
+        return Ok(
+            match aareguru_mcp::healthcheck::probe(addr, Duration::from_secs(3)) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(why) => {
+                    let _ = writeln!(std::io::stderr(), "aareguru-mcp: not ready: {why}");
+                    ExitCode::FAILURE
+                }
+            },
+        );
+    }
     if let Some(out) = cli.extra_output()? {
         // Completions and the manual page are the output asked for; no protocol runs.
         #[allow(clippy::disallowed_methods)]

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The image, built and run for real with Podman (tests/container/container_python.py says what
+# is checked). Installs Podman and its parts from Debian's packages when missing; makes the base
+# image from Debian's packages with mmdebstrap (no registry is reachable here; users build on the
+# official images); builds the image from the Containerfile with the release binary built
+# outside (BINARY_FROM=prebuilt, the same runtime stage users get).
+#
+#   cargo build --release --bin aareguru-mcp --examples && tests/container/run.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+root=$(pwd)
+
+need=()
+for p in podman runc mmdebstrap catatonit; do
+    command -v "$p" >/dev/null || need+=("$p")
+done
+[ -d /usr/lib/cni ] || [ -d /usr/libexec/cni ] || need+=(containernetworking-plugins)
+if [ ${#need[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo -n"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -q
+    $sudo apt-get install -y -q --no-install-recommends podman runc containernetworking-plugins mmdebstrap \
+        catatonit
+fi
+podman --version
+
+# This VM: runc (crun refuses its hybrid cgroups) and rlimits no higher than the caller's (no
+# CAP_SYS_RESOURCE) — for every container, the pods' infra containers included.
+conf="$root/target/container/containers.conf"
+mkdir -p "$(dirname "$conf")"
+cat > "$conf" <<CONF
+[containers]
+default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+CONF
+export CONTAINERS_CONF="$conf"
+podman_=(podman --runtime runc)
+limits=(--ulimit nofile=4096:4096 --ulimit nproc=4096:4096)
+base=localhost/aareguru-mcp-test/debian:bookworm-slim
+if ! podman image exists "$base"; then
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    mmdebstrap --quiet --variant=minbase --mode=root bookworm "$work/rootfs.tar"
+    podman import --quiet "$work/rootfs.tar" "$base" >/dev/null
+fi
+
+[ -x target/release/aareguru-mcp ] || { echo "build the release binary first" >&2; exit 1; }
+image=localhost/aareguru-mcp:test
+"${podman_[@]}" build --quiet --format docker "${limits[@]}" \
+    --build-arg RUNTIME_IMAGE="$base" --build-arg BINARY_FROM=prebuilt \
+    --build-arg REVISION="$(git rev-parse --short=12 HEAD 2>/dev/null || true)" \
+    -t "$image" -f Containerfile . >/dev/null
+"${podman_[@]}" run --rm "${limits[@]}" "$image" --version
+# The variant with Node and Python; pip reaches PyPI here only with the machine's CA bundle.
+ca=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
+node_image=localhost/aareguru-mcp:test-node
+"${podman_[@]}" build --quiet --format docker "${limits[@]}" --target with-node-python \
+    -v "$ca:/run/host-ca.crt:ro" --build-arg PIP_CERT=/run/host-ca.crt \
+    --build-arg RUNTIME_IMAGE="$base" --build-arg BINARY_FROM=prebuilt \
+    -t "$node_image" -f Containerfile . >/dev/null
+
+# The Python SDK, as the interop suite installs it.
+venv=target/interop/venv
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c 'import importlib.metadata as m; assert m.version("mcp") == "2.3.0"' 2>/dev/null; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "mcp==2.3.0"
+fi
+PYTHONPATH="$root/tests/interop" "$venv/bin/python" tests/container/container_python.py \
+    "$image" "$base" "$root/target/release/examples/fake_upstream" "$node_image" "$ca"
