@@ -19,18 +19,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-from mcp import Client, ClientSession
-from mcp.client.sse import sse_client
+from mcp import Client
 
-from battery import exercise
-from common import check, summary, text_of
+from battery import every_transport, exercise
+from common import check, free_port, summary, text_of
 
 IMAGE, BASE_IMAGE, FAKE, NODE_IMAGE, CA = sys.argv[1:6]
 PODMAN = ["podman", "--runtime", "runc"]
@@ -44,12 +42,6 @@ def podman(*args: str, check_rc: bool = True, timeout: float = 120) -> str:
     if check_rc and r.returncode != 0:
         raise RuntimeError(f"podman {' '.join(args)}: {r.returncode}\n{r.stderr}")
     return r.stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_healthy(base: str, what: str) -> None:
@@ -94,18 +86,6 @@ def zombies(container: str) -> list[str]:
     return found
 
 
-async def battery(base: str) -> None:
-    for mode, version in [("legacy", "2025-11-25"), ("auto", "2026-07-28")]:
-        async with Client(f"{base}/mcp", mode=mode) as c:
-            check(c.protocol_version == version, f"container {mode}: negotiated {c.protocol_version}")
-            await exercise(c, f"container Streamable HTTP {mode}")
-    async with sse_client(f"{base}/sse") as (read, write):
-        async with ClientSession(read, write) as s:
-            init = await s.initialize()
-            check(init.server_info.name == "aareguru-mcp", "container SSE: initialized")
-            await exercise(s, "container SSE")
-
-
 async def main() -> None:
     pods = []
     try:
@@ -120,7 +100,7 @@ async def main() -> None:
         check(user == "10001", f"runs as the image's user (uid {user})")
         top = podman("top", "aam-serve-gw", "pid", "args")
         check("1 " in top and "tini" in top.splitlines()[1], f"tini is PID 1:\n{top}")
-        await battery(base)
+        await every_transport(base, "container")
         r = subprocess.run([*PODMAN, "healthcheck", "run", "aam-serve-gw"], capture_output=True, text=True)
         check(r.returncode == 0, f"the image's HEALTHCHECK passes ({r.returncode} {r.stdout}{r.stderr})")
         r = subprocess.run([*PODMAN, "exec", "aam-serve-gw", "aareguru-mcp", "--healthcheck", "--port", "1"],

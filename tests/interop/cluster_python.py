@@ -24,19 +24,11 @@ import tempfile
 import time
 import urllib.request
 
-from mcp import Client, ClientSession
-from mcp.client.sse import sse_client
 
-from battery import exercise
-from common import check, start_fake, start_gateway, summary
+from battery import every_transport
+from common import check, free_port, start_fake, start_gateway, summary
 
 BIN, FAKE, NODE_DIR = sys.argv[1], sys.argv[2], sys.argv[3]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, what: str) -> None:
@@ -107,18 +99,6 @@ def health(base: str) -> dict:
         return json.loads(r.read())
 
 
-async def python_sdk(lb: str, label: str) -> None:
-    for mode, version in [("legacy", "2025-11-25"), ("auto", "2026-07-28")]:
-        async with Client(f"{lb}/mcp", mode=mode) as c:
-            check(c.protocol_version == version, f"{label} {mode}: negotiated {c.protocol_version}")
-            await exercise(c, f"{label} Streamable HTTP {mode}")
-    async with sse_client(f"{lb}/sse") as (read, write):
-        async with ClientSession(read, write) as s:
-            init = await s.initialize()
-            check(init.server_info.name == "aareguru-mcp", f"{label} SSE: initialized")
-            await exercise(s, f"{label} SSE")
-
-
 async def main() -> None:
     fake, base = start_fake(FAKE)
     tmp = tempfile.mkdtemp()
@@ -142,7 +122,7 @@ async def main() -> None:
                 check(time.monotonic() < deadline, f"{backend}: replicas see each other")
                 time.sleep(0.1)
 
-            await python_sdk(lb, f"python {backend}")
+            await every_transport(lb, f"python {backend}")
             ts = subprocess.run(
                 ["node", "cluster_ts.mjs", lb, backend], cwd=NODE_DIR, capture_output=True, text=True, timeout=300
             )

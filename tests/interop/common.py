@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -101,3 +102,10 @@ def client_callbacks(seen: dict, sample, root_uri: str, root_name: str) -> dict:
         return types.ElicitResult(action="decline")
 
     return dict(sampling_callback=sampling, list_roots_callback=roots, elicitation_callback=elicitation)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
