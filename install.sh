@@ -6,6 +6,9 @@
 #   PREFIX=/usr/local ./install.sh    -> /usr/local/bin/aareguru-mcp, /usr/local/share/…
 #   BINDIR=/opt/mcp/bin ./install.sh  -> /opt/mcp/bin/aareguru-mcp
 #   DATADIR=/usr/share ./install.sh   -> completions and manual page under /usr/share
+#   SYSTEMD=1 PREFIX=/usr/local ./install.sh (as root) -> also the hardened service
+#       (deploy/systemd) as $UNITDIR/aareguru-mcp.service (default /etc/systemd/system) and
+#       /etc/aareguru-mcp/env (kept if present); then: systemctl enable --now aareguru-mcp
 set -euo pipefail
 
 PREFIX="${PREFIX:-$HOME/.local}"
@@ -41,6 +44,21 @@ extra "$DATADIR/zsh/site-functions/_aareguru-mcp" --completions zsh
 extra "$DATADIR/fish/vendor_completions.d/aareguru-mcp.fish" --completions fish
 extra "$DATADIR/man/man1/aareguru-mcp.1" --man-page
 echo "Installed completions (bash, zsh, fish) and the manual page (man aareguru-mcp) under $DATADIR"
+
+if [ "${SYSTEMD:-0}" = 1 ]; then
+    UNITDIR="${UNITDIR:-/etc/systemd/system}"
+    ETCDIR="${ETCDIR:-/etc/aareguru-mcp}"
+    mkdir -p "$UNITDIR" "$ETCDIR"
+    sed -e "s#/usr/local/bin/aareguru-mcp#$target#" -e "s#/etc/aareguru-mcp/env#$ETCDIR/env#" \
+        "$here/deploy/systemd/aareguru-mcp.service" \
+        > "$UNITDIR/aareguru-mcp.service.new"
+    mv -f "$UNITDIR/aareguru-mcp.service.new" "$UNITDIR/aareguru-mcp.service"
+    if [ ! -e "$ETCDIR/env" ]; then
+        install -m 0600 "$here/deploy/systemd/aareguru-mcp.env" "$ETCDIR/env"
+    fi
+    echo "Installed $UNITDIR/aareguru-mcp.service (settings: $ETCDIR/env);" \
+        "start it with: systemctl daemon-reload && systemctl enable --now aareguru-mcp"
+fi
 
 case ":$PATH:" in
     *":$BINDIR:"*) ;;
