@@ -10,41 +10,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root=$(pwd)
 
-need=()
-for p in podman runc mmdebstrap catatonit; do
-    command -v "$p" >/dev/null || need+=("$p")
-done
-[ -d /usr/lib/cni ] || [ -d /usr/libexec/cni ] || need+=(containernetworking-plugins)
-if [ ${#need[@]} -gt 0 ]; then
-    sudo=""
-    [ "$(id -u)" = 0 ] || sudo="sudo -n"
-    export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get update -q
-    $sudo apt-get install -y -q --no-install-recommends podman runc containernetworking-plugins mmdebstrap \
-        catatonit
-fi
-podman --version
-
-# This VM: runc (crun refuses its hybrid cgroups) and rlimits no higher than the caller's (no
-# CAP_SYS_RESOURCE) — for every container, the pods' infra containers included.
-conf="$root/target/container/containers.conf"
-mkdir -p "$(dirname "$conf")"
-cat > "$conf" <<CONF
-[containers]
-default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
-[engine]
-runtime = "runc"
-CONF
-export CONTAINERS_CONF="$conf"
-podman_=(podman --runtime runc)
-limits=(--ulimit nofile=4096:4096 --ulimit nproc=4096:4096)
+source tests/container/podman.sh
 base=localhost/aareguru-mcp-test/debian:bookworm-slim
-if ! podman image exists "$base"; then
-    work=$(mktemp -d)
-    trap 'rm -rf "$work"' EXIT
-    mmdebstrap --quiet --variant=minbase --mode=root bookworm "$work/rootfs.tar"
-    podman import --quiet "$work/rootfs.tar" "$base" >/dev/null
-fi
+debian_image "$base"
 
 [ -x target/release/aareguru-mcp ] || { echo "build the release binary first" >&2; exit 1; }
 image=localhost/aareguru-mcp:test

@@ -28,6 +28,10 @@ fn install() -> PathBuf {
         let current = std::fs::read_to_string(&installed)
             .is_ok_and(|p| p.contains(&format!("\"version\": \"{OIDC_PROVIDER}\"")));
         if !current {
+            // Node.js runs the server; the tests' headless "browser" is Python.
+            if !crate::infra::on_path("npm") || !crate::infra::on_path("python3") {
+                crate::infra::install_packages(&["nodejs", "npm", "python3"]);
+            }
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(
                 dir.join("package.json"),

@@ -23,7 +23,7 @@ pub fn require(program: &str) -> String {
     if let Some(path) = find() {
         return path;
     }
-    install_infrastructure();
+    install_packages(&["redis-server", "nginx-light", "haproxy"]);
     find().unwrap_or_else(|| {
         panic!(
             "{program} is not installed and could not be installed here; the cluster tests run \
@@ -32,27 +32,41 @@ pub fn require(program: &str) -> String {
     })
 }
 
-/// On a fresh Debian machine, `cargo test` installs what the cluster tests run (once per test
-/// process; as root, or with `sudo -n`), as `.ci/run` does.
-fn install_infrastructure() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let root = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        let script = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-                      --no-install-recommends redis-server nginx-light haproxy";
-        let mut cmd = if root {
-            std::process::Command::new("sh")
-        } else {
-            let mut c = std::process::Command::new("sudo");
-            c.args(["-n", "sh"]);
-            c
-        };
-        eprintln!("installing redis-server, nginx-light and haproxy for the cluster tests");
-        let _ = cmd.args(["-c", script]).status();
-    });
+/// On a fresh Debian machine, `cargo test` installs what its tests run (the cluster tests'
+/// infrastructure, Node.js for the authorization server): as root, or with `sudo -n`, as
+/// `.ci/run` does. Each list is tried once per test process; a failure shows in the
+/// caller's own message.
+pub fn install_packages(packages: &[&str]) {
+    static DONE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    let key = packages.join(" ");
+    if done.contains(&key) {
+        return;
+    }
+    done.push(key.clone());
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let script = format!(
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+         --no-install-recommends {key}"
+    );
+    let mut cmd = if root {
+        std::process::Command::new("sh")
+    } else {
+        let mut c = std::process::Command::new("sudo");
+        c.args(["-n", "sh"]);
+        c
+    };
+    eprintln!("installing {key} for the tests");
+    let _ = cmd.args(["-c", &script]).status();
+}
+
+/// Whether `program` is on the PATH.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// A port nothing listens on right now.

@@ -1,0 +1,46 @@
+# Sourced by the container tests: installs Podman and its parts from Debian's packages when
+# missing and sets what this VM needs (runc, since crun refuses its hybrid cgroups; rlimits no
+# higher than the caller's, since there is no CAP_SYS_RESOURCE) for every container, the pods'
+# infra containers included. Defines podman_ (the command), limits (its rlimit flags) and
+# debian_image NAME PACKAGES (a base image made from Debian's packages by mmdebstrap, since no
+# image registry is reachable here).
+# Expects: set -euo pipefail, the working directory at the repository's root, $root.
+
+need=()
+for p in podman runc mmdebstrap catatonit ${PODMAN_EXTRA:-}; do
+    command -v "$p" >/dev/null || need+=("$p")
+done
+[ -d /usr/lib/cni ] || [ -d /usr/libexec/cni ] || need+=(containernetworking-plugins)
+if [ ${#need[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo -n"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -q
+    $sudo apt-get install -y -q --no-install-recommends podman runc containernetworking-plugins \
+        mmdebstrap catatonit ${PODMAN_EXTRA:-}
+fi
+podman --version
+
+conf="$root/target/container/containers.conf"
+mkdir -p "$(dirname "$conf")"
+cat > "$conf" <<CONF
+[containers]
+default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+CONF
+export CONTAINERS_CONF="$conf"
+podman_=(podman --runtime runc)
+limits=(--ulimit nofile=4096:4096 --ulimit nproc=4096:4096)
+
+# debian_image NAME [PACKAGE,...]: Debian bookworm (minbase) with those packages, made once.
+debian_image() {
+    local name=$1 include=${2:-}
+    podman image exists "$name" && return 0
+    local work
+    work=$(mktemp -d)
+    mmdebstrap --quiet --variant=minbase --mode=root ${include:+--include="$include"} bookworm \
+        "$work/rootfs.tar"
+    podman import --quiet "$work/rootfs.tar" "$name" >/dev/null
+    rm -rf "$work"
+}
