@@ -245,16 +245,19 @@ impl Audit {
             line.clear();
             self.line(entry, outcome, line);
             let mut pending = self.shared.pending.lock();
-            if self.shared.closed.load(Ordering::Acquire)
-                || pending.bytes.len() + line.len() > BUFFER
-            {
-                drop(pending);
-                self.dropped.inc();
-                return;
-            }
-            pending.bytes.extend_from_slice(line);
-            pending.lines += 1;
+            self.append(&mut pending, line);
         });
+    }
+
+    /// Copies a line into the buffer (its lock held), or drops it, counted, when the buffer is
+    /// full or the log closed.
+    fn append(&self, pending: &mut Pending, line: &[u8]) {
+        if self.shared.closed.load(Ordering::Acquire) || pending.bytes.len() + line.len() > BUFFER {
+            self.dropped.inc();
+            return;
+        }
+        pending.bytes.extend_from_slice(line);
+        pending.lines += 1;
     }
 
     fn line(&self, e: &Entry, outcome: &Outcome, out: &mut Vec<u8>) {

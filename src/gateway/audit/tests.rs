@@ -214,15 +214,19 @@ fn an_unanswered_call_says_why_without_a_code_and_a_full_buffer_drops_whole_line
     assert_eq!(v["subject"], "user-1");
     assert_eq!(v["key"], Value::Null);
     assert_eq!(v["argumentsSha256"].as_str().unwrap().len(), 64);
-    // A buffer the writer has not taken yet: a line that does not fit is dropped whole.
+    // A buffer the writer has not taken yet (its lock held, so the writer cannot take it in
+    // between): a line that does not fit is dropped whole, one that fits is added.
     {
         let mut pending = audit.shared.pending.lock();
         pending.bytes.resize(BUFFER - 10, b'x');
+        audit.append(&mut pending, &line);
+        assert_eq!(dropped.get(), 1);
+        assert_eq!(pending.bytes.len(), BUFFER - 10);
+        audit.append(&mut pending, b"short\n");
+        assert_eq!((dropped.get(), pending.bytes.len()), (1, BUFFER - 4));
+        pending.bytes.clear();
+        pending.lines = 0;
     }
-    audit.record(&entry(2), &Outcome::Ok);
-    assert_eq!(dropped.get(), 1);
-    assert_eq!(audit.shared.pending.lock().bytes.len(), BUFFER - 10);
-    audit.shared.pending.lock().bytes.clear();
 }
 
 #[test]
