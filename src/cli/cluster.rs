@@ -17,7 +17,9 @@ pub struct ClusterArgs {
     pub redis: Option<String>,
 
     /// The address the other replicas use to reach this one (default: the bound address;
-    /// required when binding 0.0.0.0 or ::), e.g. http://10.0.0.5:8000.
+    /// required when binding 0.0.0.0 or ::), e.g. http://10.0.0.5:8000. `auto`: this machine's
+    /// address on the route to Redis, with --port (for replicas that cannot be told their own
+    /// address, such as a compose service's).
     #[arg(long, env = "AAREGURU_MCP_ADVERTISE_URL", value_name = "URL")]
     pub advertise_url: Option<String>,
 
@@ -38,15 +40,30 @@ pub struct ClusterArgs {
     /// kept in Redis, so every replica of the cluster shares it).
     #[arg(long, env = "AAREGURU_MCP_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
+
+    /// The cluster secret read from this file (a mounted container or Kubernetes secret), in
+    /// place of --cluster-secret; surrounding whitespace is ignored.
+    #[arg(
+        long,
+        env = "AAREGURU_MCP_CLUSTER_SECRET_FILE",
+        value_name = "FILE",
+        conflicts_with = "cluster_secret"
+    )]
+    pub cluster_secret_file: Option<std::path::PathBuf>,
 }
 
 pub(super) fn cluster_config(
-    a: ClusterArgs,
+    mut a: ClusterArgs,
     bind: SocketAddr,
 ) -> anyhow::Result<Option<ClusterConfig>> {
+    if let Some(path) = a.cluster_secret_file.take() {
+        let secret = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("--cluster-secret-file {}: {e}", path.display()))?;
+        a.cluster_secret = Some(secret);
+    }
     let Some(url) = a.redis.map(|u| u.trim().to_string()) else {
         if a.advertise_url.is_some() || a.replica_id.is_some() || a.cluster_secret.is_some() {
-            bail!("--advertise-url, --replica-id and --cluster-secret need --redis URL");
+            bail!("--advertise-url, --replica-id and --cluster-secret(-file) need --redis URL");
         }
         return Ok(None);
     };
@@ -60,6 +77,7 @@ pub(super) fn cluster_config(
         .advertise_url
         .map(|u| u.trim().trim_end_matches('/').to_string())
     {
+        Some(u) if u == "auto" => Some(auto_advertise(&url, bind.port())?),
         Some(u) => {
             check_advertise(&u)?;
             Some(u)
@@ -82,7 +100,7 @@ pub(super) fn cluster_config(
         .as_ref()
         .is_some_and(|s| s.trim().len() < 16)
     {
-        bail!("--cluster-secret must be at least 16 characters");
+        bail!("--cluster-secret (or its file) must be at least 16 characters");
     }
     Ok(Some(ClusterConfig {
         redis_url: url,
@@ -91,6 +109,58 @@ pub(super) fn cluster_config(
         replica_id,
         secret: a.cluster_secret.map(|s| s.trim().to_string()),
     }))
+}
+
+/// `--advertise-url auto`: the local address this machine uses to reach Redis (a connected UDP
+/// socket sends nothing; it only asks the kernel for the route), with the listening port.
+/// Redis's name is looked up for up to 10 s, since a container may start before its DNS entry.
+fn auto_advertise(redis_url: &str, port: u16) -> anyhow::Result<String> {
+    if port == 0 {
+        bail!("--advertise-url auto needs a fixed --port, not 0");
+    }
+    let Some(rest) = redis_url
+        .strip_prefix("redis://")
+        .or_else(|| redis_url.strip_prefix("rediss://"))
+    else {
+        bail!("--advertise-url auto needs a redis:// or rediss:// URL (over TCP)");
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let target = if hostport.ends_with(']') || !hostport.contains(':') {
+        format!("{hostport}:6379")
+    } else {
+        hostport.to_string()
+    };
+    let mut last = String::new();
+    for _ in 0..20 {
+        match route_to(&target) {
+            Ok(ip) => {
+                let host = match ip {
+                    std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                    std::net::IpAddr::V4(v4) => v4.to_string(),
+                };
+                return Ok(format!("http://{host}:{port}"));
+            }
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    bail!("--advertise-url auto: no route to Redis at {target}: {last}")
+}
+
+fn route_to(target: &str) -> std::io::Result<std::net::IpAddr> {
+    use std::net::{ToSocketAddrs, UdpSocket};
+    let addr = target
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other("the name has no address"))?;
+    let socket = if addr.is_ipv4() {
+        UdpSocket::bind("0.0.0.0:0")?
+    } else {
+        UdpSocket::bind("[::]:0")?
+    };
+    socket.connect(addr)?;
+    Ok(socket.local_addr()?.ip())
 }
 
 /// An advertise URL is an absolute http(s) URL whose host other machines can reach.
@@ -197,5 +267,74 @@ mod tests {
             ),
             (Some("pod-7"), "blue", Some("0123456789abcdef"))
         );
+    }
+
+    #[test]
+    fn advertise_auto_takes_the_address_on_the_route_to_redis() {
+        let on = |redis: &str, port: &str| {
+            cluster(&[
+                "--redis",
+                redis,
+                "--host",
+                "0.0.0.0",
+                "--port",
+                port,
+                "--advertise-url",
+                "auto",
+            ])
+        };
+        let c = on("redis://:pw@127.0.0.1:6390/0", "8123").unwrap().unwrap();
+        assert_eq!(c.advertise_url.as_deref(), Some("http://127.0.0.1:8123"));
+        let c = on("redis://localhost/0", "8124").unwrap().unwrap();
+        let url = c.advertise_url.unwrap();
+        assert!(
+            url == "http://127.0.0.1:8124" || url == "http://[::1]:8124",
+            "{url}"
+        );
+        let err = on("redis://127.0.0.1:6390/0", "0").unwrap_err();
+        assert!(err.contains("fixed --port"), "{err}");
+        let err = on("redis+unix:///run/redis.sock", "8000").unwrap_err();
+        assert!(err.contains("over TCP"), "{err}");
+    }
+
+    #[test]
+    fn the_cluster_secret_can_come_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("aareguru-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("cluster-secret");
+        std::fs::write(&file, "  0123456789abcdef0123\n").unwrap();
+        let path = file.to_str().unwrap();
+        let c = cluster(&["--redis", "redis://r/0", "--cluster-secret-file", path])
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.secret.as_deref(), Some("0123456789abcdef0123"));
+        std::fs::write(&file, "short\n").unwrap();
+        let err = cluster(&["--redis", "redis://r/0", "--cluster-secret-file", path]).unwrap_err();
+        assert!(err.contains("16"), "{err}");
+        let missing = dir.join("missing");
+        let err = cluster(&[
+            "--redis",
+            "redis://r/0",
+            "--cluster-secret-file",
+            missing.to_str().unwrap(),
+        ])
+        .unwrap_err();
+        assert!(
+            err.contains("--cluster-secret-file") && err.contains("missing"),
+            "{err}"
+        );
+        let err = cluster(&[
+            "--redis",
+            "redis://r/0",
+            "--cluster-secret",
+            "0123456789abcdef",
+            "--cluster-secret-file",
+            path,
+        ])
+        .unwrap_err();
+        assert!(err.contains("cannot be used with"), "{err}");
+        let err = cluster(&["--cluster-secret-file", path]).unwrap_err();
+        assert!(err.contains("need --redis"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
