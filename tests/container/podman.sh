@@ -1,4 +1,4 @@
-# Sourced by the container tests: installs Podman and its parts from Debian's packages when
+# Sourced by the container tests: installs Podman, podman-compose and their parts from Debian's packages when
 # missing and sets what this VM needs (runc, since crun refuses its hybrid cgroups; rlimits no
 # higher than the caller's, since there is no CAP_SYS_RESOURCE) for every container, the pods'
 # infra containers included. Defines podman_ (the command), limits (its rlimit flags) and
@@ -7,17 +7,18 @@
 # Expects: set -euo pipefail, the working directory at the repository's root, $root.
 
 need=()
-for p in podman runc mmdebstrap catatonit ${PODMAN_EXTRA:-}; do
+for p in podman runc mmdebstrap catatonit podman-compose; do
     command -v "$p" >/dev/null || need+=("$p")
 done
 [ -d /usr/lib/cni ] || [ -d /usr/libexec/cni ] || need+=(containernetworking-plugins)
+# Names of compose services on CNI networks.
+[ -x /usr/lib/cni/dnsname ] || need+=(golang-github-containernetworking-plugin-dnsname)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo -n"
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -q
-    $sudo apt-get install -y -q --no-install-recommends podman runc containernetworking-plugins \
-        mmdebstrap catatonit ${PODMAN_EXTRA:-}
+    $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
 podman --version
 

@@ -39,3 +39,11 @@ if ! "$venv/bin/python" -c 'import importlib.metadata as m; assert m.version("mc
 fi
 PYTHONPATH="$root/tests/interop" "$venv/bin/python" tests/container/container_python.py \
     "$image" "$base" "$root/target/release/examples/fake_upstream" "$node_image" "$ca"
+
+# deploy/compose.yaml with podman-compose: Redis and nginx images made from Debian's packages.
+redis_image=localhost/aareguru-mcp-test/redis:bookworm
+nginx_image=localhost/aareguru-mcp-test/nginx:bookworm
+debian_image "$redis_image" redis-server
+debian_image "$nginx_image" nginx-light
+PYTHONPATH="$root/tests/interop" "$venv/bin/python" tests/container/compose_python.py \
+    "$image" "$base" "$redis_image" "$nginx_image" "$root/target/release/examples/fake_upstream" "$root"

@@ -99,17 +99,20 @@ async def exercise(call, label: str) -> None:
         check(len(p.messages) == 1 and p.messages[0].content.text, f"{label}: prompt {name}")
 
 
-async def every_transport(base: str, label: str) -> None:
+async def every_transport(base: str, label: str, headers: dict | None = None) -> None:
     """The battery through the Python SDK against the gateway at `base`: Streamable HTTP in
-    2025-11-25 and 2026-07-28, then HTTP+SSE."""
+    2025-11-25 and 2026-07-28, then HTTP+SSE; `headers` (an API key, say) on every request."""
+    import httpx2
     from mcp import Client, ClientSession
     from mcp.client.sse import sse_client
+    from mcp.client.streamable_http import streamable_http_client
 
     for mode, version in [("legacy", "2025-11-25"), ("auto", "2026-07-28")]:
-        async with Client(f"{base}/mcp", mode=mode) as c:
-            check(c.protocol_version == version, f"{label} {mode}: negotiated {c.protocol_version}")
-            await exercise(c, f"{label} Streamable HTTP {mode}")
-    async with sse_client(f"{base}/sse") as (read, write):
+        async with httpx2.AsyncClient(headers=headers or {}, timeout=30) as http:
+            async with Client(streamable_http_client(f"{base}/mcp", http_client=http), mode=mode) as c:
+                check(c.protocol_version == version, f"{label} {mode}: negotiated {c.protocol_version}")
+                await exercise(c, f"{label} Streamable HTTP {mode}")
+    async with sse_client(f"{base}/sse", headers=headers) as (read, write):
         async with ClientSession(read, write) as s:
             init = await s.initialize()
             check(init.server_info.name == "aareguru-mcp", f"{label} SSE: initialized")

@@ -37,8 +37,8 @@ pub fn require(program: &str) -> String {
 /// `.ci/run` does. Each list is tried once per test process; a failure shows in the
 /// caller's own message.
 pub fn install_packages(packages: &[&str]) {
-    static DONE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    static DONE: parking_lot::Mutex<Vec<String>> = parking_lot::Mutex::new(Vec::new());
+    let mut done = DONE.lock();
     let key = packages.join(" ");
     if done.contains(&key) {
         return;
@@ -228,7 +228,7 @@ impl Balancer {
              upstream gateways {{\n{servers}    keepalive 64;\n    keepalive_timeout 1s;\n  }}\n\
              server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://gateways;\n\
              proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n\
-             proxy_buffering off;\n      proxy_request_buffering off;\n      proxy_read_timeout 1h;\n\
+             proxy_buffering off;\n      proxy_read_timeout 1h;\n\
              proxy_next_upstream {next_upstream};\n    }}\n  }}\n}}\n"
         );
         let file = dir.0.join("nginx.conf");
