@@ -180,6 +180,18 @@ pub fn check_advertise(url: &str) -> anyhow::Result<()> {
     if name.is_empty() || name == "0.0.0.0" || name == "::" {
         bail!("--advertise-url {url:?} names no address other replicas can reach");
     }
+    if name.contains('$') {
+        bail!(
+            "--advertise-url {url:?} holds a variable nobody expanded (a runtime that does not \
+             expand $(NAME) in the environment as Kubernetes does?)"
+        );
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':')
+    {
+        bail!("--advertise-url {url:?}: {name:?} is not a host name or an IP address");
+    }
     Ok(())
 }
 
@@ -228,6 +240,8 @@ mod tests {
             "http://[::]:8000",
             "10.0.0.5:8000",
             "http://:8000",
+            "http://$(POD_IP):8000",
+            "http://pod ip:8000",
         ] {
             let err = cluster(&["--redis", "redis://r/0", "--advertise-url", bad]).unwrap_err();
             assert!(err.contains("advertise"), "{bad}: {err}");
