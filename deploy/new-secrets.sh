@@ -1,12 +1,15 @@
 #!/bin/sh
-# Makes the secrets deploy/compose.yaml mounts, when missing: the cluster secret (what the
-# replicas present to each other) and a named API key file holding one key's SHA-256. The key
-# itself is printed once, here, and kept nowhere. Run it again with another NAME to add a key.
+# Makes the secrets deploy/compose.yaml mounts and deploy/kubernetes/ makes its Secret of, in
+# DIR when missing: the cluster secret (what the replicas present to each other) and a named API
+# key file holding one key's SHA-256. The key itself is printed once, here, and kept nowhere.
+# Run it again with another NAME to add a key.
 #
-#   deploy/compose/new-secrets.sh [NAME]      (NAME: the key's name, default "admin")
+#   deploy/new-secrets.sh DIR [NAME]     (DIR: deploy/compose/secrets or deploy/kubernetes/secrets;
+#                                          NAME: the key's name, default "admin")
 set -eu
-dir=${AAREGURU_MCP_SECRETS:-$(dirname "$0")/secrets}
-name=${1:-admin}
+[ $# -ge 1 ] || { echo "usage: $0 DIR [NAME]  (DIR: deploy/compose/secrets or deploy/kubernetes/secrets)" >&2; exit 2; }
+dir=$1
+name=${2:-admin}
 umask 077
 mkdir -p "$dir"
 random() { head -c 32 /dev/urandom | base64 | tr -d '/+=\n'; }

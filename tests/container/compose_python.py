@@ -149,8 +149,7 @@ def wait_lb(lb: str, key: str) -> None:
 async def main() -> None:
     work = tempfile.mkdtemp(prefix="aam-compose-")
     secrets = os.path.join(work, "secrets")
-    out = run(f"{ROOT}/deploy/compose/new-secrets.sh", "tester",
-              env={**os.environ, "AAREGURU_MCP_SECRETS": secrets})
+    out = run(f"{ROOT}/deploy/new-secrets.sh", secrets, "tester")
     key = out.splitlines()[-1].strip()
     check(len(key) >= 40 and key not in open(os.path.join(secrets, "api-keys.json")).read(),
           "new-secrets.sh printed a key and stored only its hash")

@@ -37,11 +37,18 @@ limits=(--ulimit nofile=4096:4096 --ulimit nproc=4096:4096)
 # debian_image NAME [PACKAGE,...]: Debian bookworm (minbase) with those packages, made once.
 debian_image() {
     local name=$1 include=${2:-}
-    podman image exists "$name" && return 0
+    # An import has no environment: PATH is set as the official images set it (podman run
+    # supplies one, podman kube play does not). Images made before that are made again.
+    if podman image exists "$name" &&
+        podman image inspect --format '{{.Config.Env}}' "$name" | grep -q PATH=; then
+        return 0
+    fi
     local work
     work=$(mktemp -d)
     mmdebstrap --quiet --variant=minbase --mode=root ${include:+--include="$include"} bookworm \
         "$work/rootfs.tar"
-    podman import --quiet "$work/rootfs.tar" "$name" >/dev/null
+    podman import --quiet \
+        --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+        "$work/rootfs.tar" "$name" >/dev/null
     rm -rf "$work"
 }

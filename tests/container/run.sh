@@ -3,7 +3,8 @@
 # is checked). Installs Podman and its parts from Debian's packages when missing; makes the base
 # image from Debian's packages with mmdebstrap (no registry is reachable here; users build on the
 # official images); builds the image from the Containerfile with the release binary built
-# outside (BINARY_FROM=prebuilt, the same runtime stage users get).
+# outside (BINARY_FROM=prebuilt, the same runtime stage users get). Then deploy/compose.yaml with
+# podman-compose (compose_python.py) and deploy/kubernetes/ (kube_python.py).
 #
 #   cargo build --release --bin aareguru-mcp --examples && tests/container/run.sh
 set -euo pipefail
@@ -47,3 +48,11 @@ debian_image "$redis_image" redis-server
 debian_image "$nginx_image" nginx-light
 PYTHONPATH="$root/tests/interop" "$venv/bin/python" tests/container/compose_python.py \
     "$image" "$base" "$redis_image" "$nginx_image" "$root/target/release/examples/fake_upstream" "$root"
+
+# deploy/kubernetes/: built by kubectl's kustomize (this machine kind has kubectl; Debian has no
+# package of it), validated by kubernetes-validate, its Deployments run by podman kube play.
+command -v kubectl >/dev/null || { echo "kubectl is needed: it builds deploy/kubernetes (kubectl kustomize)" >&2; exit 1; }
+"$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
+PYTHONPATH="$root/tests/interop" "$venv/bin/python" tests/container/kube_python.py \
+    "$image" "$redis_image" "$base" "$root/target/release/examples/fake_upstream" "$root" \
+    "$root/$venv/bin/kubernetes-validate"
