@@ -18,10 +18,52 @@ use tokio::{
 use crate::infra::TempDir;
 
 const OIDC_PROVIDER: &str = "9.13.3";
+/// The Node.js that runs it when the machine's is too old (npm's package of the official build).
+const NODE: &str = "22.23.5";
 
-/// `target/oidc`, with oidc-provider installed (once per test run).
-fn install() -> PathBuf {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+/// Node.js for oidc-provider, which needs `URL.parse` (Node.js 22 by its own word; 20.18 has
+/// it, Debian 12's 18 has not): the machine's `node` when it has it, else the official build
+/// from npm's `node-linux-<arch>` package, installed into `target/oidc/runtime` (once).
+fn node(dir: &Path) -> PathBuf {
+    let new_enough = std::process::Command::new("node")
+        .args([
+            "-e",
+            "process.exit(typeof URL.parse === 'function' ? 0 : 1)",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if new_enough {
+        return PathBuf::from("node");
+    }
+    let arch = match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "x64",
+    };
+    let runtime = dir.join("runtime");
+    let binary = runtime.join(format!("node_modules/node-linux-{arch}/bin/node"));
+    let current = std::process::Command::new(&binary)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.stdout == format!("v{NODE}\n").as_bytes());
+    if !current {
+        std::fs::create_dir_all(&runtime).unwrap();
+        let status = std::process::Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&runtime)
+            .arg(format!("node-linux-{arch}@{NODE}"))
+            .status()
+            .expect("npm");
+        assert!(
+            status.success(),
+            "npm install node-linux-{arch}@{NODE} failed"
+        );
+    }
+    binary
+}
+
+/// `target/oidc`, with oidc-provider installed, and the Node.js to run it (once per test run).
+fn install() -> (PathBuf, PathBuf) {
+    static DIR: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/oidc");
         let installed = dir.join("node_modules/oidc-provider/package.json");
@@ -51,7 +93,8 @@ fn install() -> PathBuf {
             dir.join("server.mjs"),
         )
         .unwrap();
-        dir
+        let node = node(&dir);
+        (dir, node)
     })
     .clone()
 }
@@ -72,13 +115,14 @@ impl AuthServer {
     }
 
     async fn start_in(dir: TempDir, config: Value) -> AuthServer {
-        let home = install();
+        let (home, node) = install();
         std::fs::write(dir.0.join("config.json"), config.to_string()).unwrap();
-        let mut child = Command::new("node")
+        let log = dir.0.join("server.log");
+        let mut child = Command::new(node)
             .arg(home.join("server.mjs"))
             .arg(&dir.0)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .kill_on_drop(true)
             .spawn()
             .expect("node");
@@ -89,7 +133,8 @@ impl AuthServer {
                     return url.to_string();
                 }
             }
-            panic!("the authorization server ended before listening");
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("the authorization server ended before listening; it said:\n{said}");
         })
         .await
         .expect("the authorization server started");

@@ -765,11 +765,7 @@ async fn sigterm_ends_streams_stops_children_and_exits_zero() {
     )
     .await;
     let mut clients = SseClient::initialized_many(&gw, 3).await;
-    let pid = gw.child.id().unwrap();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
+    crate::infra::signal(gw.child.id().unwrap(), libc::SIGTERM);
     for c in &mut clients {
         assert!(
             c.ended_within(Duration::from_secs(10)).await,
@@ -819,11 +815,7 @@ async fn health_turns_503_while_children_stop() {
     let c = SseClient::connect(&gw).await;
     gw.wait_health("child up", |h| h["children_alive"] == 1)
         .await;
-    let pid = gw.child.id().unwrap();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
+    crate::infra::signal(gw.child.id().unwrap(), libc::SIGTERM);
     let http = reqwest::Client::new();
     let mut saw_503 = false;
     for _ in 0..100 {
@@ -866,10 +858,7 @@ async fn lost_stderr_reader_does_not_break_cleanup_or_shutdown() {
     drop(resp);
     gw.wait_health("child outlived its session", |h| h["children_alive"] == 0)
         .await;
-    std::process::Command::new("kill")
-        .args(["-TERM", &gw.child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
+    crate::infra::signal(gw.child.id().unwrap(), libc::SIGTERM);
     let status = tokio::time::timeout(Duration::from_secs(10), gw.child.wait())
         .await
         .expect("SIGTERM ignored")

@@ -63,6 +63,19 @@ pub fn install_packages(packages: &[&str]) {
     let _ = cmd.args(["-c", &script]).status();
 }
 
+/// Sends `signal` to process `pid` (no `kill` binary: a minimal Debian has none), and
+/// fails the test if it could not be sent.
+pub fn signal(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let sent = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    assert_eq!(
+        sent,
+        0,
+        "kill({pid}, {signal}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
 /// Whether `program` is on the PATH.
 pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
@@ -257,7 +270,9 @@ impl Balancer {
     /// (Streamable HTTP) or the `session_id` query parameter (HTTP+SSE POSTs). The server side
     /// closes after each answer (`option http-server-close`): HAProxy keeps no idle connection a
     /// stopping replica could close under a request it reuses it for (HAProxy then closes the
-    /// client's connection under that request).
+    /// client's connection under that request). `maxconn` stays low enough for the descriptors
+    /// it needs (two per connection) to fit a hard limit of 4096, as in a container: HAProxy
+    /// does not start when they do not.
     pub async fn haproxy(upstreams: &[String]) -> Balancer {
         let dir = TempDir::new("haproxy");
         let port = free_port();
@@ -267,7 +282,7 @@ impl Balancer {
             .map(|(i, u)| format!("  server g{i} {u}\n"))
             .collect();
         let conf = format!(
-            "global\n  maxconn 5000\n  nbthread 1\n\
+            "global\n  maxconn 1500\n  nbthread 1\n\
              defaults\n  mode http\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n\
              retries 3\n  option redispatch\n  option http-server-close\n\
              frontend fe\n  bind 127.0.0.1:{port}\n  default_backend gateways\n\
@@ -278,15 +293,22 @@ impl Balancer {
         );
         let file = dir.0.join("haproxy.cfg");
         std::fs::write(&file, conf).unwrap();
+        let log = std::fs::File::create(dir.0.join("haproxy.log")).unwrap();
         let child = Command::new(require("haproxy"))
             .arg("-db")
             .arg("-f")
             .arg(&file)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start haproxy");
-        wait_port(port, "haproxy").await;
+        if tokio::time::timeout(Duration::from_secs(15), wait_port(port, "haproxy"))
+            .await
+            .is_err()
+        {
+            let said = std::fs::read_to_string(dir.0.join("haproxy.log")).unwrap_or_default();
+            panic!("haproxy did not start on port {port}; it said:\n{said}");
+        }
         Balancer {
             port,
             child,

@@ -223,13 +223,7 @@ async fn a_shared_child_killed_under_load_fails_in_flight_requests_at_once_and_c
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let killed = std::time::Instant::now();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::infra::signal(pid as u32, libc::SIGKILL);
     for c in &mut clients {
         let m = c
             .next_message()

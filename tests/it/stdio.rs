@@ -682,12 +682,7 @@ async fn closed_stderr_does_not_stop_the_server() {
 async fn sigterm_exits_zero() {
     let (_fake, mut s) = setup().await;
     let pid = s.child.id().unwrap() as i32;
-    // SAFETY-free: use the kill command rather than libc.
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::infra::signal(pid as u32, libc::SIGTERM);
     assert_eq!(s.wait_exit().await, Some(0));
 }
 
