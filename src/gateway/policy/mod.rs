@@ -54,6 +54,9 @@ pub struct Request<'a> {
 pub enum Mode {
     Call,
     List,
+    /// A call by its name, before its arguments are read: decided as [`Mode::Call`] would
+    /// decide it, or [`Decision::NeedsArguments`] when a rule in the way must read them.
+    Name,
 }
 
 /// The verdict, with the rule that decided a denial.
@@ -61,6 +64,8 @@ pub enum Mode {
 pub enum Decision {
     Allow,
     Deny(String),
+    /// Only in [`Mode::Name`]: judge the call again with its arguments.
+    NeedsArguments,
 }
 
 /// A rule that could not be evaluated this time, and why.
@@ -107,9 +112,11 @@ impl Prepared {
     }
 }
 
-/// What a session remembers of the rules that cannot read a call's arguments: each one's
-/// outcome for one caller and one request's fixed parts (server, member, method, names). The
-/// holder keeps one per such key and drops it when the caller or the rules change.
+/// What a session remembers of the rules for one caller and one request's fixed parts (server,
+/// member, method, names): the outcome of each rule that cannot read a call's arguments, and
+/// of each rule that can, its outcome without them when that holds for every call (see
+/// [`Rule::probes`]) or that it needs them. The holder keeps one per such key and drops it
+/// when the caller or the rules change.
 #[derive(Default)]
 pub struct Outcomes(Vec<u8>);
 
@@ -136,8 +143,8 @@ impl Outcomes {
 }
 
 /// `request` by `caller` through `levels` (each level's rules, outermost first): the verdict,
-/// and the rules that failed on the way (for the caller to log once each). Rules that cannot
-/// read arguments are taken from `memo` when it knows them, and put there when evaluated.
+/// and the rules that failed on the way (for the caller to log once each). What `memo` knows
+/// is taken from it, and what it may know is put there.
 pub fn judge<'r>(
     levels: &[&'r RuleSet],
     caller: &Prepared,
@@ -149,93 +156,173 @@ pub fn judge<'r>(
         caller,
         request,
         mode,
-        ctx: None,
+        full: None,
+        bare: None,
         memo,
         failures: vec![],
     };
     for level in levels {
-        if let Some(denied) = level_verdict(level, &mut eval, mode) {
-            return (Decision::Deny(denied), eval.failures);
+        match level_verdict(level, &mut eval, mode) {
+            Ok(None) => {}
+            Ok(Some(denied)) => return (Decision::Deny(denied), eval.failures),
+            Err(NeedsArguments) => return (Decision::NeedsArguments, eval.failures),
         }
     }
     (Decision::Allow, eval.failures)
 }
+
+/// A rule in the way must read the call's arguments ([`Mode::Name`] only).
+struct NeedsArguments;
 
 /// One judgement's evaluations: the variables are set up only if a rule must run.
 struct Eval<'a, 'r> {
     caller: &'a Prepared,
     request: &'a Request<'a>,
     mode: Mode,
-    ctx: Option<Context<'a, 'static>>,
+    /// The request's variables as it has them.
+    full: Option<Scope<'a>>,
+    /// The same without the arguments (a probe's).
+    bare: Option<Scope<'a>>,
     memo: &'a mut Outcomes,
     failures: Vec<Failure<'r>>,
 }
 
 impl<'r> Eval<'_, 'r> {
-    /// Whether `rule` holds; `None` when it cannot be evaluated (or is not a boolean).
-    fn holds(&mut self, rule: &'r Rule) -> Option<bool> {
-        if !rule.reads_arguments
-            && let Some(known) = self.memo.get(rule)
-        {
-            return known;
+    /// Whether `rule` holds; `Ok(None)` when it cannot be evaluated (or is not a boolean).
+    fn holds(&mut self, rule: &'r Rule) -> Result<Option<bool>, NeedsArguments> {
+        if !rule.reads_arguments {
+            if let Some(known) = self.memo.get(rule) {
+                return Ok(known);
+            }
+            let outcome = self.run(rule, false, true);
+            // A failure met while listing is not kept: a call then evaluates it, and logs it.
+            if outcome.is_some() || self.mode != Mode::List {
+                self.memo.put(rule, outcome);
+            }
+            return Ok(outcome);
         }
+        if rule.probes {
+            // Its outcome without the arguments, if it has one, is its outcome for every call.
+            let probed = match self.memo.get(rule) {
+                Some(known) => known,
+                None => {
+                    let outcome = self.run(rule, true, false);
+                    self.memo.put(rule, outcome);
+                    outcome
+                }
+            };
+            match (probed, self.mode) {
+                (Some(b), _) => return Ok(Some(b)),
+                (None, Mode::List) => return Ok(None),
+                (None, Mode::Name) => return Err(NeedsArguments),
+                (None, Mode::Call) => {}
+            }
+        }
+        match self.mode {
+            Mode::Name => Err(NeedsArguments),
+            Mode::Call | Mode::List => Ok(self.run(rule, false, true)),
+        }
+    }
+
+    /// Runs `rule` with the arguments or without (`bare`); a failure is kept if `report`.
+    fn run(&mut self, rule: &'r Rule, bare: bool, report: bool) -> Option<bool> {
         let (caller, request) = (self.caller, self.request);
-        let ctx = self.ctx.get_or_insert_with(|| {
-            let mut ctx = caller.ctx.new_inner_scope();
-            ctx.add_variable_as_val("mcp", mcp(request));
-            ctx
-        });
-        let outcome = match rule.program.execute(ctx) {
-            Ok(Cel::Bool(b)) => Some(b),
-            Ok(other) => {
-                self.failures.push(Failure {
-                    rule,
-                    error: format!("the expression gave {other:?}, not a boolean"),
-                });
-                None
-            }
-            Err(e) => {
-                self.failures.push(Failure {
-                    rule,
-                    error: e.to_string(),
-                });
-                None
-            }
+        let bare = bare && request.arguments.is_some();
+        let r = match bare {
+            true => Request {
+                arguments: None,
+                ..*request
+            },
+            false => *request,
         };
-        // A failure met while listing is not kept: a call then evaluates it, and logs it.
-        if !rule.reads_arguments && (outcome.is_some() || self.mode == Mode::Call) {
-            self.memo.put(rule, outcome);
+        let slot = if bare { &mut self.bare } else { &mut self.full };
+        let scope = slot.get_or_insert_with(|| Scope {
+            ctx: caller.ctx.new_inner_scope(),
+            flat: 0,
+            whole: false,
+        });
+        match rule.flat {
+            // Without arguments, `mcp` whole says why `mcp.tool.arguments` fails.
+            Some(reads) if r.arguments.is_some() || reads & rules::ARGUMENTS == 0 => {
+                let missing = reads & !scope.flat;
+                for (bit, name) in rules::FLAT.iter().enumerate() {
+                    if missing & (1 << bit) != 0 {
+                        scope.ctx.add_variable_as_val(*name, flat(&r, bit));
+                    }
+                }
+                scope.flat |= reads;
+            }
+            _ if !scope.whole => {
+                scope.ctx.add_variable_as_val("mcp", mcp(&r));
+                scope.whole = true;
+            }
+            _ => {}
         }
-        outcome
+        let error = match rule.program.execute(&scope.ctx) {
+            Ok(Cel::Bool(b)) => return Some(b),
+            Ok(other) => format!("the expression gave {other:?}, not a boolean"),
+            Err(e) => e.to_string(),
+        };
+        if report {
+            self.failures.push(Failure { rule, error });
+        }
+        None
+    }
+}
+
+/// The request's variables as far as the rules run so far needed them: `mcp` whole, or some
+/// of its [`rules::FLAT`] names as variables of their own (a bit each).
+struct Scope<'a> {
+    ctx: Context<'a, 'static>,
+    flat: u8,
+    whole: bool,
+}
+
+/// The value of [`rules::FLAT`]'s name number `bit` for `r` (which has arguments if asked).
+fn flat(r: &Request<'_>, bit: usize) -> Box<dyn Val> {
+    let text = |s: &str| -> Box<dyn Val> { Box::new(CelString::from(s.to_string())) };
+    match bit {
+        0 => text(r.server),
+        1 => text(r.member),
+        2 => text(r.method),
+        3 => text(r.tool),
+        4 => json_val(r.arguments.unwrap_or(&Value::Null)),
+        5 => text(r.prompt),
+        _ => text(r.uri),
     }
 }
 
 /// The name of the rule that denies at this level, if one does.
-fn level_verdict<'r>(level: &'r RuleSet, eval: &mut Eval<'_, 'r>, mode: Mode) -> Option<String> {
+fn level_verdict<'r>(
+    level: &'r RuleSet,
+    eval: &mut Eval<'_, 'r>,
+    mode: Mode,
+) -> Result<Option<String>, NeedsArguments> {
+    let call = mode != Mode::List;
     for rule in &level.deny {
-        match eval.holds(rule) {
-            Some(true) => return Some(rule.name.clone()),
+        match eval.holds(rule)? {
+            Some(true) => return Ok(Some(rule.name.clone())),
             Some(false) => {}
-            None if mode == Mode::Call => return Some(rule.name.clone()),
+            None if call => return Ok(Some(rule.name.clone())),
             None => {}
         }
     }
     if level.allow.is_empty() {
-        return None;
+        return Ok(None);
     }
     let mut undecided = false;
     for rule in &level.allow {
-        match eval.holds(rule) {
-            Some(true) => return None,
+        match eval.holds(rule)? {
+            Some(true) => return Ok(None),
             Some(false) => {}
             None => undecided = true,
         }
     }
-    if undecided && mode == Mode::List {
-        return None;
+    if undecided && !call {
+        return Ok(None);
     }
     let names: Vec<&str> = level.allow.iter().map(|r| r.name.as_str()).collect();
-    Some(format!("no allow rule ({})", names.join(", ")))
+    Ok(Some(format!("no allow rule ({})", names.join(", "))))
 }
 
 /// `mcp`: the request's part of the variables.

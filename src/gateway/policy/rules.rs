@@ -31,6 +31,17 @@ pub struct Rule {
     /// Whether it may read a call's arguments: if not, its outcome for a caller and a name
     /// never changes, and a session remembers it.
     pub reads_arguments: bool,
+    /// Whether, reading the arguments, it reads `mcp` by [`FLAT`] names only: then if it
+    /// gives an outcome without the arguments (a call's
+    /// arguments missing make every read of them an error, and CEL's `&&`, `||` and
+    /// comprehensions keep an error unless the other side decides alone), that outcome holds
+    /// for every call of the same name — e.g. `mcp.tool.name != 'read_file' || …` for every
+    /// other tool — and a session remembers it.
+    pub probes: bool,
+    /// The [`FLAT`] names it reads (a bit each), if it reads `mcp` by those alone: it then
+    /// runs without `mcp` built whole, the names it reads given as variables of their own
+    /// (CEL resolves `a.b.c` from the longest name a scope has).
+    pub(super) flat: Option<u8>,
     pub(super) program: Program,
     /// Set once its first run-time failure has been logged.
     failed_once: AtomicBool,
@@ -114,12 +125,16 @@ pub fn compile(source: &RuleSource) -> Result<Rule, String> {
         return Err(what(column, &message));
     }
     let reads_arguments = reads_arguments(program.expression());
+    let flat = flat_reads(program.expression());
+    let probes = reads_arguments && flat.is_some();
     Ok(Rule {
         name: source.name.clone(),
         effect: source.effect,
         source: source.expr.clone(),
         id: 0,
         reads_arguments,
+        probes,
+        flat,
         program,
         failed_once: AtomicBool::new(false),
     })
@@ -155,6 +170,57 @@ fn reads_arguments(e: &IdedExpr) -> bool {
     }
     let mut reads = false;
     visit(e, &mut |child| reads |= reads_arguments(child));
+    reads
+}
+
+/// The names of `mcp` a rule may read as variables of their own (see [`Rule::flat`]), in the
+/// order of their bits.
+pub const FLAT: &[&str] = &[
+    "mcp.server",
+    "mcp.member",
+    "mcp.method",
+    "mcp.tool.name",
+    "mcp.tool.arguments",
+    "mcp.prompt.name",
+    "mcp.resource.uri",
+];
+/// The bit of `mcp.tool.arguments` in [`Rule::flat`].
+pub const ARGUMENTS: u8 = 1 << 4;
+
+/// Which of [`FLAT`] `e` reads (a bit each), if it reads `mcp` by those names only: a
+/// [`FIXED`] part selected plainly (not `has(mcp.server)`, whose operand is `mcp`), or
+/// `mcp.tool.arguments` and what is under it (not `has(mcp.tool.arguments)`).
+fn flat_reads(e: &IdedExpr) -> Option<u8> {
+    // A chain of field selections down to `mcp`: its path, outermost last, and whether the
+    // selection of each part is a `has()` test.
+    fn path(e: &IdedExpr) -> Option<Vec<(&str, bool)>> {
+        match &e.expr {
+            Expr::Ident(name) if name == "mcp" => Some(vec![]),
+            Expr::Select(s) => {
+                let mut p = path(&s.operand)?;
+                p.push((&s.field, s.test));
+                Some(p)
+            }
+            _ => None,
+        }
+    }
+    if let Some(p) = path(e) {
+        if let [("tool", false), ("arguments", false), ..] = p.as_slice() {
+            return Some(ARGUMENTS);
+        }
+        let names: Vec<&str> = p.iter().map(|(name, _)| *name).collect();
+        let name = format!("mcp.{}", names.join("."));
+        let bit = FLAT.iter().position(|f| *f == name)?;
+        let plain = p.iter().all(|(_, test)| !test);
+        return plain.then_some(1 << bit);
+    }
+    let mut reads = Some(0);
+    visit(e, &mut |child| {
+        reads = match (reads, flat_reads(child)) {
+            (Some(a), Some(b)) => Some(a | b),
+            _ => None,
+        }
+    });
     reads
 }
 
@@ -284,6 +350,31 @@ mod tests {
             "[mcp.tool].all(t, t.name == 'x')",
         ] {
             assert!(rule(reading).unwrap().reads_arguments, "{reading}");
+        }
+    }
+
+    #[test]
+    fn rules_whose_outcome_without_arguments_holds_for_every_call_are_told_apart() {
+        for probing in [
+            "mcp.tool.name != 'read_file' || mcp.tool.arguments.path.startsWith('/srv/')",
+            "has(mcp.tool.arguments.path) && mcp.server == 'fs'",
+            "mcp.tool.arguments['path'] == '/' && jwt.groups.exists(g, g == mcp.member)",
+            "mcp.tool.arguments.all(k, k != 'x')",
+        ] {
+            let r = rule(probing).unwrap();
+            assert!(r.reads_arguments && r.probes, "{probing}");
+        }
+        for whole in [
+            "mcp.tool.name == 'x'",
+            "has(mcp.tool.arguments)",
+            "!has(mcp.tool.arguments) || mcp.tool.arguments.p == 1",
+            "'arguments' in mcp.tool",
+            "size(mcp.tool) == 1",
+            "mcp.tool['arguments'].path == '/'",
+            "[mcp].all(m, m.tool.arguments.p == 1)",
+            "mcp.tool.name == 'x' || size(mcp) > 0",
+        ] {
+            assert!(!rule(whole).unwrap().probes, "{whole}");
         }
     }
 }

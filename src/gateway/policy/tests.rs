@@ -132,7 +132,7 @@ fn a_failing_rule_denies_a_call_but_leaves_a_listing_undecided() {
     };
     let (d, failures) = judge(&[&rules], &c, &listing, Mode::List);
     assert_eq!(d, Decision::Allow);
-    assert_eq!(failures.len(), 1);
+    assert!(failures.is_empty(), "needing the arguments is no failure");
     let inside = json!({"path": "/srv/public/a.txt"});
     let outside = json!({"path": "/etc/passwd"});
     let missing = json!({});
@@ -214,6 +214,131 @@ fn a_session_remembers_outcomes_that_arguments_cannot_change() {
     assert_eq!(first, Decision::Allow);
     assert_eq!(second, Decision::Deny("r1".into()));
     assert_eq!(third, Decision::Allow);
+}
+
+#[test]
+fn an_outcome_without_the_arguments_is_remembered_when_it_holds_for_every_call() {
+    // Guarded by the tool's name: for other tools the arguments are never read.
+    let rules = set(&[
+        (
+            Effect::Deny,
+            "mcp.tool.name == 'write_file' && mcp.tool.arguments.path.startsWith('/etc/')",
+        ),
+        (
+            Effect::Allow,
+            "mcp.tool.name != 'read_file' || mcp.tool.arguments.path.startsWith('/srv/')",
+        ),
+    ]);
+    assert!(rules.deny[0].probes && rules.allow[0].probes);
+    let c = caller(&[]);
+    let mut memo = Outcomes::default();
+    let by_name = |tool| Request {
+        server: "fs",
+        method: "tools/call",
+        tool,
+        ..Request::default()
+    };
+    // Other tools: decided by name, whatever their arguments (none of them has `path`).
+    let (d, f) = super::judge(&[&rules], &c, &by_name("list"), Mode::Name, &mut memo);
+    assert_eq!((d, f.len()), (Decision::Allow, 0));
+    let odd = json!({"path": 7});
+    let (d, f) = super::judge(&[&rules], &c, &call("list", &odd), Mode::Call, &mut memo);
+    assert_eq!((d, f.len()), (Decision::Allow, 0));
+    // The guarded tools need their arguments, every time.
+    for tool in ["write_file", "read_file"] {
+        let mut memo = Outcomes::default();
+        let (d, _) = super::judge(&[&rules], &c, &by_name(tool), Mode::Name, &mut memo);
+        assert_eq!(d, Decision::NeedsArguments, "{tool}");
+        let (d, _) = super::judge(&[&rules], &c, &by_name(tool), Mode::List, &mut memo);
+        assert_eq!(
+            d,
+            Decision::Allow,
+            "{tool} is listed: some calls of it are allowed"
+        );
+    }
+    let mut memo = Outcomes::default();
+    let mut read = |args: &serde_json::Value| {
+        super::judge(
+            &[&rules],
+            &c,
+            &call("read_file", args),
+            Mode::Call,
+            &mut memo,
+        )
+    };
+    let inside = json!({"path": "/srv/a"});
+    let outside = json!({"path": "/etc/passwd"});
+    assert_eq!(read(&inside).0, Decision::Allow);
+    let (d, f) = read(&outside);
+    assert_eq!(
+        (d, f.len()),
+        (Decision::Deny("no allow rule (r1)".into()), 0)
+    );
+    let (d, f) = read(&json!({}));
+    assert_eq!(d, Decision::Deny("no allow rule (r1)".into()));
+    assert_eq!(
+        f.len(),
+        1,
+        "a call without the path fails the rule, and says so"
+    );
+    assert_eq!(read(&inside).0, Decision::Allow);
+    // A rule that reads `mcp.tool` whole is never decided without the arguments.
+    let whole = set(&[(Effect::Deny, "size(mcp.tool) > 5")]);
+    assert!(!whole.deny[0].probes);
+    let mut memo = Outcomes::default();
+    let (d, _) = super::judge(&[&whole], &c, &by_name("x"), Mode::Name, &mut memo);
+    assert_eq!(d, Decision::NeedsArguments);
+}
+
+/// A rule that reads `mcp` by its flat names only runs without `mcp` built whole: it decides
+/// and fails exactly as it does with `mcp` whole, with arguments and without.
+#[test]
+fn rules_read_the_same_from_flat_names_as_from_mcp_whole() {
+    let exprs = [
+        "mcp.tool.name == 'x' && mcp.tool.arguments.path.startsWith('/srv/')",
+        "has(mcp.tool.arguments.path) && mcp.server == 'fs' && mcp.method == 'tools/call'",
+        "mcp.tool.arguments.n == 3u && mcp.member == '' && mcp.prompt.name == ''",
+        "mcp.resource.uri == '' || mcp.tool.arguments.missing == 1",
+        "mcp.tool.arguments.path.size() > 3 && 'path' in mcp.tool.arguments",
+        "mcp.tool.arguments.list.exists(x, x == mcp.tool.name)",
+        "mcp.tool.arguments.nope.startsWith('/')",
+    ];
+    let c = caller(&["staff"]);
+    let args = json!({"path": "/srv/a", "n": 3, "list": ["y", "x"]});
+    let requests = [
+        call("x", &args),
+        Request {
+            server: "fs",
+            method: "resources/read",
+            uri: "file:///a",
+            ..Request::default()
+        },
+    ];
+    for expr in exprs {
+        let flat = set(&[(Effect::Deny, expr)]);
+        let mut whole = set(&[(Effect::Deny, expr)]);
+        assert!(flat.deny[0].flat.is_some(), "{expr}");
+        whole.deny[0].flat = None;
+        for r in &requests {
+            let (a, fa) = judge(&[&flat], &c, r, Mode::Call);
+            let (b, fb) = judge(&[&whole], &c, r, Mode::Call);
+            assert_eq!(a, b, "{expr} on {}", r.method);
+            let errors = |f: Vec<Failure>| f.into_iter().map(|f| f.error).collect::<Vec<_>>();
+            assert_eq!(errors(fa), errors(fb), "{expr} on {}", r.method);
+        }
+    }
+    // `mcp` named alone, even a comprehension's own, counts as reading it whole.
+    for whole in [
+        "has(mcp.server)",
+        "size(mcp) > 0",
+        "mcp.tool['name'] == 'x'",
+        "[1].all(mcp, mcp == 1) && mcp.server == 'fs'",
+    ] {
+        assert!(
+            set(&[(Effect::Deny, whole)]).deny[0].flat.is_none(),
+            "{whole}"
+        );
+    }
 }
 
 /// The arguments reach the rules with the types `cel::to_value` gives JSON (built directly

@@ -124,7 +124,7 @@ impl Judge {
     ) -> Decision {
         let outcomes = memo.of(request);
         let (decision, failures) = policy::judge(levels, prepared, request, mode, outcomes);
-        if mode == Mode::Call {
+        if mode != Mode::List {
             for f in failures {
                 self.metrics.rule_failed(&f.rule.name);
                 if f.rule.first_failure() {
@@ -141,8 +141,8 @@ impl Judge {
     }
 }
 
-/// What a session remembers of the rules that cannot read arguments (see
-/// [`policy::Outcomes`]), for the rules and the caller it was made with.
+/// What a session remembers of the rules (see [`policy::Outcomes`]), for the rules and the
+/// caller it was made with.
 #[derive(Default)]
 pub(super) struct Memo {
     book: Option<Arc<Compiled>>,

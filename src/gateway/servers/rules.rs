@@ -234,15 +234,15 @@ impl GuardedLink {
         method: &str,
         line: Bytes,
     ) -> Option<Bytes> {
-        let decide = |request: Request<'_>| {
+        let decide = |request: Request<'_>, mode: Mode| {
             client
                 .judge
-                .decide(book, caller, prepared, request, Mode::Call, &client.memo)
+                .decide(book, caller, prepared, request, mode, &client.memo)
         };
-        // By its name alone when no rule reads arguments and the name stands once in the bytes
-        // (what the server reads is then what was judged, and the message goes on untouched).
-        if !book.reads_arguments
-            && matches!(method, "tools/call" | "prompts/get")
+        // By its name alone when the name stands once in the bytes and no rule in the way
+        // must read the arguments (what the server reads is then what was judged, and the
+        // message goes on untouched).
+        if matches!(method, "tools/call" | "prompts/get")
             && let Some(named) = splice::Named::parse(&line)
         {
             let name: &str = &named.name;
@@ -258,21 +258,26 @@ impl GuardedLink {
                     ..Request::default()
                 },
             };
-            return match decide(request) {
-                Decision::Allow => Some(line.clone()),
+            let mode = match book.reads_arguments {
+                true => Mode::Name,
+                false => Mode::Call,
+            };
+            match decide(request, mode) {
+                Decision::Allow => return Some(line.clone()),
                 Decision::Deny(rule) => {
                     let params = serde_json::json!({ "name": name });
                     self.refuse(client, book, caller, id, method, &params, &rule);
-                    None
+                    return None;
                 }
-            };
+                Decision::NeedsArguments => {}
+            }
         }
         let envelope = Envelope::parse(&line);
         let params = envelope
             .as_ref()
             .and_then(|e| e.params())
             .unwrap_or_default();
-        if let Decision::Deny(rule) = decide(call_request(method, &params)) {
+        if let Decision::Deny(rule) = decide(call_request(method, &params), Mode::Call) {
             self.refuse(client, book, caller, id, method, &params, &rule);
             return None;
         }
