@@ -11,7 +11,6 @@
 
 use std::{
     cell::RefCell,
-    fmt,
     io::Write,
     sync::{Arc, atomic::AtomicBool, atomic::Ordering},
     time::Duration,
@@ -20,9 +19,13 @@ use std::{
 use parking_lot::{Condvar, Mutex};
 use prometheus_client::metrics::counter::Counter;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
+#[cfg(test)]
+use self::digest::canonical;
+pub use self::digest::{Sha256Digest, canonical_sha256};
 use crate::{config::AuditConfig, gateway::caller::Caller};
+
+mod digest;
 
 /// Bytes of lines that may wait for the writer before new ones are dropped (some 60 000
 /// lines of ~500 bytes).
@@ -104,28 +107,6 @@ pub struct Entry {
     pub bytes_out: usize,
     pub arguments_sha256: Option<Sha256Digest>,
     pub arguments: Option<Value>,
-}
-
-/// A SHA-256 digest, written as hex.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Sha256Digest(pub [u8; 32]);
-
-impl fmt::Display for Sha256Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-    }
-}
-
-impl fmt::Debug for Sha256Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl serde::Serialize for Sha256Digest {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
 }
 
 /// The audit log's writer side, shared by every server's layer.
@@ -466,48 +447,6 @@ fn redact(value: &Value, keys: &[String]) -> Value {
         ),
         Value::Array(items) => Value::Array(items.iter().map(|v| redact(v, keys)).collect()),
         other => other.clone(),
-    }
-}
-
-/// SHA-256 (hex) of `value` in canonical form: object keys sorted at every depth, no
-/// whitespace, serde_json's forms of strings and numbers. Equal arguments hash equal whatever
-/// order or spacing the client sent them in.
-pub fn canonical_sha256(value: &Value) -> Sha256Digest {
-    let mut text = Vec::with_capacity(256);
-    canonical(value, &mut text);
-    Sha256Digest(Sha256::digest(&text).into())
-}
-
-fn canonical(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push(b'{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                // Writing a string or a scalar into a `Vec` cannot fail.
-                let _ = serde_json::to_writer(&mut *out, k);
-                out.push(b':');
-                canonical(v, out);
-            }
-            out.push(b'}');
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                canonical(v, out);
-            }
-            out.push(b']');
-        }
-        other => {
-            let _ = serde_json::to_writer(out, other);
-        }
     }
 }
 
