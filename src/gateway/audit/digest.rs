@@ -11,9 +11,23 @@ use sha2::{Digest, Sha256};
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Sha256Digest(pub [u8; 32]);
 
+impl Sha256Digest {
+    /// Its 64 hex digits.
+    fn hex(&self) -> [u8; 64] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(b >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+        }
+        out
+    }
+}
+
 impl fmt::Display for Sha256Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        // Hex digits are ASCII.
+        f.write_str(std::str::from_utf8(&self.hex()).unwrap_or_default())
     }
 }
 
@@ -25,7 +39,8 @@ impl fmt::Debug for Sha256Digest {
 
 impl serde::Serialize for Sha256Digest {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        // Whole: `collect_str` would escape it digit by digit.
+        s.serialize_str(std::str::from_utf8(&self.hex()).unwrap_or_default())
     }
 }
 
@@ -68,5 +83,26 @@ pub(super) fn canonical(value: &Value, out: &mut Vec<u8>) {
         other => {
             let _ = serde_json::to_writer(out, other);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_is_written_as_lowercase_hex_whole() {
+        let d = Sha256Digest(std::array::from_fn(|i| (i * 37 + 5) as u8));
+        let expected: String = d.0.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(d.to_string(), expected);
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            format!("\"{expected}\"")
+        );
+        // The empty object's canonical form is `{}`.
+        assert_eq!(
+            canonical_sha256(&serde_json::json!({})).to_string(),
+            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
     }
 }

@@ -352,7 +352,8 @@ struct Time(jiff::Timestamp);
 
 impl serde::Serialize for Time {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{:.3}", self.0))
+        // Whole: `collect_str` would escape it piece by piece.
+        s.serialize_str(&format!("{:.3}", self.0))
     }
 }
 
