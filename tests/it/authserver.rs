@@ -47,18 +47,20 @@ fn node(dir: &Path) -> PathBuf {
         .is_ok_and(|o| o.stdout == format!("v{NODE}\n").as_bytes());
     if !current {
         std::fs::create_dir_all(&runtime).unwrap();
-        let status = std::process::Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
-            .arg(&runtime)
-            .arg(format!("node-linux-{arch}@{NODE}"))
-            .status()
-            .expect("npm");
-        assert!(
-            status.success(),
-            "npm install node-linux-{arch}@{NODE} failed"
-        );
+        npm_install(&runtime, &format!("node-linux-{arch}@{NODE}"));
     }
     binary
+}
+
+/// `npm install` of `package` into `prefix`, quietly; fails the test if it fails.
+fn npm_install(prefix: &Path, package: &str) {
+    let status = std::process::Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+        .arg(prefix)
+        .arg(package)
+        .status()
+        .expect("npm (Node.js) is needed to run the OAuth tests' authorization server");
+    assert!(status.success(), "npm install {package} failed");
 }
 
 /// `target/oidc`, with oidc-provider installed, and the Node.js to run it (once per test run).
@@ -80,13 +82,7 @@ fn install() -> (PathBuf, PathBuf) {
                 r#"{"name":"aareguru-oidc","private":true,"type":"module"}"#,
             )
             .unwrap();
-            let status = std::process::Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
-                .arg(&dir)
-                .arg(format!("oidc-provider@{OIDC_PROVIDER}"))
-                .status()
-                .expect("npm (Node.js) is needed to run the OAuth tests' authorization server");
-            assert!(status.success(), "npm install oidc-provider failed");
+            npm_install(&dir, &format!("oidc-provider@{OIDC_PROVIDER}"));
         }
         std::fs::copy(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/oidc/server.mjs"),
