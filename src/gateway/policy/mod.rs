@@ -201,7 +201,7 @@ impl<'r> Eval<'_, 'r> {
             }
             return Ok(outcome);
         }
-        if rule.probes {
+        if rule.probes() {
             // Its outcome without the arguments, if it has one, is its outcome for every call.
             let probed = match self.memo.get(rule) {
                 Some(known) => known,
@@ -280,7 +280,6 @@ struct Scope<'a> {
 
 /// The value of [`rules::FLAT`]'s name number `bit` for `r` (which has arguments if asked).
 fn flat(r: &Request<'_>, bit: usize) -> Box<dyn Val> {
-    let text = |s: &str| -> Box<dyn Val> { Box::new(CelString::from(s.to_string())) };
     match bit {
         0 => text(r.server),
         1 => text(r.member),
@@ -327,7 +326,6 @@ fn level_verdict<'r>(
 
 /// `mcp`: the request's part of the variables.
 fn mcp(r: &Request<'_>) -> Box<dyn Val> {
-    let text = |s: &str| -> Box<dyn Val> { Box::new(CelString::from(s.to_string())) };
     let map = |entries: Vec<(&str, Box<dyn Val>)>| -> Box<dyn Val> {
         Box::new(CelMap::from(
             entries
@@ -348,6 +346,11 @@ fn mcp(r: &Request<'_>) -> Box<dyn Val> {
         ("prompt", map(vec![("name", text(r.prompt))])),
         ("resource", map(vec![("uri", text(r.uri))])),
     ])
+}
+
+/// A string as CEL sees it.
+fn text(s: &str) -> Box<dyn Val> {
+    Box::new(CelString::from(s.to_string()))
 }
 
 /// A JSON value as CEL sees it, built directly (as `cel::to_value` would make it, without its

@@ -31,13 +31,6 @@ pub struct Rule {
     /// Whether it may read a call's arguments: if not, its outcome for a caller and a name
     /// never changes, and a session remembers it.
     pub reads_arguments: bool,
-    /// Whether, reading the arguments, it reads `mcp` by [`FLAT`] names only: then if it
-    /// gives an outcome without the arguments (a call's
-    /// arguments missing make every read of them an error, and CEL's `&&`, `||` and
-    /// comprehensions keep an error unless the other side decides alone), that outcome holds
-    /// for every call of the same name — e.g. `mcp.tool.name != 'read_file' || …` for every
-    /// other tool — and a session remembers it.
-    pub probes: bool,
     /// The [`FLAT`] names it reads (a bit each), if it reads `mcp` by those alone: it then
     /// runs without `mcp` built whole, the names it reads given as variables of their own
     /// (CEL resolves `a.b.c` from the longest name a scope has).
@@ -48,6 +41,15 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Whether, reading the arguments, it reads `mcp` by [`FLAT`] names only: then if it
+    /// gives an outcome without the arguments (a call's arguments missing make every read of
+    /// them an error, and CEL's `&&`, `||` and comprehensions keep an error unless the other
+    /// side decides alone), that outcome holds for every call of the same name — e.g.
+    /// `mcp.tool.name != 'read_file' || …` for every other tool — and a session remembers it.
+    pub fn probes(&self) -> bool {
+        self.reads_arguments && self.flat.is_some()
+    }
+
     /// True the first time only: a rule that fails at run time is logged once.
     pub fn first_failure(&self) -> bool {
         !self.failed_once.swap(true, Ordering::Relaxed)
@@ -126,51 +128,49 @@ pub fn compile(source: &RuleSource) -> Result<Rule, String> {
     }
     let reads_arguments = reads_arguments(program.expression());
     let flat = flat_reads(program.expression());
-    let probes = reads_arguments && flat.is_some();
     Ok(Rule {
         name: source.name.clone(),
         effect: source.effect,
         source: source.expr.clone(),
         id: 0,
         reads_arguments,
-        probes,
         flat,
         program,
         failed_once: AtomicBool::new(false),
     })
 }
 
-/// The parts of `mcp` that never depend on a call's arguments.
-const FIXED: &[&[&str]] = &[
-    &["server"],
-    &["member"],
-    &["method"],
-    &["tool", "name"],
-    &["prompt", "name"],
-    &["resource", "uri"],
-];
-
-/// Whether `e` may read anything of `mcp` but the [`FIXED`] parts (conservative: `mcp` alone,
-/// `mcp.tool`, an index into it, or `arguments` count as reading the arguments).
+/// Whether `e` may read anything of `mcp` but the parts that never depend on a call's
+/// arguments ([`FLAT`] but `mcp.tool.arguments`; conservative: `mcp` alone, `mcp.tool`, an
+/// index into it, or `arguments` count as reading the arguments).
 fn reads_arguments(e: &IdedExpr) -> bool {
-    // A chain of field selections down to `mcp`: its path, outermost last.
-    fn path(e: &IdedExpr) -> Option<Vec<&str>> {
-        match &e.expr {
-            Expr::Ident(name) if name == "mcp" => Some(vec![]),
-            Expr::Select(s) => {
-                let mut p = path(&s.operand)?;
-                p.push(&s.field);
-                Some(p)
-            }
-            _ => None,
-        }
-    }
-    if let Some(p) = path(e) {
-        return !FIXED.contains(&p.as_slice());
+    if let Some(p) = mcp_path(e) {
+        return flat_bit(&p).is_none_or(|bit| 1 << bit == ARGUMENTS);
     }
     let mut reads = false;
     visit(e, &mut |child| reads |= reads_arguments(child));
     reads
+}
+
+/// A chain of field selections down to `mcp`: its path, outermost last, and whether the
+/// selection of each part is a `has()` test.
+fn mcp_path(e: &IdedExpr) -> Option<Vec<(&str, bool)>> {
+    match &e.expr {
+        Expr::Ident(name) if name == "mcp" => Some(vec![]),
+        Expr::Select(s) => {
+            let mut p = mcp_path(&s.operand)?;
+            p.push((&s.field, s.test));
+            Some(p)
+        }
+        _ => None,
+    }
+}
+
+/// The place in [`FLAT`] of the name `path` spells, if it is one.
+fn flat_bit(path: &[(&str, bool)]) -> Option<usize> {
+    let names: Vec<&str> = path.iter().map(|(name, _)| *name).collect();
+    let name = format!("mcp.{}", names.join("."));
+    FLAT.iter().position(|f| *f == name)
 }
 
 /// The names of `mcp` a rule may read as variables of their own (see [`Rule::flat`]), in the
@@ -188,31 +188,15 @@ pub const FLAT: &[&str] = &[
 pub const ARGUMENTS: u8 = 1 << 4;
 
 /// Which of [`FLAT`] `e` reads (a bit each), if it reads `mcp` by those names only: a
-/// [`FIXED`] part selected plainly (not `has(mcp.server)`, whose operand is `mcp`), or
+/// part of [`FLAT`] selected plainly (not `has(mcp.server)`, whose operand is `mcp`), or
 /// `mcp.tool.arguments` and what is under it (not `has(mcp.tool.arguments)`).
 fn flat_reads(e: &IdedExpr) -> Option<u8> {
-    // A chain of field selections down to `mcp`: its path, outermost last, and whether the
-    // selection of each part is a `has()` test.
-    fn path(e: &IdedExpr) -> Option<Vec<(&str, bool)>> {
-        match &e.expr {
-            Expr::Ident(name) if name == "mcp" => Some(vec![]),
-            Expr::Select(s) => {
-                let mut p = path(&s.operand)?;
-                p.push((&s.field, s.test));
-                Some(p)
-            }
-            _ => None,
-        }
-    }
-    if let Some(p) = path(e) {
+    if let Some(p) = mcp_path(e) {
         if let [("tool", false), ("arguments", false), ..] = p.as_slice() {
             return Some(ARGUMENTS);
         }
-        let names: Vec<&str> = p.iter().map(|(name, _)| *name).collect();
-        let name = format!("mcp.{}", names.join("."));
-        let bit = FLAT.iter().position(|f| *f == name)?;
         let plain = p.iter().all(|(_, test)| !test);
-        return plain.then_some(1 << bit);
+        return plain.then_some(1 << flat_bit(&p)?);
     }
     let mut reads = Some(0);
     visit(e, &mut |child| {
@@ -362,7 +346,7 @@ mod tests {
             "mcp.tool.arguments.all(k, k != 'x')",
         ] {
             let r = rule(probing).unwrap();
-            assert!(r.reads_arguments && r.probes, "{probing}");
+            assert!(r.reads_arguments && r.probes(), "{probing}");
         }
         for whole in [
             "mcp.tool.name == 'x'",
@@ -374,7 +358,7 @@ mod tests {
             "[mcp].all(m, m.tool.arguments.p == 1)",
             "mcp.tool.name == 'x' || size(mcp) > 0",
         ] {
-            assert!(!rule(whole).unwrap().probes, "{whole}");
+            assert!(!rule(whole).unwrap().probes(), "{whole}");
         }
     }
 }

@@ -229,7 +229,7 @@ fn an_outcome_without_the_arguments_is_remembered_when_it_holds_for_every_call()
             "mcp.tool.name != 'read_file' || mcp.tool.arguments.path.startsWith('/srv/')",
         ),
     ]);
-    assert!(rules.deny[0].probes && rules.allow[0].probes);
+    assert!(rules.deny[0].probes() && rules.allow[0].probes());
     let c = caller(&[]);
     let mut memo = Outcomes::default();
     let by_name = |tool| Request {
@@ -284,7 +284,7 @@ fn an_outcome_without_the_arguments_is_remembered_when_it_holds_for_every_call()
     assert_eq!(read(&inside).0, Decision::Allow);
     // A rule that reads `mcp.tool` whole is never decided without the arguments.
     let whole = set(&[(Effect::Deny, "size(mcp.tool) > 5")]);
-    assert!(!whole.deny[0].probes);
+    assert!(!whole.deny[0].probes());
     let mut memo = Outcomes::default();
     let (d, _) = super::judge(&[&whole], &c, &by_name("x"), Mode::Name, &mut memo);
     assert_eq!(d, Decision::NeedsArguments);
