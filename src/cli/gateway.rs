@@ -313,6 +313,7 @@ pub(super) fn gateway_config(
         tool_scopes: vec![],
         group: None,
         remote: None,
+        tool_search: None,
     };
     servers_file::check_prespawn(&server)?;
     let (servers, servers_notes, policy) = match &g.config {

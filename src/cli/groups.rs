@@ -80,6 +80,8 @@ struct GroupSpec {
     tools: Option<Tools>,
     /// Who may call what through the group (see [`super::rules`]).
     rules: Option<Vec<super::rules::RuleSpec>>,
+    /// Tools behind a search tool (see [`super::search`]).
+    tool_search: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +157,7 @@ fn checked(
         bail!("memberTimeout must be above zero");
     }
     let tools = spec.tools.unwrap_or_default().filter()?;
+    let tool_search = super::search::optional(spec.tool_search.as_ref())?;
     let max_sessions = spec.max_sessions.unwrap_or(1024);
     if max_sessions == 0 {
         bail!("maxSessions must be at least 1");
@@ -186,6 +189,7 @@ fn checked(
             page_size: spec.page_size.unwrap_or(0),
         }),
         remote: None,
+        tool_search,
     })
 }
 

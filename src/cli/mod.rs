@@ -21,6 +21,7 @@ mod oauth;
 mod remotes;
 mod rules;
 mod sandbox;
+mod search;
 pub mod servers_file;
 
 pub use self::{bridge::BridgeArgs, duration::parse_duration, gateway::GatewayArgs};

@@ -75,6 +75,8 @@ struct GatewaySettings {
     api_keys: Option<Value>,
     /// Top level only: limits per caller (see [`super::limits`]).
     limits: Option<Vec<super::limits::LimitSpec>>,
+    /// Tools behind a search tool (see [`super::search`]).
+    tool_search: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -426,6 +428,9 @@ fn server(
             .collect(),
         group: None,
         remote,
+        tool_search: super::search::optional(
+            (settings.tool_search.as_ref()).or(defaults.tool_search.as_ref()),
+        )?,
         // The file's default applies to the per-session servers; an entry's own is checked.
         prespawn: settings
             .prespawn
@@ -548,6 +553,7 @@ mod tests {
             tool_scopes: vec![],
             group: None,
             remote: None,
+            tool_search: None,
         }
     }
 

@@ -268,6 +268,21 @@ pub struct ServerConfig {
     pub group: Option<GroupConfig>,
     /// Set for a remote MCP server (then `child` is unused).
     pub remote: Option<RemoteConfig>,
+    /// Tools behind a search tool (servers file `toolSearch`); `None`: listed as they are.
+    pub tool_search: Option<ToolSearchConfig>,
+}
+
+/// A server's or group's tools behind a search tool and a call tool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSearchConfig {
+    /// The tools a session found join its own `tools/list` (`activate` mode).
+    pub activate: bool,
+    /// Tools still listed directly (globs on the names clients see).
+    pub always_list: Vec<String>,
+    /// Most tools a session keeps activated; the oldest found leaves first.
+    pub max_active: usize,
+    /// Results when the search names no limit.
+    pub limit: usize,
 }
 
 /// A remote MCP server the gateway serves (servers file entries with `"type": "http"` or

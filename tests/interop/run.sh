@@ -21,15 +21,18 @@ fi
 sdk=1.32.2
 everything=2026.8.31
 filesystem=2026.8.31
+memory=2026.8.31
 supergateway=4.0.0
 if ! grep -q "\"version\": \"$sdk\"" "$dir/node/node_modules/@modelcontextprotocol/sdk/package.json" 2>/dev/null \
    || ! grep -q "\"version\": \"$everything\"" "$dir/node/node_modules/@modelcontextprotocol/server-everything/package.json" 2>/dev/null \
    || ! grep -q "\"version\": \"$filesystem\"" "$dir/node/node_modules/@modelcontextprotocol/server-filesystem/package.json" 2>/dev/null \
+   || ! grep -q "\"version\": \"$memory\"" "$dir/node/node_modules/@modelcontextprotocol/server-memory/package.json" 2>/dev/null \
    || ! grep -q "\"version\": \"$supergateway\"" "$dir/node/node_modules/supergateway/package.json" 2>/dev/null; then
     echo '{"name":"aareguru-interop","private":true,"type":"module"}' > "$dir/node/package.json"
     npm install --prefix "$dir/node" --no-audit --no-fund --silent \
         "@modelcontextprotocol/sdk@$sdk" "@modelcontextprotocol/server-everything@$everything" \
-        "@modelcontextprotocol/server-filesystem@$filesystem" "supergateway@$supergateway"
+        "@modelcontextprotocol/server-filesystem@$filesystem" "@modelcontextprotocol/server-memory@$memory" \
+        "supergateway@$supergateway"
 fi
 
 # mcp-server-time (PyPI), a real Python stdio server, in its own venv
@@ -39,6 +42,15 @@ if [ ! -x "$dir/venv-time/bin/python" ]; then
 fi
 if ! "$dir/venv-time/bin/python" -c "import importlib.metadata as m; assert m.version('mcp-server-time') == '$time_server'" 2>/dev/null; then
     "$dir/venv-time/bin/pip" install --quiet --disable-pip-version-check "mcp-server-time==$time_server"
+fi
+
+# mcp-server-git (PyPI), a real server with a dozen tools (tool search's evaluation)
+git_server=2026.10.19
+if [ ! -x "$dir/venv-git/bin/python" ]; then
+    python3 -m venv "$dir/venv-git"
+fi
+if ! "$dir/venv-git/bin/python" -c "import importlib.metadata as m; assert m.version('mcp-server-git') == '$git_server'" 2>/dev/null; then
+    "$dir/venv-git/bin/pip" install --quiet --disable-pip-version-check "mcp-server-git==$git_server"
 fi
 
 # mcp-proxy (a peer gateway, PyPI), in its own venv: it pins its own MCP SDK
@@ -130,6 +142,13 @@ echo "== Federation: one group of every server of a file (everything, filesystem
 cp tests/interop/federation_ts.mjs "$dir/node/"
 timeout 300 "$dir/venv/bin/python" tests/interop/federation_python.py "$bin" "$fake" "$root/$dir/node" \
     "$root/$dir/venv-time/bin/mcp-server-time" "$root/target/debug/examples/fixture_server"
+
+echo "== Tool search: its evaluation (tests/search/queries.json; recall@5 must stay >= 0.9) and the Python SDK through search and activate mode, on a group of six real servers"
+# SEARCH_QUERIES: further query files of the same form (reported, no threshold).
+# shellcheck disable=SC2086 # a list of files
+timeout 600 "$dir/venv/bin/python" tests/interop/search_python.py "$bin" "$fake" "$root/$dir/node" \
+    "$root/$dir/venv-time/bin/mcp-server-time" "$root/$dir/venv-git/bin/mcp-server-git" \
+    "$root/tests/search/queries.json" ${SEARCH_QUERIES:-}
 
 echo "== Python and TypeScript SDKs through nginx round-robin in front of three replicas on Redis"
 cp tests/interop/cluster_ts.mjs "$dir/node/"

@@ -81,6 +81,11 @@ pub trait Client: Send + Sync + 'static {
     fn refused(&self, id: &str, rule: &str) {
         let _ = (id, rule);
     }
+    /// The session lives for one request only (the 2026-07-28 revision): nothing kept for
+    /// later requests reaches it.
+    fn stateless(&self) -> bool {
+        false
+    }
 }
 
 /// One session's connection to its server.

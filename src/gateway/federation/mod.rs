@@ -22,6 +22,7 @@ mod lists;
 mod member;
 mod roster;
 mod routes;
+pub mod search;
 mod session;
 mod slot;
 

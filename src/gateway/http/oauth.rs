@@ -252,7 +252,19 @@ impl Http {
             }
             let Some(name) = serde_json::from_slice::<serde_json::Value>(line)
                 .ok()
-                .and_then(|v| v["params"]["name"].as_str().map(str::to_string))
+                .and_then(|v| {
+                    let params = &v["params"];
+                    // Tool search's call tool calls the tool it names.
+                    let params = match params["name"].as_str() {
+                        Some(crate::gateway::servers::search::CALL)
+                            if served.config.tool_search.is_some() =>
+                        {
+                            &params["arguments"]
+                        }
+                        _ => params,
+                    };
+                    params["name"].as_str().map(str::to_string)
+                })
             else {
                 continue;
             };

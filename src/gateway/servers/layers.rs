@@ -5,7 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{calls, rules, tools};
+use super::{calls, rules, search, tools};
 use crate::{
     config::{Backend as BackendKind, ServerConfig},
     gateway::{
@@ -71,7 +71,8 @@ pub(super) struct Guards {
 
 /// A server's layers around its backend: its tool filter, then the rules (which so judge the
 /// names clients see), then the calls layer (limits, and the audit log, which so records
-/// what the rules and the filter refused).
+/// what the rules and the filter refused), then tool search (whose call tool so becomes a call
+/// the layers inside judge, limit and record under the tool's own name).
 pub(super) fn layers(
     backend: Arc<dyn backend::Backend>,
     config: &ServerConfig,
@@ -86,11 +87,16 @@ pub(super) fn layers(
         guards.book.clone(),
         metrics.clone(),
     );
-    calls::counted(
+    let counted = calls::counted(
         guarded,
         subject,
         guards.audit.clone(),
         guards.limits.clone(),
         metrics.clone(),
+    );
+    search::searched(
+        counted,
+        config.tool_search.clone(),
+        config.tool_scopes.clone(),
     )
 }

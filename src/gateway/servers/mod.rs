@@ -20,6 +20,7 @@ mod layers;
 mod limits;
 pub mod reload;
 pub mod rules;
+pub mod search;
 pub mod tools;
 
 use parking_lot::{Mutex, RwLock};

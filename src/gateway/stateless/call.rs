@@ -41,6 +41,10 @@ impl Client for Virtual {
         self.id
     }
 
+    fn stateless(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
