@@ -21,6 +21,7 @@ mod policy;
 mod pool;
 mod restarts;
 mod sandbox;
+mod search;
 mod servers;
 mod shared;
 mod stdio;

@@ -1,0 +1,181 @@
+//! Tool search with fixture servers: what the search finds and the call tool reaches is what
+//! the layers inside allow — the tool filter hides, the rules judge the named tool's arguments
+//! (every encoding) before the child sees them (the fixture counts its calls), the audit log
+//! records the tool's own name — and activate mode keeps a session's found tools up to its cap.
+
+use serde_json::{Value, json};
+
+use crate::{
+    gateway_util::{Gateway, McpClient},
+    infra::TempDir,
+    servers::{fixture, write},
+};
+
+fn names(v: &Value, key: &str) -> Vec<String> {
+    v["result"][key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} in {v}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn search(c: &McpClient, query: &str, limit: u64) -> Vec<String> {
+    let (status, v) = c
+        .call(20, "search_tools", json!({"query": query, "limit": limit}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    names(
+        &json!({"result": v["result"]["structuredContent"]}),
+        "tools",
+    )
+}
+
+async fn calls_of(c: &McpClient, tool: &str) -> u64 {
+    let (_, v) = c.call(90, "stats", json!({})).await;
+    v["result"]["structuredContent"]["calls"][tool]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// A `call_tool` request with `inner` (raw JSON) as the arguments of the tool it names.
+async fn raw_call_tool(c: &McpClient, tool: &str, inner: &str) -> Value {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"call_tool","arguments":{{"name":"{tool}","arguments":{inner}}}}}}}"#
+    );
+    let r = c
+        .http
+        .post(&c.url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-06-18")
+        .header("mcp-session-id", c.session.as_deref().unwrap())
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn what_the_search_finds_and_calls_is_what_the_layers_inside_allow() {
+    let dir = TempDir::new("search");
+    let config = json!({
+        "mcpServers": {
+            "fx": fixture("fx", json!({
+                "toolSearch": {"mode": "search", "alwaysList": ["env"]},
+                "tools": {"deny": ["crash"]},
+                "rules": [{"name": "echo-paths", "deny":
+                    "mcp.tool.name == 'echo' && has(mcp.tool.arguments.path) && !mcp.tool.arguments.path.startsWith('/srv/public/')"}]
+            })),
+            "fx2": fixture("fx2", json!({"backend": "shared"}))
+        },
+        "groups": {"desk": {"members": ["fx", "fx2"], "toolSearch": {"mode": "activate", "maxActive": 2}}}
+    });
+    let path = write(&dir, &config);
+    let log = dir.0.join("audit.log");
+    let log_arg = log.display().to_string();
+    let gw = Gateway::start(&["--config", &path, "--audit-log", &log_arg], &[]).await;
+
+    let mut c = McpClient::new(&gw.url("/servers/fx"));
+    c.initialize().await;
+    let (_, v) = c.request(2, "tools/list", json!({})).await;
+    assert_eq!(
+        names(&v, "tools"),
+        ["search_tools", "call_tool", "env"],
+        "{v}"
+    );
+    assert!(v["result"]["tools"][0]["outputSchema"].is_object(), "{v}");
+    assert_eq!(
+        search(&c, "value of an environment variable", 1).await,
+        ["env"]
+    );
+    // The filter's hidden tool is not found, and not reached through the call tool.
+    assert!(
+        !search(&c, "exit without answering", 10)
+            .await
+            .contains(&"crash".to_string())
+    );
+    let v = raw_call_tool(&c, "crash", "{}").await;
+    assert!(
+        v["error"].is_object() || v["result"]["isError"] == true,
+        "{v}"
+    );
+
+    // The rule judges the named tool's arguments, whatever their encoding, before the child.
+    for denied in [
+        r#"{"path": "/etc/passwd"}"#,
+        r#"{"path": "\u002fetc\u002fpasswd"}"#,
+        r#"{"path": "/srv/public/a", "path": "/etc/passwd"}"#,
+    ] {
+        let v = raw_call_tool(&c, "echo", denied).await;
+        assert_eq!(v["error"]["code"], -32602, "{denied}: {v}");
+        assert!(!v.to_string().contains("passwd"), "{denied}: {v}");
+    }
+    assert_eq!(calls_of(&c, "echo").await, 0);
+    let v = raw_call_tool(&c, "echo", r#"{"path": "\u002fsrv/public/a"}"#).await;
+    assert_eq!(
+        v["result"]["structuredContent"],
+        json!({"path": "/srv/public/a"}),
+        "{v}"
+    );
+    assert_eq!(calls_of(&c, "echo").await, 1);
+    // A tool's own error comes back unchanged; a call without a name is the call tool's error.
+    let v = raw_call_tool(&c, "env", r#"{"name": 5}"#).await;
+    assert!(v["result"].is_object() || v["error"].is_object(), "{v}");
+    let (_, v) = c.call(8, "call_tool", json!({"arguments": {}})).await;
+    assert_eq!(v["result"]["isError"], true, "{v}");
+
+    // The audit log names the tool the call tool called, with the rule's refusals.
+    let mut echoes = vec![];
+    for _ in 0..50 {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        echoes = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l["name"] == "echo")
+            .map(|l| l["outcome"].as_str().unwrap_or_default().to_string())
+            .collect();
+        if echoes.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        echoes.iter().filter(|o| o.starts_with("denied")).count(),
+        3,
+        "{echoes:?}"
+    );
+    assert_eq!(
+        echoes.iter().filter(|o| *o == "ok").count(),
+        1,
+        "{echoes:?}"
+    );
+
+    // Activate mode: found tools join the session's list, at most two, the newest kept.
+    let mut d = McpClient::new(&gw.url("/servers/desk"));
+    d.initialize().await;
+    let (_, v) = d.request(2, "tools/list", json!({})).await;
+    assert_eq!(names(&v, "tools"), ["search_tools", "call_tool"]);
+    assert_eq!(search(&d, "environment variable", 1).await, ["fx__env"]);
+    let (_, v) = d.request(3, "tools/list", json!({})).await;
+    assert_eq!(names(&v, "tools"), ["search_tools", "call_tool", "fx__env"]);
+    let found = search(&d, "answer after a delay", 2).await;
+    assert_eq!(found.len(), 2, "{found:?}");
+    let (_, v) = d.request(4, "tools/list", json!({})).await;
+    let listed = names(&v, "tools");
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    assert!(!listed.contains(&"fx__env".to_string()), "{listed:?}");
+    for f in &found {
+        assert!(listed.contains(f), "{f} in {listed:?}");
+    }
+    // An activated tool is called by its own name.
+    let (_, v) = d.call(5, &found[0], json!({"ms": 1})).await;
+    assert!(v["result"].is_object(), "{v}");
+    // Another session of the group has its own active tools.
+    let mut e = McpClient::new(&gw.url("/servers/desk"));
+    e.initialize().await;
+    let (_, v) = e.request(2, "tools/list", json!({})).await;
+    assert_eq!(names(&v, "tools"), ["search_tools", "call_tool"]);
+}
