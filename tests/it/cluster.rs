@@ -870,3 +870,81 @@ async fn a_session_closed_while_registering_leaves_no_entry() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roaming_sessions_active_tools_travel_with_it() {
+    let redis = Redis::start().await;
+    let upstream = FakeUpstream::start(Behaviour::Normal).await;
+    let dir = crate::infra::TempDir::new("cluster-search");
+    let path = dir.0.join("servers.json");
+    let config = json!({"mcpServers": {
+        "aare": {"command": crate::util::BIN, "args": ["--stdio"],
+                 "gateway": {"toolSearch": {"mode": "activate", "maxActive": 3}}}
+    }});
+    std::fs::write(&path, config.to_string()).unwrap();
+    let (path, url) = (path.display().to_string(), redis.url());
+    let start = |id: &'static str| {
+        let (path, url, base) = (path.clone(), url.clone(), upstream.base_url());
+        async move {
+            let args = [
+                "--config",
+                &path,
+                "--base-url",
+                &base,
+                "--redis",
+                &url,
+                "--replica-id",
+                id,
+            ];
+            Gateway::start(&args, &[]).await
+        }
+    };
+    let a = start("a").await;
+    let b = start("b").await;
+    wait_peers(&[&a, &b], 2).await;
+    let listed = |v: &Value| -> Vec<String> {
+        v["result"]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut on_a = Mcp::new(&a.url("/servers/aare"));
+    on_a.initialize().await;
+    let (status, v) = on_a
+        .call(
+            1,
+            "search_tools",
+            json!({"query": "flow danger level", "limit": 2}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let found: Vec<String> = v["result"]["structuredContent"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(found[0], "get_flow_danger_level", "{v}");
+    let (_, v) = on_a.request(2, "tools/list", json!({})).await;
+    let mut want = vec!["search_tools".to_string(), "call_tool".to_string()];
+    want.extend(found.iter().cloned());
+    let mut got = listed(&v);
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "activated on A");
+    // Restored on B from the directory: the same active tools, called directly there.
+    let mut via_b = Mcp::new(&b.url("/servers/aare"));
+    via_b.session = on_a.session.clone();
+    let (_, v) = via_b.request(3, "tools/list", json!({})).await;
+    let mut on_b = listed(&v);
+    on_b.sort();
+    assert_eq!(on_b, want, "{v}");
+    assert_eq!(b.health().await["cluster"]["roamed"], 1);
+    let (status, v) = via_b
+        .call(4, "get_flow_danger_level", json!({"city": "thun"}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["result"]["structuredContent"].is_object(), "{v}");
+}

@@ -46,6 +46,10 @@ pub struct RoamState {
     /// Resource URIs the client is subscribed to, replayed after the handshake.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subscriptions: Vec<String>,
+    /// Tools the session found and activated (tool search's `activate` mode), oldest first,
+    /// replayed after the subscriptions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active: Vec<String>,
     /// With OAuth: the subject the session is bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,

@@ -104,6 +104,16 @@ impl Cluster {
 
     /// A roaming session's subscriptions changed: the directory keeps the new ones.
     pub async fn update_subscriptions(&self, id: &str, subscriptions: Vec<String>) {
+        self.update_roam(id, |roam| roam.subscriptions = subscriptions)
+            .await
+    }
+
+    /// A roaming session's active tools changed (tool search): the directory keeps them.
+    pub async fn update_active(&self, id: &str, active: Vec<String>) {
+        self.update_roam(id, |roam| roam.active = active).await
+    }
+
+    async fn update_roam(&self, id: &str, change: impl FnOnce(&mut super::entry::RoamState)) {
         let entry = {
             let mut local = self.local.lock();
             let Some(l) = local.get_mut(id) else {
@@ -112,7 +122,7 @@ impl Cluster {
             let Some(roam) = l.entry.roam.as_mut() else {
                 return;
             };
-            roam.subscriptions = subscriptions;
+            change(roam);
             l.entry.clone()
         };
         if let Err(e) = self.directory.put(id, &entry, self.session_ttl).await {

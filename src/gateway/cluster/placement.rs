@@ -120,6 +120,7 @@ mod tests {
             initialize: json!({"protocolVersion": "2025-11-25"}),
             version: Some("2025-11-25".into()),
             subscriptions: vec![],
+            active: vec![],
             owner: None,
         };
         let e = Entry {

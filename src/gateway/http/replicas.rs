@@ -29,10 +29,15 @@ use super::{
 use crate::{
     config::Backend as BackendKind,
     gateway::{
-        cluster::{Verdict, entry::Peer, placement::Placement},
+        cluster::{
+            Verdict,
+            entry::{Peer, RoamState},
+            placement::Placement,
+        },
+        servers::search,
         session::CloseCause,
     },
-    mcp::jsonrpc::Kind,
+    mcp::jsonrpc::{self, Kind},
 };
 
 /// Which kind of session-bearing request this is.
@@ -236,4 +241,32 @@ pub(super) fn unplaceable() -> Response {
     r.headers_mut()
         .insert("retry-after", HeaderValue::from(1u32));
     r
+}
+/// What a replica sends a fresh in-process server to restore roaming session `state`: the
+/// client's handshake, its subscriptions, and the tools tool search had activated for it.
+pub(super) fn replay(state: &RoamState) -> Vec<Bytes> {
+    let mut replay = vec![
+        jsonrpc::message(
+            Some("\"aareguru-roam-0\""),
+            "initialize",
+            Some(&state.initialize),
+        ),
+        jsonrpc::message(None, "notifications/initialized", None),
+    ];
+    for (i, uri) in state.subscriptions.iter().enumerate() {
+        let id = format!("\"aareguru-roam-{}\"", i + 1);
+        replay.push(jsonrpc::message(
+            Some(&id),
+            "resources/subscribe",
+            Some(&json!({ "uri": uri })),
+        ));
+    }
+    if !state.active.is_empty() {
+        replay.push(jsonrpc::message(
+            None,
+            search::ACTIVATE,
+            Some(&json!({ "names": state.active })),
+        ));
+    }
+    replay
 }

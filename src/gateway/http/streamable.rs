@@ -216,6 +216,7 @@ impl Http {
                     initialize: init_params.unwrap_or_else(|| json!({})),
                     version: mcp.version(),
                     subscriptions: vec![],
+                    active: vec![],
                     owner: who.map(|p| p.subject.clone()),
                 });
                 cluster
@@ -237,14 +238,18 @@ impl Http {
         response
     }
 
-    /// A roaming session's subscriptions changed: the directory keeps them.
+    /// A roaming session's subscriptions or active tools changed: the directory keeps them.
     async fn sync_subscriptions(&self, mcp: &McpSession) {
-        if let Some(cluster) = &self.cluster
-            && let Some(subscriptions) = mcp.subscriptions_changed()
-        {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        if let Some(subscriptions) = mcp.subscriptions_changed() {
             cluster
                 .update_subscriptions(&mcp.session.id_str, subscriptions)
                 .await;
+        }
+        if let Some(active) = mcp.active_changed() {
+            cluster.update_active(&mcp.session.id_str, active).await;
         }
     }
 
@@ -340,22 +345,7 @@ impl Http {
             &state.subscriptions,
         );
         self.attach(mcp.clone(), rx);
-        let mut replay = vec![
-            jsonrpc::message(
-                Some("\"aareguru-roam-0\""),
-                "initialize",
-                Some(&state.initialize),
-            ),
-            jsonrpc::message(None, "notifications/initialized", None),
-        ];
-        for (i, uri) in state.subscriptions.iter().enumerate() {
-            let id = format!("\"aareguru-roam-{}\"", i + 1);
-            replay.push(jsonrpc::message(
-                Some(&id),
-                "resources/subscribe",
-                Some(&json!({ "uri": uri })),
-            ));
-        }
+        let replay = super::replicas::replay(&state);
         for line in replay {
             let Ok(kind) = jsonrpc::classify(&line) else {
                 continue;

@@ -26,7 +26,10 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
-    gateway::session::{Session, Sessions},
+    gateway::{
+        servers::search,
+        session::{Session, Sessions},
+    },
     mcp::{
         jsonrpc::{self, Kind},
         version,
@@ -89,6 +92,8 @@ struct Routes {
     subscriptions: std::collections::BTreeSet<String>,
     /// Set when `subscriptions` changed since last asked.
     subscriptions_changed: bool,
+    /// The tools tool search activated for the session, when they changed since last asked.
+    active_changed: Option<Vec<String>>,
 }
 
 /// A Streamable HTTP session: the transport state around a gateway [`Session`].
@@ -186,6 +191,11 @@ impl McpSession {
             return None;
         }
         Some(r.subscriptions.iter().cloned().collect())
+    }
+
+    /// The session's active tools (tool search), if they changed since the last call.
+    pub fn active_changed(&self) -> Option<Vec<String>> {
+        self.routes.lock().active_changed.take()
     }
 
     /// Notified whenever a stream gets an event or the session ends.
@@ -330,6 +340,11 @@ impl McpSession {
     pub fn route(&self, text: String, limit: usize) -> bool {
         let kind = jsonrpc::classify(text.as_bytes()).ok();
         let mut r = self.routes.lock();
+        if matches!(&kind, Some(Kind::Notification { method }) if method == "notifications/tools/list_changed")
+            && let Some(active) = search::active_of(&text)
+        {
+            r.active_changed = Some(active);
+        }
         let (stream, response) = match &kind {
             Some(Kind::Response { id }) => {
                 if r.init_id.as_deref() == Some(id.as_str()) {

@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-pub use self::surface::{CALL, SEARCH};
+pub use self::surface::{ACTIVATE, ACTIVE_META, CALL, SEARCH, active_of};
 use self::surface::{activate, call_tool, called, search_tool, summary, tool_error};
 use super::{
     layer::{Opens, layer},
@@ -407,10 +407,6 @@ impl Session {
     }
 }
 
-/// Where a `list_changed` of this layer names the session's active tools (for logs and for the
-/// session's record).
-pub const ACTIVE_META: &str = "io.github.aareguru-mcp/active";
-
 /// The session's link: the surface answered here, everything else passed on.
 struct SearchLink {
     session: Arc<Session>,
@@ -423,6 +419,23 @@ impl Link for SearchLink {
         kind: &'a Kind,
     ) -> BoxFuture<'a, Result<(), ForwardError>> {
         let link = &self.session.link;
+        if let Kind::Notification { method } = kind
+            && method == ACTIVATE
+        {
+            let params = Envelope::parse(&line).and_then(|e| e.params());
+            if let Some(names) = params.and_then(|p| surface::names(&p["names"])) {
+                // Oldest first as sent; activation takes the newest last.
+                let newest_first: Vec<String> = names.into_iter().rev().collect();
+                let mut active = self.session.active.lock();
+                active.clear();
+                activate(
+                    &mut active,
+                    &newest_first,
+                    self.session.shared.config.max_active,
+                );
+            }
+            return Box::pin(async { Ok(()) });
+        }
         let Kind::Request { id, method } = kind else {
             return link.forward(line, kind);
         };

@@ -12,6 +12,29 @@ pub const SEARCH: &str = "search_tools";
 /// The call tool's name.
 pub const CALL: &str = "call_tool";
 
+/// Where a `list_changed` of this layer names the session's active tools, oldest first (the
+/// session's record of them, for a roaming session's directory entry).
+pub const ACTIVE_META: &str = "io.github.aareguru-mcp/active";
+
+/// A client notification that sets the session's active tools (`params.names`): what a
+/// replica replays when it restores a roaming session. Names the caller may not see are never
+/// listed, whoever sends it.
+pub const ACTIVATE: &str = "notifications/io.github.aareguru-mcp/activate";
+
+/// The active tools a layer's `list_changed` (raw) names, if it names them.
+pub fn active_of(message: &str) -> Option<Vec<String>> {
+    let v: Value = serde_json::from_str(message).ok()?;
+    names(&v["params"]["_meta"][ACTIVE_META])
+}
+
+/// A JSON array of strings.
+pub(super) fn names(v: &Value) -> Option<Vec<String>> {
+    v.as_array()?
+        .iter()
+        .map(|n| n.as_str().map(str::to_string))
+        .collect()
+}
+
 /// `names` into `active` (moved to the back when already there), the front dropped past `cap`.
 pub(super) fn activate(active: &mut VecDeque<String>, names: &[String], cap: usize) -> bool {
     let before: Vec<String> = active.iter().cloned().collect();
@@ -146,5 +169,19 @@ mod tests {
         assert!(called(json!({"arguments": {}})).is_err());
         assert!(called(json!({"arguments": {"name": "x", "arguments": [1]}})).is_err());
         assert!(called(json!({})).is_err());
+    }
+
+    #[test]
+    fn the_active_tools_are_read_from_the_layers_own_notification_only() {
+        let note = format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{{"_meta":{{"{ACTIVE_META}":["a","b"]}}}}}}"#
+        );
+        assert_eq!(active_of(&note), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(
+            active_of(r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#),
+            None
+        );
+        assert_eq!(names(&json!(["a", 1])), None);
+        assert_eq!(active_of("not json"), None);
     }
 }
