@@ -121,9 +121,11 @@ async def evaluate(s: ClientSession, path: str) -> dict:
     with open(path) as f:
         queries = json.load(f)
     r1 = r5 = rr = 0.0
-    misses = []
+    misses, took = [], []
     for q in queries:
+        started = time.perf_counter()
         r = await s.call_tool("search_tools", {"query": q["query"], "limit": 5})
+        took.append(time.perf_counter() - started)
         names = found(r)
         ranks = [i for i, n in enumerate(names) if n in q["expect"]]
         if ranks:
@@ -138,6 +140,8 @@ async def evaluate(s: ClientSession, path: str) -> dict:
         f"{report['file']}: {n} queries, recall@1 {report['recall@1']:.3f}, "
         f"recall@5 {report['recall@5']:.3f}, MRR {report['mrr']:.3f}"
     )
+    took.sort()
+    print(f"  search_tools round trip (Python SDK client through this binary): p50 {took[len(took) // 2] * 1e3:.1f} ms")
     for m in misses:
         print(f"  missed {m}")
     return report
@@ -244,8 +248,12 @@ async def main() -> None:
     try:
         plain_bytes, plain = list_bytes(f"{url}/servers/plain/mcp")
         team_bytes, _ = list_bytes(f"{url}/servers/team/mcp")
+        catalog_bytes, _ = list_bytes(f"{url}/servers/catalog/mcp")
         check(len(plain) >= 50, f"the plain group lists every member's tools ({len(plain)})")
-        print(f"tools/list of the group: {plain_bytes} bytes for {len(plain)} tools; with search: {team_bytes} bytes")
+        print(
+            f"tools/list of the group: {plain_bytes} bytes for {len(plain)} tools; with search: {catalog_bytes} bytes "
+            f"({team_bytes} with one tool always listed)"
+        )
         dump = os.environ.get("SEARCH_TOOLS_DUMP")
         if dump:
             _, sid, _ = post(f"{url}/servers/plain/mcp", {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
