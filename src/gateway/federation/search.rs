@@ -5,8 +5,10 @@
 //! its parameters' names and descriptions — on English stems (Porter), without stop words. A
 //! query word also finds the longer words it begins (`temp` → *temperature*, scored lower) and
 //! its synonyms from a short list of the verbs and nouns tool descriptions use (`fetch` →
-//! *get*, `folder` → *directory*; scored lower than the word itself). Each query word counts
-//! once, by its best form. Equal scores keep the list's order, so the answer is stable.
+//! *get*, `folder` → *directory*; scored lower than the word itself), and shell shorthand is
+//! spelled out (`ls` → *list directory*). Each query word counts once, by its best form, and a
+//! tool's score is scaled by the share of the query's words it matches. Equal scores keep the
+//! list's order, so the answer is stable.
 //! The words must be English: a query in another language than the descriptions finds little.
 //!
 //! Owns: tokenizing, the index and the ranking. Must not touch: sessions or I/O — it is a pure
@@ -93,6 +95,40 @@ const SYNONYMS: &[&[&str]] = &[
     &["relation", "relationship", "link", "edge"],
     &["note", "observation", "memory", "remember"],
 ];
+
+/// Shell and developer shorthand a query may use, and what it stands for.
+const SHORTHAND: &[(&str, &str)] = &[
+    ("ls", "list directory"),
+    ("dir", "directory"),
+    ("mkdir", "create directory"),
+    ("rm", "delete"),
+    ("rmdir", "delete directory"),
+    ("mv", "move"),
+    ("cp", "copy"),
+    ("cat", "read file"),
+    ("pwd", "current directory"),
+    ("cd", "change directory"),
+    ("grep", "search"),
+    ("env", "environment variables"),
+    ("tz", "timezone"),
+    ("repo", "repository"),
+    ("db", "database"),
+    ("kb", "knowledge"),
+    ("ts", "timestamp"),
+];
+
+/// `query` with its shorthand spelled out beside it.
+fn spelled_out(query: &str) -> String {
+    let mut out = query.to_string();
+    words(query, |w| {
+        let lower = w.to_lowercase();
+        if let Some((_, long)) = SHORTHAND.iter().find(|(short, _)| *short == lower) {
+            out.push(' ');
+            out.push_str(long);
+        }
+    });
+    out
+}
 
 /// Query stem → its synonyms' stems.
 static SYNONYM_STEMS: LazyLock<HashMap<String, Vec<String>>> = LazyLock::new(|| {
@@ -263,12 +299,13 @@ impl Index {
 
     /// The best `limit` tools for `query` among those `keep` lets through, best first.
     pub fn search(&self, query: &str, limit: usize, keep: impl Fn(&Value) -> bool) -> Vec<Hit> {
-        let terms = terms(query);
+        let query = spelled_out(query);
+        let terms = terms(&query);
         // Each stem scores once: a query's own words first, then each word's synonyms that no
         // earlier word brought (two words of one meaning do not lift a third word twice).
         let mut used: HashSet<&str> = terms.iter().map(|t| t.as_ref()).collect();
         let mut seen = HashSet::new();
-        let mut total: HashMap<usize, f64> = HashMap::new();
+        let mut total: HashMap<usize, (f64, usize)> = HashMap::new();
         for term in &terms {
             if !seen.insert(term.as_ref()) {
                 continue;
@@ -300,13 +337,21 @@ impl Index {
                 add(&found, factor);
             }
             for (place, s) in best {
-                *total.entry(place).or_insert(0.0) += s;
+                let (sum, matched) = total.entry(place).or_insert((0.0, 0));
+                *sum += s;
+                *matched += 1;
             }
         }
+        // Coordination: a tool that matches more of the query's words ranks above one that
+        // matches one word strongly (a long description is not outweighed by a short name).
+        let words = seen.len().max(1) as f64;
         let mut hits: Vec<Hit> = total
             .into_iter()
             .filter(|(place, _)| keep(&self.tools[*place]))
-            .map(|(place, score)| Hit { place, score })
+            .map(|(place, (sum, matched))| Hit {
+                place,
+                score: sum * matched as f64 / words,
+            })
             .collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.place.cmp(&b.place)));
         hits.truncate(limit);
