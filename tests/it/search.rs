@@ -179,3 +179,75 @@ async fn what_the_search_finds_and_calls_is_what_the_layers_inside_allow() {
     let (_, v) = e.request(2, "tools/list", json!({})).await;
     assert_eq!(names(&v, "tools"), ["search_tools", "call_tool"]);
 }
+
+/// `toolScopes` against a real authorization server: a token without a tool's scopes does not
+/// find it, and `call_tool` naming it gets the HTTP layer's 403 with the scopes to step up to.
+#[tokio::test]
+async fn tool_scopes_hide_tools_from_the_search_and_guard_the_call_tool() {
+    let auth = crate::authserver::AuthServer::start(json!({
+        "clients": [{"client_id": "machine", "client_secret": "s3cret"}],
+        "scopes": ["mcp:tools", "mcp:danger"]
+    }))
+    .await;
+    let upstream = crate::fake_upstream::FakeUpstream::start(
+        crate::fake_upstream::Behaviour::Normal,
+    )
+    .await;
+    let dir = TempDir::new("search-scopes");
+    let config = json!({"mcpServers": {"aare": {
+        "command": crate::util::BIN, "args": ["--stdio"],
+        "gateway": {"toolSearch": "search", "toolScopes": {"get_flow_*": ["mcp:danger"]}}
+    }}});
+    let path = write(&dir, &config);
+    let gw = Gateway::start(
+        &[
+            "--config",
+            &path,
+            "--base-url",
+            &upstream.base_url(),
+            "--oauth-issuer",
+            &auth.issuer,
+            "--oauth-scope",
+            "mcp:tools",
+        ],
+        &[],
+    )
+    .await;
+    let resource = gw.url("/servers/aare/mcp");
+    let narrow = auth
+        .token("machine", "s3cret", &resource, "mcp:tools")
+        .await;
+    let wide = auth
+        .token("machine", "s3cret", &resource, "mcp:tools mcp:danger")
+        .await;
+    let mut c = McpClient::new(&gw.url("/servers/aare"));
+    c.headers
+        .push(("authorization".into(), format!("Bearer {narrow}")));
+    c.initialize().await;
+    let found = search(&c, "flow danger level", 7).await;
+    assert!(
+        !found.contains(&"get_flow_danger_level".to_string()),
+        "{found:?}"
+    );
+    assert!(found.contains(&"get_current_conditions".to_string()), "{found:?}");
+    let r = c
+        .post(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": "call_tool", "arguments": {"name": "get_flow_danger_level", "arguments": {"city": "thun"}}}}))
+        .await;
+    assert_eq!(r.status(), 403);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
+    assert!(challenge.contains("mcp:danger"), "{challenge}");
+    // Stepped up: found, and called through the call tool.
+    c.headers[0].1 = format!("Bearer {wide}");
+    let found = search(&c, "flow danger level", 7).await;
+    assert_eq!(found[0], "get_flow_danger_level", "{found:?}");
+    let (status, v) = c
+        .call(
+            4,
+            "call_tool",
+            json!({"name": "get_flow_danger_level", "arguments": {"city": "thun"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["structuredContent"]["station"]["slug"], "thun", "{v}");
+}
