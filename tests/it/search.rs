@@ -178,6 +178,27 @@ async fn what_the_search_finds_and_calls_is_what_the_layers_inside_allow() {
     e.initialize().await;
     let (_, v) = e.request(2, "tools/list", json!({})).await;
     assert_eq!(names(&v, "tools"), ["search_tools", "call_tool"]);
+
+    // What an operator sees: the mode in /health, searches and index builds in /metrics.
+    let health = gw.health().await;
+    let desk = health["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "desk")
+        .unwrap()
+        .clone();
+    assert_eq!(desk["tool_search"]["mode"], "activate", "{desk}");
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics
+            .contains(r#"aareguru_gateway_tool_searches_total{server="desk",outcome="found"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"aareguru_gateway_tool_search_indexes_total{server="fx"} 1"#),
+        "{metrics}"
+    );
 }
 
 /// `toolScopes` against a real authorization server: a token without a tool's scopes does not
@@ -189,10 +210,8 @@ async fn tool_scopes_hide_tools_from_the_search_and_guard_the_call_tool() {
         "scopes": ["mcp:tools", "mcp:danger"]
     }))
     .await;
-    let upstream = crate::fake_upstream::FakeUpstream::start(
-        crate::fake_upstream::Behaviour::Normal,
-    )
-    .await;
+    let upstream =
+        crate::fake_upstream::FakeUpstream::start(crate::fake_upstream::Behaviour::Normal).await;
     let dir = TempDir::new("search-scopes");
     let config = json!({"mcpServers": {"aare": {
         "command": crate::util::BIN, "args": ["--stdio"],
@@ -229,13 +248,19 @@ async fn tool_scopes_hide_tools_from_the_search_and_guard_the_call_tool() {
         !found.contains(&"get_flow_danger_level".to_string()),
         "{found:?}"
     );
-    assert!(found.contains(&"get_current_conditions".to_string()), "{found:?}");
+    assert!(
+        found.contains(&"get_current_conditions".to_string()),
+        "{found:?}"
+    );
     let r = c
         .post(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
             "name": "call_tool", "arguments": {"name": "get_flow_danger_level", "arguments": {"city": "thun"}}}}))
         .await;
     assert_eq!(r.status(), 403);
-    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(challenge.contains("mcp:danger"), "{challenge}");
     // Stepped up: found, and called through the call tool.
     c.headers[0].1 = format!("Bearer {wide}");
@@ -249,5 +274,8 @@ async fn tool_scopes_hide_tools_from_the_search_and_guard_the_call_tool() {
         )
         .await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!(v["result"]["structuredContent"]["station"]["slug"], "thun", "{v}");
+    assert_eq!(
+        v["result"]["structuredContent"]["station"]["slug"], "thun",
+        "{v}"
+    );
 }

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub pool_hits: Family<Server, Counter>,
     pub pool_misses: Family<Server, Counter>,
     pub stateless_requests: Family<ServerOutcome, Counter>,
+    pub tool_searches: Family<ServerOutcome, Counter>,
+    pub tool_search_indexes: Family<Server, Counter>,
     pub member_up: Family<ServerMember, Gauge>,
     pub member_requests: Family<ServerMemberOutcome, Counter>,
     pub member_request_duration: Family<ServerMember, Histogram, fn() -> Histogram>,
@@ -293,6 +295,18 @@ impl Metrics {
             "Requests of protocol revision 2026-07-28 (no session), by outcome: answered, input_required (the client is asked and retries), failed (the gateway answered with an error)",
             stateless_requests.clone(),
         );
+        let tool_searches = Family::<ServerOutcome, Counter>::default();
+        registry.register(
+            "tool_searches",
+            "Calls of tool search's search tool, by outcome: found (at least one tool), none, refused (bad arguments), failed (the tool list could not be fetched)",
+            tool_searches.clone(),
+        );
+        let tool_search_indexes = Family::<Server, Counter>::default();
+        registry.register(
+            "tool_search_indexes",
+            "Tool-search indexes built (a list no live index had: a first search, or a list that changed)",
+            tool_search_indexes.clone(),
+        );
         let member_up = Family::<ServerMember, Gauge>::default();
         registry.register(
             "group_member_up",
@@ -326,6 +340,8 @@ impl Metrics {
             to_server,
             to_client,
             stateless_requests,
+            tool_searches,
+            tool_search_indexes,
             member_up,
             member_requests,
             member_request_duration,

@@ -155,6 +155,27 @@ impl ServerMetrics {
             .inc();
     }
 
+    /// A call of tool search's search tool, by outcome.
+    pub fn tool_search(&self, outcome: &'static str) {
+        self.all
+            .tool_searches
+            .get_or_create(&ServerOutcome {
+                server: self.name.clone(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// Tool search built an index.
+    pub fn tool_search_index(&self) {
+        self.all
+            .tool_search_indexes
+            .get_or_create(&Server {
+                server: self.name.clone(),
+            })
+            .inc();
+    }
+
     /// A request the rules refused, by the rule that decided.
     pub fn policy_denied(&self, rule: &str) {
         let label = ServerRule {

@@ -98,5 +98,6 @@ pub(super) fn layers(
         counted,
         config.tool_search.clone(),
         config.tool_scopes.clone(),
+        metrics.clone(),
     )
 }

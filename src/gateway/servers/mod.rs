@@ -121,6 +121,13 @@ impl Served {
         if let Some(spec) = &self.config.child.sandbox {
             v["sandbox"] = backend::sandbox::describe(spec);
         }
+        if let Some(search) = &self.config.tool_search {
+            v["tool_search"] = json!({
+                "mode": if search.activate { "activate" } else { "search" },
+                "always_list": search.always_list,
+                "max_active": search.max_active,
+            });
+        }
         if !backend.slots.is_empty() {
             v["shared_children"] = Value::Array(backend.slots);
         }

@@ -44,6 +44,7 @@ use crate::{
         backend::{Backend, Client, CloseCause, ForwardError, Link, OpenError},
         caller::Caller,
         federation::search::Index,
+        metrics::ServerMetrics,
     },
     mcp::jsonrpc::{self, Envelope, Kind},
 };
@@ -58,6 +59,7 @@ pub(super) fn searched(
     backend: Arc<dyn Backend>,
     config: Option<ToolSearchConfig>,
     tool_scopes: Vec<(String, Vec<String>)>,
+    metrics: ServerMetrics,
 ) -> Arc<dyn Backend> {
     let Some(config) = config else {
         return backend;
@@ -69,6 +71,7 @@ pub(super) fn searched(
                 config,
                 tool_scopes,
                 indexes: Mutex::default(),
+                metrics,
             }),
         },
     )
@@ -79,6 +82,7 @@ struct Shared {
     config: ToolSearchConfig,
     tool_scopes: Vec<(String, Vec<String>)>,
     indexes: Mutex<HashMap<[u8; 32], Weak<Index>>>,
+    metrics: ServerMetrics,
 }
 
 impl Shared {
@@ -90,6 +94,7 @@ impl Shared {
             return index;
         }
         indexes.retain(|_, w| w.strong_count() > 0);
+        self.metrics.tool_search_index();
         let index = Arc::new(Index::build(tools));
         indexes.insert(digest, Arc::downgrade(&index));
         index
@@ -329,25 +334,29 @@ impl Session {
 
     /// Answers a call of the search tool.
     async fn search(self: Arc<Self>, id: String, arguments: Value, meta: Option<Value>) {
+        let metrics = &self.shared.metrics;
         let Some(query) = arguments.get("query").and_then(Value::as_str) else {
-            return self.answer(
-                &id,
-                &tool_error("search_tools needs a \"query\" (a string)"),
-            );
+            metrics.tool_search("refused");
+            let why = tool_error("search_tools needs a \"query\" (a string)");
+            return self.answer(&id, &why);
         };
         let limit = match arguments.get("limit") {
             None | Some(Value::Null) => self.shared.config.limit,
             Some(l) => match l.as_u64() {
                 Some(n @ 1..=50) => n as usize,
                 _ => {
-                    return self
-                        .answer(&id, &tool_error("\"limit\" is a whole number from 1 to 50"));
+                    metrics.tool_search("refused");
+                    let why = tool_error("\"limit\" is a whole number from 1 to 50");
+                    return self.answer(&id, &why);
                 }
             },
         };
         let index = match self.index(meta.as_ref()).await {
             Ok(index) => index,
-            Err(e) => return self.answer_error(&id, &e),
+            Err(e) => {
+                metrics.tool_search("failed");
+                return self.answer_error(&id, &e);
+            }
         };
         let caller = self.client.caller();
         let hits = index.search(query, limit, |t| {
@@ -362,6 +371,7 @@ impl Session {
             .iter()
             .filter_map(|t| t["name"].as_str().map(str::to_string))
             .collect();
+        metrics.tool_search(if found.is_empty() { "none" } else { "found" });
         let structured = json!({ "tools": found });
         let result = json!({
             "content": [{"type": "text", "text": structured.to_string()}],
@@ -502,6 +512,7 @@ mod tests {
             },
             tool_scopes: vec![("fs__write*".into(), vec!["write".into()])],
             indexes: Mutex::default(),
+            metrics: ServerMetrics::new(Arc::default(), "s"),
         };
         let token = Caller {
             claims: Arc::new(json!({"sub": "u"})),
