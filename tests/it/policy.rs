@@ -196,7 +196,8 @@ async fn each_caller_sees_and_calls_only_what_the_rules_allow_on_every_transport
 }
 
 /// A raw POST of `body` (exactly these bytes) on `c`'s session; the JSON-RPC answer.
-async fn raw_call(c: &McpClient, body: &str) -> Value {
+/// A request sent as written (raw bytes: escapes, duplicate keys); its JSON answer.
+pub(crate) async fn raw_call(c: &McpClient, body: &str) -> Value {
     let mut r = c.http.post(&c.url);
     for (k, v) in &c.headers {
         r = r.header(k, v);

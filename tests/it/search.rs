@@ -43,19 +43,7 @@ async fn raw_call_tool(c: &McpClient, tool: &str, inner: &str) -> Value {
     let body = format!(
         r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"call_tool","arguments":{{"name":"{tool}","arguments":{inner}}}}}}}"#
     );
-    let r = c
-        .http
-        .post(&c.url)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2025-06-18")
-        .header("mcp-session-id", c.session.as_deref().unwrap())
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
+    crate::policy::raw_call(c, &body).await
 }
 
 #[tokio::test]
