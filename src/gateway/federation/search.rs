@@ -1,6 +1,6 @@
 //! The tool-search index: which of a tool list's tools fit a request in words.
 //!
-//! BM25F (the crate's index, a scorer of ours) over four fields with weights — the tool's name
+//! BM25 (the crate's index and scorer) over four fields with weights — the tool's name
 //! split into words (`get_flow_danger_level` and `getFlowDangerLevel` both give *get flow
 //! danger level*), its title, its description, and its parameters' names and descriptions — on
 //! English stems (Porter), without stop words. A query word also finds the longer words it
@@ -20,14 +20,9 @@ use std::{
     sync::LazyLock,
 };
 
-use hashbrown::HashMap as Docs;
-use probly_search::{
-    DocumentDetails, DocumentPointer, Index as Inverted, InvertedIndexNode,
-    score::{FieldData, ScoreCalculator, TermData},
-};
+use probly_search::{Index as Inverted, score::bm25};
 use rust_stemmers::{Algorithm, Stemmer};
 use serde_json::Value;
-use typed_generational_arena::StandardIndex;
 
 /// Field weights: name, title, description, parameters.
 const BOOSTS: [f64; 4] = [3.0, 2.0, 1.0, 0.6];
@@ -208,67 +203,6 @@ fn as_is(term: &str) -> Vec<Cow<'_, str>> {
     vec![Cow::Borrowed(term)]
 }
 
-/// BM25F (Robertson, Zaragoza): a term's frequencies in the fields are weighted and
-/// length-normalized per field, summed, and only then saturated — so a word that stands in both
-/// the name and the description counts for more than in one, but not twice over, as summing
-/// per-field BM25 scores would.
-struct Bm25f;
-
-const K1: f64 = 1.2;
-const B: f64 = 0.75;
-
-/// What [`Bm25f`] computes once per term: its inverse document frequency, and how much less a
-/// longer word it begins counts than the word itself.
-struct Term {
-    idf: f64,
-    expansion: f64,
-}
-
-impl ScoreCalculator<usize, Term> for Bm25f {
-    fn before_each(
-        &mut self,
-        term: &TermData,
-        frequency: usize,
-        documents: &Docs<usize, DocumentDetails<usize>>,
-    ) -> Option<Term> {
-        let n = documents.len() as f64;
-        let df = (frequency as f64).min(n);
-        let expansion = if term.query_term_expanded == term.query_term {
-            1.0
-        } else {
-            let longer = term.query_term_expanded.len() as f64 - term.query_term.len() as f64;
-            (1.0 + 1.0 / (1.0 + longer)).ln()
-        };
-        Some(Term {
-            idf: (1.0 + (n - df + 0.5) / (df + 0.5)).ln(),
-            expansion,
-        })
-    }
-
-    fn score(
-        &mut self,
-        term: Option<&Term>,
-        pointer: &DocumentPointer<usize>,
-        details: &DocumentDetails<usize>,
-        _: &StandardIndex<InvertedIndexNode<usize>>,
-        fields: &FieldData,
-        _: &TermData,
-    ) -> Option<f64> {
-        let term = term?;
-        let mut tf = 0.0;
-        for (x, &f) in pointer.term_frequency.iter().enumerate() {
-            if f == 0 {
-                continue;
-            }
-            let avg = fields.fields[x].avg.max(1.0);
-            let length = details.field_length[x] as f64;
-            tf += fields.fields_boost[x] * f as f64 / ((1.0 - B) + B * length / avg);
-        }
-        let score = term.idf * term.expansion * tf * (K1 + 1.0) / (K1 + tf);
-        (score > 0.0 && score.is_finite()).then_some(score)
-    }
-}
-
 /// A tool as the index reads it.
 struct Doc {
     name: String,
@@ -368,7 +302,7 @@ impl Index {
     /// Every tool's score for one term (and the longer terms it begins).
     fn scores(&self, term: &str) -> Vec<(usize, f64)> {
         self.inverted
-            .query(term, &mut Bm25f, as_is, &BOOSTS)
+            .query(term, &mut bm25::new(), as_is, &BOOSTS)
             .into_iter()
             .filter(|r| r.score.is_finite())
             .map(|r| (r.key, r.score))
