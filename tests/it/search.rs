@@ -57,7 +57,8 @@ async fn what_the_search_finds_and_calls_is_what_the_layers_inside_allow() {
                 "rules": [{"name": "echo-paths", "deny":
                     "mcp.tool.name == 'echo' && has(mcp.tool.arguments.path) && !mcp.tool.arguments.path.startsWith('/srv/public/')"}]
             })),
-            "fx2": fixture("fx2", json!({"backend": "shared"}))
+            "fx2": fixture("fx2", json!({"backend": "shared"})),
+            "fx3": fixture("fx3", json!({"toolSearch": "activate"}))
         },
         "groups": {"desk": {"members": ["fx", "fx2"], "toolSearch": {"mode": "activate", "maxActive": 2}}}
     });
@@ -166,6 +167,18 @@ async fn what_the_search_finds_and_calls_is_what_the_layers_inside_allow() {
     e.initialize().await;
     let (_, v) = e.request(2, "tools/list", json!({})).await;
     assert_eq!(names(&v, "tools"), ["search_tools", "call_tool"]);
+
+    // A server alone in activate mode says its tool list changes, so hosts listen.
+    let alone = McpClient::new(&gw.url("/servers/fx3"));
+    let r = alone
+        .post(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}}))
+        .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["result"]["capabilities"]["tools"]["listChanged"], true,
+        "{v}"
+    );
 
     // What an operator sees: the mode in /health, searches and index builds in /metrics.
     let health = gw.health().await;

@@ -132,6 +132,7 @@ impl Opens for Searched {
             inner: client,
             waiting: Mutex::default(),
             version: AtomicU64::new(0),
+            initializing: Mutex::default(),
         });
         let link: Arc<dyn Link> = Arc::from(inner.open(view.clone(), env)?);
         Ok(Box::new(SearchLink {
@@ -155,27 +156,33 @@ struct SearchClient {
     waiting: Mutex<HashMap<String, oneshot::Sender<String>>>,
     /// Bumped when the server says its tool list changed.
     version: AtomicU64,
+    /// In activate mode, the raw id of the session's `initialize`: its answer says the tool
+    /// list changes (the layer announces activations).
+    initializing: Mutex<Option<String>>,
 }
 
 impl SearchClient {
-    /// False when the message was an answer to the layer (taken here).
-    fn sort(&self, message: &str) -> bool {
+    /// The message for the client, or `None` when it answered the layer (taken here).
+    fn sort(&self, message: String) -> Option<String> {
         match jsonrpc::classify(message.as_bytes()) {
             Ok(Kind::Response { id }) => {
                 let waiting = self.waiting.lock().remove(&id);
-                match waiting {
-                    Some(tx) => {
-                        let _ = tx.send(message.to_string());
-                        false
-                    }
-                    None => true,
+                if let Some(tx) = waiting {
+                    let _ = tx.send(message);
+                    return None;
                 }
+                let mut initializing = self.initializing.lock();
+                if initializing.as_deref() == Some(id.as_str()) {
+                    *initializing = None;
+                    return Some(surface::announcing(message));
+                }
+                Some(message)
             }
             Ok(Kind::Notification { method }) if method == "notifications/tools/list_changed" => {
                 self.version.fetch_add(1, Ordering::AcqRel);
-                true
+                Some(message)
             }
-            _ => true,
+            _ => Some(message),
         }
     }
 }
@@ -190,12 +197,12 @@ impl Client for SearchClient {
     }
 
     fn send(&self, message: String) -> bool {
-        !self.sort(&message) || self.inner.send(message)
+        self.sort(message).is_none_or(|m| self.inner.send(m))
     }
 
     fn send_unbounded(&self, message: String) {
-        if self.sort(&message) {
-            self.inner.send_unbounded(message)
+        if let Some(m) = self.sort(message) {
+            self.inner.send_unbounded(m)
         }
     }
 
@@ -449,6 +456,9 @@ impl Link for SearchLink {
         let Kind::Request { id, method } = kind else {
             return link.forward(line, kind);
         };
+        if method == "initialize" && self.session.shared.config.activate {
+            *self.session.client.initializing.lock() = Some(id.clone());
+        }
         if method != "tools/list" && method != "tools/call" {
             return link.forward(line, kind);
         }

@@ -35,6 +35,28 @@ pub(super) fn names(v: &Value) -> Option<Vec<String>> {
         .collect()
 }
 
+/// An `initialize` answer (raw) that says the tool list changes (`tools.listChanged`), so hosts
+/// listen for the activations; unchanged when it is not a successful answer.
+pub(super) fn announcing(message: String) -> String {
+    let Ok(mut v) = serde_json::from_str::<Value>(&message) else {
+        return message;
+    };
+    let Some(capabilities) = v
+        .pointer_mut("/result/capabilities")
+        .and_then(Value::as_object_mut)
+    else {
+        return message;
+    };
+    let tools = capabilities.entry("tools").or_insert_with(|| json!({}));
+    match tools.as_object_mut() {
+        Some(t) => {
+            t.insert("listChanged".into(), Value::Bool(true));
+        }
+        None => return message,
+    }
+    v.to_string()
+}
+
 /// `names` into `active` (moved to the back when already there), the front dropped past `cap`.
 pub(super) fn activate(active: &mut VecDeque<String>, names: &[String], cap: usize) -> bool {
     let before: Vec<String> = active.iter().cloned().collect();
@@ -183,5 +205,17 @@ mod tests {
         );
         assert_eq!(names(&json!(["a", 1])), None);
         assert_eq!(active_of("not json"), None);
+    }
+
+    #[test]
+    fn an_initialize_answer_announces_list_changes() {
+        let out = announcing(
+            r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"prompts":{}}}}"#.into(),
+        );
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["result"]["capabilities"]["tools"]["listChanged"], true);
+        assert!(v["result"]["capabilities"]["prompts"].is_object());
+        let error = r#"{"jsonrpc":"2.0","id":0,"error":{"code":-32600,"message":"no"}}"#;
+        assert_eq!(announcing(error.into()), error);
     }
 }
