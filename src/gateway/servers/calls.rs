@@ -1,6 +1,7 @@
-//! The outermost layer around every server's backend: it sees each `tools/call`,
-//! `prompts/get` and `resources/read` on its way in and its answer on its way out — on every
-//! transport and revision, federated or not. A call first meets the limits (see
+//! The outermost layer around every server's backend (but tool search, whose call tool reaches
+//! it as the named tool's own `tools/call`): it sees each `tools/call`, `prompts/get` and
+//! `resources/read` on its way in and its answer on its way out — on every transport and
+//! revision, federated or not. A call first meets the limits (see
 //! [`super::limits`]; one over a limit is answered here, JSON-RPC error -32029 with the seconds
 //! to wait, which the HTTP front turns into 429 + `Retry-After`); it holds its slot in the
 //! limits that count calls at once until it ends. When it ends — answered, refused by a layer
