@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::config::ToolSearchConfig;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Spec {
     mode: Option<String>,
@@ -32,17 +32,10 @@ pub(super) fn optional(raw: Option<&Value>) -> anyhow::Result<Option<ToolSearchC
 pub(super) fn tool_search(raw: &Value) -> anyhow::Result<Option<ToolSearchConfig>> {
     let spec = match raw {
         Value::Bool(false) | Value::Null => return Ok(None),
-        Value::Bool(true) => Spec {
-            mode: None,
-            always_list: vec![],
-            max_active: None,
-            limit: None,
-        },
+        Value::Bool(true) => Spec::default(),
         Value::String(mode) => Spec {
             mode: Some(mode.clone()),
-            always_list: vec![],
-            max_active: None,
-            limit: None,
+            ..Spec::default()
         },
         other => serde_path_to_error::deserialize(other.clone())
             .map_err(|e| anyhow::anyhow!("at toolSearch.{}: {}", e.path(), e.inner()))?,

@@ -286,14 +286,6 @@ impl Index {
         &self.tools
     }
 
-    pub fn len(&self) -> usize {
-        self.tools.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tools.is_empty()
-    }
-
     /// The place of the tool named `name`.
     pub fn find(&self, name: &str) -> Option<usize> {
         self.tools.iter().position(|t| t["name"] == name)
