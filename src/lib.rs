@@ -42,4 +42,5 @@ pub mod mcp;
 pub mod server;
 pub mod signals;
 pub mod stdio;
+pub mod telemetry;
 pub mod upstream;
