@@ -3,11 +3,16 @@
 //!
 //! Owns: the log subscriber. Must not touch: anything else.
 
-use tracing_subscriber::{EnvFilter, fmt};
+use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::config::LogFormat;
 
-pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<()> {
+/// Logs to stderr; with `tracer`, spans are exported too (OpenTelemetry).
+pub fn init(
+    filter: &str,
+    format: LogFormat,
+    tracer: Option<opentelemetry_sdk::trace::Tracer>,
+) -> anyhow::Result<()> {
     // warp logs every client that disconnects mid-stream at error level; that is routine for
     // SSE. rmcp logs every session's handshake at info, which with in-process sessions means a
     // line per client. Keep both quiet unless the operator names them in the filter.
@@ -21,8 +26,7 @@ pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = filter.as_str();
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
-    let builder = fmt()
-        .with_env_filter(filter)
+    let fmt = fmt::layer()
         .with_writer(std::io::stderr)
         // When whoever reads our stderr goes away (a dead supervisor, `| head`), writes fail.
         // The default reports that with eprintln!, which panics on a broken stderr and takes
@@ -30,9 +34,11 @@ pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<()> {
         // best effort; the service is not.
         .log_internal_errors(false)
         .with_target(true);
+    let otel = tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t));
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = match format {
-        LogFormat::Text => builder.with_ansi(false).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => registry.with(fmt.with_ansi(false)).try_init(),
+        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }

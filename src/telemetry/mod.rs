@@ -4,6 +4,7 @@
 //! Owns: trace context and (to come) the exporter. Must not touch: transports or backends.
 
 pub mod context;
+pub mod spans;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};

@@ -40,6 +40,7 @@ use crate::{
         jsonrpc::{self, Kind},
         version,
     },
+    telemetry,
 };
 
 impl Http {
@@ -181,7 +182,24 @@ impl Http {
         mcp.session.set_caller(self.caller(who, headers, client));
         // Dropped on any way out below: no stream is left waiting for answers nobody reads.
         let stream = (!requests.is_empty()).then(|| mcp.open_stream(&requests, &parsed.messages));
+        // With --otel: a server span per request, open until its answer is written.
+        let mut spans = Vec::new();
         for (line, kind) in parsed.messages {
+            let line = match &kind {
+                Kind::Request { id, method } if telemetry::spans::on() => {
+                    let (span, line) = telemetry::spans::request(
+                        line,
+                        id,
+                        method,
+                        &mcp.session.id_str,
+                        super::headers::header(headers, "traceparent"),
+                        super::headers::header(headers, "tracestate"),
+                    );
+                    spans.push(span);
+                    line
+                }
+                _ => line,
+            };
             if mcp.restored
                 && matches!(&kind, Kind::Notification { method } if method == "notifications/initialized")
             {
@@ -202,6 +220,7 @@ impl Http {
         };
         stream.forwarded();
         let mut response = self.answer_stream(&mcp, stream, requests.len()).await;
+        drop(spans);
         if created {
             // A failed handshake leaves no session behind.
             if response.status() != StatusCode::OK {

@@ -1,0 +1,96 @@
+//! The server span of one MCP request, with the attribute names of OpenTelemetry's MCP semantic
+//! conventions, its parent taken from the request ([`super::context`]), and the request as it
+//! goes on carrying the span as its `traceparent`.
+//!
+//! Owns: naming a request's span. Must not touch: transports or backends.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use opentelemetry::{
+    Context,
+    trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState},
+};
+use serde_json::Value;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::context::{TraceParent, incoming, inject};
+use crate::mcp::jsonrpc::Envelope;
+
+static ON: AtomicBool = AtomicBool::new(false);
+
+/// Spans are exported from now on (`--otel`).
+pub fn turn_on() {
+    ON.store(true, Ordering::Relaxed);
+}
+
+/// Whether spans are exported: off, a request costs this branch and nothing else.
+pub fn on() -> bool {
+    ON.load(Ordering::Relaxed)
+}
+
+/// The span of request `line` (`id`, `method`) of session `session`, child of the context the
+/// request or its HTTP headers carry; and the line to send on, carrying the span instead.
+pub fn request(
+    line: Bytes,
+    id: &str,
+    method: &str,
+    session: &str,
+    header_parent: Option<&str>,
+    header_state: Option<&str>,
+) -> (tracing::Span, Bytes) {
+    let params = Envelope::parse(&line).and_then(|e| e.params());
+    let target = params.as_ref().and_then(|p| {
+        p.get("name")
+            .or_else(|| p.get("uri"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    let name = match &target {
+        Some(t) => format!("{method} {t}"),
+        None => method.to_string(),
+    };
+    let tool = (method == "tools/call").then(|| target.clone()).flatten();
+    let span = tracing::info_span!(
+        "mcp.request",
+        otel.name = %name,
+        otel.kind = "server",
+        mcp.method.name = %method,
+        mcp.session.id = %session,
+        jsonrpc.request.id = %id.trim_matches('"'),
+        gen_ai.tool.name = tool.as_deref(),
+        gen_ai.operation.name = (method == "tools/call").then_some("execute_tool"),
+    );
+    let meta = params.as_ref().and_then(|p| p.get("_meta"));
+    let state = match incoming(meta, header_parent, header_state) {
+        Some((parent, state)) => {
+            let trace_state = state
+                .as_deref()
+                .and_then(|s| s.parse::<TraceState>().ok())
+                .unwrap_or_default();
+            let remote = SpanContext::new(
+                TraceId::from_bytes(parent.trace_id),
+                SpanId::from_bytes(parent.span_id),
+                TraceFlags::new(parent.flags),
+                true,
+                trace_state,
+            );
+            let _ = span.set_parent(Context::new().with_remote_span_context(remote));
+            state
+        }
+        None => None,
+    };
+    let ours = span.context().span().span_context().clone();
+    if !ours.is_valid() {
+        return (span, line);
+    }
+    let parent = TraceParent {
+        trace_id: ours.trace_id().to_bytes(),
+        span_id: ours.span_id().to_bytes(),
+        flags: ours.trace_flags().to_u8(),
+    };
+    let line = inject(&line, &parent, state.as_deref())
+        .map(Bytes::from)
+        .unwrap_or(line);
+    (span, line)
+}

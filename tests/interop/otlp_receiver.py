@@ -1,0 +1,75 @@
+"""A small OTLP/HTTP receiver (http/protobuf) on opentelemetry-proto: it keeps every span it is
+sent and prints each as one JSON line on stdout (trace id, span id, parent, name, kind,
+attributes, service name). `--fail N` answers the first N exports with 500; `--slow S` waits S
+seconds before answering. Prints "listening on HOST:PORT" first.
+
+Usage: python otlp_receiver.py [--port P] [--fail N] [--slow S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+args = argparse.ArgumentParser()
+args.add_argument("--port", type=int, default=0)
+args.add_argument("--fail", type=int, default=0)
+args.add_argument("--slow", type=float, default=0.0)
+opts = args.parse_args()
+failed = 0
+
+
+def value(v):
+    kind = v.WhichOneof("value")
+    return getattr(v, kind) if kind else None
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        global failed
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        if opts.slow:
+            time.sleep(opts.slow)
+        if failed < opts.fail:
+            failed += 1
+            self.send_response(500)
+            self.end_headers()
+            return
+        req = ExportTraceServiceRequest()
+        req.ParseFromString(body)
+        for rs in req.resource_spans:
+            service = next((value(a.value) for a in rs.resource.attributes if a.key == "service.name"), None)
+            for ss in rs.scope_spans:
+                for s in ss.spans:
+                    print(json.dumps({
+                        "trace_id": s.trace_id.hex(),
+                        "span_id": s.span_id.hex(),
+                        "parent": s.parent_span_id.hex(),
+                        "name": s.name,
+                        "kind": s.kind,
+                        "service": service,
+                        "attributes": {a.key: value(a.value) for a in s.attributes},
+                    }), flush=True)
+        out = ExportTraceServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+
+server = ThreadingHTTPServer(("127.0.0.1", opts.port), Handler)
+print(f"listening on 127.0.0.1:{server.server_address[1]}", flush=True)
+sys.stdout.flush()
+server.serve_forever()
