@@ -60,6 +60,8 @@ pub fn request(
         jsonrpc.request.id = %id.trim_matches('"'),
         gen_ai.tool.name = tool.as_deref(),
         gen_ai.operation.name = (method == "tools/call").then_some("execute_tool"),
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
     let meta = params.as_ref().and_then(|p| p.get("_meta"));
     let state = match incoming(meta, header_parent, header_state) {
@@ -84,6 +86,9 @@ pub fn request(
     if !ours.is_valid() {
         return (span, line);
     }
+    // Log lines inside the span carry its ids (the JSON format's `span` object).
+    span.record("trace_id", tracing::field::display(ours.trace_id()));
+    span.record("span_id", tracing::field::display(ours.span_id()));
     let parent = TraceParent {
         trace_id: ours.trace_id().to_bytes(),
         span_id: ours.span_id().to_bytes(),
