@@ -1,0 +1,100 @@
+"""Interop (issue 23, work in progress): one trace from the host to the tool. A Python SDK client
+inside a span of its own calls a tool through the gateway (`--otel`) to a Python SDK stdio server
+that exports its own spans; a small OTLP receiver (otlp_receiver.py, on opentelemetry-proto) gets
+them all, and the spans must chain: the client's span → the gateway's server span (MCP
+attribute names) → the child's server span, one trace id.
+
+Usage: python otel_python.py BIN   (a venv with mcp 2.3.0, opentelemetry-sdk and the OTLP/HTTP
+exporter)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from common import check, start_gateway, summary
+
+BIN = sys.argv[1]
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def start_receiver() -> tuple[subprocess.Popen, str, list[dict]]:
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "otlp_receiver.py")], stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().strip()
+    check(line.startswith("listening on "), f"receiver started ({line!r})")
+    spans: list[dict] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            spans.append(json.loads(line))
+
+    threading.Thread(target=read, daemon=True).start()
+    return proc, "http://" + line.removeprefix("listening on "), spans
+
+
+async def main() -> None:
+    receiver, endpoint, spans = start_receiver()
+    provider = TracerProvider(resource=Resource.create({"service.name": "host"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")))
+    trace.set_tracer_provider(provider)
+    tracer = trace.get_tracer("otel-interop")
+
+    work = tempfile.mkdtemp()
+    conf = os.path.join(work, "servers.json")
+    with open(conf, "w") as f:
+        json.dump({"mcpServers": {"py": {
+            "command": sys.executable, "args": [os.path.join(HERE, "py_server_traced.py")],
+            "env": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": "py-server"},
+        }}}, f)
+    gw, url = start_gateway(BIN, ["--config", conf, "--otel"], env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+    try:
+        with tracer.start_as_current_span("host turn") as root:
+            trace_id = format(root.get_span_context().trace_id, "032x")
+            async with streamable_http_client(f"{url}/servers/py/mcp") as (read, write):
+                async with ClientSession(read, write) as s:
+                    await s.initialize()
+                    r = await s.call_tool("add", {"a": 2, "b": 40})
+                    check(r.structured_content == {"result": 42}, "the call answered")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            ours = [s for s in spans if s["trace_id"] == trace_id]
+            if any(s["service"] == "py-server" and "add" in s["name"] for s in ours):
+                break
+            await asyncio.sleep(0.2)
+        ours = [s for s in spans if s["trace_id"] == trace_id]
+        for s in ours:
+            print(f"  {s['service']:12} {s['name']:30} kind={s['kind']} span={s['span_id']} parent={s['parent']}")
+        by_id = {s["span_id"]: s for s in ours}
+        client = next((s for s in ours if s["service"] == "host" and "tools/call" in s["name"]), None)
+        gateway = next((s for s in ours if s["service"] == "aareguru-mcp" and s["name"].startswith("tools/call")), None)
+        child = next((s for s in ours if s["service"] == "py-server" and "add" in s["name"]), None)
+        check(client is not None, "the client's span of the call arrived")
+        check(gateway is not None and gateway["parent"] == client["span_id"], "the gateway's span is the client's child")
+        check(gateway["attributes"].get("mcp.method.name") == "tools/call"
+              and gateway["attributes"].get("gen_ai.tool.name") == "add", f"convention attributes ({gateway['attributes']})")
+        check(child is not None and child["parent"] == gateway["span_id"], f"the child's span is the gateway's child ({child})")
+        check(by_id.get(client["parent"], {}).get("name") == "host turn", "the client's span is inside the host's turn")
+    finally:
+        gw.terminate()
+        gw.wait(timeout=20)
+        receiver.terminate()
+    print(summary())
+
+
+asyncio.run(main())
