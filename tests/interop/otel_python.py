@@ -62,7 +62,7 @@ async def main() -> None:
             "command": sys.executable, "args": [os.path.join(HERE, "py_server_traced.py")],
             "env": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": "py-server"},
         }}}, f)
-    gw, url = start_gateway(BIN, ["--config", conf, "--otel"], env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+    gw, url = start_gateway(BIN, ["--config", conf, "--otel"], env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"})
     try:
         with tracer.start_as_current_span("host turn") as root:
             trace_id = format(root.get_span_context().trace_id, "032x")
@@ -74,7 +74,9 @@ async def main() -> None:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             ours = [s for s in spans if s["trace_id"] == trace_id]
-            if any(s["service"] == "py-server" and "add" in s["name"] for s in ours):
+            if any(s["service"] == "py-server" and "add" in s["name"] for s in ours) and any(
+                s["service"] == "aareguru-mcp" and s["name"].startswith("tools/call") for s in ours
+            ):
                 break
             await asyncio.sleep(0.2)
         ours = [s for s in spans if s["trace_id"] == trace_id]
