@@ -62,6 +62,8 @@ pub fn request(
         gen_ai.operation.name = (method == "tools/call").then_some("execute_tool"),
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
     );
     let meta = params.as_ref().and_then(|p| p.get("_meta"));
     let state = match incoming(meta, header_parent, header_state) {
@@ -98,4 +100,20 @@ pub fn request(
         .map(Bytes::from)
         .unwrap_or(line);
     (span, line)
+}
+
+/// Records on `span` how its request was answered (`message`, raw): a JSON-RPC error as
+/// `error.type` (its code) and an error status; a tool's own error (`isError`) as
+/// `error.type` `tool_error`.
+pub fn answered(span: &tracing::Span, message: &str) {
+    let Ok(v) = serde_json::from_str::<Value>(message) else {
+        return;
+    };
+    if let Some(code) = v.pointer("/error/code") {
+        span.record("error.type", tracing::field::display(code));
+        span.record("otel.status_code", "ERROR");
+    } else if v.pointer("/result/isError") == Some(&Value::Bool(true)) {
+        span.record("error.type", "tool_error");
+        span.record("otel.status_code", "ERROR");
+    }
 }

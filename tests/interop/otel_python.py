@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from mcp import ClientSession
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from common import check, start_gateway, summary
@@ -48,6 +49,32 @@ def start_receiver() -> tuple[subprocess.Popen, str, list[dict]]:
     return proc, "http://" + line.removeprefix("listening on "), spans
 
 
+async def chain(label: str, trace_id: str, spans: list[dict]) -> None:
+    """The spans of trace `trace_id` chain host → client → gateway → child."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        ours = [s for s in spans if s["trace_id"] == trace_id]
+        if any(s["service"] == "py-server" and "add" in s["name"] for s in ours) and any(
+            s["service"] == "aareguru-mcp" and s["name"].startswith("tools/call") for s in ours
+        ):
+            break
+        await asyncio.sleep(0.2)
+    ours = [s for s in spans if s["trace_id"] == trace_id]
+    print(label)
+    for s in ours:
+        print(f"  {s['service']:12} {s['name']:30} kind={s['kind']} span={s['span_id']} parent={s['parent']}")
+    by_id = {s["span_id"]: s for s in ours}
+    client = next((s for s in ours if s["service"] == "host" and "tools/call" in s["name"]), None)
+    gateway = next((s for s in ours if s["service"] == "aareguru-mcp" and s["name"].startswith("tools/call")), None)
+    child = next((s for s in ours if s["service"] == "py-server" and "add" in s["name"]), None)
+    check(client is not None, f"{label}: the client's span of the call arrived")
+    check(gateway is not None and gateway["parent"] == client["span_id"], f"{label}: the gateway's span is the client's child")
+    check(gateway["attributes"].get("mcp.method.name") == "tools/call"
+          and gateway["attributes"].get("gen_ai.tool.name") == "add", f"{label}: convention attributes ({gateway['attributes']})")
+    check(child is not None and child["parent"] == gateway["span_id"], f"{label}: the child's span is the gateway's child ({child})")
+    check(by_id.get(client["parent"], {}).get("name") == "host turn", f"{label}: the client's span is inside the host's turn")
+
+
 async def main() -> None:
     receiver, endpoint, spans = start_receiver()
     provider = TracerProvider(resource=Resource.create({"service.name": "host"}))
@@ -64,34 +91,18 @@ async def main() -> None:
         }}}, f)
     gw, url = start_gateway(BIN, ["--config", conf, "--otel"], env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"})
     try:
-        with tracer.start_as_current_span("host turn") as root:
-            trace_id = format(root.get_span_context().trace_id, "032x")
-            async with streamable_http_client(f"{url}/servers/py/mcp") as (read, write):
-                async with ClientSession(read, write) as s:
-                    await s.initialize()
-                    r = await s.call_tool("add", {"a": 2, "b": 40})
-                    check(r.structured_content == {"result": 42}, "the call answered")
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            ours = [s for s in spans if s["trace_id"] == trace_id]
-            if any(s["service"] == "py-server" and "add" in s["name"] for s in ours) and any(
-                s["service"] == "aareguru-mcp" and s["name"].startswith("tools/call") for s in ours
-            ):
-                break
-            await asyncio.sleep(0.2)
-        ours = [s for s in spans if s["trace_id"] == trace_id]
-        for s in ours:
-            print(f"  {s['service']:12} {s['name']:30} kind={s['kind']} span={s['span_id']} parent={s['parent']}")
-        by_id = {s["span_id"]: s for s in ours}
-        client = next((s for s in ours if s["service"] == "host" and "tools/call" in s["name"]), None)
-        gateway = next((s for s in ours if s["service"] == "aareguru-mcp" and s["name"].startswith("tools/call")), None)
-        child = next((s for s in ours if s["service"] == "py-server" and "add" in s["name"]), None)
-        check(client is not None, "the client's span of the call arrived")
-        check(gateway is not None and gateway["parent"] == client["span_id"], "the gateway's span is the client's child")
-        check(gateway["attributes"].get("mcp.method.name") == "tools/call"
-              and gateway["attributes"].get("gen_ai.tool.name") == "add", f"convention attributes ({gateway['attributes']})")
-        check(child is not None and child["parent"] == gateway["span_id"], f"the child's span is the gateway's child ({child})")
-        check(by_id.get(client["parent"], {}).get("name") == "host turn", "the client's span is inside the host's turn")
+        for label, connect in [
+            ("Streamable HTTP", lambda: streamable_http_client(f"{url}/servers/py/mcp")),
+            ("HTTP+SSE", lambda: sse_client(f"{url}/servers/py/sse")),
+        ]:
+            with tracer.start_as_current_span("host turn") as root:
+                trace_id = format(root.get_span_context().trace_id, "032x")
+                async with connect() as streams:
+                    async with ClientSession(streams[0], streams[1]) as s:
+                        await s.initialize()
+                        r = await s.call_tool("add", {"a": 2, "b": 40})
+                        check(r.structured_content == {"result": 42}, f"{label}: the call answered")
+            await chain(label, trace_id, spans)
     finally:
         gw.terminate()
         gw.wait(timeout=20)

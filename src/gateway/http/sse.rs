@@ -152,6 +152,22 @@ impl Http {
                 );
                 continue;
             }
+            // With --otel: a server span per request, open until its answer is on its way.
+            let part = match &kind {
+                Kind::Request { id, method } if crate::telemetry::spans::on() => {
+                    let (span, part) = crate::telemetry::spans::request(
+                        part,
+                        id,
+                        method,
+                        &session.id_str,
+                        super::headers::header(headers, "traceparent"),
+                        super::headers::header(headers, "tracestate"),
+                    );
+                    session.hold_span(id.clone(), span);
+                    part
+                }
+                _ => part,
+            };
             if let Err(e) = served.sessions.forward(&session, part, &kind).await {
                 return self.forward_refused(e);
             }

@@ -182,8 +182,7 @@ impl Http {
         mcp.session.set_caller(self.caller(who, headers, client));
         // Dropped on any way out below: no stream is left waiting for answers nobody reads.
         let stream = (!requests.is_empty()).then(|| mcp.open_stream(&requests, &parsed.messages));
-        // With --otel: a server span per request, open until its answer is written.
-        let mut spans = Vec::new();
+        // With --otel: a server span per request, open until its answer is on its way.
         for (line, kind) in parsed.messages {
             let line = match &kind {
                 Kind::Request { id, method } if telemetry::spans::on() => {
@@ -195,7 +194,7 @@ impl Http {
                         super::headers::header(headers, "traceparent"),
                         super::headers::header(headers, "tracestate"),
                     );
-                    spans.push(span);
+                    mcp.session.hold_span(id.clone(), span);
                     line
                 }
                 _ => line,
@@ -220,7 +219,6 @@ impl Http {
         };
         stream.forwarded();
         let mut response = self.answer_stream(&mcp, stream, requests.len()).await;
-        drop(spans);
         if created {
             // A failed handshake leaves no session behind.
             if response.status() != StatusCode::OK {
