@@ -54,8 +54,10 @@ async def chain(label: str, trace_id: str, spans: list[dict]) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         ours = [s for s in spans if s["trace_id"] == trace_id]
-        if any(s["service"] == "py-server" and "add" in s["name"] for s in ours) and any(
-            s["service"] == "aareguru-mcp" and s["name"].startswith("tools/call") for s in ours
+        if (
+            any(s["service"] == "py-server" and "add" in s["name"] for s in ours)
+            and any(s["service"] == "aareguru-mcp" and s["name"].startswith("tools/call") for s in ours)
+            and any(s["name"] == "host turn" for s in ours)
         ):
             break
         await asyncio.sleep(0.2)
@@ -73,6 +75,45 @@ async def chain(label: str, trace_id: str, spans: list[dict]) -> None:
           and gateway["attributes"].get("gen_ai.tool.name") == "add", f"{label}: convention attributes ({gateway['attributes']})")
     check(child is not None and child["parent"] == gateway["span_id"], f"{label}: the child's span is the gateway's child ({child})")
     check(by_id.get(client["parent"], {}).get("name") == "host turn", f"{label}: the client's span is inside the host's turn")
+
+
+async def calls_through(url: str, n: int) -> float:
+    """`n` calls in one session; the slowest one's seconds."""
+    slowest = 0.0
+    async with streamable_http_client(f"{url}/servers/py/mcp") as (read, write):
+        async with ClientSession(read, write) as s:
+            await s.initialize()
+            for i in range(n):
+                started = time.perf_counter()
+                r = await s.call_tool("add", {"a": i, "b": 1})
+                slowest = max(slowest, time.perf_counter() - started)
+                check(r.structured_content == {"result": i + 1}, f"call {i} answered")
+    return slowest
+
+
+async def collector_trouble(conf: str) -> None:
+    """The collector down, slow (3 s per export), or answering 500: every call still answers
+    at once."""
+    down = ("down", None, "http://127.0.0.1:9")
+    for label, args, endpoint in [down, ("slow", ["--slow", "3"], None), ("500", ["--fail", "1000"], None)]:
+        receiver = None
+        if endpoint is None:
+            receiver = subprocess.Popen(
+                [sys.executable, os.path.join(HERE, "otlp_receiver.py"), *args], stdout=subprocess.PIPE, text=True
+            )
+            endpoint = "http://" + receiver.stdout.readline().strip().removeprefix("listening on ")
+        gw, url = start_gateway(
+            BIN, ["--config", conf, "--otel"], env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+        )
+        try:
+            slowest = await calls_through(url, 50)
+            print(f"collector {label}: 50 calls, the slowest {slowest * 1e3:.0f} ms")
+            check(slowest < 1.0, f"collector {label}: no call waits on it ({slowest:.2f} s)")
+        finally:
+            gw.terminate()
+            gw.wait(timeout=20)
+            if receiver:
+                receiver.terminate()
 
 
 async def main() -> None:
@@ -103,6 +144,9 @@ async def main() -> None:
                         r = await s.call_tool("add", {"a": 2, "b": 40})
                         check(r.structured_content == {"result": 42}, f"{label}: the call answered")
             await chain(label, trace_id, spans)
+        # The host and the child keep exporting to the receiver; only the gateway's collector
+        # is in trouble.
+        await collector_trouble(conf)
     finally:
         gw.terminate()
         gw.wait(timeout=20)
