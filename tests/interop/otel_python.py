@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -109,6 +110,17 @@ async def collector_trouble(conf: str) -> None:
             slowest = await calls_through(url, 50)
             print(f"collector {label}: 50 calls, the slowest {slowest * 1e3:.0f} ms")
             check(slowest < 1.0, f"collector {label}: no call waits on it ({slowest:.2f} s)")
+            outcome = "exported" if label == "slow" else "failed"
+            counted = 0.0
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and counted == 0:
+                with urllib.request.urlopen(f"{url}/metrics") as r:
+                    for line in r.read().decode().splitlines():
+                        if line.startswith(f'aareguru_gateway_otel_spans_total{{outcome="{outcome}"}}'):
+                            counted = float(line.split()[-1])
+                await asyncio.sleep(0.3)
+            print(f"collector {label}: /metrics counts {counted:.0f} spans {outcome}")
+            check(counted > 0, f"collector {label}: /metrics counts the spans {outcome}")
         finally:
             gw.terminate()
             gw.wait(timeout=20)
