@@ -29,13 +29,15 @@ pub fn on() -> bool {
     ON.load(Ordering::Relaxed)
 }
 
-/// The span of request `line` (`id`, `method`) of session `session`, child of the context the
+/// The span of request `line` (`id`, `method`) of session `session` (none at 2026-07-28) at
+/// protocol revision `version`, child of the context the
 /// request or its HTTP headers carry; and the line to send on, carrying the span instead.
 pub fn request(
     line: Bytes,
     id: &str,
     method: &str,
-    session: &str,
+    session: Option<&str>,
+    version: Option<&str>,
     header_parent: Option<&str>,
     header_state: Option<&str>,
 ) -> (tracing::Span, Bytes) {
@@ -56,7 +58,8 @@ pub fn request(
         otel.name = %name,
         otel.kind = "server",
         mcp.method.name = %method,
-        mcp.session.id = %session,
+        mcp.session.id = session,
+        mcp.protocol.version = version,
         jsonrpc.request.id = %id.trim_matches('"'),
         gen_ai.tool.name = tool.as_deref(),
         gen_ai.operation.name = (method == "tools/call").then_some("execute_tool"),

@@ -26,7 +26,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from mcp import ClientSession
+from mcp import Client, ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -156,6 +156,15 @@ async def main() -> None:
                         r = await s.call_tool("add", {"a": 2, "b": 40})
                         check(r.structured_content == {"result": 42}, f"{label}: the call answered")
             await chain(label, trace_id, spans)
+        # 2026-07-28: no session; the request's own _meta carries the context.
+        with tracer.start_as_current_span("host turn") as root:
+            trace_id = format(root.get_span_context().trace_id, "032x")
+            async with Client(f"{url}/servers/py/mcp") as c:
+                check(c.protocol_version == "2026-07-28", f"2026-07-28 negotiated ({c.protocol_version})")
+                r = await c.call_tool("add", {"a": 2, "b": 40})
+                check(r.structured_content == {"result": 42}, "2026-07-28: the call answered")
+        await chain("2026-07-28", trace_id, spans)
+
         # The host and the child keep exporting to the receiver; only the gateway's collector
         # is in trouble.
         await collector_trouble(conf)

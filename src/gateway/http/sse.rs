@@ -159,7 +159,8 @@ impl Http {
                         part,
                         id,
                         method,
-                        &session.id_str,
+                        Some(&session.id_str),
+                        None,
                         super::headers::header(headers, "traceparent"),
                         super::headers::header(headers, "tracestate"),
                     );

@@ -190,7 +190,8 @@ impl Http {
                         line,
                         id,
                         method,
-                        &mcp.session.id_str,
+                        Some(&mcp.session.id_str),
+                        mcp.version().as_deref(),
                         super::headers::header(headers, "traceparent"),
                         super::headers::header(headers, "tracestate"),
                     );
