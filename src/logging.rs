@@ -38,7 +38,63 @@ pub fn init(
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = match format {
         LogFormat::Text => registry.with(fmt.with_ansi(false)).try_init(),
-        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
+        LogFormat::Json => {
+            let format = json::WithTrace(fmt::format().json().flatten_event(true));
+            let layer = fmt.json().flatten_event(true).event_format(format);
+            registry.with(layer).try_init()
+        }
     };
     result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+mod json {
+    //! JSON log lines that name the trace they belong to: inside a request's span (`--otel`),
+    //! a line gets that span's `trace_id` and `span_id` as fields of its own.
+
+    use std::fmt;
+
+    use serde_json::{Map, Value};
+    use tracing::{Event, Subscriber};
+    use tracing_subscriber::{
+        fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, format::Writer},
+        registry::LookupSpan,
+    };
+
+    pub struct WithTrace<F>(pub F);
+
+    impl<S, N, F> FormatEvent<S, N> for WithTrace<F>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+        F: FormatEvent<S, N>,
+    {
+        fn format_event(
+            &self,
+            ctx: &FmtContext<'_, S, N>,
+            mut writer: Writer<'_>,
+            event: &Event<'_>,
+        ) -> fmt::Result {
+            let ids = ctx.event_scope().and_then(|scope| {
+                scope.into_iter().find_map(|span| {
+                    let extensions = span.extensions();
+                    let fields = extensions.get::<FormattedFields<N>>()?;
+                    let v: Map<String, Value> = serde_json::from_str(&fields.fields).ok()?;
+                    Some((v.get("trace_id")?.clone(), v.get("span_id")?.clone()))
+                })
+            });
+            let Some((trace_id, span_id)) = ids else {
+                return self.0.format_event(ctx, writer, event);
+            };
+            let mut line = String::new();
+            self.0.format_event(ctx, Writer::new(&mut line), event)?;
+            match serde_json::from_str::<Map<String, Value>>(line.trim_end()) {
+                Ok(mut v) => {
+                    v.insert("trace_id".into(), trace_id);
+                    v.insert("span_id".into(), span_id);
+                    writeln!(writer, "{}", Value::Object(v))
+                }
+                Err(_) => writer.write_str(&line),
+            }
+        }
+    }
 }

@@ -99,6 +99,7 @@ pub fn request(
         span_id: ours.span_id().to_bytes(),
         flags: ours.trace_flags().to_u8(),
     };
+    span.in_scope(|| tracing::debug!(method, "request received"));
     let line = inject(&line, &parent, state.as_deref())
         .map(Bytes::from)
         .unwrap_or(line);

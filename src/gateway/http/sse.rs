@@ -153,6 +153,7 @@ impl Http {
                 continue;
             }
             // With --otel: a server span per request, open until its answer is on its way.
+            let mut current = tracing::Span::none();
             let part = match &kind {
                 Kind::Request { id, method } if crate::telemetry::spans::on() => {
                     let (span, part) = crate::telemetry::spans::request(
@@ -164,12 +165,14 @@ impl Http {
                         super::headers::header(headers, "traceparent"),
                         super::headers::header(headers, "tracestate"),
                     );
+                    current = span.clone();
                     session.hold_span(id.clone(), span);
                     part
                 }
                 _ => part,
             };
-            if let Err(e) = served.sessions.forward(&session, part, &kind).await {
+            let forwarded = served.sessions.forward(&session, part, &kind);
+            if let Err(e) = tracing::Instrument::instrument(forwarded, current).await {
                 return self.forward_refused(e);
             }
         }

@@ -184,6 +184,7 @@ impl Http {
         let stream = (!requests.is_empty()).then(|| mcp.open_stream(&requests, &parsed.messages));
         // With --otel: a server span per request, open until its answer is on its way.
         for (line, kind) in parsed.messages {
+            let mut current = tracing::Span::none();
             let line = match &kind {
                 Kind::Request { id, method } if telemetry::spans::on() => {
                     let (span, line) = telemetry::spans::request(
@@ -195,6 +196,7 @@ impl Http {
                         super::headers::header(headers, "traceparent"),
                         super::headers::header(headers, "tracestate"),
                     );
+                    current = span.clone();
                     mcp.session.hold_span(id.clone(), span);
                     line
                 }
@@ -206,7 +208,8 @@ impl Http {
                 continue;
             }
             self.cancel_elsewhere(server, headers, client, &line, &kind);
-            if let Err(e) = mcp.sessions.forward(&mcp.session, line, &kind).await {
+            let forwarded = mcp.sessions.forward(&mcp.session, line, &kind);
+            if let Err(e) = tracing::Instrument::instrument(forwarded, current).await {
                 return self.forward_refused(e);
             }
         }
