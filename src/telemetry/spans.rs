@@ -121,3 +121,61 @@ pub fn answered(span: &tracing::Span, message: &str) {
         span.record("otel.status_code", "ERROR");
     }
 }
+
+/// The span of this program's own server running tool `tool` for a request whose `_meta`
+/// carried `traceparent` / `tracestate` (in process behind the gateway, or as a `--stdio`
+/// child): `Span::none()` while spans are off.
+pub fn tool(tool: &str, traceparent: Option<&str>, tracestate: Option<&str>) -> tracing::Span {
+    if !on() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "execute_tool",
+        otel.name = %format!("execute_tool {tool}"),
+        otel.kind = "internal",
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = %tool,
+        error.type = tracing::field::Empty,
+    );
+    if let Some((parent, state)) = incoming(None, traceparent, tracestate) {
+        let trace_state = state
+            .as_deref()
+            .and_then(|s| s.parse::<TraceState>().ok())
+            .unwrap_or_default();
+        let remote = SpanContext::new(
+            TraceId::from_bytes(parent.trace_id),
+            SpanId::from_bytes(parent.span_id),
+            TraceFlags::new(parent.flags),
+            true,
+            trace_state,
+        );
+        let _ = span.set_parent(Context::new().with_remote_span_context(remote));
+    }
+    span
+}
+
+/// The span of one upstream HTTP request (HTTP client conventions): `Span::none()` while
+/// spans are off. Its status code is recorded by [`http_status`].
+pub fn upstream_get(url: &str, host: &str) -> tracing::Span {
+    if !on() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "GET",
+        otel.name = "GET",
+        otel.kind = "client",
+        http.request.method = "GET",
+        url.full = %url,
+        server.address = %host,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+/// Records an upstream answer's status (and an error type from 400 up) on `span`.
+pub fn http_status(span: &tracing::Span, status: u16) {
+    span.record("http.response.status_code", i64::from(status));
+    if status >= 400 {
+        span.record("error.type", i64::from(status));
+    }
+}

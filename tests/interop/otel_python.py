@@ -4,7 +4,7 @@ that exports its own spans; a small OTLP receiver (otlp_receiver.py, on opentele
 them all, and the spans must chain: the client's span → the gateway's server span (MCP
 attribute names) → the child's server span, one trace id.
 
-Usage: python otel_python.py BIN   (a venv with mcp 2.3.0, opentelemetry-sdk and the OTLP/HTTP
+Usage: python otel_python.py BIN FAKE_UPSTREAM   (a venv with mcp 2.3.0, opentelemetry-sdk and the OTLP/HTTP
 exporter)
 """
 
@@ -30,9 +30,9 @@ from mcp import Client, ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from common import check, start_gateway, summary
+from common import check, start_fake, start_gateway, summary
 
-BIN = sys.argv[1]
+BIN, FAKE = sys.argv[1], sys.argv[2]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -130,6 +130,7 @@ async def collector_trouble(conf: str) -> None:
 
 async def main() -> None:
     receiver, endpoint, spans = start_receiver()
+    fake, base = start_fake(FAKE)
     provider = TracerProvider(resource=Resource.create({"service.name": "host"}))
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")))
     trace.set_tracer_provider(provider)
@@ -138,10 +139,13 @@ async def main() -> None:
     work = tempfile.mkdtemp()
     conf = os.path.join(work, "servers.json")
     with open(conf, "w") as f:
-        json.dump({"mcpServers": {"py": {
-            "command": sys.executable, "args": [os.path.join(HERE, "py_server_traced.py")],
-            "env": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": "py-server"},
-        }}}, f)
+        json.dump({"mcpServers": {
+            "py": {
+                "command": sys.executable, "args": [os.path.join(HERE, "py_server_traced.py")],
+                "env": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": "py-server"},
+            },
+            "aare": {"command": BIN, "args": ["--stdio", "--base-url", base]},
+        }}, f)
     gw, url = start_gateway(BIN, ["--config", conf, "--otel"], env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"})
     try:
         for label, connect in [
@@ -165,6 +169,31 @@ async def main() -> None:
                 check(r.structured_content == {"result": 42}, "2026-07-28: the call answered")
         await chain("2026-07-28", trace_id, spans)
 
+        # This program's own server in process: its tool span and the upstream request's span
+        # are children of the gateway's.
+        with tracer.start_as_current_span("host turn") as root:
+            trace_id = format(root.get_span_context().trace_id, "032x")
+            async with streamable_http_client(f"{url}/servers/aare/mcp") as (read, write):
+                async with ClientSession(read, write) as s:
+                    await s.initialize()
+                    r = await s.call_tool("get_current_temperature", {"city": "bern"})
+                    check(not r.is_error, "in process: the call answered")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            ours = [s for s in spans if s["trace_id"] == trace_id]
+            if any(s["name"] == "GET" for s in ours) and any(s["name"].startswith("tools/call") for s in ours):
+                break
+            await asyncio.sleep(0.2)
+        ours = [s for s in spans if s["trace_id"] == trace_id]
+        for s in ours:
+            print(f"  {s['service']:12} {s['name']:40} kind={s['kind']} span={s['span_id']} parent={s['parent']}")
+        gateway = next((s for s in ours if s["name"] == "tools/call get_current_temperature"), None)
+        tool = next((s for s in ours if s["name"] == "execute_tool get_current_temperature"), None)
+        get = next((s for s in ours if s["name"] == "GET"), None)
+        check(gateway is not None and tool is not None and tool["parent"] == gateway["span_id"], "in process: the tool's span is the gateway's child")
+        check(get is not None and get["parent"] == tool["span_id"], "in process: the upstream request's span is the tool's child")
+        check(get["attributes"].get("http.response.status_code") == 200 and "url.full" in get["attributes"], f"in process: HTTP attributes ({get['attributes']})")
+
         # The host and the child keep exporting to the receiver; only the gateway's collector
         # is in trouble.
         await collector_trouble(conf)
@@ -172,6 +201,7 @@ async def main() -> None:
         gw.terminate()
         gw.wait(timeout=20)
         receiver.terminate()
+        fake.terminate()
     print(summary())
 
 

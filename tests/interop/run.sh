@@ -162,7 +162,7 @@ timeout 600 "$dir/venv/bin/python" tests/interop/search_python.py "$bin" "$fake"
     "$root/tests/search/queries.json" ${SEARCH_QUERIES:-}
 
 echo "== OpenTelemetry: one trace from a Python SDK host through the gateway (--otel) to an instrumented Python SDK server, both transports; the collector down, slow or failing"
-(cd tests/interop && timeout 300 "$root/$dir/venv-otel/bin/python" otel_python.py "$bin")
+(cd tests/interop && timeout 300 "$root/$dir/venv-otel/bin/python" otel_python.py "$bin" "$fake")
 
 echo "== Python and TypeScript SDKs through nginx round-robin in front of three replicas on Redis"
 cp tests/interop/cluster_ts.mjs "$dir/node/"

@@ -153,24 +153,7 @@ impl Http {
                 continue;
             }
             // With --otel: a server span per request, open until its answer is on its way.
-            let mut current = tracing::Span::none();
-            let part = match &kind {
-                Kind::Request { id, method } if crate::telemetry::spans::on() => {
-                    let (span, part) = crate::telemetry::spans::request(
-                        part,
-                        id,
-                        method,
-                        Some(&session.id_str),
-                        None,
-                        super::headers::header(headers, "traceparent"),
-                        super::headers::header(headers, "tracestate"),
-                    );
-                    current = span.clone();
-                    session.hold_span(id.clone(), span);
-                    part
-                }
-                _ => part,
-            };
+            let (current, part) = super::traced::traced(&session, None, headers, part, &kind);
             let forwarded = served.sessions.forward(&session, part, &kind);
             if let Err(e) = tracing::Instrument::instrument(forwarded, current).await {
                 return self.forward_refused(e);

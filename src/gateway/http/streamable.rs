@@ -40,7 +40,6 @@ use crate::{
         jsonrpc::{self, Kind},
         version,
     },
-    telemetry,
 };
 
 impl Http {
@@ -184,24 +183,9 @@ impl Http {
         let stream = (!requests.is_empty()).then(|| mcp.open_stream(&requests, &parsed.messages));
         // With --otel: a server span per request, open until its answer is on its way.
         for (line, kind) in parsed.messages {
-            let mut current = tracing::Span::none();
-            let line = match &kind {
-                Kind::Request { id, method } if telemetry::spans::on() => {
-                    let (span, line) = telemetry::spans::request(
-                        line,
-                        id,
-                        method,
-                        Some(&mcp.session.id_str),
-                        mcp.version().as_deref(),
-                        super::headers::header(headers, "traceparent"),
-                        super::headers::header(headers, "tracestate"),
-                    );
-                    current = span.clone();
-                    mcp.session.hold_span(id.clone(), span);
-                    line
-                }
-                _ => line,
-            };
+            let version = mcp.version();
+            let (current, line) =
+                super::traced::traced(&mcp.session, version.as_deref(), headers, line, &kind);
             if mcp.restored
                 && matches!(&kind, Kind::Notification { method } if method == "notifications/initialized")
             {
