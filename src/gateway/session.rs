@@ -56,7 +56,7 @@ pub struct Session {
     caller: RwLock<Option<Arc<Caller>>>,
     /// With `--otel`: the server span of each request awaiting its answer (raw id), ended when
     /// the answer is on its way to the client (or the session ends).
-    spans: Mutex<HashMap<String, tracing::Span>>,
+    spans: crate::telemetry::spans::Held,
 }
 
 /// Where a session's messages for the client go.
@@ -97,27 +97,15 @@ impl Session {
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// Keeps request `id`'s span open until its answer passes [`Session::push`].
+    pub fn hold_span(&self, id: String, open: crate::telemetry::spans::Open) {
+        self.spans.hold(id, open);
+    }
+
     /// Queues a message for the client. Returns false when the session is closed or the client
     /// has fallen too far behind (the caller then closes the session).
-    /// Keeps request `id`'s span open until its answer passes [`Session::push`].
-    pub fn hold_span(&self, id: String, span: tracing::Span) {
-        self.spans.lock().insert(id, span);
-    }
-
-    /// Ends the span of the request `message` answers, if one is held.
-    fn end_span(&self, message: &str) {
-        if let Ok(Kind::Response { id }) = crate::mcp::jsonrpc::classify(message.as_bytes()) {
-            let span = self.spans.lock().remove(&id);
-            if let Some(span) = span {
-                crate::telemetry::spans::answered(&span, message);
-            }
-        }
-    }
-
     fn push(&self, message: String, limit: usize) -> bool {
-        if crate::telemetry::spans::on() && !self.spans.lock().is_empty() {
-            self.end_span(&message);
-        }
+        self.spans.answered(&message);
         let outbound = self.outbound.lock();
         match outbound.as_ref() {
             None => false,
@@ -300,7 +288,7 @@ impl Sessions {
             buffer_limit: self.config.session_buffer_bytes,
             owner: OnceLock::new(),
             caller: RwLock::new(None),
-            spans: Mutex::default(),
+            spans: Default::default(),
         });
         // In the table before the backend starts relaying, so a server that dies at once can
         // close its session.

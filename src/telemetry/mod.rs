@@ -1,16 +1,21 @@
-//! OpenTelemetry for every mode (work in progress on this branch, see issue 23): W3C trace
-//! context in MCP's `_meta` ([`context`]).
+//! OpenTelemetry for every mode (`--otel`): W3C trace context in MCP's `_meta` ([`context`]),
+//! the spans of requests and of what the gateway does for them ([`spans`]), the conventions'
+//! duration metrics ([`metrics`]), and their OTLP export.
 //!
-//! Owns: trace context and (to come) the exporter. Must not touch: transports or backends.
+//! Owns: trace context, spans, metrics and the exporter. Must not touch: transports or backends.
 
 pub mod context;
+pub mod metrics;
 pub mod spans;
 
-use std::sync::LazyLock;
+use std::sync::{
+    LazyLock,
+    atomic::{AtomicUsize, Ordering},
+};
 
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{metrics::MeterProvider as _, trace::TracerProvider as _};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
-use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
+use opentelemetry_sdk::{Resource, metrics::SdkMeterProvider, trace::SdkTracerProvider};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
@@ -19,10 +24,12 @@ use prometheus_client::{
 /// The OTLP trace exporter, configured as every OpenTelemetry SDK is: `OTEL_EXPORTER_OTLP_*`
 /// (endpoint, headers, timeout; `_PROTOCOL` `http/protobuf` — `grpc` is not built in yet),
 /// `OTEL_SERVICE_NAME` (default `aareguru-mcp`) and `OTEL_RESOURCE_ATTRIBUTES`,
-/// `OTEL_TRACES_SAMPLER` and `_ARG`. Spans are batched on a thread of the SDK's own, in a
+/// `OTEL_TRACES_SAMPLER` and `_ARG`; with the spans, the conventions' duration metrics
+/// ([`metrics`]; `OTEL_METRIC_EXPORT_INTERVAL`, `OTEL_METRICS_EXPORTER=none`). Spans are batched on a thread of the SDK's own, in a
 /// bounded queue: a collector that is down or slow never holds a call up.
 pub struct Exporter {
     provider: SdkTracerProvider,
+    meters: Option<SdkMeterProvider>,
 }
 
 impl Exporter {
@@ -41,15 +48,44 @@ impl Exporter {
                 .with_protocol(Protocol::HttpBinary)
                 .build()?,
         );
+        // The SDK's batch queue (OTEL_BSP_MAX_QUEUE_SIZE, default 2048) behind a gate of the
+        // same size that counts what it turns away: the queue itself drops silently.
+        let capacity = std::env::var("OTEL_BSP_MAX_QUEUE_SIZE")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(2048);
+        let batch = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter).build();
+        let gate = Gate {
+            inner: batch,
+            capacity,
+        };
         let mut resource = Resource::builder();
         if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
             resource = resource.with_service_name("aareguru-mcp");
         }
+        let resource = resource.build();
         let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
-            .with_resource(resource.build())
+            .with_span_processor(gate)
+            .with_resource(resource.clone())
             .build();
-        Ok(Exporter { provider })
+        // The conventions' duration metrics, unless OTEL_METRICS_EXPORTER=none.
+        let meters = match std::env::var("OTEL_METRICS_EXPORTER").as_deref() {
+            Ok("none") => None,
+            _ => {
+                let exporter = opentelemetry_otlp::MetricExporter::builder()
+                    .with_http()
+                    .with_protocol(Protocol::HttpBinary)
+                    .build()?;
+                let meters = SdkMeterProvider::builder()
+                    .with_periodic_exporter(exporter)
+                    .with_resource(resource)
+                    .build();
+                metrics::install(&meters.meter("aareguru-mcp"));
+                Some(meters)
+            }
+        };
+        Ok(Exporter { provider, meters })
     }
 
     /// The tracer spans are made with.
@@ -60,11 +96,15 @@ impl Exporter {
     /// Sends what is queued (at shutdown).
     pub fn shutdown(&self) {
         let _ = self.provider.shutdown();
+        if let Some(meters) = &self.meters {
+            let _ = meters.shutdown();
+        }
     }
 }
 
 /// Spans by what became of them: `exported`, `failed` (the collector refused them or could not
-/// be reached; they are dropped, never retried into a growing queue).
+/// be reached; they are dropped, never retried into a growing queue), `dropped` (the queue was
+/// full: the collector is slower than the spans come).
 pub fn spans() -> &'static Family<Outcome, Counter> {
     &SPANS
 }
@@ -76,6 +116,49 @@ pub struct Outcome {
 }
 
 static SPANS: LazyLock<Family<Outcome, Counter>> = LazyLock::new(Family::default);
+
+/// Spans handed to the batch processor and not yet through the exporter.
+static QUEUED: AtomicUsize = AtomicUsize::new(0);
+
+/// The batch processor behind a gate: at most `capacity` spans queued or being exported, the
+/// rest turned away and counted (`dropped`), so the SDK's own queue never fills.
+#[derive(Debug)]
+struct Gate<P> {
+    inner: P,
+    capacity: usize,
+}
+
+impl<P: opentelemetry_sdk::trace::SpanProcessor> opentelemetry_sdk::trace::SpanProcessor
+    for Gate<P>
+{
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.inner.on_start(span, cx)
+    }
+
+    fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
+        if QUEUED.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            QUEUED.fetch_sub(1, Ordering::AcqRel);
+            SPANS.get_or_create(&Outcome { outcome: "dropped" }).inc();
+            return;
+        }
+        self.inner.on_end(span)
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource)
+    }
+}
 
 /// The exporter, counting what it sends and what it loses.
 #[derive(Debug)]
@@ -90,6 +173,7 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
     ) -> opentelemetry_sdk::error::OTelSdkResult {
         let n = batch.len() as u64;
         let result = self.0.export(batch).await;
+        QUEUED.fetch_sub(n as usize, Ordering::AcqRel);
         let outcome = if result.is_ok() { "exported" } else { "failed" };
         SPANS.get_or_create(&Outcome { outcome }).inc_by(n);
         result

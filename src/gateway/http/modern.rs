@@ -157,8 +157,8 @@ impl Http {
         };
         // With --otel: the request's server span, open until its answer is written (or its
         // stream begins); the request goes on carrying it.
-        let (_span, line) = if crate::telemetry::spans::on() {
-            let (span, line) = crate::telemetry::spans::request(
+        let (_open, line) = if crate::telemetry::spans::on() {
+            let (open, line) = crate::telemetry::spans::request(
                 line,
                 &id,
                 &method,
@@ -167,7 +167,7 @@ impl Http {
                 header(headers, "traceparent"),
                 header(headers, "tracestate"),
             );
-            (Some(span), line)
+            (Some(open), line)
         } else {
             (None, line)
         };

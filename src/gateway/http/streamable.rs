@@ -119,7 +119,7 @@ impl Http {
                 "Accept must list both application/json and text/event-stream",
             );
         }
-        let parsed = match self.read_messages(headers, body).await {
+        let mut parsed = match self.read_messages(headers, body).await {
             Ok(p) => p,
             Err(r) => return *r,
         };
@@ -140,6 +140,7 @@ impl Http {
                 .ok()
                 .map(|v| v["params"].clone())
         });
+        let init = init.map(|(id, _)| id);
         if let Err(r) = self.check_tool_scopes(server, "/mcp", who, &parsed.messages) {
             return *r;
         }
@@ -160,11 +161,15 @@ impl Http {
                 "JSON-RPC batches are only allowed in protocol version 2025-03-26, and never for initialize",
             );
         }
+        let mut opened = super::traced::opening(headers, &mut parsed.messages);
         let (mcp, created) = match init {
-            Some((id, _)) => match self.mcp_open(client, server, headers, &id, who) {
-                Ok(s) => (s, true),
-                Err(r) => return *r,
-            },
+            Some(id) => {
+                let _in = opened.as_ref().map(|(_, open)| open.span().enter());
+                match self.mcp_open(client, server, headers, &id, who) {
+                    Ok(s) => (s, true),
+                    Err(r) => return *r,
+                }
+            }
             None => match self.mcp_session(headers, server) {
                 Ok(s) => (s, false),
                 Err(r) => return *r,
@@ -184,8 +189,14 @@ impl Http {
         // With --otel: a server span per request, open until its answer is on its way.
         for (line, kind) in parsed.messages {
             let version = mcp.version();
-            let (current, line) =
-                super::traced::traced(&mcp.session, version.as_deref(), headers, line, &kind);
+            let (current, line) = super::traced::traced(
+                &mcp.session,
+                version.as_deref(),
+                headers,
+                line,
+                &kind,
+                &mut opened,
+            );
             if mcp.restored
                 && matches!(&kind, Kind::Notification { method } if method == "notifications/initialized")
             {

@@ -10,20 +10,35 @@ use tracing::Span;
 use warp::http::HeaderMap;
 
 use super::headers::header;
-use crate::{gateway::session::Session, mcp::jsonrpc::Kind, telemetry::spans};
+use crate::{
+    gateway::session::Session,
+    mcp::jsonrpc::Kind,
+    telemetry::spans::{self, Open},
+};
 
 /// The span of `line` (a request of `session` at protocol revision `version`) and the line to
-/// send on; `Span::none()` and `line` itself for anything else, or while spans are off.
+/// send on; `Span::none()` and `line` itself for anything else, or while spans are off. The
+/// span [`opening`] began for the same request is taken instead of a new one.
 pub(super) fn traced(
     session: &Session,
     version: Option<&str>,
     headers: &HeaderMap,
     line: Bytes,
     kind: &Kind,
+    opened: &mut Option<(String, Open)>,
 ) -> (Span, Bytes) {
     match kind {
+        Kind::Request { id, .. } if opened.as_ref().is_some_and(|(o, _)| o == id) => {
+            let Some((_, open)) = opened.take() else {
+                return (Span::none(), line);
+            };
+            let span = open.span().clone();
+            span.record("mcp.session.id", session.id_str.as_str());
+            session.hold_span(id.clone(), open);
+            (span, line)
+        }
         Kind::Request { id, method } if spans::on() => {
-            let (span, line) = spans::request(
+            let (open, line) = spans::request(
                 line,
                 id,
                 method,
@@ -32,9 +47,39 @@ pub(super) fn traced(
                 header(headers, "traceparent"),
                 header(headers, "tracestate"),
             );
-            session.hold_span(id.clone(), span.clone());
+            let span = open.span().clone();
+            session.hold_span(id.clone(), open);
             (span, line)
         }
         _ => (Span::none(), line),
     }
+}
+
+/// With `--otel`: the span of the `initialize` request among `messages`, begun before its
+/// session opens (the child it starts is a step of it) — its line then carries the span; to
+/// be handed to [`traced`] with the session. `None` while spans are off.
+pub(super) fn opening(
+    headers: &HeaderMap,
+    messages: &mut [(Bytes, Kind)],
+) -> Option<(String, Open)> {
+    if !spans::on() {
+        return None;
+    }
+    let (line, Kind::Request { id, method }) = messages
+        .iter_mut()
+        .find(|(_, k)| matches!(k, Kind::Request { method, .. } if method == "initialize"))?
+    else {
+        return None;
+    };
+    let (open, traced) = spans::request(
+        line.clone(),
+        id,
+        method,
+        None,
+        None,
+        header(headers, "traceparent"),
+        header(headers, "tracestate"),
+    );
+    *line = traced;
+    Some((id.clone(), open))
 }
