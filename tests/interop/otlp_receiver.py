@@ -1,6 +1,7 @@
-"""A small OTLP/HTTP receiver (http/protobuf) on opentelemetry-proto: it keeps every span it is
-sent and prints each as one JSON line on stdout (trace id, span id, parent, name, kind,
-attributes, service name). `--fail N` answers the first N exports with 500; `--slow S` waits S
+"""A small OTLP/HTTP receiver (http/protobuf) on opentelemetry-proto: it prints every span it is
+sent as one JSON line on stdout (trace id, span id, parent, name, kind, attributes, service
+name), and every histogram data point of the metrics it is sent as one line too (metric, unit,
+service, attributes, count, sum). `--fail N` answers the first N exports with 500; `--slow S` waits S
 seconds before answering. Prints "listening on HOST:PORT" first.
 
 Usage: python otlp_receiver.py [--port P] [--fail N] [--slow S]
@@ -11,9 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -25,6 +31,7 @@ args.add_argument("--fail", type=int, default=0)
 args.add_argument("--slow", type=float, default=0.0)
 opts = args.parse_args()
 failed = 0
+printing = threading.Lock()
 
 
 def value(v):
@@ -46,13 +53,16 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(500)
             self.end_headers()
             return
+        if self.path.endswith("/v1/metrics"):
+            self.metrics(body)
+            return
         req = ExportTraceServiceRequest()
         req.ParseFromString(body)
         for rs in req.resource_spans:
             service = next((value(a.value) for a in rs.resource.attributes if a.key == "service.name"), None)
             for ss in rs.scope_spans:
                 for s in ss.spans:
-                    print(json.dumps({
+                    line = json.dumps({
                         "trace_id": s.trace_id.hex(),
                         "span_id": s.span_id.hex(),
                         "parent": s.parent_span_id.hex(),
@@ -60,8 +70,31 @@ class Handler(BaseHTTPRequestHandler):
                         "kind": s.kind,
                         "service": service,
                         "attributes": {a.key: value(a.value) for a in s.attributes},
-                    }), flush=True)
-        out = ExportTraceServiceResponse().SerializeToString()
+                    })
+                    # One line per span, whole: exports arrive on several threads at once.
+                    with printing:
+                        print(line, flush=True)
+        self.answer(ExportTraceServiceResponse().SerializeToString())
+
+    def metrics(self, body: bytes) -> None:
+        req = ExportMetricsServiceRequest()
+        req.ParseFromString(body)
+        for rm in req.resource_metrics:
+            service = next((value(a.value) for a in rm.resource.attributes if a.key == "service.name"), None)
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    if m.WhichOneof("data") != "histogram":
+                        continue
+                    for p in m.histogram.data_points:
+                        line = json.dumps({
+                            "metric": m.name, "unit": m.unit, "service": service, "count": p.count, "sum": p.sum,
+                            "attributes": {a.key: value(a.value) for a in p.attributes},
+                        })
+                        with printing:
+                            print(line, flush=True)
+        self.answer(ExportMetricsServiceResponse().SerializeToString())
+
+    def answer(self, out: bytes) -> None:
         self.send_response(200)
         self.send_header("content-type", "application/x-protobuf")
         self.send_header("content-length", str(len(out)))
