@@ -22,7 +22,7 @@ use prometheus_client::{
 };
 
 /// The OTLP trace exporter, configured as every OpenTelemetry SDK is: `OTEL_EXPORTER_OTLP_*`
-/// (endpoint, headers, timeout; `_PROTOCOL` `http/protobuf` — `grpc` is not built in yet),
+/// (endpoint, headers, timeout; `_PROTOCOL` `http/protobuf`, the default, or `grpc`),
 /// `OTEL_SERVICE_NAME` (default `aareguru-mcp`) and `OTEL_RESOURCE_ATTRIBUTES`,
 /// `OTEL_TRACES_SAMPLER` and `_ARG`; with the spans, the conventions' duration metrics
 /// ([`metrics`]; `OTEL_METRIC_EXPORT_INTERVAL`, `OTEL_METRICS_EXPORTER=none`). Spans are batched on a thread of the SDK's own, in a
@@ -30,24 +30,63 @@ use prometheus_client::{
 pub struct Exporter {
     provider: SdkTracerProvider,
     meters: Option<SdkMeterProvider>,
+    /// gRPC's runtime, while gRPC is used.
+    _runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// How OTLP goes to the collector (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Clone, Copy)]
+enum Wire {
+    Http,
+    Grpc,
+}
+
+impl Wire {
+    fn of(protocol: &str) -> anyhow::Result<Wire> {
+        match protocol {
+            "http/protobuf" => Ok(Wire::Http),
+            "grpc" => Ok(Wire::Grpc),
+            other => anyhow::bail!(
+                "OTEL_EXPORTER_OTLP_PROTOCOL={other:?}: \"http/protobuf\" or \"grpc\" (http/json is not built in)"
+            ),
+        }
+    }
 }
 
 impl Exporter {
     pub fn from_env() -> anyhow::Result<Exporter> {
-        let protocol = std::env::var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
-            .unwrap_or_else(|_| "http/protobuf".into());
-        if protocol != "http/protobuf" {
-            anyhow::bail!(
-                "OTEL_EXPORTER_OTLP_PROTOCOL={protocol:?}: only \"http/protobuf\" is built in"
-            );
-        }
-        let exporter = Counted(
-            opentelemetry_otlp::SpanExporter::builder()
+        let protocol = |signal: &str| {
+            std::env::var(format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"))
+                .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
+                .unwrap_or_else(|_| "http/protobuf".into())
+        };
+        let (traces, metrics) = (
+            Wire::of(&protocol("TRACES"))?,
+            Wire::of(&protocol("METRICS"))?,
+        );
+        // gRPC's channel lives on a runtime: one small runtime of its own, so that export
+        // never competes with the gateway's requests (and exists before the gateway's does).
+        let runtime = match (traces, metrics) {
+            (Wire::Http, Wire::Http) => None,
+            _ => Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("otlp-grpc")
+                    .enable_all()
+                    .build()?,
+            ),
+        };
+        let _in = runtime.as_ref().map(|r| r.enter());
+        let spans = match traces {
+            Wire::Http => opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_protocol(Protocol::HttpBinary)
                 .build()?,
-        );
+            Wire::Grpc => opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .build()?,
+        };
+        let exporter = Counted(spans);
         // The SDK's batch queue (OTEL_BSP_MAX_QUEUE_SIZE, default 2048) behind a gate of the
         // same size that counts what it turns away: the queue itself drops silently.
         let capacity = std::env::var("OTEL_BSP_MAX_QUEUE_SIZE")
@@ -73,10 +112,15 @@ impl Exporter {
         let meters = match std::env::var("OTEL_METRICS_EXPORTER").as_deref() {
             Ok("none") => None,
             _ => {
-                let exporter = opentelemetry_otlp::MetricExporter::builder()
-                    .with_http()
-                    .with_protocol(Protocol::HttpBinary)
-                    .build()?;
+                let exporter = match metrics {
+                    Wire::Http => opentelemetry_otlp::MetricExporter::builder()
+                        .with_http()
+                        .with_protocol(Protocol::HttpBinary)
+                        .build()?,
+                    Wire::Grpc => opentelemetry_otlp::MetricExporter::builder()
+                        .with_tonic()
+                        .build()?,
+                };
                 let meters = SdkMeterProvider::builder()
                     .with_periodic_exporter(exporter)
                     .with_resource(resource)
@@ -85,7 +129,12 @@ impl Exporter {
                 Some(meters)
             }
         };
-        Ok(Exporter { provider, meters })
+        drop(_in);
+        Ok(Exporter {
+            provider,
+            meters,
+            _runtime: runtime,
+        })
     }
 
     /// The tracer spans are made with.

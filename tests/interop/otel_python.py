@@ -40,8 +40,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 METRICS: list[dict] = []
 
 
-def start_receiver() -> tuple[subprocess.Popen, str, list[dict]]:
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "otlp_receiver.py")], stdout=subprocess.PIPE, text=True)
+def start_receiver(*args: str) -> tuple[subprocess.Popen, str, list[dict]]:
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "otlp_receiver.py"), *args], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().strip()
     check(line.startswith("listening on "), f"receiver started ({line!r})")
     spans: list[dict] = []
@@ -98,10 +98,11 @@ async def calls_through(url: str, n: int) -> float:
 
 
 async def collector_trouble(conf: str) -> None:
-    """The collector down, slow (3 s per export), or answering 500: every call still answers
-    at once."""
+    """The collector down (OTLP/HTTP and gRPC), slow (3 s per export), or answering 500: every
+    call still answers at once."""
     down = ("down", None, "http://127.0.0.1:9")
-    for label, args, endpoint in [down, ("slow", ["--slow", "3"], None), ("500", ["--fail", "1000"], None)]:
+    grpc_down = ("down (gRPC)", None, "http://127.0.0.1:9")
+    for label, args, endpoint in [down, grpc_down, ("slow", ["--slow", "3"], None), ("500", ["--fail", "1000"], None)]:
         receiver = None
         if endpoint is None:
             receiver = subprocess.Popen(
@@ -111,7 +112,8 @@ async def collector_trouble(conf: str) -> None:
         # A queue of 16: the slow collector's gateway must turn spans away (and count them).
         gw, url = start_gateway(
             BIN, ["--config", conf, "--otel"], env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100",
-                                                   "OTEL_BSP_MAX_QUEUE_SIZE": "16"}
+                                                   "OTEL_BSP_MAX_QUEUE_SIZE": "16",
+                                                   "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc" if "gRPC" in label else "http/protobuf"}
         )
         try:
             slowest = await calls_through(url, 50)
@@ -342,6 +344,35 @@ async def client_durations() -> None:
     check(p is not None and p["count"] == 1 and p["unit"] == "s", "the bridge exports mcp.client.operation.duration")
 
 
+async def over_grpc(conf: str, tracer) -> None:
+    """OTEL_EXPORTER_OTLP_PROTOCOL=grpc: the spans and the metrics reach a gRPC receiver."""
+    receiver, endpoint, got = start_receiver("--grpc")
+    gw, url = start_gateway(BIN, ["--config", conf, "--otel"], env={
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_SERVICE_NAME": "grpc-gateway",
+        "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_METRIC_EXPORT_INTERVAL": "500"})
+    try:
+        with tracer.start_as_current_span("host turn") as root:
+            trace_id = format(root.get_span_context().trace_id, "032x")
+            async with streamable_http_client(f"{url}/servers/py/mcp") as (read, write):
+                async with ClientSession(read, write) as s:
+                    await s.initialize()
+                    r = await s.call_tool("add", {"a": 2, "b": 40})
+                    check(r.structured_content == {"result": 42}, "grpc: the call answered")
+        print("OTLP over gRPC")
+        ours = spans_of(got, trace_id, lambda o: any(s["name"] == "tools/call add" for s in o))
+        span = next((s for s in ours if s["name"] == "tools/call add"), None)
+        check(span is not None and span["service"] == "grpc-gateway" and span["kind"] == 2
+              and span["attributes"].get("mcp.method.name") == "tools/call", f"grpc: the gateway's span arrived ({span})")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not point("mcp.server.operation.duration", "grpc-gateway"):
+            await asyncio.sleep(0.2)
+        check(point("mcp.server.operation.duration", "grpc-gateway") is not None, "grpc: the duration metric arrived")
+    finally:
+        gw.terminate()
+        gw.wait(timeout=20)
+        receiver.terminate()
+
+
 async def main() -> None:
     receiver, endpoint, spans = start_receiver()
     fake, base = start_fake(FAKE)
@@ -414,6 +445,7 @@ async def main() -> None:
         await through_bridge(url, endpoint, spans, tracer)
         await client_durations()
         await through_replicas(conf, endpoint, spans)
+        await over_grpc(conf, tracer)
         await sampling(conf, endpoint, spans)
         await meta_untouched(conf)
 
