@@ -3,7 +3,13 @@
 //!
 //! Owns: the log subscriber. Must not touch: anything else.
 
-use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer,
+    filter::{LevelFilter, Targets},
+    fmt,
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
+};
 
 use crate::config::LogFormat;
 
@@ -34,14 +40,23 @@ pub fn init(
         // best effort; the service is not.
         .log_internal_errors(false)
         .with_target(true);
-    let otel = tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t));
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    // Spans are exported whatever the log level (`--log-level warn` keeps the log quiet, not
+    // the traces): each layer has its own filter.
+    let otel = tracer.map(|t| {
+        let ours = Targets::new().with_target("aareguru_mcp", LevelFilter::INFO);
+        tracing_opentelemetry::layer()
+            .with_tracer(t)
+            .with_filter(ours)
+    });
+    let registry = tracing_subscriber::registry().with(otel);
     let result = match format {
-        LogFormat::Text => registry.with(fmt.with_ansi(false)).try_init(),
+        LogFormat::Text => registry
+            .with(fmt.with_ansi(false).with_filter(filter))
+            .try_init(),
         LogFormat::Json => {
             let format = json::WithTrace(fmt::format().json().flatten_event(true));
             let layer = fmt.json().flatten_event(true).event_format(format);
-            registry.with(layer).try_init()
+            registry.with(layer.with_filter(filter)).try_init()
         }
     };
     result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))

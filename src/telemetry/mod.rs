@@ -6,6 +6,7 @@
 
 pub mod context;
 pub mod metrics;
+pub mod sampler;
 pub mod spans;
 
 use std::sync::{
@@ -104,7 +105,16 @@ impl Exporter {
             resource = resource.with_service_name("aareguru-mcp");
         }
         let resource = resource.build();
+        // The head decision is made before a span exists (sampler.rs); the SDK keeps what it
+        // is given.
+        let head = sampler::Head::of(
+            std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
+            std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
+        sampler::install(head);
         let provider = SdkTracerProvider::builder()
+            .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
             .with_span_processor(gate)
             .with_resource(resource.clone())
             .build();

@@ -20,7 +20,8 @@ use serde_json::Value;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::context::{TraceParent, incoming, inject};
-use crate::mcp::jsonrpc::{Envelope, Kind, classify};
+use super::sampler;
+use crate::mcp::jsonrpc::{Called, Envelope, Kind, classify};
 
 static ON: AtomicBool = AtomicBool::new(false);
 
@@ -64,15 +65,13 @@ pub fn outgoing(line: Bytes, id: &str, method: &str, address: &str) -> (Open, By
     let heard = Heard {
         id,
         method,
-        session: None,
-        version: None,
-        header_parent: None,
-        header_state: None,
+        ..Heard::default()
     };
     begin(line, "client", Some(address), heard)
 }
 
 /// What a request's span is made of besides its line.
+#[derive(Default)]
 struct Heard<'a> {
     id: &'a str,
     method: &'a str,
@@ -96,18 +95,44 @@ fn begin(
         header_parent,
         header_state,
     } = heard;
-    let params = Envelope::parse(&line).and_then(|e| e.params());
-    let target = params.as_ref().and_then(|p| {
-        p.get("name")
-            .or_else(|| p.get("uri"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    });
+    // The context comes in `_meta` only if the bytes name it: most requests are not parsed.
+    let params = contains(&line, b"traceparent")
+        .then(|| Envelope::parse(&line).and_then(|e| e.params()))
+        .flatten();
+    let meta = params.as_ref().and_then(|p| p.get("_meta"));
+    let parent = incoming(meta, header_parent, header_state);
+    let target = match method {
+        "tools/call" | "prompts/get" | "resources/read" => {
+            Some(Called::parse(&line).target(method).into_owned()).filter(|t| !t.is_empty())
+        }
+        _ => None,
+    };
+    let tool = (method == "tools/call").then(|| target.clone()).flatten();
+    // The duration metric counts every request; the span only the sampled ones.
+    let mut attributes = vec![
+        KeyValue::new("mcp.method.name", method.to_string()),
+        KeyValue::new("network.transport", "tcp"),
+    ];
+    if let Some(tool) = &tool {
+        attributes.push(KeyValue::new("gen_ai.tool.name", tool.clone()));
+    }
+    if let Some(version) = version {
+        attributes.push(KeyValue::new("mcp.protocol.version", version.to_string()));
+    }
+    let mut open = Open {
+        span: tracing::Span::none(),
+        started: Instant::now(),
+        client: kind == "client",
+        metric: true,
+        attributes,
+    };
+    if !sampler::sampled(parent.as_ref().map(|(p, _)| p.sampled())) {
+        return (open, line);
+    }
     let name = match &target {
         Some(t) => format!("{method} {t}"),
         None => method.to_string(),
     };
-    let tool = (method == "tools/call").then(|| target.clone()).flatten();
     let span = tracing::info_span!(
         "mcp.request",
         otel.name = %name,
@@ -124,30 +149,14 @@ fn begin(
         error.type = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
-    let meta = params.as_ref().and_then(|p| p.get("_meta"));
-    let state = match incoming(meta, header_parent, header_state) {
+    let state = match parent {
         Some((parent, state)) => {
             let _ = span.set_parent(remote(&parent, state.as_deref()));
             state
         }
         None => None,
     };
-    let mut attributes = vec![
-        KeyValue::new("mcp.method.name", method.to_string()),
-        KeyValue::new("network.transport", "tcp"),
-    ];
-    if let Some(tool) = tool {
-        attributes.push(KeyValue::new("gen_ai.tool.name", tool));
-    }
-    if let Some(version) = version {
-        attributes.push(KeyValue::new("mcp.protocol.version", version.to_string()));
-    }
-    let open = Open {
-        span: span.clone(),
-        started: Instant::now(),
-        client: kind == "client",
-        attributes,
-    };
+    open.span = span.clone();
     let ours = span.context().span().span_context().clone();
     if !ours.is_valid() {
         return (open, line);
@@ -173,6 +182,8 @@ pub struct Open {
     span: tracing::Span,
     started: Instant,
     client: bool,
+    /// Its duration is recorded when it ends.
+    metric: bool,
     attributes: Vec<KeyValue>,
 }
 
@@ -191,6 +202,9 @@ impl Open {
 
 impl Drop for Open {
     fn drop(&mut self) {
+        if !self.metric {
+            return;
+        }
         let seconds = self.started.elapsed().as_secs_f64();
         super::metrics::record(self.client, seconds, &self.attributes);
     }
@@ -215,12 +229,17 @@ pub fn forwarded(
     let heard = Heard {
         id: &id,
         method: &method,
-        session: None,
-        version: None,
         header_parent,
         header_state,
+        ..Heard::default()
     };
-    let (open, body) = begin(body.clone(), "client", Some(peer), heard);
+    let (mut open, body) = begin(body.clone(), "client", Some(peer), heard);
+    // The owner's server span and metric time the request; this one is the hop.
+    open.metric = false;
+    // Not sampled: the body goes on as it came, and the owner decides for itself.
+    if open.span.is_none() {
+        return None;
+    }
     let span = open.span.clone();
     span.record(
         "otel.name",
@@ -320,7 +339,12 @@ fn answered(span: &tracing::Span, message: &str) -> Option<String> {
 /// carried `traceparent` / `tracestate` (in process behind the gateway, or as a `--stdio`
 /// child): `Span::none()` while spans are off.
 pub fn tool(tool: &str, traceparent: Option<&str>, tracestate: Option<&str>) -> tracing::Span {
-    if !on() {
+    let parent = if on() {
+        incoming(None, traceparent, tracestate)
+    } else {
+        return tracing::Span::none();
+    };
+    if !sampler::sampled(parent.as_ref().map(|(p, _)| p.sampled())) {
         return tracing::Span::none();
     }
     let span = tracing::info_span!(
@@ -331,16 +355,17 @@ pub fn tool(tool: &str, traceparent: Option<&str>, tracestate: Option<&str>) -> 
         gen_ai.tool.name = %tool,
         error.type = tracing::field::Empty,
     );
-    if let Some((parent, state)) = incoming(None, traceparent, tracestate) {
+    if let Some((parent, state)) = parent {
         let _ = span.set_parent(remote(&parent, state.as_deref()));
     }
     span
 }
 
 /// The span of one upstream HTTP request (HTTP client conventions): `Span::none()` while
-/// spans are off. Its status code is recorded by [`http_status`].
+/// spans are off or outside a tool's span. Its status code is recorded by [`http_status`].
 pub fn upstream_get(url: &str, host: &str) -> tracing::Span {
-    if !on() {
+    // Only inside a tool's span: a request that was not sampled has none.
+    if !on() || tracing::Span::current().is_none() {
         return tracing::Span::none();
     }
     tracing::info_span!(
@@ -353,6 +378,11 @@ pub fn upstream_get(url: &str, host: &str) -> tracing::Span {
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
     )
+}
+
+/// Whether `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Records an upstream answer's status (and an error type from 400 up) on `span`.

@@ -221,16 +221,22 @@ async def through_replicas(conf: str, endpoint: str, spans: list[dict]) -> None:
         redis.terminate()
 
 
+async def traced_call(tracer, url: str, tool: str, label: str) -> str:
+    """Inside a host span: a session at `url` calls `tool` (2 + 40); the trace id."""
+    with tracer.start_as_current_span("host turn") as root:
+        trace_id = format(root.get_span_context().trace_id, "032x")
+        async with streamable_http_client(url) as (read, write):
+            async with ClientSession(read, write) as s:
+                await s.initialize()
+                r = await s.call_tool(tool, {"a": 2, "b": 40})
+                check(r.structured_content == {"result": 42}, f"{label}: the call answered ({r})")
+    return trace_id
+
+
 async def through_group(conf: str, url: str, spans: list[dict], tracer) -> None:
     """Through a federated group: the gateway's span → the member's step, and the member's
     child → its own span, one trace."""
-    with tracer.start_as_current_span("host turn") as root:
-        trace_id = format(root.get_span_context().trace_id, "032x")
-        async with streamable_http_client(f"{url}/servers/team/mcp") as (read, write):
-            async with ClientSession(read, write) as s:
-                await s.initialize()
-                r = await s.call_tool("py_add", {"a": 2, "b": 40})
-                check(r.structured_content == {"result": 42}, f"group: the call answered ({r})")
+    trace_id = await traced_call(tracer, f"{url}/servers/team/mcp", "py_add", "group")
     print("federated group")
     ours = spans_of(spans, trace_id, lambda o: any(s["service"] == "py-server" and "add" in s["name"] for s in o)
                     and any(s["name"] == "member py" for s in o))
@@ -351,13 +357,7 @@ async def over_grpc(conf: str, tracer) -> None:
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_SERVICE_NAME": "grpc-gateway",
         "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_METRIC_EXPORT_INTERVAL": "500"})
     try:
-        with tracer.start_as_current_span("host turn") as root:
-            trace_id = format(root.get_span_context().trace_id, "032x")
-            async with streamable_http_client(f"{url}/servers/py/mcp") as (read, write):
-                async with ClientSession(read, write) as s:
-                    await s.initialize()
-                    r = await s.call_tool("add", {"a": 2, "b": 40})
-                    check(r.structured_content == {"result": 42}, "grpc: the call answered")
+        trace_id = await traced_call(tracer, f"{url}/servers/py/mcp", "add", "grpc")
         print("OTLP over gRPC")
         ours = spans_of(got, trace_id, lambda o: any(s["name"] == "tools/call add" for s in o))
         span = next((s for s in ours if s["name"] == "tools/call add"), None)

@@ -328,7 +328,7 @@ impl Metrics {
         );
         registry.register(
             "otel_spans",
-            "Spans given to the OTLP exporter (--otel), by outcome: exported, failed (dropped: the collector refused them or could not be reached)",
+            "Spans of --otel by what became of them: exported, failed (the collector refused them or could not be reached), dropped (the queue was full)",
             crate::telemetry::spans().clone(),
         );
         let to_server = messages
