@@ -32,31 +32,49 @@ pub fn init(
     let filter = filter.as_str();
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
-    let fmt = fmt::layer()
-        .with_writer(std::io::stderr)
-        // When whoever reads our stderr goes away (a dead supervisor, `| head`), writes fail.
-        // The default reports that with eprintln!, which panics on a broken stderr and takes
-        // down whatever task was logging: the signal handler, a session's cleanup. Logs are
-        // best effort; the service is not.
-        .log_internal_errors(false)
-        .with_target(true);
+    // The stderr layer (one per subscriber type below).
+    macro_rules! stderr_layer {
+        () => {
+            fmt::layer()
+                .with_writer(std::io::stderr)
+                // When whoever reads our stderr goes away (a dead supervisor, `| head`),
+                // writes fail. The default reports that with eprintln!, which panics on a
+                // broken stderr and takes down whatever task was logging: the signal handler,
+                // a session's cleanup. Logs are best effort; the service is not.
+                .log_internal_errors(false)
+                .with_target(true)
+        };
+    }
+    let Some(tracer) = tracer else {
+        // Without --otel the filter is global: nothing below it is even built.
+        let registry = tracing_subscriber::registry().with(filter);
+        return match format {
+            LogFormat::Text => registry.with(stderr_layer!().with_ansi(false)).try_init(),
+            LogFormat::Json => {
+                let format = json::WithTrace(fmt::format().json().flatten_event(true));
+                let layer = stderr_layer!().json().flatten_event(true);
+                registry.with(layer.event_format(format)).try_init()
+            }
+        }
+        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"));
+    };
     // Spans are exported whatever the log level (`--log-level warn` keeps the log quiet, not
     // the traces): each layer has its own filter.
-    let otel = tracer.map(|t| {
-        let ours = Targets::new().with_target("aareguru_mcp", LevelFilter::INFO);
-        tracing_opentelemetry::layer()
-            .with_tracer(t)
-            .with_filter(ours)
-    });
+    let ours = Targets::new().with_target("aareguru_mcp", LevelFilter::INFO);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(ours);
     let registry = tracing_subscriber::registry().with(otel);
     let result = match format {
         LogFormat::Text => registry
-            .with(fmt.with_ansi(false).with_filter(filter))
+            .with(stderr_layer!().with_ansi(false).with_filter(filter))
             .try_init(),
         LogFormat::Json => {
             let format = json::WithTrace(fmt::format().json().flatten_event(true));
-            let layer = fmt.json().flatten_event(true).event_format(format);
-            registry.with(layer.with_filter(filter)).try_init()
+            let layer = stderr_layer!().json().flatten_event(true);
+            registry
+                .with(layer.event_format(format).with_filter(filter))
+                .try_init()
         }
     };
     result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))

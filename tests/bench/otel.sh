@@ -35,9 +35,12 @@ start() { # port, extra environment as NAME=VALUE…, then -- and extra flags
 off=$(free_port); full=$(free_port); some=$(free_port)
 start "$off" OTEL_EXPORTER_OTLP_ENDPOINT="$endpoint" --
 gw_off=$!
-start "$full" OTEL_EXPORTER_OTLP_ENDPOINT="$endpoint" OTEL_TRACES_SAMPLER=traceidratio OTEL_TRACES_SAMPLER_ARG=1.0 -- --otel
+# OTEL_ENV="OTEL_METRICS_EXPORTER=none …": more settings for the two gateways exporting.
+# shellcheck disable=SC2086
+start "$full" ${OTEL_ENV:-} OTEL_EXPORTER_OTLP_ENDPOINT="$endpoint" OTEL_TRACES_SAMPLER=traceidratio OTEL_TRACES_SAMPLER_ARG=1.0 -- --otel
 gw_full=$!
-start "$some" OTEL_EXPORTER_OTLP_ENDPOINT="$endpoint" OTEL_TRACES_SAMPLER=traceidratio OTEL_TRACES_SAMPLER_ARG=0.01 -- --otel
+# shellcheck disable=SC2086
+start "$some" ${OTEL_ENV:-} OTEL_EXPORTER_OTLP_ENDPOINT="$endpoint" OTEL_TRACES_SAMPLER=traceidratio OTEL_TRACES_SAMPLER_ARG=0.01 -- --otel
 gw_some=$!
 trap 'kill "$gw_off" "$gw_full" "$gw_some" "$receiver" 2>/dev/null || true; cleanup' EXIT
 wait_port "$off"; wait_port "$full"; wait_port "$some"
