@@ -68,6 +68,8 @@ for r in $(seq "$rounds"); do
     s=$(( 100 * $(rate "$tmp/some") / $(rate "$tmp/off") ))
     full_ratios+=("$f"); some_ratios+=("$s")
     full_cpu+=("$(( 100 * cpu[off] / cpu[full] ))"); some_cpu+=("$(( 100 * cpu[off] / cpu[some] ))")
+    p50() { tail -1 "$1" | awk -F'|' '{gsub(/ /, "", $9); print $9}'; }
+    echo "round $r: call p50 (ms) off $(p50 "$tmp/off"), 100 % $(p50 "$tmp/full"), 1 % $(p50 "$tmp/some")"
     echo "round $r: calls/s off $(rate "$tmp/off"), 100 % $(rate "$tmp/full") ($f %), 1 % $(rate "$tmp/some") ($s %);" \
         "gateway CPU per session+call: off ${cpu[off]} µs, 100 % ${cpu[full]} µs, 1 % ${cpu[some]} µs"
 done
