@@ -23,7 +23,8 @@
 //! --connect  bridge ─▶ client ─▶ streamable.rs | sse.rs, modern.rs, reconnect.rs, events.rs, oauth/
 //!            (the gateway's remote servers use client too: backend/remote.rs)
 //!
-//! shared by every mode: mcp (JSON-RPC, line framing, protocol versions), logging, signals
+//! shared by every mode: mcp (JSON-RPC, line framing, protocol versions), logging, signals,
+//!   telemetry (--otel: trace context, spans, duration metrics, OTLP export)
 //! ```
 //!
 //! Doors open one way, along the arrows: a backend never sees HTTP, a transport never sees a
@@ -42,4 +43,5 @@ pub mod mcp;
 pub mod server;
 pub mod signals;
 pub mod stdio;
+pub mod telemetry;
 pub mod upstream;

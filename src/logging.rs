@@ -3,11 +3,22 @@
 //!
 //! Owns: the log subscriber. Must not touch: anything else.
 
-use tracing_subscriber::{EnvFilter, fmt};
+use tracing_subscriber::{
+    EnvFilter, Layer,
+    filter::{LevelFilter, Targets},
+    fmt,
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
+};
 
 use crate::config::LogFormat;
 
-pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<()> {
+/// Logs to stderr; with `tracer`, spans are exported too (OpenTelemetry).
+pub fn init(
+    filter: &str,
+    format: LogFormat,
+    tracer: Option<opentelemetry_sdk::trace::Tracer>,
+) -> anyhow::Result<()> {
     // warp logs every client that disconnects mid-stream at error level; that is routine for
     // SSE. rmcp logs every session's handshake at info, which with in-process sessions means a
     // line per client. Keep both quiet unless the operator names them in the filter.
@@ -21,18 +32,102 @@ pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = filter.as_str();
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
-    let builder = fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // When whoever reads our stderr goes away (a dead supervisor, `| head`), writes fail.
-        // The default reports that with eprintln!, which panics on a broken stderr and takes
-        // down whatever task was logging: the signal handler, a session's cleanup. Logs are
-        // best effort; the service is not.
-        .log_internal_errors(false)
-        .with_target(true);
+    // The stderr layer (one per subscriber type below).
+    macro_rules! stderr_layer {
+        () => {
+            fmt::layer()
+                .with_writer(std::io::stderr)
+                // When whoever reads our stderr goes away (a dead supervisor, `| head`),
+                // writes fail. The default reports that with eprintln!, which panics on a
+                // broken stderr and takes down whatever task was logging: the signal handler,
+                // a session's cleanup. Logs are best effort; the service is not.
+                .log_internal_errors(false)
+                .with_target(true)
+        };
+    }
+    let Some(tracer) = tracer else {
+        // Without --otel the filter is global: nothing below it is even built.
+        let registry = tracing_subscriber::registry().with(filter);
+        return match format {
+            LogFormat::Text => registry.with(stderr_layer!().with_ansi(false)).try_init(),
+            LogFormat::Json => {
+                let format = json::WithTrace(fmt::format().json().flatten_event(true));
+                let layer = stderr_layer!().json().flatten_event(true);
+                registry.with(layer.event_format(format)).try_init()
+            }
+        }
+        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"));
+    };
+    // Spans are exported whatever the log level (`--log-level warn` keeps the log quiet, not
+    // the traces): each layer has its own filter.
+    let ours = Targets::new().with_target("aareguru_mcp", LevelFilter::INFO);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(ours);
+    let registry = tracing_subscriber::registry().with(otel);
     let result = match format {
-        LogFormat::Text => builder.with_ansi(false).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => registry
+            .with(stderr_layer!().with_ansi(false).with_filter(filter))
+            .try_init(),
+        LogFormat::Json => {
+            let format = json::WithTrace(fmt::format().json().flatten_event(true));
+            let layer = stderr_layer!().json().flatten_event(true);
+            registry
+                .with(layer.event_format(format).with_filter(filter))
+                .try_init()
+        }
     };
     result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+mod json {
+    //! JSON log lines that name the trace they belong to: inside a request's span (`--otel`),
+    //! a line gets that span's `trace_id` and `span_id` as fields of its own.
+
+    use std::fmt;
+
+    use serde_json::{Map, Value};
+    use tracing::{Event, Subscriber};
+    use tracing_subscriber::{
+        fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, format::Writer},
+        registry::LookupSpan,
+    };
+
+    pub struct WithTrace<F>(pub F);
+
+    impl<S, N, F> FormatEvent<S, N> for WithTrace<F>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+        F: FormatEvent<S, N>,
+    {
+        fn format_event(
+            &self,
+            ctx: &FmtContext<'_, S, N>,
+            mut writer: Writer<'_>,
+            event: &Event<'_>,
+        ) -> fmt::Result {
+            let ids = ctx.event_scope().and_then(|scope| {
+                scope.into_iter().find_map(|span| {
+                    let extensions = span.extensions();
+                    let fields = extensions.get::<FormattedFields<N>>()?;
+                    let v: Map<String, Value> = serde_json::from_str(&fields.fields).ok()?;
+                    Some((v.get("trace_id")?.clone(), v.get("span_id")?.clone()))
+                })
+            });
+            let Some((trace_id, span_id)) = ids else {
+                return self.0.format_event(ctx, writer, event);
+            };
+            let mut line = String::new();
+            self.0.format_event(ctx, Writer::new(&mut line), event)?;
+            match serde_json::from_str::<Map<String, Value>>(line.trim_end()) {
+                Ok(mut v) => {
+                    v.insert("trace_id".into(), trace_id);
+                    v.insert("span_id".into(), span_id);
+                    writeln!(writer, "{}", Value::Object(v))
+                }
+                Err(_) => writer.write_str(&line),
+            }
+        }
+    }
 }

@@ -44,7 +44,17 @@ fn run() -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let config = cli.into_config()?;
-    logging::init(&config.log_level, config.log_format)?;
+    let exporter = if config.otel {
+        aareguru_mcp::telemetry::spans::turn_on();
+        Some(aareguru_mcp::telemetry::Exporter::from_env()?)
+    } else {
+        None
+    };
+    logging::init(
+        &config.log_level,
+        config.log_format,
+        exporter.as_ref().map(|e| e.tracer()),
+    )?;
     let runtime = match &config.mode {
         // One client, mostly waiting on I/O: a single thread keeps each child small when the
         // gateway runs hundreds of them.
@@ -77,5 +87,8 @@ fn run() -> anyhow::Result<ExitCode> {
     });
     // A read on a blocking stdin cannot be cancelled; do not wait for it on the way out.
     runtime.shutdown_timeout(Duration::from_millis(200));
+    if let Some(e) = exporter {
+        e.shutdown();
+    }
     result.map(|()| ExitCode::SUCCESS)
 }

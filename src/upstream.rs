@@ -117,13 +117,17 @@ impl Upstream {
         let path = format!("/v2018/{endpoint}");
         tracing::debug!(%url, "upstream request");
         let started = std::time::Instant::now();
-        let response = self
-            .http()?
-            .get(url)
-            .send()
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        let span = crate::telemetry::spans::upstream_get(url, &host);
+        let sent = self.http()?.get(url).send();
+        let response = tracing::Instrument::instrument(sent, span.clone())
             .await
             .map_err(|e| self.classify(e))?;
         let status = response.status();
+        crate::telemetry::spans::http_status(&span, status.as_u16());
         if !status.is_success() {
             tracing::warn!(%path, status = status.as_u16(), "upstream error status");
             return Err(UpstreamError::Status {

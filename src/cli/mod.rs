@@ -123,6 +123,11 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, env = "AAREGURU_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Export traces over OTLP, configured by the standard OTEL_* variables
+    /// (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...).
+    #[arg(long, env = "AAREGURU_OTEL")]
+    pub otel: bool,
 }
 
 impl Cli {
@@ -179,6 +184,7 @@ impl Cli {
             max_line_bytes: self.max_line_bytes,
             log_level: self.log_level,
             log_format: self.log_format,
+            otel: self.otel,
         })
     }
 

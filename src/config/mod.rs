@@ -19,6 +19,8 @@ pub struct Config {
     pub max_line_bytes: usize,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// `--otel`: traces exported over OTLP (the `OTEL_*` variables say where and how).
+    pub otel: bool,
 }
 
 /// What the program does.

@@ -54,6 +54,9 @@ pub struct Session {
     owner: OnceLock<String>,
     /// Who sent the latest request (see [`Session::set_caller`]).
     caller: RwLock<Option<Arc<Caller>>>,
+    /// With `--otel`: the server span of each request awaiting its answer (raw id), ended when
+    /// the answer is on its way to the client (or the session ends).
+    spans: crate::telemetry::spans::Held,
 }
 
 /// Where a session's messages for the client go.
@@ -94,9 +97,15 @@ impl Session {
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// Keeps request `id`'s span open until its answer passes [`Session::push`].
+    pub fn hold_span(&self, id: String, open: crate::telemetry::spans::Open) {
+        self.spans.hold(id, open);
+    }
+
     /// Queues a message for the client. Returns false when the session is closed or the client
     /// has fallen too far behind (the caller then closes the session).
     fn push(&self, message: String, limit: usize) -> bool {
+        self.spans.answered(&message);
         let outbound = self.outbound.lock();
         match outbound.as_ref() {
             None => false,
@@ -279,6 +288,7 @@ impl Sessions {
             buffer_limit: self.config.session_buffer_bytes,
             owner: OnceLock::new(),
             caller: RwLock::new(None),
+            spans: Default::default(),
         });
         // In the table before the backend starts relaying, so a server that dies at once can
         // close its session.

@@ -94,8 +94,17 @@ impl ServerHandler for AareguruServer {
         let name = request.name.to_string();
         let started = std::time::Instant::now();
         // A call the client cancels stops here, its upstream request abandoned.
+        let span = crate::telemetry::spans::tool(
+            &name,
+            context.meta.get_traceparent(),
+            context.meta.get_tracestate(),
+        );
+        let call = tracing::Instrument::instrument(
+            tools::call(&self.upstream, &name, request.arguments),
+            span,
+        );
         let outcome = tokio::select! {
-            outcome = tools::call(&self.upstream, &name, request.arguments) => outcome,
+            outcome = call => outcome,
             _ = context.ct.cancelled() => {
                 tracing::info!(tool = %name, "tool call cancelled by the client");
                 return Err(McpError::new(ErrorCode(REQUEST_CANCELLED), "request cancelled", None));

@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,29 +25,9 @@ import urllib.request
 
 
 from battery import every_transport
-from common import check, free_port, start_fake, start_gateway, summary
+from common import check, free_port, start_fake, start_gateway, start_redis, summary, wait_port
 
 BIN, FAKE, NODE_DIR = sys.argv[1], sys.argv[2], sys.argv[3]
-
-
-def wait_port(port: int, what: str) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not start")
-
-
-def start_redis(tmp: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp],
-        stdout=subprocess.DEVNULL,
-    )
-    wait_port(port, "redis-server")
-    return proc, f"redis://127.0.0.1:{port}/0"
 
 
 def start_nginx(tmp: str, upstreams: list[str]) -> tuple[subprocess.Popen, str]:

@@ -53,6 +53,19 @@ if ! "$dir/venv-git/bin/python" -c "import importlib.metadata as m; assert m.ver
     "$dir/venv-git/bin/pip" install --quiet --disable-pip-version-check "mcp-server-git==$git_server"
 fi
 
+# OpenTelemetry: the Python SDK beside the OTel SDK and its OTLP/HTTP exporter (which bring
+# opentelemetry-proto, the receiver's), and grpcio for the receiver's gRPC side, for the
+# one-trace test
+otel_sdk=1.45.2
+grpcio=1.85.4
+if [ ! -x "$dir/venv-otel/bin/python" ]; then
+    python3 -m venv "$dir/venv-otel"
+fi
+if ! "$dir/venv-otel/bin/python" -c "import importlib.metadata as m; assert m.version('mcp') == '2.3.0' and m.version('opentelemetry-sdk') == '$otel_sdk' and m.version('grpcio') == '$grpcio'" 2>/dev/null; then
+    "$dir/venv-otel/bin/pip" install --quiet --disable-pip-version-check "mcp==2.3.0" \
+        "opentelemetry-sdk==$otel_sdk" "opentelemetry-exporter-otlp-proto-http==$otel_sdk" "grpcio==$grpcio"
+fi
+
 # mcp-proxy (a peer gateway, PyPI), in its own venv: it pins its own MCP SDK
 proxy=0.13.0
 if [ ! -x "$dir/venv-proxy/bin/python" ]; then
@@ -149,6 +162,9 @@ echo "== Tool search: its evaluation (tests/search/queries.json; recall@5 must s
 timeout 600 "$dir/venv/bin/python" tests/interop/search_python.py "$bin" "$fake" "$root/$dir/node" \
     "$root/$dir/venv-time/bin/mcp-server-time" "$root/$dir/venv-git/bin/mcp-server-git" \
     "$root/tests/search/queries.json" ${SEARCH_QUERIES:-}
+
+echo "== OpenTelemetry: one trace from a Python SDK host through the gateway (--otel) to an instrumented Python SDK server — both transports, 2026-07-28, a federated group, the --connect bridge, two replicas; OTLP/HTTP and gRPC; sampling; duration metrics; _meta untouched with export off; the collector down, slow or failing"
+(cd tests/interop && timeout 300 "$root/$dir/venv-otel/bin/python" otel_python.py "$bin" "$fake")
 
 echo "== Python and TypeScript SDKs through nginx round-robin in front of three replicas on Redis"
 cp tests/interop/cluster_ts.mjs "$dir/node/"

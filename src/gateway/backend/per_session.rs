@@ -79,11 +79,21 @@ impl Backend for PerSession {
         env: &[(String, String)],
     ) -> Result<Box<dyn Link>, OpenError> {
         let started_at = Instant::now();
+        // With --otel: a step of the request that opens the session (its initialize).
+        let step = crate::telemetry::spans::step("open child", "internal");
+        let _entered = step.enter();
         // A session with environment of its own needs a child started for it.
         let warm = match &self.pool {
             Some(pool) if env.is_empty() => pool.take(),
             _ => None,
         };
+        let outcome = match (&warm, &self.pool) {
+            (Some(_), _) => "pool_hit",
+            (None, Some(_)) => "pool_miss",
+            (None, None) => "spawned",
+        };
+        step.record("gateway.outcome", outcome);
+        step.record("gateway.server", self.config.name.as_str());
         let (child, output) = match warm {
             Some((child, output)) => {
                 child.relabel(client.name());

@@ -98,6 +98,7 @@ impl Backend for Remote {
         Ok(Box::new(RemoteLink {
             connection: Arc::new(connection),
             stop,
+            address: crate::telemetry::spans::host_of(&self.config.url).to_string(),
         }))
     }
 
@@ -119,19 +120,30 @@ impl Backend for Remote {
 struct RemoteLink {
     connection: Arc<Connection>,
     stop: CancellationToken,
+    /// The remote's host (`server.address` of the spans of what is sent to it).
+    address: String,
 }
 
 impl Link for RemoteLink {
     fn forward<'a>(
         &'a self,
         line: Bytes,
-        _kind: &'a Kind,
+        kind: &'a Kind,
     ) -> BoxFuture<'a, Result<(), ForwardError>> {
         Box::pin(async move {
             if self.stop.is_cancelled() {
                 return Err(ForwardError::Closed);
             }
-            self.connection.send(line).await;
+            match kind {
+                // With --otel: sending a request to the remote is a client step of its span.
+                Kind::Request { method, .. } if crate::telemetry::spans::on() => {
+                    let step = crate::telemetry::spans::step(&format!("remote {method}"), "client");
+                    step.record("server.address", self.address.as_str());
+                    let sent = self.connection.send(line);
+                    tracing::Instrument::instrument(sent, step).await
+                }
+                _ => self.connection.send(line).await,
+            }
             Ok(())
         })
     }

@@ -108,7 +108,10 @@ impl Backend for Shared {
             .min_by_key(|c| c.load())
             .expect("at least one shared child");
         let id = client.id();
-        slot.attach(client);
+        // With --otel: a step of the request that opens the session (its initialize).
+        let step = crate::telemetry::spans::step("attach shared child", "internal");
+        step.record("gateway.server", self.config.name.as_str());
+        step.in_scope(|| slot.attach(client));
         Ok(Box::new(SharedLink {
             slot: slot.clone(),
             session: id,

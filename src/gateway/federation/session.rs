@@ -417,6 +417,25 @@ impl FedSession {
         method: &str,
         render: impl FnOnce(&str) -> Vec<u8>,
     ) {
+        if !crate::telemetry::spans::on() {
+            return self.relay_to(index, id, method, render).await;
+        }
+        // With --otel: the member's part is a step of the request's span.
+        let member = self.slot(index).member.name.clone();
+        let step = crate::telemetry::spans::step(&format!("member {member}"), "internal");
+        step.record("gateway.member", member.as_str());
+        step.record("gateway.server", self.group.name.as_str());
+        let relayed = self.relay_to(index, id, method, render);
+        tracing::Instrument::instrument(relayed, step).await
+    }
+
+    async fn relay_to(
+        &self,
+        index: usize,
+        id: &str,
+        method: &str,
+        render: impl FnOnce(&str) -> Vec<u8>,
+    ) {
         let link = match self.up(index).await {
             Ok(link) => link,
             Err(why) => {

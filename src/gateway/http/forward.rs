@@ -18,14 +18,18 @@ use std::{
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 use warp::{
     http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode},
     reply::Response,
 };
 
-use crate::gateway::{
-    cluster::{Cluster, entry::Peer},
-    metrics::Metrics,
+use crate::{
+    gateway::{
+        cluster::{Cluster, entry::Peer},
+        metrics::Metrics,
+    },
+    telemetry::spans,
 };
 
 /// The header replicas present the cluster secret in.
@@ -137,6 +141,18 @@ impl Forwarder {
         if let Ok(v) = HeaderValue::from_str(cluster.replica()) {
             out.insert(HeaderName::from_static(FORWARDED_BY), v);
         }
+        // With --otel: a client span of its own, carried on in the body and the header.
+        let parent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+        let state = headers.get("tracestate").and_then(|v| v.to_str().ok());
+        let (span, body) = match spans::forwarded(&body, parent, state, spans::host_of(&peer.url)) {
+            Some((span, body, header)) => {
+                if let Ok(v) = HeaderValue::from_str(&header) {
+                    out.insert("traceparent", v);
+                }
+                (span, body)
+            }
+            None => (tracing::Span::none(), body),
+        };
         let started = Instant::now();
         let sent = self
             .http
@@ -144,6 +160,7 @@ impl Forwarder {
             .headers(out)
             .body(body)
             .send()
+            .instrument(span)
             .await;
         let resp = match sent {
             Ok(r) => r,

@@ -24,6 +24,7 @@ mod sse;
 mod state;
 pub mod streamable;
 mod streams;
+mod traced;
 
 use std::{
     net::{IpAddr, SocketAddr},

@@ -155,6 +155,22 @@ impl Http {
                 );
             }
         };
+        // With --otel: the request's server span, open until its answer is written (or its
+        // stream begins); the request goes on carrying it.
+        let (_open, line) = if crate::telemetry::spans::on() {
+            let (open, line) = crate::telemetry::spans::request(
+                line,
+                &id,
+                &method,
+                None,
+                header(headers, "mcp-protocol-version"),
+                header(headers, "traceparent"),
+                header(headers, "tracestate"),
+            );
+            (Some(open), line)
+        } else {
+            (None, line)
+        };
         if let Some(h) = duplicated(headers) {
             return self.refuse_stateless(
                 Some(&id),

@@ -152,7 +152,11 @@ impl Http {
                 );
                 continue;
             }
-            if let Err(e) = served.sessions.forward(&session, part, &kind).await {
+            // With --otel: a server span per request, open until its answer is on its way.
+            let (current, part) =
+                super::traced::traced(&session, None, headers, part, &kind, &mut None);
+            let forwarded = served.sessions.forward(&session, part, &kind);
+            if let Err(e) = tracing::Instrument::instrument(forwarded, current).await {
                 return self.forward_refused(e);
             }
         }

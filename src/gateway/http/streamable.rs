@@ -119,7 +119,7 @@ impl Http {
                 "Accept must list both application/json and text/event-stream",
             );
         }
-        let parsed = match self.read_messages(headers, body).await {
+        let mut parsed = match self.read_messages(headers, body).await {
             Ok(p) => p,
             Err(r) => return *r,
         };
@@ -140,6 +140,7 @@ impl Http {
                 .ok()
                 .map(|v| v["params"].clone())
         });
+        let init = init.map(|(id, _)| id);
         if let Err(r) = self.check_tool_scopes(server, "/mcp", who, &parsed.messages) {
             return *r;
         }
@@ -160,11 +161,15 @@ impl Http {
                 "JSON-RPC batches are only allowed in protocol version 2025-03-26, and never for initialize",
             );
         }
+        let mut opened = super::traced::opening(headers, &mut parsed.messages);
         let (mcp, created) = match init {
-            Some((id, _)) => match self.mcp_open(client, server, headers, &id, who) {
-                Ok(s) => (s, true),
-                Err(r) => return *r,
-            },
+            Some(id) => {
+                let _in = opened.as_ref().map(|(_, open)| open.span().enter());
+                match self.mcp_open(client, server, headers, &id, who) {
+                    Ok(s) => (s, true),
+                    Err(r) => return *r,
+                }
+            }
             None => match self.mcp_session(headers, server) {
                 Ok(s) => (s, false),
                 Err(r) => return *r,
@@ -181,14 +186,25 @@ impl Http {
         mcp.session.set_caller(self.caller(who, headers, client));
         // Dropped on any way out below: no stream is left waiting for answers nobody reads.
         let stream = (!requests.is_empty()).then(|| mcp.open_stream(&requests, &parsed.messages));
+        // With --otel: a server span per request, open until its answer is on its way.
         for (line, kind) in parsed.messages {
+            let version = mcp.version();
+            let (current, line) = super::traced::traced(
+                &mcp.session,
+                version.as_deref(),
+                headers,
+                line,
+                &kind,
+                &mut opened,
+            );
             if mcp.restored
                 && matches!(&kind, Kind::Notification { method } if method == "notifications/initialized")
             {
                 continue;
             }
             self.cancel_elsewhere(server, headers, client, &line, &kind);
-            if let Err(e) = mcp.sessions.forward(&mcp.session, line, &kind).await {
+            let forwarded = mcp.sessions.forward(&mcp.session, line, &kind);
+            if let Err(e) = tracing::Instrument::instrument(forwarded, current).await {
                 return self.forward_refused(e);
             }
         }

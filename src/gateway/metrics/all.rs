@@ -326,6 +326,11 @@ impl Metrics {
             "Time from relaying a client's request to a member until its answer",
             member_request_duration.clone(),
         );
+        registry.register(
+            "otel_spans",
+            "Spans of --otel by what became of them: exported, failed (the collector refused them or could not be reached), dropped (the queue was full)",
+            crate::telemetry::spans().clone(),
+        );
         let to_server = messages
             .get_or_create(&Direction {
                 direction: "client_to_server",

@@ -335,7 +335,16 @@ impl Link for GuardedLink {
                     client.listing.lock().insert(id.clone(), list);
                     client.pending_lists.fetch_add(1, Ordering::AcqRel);
                 } else if JUDGED.contains(&method.as_str()) {
-                    let judged = self.judged(&client, &book, &caller, &prepared, id, method, line);
+                    // With --otel: the judgement is a step of the request's span.
+                    let step = crate::telemetry::spans::step("policy", "internal");
+                    let judged = step.in_scope(|| {
+                        self.judged(&client, &book, &caller, &prepared, id, method, line)
+                    });
+                    step.record("gateway.server", client.judge.subject.name.as_str());
+                    step.record(
+                        "gateway.outcome",
+                        judged.as_ref().map_or("deny", |_| "allow"),
+                    );
                     return match judged {
                         Some(line) => self.inner.forward(line, kind),
                         None => Box::pin(async { Ok(()) }),
