@@ -5,7 +5,6 @@
 //! Owns: naming a request's span. Must not touch: transports or backends.
 
 use std::{
-    collections::HashMap,
     sync::atomic::{AtomicBool, Ordering},
     time::Instant,
 };
@@ -16,7 +15,6 @@ use opentelemetry::{
     trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState},
 };
 use parking_lot::Mutex;
-use serde_json::Value;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::context::{TraceParent, incoming, inject};
@@ -193,11 +191,12 @@ impl Open {
         &self.span
     }
 
-    /// Records how the request was answered (`message`, raw) on the span and the metric.
-    pub fn answered(&mut self, message: &str) {
-        if let Some(error) = answered(&self.span, message) {
-            self.attributes.push(KeyValue::new("error.type", error));
-        }
+    /// Records that the request failed (`error`: a JSON-RPC error's code, or `tool_error`) on
+    /// the span (with an error status) and the metric.
+    fn failed(&mut self, error: String) {
+        self.span.record("error.type", error.as_str());
+        self.span.record("otel.status_code", "ERROR");
+        self.attributes.push(KeyValue::new("error.type", error));
     }
 }
 
@@ -273,27 +272,76 @@ fn remote(parent: &TraceParent, state: Option<&str>) -> Context {
 
 /// Request spans awaiting their answers (by raw id): a session's, or the bridge's.
 #[derive(Default)]
-pub struct Held(Mutex<HashMap<String, Open>>);
+pub struct Held(Mutex<Vec<(String, Open)>>);
 
 impl Held {
     /// Keeps request `id`'s span open until [`Held::answered`] sees its answer.
     pub fn hold(&self, id: String, open: Open) {
-        self.0.lock().insert(id, open);
+        self.0.lock().push((id, open));
     }
 
     /// Ends the span of the request `message` answers (raw), if one is held: one branch while
-    /// nothing is.
+    /// nothing is, and otherwise one borrowing pass over the message (no tree of it).
     pub fn answered(&self, message: &str) {
-        if !on() || self.0.lock().is_empty() {
-            return;
+        if on() && !self.0.lock().is_empty() {
+            self.settle(message);
         }
-        if let Ok(Kind::Response { id }) = classify(message.as_bytes()) {
-            let open = self.0.lock().remove(&id);
-            if let Some(mut open) = open {
-                open.answered(message);
+    }
+
+    fn settle(&self, message: &str) {
+        let Ok(answer) = serde_json::from_str::<Answer>(message) else {
+            return;
+        };
+        let (Some(id), None) = (answer.id, answer.method) else {
+            return;
+        };
+        let open = {
+            let mut held = self.0.lock();
+            let at = held.iter().position(|(held, _)| held == id.get());
+            at.map(|at| held.swap_remove(at).1)
+        };
+        if let Some(mut open) = open {
+            let error = match (answer.error, answer.result) {
+                (Some(Code { code: Some(code) }), _) => Some(code.to_string()),
+                (Some(_), _) => Some("error".to_string()),
+                (
+                    None,
+                    Some(Outcome {
+                        is_error: Some(true),
+                    }),
+                ) => Some("tool_error".to_string()),
+                _ => None,
+            };
+            if let Some(error) = error {
+                open.failed(error);
             }
         }
     }
+}
+
+/// What [`Held::answered`] reads of a message: an answer's id, and how it failed.
+#[derive(serde::Deserialize)]
+struct Answer<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    method: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    error: Option<Code>,
+    #[serde(default)]
+    result: Option<Outcome>,
+}
+
+#[derive(serde::Deserialize)]
+struct Code {
+    #[serde(default)]
+    code: Option<serde_json::Number>,
+}
+
+#[derive(serde::Deserialize)]
+struct Outcome {
+    #[serde(default, rename = "isError")]
+    is_error: Option<bool>,
 }
 
 /// A span of something this gateway does for the current request (`name`: `policy`,
@@ -317,23 +365,6 @@ pub fn step(name: &str, kind: &'static str) -> tracing::Span {
         process.pid = tracing::field::Empty,
         error.type = tracing::field::Empty,
     )
-}
-
-/// Records on `span` how its request was answered (`message`, raw): a JSON-RPC error as
-/// `error.type` (its code) and an error status; a tool's own error (`isError`) as
-/// `error.type` `tool_error`. Returns the error type, if any.
-fn answered(span: &tracing::Span, message: &str) -> Option<String> {
-    let v = serde_json::from_str::<Value>(message).ok()?;
-    let error = if let Some(code) = v.pointer("/error/code") {
-        code.to_string()
-    } else if v.pointer("/result/isError") == Some(&Value::Bool(true)) {
-        "tool_error".to_string()
-    } else {
-        return None;
-    };
-    span.record("error.type", error.as_str());
-    span.record("otel.status_code", "ERROR");
-    Some(error)
 }
 
 /// The span of this program's own server running tool `tool` for a request whose `_meta`
@@ -402,7 +433,43 @@ pub fn host_of(url: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    use super::{Held, Open, host_of};
+
+    fn open() -> Open {
+        Open {
+            span: tracing::Span::none(),
+            started: std::time::Instant::now(),
+            client: false,
+            metric: false,
+            attributes: vec![],
+        }
+    }
+
+    #[test]
+    fn an_answer_ends_its_own_request_and_says_how_it_failed() {
+        let held = Held::default();
+        held.hold("7".into(), open());
+        held.hold("\"a\"".into(), open());
+        held.hold("8".into(), open());
+        // A request or a notification with the same id ends nothing.
+        held.settle(r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#);
+        held.settle(r#"{"jsonrpc":"2.0","method":"notifications/progress"}"#);
+        assert_eq!(held.0.lock().len(), 3);
+        held.settle(r#"{"jsonrpc":"2.0", "id": 7, "error":{"code":-32602,"message":"no"}}"#);
+        held.settle(r#"{"jsonrpc":"2.0","result":{"content":[],"isError":true},"id":"a"}"#);
+        let left: Vec<String> = held.0.lock().iter().map(|(id, _)| id.clone()).collect();
+        assert_eq!(left, ["8"]);
+        held.settle(r#"{"jsonrpc":"2.0","id":8,"result":{"content":[{"type":"text","text":"\"isError\":true"}]}}"#);
+        assert!(held.0.lock().is_empty());
+    }
+
+    #[test]
+    fn the_error_type_goes_on_the_metric() {
+        let mut o = open();
+        o.failed("-32602".into());
+        assert_eq!(o.attributes.len(), 1);
+        assert_eq!(o.attributes[0].value.as_str(), "-32602");
+    }
 
     #[test]
     fn the_host_of_a_url() {
