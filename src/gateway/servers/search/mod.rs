@@ -389,8 +389,12 @@ impl Session {
             "structuredContent": structured,
             "isError": false,
         });
+        // Activated before the answer leaves: a client that lists its tools as soon as the
+        // search answers must see what it found.
+        let changed =
+            self.shared.config.activate && !self.client.stateless() && self.activate(&names);
         self.answer(&id, &result);
-        if self.shared.config.activate && !self.client.stateless() && self.activate(&names) {
+        if changed {
             let active: Vec<String> = self.active.lock().iter().cloned().collect();
             let note = jsonrpc::message(
                 None,
