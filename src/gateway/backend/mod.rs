@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod children;
+mod deliveries;
 pub mod inprocess;
 pub mod mux;
 pub mod own;

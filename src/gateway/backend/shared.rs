@@ -9,10 +9,10 @@
 
 use parking_lot::Mutex;
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -26,6 +26,7 @@ use uuid::Uuid;
 use super::{
     api::{Backend, Client, CloseCause, ForwardError, Limits, Link, OpenError, Status},
     children::{Children, ExitCause},
+    deliveries::Deliveries,
     mux::{Mux, Out},
     own::Output,
     process::{ChildOutput, ChildProcess},
@@ -187,43 +188,6 @@ struct Slot {
     deliveries: Deliveries,
     pid: AtomicU32,
     restarts: AtomicU64,
-}
-
-/// Messages for sessions, queued in the mux's order and delivered outside its lock by one
-/// task at a time (whoever finds the queue undrained drains it), so each session receives its
-/// messages in order.
-#[derive(Default)]
-struct Deliveries {
-    queue: Mutex<VecDeque<(Arc<dyn Client>, String)>>,
-    draining: AtomicBool,
-}
-
-impl Deliveries {
-    /// Delivers what is queued (unless another task is at it); returns the sessions that stopped
-    /// reading.
-    fn drain(&self) -> Vec<Arc<dyn Client>> {
-        let mut closes = vec![];
-        loop {
-            if self.draining.swap(true, Ordering::AcqRel) {
-                // The task draining now delivers what was queued.
-                return closes;
-            }
-            loop {
-                let next = self.queue.lock().pop_front();
-                let Some((client, message)) = next else {
-                    break;
-                };
-                if !client.send(message) {
-                    closes.push(client);
-                }
-            }
-            self.draining.store(false, Ordering::Release);
-            // Something queued between the last pop and the release is ours to deliver.
-            if self.queue.lock().is_empty() {
-                return closes;
-            }
-        }
-    }
 }
 
 type Spawned = (ChildProcess, ChildOutput);
@@ -515,79 +479,5 @@ fn test_panic(kind: &Kind) {
         && *ON.get_or_init(|| std::env::var_os("AAREGURU_MCP_TEST_PANICS").is_some())
     {
         panic!("aareguru-test/panic: a request panicked while holding the shared child's lock");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Records what it was sent.
-    struct Recorder {
-        id: Uuid,
-        got: Mutex<Vec<String>>,
-    }
-
-    impl Client for Recorder {
-        fn id(&self) -> Uuid {
-            self.id
-        }
-        fn name(&self) -> &str {
-            "recorder"
-        }
-        fn send(&self, message: String) -> bool {
-            self.got.lock().push(message);
-            true
-        }
-        fn send_unbounded(&self, message: String) {
-            self.got.lock().push(message);
-        }
-        fn end(&self, _: CloseCause) {}
-    }
-
-    /// Many threads queue messages under one lock (as the mux's lock orders them) and deliver
-    /// outside it: every message arrives once, and each client gets its messages in the order
-    /// they were queued.
-    #[test]
-    fn deliveries_keep_the_queue_order_whoever_drains() {
-        let deliveries = Arc::new(Deliveries::default());
-        let order = Arc::new(Mutex::new(0u64));
-        let clients: Vec<Arc<Recorder>> = (0..4)
-            .map(|_| {
-                Arc::new(Recorder {
-                    id: Uuid::new_v4(),
-                    got: Mutex::default(),
-                })
-            })
-            .collect();
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let (deliveries, order, clients) =
-                    (deliveries.clone(), order.clone(), clients.clone());
-                std::thread::spawn(move || {
-                    for i in 0..2000 {
-                        {
-                            let mut n = order.lock();
-                            *n += 1;
-                            let client: Arc<dyn Client> = clients[i % clients.len()].clone();
-                            deliveries.queue.lock().push_back((client, n.to_string()));
-                        }
-                        assert!(deliveries.drain().is_empty());
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert!(deliveries.drain().is_empty());
-        let mut total = 0;
-        for c in &clients {
-            let got: Vec<u64> = c.got.lock().iter().map(|m| m.parse().unwrap()).collect();
-            assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order");
-            total += got.len();
-        }
-        assert_eq!(total, 8 * 2000);
-        assert!(deliveries.queue.lock().is_empty());
     }
 }
