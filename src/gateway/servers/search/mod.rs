@@ -391,8 +391,9 @@ impl Session {
         });
         // Activated before the answer leaves: a client that lists its tools as soon as the
         // search answers must see what it found.
+        let (on, cap) = (self.shared.config.activate, self.shared.config.max_active);
         let changed =
-            self.shared.config.activate && !self.client.stateless() && self.activate(&names);
+            on && !self.client.stateless() && activate(&mut self.active.lock(), &names, cap);
         self.answer(&id, &result);
         if changed {
             let active: Vec<String> = self.active.lock().iter().cloned().collect();
@@ -405,16 +406,6 @@ impl Session {
                 .inner
                 .send_unbounded(String::from_utf8_lossy(&note).into_owned());
         }
-    }
-
-    /// Adds `names` to the active tools (the newest last, the oldest out past the cap); true
-    /// when the set changed.
-    fn activate(&self, names: &[String]) -> bool {
-        activate(
-            &mut self.active.lock(),
-            names,
-            self.shared.config.max_active,
-        )
     }
 
     fn answer(&self, id: &str, result: &Value) {
