@@ -46,7 +46,9 @@ fn run() -> anyhow::Result<ExitCode> {
     let config = cli.into_config()?;
     let exporter = if config.otel {
         aareguru_mcp::telemetry::spans::turn_on();
-        Some(aareguru_mcp::telemetry::Exporter::from_env()?)
+        let exporter = aareguru_mcp::telemetry::Exporter::from_env()?;
+        aareguru_mcp::telemetry::earlier::keep_tracer(exporter.tracer());
+        Some(exporter)
     } else {
         None
     };

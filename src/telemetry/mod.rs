@@ -5,6 +5,7 @@
 //! Owns: trace context, spans, metrics and the exporter. Must not touch: transports or backends.
 
 pub mod context;
+pub mod earlier;
 pub mod metrics;
 pub mod sampler;
 pub mod spans;

@@ -168,6 +168,9 @@ fn begin(
         span_id: ours.span_id().to_bytes(),
         flags: ours.trace_flags().to_u8(),
     };
+    if kind == "server" {
+        super::earlier::record_under(&span);
+    }
     span.in_scope(|| tracing::debug!(method, "request received"));
     let line = inject(&line, &parent, state.as_deref())
         .map(Bytes::from)
@@ -359,6 +362,7 @@ pub fn step(name: &str, kind: &'static str) -> tracing::Span {
         otel.name = %name,
         otel.kind = kind,
         gateway.server = tracing::field::Empty,
+        gateway.child = tracing::field::Empty,
         gateway.member = tracing::field::Empty,
         gateway.outcome = tracing::field::Empty,
         server.address = tracing::field::Empty,

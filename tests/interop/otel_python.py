@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 
 from opentelemetry import trace
@@ -155,6 +156,11 @@ def spans_of(spans: list[dict], trace_id: str, want, within: float = 15) -> list
         time.sleep(0.2)
 
 
+def has(spans: list[dict], *wanted: tuple[str, str | None]) -> bool:
+    """Whether a span of each (service, name) is among `spans` (any name for `None`)."""
+    return all(any(s["service"] == service and name in (None, s["name"]) for s in spans) for service, name in wanted)
+
+
 def post(url: str, body: dict, headers: dict | None = None) -> tuple[dict, dict]:
     """A Streamable HTTP POST; its headers and the JSON-RPC answer (JSON or the SSE stream's)."""
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
@@ -205,7 +211,7 @@ async def through_replicas(conf: str, endpoint: str, spans: list[dict]) -> None:
                                {**common, "traceparent": f"00-{trace_id}-{parent}-01"})
         check(answer.get("result", {}).get("structuredContent") == {"result": 3}, f"forwarded: the call answered ({answer})")
         print("two replicas")
-        ours = spans_of(spans, trace_id, lambda o: len(o) >= 3 and any(s["service"] == "py-server" for s in o))
+        ours = spans_of(spans, trace_id, lambda o: has(o, ("replica-b", None), ("replica-a", "tools/call add"), ("py-server", None)))
         forward = next((s for s in ours if s["service"] == "replica-b"), None)
         owner = next((s for s in ours if s["service"] == "replica-a" and s["name"] == "tools/call add"), None)
         child = next((s for s in ours if s["service"] == "py-server" and "add" in s["name"]), None)
@@ -219,6 +225,53 @@ async def through_replicas(conf: str, endpoint: str, spans: list[dict]) -> None:
             p.terminate()
             p.wait(timeout=20)
         redis.terminate()
+
+
+async def authorized_and_shared(conf: str, endpoint: str, spans: list[dict]) -> None:
+    """With an API key: the key's check is a step of each request it lets in (timed before the
+    request's span began, within it); on a shared child, the request's routing is a step too,
+    and the child's span still joins the trace."""
+    gw, url = start_gateway(BIN, ["--config", conf, "--otel", "--api-key", "otel-key-1"], env={
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_SERVICE_NAME": "keyed"})
+    try:
+        mcp = f"{url}/servers/pyshared/mcp"
+        trace_id, parent = new_ids()
+        key = {"x-api-key": "otel-key-1", "traceparent": f"00-{trace_id}-{parent}-01"}
+        headers, answer = post(mcp, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "otel-test", "version": "1"}}}, key)
+        common = {**key, "mcp-session-id": {k.lower(): v for k, v in headers.items()}["mcp-session-id"],
+                  "mcp-protocol-version": answer["result"]["protocolVersion"]}
+        post(mcp, {"jsonrpc": "2.0", "method": "notifications/initialized"}, common)
+        _, answer = post(mcp, {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                               "params": {"name": "add", "arguments": {"a": 1, "b": 2}}}, common)
+        check(answer.get("result", {}).get("structuredContent") == {"result": 3}, f"keyed: the call answered ({answer})")
+        print("API key, shared child")
+        ours = spans_of(spans, trace_id, lambda o: sum(s["name"] == "authorization" for s in o) >= 2
+                        and has(o, ("keyed", "initialize"), ("keyed", "tools/call add"))
+                        and any(s["name"] == "route on shared child" for s in o)
+                        and any(s["service"] == "py-server" and "add" in s["name"] for s in o))
+        for method in ("initialize", "tools/call add"):
+            request = next((s for s in ours if s["service"] == "keyed" and s["name"] == method), None)
+            check(request is not None, f"keyed: the {method} span arrived")
+            auth = next((s for s in ours if s["name"] == "authorization" and s["parent"] == request["span_id"]), None)
+            check(auth is not None and auth["attributes"].get("gateway.auth.method") == "api_key",
+                  f"keyed: the key's check is a step of {method} ({auth})")
+            check(auth["start"] <= auth["end"] <= request["end"], f"keyed: the check ran before {method} ended")
+        call = next(s for s in ours if s["service"] == "keyed" and s["name"] == "tools/call add")
+        route = next((s for s in ours if s["name"] == "route on shared child" and s["parent"] == call["span_id"]), None)
+        check(route is not None and route["attributes"].get("gateway.outcome") == "sent"
+              and route["attributes"].get("gateway.child") == "shared-0", f"keyed: the shared child's routing is a step ({route})")
+        child = next((s for s in ours if s["service"] == "py-server" and "add" in s["name"]), None)
+        check(child is not None and child["parent"] == call["span_id"], f"keyed: the shared child's span is the call's child ({child})")
+        # A request the key refuses has no span, and costs nothing but the refusal.
+        try:
+            post(mcp, {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}, {**common, "x-api-key": "wrong"})
+            check(False, "keyed: a wrong key is refused")
+        except urllib.error.HTTPError as e:
+            check(e.code == 401, f"keyed: a wrong key is refused ({e.code})")
+    finally:
+        gw.terminate()
+        gw.wait(timeout=20)
 
 
 async def traced_call(tracer, url: str, tool: str, label: str) -> str:
@@ -239,7 +292,7 @@ async def through_group(conf: str, url: str, spans: list[dict], tracer) -> None:
     trace_id = await traced_call(tracer, f"{url}/servers/team/mcp", "py_add", "group")
     print("federated group")
     ours = spans_of(spans, trace_id, lambda o: any(s["service"] == "py-server" and "add" in s["name"] for s in o)
-                    and any(s["name"] == "member py" for s in o))
+                    and any(s["name"] == "member py" for s in o) and any(s["name"] == "tools/call py_add" for s in o))
     gateway = next((s for s in ours if s["name"] == "tools/call py_add"), None)
     member = next((s for s in ours if s["name"] == "member py"), None)
     child = next((s for s in ours if s["service"] == "py-server" and "add" in s["name"]), None)
@@ -263,7 +316,7 @@ async def through_bridge(url: str, endpoint: str, spans: list[dict], tracer) -> 
                 check(r.structured_content == {"result": 42}, "bridge: the call answered")
     print("the --connect bridge")
     ours = spans_of(spans, trace_id, lambda o: any(s["service"] == "py-server" and "add" in s["name"] for s in o)
-                    and any(s["service"] == "bridge" and s["name"] == "tools/call add" for s in o))
+                    and has(o, ("bridge", "tools/call add"), ("aareguru-mcp", "tools/call add")))
     client = next((s for s in ours if s["service"] == "host" and "tools/call" in s["name"]), None)
     bridge = next((s for s in ours if s["service"] == "bridge" and s["name"] == "tools/call add"), None)
     gateway = next((s for s in ours if s["service"] == "aareguru-mcp" and s["name"] == "tools/call add"), None)
@@ -389,6 +442,10 @@ async def main() -> None:
                 "command": sys.executable, "args": [os.path.join(HERE, "py_server_traced.py")],
                 "env": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": "py-server"},
             },
+            "pyshared": {
+                "command": sys.executable, "args": [os.path.join(HERE, "py_server_traced.py")], "gateway": {"backend": "shared"},
+                "env": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": "py-server"},
+            },
             "aare": {"command": BIN, "args": ["--stdio", "--base-url", base]},
         }, "groups": {"team": {"members": ["py", "aare"], "prefix": "always", "separator": "_"}}}, f)
     gw, url = start_gateway(BIN, ["--config", conf, "--otel"], env={
@@ -445,6 +502,7 @@ async def main() -> None:
         await through_bridge(url, endpoint, spans, tracer)
         await client_durations()
         await through_replicas(conf, endpoint, spans)
+        await authorized_and_shared(conf, endpoint, spans)
         await over_grpc(conf, tracer)
         await sampling(conf, endpoint, spans)
         await meta_untouched(conf)

@@ -54,6 +54,8 @@ def print_spans(req: ExportTraceServiceRequest) -> None:
                     "name": s.name,
                     "kind": s.kind,
                     "service": service,
+                    "start": s.start_time_unix_nano,
+                    "end": s.end_time_unix_nano,
                     "attributes": {a.key: value(a.value) for a in s.attributes},
                 })
                 # One line per span, whole: exports arrive on several threads at once.

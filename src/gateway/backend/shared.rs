@@ -266,10 +266,21 @@ impl Slot {
         kind: &Kind,
         input_limit: usize,
     ) -> Result<(), ForwardError> {
+        // With --otel, a request's way onto the child (waiting for room, the id rewritten) is
+        // a step: sent, held while the child restarts, or busy.
+        let step = match kind {
+            Kind::Request { .. } => {
+                crate::telemetry::spans::step("route on shared child", "internal")
+            }
+            _ => tracing::Span::none(),
+        };
+        step.record("gateway.child", self.name());
         let stdin = self.inner.lock().stdin.clone();
+        let outcome = if stdin.is_some() { "sent" } else { "held" };
         if let Some(stdin) = stdin
             && !stdin.wait_room(input_limit, Duration::from_secs(10)).await
         {
+            step.record("gateway.outcome", "busy");
             return Err(ForwardError::Busy);
         }
         let taken = self.with_mux(|inner, out| {
@@ -282,6 +293,7 @@ impl Slot {
             inner.mux.from_client(session, &line, kind, out);
             true
         });
+        step.record("gateway.outcome", if taken { outcome } else { "busy" });
         if taken {
             Ok(())
         } else {

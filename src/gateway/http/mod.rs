@@ -47,7 +47,11 @@ use self::{
     replicas::{Bearer, Place},
     reply::error_reply,
 };
-use crate::{config::GatewayConfig, gateway::cluster::entry::Peer};
+use crate::{
+    config::GatewayConfig,
+    gateway::cluster::entry::Peer,
+    telemetry::earlier::{self, Timer},
+};
 
 /// Where a request not placed here goes.
 enum Forwarding<'a> {
@@ -212,9 +216,17 @@ impl Http {
             let r = self.protected_resource(suffix);
             return self.with_cors(&headers, r);
         }
+        // With --otel, a credential's check is a step of the request it lets in.
+        let mut authorized = None;
         let who = if matches!(policy, Policy::Client | Policy::Peer) {
+            let timer = Timer::start("authorization");
             match self.authorize(&headers, server, endpoint, client).await {
-                Ok(p) => p,
+                Ok(p) => {
+                    authorized = timer
+                        .zip(p.as_ref())
+                        .map(|(t, p)| t.done(&oauth::described(p)));
+                    p
+                }
                 Err(r) => return self.with_cors(&headers, *r),
             }
         } else {
@@ -251,9 +263,8 @@ impl Http {
             return self.with_cors(&headers, *r);
         }
         let sticky = matches!(route, Route::McpGet | Route::McpDelete);
-        let mut response = self
-            .dispatch(route, server, query, &headers, client, body, who.as_ref())
-            .await;
+        let dispatched = self.dispatch(route, server, query, &headers, client, body, who.as_ref());
+        let mut response = earlier::within(authorized, dispatched).await;
         // Every successful /mcp answer names its session, for balancers that stick on it.
         if sticky
             && response.status().is_success()

@@ -336,6 +336,22 @@ fn api_key_principal() -> Principal {
     }
 }
 
+/// How `principal` was let in, as the attributes of its authorization step (the key's name,
+/// never the key; no token content).
+pub(super) fn described(principal: &Principal) -> Vec<(&'static str, String)> {
+    let method = match &principal.key {
+        Some(key) => {
+            return vec![
+                ("gateway.auth.method", "named_key".into()),
+                ("gateway.auth.key", key.name.clone()),
+            ];
+        }
+        None if principal.subject == API_KEY_SUBJECT => "api_key",
+        None => "oauth",
+    };
+    vec![("gateway.auth.method", method.into())]
+}
+
 /// The principal a named API key speaks for: `api-key:<name>`, with the key's scopes.
 fn named_key_principal(key: &NamedKey) -> Principal {
     Principal {
