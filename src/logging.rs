@@ -3,13 +3,7 @@
 //!
 //! Owns: the log subscriber. Must not touch: anything else.
 
-use tracing_subscriber::{
-    EnvFilter, Layer,
-    filter::{LevelFilter, Targets},
-    fmt,
-    layer::SubscriberExt,
-    util::SubscriberInitExt,
-};
+use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::config::LogFormat;
 
@@ -29,6 +23,13 @@ pub fn init(
     if !filter.contains("rmcp") {
         filter.push_str(",rmcp=warn");
     }
+    // With --otel the request spans (made in `telemetry`) are needed whatever the log level
+    // (`--log-level warn` keeps the log quiet, not the traces), so the filter lets them through
+    // unless it names them itself. One global filter, not one per layer: per-layer filters make
+    // every enabled callsite ask each layer, on every request.
+    if tracer.is_some() && !filter.contains("telemetry") {
+        filter.push_str(",aareguru_mcp::telemetry=info");
+    }
     let filter = filter.as_str();
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
@@ -45,39 +46,17 @@ pub fn init(
                 .with_target(true)
         };
     }
-    let Some(tracer) = tracer else {
-        // Without --otel the filter is global: nothing below it is even built.
-        let registry = tracing_subscriber::registry().with(filter);
-        return match format {
-            LogFormat::Text => registry.with(stderr_layer!().with_ansi(false)).try_init(),
-            LogFormat::Json => {
-                let format = json::WithTrace(fmt::format().json().flatten_event(true));
-                let layer = stderr_layer!().json().flatten_event(true);
-                registry.with(layer.event_format(format)).try_init()
-            }
-        }
-        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"));
-    };
-    // Spans are exported whatever the log level (`--log-level warn` keeps the log quiet, not
-    // the traces): each layer has its own filter.
-    let ours = Targets::new().with_target("aareguru_mcp", LevelFilter::INFO);
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_filter(ours);
-    let registry = tracing_subscriber::registry().with(otel);
-    let result = match format {
-        LogFormat::Text => registry
-            .with(stderr_layer!().with_ansi(false).with_filter(filter))
-            .try_init(),
+    let otel = tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t));
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    match format {
+        LogFormat::Text => registry.with(stderr_layer!().with_ansi(false)).try_init(),
         LogFormat::Json => {
             let format = json::WithTrace(fmt::format().json().flatten_event(true));
             let layer = stderr_layer!().json().flatten_event(true);
-            registry
-                .with(layer.event_format(format).with_filter(filter))
-                .try_init()
+            registry.with(layer.event_format(format)).try_init()
         }
-    };
-    result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+    }
+    .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
 
 mod json {

@@ -4,6 +4,7 @@
 //!
 //! Owns: trace context, spans, metrics and the exporter. Must not touch: transports or backends.
 
+mod attributes;
 pub mod context;
 pub mod earlier;
 pub mod metrics;
@@ -55,6 +56,20 @@ impl Wire {
     }
 }
 
+/// An OTLP exporter from `builder` (spans' or metrics': the same calls on different types)
+/// over `wire`.
+macro_rules! otlp {
+    ($builder:expr, $wire:expr) => {
+        match $wire {
+            Wire::Http => $builder
+                .with_http()
+                .with_protocol(Protocol::HttpBinary)
+                .build()?,
+            Wire::Grpc => $builder.with_tonic().build()?,
+        }
+    };
+}
+
 impl Exporter {
     pub fn from_env() -> anyhow::Result<Exporter> {
         let protocol = |signal: &str| {
@@ -79,15 +94,7 @@ impl Exporter {
             ),
         };
         let _in = runtime.as_ref().map(|r| r.enter());
-        let spans = match traces {
-            Wire::Http => opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .build()?,
-            Wire::Grpc => opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .build()?,
-        };
+        let spans = otlp!(opentelemetry_otlp::SpanExporter::builder(), traces);
         let exporter = Counted(spans);
         // The SDK's batch queue (OTEL_BSP_MAX_QUEUE_SIZE, default 2048) behind a gate of the
         // same size that counts what it turns away: the queue itself drops silently.
@@ -123,15 +130,7 @@ impl Exporter {
         let meters = match std::env::var("OTEL_METRICS_EXPORTER").as_deref() {
             Ok("none") => None,
             _ => {
-                let exporter = match metrics {
-                    Wire::Http => opentelemetry_otlp::MetricExporter::builder()
-                        .with_http()
-                        .with_protocol(Protocol::HttpBinary)
-                        .build()?,
-                    Wire::Grpc => opentelemetry_otlp::MetricExporter::builder()
-                        .with_tonic()
-                        .build()?,
-                };
+                let exporter = otlp!(opentelemetry_otlp::MetricExporter::builder(), metrics);
                 let meters = SdkMeterProvider::builder()
                     .with_periodic_exporter(exporter)
                     .with_resource(resource)

@@ -5,9 +5,14 @@
 //! Owns: naming a request's span. Must not touch: transports or backends.
 
 use std::{
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc, LazyLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Instant,
 };
+
+use memchr::memmem;
 
 use bytes::Bytes;
 use opentelemetry::{
@@ -94,7 +99,10 @@ fn begin(
         header_state,
     } = heard;
     // The context comes in `_meta` only if the bytes name it: most requests are not parsed.
-    let params = memchr::memmem::find(&line, b"traceparent")
+    static TRACEPARENT: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(b"traceparent"));
+    let params = TRACEPARENT
+        .find(&line)
         .is_some()
         .then(|| Envelope::parse(&line).and_then(|e| e.params()))
         .flatten();
@@ -102,28 +110,19 @@ fn begin(
     let parent = incoming(meta, header_parent, header_state);
     let target = match method {
         "tools/call" | "prompts/get" | "resources/read" => {
-            Some(Called::parse(&line).target(method).into_owned()).filter(|t| !t.is_empty())
+            Some(Called::parse(&line).target(method)).filter(|t| !t.is_empty())
         }
         _ => None,
     };
-    let tool = (method == "tools/call").then(|| target.clone()).flatten();
+    let tool = target.as_deref().filter(|_| method == "tools/call");
     // The duration metric counts every request; the span only the sampled ones.
-    let mut attributes = vec![
-        KeyValue::new("mcp.method.name", method.to_string()),
-        KeyValue::new("network.transport", "tcp"),
-    ];
-    if let Some(tool) = &tool {
-        attributes.push(KeyValue::new("gen_ai.tool.name", tool.clone()));
-    }
-    if let Some(version) = version {
-        attributes.push(KeyValue::new("mcp.protocol.version", version.to_string()));
-    }
     let mut open = Open {
         span: tracing::Span::none(),
         started: Instant::now(),
         client: kind == "client",
         metric: true,
-        attributes,
+        attributes: super::attributes::of(method, tool, version),
+        error: None,
     };
     if !sampler::sampled(parent.as_ref().map(|(p, _)| p.sampled())) {
         return (open, line);
@@ -140,7 +139,7 @@ fn begin(
         mcp.session.id = session,
         mcp.protocol.version = version,
         jsonrpc.request.id = %id.trim_matches('"'),
-        gen_ai.tool.name = tool.as_deref(),
+        gen_ai.tool.name = tool,
         gen_ai.operation.name = (method == "tools/call").then_some("execute_tool"),
         server.address = address,
         trace_id = tracing::field::Empty,
@@ -186,7 +185,9 @@ pub struct Open {
     client: bool,
     /// Its duration is recorded when it ends.
     metric: bool,
-    attributes: Vec<KeyValue>,
+    attributes: Arc<[KeyValue]>,
+    /// How it failed (`error.type`), if it did.
+    error: Option<String>,
 }
 
 impl Open {
@@ -199,7 +200,7 @@ impl Open {
     fn failed(&mut self, error: String) {
         self.span.record("error.type", error.as_str());
         self.span.record("otel.status_code", "ERROR");
-        self.attributes.push(KeyValue::new("error.type", error));
+        self.error = Some(error);
     }
 }
 
@@ -209,7 +210,14 @@ impl Drop for Open {
             return;
         }
         let seconds = self.started.elapsed().as_secs_f64();
-        super::metrics::record(self.client, seconds, &self.attributes);
+        match self.error.take() {
+            None => super::metrics::record(self.client, seconds, &self.attributes),
+            Some(error) => {
+                let mut attributes = self.attributes.to_vec();
+                attributes.push(KeyValue::new("error.type", error));
+                super::metrics::record(self.client, seconds, &attributes);
+            }
+        }
     }
 }
 
@@ -318,6 +326,15 @@ impl Held {
             if let Some(error) = error {
                 open.failed(error);
             }
+        }
+    }
+}
+
+impl Drop for Held {
+    /// Requests never answered (their session or the bridge ended first) end as failed.
+    fn drop(&mut self) {
+        for (_, mut open) in self.0.get_mut().drain(..) {
+            open.failed("no_answer".into());
         }
     }
 }
@@ -445,7 +462,8 @@ mod tests {
             started: std::time::Instant::now(),
             client: false,
             metric: false,
-            attributes: vec![],
+            attributes: std::sync::Arc::new([]),
+            error: None,
         }
     }
 
@@ -471,8 +489,7 @@ mod tests {
     fn the_error_type_goes_on_the_metric() {
         let mut o = open();
         o.failed("-32602".into());
-        assert_eq!(o.attributes.len(), 1);
-        assert_eq!(o.attributes[0].value.as_str(), "-32602");
+        assert_eq!(o.error.as_deref(), Some("-32602"));
     }
 
     #[test]

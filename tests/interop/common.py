@@ -59,9 +59,10 @@ def conformance_group_file(work: str, fixture: str, other: str, fixture_backend:
 
 
 def start_gateway(
-    binary: str, extra: list[str], env: dict[str, str] | None = None, port: int = 0
+    binary: str, extra: list[str], env: dict[str, str] | None = None, port: int = 0, log: list | None = None
 ) -> tuple[subprocess.Popen, str]:
-    """Starts `BIN --sse --port PORT EXTRA`; returns it and its base URL (read from its JSON log)."""
+    """Starts `BIN --sse --port PORT EXTRA`; returns it and its base URL (read from its JSON log).
+    With `log`, the JSON log lines that follow are appended to it."""
     proc = subprocess.Popen(
         [binary, "--sse", "--port", str(port), "--log-format", "json", "--log-level", "info", *extra],
         stderr=subprocess.PIPE,
@@ -75,7 +76,15 @@ def start_gateway(
             continue
         if entry.get("message") == "gateway listening":
             # Keep draining stderr so the gateway never blocks on a full pipe.
-            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+            def drain() -> None:
+                for line in proc.stderr:
+                    if log is not None:
+                        try:
+                            log.append(json.loads(line))
+                        except ValueError:
+                            pass
+
+            threading.Thread(target=drain, daemon=True).start()
             return proc, "http://" + entry["address"]
     raise RuntimeError("gateway did not start")
 

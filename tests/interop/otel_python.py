@@ -33,7 +33,7 @@ from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from common import check, start_fake, start_gateway, start_redis, summary
+from common import check, free_port, start_fake, start_gateway, start_redis, summary, wait_port
 
 BIN, FAKE = sys.argv[1], sys.argv[2]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -274,6 +274,41 @@ async def authorized_and_shared(conf: str, endpoint: str, spans: list[dict]) -> 
         gw.wait(timeout=20)
 
 
+async def log_lines(url: str, log: list[dict], spans: list[dict], tracer) -> None:
+    """A JSON log line written inside a request (the session's opening, at info) names the
+    trace and the span it was written in."""
+    with tracer.start_as_current_span("host turn") as root:
+        trace_id = format(root.get_span_context().trace_id, "032x")
+        async with streamable_http_client(f"{url}/servers/aare/mcp") as (read, write):
+            async with ClientSession(read, write) as s:
+                await s.initialize()
+    print("log lines")
+    ours = spans_of(spans, trace_id, lambda o: has(o, ("aareguru-mcp", "initialize")))
+    opening = next((s for s in ours if s["service"] == "aareguru-mcp" and s["name"] == "initialize"), None)
+    lines = [l for l in log if l.get("trace_id") == trace_id]
+    check(opening is not None and any(l.get("message") == "session opened" and l.get("span_id") == opening["span_id"]
+                                      for l in lines),
+          f"log: the line written inside the initialize names its trace and span ({lines})")
+
+
+async def quiet_log(conf: str, endpoint: str, spans: list[dict], tracer) -> None:
+    """`--log-level warn` keeps the log quiet, not the traces."""
+    port = free_port()
+    gw = subprocess.Popen([BIN, "--sse", "--port", str(port), "--log-level", "warn", "--config", conf, "--otel"],
+                          stderr=subprocess.DEVNULL, env={**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                                                         "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_SERVICE_NAME": "quiet"})
+    try:
+        wait_port(port, "the quiet gateway")
+        trace_id = await traced_call(tracer, f"http://127.0.0.1:{port}/servers/py/mcp", "add", "quiet")
+        print("--log-level warn")
+        ours = spans_of(spans, trace_id, lambda o: has(o, ("quiet", "tools/call add"), ("quiet", "open child")))
+        check(has(ours, ("quiet", "tools/call add"), ("quiet", "open child")),
+              "--log-level warn: the request's span and its steps are exported")
+    finally:
+        gw.terminate()
+        gw.wait(timeout=20)
+
+
 async def traced_call(tracer, url: str, tool: str, label: str) -> str:
     """Inside a host span: a session at `url` calls `tool` (2 + 40); the trace id."""
     with tracer.start_as_current_span("host turn") as root:
@@ -448,8 +483,10 @@ async def main() -> None:
             },
             "aare": {"command": BIN, "args": ["--stdio", "--base-url", base]},
         }, "groups": {"team": {"members": ["py", "aare"], "prefix": "always", "separator": "_"}}}, f)
+    log: list[dict] = []
     gw, url = start_gateway(BIN, ["--config", conf, "--otel"], env={
-        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_METRIC_EXPORT_INTERVAL": "500"})
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_METRIC_EXPORT_INTERVAL": "500"},
+        log=log)
     try:
         for label, connect in [
             ("Streamable HTTP", lambda: streamable_http_client(f"{url}/servers/py/mcp")),
@@ -497,6 +534,7 @@ async def main() -> None:
         check(get is not None and get["parent"] == tool["span_id"], "in process: the upstream request's span is the tool's child")
         check(get["attributes"].get("http.response.status_code") == 200 and "url.full" in get["attributes"], f"in process: HTTP attributes ({get['attributes']})")
 
+        await log_lines(url, log, spans, tracer)
         await durations()
         await through_group(conf, url, spans, tracer)
         await through_bridge(url, endpoint, spans, tracer)
@@ -505,6 +543,7 @@ async def main() -> None:
         await authorized_and_shared(conf, endpoint, spans)
         await over_grpc(conf, tracer)
         await sampling(conf, endpoint, spans)
+        await quiet_log(conf, endpoint, spans, tracer)
         await meta_untouched(conf)
 
         # The host and the child keep exporting to the receiver; only the gateway's collector
