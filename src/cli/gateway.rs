@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use super::{
     audit::AuditArgs,
     cluster::{ClusterArgs, cluster_config},
+    console::ConsoleArgs,
     duration::parse_duration,
     oauth::oauth_config,
     servers_file,
@@ -235,6 +236,9 @@ pub struct GatewayArgs {
 
     #[command(flatten)]
     pub audit: AuditArgs,
+
+    #[command(flatten)]
+    pub console: ConsoleArgs,
 }
 
 /// What the built-in child inherits from the gateway's own settings.
@@ -338,7 +342,8 @@ pub(super) fn gateway_config(
             .max(1);
         (g.rate_limit, burst)
     });
-    Ok(GatewayConfig {
+    let console = g.console;
+    let mut config = GatewayConfig {
         bind,
         public_url: g
             .public_url
@@ -389,7 +394,15 @@ pub(super) fn gateway_config(
         drain_delay: g.drain_delay,
         cluster,
         audit: g.audit.config()?,
-    })
+        console: None,
+    };
+    // A keys file may be empty now and filled later: it counts as a way to log in.
+    let credentials = !config.api_keys.is_empty()
+        || config.api_keys_file.is_some()
+        || config.policy.keys.is_some()
+        || config.oauth.is_some();
+    config.console = console.config(credentials)?;
+    Ok(config)
 }
 
 fn listen_ip(host: &str) -> anyhow::Result<std::net::IpAddr> {

@@ -12,6 +12,7 @@ use clap::{ArgGroup, Parser};
 mod audit;
 mod bridge;
 mod cluster;
+mod console;
 mod duration;
 mod gateway;
 mod groups;

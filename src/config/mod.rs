@@ -446,6 +446,8 @@ pub struct GatewayConfig {
     pub policy: PolicyConfig,
     /// `--audit-log`: a JSON line per call, prompt and resource read; `None`: no audit log.
     pub audit: Option<AuditConfig>,
+    /// `--console`: the web console; `None`: not served.
+    pub console: Option<ConsoleConfig>,
 }
 
 /// Settings of a gateway that is one replica among several.

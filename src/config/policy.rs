@@ -16,6 +16,12 @@ pub struct AuditConfig {
     pub redact: Vec<String>,
 }
 
+/// The web console (`--console`): the scope a credential needs to use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    pub scope: String,
+}
+
 /// A limit of the servers file's `gateway.limits`: per subject (or API key name), on the calls
 /// to servers and tools matching its globs (none: all), a rate (`burst` calls, refilled at one
 /// per `period`) and/or a number of calls at once.

@@ -5,6 +5,7 @@ mod audit;
 mod authserver;
 mod bridge;
 mod cluster;
+mod console;
 mod drops;
 #[path = "../support/fake_upstream.rs"]
 mod fake_upstream;

@@ -51,6 +51,8 @@ pub enum Policy {
     Metrics,
     /// Host and Origin, the API key, the rate limit: every MCP endpoint.
     Client,
+    /// Host and Origin, the rate limit: the console (which checks its own credential).
+    Console,
     /// A request another replica forwarded: the client's Host/Origin and key are checked again,
     /// the rate limit was applied where it arrived.
     Peer,
@@ -153,6 +155,9 @@ impl Guard {
             Policy::Client => self
                 .check_origin_and_host(headers)
                 .and_then(|()| self.check_client_key(headers))
+                .and_then(|()| self.check_rate(client)),
+            Policy::Console => self
+                .check_origin_and_host(headers)
                 .and_then(|()| self.check_rate(client)),
             Policy::Peer => self
                 .check_origin_and_host(headers)

@@ -10,6 +10,7 @@
 //! Owns: HTTP. Must not touch: processes or backends — a transport hands messages to the
 //! session table and reads what comes back from a session.
 
+mod console;
 pub mod drain;
 mod forward;
 pub mod guard;
@@ -73,6 +74,8 @@ enum Route {
     Preflight,
     /// `/.well-known/oauth-protected-resource[/…]` (with OAuth on).
     ProtectedResource,
+    /// `/console` and below (`--console`).
+    Console,
     /// A known path with the wrong method; the value is the `Allow` header.
     WrongMethod(&'static str),
     NotFound,
@@ -96,6 +99,11 @@ impl Route {
             (&Method::POST, "/mcp") if mcp => Route::McpPost,
             (&Method::GET, "/mcp") if mcp => Route::McpGet,
             (&Method::DELETE, "/mcp") if mcp => Route::McpDelete,
+            (_, p)
+                if config.console.is_some() && (p == "/console" || p.starts_with("/console/")) =>
+            {
+                Route::Console
+            }
             (&Method::OPTIONS, _) => Route::Preflight,
             (_, "/health" | "/metrics") => Route::WrongMethod("GET"),
             (_, "/sse") if sse => Route::WrongMethod("GET"),
@@ -124,6 +132,7 @@ impl Route {
             | Route::WrongMethod(_)
             | Route::NotFound => Policy::Open,
             Route::Metrics => Policy::Metrics,
+            Route::Console => Policy::Console,
             Route::SseOpen | Route::SsePost | Route::McpPost | Route::McpGet | Route::McpDelete => {
                 Policy::Client
             }
@@ -210,6 +219,14 @@ impl Http {
         if let Err(refusal) = self.guard.admit(policy, &headers, client) {
             let r = self.refuse(refusal, client);
             return self.with_cors(&headers, r);
+        }
+        if matches!(route, Route::Console) {
+            // Same-origin only: no CORS headers.
+            let sub = &endpoint["/console".len()..];
+            if server.is_some() {
+                return error_reply(StatusCode::NOT_FOUND, "not found");
+            }
+            return self.console(&method, sub, &headers, client, body).await;
         }
         if matches!(route, Route::ProtectedResource) {
             let suffix = path.strip_prefix(oauth::METADATA_PATH).unwrap_or("");
@@ -399,6 +416,8 @@ impl Http {
             // Answered before dispatch (it needs the whole path).
             Route::ProtectedResource => error_reply(StatusCode::NOT_FOUND, "not found"),
             Route::WrongMethod(allow) => reply::method_not_allowed(allow),
+            // Answered before the MCP endpoints' authorization (it checks its own).
+            Route::Console => error_reply(StatusCode::NOT_FOUND, "not found"),
             Route::NotFound => error_reply(StatusCode::NOT_FOUND, self.not_found_hint()),
         }
     }

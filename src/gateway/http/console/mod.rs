@@ -1,0 +1,331 @@
+//! The web console (`--console`), at `/console`: a login page, then an app in the browser that
+//! reads JSON views of the gateway. Nothing but the login page and its two assets is served
+//! without an admin credential (an API key or OAuth token with the console's scope), and that
+//! credential lives only in an HttpOnly, SameSite=Strict cookie (Secure behind HTTPS), never in
+//! a URL or in the page's script. Every state-changing request also carries a CSRF token that
+//! only a same-origin page can read (`/console/api/me`); every answer carries a strict
+//! Content-Security-Policy (no inline script, nothing from another origin).
+//!
+//! Owns: the console's HTTP side — login, the cookie, CSRF, its headers and assets. Must not
+//! touch: backends or sessions directly (it reads the views the registry gives `/health`).
+
+use std::net::IpAddr;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use bytes::Buf;
+use futures::Stream;
+use rust_embed::RustEmbed;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use warp::{
+    http::{HeaderMap, HeaderValue, Method, StatusCode},
+    reply::Response,
+};
+
+use super::{
+    headers::header,
+    reply::{self, error_reply, json_reply},
+    state::Http,
+};
+use crate::gateway::oauth::ALL_SCOPES;
+
+/// The cookie that holds the credential.
+const COOKIE: &str = "aareguru_console";
+/// The header a state-changing request carries its CSRF token in.
+const CSRF_HEADER: &str = "x-csrf-token";
+/// How long a login lasts (the credential's own expiry ends it sooner).
+const LOGIN_SECONDS: u32 = 12 * 3600;
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+#[derive(RustEmbed)]
+#[folder = "src/gateway/http/console/assets/"]
+struct Assets;
+
+/// What the login page needs: served to anyone.
+const PUBLIC: [&str; 3] = ["login.html", "login.js", "console.css"];
+
+/// Who is logged in.
+struct Admin {
+    subject: String,
+    credential: String,
+}
+
+impl Http {
+    /// A request for `/console` + `sub`.
+    pub(super) async fn console(
+        &self,
+        method: &Method,
+        sub: &str,
+        headers: &HeaderMap,
+        client: IpAddr,
+        body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin + Send,
+    ) -> Response {
+        if self.config.console.is_none() {
+            return error_reply(StatusCode::NOT_FOUND, "not found");
+        }
+        let r = match (method, sub) {
+            // The pages' relative links need the trailing slash.
+            (&Method::GET, "") => {
+                let mut r = error_reply(StatusCode::MOVED_PERMANENTLY, "see /console/");
+                if let Ok(to) = HeaderValue::from_str(&format!("{}/console/", self.base_path)) {
+                    r.headers_mut().insert("location", to);
+                }
+                r
+            }
+            (&Method::GET, "/") => match self.admin(headers, client).await {
+                Ok(_) => asset("index.html"),
+                Err(_) => asset("login.html"),
+            },
+            (&Method::GET, p) if p.starts_with("/assets/") => {
+                let name = &p["/assets/".len()..];
+                if PUBLIC.contains(&name) {
+                    asset(name)
+                } else {
+                    match self.admin(headers, client).await {
+                        Ok(_) => asset(name),
+                        Err(r) => r,
+                    }
+                }
+            }
+            (&Method::POST, "/login") => self.login(headers, client, body).await,
+            (&Method::POST, "/logout") => match self.admin(headers, client).await {
+                Ok(admin) if csrf_ok(headers, &admin) => {
+                    let mut r = json_reply(StatusCode::OK, json!({"ok": true}));
+                    set_cookie(&mut r, &self.cookie("", 0));
+                    r
+                }
+                Ok(_) => csrf_refused(),
+                Err(r) => r,
+            },
+            (&Method::GET, "/api/me") => match self.admin(headers, client).await {
+                Ok(admin) => json_reply(
+                    StatusCode::OK,
+                    json!({"subject": admin.subject, "csrf": csrf_of(&admin.credential)}),
+                ),
+                Err(r) => r,
+            },
+            (&Method::GET, "/api/overview") => match self.admin(headers, client).await {
+                Ok(_) => json_reply(StatusCode::OK, self.overview()),
+                Err(r) => r,
+            },
+            (_, "" | "/" | "/api/me" | "/api/overview") => wrong_method("GET"),
+            (_, "/login" | "/logout") => wrong_method("POST"),
+            _ => error_reply(StatusCode::NOT_FOUND, "not found"),
+        };
+        secured(r)
+    }
+
+    /// The logged-in admin, or the answer that says why not (401 without or with a bad
+    /// credential, 403 without the console's scope).
+    async fn admin(&self, headers: &HeaderMap, client: IpAddr) -> Result<Admin, Response> {
+        let Some(credential) = cookie_credential(headers) else {
+            return Err(error_reply(StatusCode::UNAUTHORIZED, "log in first"));
+        };
+        self.check(&credential, client).await.map(|subject| Admin {
+            subject,
+            credential,
+        })
+    }
+
+    /// Checks `credential` as the MCP endpoints do (a named or the single API key, or an
+    /// OAuth token) and for the console's scope; the subject it speaks for.
+    async fn check(&self, credential: &str, client: IpAddr) -> Result<String, Response> {
+        let scope = self
+            .config
+            .console
+            .as_ref()
+            .map_or("admin", |c| c.scope.as_str());
+        let mut presented = HeaderMap::new();
+        let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {credential}")) else {
+            return Err(error_reply(StatusCode::UNAUTHORIZED, "not a credential"));
+        };
+        presented.insert("authorization", bearer);
+        match self.authorize(&presented, None, "/mcp", client).await {
+            Ok(Some(p)) if p.scopes.iter().any(|s| s == scope || s == ALL_SCOPES) => Ok(p.subject),
+            Ok(Some(_)) => Err(error_reply(
+                StatusCode::FORBIDDEN,
+                &format!("this credential does not have the console's scope ({scope})"),
+            )),
+            // Without any credential configured (refused at start), or a refusal: the same
+            // answer for every wrong credential.
+            Ok(None) | Err(_) => Err(error_reply(
+                StatusCode::UNAUTHORIZED,
+                "unknown, expired or revoked credential",
+            )),
+        }
+    }
+
+    /// `POST /console/login` with `{"credential": "…"}` (JSON only: a cross-site form cannot
+    /// send it without asking first).
+    async fn login(
+        &self,
+        headers: &HeaderMap,
+        client: IpAddr,
+        body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin + Send,
+    ) -> Response {
+        let json = header(headers, "content-type")
+            .is_some_and(|c| c.split(';').next() == Some("application/json"));
+        if !json {
+            return error_reply(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send {\"credential\": \"…\"} as application/json",
+            );
+        }
+        let Ok(body) = reply::read_body(headers, body, 64 * 1024).await else {
+            return error_reply(StatusCode::PAYLOAD_TOO_LARGE, "body over 64 KiB");
+        };
+        let credential = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["credential"].as_str().map(|c| c.trim().to_string()))
+            .filter(|c| !c.is_empty());
+        let Some(credential) = credential else {
+            return error_reply(StatusCode::BAD_REQUEST, "send {\"credential\": \"…\"}");
+        };
+        match self.check(&credential, client).await {
+            Ok(subject) => {
+                tracing::info!(%subject, %client, "console login");
+                let mut r = json_reply(
+                    StatusCode::OK,
+                    json!({"subject": subject, "csrf": csrf_of(&credential)}),
+                );
+                let value = URL_SAFE_NO_PAD.encode(credential.as_bytes());
+                set_cookie(&mut r, &self.cookie(&value, LOGIN_SECONDS));
+                r
+            }
+            Err(r) => {
+                tracing::info!(%client, status = r.status().as_u16(), "console login refused");
+                r
+            }
+        }
+    }
+
+    /// The cookie's `Set-Cookie` value (`max_age` 0: forget it).
+    fn cookie(&self, value: &str, max_age: u32) -> String {
+        let secure = if self.config.public_url.starts_with("https://") {
+            "; Secure"
+        } else {
+            ""
+        };
+        format!(
+            "{COOKIE}={value}; Path={}/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
+            self.base_path
+        )
+    }
+
+    /// The overview: status, version, the servers and the cluster, as `/health` says them.
+    fn overview(&self) -> Value {
+        let (servers, failed) = self.registry.status();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "draining": self.is_draining(),
+            "servers": servers,
+            "failed": failed,
+            "cluster": self.cluster.as_ref().map(|c| c.status().0),
+        })
+    }
+}
+
+/// The credential the cookie holds, if it holds one.
+fn cookie_credential(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .and_then(|(_, value)| URL_SAFE_NO_PAD.decode(value).ok())
+        .and_then(|v| String::from_utf8(v).ok())
+        .filter(|c| !c.is_empty())
+}
+
+/// The CSRF token of a login: derived from its credential, so every replica knows it and a
+/// page on another origin cannot (it cannot read `/console/api/me`).
+fn csrf_of(credential: &str) -> String {
+    let digest = Sha256::digest(format!("aareguru-console-csrf\0{credential}").as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn csrf_ok(headers: &HeaderMap, admin: &Admin) -> bool {
+    let want = csrf_of(&admin.credential);
+    header(headers, CSRF_HEADER)
+        .is_some_and(|got| subtle::ConstantTimeEq::ct_eq(got.as_bytes(), want.as_bytes()).into())
+}
+
+fn csrf_refused() -> Response {
+    error_reply(
+        StatusCode::FORBIDDEN,
+        "missing or wrong CSRF token (x-csrf-token)",
+    )
+}
+
+fn wrong_method(allow: &'static str) -> Response {
+    let mut r = error_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    r.headers_mut()
+        .insert("allow", HeaderValue::from_static(allow));
+    r
+}
+
+fn set_cookie(r: &mut Response, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().append("set-cookie", v);
+    }
+}
+
+/// An embedded asset, with its type.
+fn asset(name: &str) -> Response {
+    let Some(file) = Assets::get(name) else {
+        return error_reply(StatusCode::NOT_FOUND, "not found");
+    };
+    let kind = match name.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        _ => "application/octet-stream",
+    };
+    let mut r = Response::new(file.data.into_owned().into());
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static(kind));
+    r
+}
+
+/// The headers every console answer carries.
+fn secured(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert("content-security-policy", HeaderValue::from_static(CSP));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert("cache-control", HeaderValue::from_static("no-store"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_holds_the_credential_and_nothing_else() {
+        let mut h = HeaderMap::new();
+        let v = URL_SAFE_NO_PAD.encode("k; ey=1");
+        h.insert(
+            "cookie",
+            HeaderValue::from_str(&format!("other=1; {COOKIE}={v}; x=2")).unwrap(),
+        );
+        assert_eq!(cookie_credential(&h).as_deref(), Some("k; ey=1"));
+        h.insert("cookie", HeaderValue::from_static("aareguru_console=%%%"));
+        assert_eq!(cookie_credential(&h), None);
+    }
+
+    #[test]
+    fn the_csrf_token_depends_on_the_credential() {
+        assert_eq!(csrf_of("a"), csrf_of("a"));
+        assert_ne!(csrf_of("a"), csrf_of("b"));
+        assert_eq!(csrf_of("a").len(), 32);
+    }
+}

@@ -1,0 +1,171 @@
+//! The console's doors (`--console`), over real HTTP: without a credential only the login page
+//! and its assets; a wrong, unknown or scope-less credential is refused; a good one becomes an
+//! HttpOnly, SameSite=Strict cookie and nothing else; state changes need the CSRF token; a
+//! cross-site request is refused; every answer carries the Content-Security-Policy.
+
+use reqwest::{StatusCode, header::HeaderMap};
+use serde_json::{Value, json};
+
+use crate::{
+    gateway_util::Gateway,
+    infra::TempDir,
+    servers::{fixture, write},
+};
+
+fn key_entry(name: &str, key: &str, scopes: &[&str]) -> Value {
+    use sha2::Digest;
+    let sha: String = sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    json!({"name": name, "sha256": sha, "scopes": scopes})
+}
+
+const CSP: &str = "default-src 'none'; script-src 'self'";
+
+async fn get(gw: &Gateway, path: &str, cookie: Option<&str>) -> (StatusCode, HeaderMap, String) {
+    let mut r = reqwest::Client::new().get(gw.url(path));
+    if let Some(c) = cookie {
+        r = r.header("cookie", c);
+    }
+    let r = r.send().await.unwrap();
+    let (status, headers) = (r.status(), r.headers().clone());
+    (status, headers, r.text().await.unwrap())
+}
+
+async fn login(gw: &Gateway, credential: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(gw.url("/console/login"))
+        .json(&json!({ "credential": credential }))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn nothing_of_the_console_without_an_admin_credential() {
+    let dir = TempDir::new("console");
+    let config = json!({
+        "gateway": {"apiKeys": [
+            key_entry("ops", "k-ops-0123456789", &["admin"]),
+            key_entry("ci", "k-ci-0123456789", &["mcp:tools"])
+        ]},
+        "mcpServers": {"fx": fixture("fx", json!({}))}
+    });
+    let path = write(&dir, &config);
+    let gw = Gateway::start(&["--config", &path, "--console"], &[]).await;
+
+    // Without a credential: the login page and its own assets, nothing else.
+    let (status, headers, body) = get(&gw, "/console/", None).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("id=\"login\""), "{body}");
+    assert!(!body.contains("<script>"), "no inline script: {body}");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with(CSP)
+    );
+    assert_eq!(headers["x-frame-options"], "DENY");
+    for open in ["/console/assets/login.js", "/console/assets/console.css"] {
+        assert_eq!(get(&gw, open, None).await.0, 200, "{open}");
+    }
+    for closed in [
+        "/console/assets/app.js",
+        "/console/assets/index.html",
+        "/console/api/me",
+        "/console/api/overview",
+    ] {
+        let (status, headers, body) = get(&gw, closed, None).await;
+        assert_eq!(status, 401, "{closed}: {body}");
+        assert!(headers.contains_key("content-security-policy"), "{closed}");
+        // A made-up cookie is no better.
+        let (status, _, _) = get(&gw, closed, Some("aareguru_console=bm9wZQ")).await;
+        assert_eq!(status, 401, "{closed} with a wrong cookie");
+    }
+    assert_eq!(get(&gw, "/servers/fx/console/", None).await.0, 404);
+
+    // Wrong credentials, a key without the console's scope, and a form post: refused, no cookie.
+    for (credential, want) in [("wrong", 401), ("k-ci-0123456789", 403)] {
+        let r = login(&gw, credential).await;
+        assert_eq!(r.status(), want, "{credential}");
+        assert!(!r.headers().contains_key("set-cookie"));
+    }
+    let r = reqwest::Client::new()
+        .post(gw.url("/console/login"))
+        .form(&[("credential", "k-ops-0123456789")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert!(!r.headers().contains_key("set-cookie"));
+
+    // The admin key: a cookie that holds it, HttpOnly and SameSite=Strict, and nothing in a URL.
+    let r = login(&gw, "k-ops-0123456789").await;
+    assert_eq!(r.status(), 200);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(set.contains(part), "{set}");
+    }
+    assert!(!set.contains("k-ops-0123456789"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(me["subject"], "api-key:ops");
+    let csrf = me["csrf"].as_str().unwrap().to_string();
+    let (status, _, body) = get(&gw, "/console/", Some(&cookie)).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("assets/app.js"), "{body}");
+    let (status, _, body) = get(&gw, "/console/api/overview", Some(&cookie)).await;
+    assert_eq!(status, 200);
+    let overview: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        overview["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "fx"),
+        "{overview}"
+    );
+
+    // A state change without the CSRF token, or from another site, is refused.
+    let logout = |token: Option<&str>, origin: Option<&str>| {
+        let mut r = reqwest::Client::new()
+            .post(gw.url("/console/logout"))
+            .header("cookie", &cookie);
+        if let Some(t) = token {
+            r = r.header("x-csrf-token", t);
+        }
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send()
+    };
+    assert_eq!(logout(None, None).await.unwrap().status(), 403);
+    assert_eq!(logout(Some("0000"), None).await.unwrap().status(), 403);
+    assert_eq!(
+        logout(Some(&csrf), Some("https://evil.example"))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    let r = logout(Some(&csrf), None).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+}
+
+#[tokio::test]
+async fn the_console_needs_a_way_to_log_in() {
+    let out = std::process::Command::new(crate::util::BIN)
+        .args(["--sse", "--port", "0", "--console"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--console needs a way to log in"), "{err}");
+}
