@@ -208,9 +208,10 @@ impl Stopping<'_> {
 /// What the directory should do when a session held here closes.
 fn release_of(cause: CloseCause) -> Release {
     match cause {
-        CloseCause::ClientGone | CloseCause::ChildExited | CloseCause::ChildStartTimeout => {
-            Release::Ended
-        }
+        CloseCause::ClientGone
+        | CloseCause::ChildExited
+        | CloseCause::ChildStartTimeout
+        | CloseCause::Ended => Release::Ended,
         CloseCause::IdleTimeout | CloseCause::SlowClient | CloseCause::Shutdown => {
             Release::LocalCopy
         }

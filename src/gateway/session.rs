@@ -57,6 +57,22 @@ pub struct Session {
     /// With `--otel`: the server span of each request awaiting its answer (raw id), ended when
     /// the answer is on its way to the client (or the session ends).
     spans: crate::telemetry::spans::Held,
+    /// Milliseconds since the gateway epoch when it opened.
+    opened: u64,
+    /// The client's address.
+    client: IpAddr,
+    /// Requests the client sent.
+    requests: AtomicU64,
+    /// What the client said of itself in its `initialize`.
+    hello: OnceLock<Hello>,
+}
+
+/// The client's name, version and protocol revision, from its `initialize`.
+#[derive(Default)]
+struct Hello {
+    name: String,
+    version: String,
+    protocol: String,
 }
 
 /// Where a session's messages for the client go.
@@ -180,6 +196,22 @@ impl Client for Session {
     }
 }
 
+impl Hello {
+    /// What an `initialize` request (`line`) says of its client.
+    fn of(line: &[u8]) -> Hello {
+        let params = crate::mcp::jsonrpc::Envelope::parse(line)
+            .and_then(|e| e.params())
+            .unwrap_or_default();
+        let text =
+            |v: &serde_json::Value| v.as_str().unwrap_or_default().chars().take(100).collect();
+        Hello {
+            name: text(&params["clientInfo"]["name"]),
+            version: text(&params["clientInfo"]["version"]),
+            protocol: text(&params["protocolVersion"]),
+        }
+    }
+}
+
 /// Told of every session that ends, with why (the cluster keeps its directory by it).
 pub type CloseHook = Box<dyn Fn(&Session, CloseCause) + Send + Sync>;
 
@@ -289,6 +321,10 @@ impl Sessions {
             owner: OnceLock::new(),
             caller: RwLock::new(None),
             spans: Default::default(),
+            opened: self.now_ms(),
+            client,
+            requests: AtomicU64::new(0),
+            hello: OnceLock::new(),
         });
         // In the table before the backend starts relaying, so a server that dies at once can
         // close its session.
@@ -338,10 +374,41 @@ impl Sessions {
         }
         session.touch();
         self.metrics.message("client_to_server");
+        if let Kind::Request { method, .. } = kind {
+            session.requests.fetch_add(1, Ordering::Relaxed);
+            if method == "initialize" && session.hello.get().is_none() {
+                let _ = session.hello.set(Hello::of(&line));
+            }
+        }
         match session.link.get() {
             Some(link) => link.forward(line, kind).await,
             None => Err(ForwardError::Closed),
         }
+    }
+
+    /// What the console shows of each open session.
+    pub fn views(&self) -> Vec<serde_json::Value> {
+        let now = self.now_ms();
+        let sessions: Vec<Arc<Session>> = self.map.read().values().cloned().collect();
+        sessions
+            .iter()
+            .map(|s| {
+                let hello = s.hello.get();
+                let streamable = matches!(*s.outbound.lock(), Some(Outbound::Sink(_)));
+                let caller = s.caller.read().as_ref().map(|c| c.subject.clone());
+                serde_json::json!({
+                    "id": s.id_str,
+                    "transport": if streamable { "streamable-http" } else { "sse" },
+                    "protocol": hello.map(|h| h.protocol.as_str()),
+                    "client": hello.map(|h| format!("{} {}", h.name, h.version).trim().to_string()),
+                    "address": s.client.to_string(),
+                    "subject": s.owner.get().cloned().or(caller).filter(|c| !c.is_empty()),
+                    "age_s": now.saturating_sub(s.opened) / 1000,
+                    "idle_s": now.saturating_sub(s.last_activity.load(Ordering::Relaxed)) / 1000,
+                    "requests": s.requests.load(Ordering::Relaxed),
+                })
+            })
+            .collect()
     }
 
     /// Answers a request on the client's stream without involving the server.

@@ -7,7 +7,7 @@ use reqwest::{StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
 
 use crate::{
-    gateway_util::Gateway,
+    gateway_util::{Gateway, McpClient},
     infra::TempDir,
     servers::{fixture, write},
 };
@@ -126,6 +126,43 @@ async fn nothing_of_the_console_without_an_admin_credential() {
             .any(|s| s["name"] == "fx"),
         "{overview}"
     );
+
+    // Open sessions, with what their clients said; one ended from the console is gone for
+    // its client.
+    let mut mcp = McpClient::new(&gw.url("/servers/fx"));
+    mcp.headers
+        .push(("x-api-key".into(), "k-ci-0123456789".into()));
+    mcp.initialize().await;
+    assert_eq!(mcp.call(1, "echo", json!({"x": 1})).await.0, 200);
+    let id = mcp.session.clone().unwrap();
+    let (status, _, body) = get(&gw, "/console/api/sessions", Some(&cookie)).await;
+    assert_eq!(status, 200);
+    let sessions: Value = serde_json::from_str(&body).unwrap();
+    let ours = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{sessions}"));
+    assert_eq!(ours["server"], "fx", "{ours}");
+    assert_eq!(ours["transport"], "streamable-http", "{ours}");
+    assert_eq!(ours["client"], "it 1", "{ours}");
+    assert_eq!(ours["protocol"], "2025-06-18", "{ours}");
+    assert_eq!(ours["subject"], "api-key:ci", "{ours}");
+    assert_eq!(ours["requests"], 2, "{ours}");
+    let end = |token: &str| {
+        reqwest::Client::new()
+            .delete(gw.url(&format!("/console/api/sessions/{id}")))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", token)
+            .send()
+    };
+    assert_eq!(end("0000").await.unwrap().status(), 403);
+    assert_eq!(mcp.call(2, "echo", json!({"x": 2})).await.0, 200);
+    assert_eq!(end(&csrf).await.unwrap().status(), 200);
+    assert_eq!(mcp.call(3, "echo", json!({"x": 3})).await.0, 404);
+    assert_eq!(end(&csrf).await.unwrap().status(), 404);
 
     // A state change without the CSRF token, or from another site, is refused.
     let logout = |token: Option<&str>, origin: Option<&str>| {

@@ -22,6 +22,8 @@ pub enum CloseCause {
     Shutdown,
     /// The cluster's directory no longer lists the session as this replica's.
     Superseded,
+    /// An operator ended it (the console).
+    Ended,
 }
 
 impl CloseCause {
@@ -34,6 +36,7 @@ impl CloseCause {
             CloseCause::SlowClient => "client not reading its stream",
             CloseCause::Shutdown => "gateway shutting down",
             CloseCause::Superseded => "no longer this replica's (cluster directory)",
+            CloseCause::Ended => "ended by an operator",
         }
     }
 }

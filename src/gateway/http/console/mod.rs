@@ -27,7 +27,7 @@ use super::{
     reply::{self, error_reply, json_reply},
     state::Http,
 };
-use crate::gateway::oauth::ALL_SCOPES;
+use crate::gateway::{oauth::ALL_SCOPES, session::CloseCause};
 
 /// The cookie that holds the credential.
 const COOKIE: &str = "aareguru_console";
@@ -109,7 +109,20 @@ impl Http {
                 Ok(_) => json_reply(StatusCode::OK, self.overview()),
                 Err(r) => r,
             },
-            (_, "" | "/" | "/api/me" | "/api/overview") => wrong_method("GET"),
+            (&Method::GET, "/api/sessions") => match self.admin(headers, client).await {
+                Ok(_) => json_reply(StatusCode::OK, json!({"sessions": self.session_views()})),
+                Err(r) => r,
+            },
+            (&Method::DELETE, p) if p.starts_with("/api/sessions/") => {
+                match self.admin(headers, client).await {
+                    Ok(admin) if csrf_ok(headers, &admin) => {
+                        self.end_session(&p["/api/sessions/".len()..], &admin)
+                    }
+                    Ok(_) => csrf_refused(),
+                    Err(r) => r,
+                }
+            }
+            (_, "" | "/" | "/api/me" | "/api/overview" | "/api/sessions") => wrong_method("GET"),
             (_, "/login" | "/logout") => wrong_method("POST"),
             _ => error_reply(StatusCode::NOT_FOUND, "not found"),
         };
@@ -210,6 +223,36 @@ impl Http {
         format!(
             "{COOKIE}={value}; Path={}/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
             self.base_path
+        )
+    }
+
+    /// Every open session of this replica, with its server.
+    fn session_views(&self) -> Vec<Value> {
+        let mut all = vec![];
+        for served in self.registry.all() {
+            for mut view in served.sessions.views() {
+                view["server"] = json!(served.name());
+                all.push(view);
+            }
+        }
+        all
+    }
+
+    /// Ends session `id` (its client's next request gets 404).
+    fn end_session(&self, id: &str, admin: &Admin) -> Response {
+        let Ok(uuid) = id.parse::<uuid::Uuid>() else {
+            return error_reply(StatusCode::NOT_FOUND, "no such session");
+        };
+        for served in self.registry.all() {
+            if served.sessions.get(&uuid).is_some() {
+                served.sessions.close(&uuid, CloseCause::Ended);
+                tracing::info!(session = id, by = %admin.subject, "session ended from the console");
+                return json_reply(StatusCode::OK, json!({"ended": id}));
+            }
+        }
+        error_reply(
+            StatusCode::NOT_FOUND,
+            "no such session on this replica (it may have ended, or be held by another replica)",
         )
     }
 

@@ -47,6 +47,32 @@ const pages = {
       ], o.servers || []),
     );
   },
+  async sessions(main) {
+    const { sessions } = await api("sessions");
+    const end = (s) => {
+      const b = el("button", { type: "button" }, "End");
+      b.addEventListener("click", async () => {
+        await api(`sessions/${encodeURIComponent(s.id)}`, { method: "DELETE" });
+        await show();
+      });
+      return b;
+    };
+    main.replaceChildren(
+      el("h2", {}, `Sessions on this replica (${sessions.length})`),
+      table([
+        ["server", (s) => s.server],
+        ["client", (s) => s.client || ""],
+        ["transport", (s) => s.transport],
+        ["revision", (s) => s.protocol || ""],
+        ["subject", (s) => s.subject || ""],
+        ["address", (s) => s.address],
+        ["age", (s) => `${s.age_s} s`],
+        ["idle", (s) => `${s.idle_s} s`],
+        ["requests", (s) => s.requests],
+        ["", end],
+      ], sessions),
+    );
+  },
 };
 
 async function show() {
