@@ -103,6 +103,9 @@ pub async fn run(config: GatewayConfig, listener: TcpListener, stop: Stop) -> an
         stop.drain.clone(),
     ));
     tokio::spawn(servers::reload::watch(registry.clone(), stop.drain.clone()));
+    if config.console.is_some() {
+        http.keep_live(stop.drain.clone());
+    }
 
     let routes = http::routes(http.clone());
     let listening = Listening::start(listener, |listener, stop| {

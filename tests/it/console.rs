@@ -151,6 +151,42 @@ async fn nothing_of_the_console_without_an_admin_credential() {
     assert_eq!(ours["protocol"], "2025-06-18", "{ours}");
     assert_eq!(ours["subject"], "api-key:ci", "{ours}");
     assert_eq!(ours["requests"], 2, "{ours}");
+    // The live stream: the history, then a sample a second that counts the calls made.
+    let mut stream = reqwest::Client::new()
+        .get(gw.url("/console/api/live"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let kind = stream.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(kind.starts_with("text/event-stream"), "{kind}");
+    for i in 0..5 {
+        assert_eq!(mcp.call(10 + i, "echo", json!({"i": i})).await.0, 200);
+    }
+    let (mut text, mut counted) = (String::new(), 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while counted < 5 && std::time::Instant::now() < deadline {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(3), stream.chunk())
+            .await
+            .expect("a sample within 3 s")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        counted = text
+            .split("\n\n")
+            .filter(|e| e.contains("event:sample"))
+            .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data:")))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .map(|s| s["calls"].as_u64().unwrap_or(0))
+            .sum();
+    }
+    assert!(text.starts_with("event:history"), "{text}");
+    assert!(counted >= 5, "{text}");
+    drop(stream);
     let end = |token: &str| {
         reqwest::Client::new()
             .delete(gw.url(&format!("/console/api/sessions/{id}")))

@@ -44,6 +44,8 @@ pub struct Http {
     pub(super) restoring: tokio::sync::Mutex<()>,
     /// `--oauth-issuer`: the gateway as an OAuth resource server.
     pub(super) oauth: Option<ResourceServer>,
+    /// The console's newest live sample, for its open pages (`--console`).
+    pub(super) live: tokio::sync::watch::Sender<Option<crate::gateway::metrics::live::Sample>>,
 }
 
 impl Http {
@@ -84,6 +86,7 @@ impl Http {
             shutting_down: AtomicBool::new(false),
             drain: Drain::default(),
             mcp: streams::Registry::default(),
+            live: tokio::sync::watch::Sender::new(None),
         }
     }
 

@@ -16,6 +16,8 @@ use super::labels::*;
 /// Every metric, registered once.
 pub struct Metrics {
     registry: Registry,
+    /// The console's live numbers (kept only with `--console`).
+    pub live: super::live::Live,
     pub sessions_active: Gauge,
     pub sessions_total: Counter,
     pub messages: Family<Direction, Counter>,
@@ -389,6 +391,7 @@ impl Metrics {
             backend,
             errors,
             rejected,
+            live: Default::default(),
         }
     }
 

@@ -5,6 +5,7 @@
 
 mod all;
 pub mod labels;
+pub mod live;
 mod server;
 
 pub use self::{

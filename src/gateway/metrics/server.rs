@@ -58,6 +58,16 @@ impl ServerMetrics {
         }
     }
 
+    /// Whether the console's live numbers are kept (`--console`).
+    pub fn live_on(&self) -> bool {
+        self.all.live.is_on()
+    }
+
+    /// A call ended (the console's live numbers).
+    pub fn call_ended(&self, ok: bool, took: Duration) {
+        self.all.live.record(ok, took);
+    }
+
     pub fn session_opened(&self) {
         self.all.sessions_total.inc();
         self.all.sessions_active.inc();

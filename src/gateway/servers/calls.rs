@@ -197,6 +197,7 @@ impl CountedClient {
                     audit.record(&entry, &outcome);
                 }
                 self.shared.metrics.limited(&refusal.limit);
+                self.shared.metrics.call_ended(false, started.elapsed());
                 self.inner.send_unbounded(answer);
                 return Err(refusal);
             }
@@ -219,12 +220,22 @@ impl CountedClient {
             return;
         };
         self.open_calls.fetch_sub(1, Ordering::AcqRel);
+        let live = self.shared.metrics.live_on();
+        if self.shared.audit.is_none() && !live {
+            return;
+        }
+        let outcome = outcome(&open);
+        let duration = open.started.elapsed();
+        if live {
+            self.shared
+                .metrics
+                .call_ended(matches!(outcome, Outcome::Ok), duration);
+        }
         let Some(audit) = &self.shared.audit else {
             return;
         };
-        let outcome = outcome(&open);
         let entry = Entry {
-            duration: open.started.elapsed(),
+            duration,
             bytes_out,
             ..open.entry
         };
@@ -371,7 +382,7 @@ impl Link for CountedLink {
                     .find(|m| m == method)
                     .unwrap_or_default();
                 let shared = &client.shared;
-                let counted = shared.audit.is_some() || {
+                let counted = shared.audit.is_some() || shared.metrics.live_on() || {
                     let limits = shared.limits.current();
                     !limits.is_empty() && limits.covers(&shared.subject.name)
                 };

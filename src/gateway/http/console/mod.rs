@@ -109,6 +109,10 @@ impl Http {
                 Ok(_) => json_reply(StatusCode::OK, self.overview()),
                 Err(r) => r,
             },
+            (&Method::GET, "/api/live") => match self.admin(headers, client).await {
+                Ok(_) => self.live_stream(),
+                Err(r) => r,
+            },
             (&Method::GET, "/api/sessions") => match self.admin(headers, client).await {
                 Ok(_) => json_reply(StatusCode::OK, json!({"sessions": self.session_views()})),
                 Err(r) => r,
@@ -122,7 +126,9 @@ impl Http {
                     Err(r) => r,
                 }
             }
-            (_, "" | "/" | "/api/me" | "/api/overview" | "/api/sessions") => wrong_method("GET"),
+            (_, "" | "/" | "/api/me" | "/api/overview" | "/api/sessions" | "/api/live") => {
+                wrong_method("GET")
+            }
             (_, "/login" | "/logout") => wrong_method("POST"),
             _ => error_reply(StatusCode::NOT_FOUND, "not found"),
         };
@@ -223,6 +229,55 @@ impl Http {
         format!(
             "{COOKIE}={value}; Path={}/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
             self.base_path
+        )
+    }
+
+    /// Starts keeping the live numbers: a sample each second until `stop`.
+    pub fn keep_live(self: &std::sync::Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        self.metrics.live.turn_on();
+        let http = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            every.tick().await;
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = stop.cancelled() => return,
+                }
+                let sample = http.metrics.live.tick(http.metrics.sessions_active.get());
+                http.live.send_replace(Some(sample));
+            }
+        });
+    }
+
+    /// `GET /console/api/live`: an SSE stream — `history` (the last 15 minutes' samples), then
+    /// a `sample` each second. Ends when the gateway stops.
+    fn live_stream(&self) -> Response {
+        let history = serde_json::to_string(&self.metrics.live.history()).unwrap_or_default();
+        let mut rx = self.live.subscribe();
+        rx.mark_unchanged();
+        let (_, end) = self.drain.stream(true);
+        let first = futures::stream::once(async move {
+            Ok(warp::sse::Event::default().event("history").data(history))
+        });
+        let next = futures::stream::unfold((rx, end), |(mut rx, end)| async move {
+            let changed = async {
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            if !super::drain::Drain::waited(end.as_ref(), changed).await {
+                return None;
+            }
+            let sample = rx.borrow_and_update().clone()?;
+            let data = serde_json::to_string(&sample).unwrap_or_default();
+            let event = warp::sse::Event::default().event("sample").data(data);
+            Some((Ok(event), (rx, end)))
+        });
+        reply::sse_response(
+            self.config.keepalive,
+            futures::StreamExt::chain(first, next),
         )
     }
 
