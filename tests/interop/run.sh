@@ -166,6 +166,23 @@ timeout 600 "$dir/venv/bin/python" tests/interop/search_python.py "$bin" "$fake"
 echo "== OpenTelemetry: one trace from a Python SDK host through the gateway (--otel) to an instrumented Python SDK server — both transports, 2026-07-28, a federated group, the --connect bridge, two replicas; OTLP/HTTP and gRPC; sampling; duration metrics; _meta untouched with export off; the collector down, slow or failing"
 (cd tests/interop && timeout 300 "$root/$dir/venv-otel/bin/python" otel_python.py "$bin" "$fake")
 
+echo "== The console in a real browser: Debian's chromium driven by Playwright for Python (log in, servers and a killed child's restart seen live, the playground with an outputSchema check, an elicitation from server-everything answered, a session ended, no CSP violation)"
+# No browser download: Playwright drives the system's chromium.
+if [ ! -x /usr/bin/chromium ]; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo -n"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get install -y -q chromium || { $sudo apt-get update -q && $sudo apt-get install -y -q chromium; }
+fi
+playwright=1.65.2
+if ! "$dir/venv-console/bin/python" -c "import importlib.metadata as m; assert m.version('playwright') == '$playwright'" 2>/dev/null; then
+    python3 -m venv "$dir/venv-console"
+    "$dir/venv-console/bin/pip" install --quiet --disable-pip-version-check "playwright==$playwright"
+fi
+mkdir -p "$dir/console-screenshots"
+(cd tests/interop && timeout 300 "$root/$dir/venv-console/bin/python" console_browser.py "$bin" "$fake" \
+    "$root/$dir/node" "$root/target/debug/examples/fixture_server" "$root/$dir/console-screenshots")
+
 echo "== Python and TypeScript SDKs through nginx round-robin in front of three replicas on Redis"
 cp tests/interop/cluster_ts.mjs "$dir/node/"
 timeout 600 "$dir/venv/bin/python" tests/interop/cluster_python.py "$bin" "$fake" "$root/$dir/node"

@@ -226,7 +226,9 @@ impl Http {
             if server.is_some() {
                 return error_reply(StatusCode::NOT_FOUND, "not found");
             }
-            return self.console(&method, sub, &headers, client, body).await;
+            return self
+                .console(&method, sub, query, &headers, client, body)
+                .await;
         }
         if matches!(route, Route::ProtectedResource) {
             let suffix = path.strip_prefix(oauth::METADATA_PATH).unwrap_or("");

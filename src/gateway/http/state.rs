@@ -45,7 +45,10 @@ pub struct Http {
     /// `--oauth-issuer`: the gateway as an OAuth resource server.
     pub(super) oauth: Option<ResourceServer>,
     /// The console's newest live sample, for its open pages (`--console`).
-    pub(super) live: tokio::sync::watch::Sender<Option<crate::gateway::metrics::live::Sample>>,
+    /// With the servers' states of the same second.
+    pub(super) live: tokio::sync::watch::Sender<
+        Option<(crate::gateway::metrics::live::Sample, serde_json::Value)>,
+    >,
 }
 
 impl Http {

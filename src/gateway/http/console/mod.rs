@@ -9,7 +9,7 @@
 //! Owns: the console's HTTP side — login, the cookie, CSRF, its headers and assets. Must not
 //! touch: backends or sessions directly (it reads the views the registry gives `/health`).
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use bytes::Buf;
@@ -54,9 +54,10 @@ struct Admin {
 impl Http {
     /// A request for `/console` + `sub`.
     pub(super) async fn console(
-        &self,
+        self: &Arc<Self>,
         method: &Method,
         sub: &str,
+        query: &str,
         headers: &HeaderMap,
         client: IpAddr,
         body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin + Send,
@@ -86,6 +87,39 @@ impl Http {
                         Ok(_) => asset(name),
                         Err(r) => r,
                     }
+                }
+            }
+            // The playground's MCP client: the endpoint of a server, as the admin.
+            (_, p) if p == "/mcp" || p.starts_with("/mcp/") => {
+                match self.admin(headers, client).await {
+                    Ok(admin) if csrf_ok(headers, &admin) => {
+                        let path = match p.strip_prefix("/mcp/") {
+                            Some(name) => format!("/servers/{name}/mcp"),
+                            None => "/mcp".to_string(),
+                        };
+                        let mut headers = headers.clone();
+                        headers.remove("cookie");
+                        headers.remove("x-api-key");
+                        headers.remove(CSRF_HEADER);
+                        if let Ok(v) =
+                            HeaderValue::from_str(&format!("Bearer {}", admin.credential))
+                        {
+                            headers.insert("authorization", v);
+                        }
+                        // Through the front again: placement, authorization, rules and
+                        // limits apply as to any client.
+                        let again = self.clone().handle(
+                            method.clone(),
+                            &path,
+                            query,
+                            headers,
+                            client,
+                            body,
+                        );
+                        Box::pin(again).await
+                    }
+                    Ok(_) => csrf_refused(),
+                    Err(r) => r,
                 }
             }
             (&Method::POST, "/login") => self.login(headers, client, body).await,
@@ -246,13 +280,14 @@ impl Http {
                     _ = stop.cancelled() => return,
                 }
                 let sample = http.metrics.live.tick(http.metrics.sessions_active.get());
-                http.live.send_replace(Some(sample));
+                http.live
+                    .send_replace(Some((sample, http.registry.status().0)));
             }
         });
     }
 
     /// `GET /console/api/live`: an SSE stream — `history` (the last 15 minutes' samples), then
-    /// a `sample` each second. Ends when the gateway stops.
+    /// a `sample` each second with the servers' states. Ends when the gateway stops.
     fn live_stream(&self) -> Response {
         let history = serde_json::to_string(&self.metrics.live.history()).unwrap_or_default();
         let mut rx = self.live.subscribe();
@@ -270,8 +305,10 @@ impl Http {
             if !super::drain::Drain::waited(end.as_ref(), changed).await {
                 return None;
             }
-            let sample = rx.borrow_and_update().clone()?;
-            let data = serde_json::to_string(&sample).unwrap_or_default();
+            let (sample, servers) = rx.borrow_and_update().clone()?;
+            let mut data = serde_json::to_value(&sample).unwrap_or_default();
+            data["servers"] = servers;
+            let data = data.to_string();
             let event = warp::sse::Event::default().event("sample").data(data);
             Some((Ok(event), (rx, end)))
         });

@@ -73,7 +73,10 @@ function listen() {
   live.source = new EventSource("api/live");
   live.source.addEventListener("history", (e) => { live.samples = JSON.parse(e.data); redraw(); });
   live.source.addEventListener("sample", (e) => {
-    live.samples.push(JSON.parse(e.data));
+    const sample = JSON.parse(e.data);
+    live.servers = sample.servers;
+    delete sample.servers;
+    live.samples.push(sample);
     if (live.samples.length > 900) live.samples.shift();
     redraw();
   });
@@ -81,9 +84,117 @@ function listen() {
 
 function redraw() {
   if (live.charts && document.body.contains(live.charts[0].box)) live.charts.forEach(draw);
+  const servers = document.getElementById("servers");
+  if (servers && live.servers) servers.replaceChildren(serversTable(live.servers));
 }
 
+function serversTable(servers) {
+  return table([
+    ["name", (s) => s.name],
+    ["state", (s) => el("span", { class: `state-${s.state}`, "data-server": s.name, "data-field": "state" }, s.state || "")],
+    ["backend", (s) => s.backend || (s.members ? "group" : "")],
+    ["sessions", (s) => s.sessions ?? ""],
+    ["children alive", (s) => el("span", { "data-server": s.name, "data-field": "children" }, s.children_alive ?? "")],
+    ["restarts", (s) => el("span", { "data-server": s.name, "data-field": "restarts" },
+      s.shared_children ? s.shared_children.reduce((n, c) => n + (c.restarts || 0), 0) : "")],
+    ["warm pool (ready / hits / misses)", (s) => (s.pool ? `${s.pool.ready ?? ""} / ${s.pool.hits ?? ""} / ${s.pool.misses ?? ""}` : "")],
+    ["last error", (s) => s.failed || s.last_error || ""],
+  ], servers);
+}
+
+// A form for the properties of an object schema; `read()` gives the value it holds.
+function schemaForm(schema) {
+  const fields = [];
+  const box = el("div", { class: "form" });
+  const required = new Set(schema?.required || []);
+  for (const [name, s] of Object.entries(schema?.properties || {})) {
+    const label = `${name}${required.has(name) ? " *" : ""}${s.description ? ` — ${s.description}` : ""}`;
+    let input;
+    let read;
+    if (s.enum) {
+      input = el("select", { name }, el("option", { value: "" }, ""), ...s.enum.map((v) => el("option", { value: JSON.stringify(v) }, String(v))));
+      read = () => (input.value === "" ? undefined : JSON.parse(input.value));
+    } else if (s.type === "boolean") {
+      input = el("input", { type: "checkbox", name });
+      read = () => input.checked;
+    } else if (s.type === "number" || s.type === "integer") {
+      input = el("input", { type: "number", name, step: s.type === "integer" ? "1" : "any" });
+      read = () => (input.value === "" ? undefined : Number(input.value));
+    } else if (s.type === "object" || s.type === "array") {
+      input = el("textarea", { name, rows: "3", placeholder: "JSON" });
+      read = () => (input.value.trim() === "" ? undefined : JSON.parse(input.value));
+    } else {
+      input = el("input", { type: "text", name });
+      read = () => (input.value === "" ? undefined : input.value);
+    }
+    if (s.default !== undefined) {
+      if (input.type === "checkbox") input.checked = !!s.default;
+      else input.value = typeof s.default === "string" ? s.default : JSON.stringify(s.default);
+    }
+    box.append(el("label", {}, label), input);
+    fields.push([name, read]);
+  }
+  return {
+    box,
+    read() {
+      const value = {};
+      for (const [name, read] of fields) {
+        const v = read();
+        if (v !== undefined) value[name] = v;
+      }
+      return value;
+    },
+  };
+}
+
+// What the server asks while a call runs (elicitation): shown in a dialog, answered by the
+// operator.
+function answerAsk(message) {
+  const dialog = document.getElementById("asked");
+  if (message.method !== "elicitation/create") {
+    return Promise.resolve({ error: { code: -32601, message: `${message.method} is not answered by the console` } });
+  }
+  const params = message.params || {};
+  const form = schemaForm(params.requestedSchema);
+  return new Promise((resolve) => {
+    const done = (reply) => { dialog.close(); resolve({ result: reply }); };
+    const accept = el("button", { type: "button", id: "ask-accept" }, "Accept");
+    const decline = el("button", { type: "button", id: "ask-decline" }, "Decline");
+    accept.addEventListener("click", () => done({ action: "accept", content: form.read() }));
+    decline.addEventListener("click", () => done({ action: "decline" }));
+    dialog.replaceChildren(el("h2", {}, "The server asks"), el("p", {}, params.message || ""), form.box, el("p", {}, accept, " ", decline));
+    dialog.showModal();
+  });
+}
+
+const playground = { client: null, server: null, tools: [] };
+
 const pages = {
+  async playground(main) {
+    const o = await api("overview");
+    const pick = el("select", { id: "pg-server" }, ...(o.servers || []).map((s) => el("option", { value: s.name }, s.name)));
+    if (playground.server) pick.value = playground.server;
+    const connect = el("button", { type: "button", id: "pg-connect" }, "Connect");
+    const toolBox = el("div", { id: "pg-tools" });
+    const result = el("div", { id: "pg-result" });
+    connect.addEventListener("click", async () => {
+      result.replaceChildren();
+      if (playground.client) await playground.client.close();
+      playground.server = pick.value;
+      playground.client = new McpClient(pick.value === "default" ? "" : pick.value, state.csrf);
+      playground.client.onRequest = answerAsk;
+      try {
+        await playground.client.open();
+        playground.tools = (await playground.client.request("tools/list", {})).tools || [];
+        showTools(toolBox, result);
+      } catch (e) {
+        toolBox.replaceChildren(el("p", { class: "state-failed" }, e.message));
+      }
+    });
+    main.replaceChildren(el("h2", {}, "Playground"), el("p", {}, "Server ", pick, " ", connect), toolBox, result);
+    if (playground.client) showTools(toolBox, result);
+  },
+
   async overview(main) {
     const o = await api("overview");
     live.charts = [
@@ -97,13 +208,7 @@ const pages = {
       el("p", {}, `version ${o.version}`, o.draining ? " — draining" : ""),
       el("div", { class: "charts", id: "charts" }, ...live.charts.map((c) => c.box)),
       el("h2", {}, "Servers"),
-      table([
-        ["name", (s) => s.name],
-        ["state", (s) => el("span", { class: `state-${s.state}` }, s.state || "")],
-        ["backend", (s) => s.backend || s.kind || ""],
-        ["sessions", (s) => s.sessions ?? ""],
-        ["children alive", (s) => s.children_alive ?? ""],
-      ], o.servers || []),
+      el("div", { id: "servers" }, serversTable(o.servers || [])),
     );
     redraw();
   },
@@ -134,6 +239,49 @@ const pages = {
     );
   },
 };
+
+function showTools(box, result) {
+  const choose = el("select", { id: "pg-tool" }, ...playground.tools.map((t) => el("option", { value: t.name }, t.name)));
+  const formBox = el("div");
+  const call = el("button", { type: "button", id: "pg-call" }, "Call");
+  let form = null;
+  const chosen = () => playground.tools.find((t) => t.name === choose.value);
+  const redo = () => {
+    const t = chosen();
+    form = schemaForm(t?.inputSchema);
+    formBox.replaceChildren(
+      el("p", { class: "muted" }, t?.description || ""),
+      form.box,
+      el("details", {}, el("summary", {}, "schemas"), el("pre", {}, JSON.stringify({ inputSchema: t?.inputSchema, outputSchema: t?.outputSchema }, null, 2))),
+    );
+  };
+  choose.addEventListener("change", redo);
+  call.addEventListener("click", async () => {
+    const t = chosen();
+    result.replaceChildren(el("p", { class: "muted" }, "calling…"));
+    const started = performance.now();
+    try {
+      const r = await playground.client.request("tools/call", { name: t.name, arguments: form.read() });
+      const ms = performance.now() - started;
+      const text = (r.content || []).filter((c) => c.type === "text").map((c) => c.text).join("\n");
+      const parts = [el("p", { id: "pg-took" }, `${r.isError ? "tool error" : "ok"} in ${ms.toFixed(0)} ms`), el("pre", { id: "pg-text" }, text)];
+      if (r.structuredContent !== undefined) {
+        const problems = t.outputSchema ? schemaProblems(t.outputSchema, r.structuredContent) : null;
+        parts.push(
+          el("h2", {}, "structuredContent"),
+          el("p", { id: "pg-schema", class: problems && problems.length ? "state-failed" : "state-ok" },
+            problems === null ? "no outputSchema to check against" : problems.length ? `does not match the outputSchema: ${problems.join("; ")}` : "matches the outputSchema"),
+          el("pre", {}, JSON.stringify(r.structuredContent, null, 2)),
+        );
+      }
+      result.replaceChildren(...parts);
+    } catch (e) {
+      result.replaceChildren(el("p", { class: "state-failed", id: "pg-error" }, e.message));
+    }
+  });
+  box.replaceChildren(el("p", {}, "Tool ", choose, " ", call), formBox);
+  redo();
+}
 
 async function show() {
   const name = (location.hash || "#overview").slice(1);

@@ -1,0 +1,154 @@
+"""The console in a real browser (issue 25): Debian's chromium driven by Playwright for Python,
+against a gateway with a servers file. Logs in with a key; sees the servers with their states;
+watches a shared child's restart count change without reloading when the child is killed; calls
+a tool in the playground and sees its result checked against the outputSchema; answers an
+elicitation from server-everything; ends a session and sees its client's next call get 404. No
+page may need inline script (the CSP would block it: the browser reports every violation).
+Screenshots of each page go to OUTDIR (the README shows them).
+
+Usage: python console_browser.py BIN FAKE_UPSTREAM NODE_DIR FIXTURE OUTDIR
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import urllib.request
+
+from playwright.sync_api import expect, sync_playwright
+
+from common import check, start_fake, start_gateway, summary
+
+BIN, FAKE, NODE_DIR, FIXTURE, OUTDIR = sys.argv[1:6]
+KEY = "console-test-key-0123456789"
+EVERYTHING = os.path.join(NODE_DIR, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js")
+
+
+def mcp_post(url: str, body: dict, session: str | None = None) -> tuple[int, dict, str]:
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream", "x-api-key": KEY}
+    if session:
+        headers.update({"mcp-session-id": session, "mcp-protocol-version": "2025-06-18"})
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, {}, e.read().decode()
+
+
+def health(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/health") as r:
+        return json.loads(r.read())
+
+
+def main() -> None:
+    fake, base = start_fake(FAKE)
+    work = tempfile.mkdtemp()
+    conf = os.path.join(work, "servers.json")
+    with open(conf, "w") as f:
+        json.dump({"mcpServers": {
+            "aare": {"command": BIN, "args": ["--stdio", "--base-url", base]},
+            "everything": {"command": "node", "args": [EVERYTHING]},
+            "fx": {"command": FIXTURE, "args": [], "gateway": {"backend": "shared"}},
+            "fx2": {"command": FIXTURE, "args": []},
+        }}, f)
+    gw, url = start_gateway(BIN, ["--config", conf, "--api-key", KEY, "--console"])
+    violations: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+
+            # The login page; a wrong key is refused on the page.
+            r = page.goto(f"{url}/console/")
+            csp = r.headers.get("content-security-policy", "")
+            check(csp.startswith("default-src 'none'; script-src 'self'"), f"the CSP header ({csp})")
+            page.fill("#credential", "wrong")
+            page.click("button[type=submit]")
+            expect(page.locator("#error")).to_contain_text("unknown")
+            page.screenshot(path=os.path.join(OUTDIR, "login.png"))
+            check(True, "a wrong key is refused on the login page")
+            page.fill("#credential", KEY)
+            page.click("button[type=submit]")
+
+            # The overview: every server with its state, and the charts.
+            for name in ("aare", "everything", "fx", "fx2"):
+                expect(page.locator(f"[data-server={name}][data-field=state]")).to_have_text("serving")
+            check(True, "the overview lists the servers, serving")
+            cookies = page.context.cookies()
+            check(any(c["name"] == "aareguru_console" and c["httpOnly"] and c["sameSite"] == "Strict" for c in cookies),
+                  "the login is an HttpOnly SameSite=Strict cookie")
+            check(page.evaluate("document.cookie") == "", "the page's script cannot read it")
+            # Some calls for the charts.
+            status, headers, _ = mcp_post(f"{url}/servers/fx/mcp", {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "browser-test", "version": "1"}}})
+            fx_session = headers["mcp-session-id"]
+            mcp_post(f"{url}/servers/fx/mcp", {"jsonrpc": "2.0", "method": "notifications/initialized"}, fx_session)
+            for i in range(20):
+                mcp_post(f"{url}/servers/fx/mcp", {"jsonrpc": "2.0", "id": 10 + i, "method": "tools/call",
+                                                    "params": {"name": "echo", "arguments": {"i": i}}}, fx_session)
+            expect(page.locator("figcaption").first).to_contain_text("calls", timeout=5000)
+            page.wait_for_timeout(2500)
+
+            # Kill the shared child: its restart count changes on the page, which is not reloaded.
+            page.evaluate("window.__marker = 1")
+            expect(page.locator("[data-server=fx][data-field=restarts]")).to_have_text("0")
+            pid = next(s for s in health(url)["servers"] if s["name"] == "fx")["shared_children"][0]["pid"]
+            os.kill(pid, signal.SIGKILL)
+            expect(page.locator("[data-server=fx][data-field=restarts]")).to_have_text("1", timeout=10000)
+            check(page.evaluate("window.__marker") == 1, "killed child: the page saw it change without a reload")
+            page.screenshot(path=os.path.join(OUTDIR, "overview.png"), full_page=True)
+
+            # The playground: a tool of this program, its result checked against its outputSchema.
+            page.goto(f"{url}/console/#playground")
+            page.select_option("#pg-server", "aare")
+            page.click("#pg-connect")
+            page.select_option("#pg-tool", "get_current_temperature")
+            page.fill("input[name=city]", "bern")
+            page.click("#pg-call")
+            expect(page.locator("#pg-took")).to_contain_text("ok in")
+            expect(page.locator("#pg-schema")).to_have_text("matches the outputSchema")
+            check("Bern" in page.locator("#pg-text").inner_text() or "°" in page.locator("#pg-text").inner_text(),
+                  "playground: the call's text")
+            page.screenshot(path=os.path.join(OUTDIR, "playground.png"), full_page=True)
+
+            # An elicitation from server-everything, answered in the page.
+            page.select_option("#pg-server", "everything")
+            page.click("#pg-connect")
+            page.select_option("#pg-tool", "trigger-elicitation-request")
+            page.click("#pg-call")
+            expect(page.locator("dialog#asked")).to_be_visible(timeout=10000)
+            page.screenshot(path=os.path.join(OUTDIR, "elicitation.png"))
+            page.click("#ask-decline")
+            expect(page.locator("#pg-text")).to_contain_text("decline", ignore_case=True, timeout=10000)
+            check(True, "elicitation: answered in the page, the answer reached the server")
+
+            # Sessions: end one; its client's next call gets 404.
+            page.goto(f"{url}/console/#sessions")
+            row = page.locator("tr", has_text="browser-test 1")
+            expect(row).to_have_count(1)
+            page.screenshot(path=os.path.join(OUTDIR, "sessions.png"), full_page=True)
+            row.locator("button").click()
+            expect(page.locator("tr", has_text="browser-test 1")).to_have_count(0)
+            status, _, _ = mcp_post(f"{url}/servers/fx/mcp", {"jsonrpc": "2.0", "id": 99, "method": "tools/call",
+                                                               "params": {"name": "echo", "arguments": {}}}, fx_session)
+            check(status == 404, f"an ended session's next call gets 404 ({status})")
+
+            # Logged out, nothing but the login page.
+            page.click("#logout")
+            expect(page.locator("#credential")).to_be_visible()
+            check(page.request.get(f"{url}/console/api/overview").status == 401, "logged out: the views are closed")
+            browser.close()
+        check(not violations, f"no page needed anything the CSP forbids ({violations})")
+    finally:
+        gw.terminate()
+        gw.wait(timeout=20)
+        fake.terminate()
+    print(summary())
+
+
+main()
