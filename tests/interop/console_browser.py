@@ -55,7 +55,8 @@ def main() -> None:
             "fx": {"command": FIXTURE, "args": [], "gateway": {"backend": "shared"}},
             "fx2": {"command": FIXTURE, "args": []},
         }}, f)
-    gw, url = start_gateway(BIN, ["--config", conf, "--api-key", KEY, "--console"])
+    gw, url = start_gateway(BIN, ["--config", conf, "--api-key", KEY, "--console",
+                                  "--audit-log", os.path.join(work, "audit.log")])
     violations: list[str] = []
     try:
         with sync_playwright() as p:
@@ -137,6 +138,12 @@ def main() -> None:
             status, _, _ = mcp_post(f"{url}/servers/fx/mcp", {"jsonrpc": "2.0", "id": 99, "method": "tools/call",
                                                                "params": {"name": "echo", "arguments": {}}}, fx_session)
             check(status == 404, f"an ended session's next call gets 404 ({status})")
+
+            # Recent calls, from the audit log: the playground's call is there.
+            page.goto(f"{url}/console/#calls")
+            expect(page.locator("#calls")).to_contain_text("get_current_temperature")
+            page.screenshot(path=os.path.join(OUTDIR, "calls.png"), full_page=True)
+            check(True, "recent calls: the playground's call, from the audit log")
 
             # Logged out, nothing but the login page.
             page.click("#logout")

@@ -53,7 +53,12 @@ async fn nothing_of_the_console_without_an_admin_credential() {
         "mcpServers": {"fx": fixture("fx", json!({}))}
     });
     let path = write(&dir, &config);
-    let gw = Gateway::start(&["--config", &path, "--console"], &[]).await;
+    let audit = dir.0.join("audit.log").display().to_string();
+    let gw = Gateway::start(
+        &["--config", &path, "--console", "--audit-log", &audit],
+        &[],
+    )
+    .await;
 
     // Without a credential: the login page and its own assets, nothing else.
     let (status, headers, body) = get(&gw, "/console/", None).await;
@@ -187,6 +192,18 @@ async fn nothing_of_the_console_without_an_admin_credential() {
     assert!(text.starts_with("event:history"), "{text}");
     assert!(counted >= 5, "{text}");
     drop(stream);
+    // The recent calls, from the audit log.
+    let (status, _, body) = get(&gw, "/console/api/calls", Some(&cookie)).await;
+    assert_eq!(status, 200);
+    let calls: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(calls["audit"], true);
+    let echoes = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "echo" && c["outcome"] == "ok" && c["subject"] == "api-key:ci")
+        .count();
+    assert!(echoes >= 6, "{calls}");
     let end = |token: &str| {
         reqwest::Client::new()
             .delete(gw.url(&format!("/console/api/sessions/{id}")))

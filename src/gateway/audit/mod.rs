@@ -117,7 +117,12 @@ pub struct Audit {
     dropped: Counter,
     written: Counter,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The newest lines, kept for the console (`--console`); `None` without it.
+    recent: std::sync::OnceLock<Mutex<std::collections::VecDeque<Box<[u8]>>>>,
 }
+
+/// Lines the console keeps.
+const RECENT: usize = 200;
 
 /// What the calls and the writer share.
 struct Shared {
@@ -154,7 +159,11 @@ impl Audit {
             .as_ref()
             .and_then(|c| c.replica_id.as_deref());
         let (written, dropped) = (metrics.audit_lines.clone(), metrics.audit_dropped.clone());
-        Audit::start(config, replica_name(cluster_id), written, dropped).map(Some)
+        let audit = Audit::start(config, replica_name(cluster_id), written, dropped)?;
+        if gateway.console.is_some() {
+            let _ = audit.recent.set(Mutex::default());
+        }
+        Ok(Some(audit))
     }
 
     /// Opens the log (a file's directory must exist) and starts its writer thread.
@@ -206,7 +215,20 @@ impl Audit {
             dropped,
             written,
             writer: Mutex::new(Some(writer)),
+            recent: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The newest lines (as written, oldest first), with the console on; none without it.
+    pub fn recent(&self) -> Vec<Value> {
+        let Some(recent) = self.recent.get() else {
+            return vec![];
+        };
+        let lines: Vec<Box<[u8]>> = recent.lock().iter().cloned().collect();
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_slice(l).ok())
+            .collect()
     }
 
     /// Whether lines carry the (redacted) arguments.
@@ -225,6 +247,13 @@ impl Audit {
         LINE.with_borrow_mut(|line| {
             line.clear();
             self.line(entry, outcome, line);
+            if let Some(recent) = self.recent.get() {
+                let mut recent = recent.lock();
+                if recent.len() == RECENT {
+                    recent.pop_front();
+                }
+                recent.push_back(line.as_slice().into());
+            }
             let mut pending = self.shared.pending.lock();
             self.append(&mut pending, line);
         });

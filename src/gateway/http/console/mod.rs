@@ -147,6 +147,16 @@ impl Http {
                 Ok(_) => self.live_stream(),
                 Err(r) => r,
             },
+            (&Method::GET, "/api/calls") => match self.admin(headers, client).await {
+                Ok(_) => json_reply(
+                    StatusCode::OK,
+                    json!({
+                        "audit": self.registry.audit.is_some(),
+                        "calls": self.registry.audit.as_ref().map(|a| a.recent()).unwrap_or_default(),
+                    }),
+                ),
+                Err(r) => r,
+            },
             (&Method::GET, "/api/sessions") => match self.admin(headers, client).await {
                 Ok(_) => json_reply(StatusCode::OK, json!({"sessions": self.session_views()})),
                 Err(r) => r,
@@ -160,9 +170,11 @@ impl Http {
                     Err(r) => r,
                 }
             }
-            (_, "" | "/" | "/api/me" | "/api/overview" | "/api/sessions" | "/api/live") => {
-                wrong_method("GET")
-            }
+            (
+                _,
+                "" | "/" | "/api/me" | "/api/overview" | "/api/sessions" | "/api/live"
+                | "/api/calls",
+            ) => wrong_method("GET"),
             (_, "/login" | "/logout") => wrong_method("POST"),
             _ => error_reply(StatusCode::NOT_FOUND, "not found"),
         };

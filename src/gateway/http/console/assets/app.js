@@ -212,6 +212,30 @@ const pages = {
     );
     redraw();
   },
+  async calls(main) {
+    const { audit, calls } = await api("calls");
+    if (!audit) {
+      main.replaceChildren(el("h2", {}, "Recent calls"), el("p", { class: "muted" }, "The audit log is off (--audit-log): no calls are recorded."));
+      return;
+    }
+    const newest = calls.slice().reverse();
+    const failed = newest.filter((c) => c.outcome !== "ok");
+    const columns = [
+      ["time", (c) => c.time],
+      ["subject", (c) => c.subject || ""],
+      ["server", (c) => (c.member ? `${c.server} → ${c.member}` : c.server)],
+      ["name", (c) => c.name],
+      ["outcome", (c) => el("span", { class: c.outcome === "ok" ? "state-ok" : "state-failed" },
+        [c.outcome, c.rule, c.limit, c.error?.message].filter(Boolean).join(": "))],
+      ["ms", (c) => (c.durationMs ?? 0).toFixed(1)],
+    ];
+    main.replaceChildren(
+      el("h2", {}, `Recent failures (${failed.length})`),
+      table(columns, failed.slice(0, 20)),
+      el("h2", {}, `Recent calls (newest first, the last ${calls.length} of this replica)`),
+      el("div", { id: "calls" }, table(columns, newest)),
+    );
+  },
   async sessions(main) {
     const { sessions } = await api("sessions");
     const end = (s) => {
