@@ -65,120 +65,124 @@ impl Http {
         if self.config.console.is_none() {
             return error_reply(StatusCode::NOT_FOUND, "not found");
         }
-        let r = match (method, sub) {
+        let r = self.serve(method, sub, query, headers, client, body).await;
+        secured(r.unwrap_or_else(|refused| refused))
+    }
+
+    /// Each arm says what it needs: nothing (the login), an admin, or an admin and the CSRF
+    /// token (every state change); `Err` is the refusal.
+    async fn serve(
+        self: &Arc<Self>,
+        method: &Method,
+        sub: &str,
+        query: &str,
+        headers: &HeaderMap,
+        client: IpAddr,
+        body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin + Send,
+    ) -> Result<Response, Response> {
+        match (method, sub) {
             // The pages' relative links need the trailing slash.
             (&Method::GET, "") => {
                 let mut r = error_reply(StatusCode::MOVED_PERMANENTLY, "see /console/");
                 if let Ok(to) = HeaderValue::from_str(&format!("{}/console/", self.base_path)) {
                     r.headers_mut().insert("location", to);
                 }
-                r
+                Ok(r)
             }
-            (&Method::GET, "/") => match self.admin(headers, client).await {
+            (&Method::GET, "/") => Ok(match self.admin(headers, client).await {
                 Ok(_) => asset("index.html"),
                 Err(_) => asset("login.html"),
-            },
+            }),
             (&Method::GET, p) if p.starts_with("/assets/") => {
                 let name = &p["/assets/".len()..];
-                if PUBLIC.contains(&name) {
-                    asset(name)
-                } else {
-                    match self.admin(headers, client).await {
-                        Ok(_) => asset(name),
-                        Err(r) => r,
-                    }
+                if !PUBLIC.contains(&name) {
+                    self.as_admin(headers, client, false).await?;
                 }
+                Ok(asset(name))
             }
             // The playground's MCP client: the endpoint of a server, as the admin.
             (_, p) if p == "/mcp" || p.starts_with("/mcp/") => {
-                match self.admin(headers, client).await {
-                    Ok(admin) if csrf_ok(headers, &admin) => {
-                        let path = match p.strip_prefix("/mcp/") {
-                            Some(name) => format!("/servers/{name}/mcp"),
-                            None => "/mcp".to_string(),
-                        };
-                        let mut headers = headers.clone();
-                        headers.remove("cookie");
-                        headers.remove("x-api-key");
-                        headers.remove(CSRF_HEADER);
-                        if let Ok(v) =
-                            HeaderValue::from_str(&format!("Bearer {}", admin.credential))
-                        {
-                            headers.insert("authorization", v);
-                        }
-                        // Through the front again: placement, authorization, rules and
-                        // limits apply as to any client.
-                        let again = self.clone().handle(
-                            method.clone(),
-                            &path,
-                            query,
-                            headers,
-                            client,
-                            body,
-                        );
-                        Box::pin(again).await
-                    }
-                    Ok(_) => csrf_refused(),
-                    Err(r) => r,
+                let admin = self.as_admin(headers, client, true).await?;
+                let path = match p.strip_prefix("/mcp/") {
+                    Some(name) => format!("/servers/{name}/mcp"),
+                    None => "/mcp".to_string(),
+                };
+                let mut headers = headers.clone();
+                headers.remove("cookie");
+                headers.remove("x-api-key");
+                headers.remove(CSRF_HEADER);
+                if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", admin.credential)) {
+                    headers.insert("authorization", v);
                 }
+                // Through the front again: placement, authorization, rules and limits apply
+                // as to any client.
+                let again =
+                    self.clone()
+                        .handle(method.clone(), &path, query, headers, client, body);
+                Ok(Box::pin(again).await)
             }
-            (&Method::POST, "/login") => self.login(headers, client, body).await,
-            (&Method::POST, "/logout") => match self.admin(headers, client).await {
-                Ok(admin) if csrf_ok(headers, &admin) => {
-                    let mut r = json_reply(StatusCode::OK, json!({"ok": true}));
-                    set_cookie(&mut r, &self.cookie("", 0));
-                    r
-                }
-                Ok(_) => csrf_refused(),
-                Err(r) => r,
-            },
-            (&Method::GET, "/api/me") => match self.admin(headers, client).await {
-                Ok(admin) => json_reply(
+            (&Method::POST, "/login") => Ok(self.login(headers, client, body).await),
+            (&Method::POST, "/logout") => {
+                self.as_admin(headers, client, true).await?;
+                let mut r = json_reply(StatusCode::OK, json!({"ok": true}));
+                set_cookie(&mut r, &self.cookie("", 0));
+                Ok(r)
+            }
+            (&Method::GET, "/api/me") => {
+                let admin = self.as_admin(headers, client, false).await?;
+                let me = json!({"subject": admin.subject, "csrf": csrf_of(&admin.credential)});
+                Ok(json_reply(StatusCode::OK, me))
+            }
+            (&Method::GET, "/api/overview") => {
+                self.as_admin(headers, client, false).await?;
+                Ok(json_reply(StatusCode::OK, self.overview()))
+            }
+            (&Method::GET, "/api/live") => {
+                self.as_admin(headers, client, false).await?;
+                Ok(self.live_stream())
+            }
+            (&Method::GET, "/api/calls") => {
+                self.as_admin(headers, client, false).await?;
+                let audit = self.registry.audit.as_ref();
+                let calls = audit.map(|a| a.recent()).unwrap_or_default();
+                Ok(json_reply(
                     StatusCode::OK,
-                    json!({"subject": admin.subject, "csrf": csrf_of(&admin.credential)}),
-                ),
-                Err(r) => r,
-            },
-            (&Method::GET, "/api/overview") => match self.admin(headers, client).await {
-                Ok(_) => json_reply(StatusCode::OK, self.overview()),
-                Err(r) => r,
-            },
-            (&Method::GET, "/api/live") => match self.admin(headers, client).await {
-                Ok(_) => self.live_stream(),
-                Err(r) => r,
-            },
-            (&Method::GET, "/api/calls") => match self.admin(headers, client).await {
-                Ok(_) => json_reply(
+                    json!({"audit": audit.is_some(), "calls": calls}),
+                ))
+            }
+            (&Method::GET, "/api/sessions") => {
+                self.as_admin(headers, client, false).await?;
+                Ok(json_reply(
                     StatusCode::OK,
-                    json!({
-                        "audit": self.registry.audit.is_some(),
-                        "calls": self.registry.audit.as_ref().map(|a| a.recent()).unwrap_or_default(),
-                    }),
-                ),
-                Err(r) => r,
-            },
-            (&Method::GET, "/api/sessions") => match self.admin(headers, client).await {
-                Ok(_) => json_reply(StatusCode::OK, json!({"sessions": self.session_views()})),
-                Err(r) => r,
-            },
+                    json!({"sessions": self.session_views()}),
+                ))
+            }
             (&Method::DELETE, p) if p.starts_with("/api/sessions/") => {
-                match self.admin(headers, client).await {
-                    Ok(admin) if csrf_ok(headers, &admin) => {
-                        self.end_session(&p["/api/sessions/".len()..], &admin)
-                    }
-                    Ok(_) => csrf_refused(),
-                    Err(r) => r,
-                }
+                let admin = self.as_admin(headers, client, true).await?;
+                Ok(self.end_session(&p["/api/sessions/".len()..], &admin))
             }
             (
                 _,
                 "" | "/" | "/api/me" | "/api/overview" | "/api/sessions" | "/api/live"
                 | "/api/calls",
-            ) => wrong_method("GET"),
-            (_, "/login" | "/logout") => wrong_method("POST"),
-            _ => error_reply(StatusCode::NOT_FOUND, "not found"),
-        };
-        secured(r)
+            ) => Ok(reply::method_not_allowed("GET")),
+            (_, "/login" | "/logout") => Ok(reply::method_not_allowed("POST")),
+            _ => Ok(error_reply(StatusCode::NOT_FOUND, "not found")),
+        }
+    }
+
+    /// The logged-in admin (with the CSRF token when `csrf`), or the answer that refuses.
+    async fn as_admin(
+        &self,
+        headers: &HeaderMap,
+        client: IpAddr,
+        csrf: bool,
+    ) -> Result<Admin, Response> {
+        let admin = self.admin(headers, client).await?;
+        if csrf && !csrf_ok(headers, &admin) {
+            return Err(csrf_refused());
+        }
+        Ok(admin)
     }
 
     /// The logged-in admin, or the answer that says why not (401 without or with a bad
@@ -405,13 +409,6 @@ fn csrf_refused() -> Response {
         StatusCode::FORBIDDEN,
         "missing or wrong CSRF token (x-csrf-token)",
     )
-}
-
-fn wrong_method(allow: &'static str) -> Response {
-    let mut r = error_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    r.headers_mut()
-        .insert("allow", HeaderValue::from_static(allow));
-    r
 }
 
 fn set_cookie(r: &mut Response, value: &str) {
