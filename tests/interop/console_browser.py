@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -80,6 +81,9 @@ def main() -> None:
             for name in ("aare", "everything", "fx", "fx2"):
                 expect(page.locator(f"[data-server={name}][data-field=state]")).to_have_text("serving")
             check(True, "the overview lists the servers, serving")
+            expect(page.locator("#status")).to_contain_text("ok")
+            expect(page.locator("#status")).to_contain_text(" · up ")
+            check(True, "the overview shows the status, version and uptime")
             cookies = page.context.cookies()
             check(any(c["name"] == "aareguru_console" and c["httpOnly"] and c["sameSite"] == "Strict" for c in cookies),
                   "the login is an HttpOnly SameSite=Strict cookie")
@@ -127,6 +131,36 @@ def main() -> None:
             page.click("#ask-decline")
             expect(page.locator("#pg-text")).to_contain_text("decline", ignore_case=True, timeout=10000)
             check(True, "elicitation: answered in the page, the answer reached the server")
+
+            # Sampling from server-everything: the operator writes the model's answer.
+            page.select_option("#pg-tool", "trigger-sampling-request")
+            page.fill("input[name=prompt]", "how warm is the Aare?")
+            page.click("#pg-call")
+            expect(page.locator("dialog#asked")).to_contain_text("how warm is the Aare?", timeout=10000)
+            page.fill("#ask-reply", "19 degrees, go swimming")
+            page.screenshot(path=os.path.join(OUTDIR, "sampling.png"))
+            page.click("#ask-send")
+            expect(page.locator("#pg-text")).to_contain_text("19 degrees, go swimming", timeout=10000)
+            check(True, "sampling: the operator's answer reached the server and came back in its result")
+
+            # Servers, and a server's page with its tools and their schemas; "try it" opens the
+            # playground on that tool.
+            page.goto(f"{url}/console/#servers")
+            page.click("#count-tools")
+            for name in ("aare", "everything", "fx", "fx2"):
+                expect(page.locator(f"[data-server={name}][data-field=tools]")).to_have_text(re.compile(r"^[0-9]+$"), timeout=15000)
+            counted = int(page.locator("[data-server=aare][data-field=tools]").inner_text())
+            check(counted >= 7, f"servers: tools counted per server (this program's: {counted})")
+            page.click("a[href='#server/everything']")
+            card = page.locator("[data-tool=trigger-sampling-request]")
+            expect(card).to_have_count(1, timeout=10000)
+            card.locator("summary").click()
+            expect(card.locator("pre")).to_contain_text('"prompt"')
+            check(page.locator("#server-tools details").count() >= 10, "server page: every tool of server-everything listed")
+            page.screenshot(path=os.path.join(OUTDIR, "server.png"), full_page=True)
+            card.locator("a.try").click()
+            expect(page.locator("#pg-tool")).to_have_value("trigger-sampling-request", timeout=10000)
+            check(True, "server page: try it opens the playground on that tool")
 
             # Sessions: end one; its client's next call gets 404.
             page.goto(f"{url}/console/#sessions")

@@ -19,6 +19,12 @@ impl Http {
     /// ready (all restarting). "degraded" (with a `reason`) when some shared children are
     /// restarting or, in a cluster, when Redis is unreachable.
     pub(super) fn health(&self) -> Response {
+        let (code, body) = self.health_view();
+        json_reply(code, body)
+    }
+
+    /// What `/health` says, and its status code (the console's overview shows the same).
+    pub(super) fn health_view(&self) -> (StatusCode, serde_json::Value) {
         let shutting_down = self.is_draining();
         let default = self.registry.serving(None);
         let backend = default
@@ -82,14 +88,13 @@ impl Http {
             body["cluster"] = cluster;
         }
         body["sandbox"] = self.registry.sandbox_status();
-        json_reply(
-            if matches!(status, "shutting_down" | "unavailable") {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                StatusCode::OK
-            },
-            body,
-        )
+        body["uptime_s"] = self.started.elapsed().as_secs().into();
+        let code = if matches!(status, "shutting_down" | "unavailable") {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
+        (code, body)
     }
 
     pub(super) fn metrics_reply(&self) -> Response {

@@ -49,6 +49,8 @@ pub struct Http {
     pub(super) live: tokio::sync::watch::Sender<
         Option<(crate::gateway::metrics::live::Sample, serde_json::Value)>,
     >,
+    /// When this replica started (its uptime in `/health`).
+    pub(super) started: std::time::Instant,
 }
 
 impl Http {
@@ -90,6 +92,7 @@ impl Http {
             drain: Drain::default(),
             mcp: streams::Registry::default(),
             live: tokio::sync::watch::Sender::new(None),
+            started: std::time::Instant::now(),
         }
     }
 

@@ -364,16 +364,15 @@ impl Http {
         )
     }
 
-    /// The overview: status, version, the servers and the cluster, as `/health` says them.
+    /// The overview: what `/health` says (status, version, uptime, the cluster and Redis), with
+    /// every server (also without a servers file).
     fn overview(&self) -> Value {
+        let (_, mut view) = self.health_view();
         let (servers, failed) = self.registry.status();
-        json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "draining": self.is_draining(),
-            "servers": servers,
-            "failed": failed,
-            "cluster": self.cluster.as_ref().map(|c| c.status().0),
-        })
+        view["servers"] = servers;
+        view["failed"] = failed.into();
+        view["draining"] = self.is_draining().into();
+        view
     }
 }
 

@@ -2,7 +2,8 @@
 // inline script (the Content-Security-Policy forbids it), nothing from another origin.
 "use strict";
 
-const state = { csrf: null };
+// toolCounts: per server, how many tools its last listing here gave.
+const state = { csrf: null, toolCounts: {} };
 
 async function api(path, options = {}) {
   const headers = { ...(options.headers || {}) };
@@ -88,9 +89,23 @@ function redraw() {
   if (servers && live.servers) servers.replaceChildren(serversTable(live.servers));
 }
 
+function duration(seconds) {
+  if (seconds == null) return "?";
+  const d = Math.floor(seconds / 86400), h = Math.floor(seconds / 3600) % 24, m = Math.floor(seconds / 60) % 60;
+  return d ? `${d} d ${h} h` : h ? `${h} h ${m} min` : m ? `${m} min` : `${seconds} s`;
+}
+
+function toolCard(server, t) {
+  const tryIt = el("a", { href: "#playground", class: "try" }, "try it");
+  tryIt.addEventListener("click", () => { playground.want = { server, tool: t.name }; });
+  return el("details", { class: "tool", "data-tool": t.name },
+    el("summary", {}, el("b", {}, t.name), t.title && t.title !== t.name ? ` (${t.title})` : "", ` — ${t.description || ""} `, tryIt),
+    el("pre", {}, JSON.stringify({ inputSchema: t.inputSchema, outputSchema: t.outputSchema, annotations: t.annotations }, null, 2)));
+}
+
 function serversTable(servers) {
   return table([
-    ["name", (s) => s.name],
+    ["name", (s) => el("a", { href: `#server/${encodeURIComponent(s.name)}` }, s.name)],
     ["state", (s) => el("span", { class: `state-${s.state}`, "data-server": s.name, "data-field": "state" }, s.state || "")],
     ["backend", (s) => s.backend || (s.members ? "group" : "")],
     ["sessions", (s) => s.sessions ?? ""],
@@ -98,6 +113,7 @@ function serversTable(servers) {
     ["restarts", (s) => el("span", { "data-server": s.name, "data-field": "restarts" },
       s.shared_children ? s.shared_children.reduce((n, c) => n + (c.restarts || 0), 0) : "")],
     ["warm pool (ready / hits / misses)", (s) => (s.pool ? `${s.pool.ready ?? ""} / ${s.pool.hits ?? ""} / ${s.pool.misses ?? ""}` : "")],
+    ["tools", (s) => el("span", { "data-server": s.name, "data-field": "tools" }, state.toolCounts[s.name] ?? "")],
     ["last error", (s) => s.failed || s.last_error || ""],
   ], servers);
 }
@@ -147,27 +163,52 @@ function schemaForm(schema) {
   };
 }
 
-// What the server asks while a call runs (elicitation): shown in a dialog, answered by the
-// operator.
+// What the server asks while a call runs (elicitation, sampling): shown in a dialog, answered
+// by the operator.
 function answerAsk(message) {
+  if (message.method === "elicitation/create") return askElicitation(message.params || {});
+  if (message.method === "sampling/createMessage") return askSampling(message.params || {});
+  return Promise.resolve({ error: { code: -32601, message: `${message.method} is not answered by the console` } });
+}
+
+function ask(title, body, buttons) {
   const dialog = document.getElementById("asked");
-  if (message.method !== "elicitation/create") {
-    return Promise.resolve({ error: { code: -32601, message: `${message.method} is not answered by the console` } });
-  }
-  const params = message.params || {};
-  const form = schemaForm(params.requestedSchema);
   return new Promise((resolve) => {
-    const done = (reply) => { dialog.close(); resolve({ result: reply }); };
-    const accept = el("button", { type: "button", id: "ask-accept" }, "Accept");
-    const decline = el("button", { type: "button", id: "ask-decline" }, "Decline");
-    accept.addEventListener("click", () => done({ action: "accept", content: form.read() }));
-    decline.addEventListener("click", () => done({ action: "decline" }));
-    dialog.replaceChildren(el("h2", {}, "The server asks"), el("p", {}, params.message || ""), form.box, el("p", {}, accept, " ", decline));
+    const row = el("p", {});
+    for (const [id, label, reply] of buttons) {
+      const b = el("button", { type: "button", id }, label);
+      b.addEventListener("click", () => { dialog.close(); resolve(reply()); });
+      row.append(b, " ");
+    }
+    dialog.replaceChildren(el("h2", {}, title), ...body, row);
     dialog.showModal();
   });
 }
 
-const playground = { client: null, server: null, tools: [] };
+function askElicitation(params) {
+  const form = schemaForm(params.requestedSchema);
+  return ask("The server asks", [el("p", {}, params.message || ""), form.box], [
+    ["ask-accept", "Accept", () => ({ result: { action: "accept", content: form.read() } })],
+    ["ask-decline", "Decline", () => ({ result: { action: "decline" } })],
+  ]);
+}
+
+// The operator stands in for the model: reads the messages, writes the answer.
+function askSampling(params) {
+  const said = (params.messages || []).map((m) => {
+    const parts = [].concat(m.content || []);
+    const text = parts.map((c) => (c.type === "text" ? c.text : `[${c.type}]`)).join("\n");
+    return el("div", { class: "said" }, el("b", {}, `${m.role}: `), el("span", {}, text));
+  });
+  const reply = el("textarea", { id: "ask-reply", rows: "4", placeholder: "the model's answer" });
+  const limits = `max ${params.maxTokens ?? "?"} tokens${params.systemPrompt ? ` — system prompt: ${params.systemPrompt}` : ""}`;
+  return ask("The server asks for a model's answer (sampling)", [el("p", { class: "muted" }, limits), ...said, reply], [
+    ["ask-send", "Send", () => ({ result: { role: "assistant", content: { type: "text", text: reply.value }, model: "aareguru-mcp console (an operator)", stopReason: "endTurn" } })],
+    ["ask-decline", "Decline", () => ({ error: { code: -1, message: "the operator declined the sampling request" } })],
+  ]);
+}
+
+const playground = { client: null, server: null, tools: [], tool: null, want: null };
 
 const pages = {
   async playground(main) {
@@ -185,14 +226,20 @@ const pages = {
       playground.client.onRequest = answerAsk;
       try {
         await playground.client.open();
-        playground.tools = (await playground.client.request("tools/list", {})).tools || [];
+        playground.tools = await playground.client.listAll("tools/list", "tools");
         showTools(toolBox, result);
       } catch (e) {
         toolBox.replaceChildren(el("p", { class: "state-failed" }, e.message));
       }
     });
     main.replaceChildren(el("h2", {}, "Playground"), el("p", {}, "Server ", pick, " ", connect), toolBox, result);
-    if (playground.client) showTools(toolBox, result);
+    const want = playground.want;
+    playground.want = null;
+    if (want) {
+      pick.value = want.server;
+      playground.tool = want.tool;
+      connect.click();
+    } else if (playground.client) showTools(toolBox, result);
   },
 
   async overview(main) {
@@ -204,13 +251,88 @@ const pages = {
       chart("sessions", [["open", (s) => s.sessions]]),
     ];
     listen();
+    const c = o.cluster;
     main.replaceChildren(
-      el("p", {}, `version ${o.version}`, o.draining ? " — draining" : ""),
+      el("p", { id: "status" },
+        el("span", { class: `state-${o.status === "ok" ? "ok" : "failed"}` }, o.status),
+        o.reason ? ` — ${o.reason}` : "",
+        ` · version ${o.version} · up ${duration(o.uptime_s)}`),
+      c ? el("p", { id: "cluster" },
+        `replica ${c.replica} · Redis `, el("span", { class: c.redis === "ok" ? "state-ok" : "state-failed" }, c.redis),
+        ` · peers: ${c.peers.length ? c.peers.map((p) => `${p.replica} (${p.url})`).join(", ") : "none"}`,
+        ` · sessions held ${c.sessions_held} · forwarded ${c.forwarded}`)
+        : el("p", { class: "muted" }, "one replica (no --redis)"),
       el("div", { class: "charts", id: "charts" }, ...live.charts.map((c) => c.box)),
       el("h2", {}, "Servers"),
       el("div", { id: "servers" }, serversTable(o.servers || [])),
     );
     redraw();
+  },
+  async servers(main) {
+    const o = await api("overview");
+    listen();
+    // Counting opens a session on each server (a child, for a per-session one), so only when asked.
+    const count = el("button", { type: "button", id: "count-tools" }, "Count tools");
+    count.addEventListener("click", async () => {
+      count.disabled = true;
+      for (const s of o.servers || []) {
+        if (s.state && s.state !== "serving") continue;
+        const client = new McpClient(s.name === "default" ? "" : s.name, state.csrf);
+        try {
+          await client.open();
+          state.toolCounts[s.name] = (await client.listAll("tools/list", "tools")).length;
+        } catch (e) {
+          state.toolCounts[s.name] = `? (${e.message})`;
+        } finally {
+          await client.close();
+        }
+        redraw();
+      }
+      count.disabled = false;
+    });
+    main.replaceChildren(
+      el("h2", {}, "Servers ", count),
+      el("div", { id: "servers" }, serversTable(o.servers || [])),
+      o.failed?.length ? el("p", { class: "state-failed" }, `not started: ${o.failed.join(", ")}`) : "",
+    );
+    redraw();
+  },
+  // One server: what it offers, read through the console's own MCP endpoint as the admin (so
+  // the rules that apply to the admin trim it), in a session ended when done.
+  async server(main, name) {
+    const o = await api("overview");
+    const s = (o.servers || []).find((x) => x.name === name);
+    if (!s) throw new Error(`no server ${name}`);
+    main.replaceChildren(el("h2", {}, `Server ${name}`), el("div", { id: "server-state" }, serversTable([s])), el("p", { class: "muted" }, "listing…"));
+    const client = new McpClient(name === "default" ? "" : name, state.csrf);
+    const parts = [];
+    try {
+      const hello = await client.open();
+      const caps = hello.capabilities || {};
+      parts.push(el("p", { class: "muted" }, `${hello.serverInfo?.name || ""} ${hello.serverInfo?.version || ""} · revision ${hello.protocolVersion}`));
+      const tools = caps.tools ? await client.listAll("tools/list", "tools") : [];
+      state.toolCounts[name] = tools.length;
+      parts.push(el("h2", {}, `Tools (${tools.length})`), el("div", { id: "server-tools" }, ...tools.map((t) => toolCard(name, t))));
+      if (caps.prompts) {
+        const prompts = await client.listAll("prompts/list", "prompts");
+        parts.push(el("h2", {}, `Prompts (${prompts.length})`), table([
+          ["name", (p) => p.name], ["description", (p) => p.description || ""],
+          ["arguments", (p) => (p.arguments || []).map((a) => `${a.name}${a.required ? " *" : ""}`).join(", ")],
+        ], prompts));
+      }
+      if (caps.resources) {
+        const resources = await client.listAll("resources/list", "resources");
+        const templates = await client.listAll("resources/templates/list", "resourceTemplates").catch(() => []);
+        parts.push(el("h2", {}, `Resources (${resources.length}) and templates (${templates.length})`), table([
+          ["uri", (r) => r.uri || r.uriTemplate], ["name", (r) => r.name || ""], ["type", (r) => r.mimeType || ""],
+        ], [...resources, ...templates]));
+      }
+    } catch (e) {
+      parts.push(el("p", { class: "state-failed", id: "server-error" }, e.message));
+    } finally {
+      await client.close();
+    }
+    main.replaceChildren(el("h2", {}, `Server ${name}`), el("div", { id: "server-state" }, serversTable([s])), ...parts);
   },
   async calls(main) {
     const { audit, calls } = await api("calls");
@@ -279,7 +401,8 @@ function showTools(box, result) {
       el("details", {}, el("summary", {}, "schemas"), el("pre", {}, JSON.stringify({ inputSchema: t?.inputSchema, outputSchema: t?.outputSchema }, null, 2))),
     );
   };
-  choose.addEventListener("change", redo);
+  if (playground.tool && playground.tools.some((t) => t.name === playground.tool)) choose.value = playground.tool;
+  choose.addEventListener("change", () => { playground.tool = choose.value; redo(); });
   call.addEventListener("click", async () => {
     const t = chosen();
     result.replaceChildren(el("p", { class: "muted" }, "calling…"));
@@ -308,12 +431,13 @@ function showTools(box, result) {
 }
 
 async function show() {
-  const name = (location.hash || "#overview").slice(1);
+  const [name, arg] = (location.hash || "#overview").slice(1).split("/");
   const page = pages[name] || pages.overview;
-  for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("here", a.dataset.page === name);
+  const tab = name === "server" ? "servers" : name;
+  for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("here", a.dataset.page === tab);
   const main = document.getElementById("page");
   try {
-    await page(main);
+    await page(main, arg === undefined ? undefined : decodeURIComponent(arg));
   } catch (e) {
     main.replaceChildren(el("p", { class: "state-failed" }, e.message));
   }

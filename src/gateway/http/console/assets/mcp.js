@@ -37,7 +37,7 @@ class McpClient {
   async open() {
     const result = await this.request("initialize", {
       protocolVersion: "2025-06-18",
-      capabilities: { elicitation: {} },
+      capabilities: { elicitation: {}, sampling: {} },
       clientInfo: { name: "aareguru-mcp console", version: "1" },
     });
     this.version = result.protocolVersion;
@@ -57,6 +57,18 @@ class McpClient {
     const answer = kind.startsWith("text/event-stream") ? await this.stream(r, id) : await r.json();
     if (answer.error) throw new Error(`${answer.error.message} (${answer.error.code})`);
     return answer.result;
+  }
+
+  // Every page of a list (`tools/list`, `prompts/list`, …): the items under `key`.
+  async listAll(method, key) {
+    const items = [];
+    let cursor;
+    do {
+      const page = await this.request(method, cursor ? { cursor } : {});
+      items.push(...(page[key] || []));
+      cursor = page.nextCursor;
+    } while (cursor && items.length < 10000);
+    return items;
   }
 
   // Reads an SSE answer until the response to `id`, answering what the server asks on the way.
