@@ -1,4 +1,4 @@
-//! The console's flags (`--console`, `--console-scope`).
+//! The console's flags (`--console`, `--console-scope`, `--console-client-id`).
 
 use crate::config::ConsoleConfig;
 
@@ -20,14 +20,33 @@ pub struct ConsoleArgs {
         default_value = "admin"
     )]
     pub console_scope: String,
+
+    /// Log in to the console through the (first) --oauth-issuer with PKCE, as this public
+    /// client (registered there with the redirect URI <public URL>/console/oauth/callback and
+    /// no secret). Without it, an OAuth access token is pasted like a key.
+    #[arg(long, env = "AAREGURU_MCP_CONSOLE_CLIENT_ID", value_name = "ID")]
+    pub console_client_id: Option<String>,
 }
 
 impl ConsoleArgs {
     /// The console's settings; `None` when it is off. `credentials`: whether any API key or
-    /// OAuth issuer is configured (without one nobody could log in).
-    pub fn config(self, credentials: bool) -> anyhow::Result<Option<ConsoleConfig>> {
+    /// OAuth issuer is configured (without one nobody could log in); `oauth`: whether an
+    /// issuer is.
+    pub fn config(self, credentials: bool, oauth: bool) -> anyhow::Result<Option<ConsoleConfig>> {
         if !self.console {
+            if self.console_client_id.is_some() {
+                anyhow::bail!("--console-client-id is for the console: add --console");
+            }
             return Ok(None);
+        }
+        let client_id = self.console_client_id.map(|c| c.trim().to_string());
+        if client_id.is_some() && !oauth {
+            anyhow::bail!(
+                "--console-client-id logs in through the authorization server: add --oauth-issuer"
+            );
+        }
+        if client_id.as_ref().is_some_and(String::is_empty) {
+            anyhow::bail!("--console-client-id is empty");
         }
         if !credentials {
             anyhow::bail!(
@@ -41,6 +60,34 @@ impl ConsoleArgs {
                 self.console_scope
             );
         }
-        Ok(Some(ConsoleConfig { scope }))
+        Ok(Some(ConsoleConfig { scope, client_id }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(console: bool, client_id: Option<&str>) -> ConsoleArgs {
+        ConsoleArgs {
+            console,
+            console_scope: "admin".into(),
+            console_client_id: client_id.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_login_through_an_authorization_server_needs_one() {
+        let e = args(true, Some("console")).config(true, false).unwrap_err();
+        assert!(e.to_string().contains("--oauth-issuer"), "{e}");
+        let e = args(false, Some("console")).config(true, true).unwrap_err();
+        assert!(e.to_string().contains("add --console"), "{e}");
+        let c = args(true, Some(" console "))
+            .config(true, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.client_id.as_deref(), Some("console"));
+        assert!(args(true, None).config(false, false).is_err());
+        assert_eq!(args(false, None).config(false, false).unwrap(), None);
     }
 }

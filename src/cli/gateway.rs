@@ -401,7 +401,7 @@ pub(super) fn gateway_config(
         || config.api_keys_file.is_some()
         || config.policy.keys.is_some()
         || config.oauth.is_some();
-    config.console = console.config(credentials)?;
+    config.console = console.config(credentials, config.oauth.is_some())?;
     Ok(config)
 }
 

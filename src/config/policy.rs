@@ -20,6 +20,8 @@ pub struct AuditConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsoleConfig {
     pub scope: String,
+    /// `--console-client-id`: log in through the authorization server with PKCE.
+    pub client_id: Option<String>,
 }
 
 /// A limit of the servers file's `gateway.limits`: per subject (or API key name), on the calls

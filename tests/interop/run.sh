@@ -183,6 +183,10 @@ mkdir -p "$dir/console-screenshots"
 (cd tests/interop && timeout 300 "$root/$dir/venv-console/bin/python" console_browser.py "$bin" "$fake" \
     "$root/$dir/node" "$root/target/debug/examples/fixture_server" "$root/$dir/console-screenshots")
 
+echo "== The console behind nginx under /gw/ across two replicas on Redis, logged in through oidc-provider with PKCE (in chromium)"
+(cd tests/interop && timeout 300 "$root/$dir/venv-console/bin/python" console_sso_browser.py "$bin" "$fake" \
+    "$root/target/oidc" "$root/$dir/console-screenshots")
+
 echo "== Python and TypeScript SDKs through nginx round-robin in front of three replicas on Redis"
 cp tests/interop/cluster_ts.mjs "$dir/node/"
 timeout 600 "$dir/venv/bin/python" tests/interop/cluster_python.py "$bin" "$fake" "$root/$dir/node"

@@ -104,6 +104,24 @@ async fn nothing_of_the_console_without_an_admin_credential() {
         .unwrap();
     assert_eq!(r.status(), 415);
     assert!(!r.headers().contains_key("set-cookie"));
+    // A credential too long for a cookie is refused with why, not cut short.
+    let r = login(&gw, &"k".repeat(4000)).await;
+    assert_eq!(r.status(), 413);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("too long to keep in a cookie")
+    );
+    // Without --console-client-id there is no login through an authorization server.
+    let (status, _, body) = get(&gw, "/console/oauth", None).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, r#"{"oauth":null}"#));
+    for path in [
+        "/console/oauth/start",
+        "/console/oauth/callback?code=c&state=s",
+    ] {
+        assert_eq!(get(&gw, path, None).await.0, 404, "{path}");
+    }
 
     // The admin key: a cookie that holds it, HttpOnly and SameSite=Strict, and nothing in a URL.
     let r = login(&gw, "k-ops-0123456789").await;

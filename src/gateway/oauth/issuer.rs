@@ -28,6 +28,9 @@ pub struct Metadata {
     pub issuer: String,
     pub jwks_uri: Option<String>,
     pub introspection_endpoint: Option<String>,
+    /// Where a browser logs in (the console's login with PKCE).
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
 }
 
 /// A signing key and the algorithm it may be used with.
@@ -204,6 +207,8 @@ async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, Stri
                     issuer: doc["issuer"].as_str().unwrap_or(issuer).to_string(),
                     jwks_uri: s("jwks_uri"),
                     introspection_endpoint: s("introspection_endpoint"),
+                    authorization_endpoint: s("authorization_endpoint"),
+                    token_endpoint: s("token_endpoint"),
                 });
             }
             Err(e) => last = e,

@@ -83,6 +83,24 @@ impl Verifier {
         }
     }
 
+    /// The first trusted issuer's authorization and token endpoints (the console's login).
+    pub async fn login_endpoints(&self) -> Result<(String, String), String> {
+        let issuer = self.issuers.first().ok_or("no issuer configured")?;
+        let m = issuer.metadata(&self.http).await?;
+        match (&m.authorization_endpoint, &m.token_endpoint) {
+            (Some(a), Some(t)) => Ok((a.clone(), t.clone())),
+            _ => Err(format!(
+                "{} names no authorization_endpoint or token_endpoint",
+                issuer.url
+            )),
+        }
+    }
+
+    /// The client the gateway reaches its issuers with.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The trusted issuers, as configured.
     pub fn issuers(&self) -> Vec<&str> {
         self.issuers.iter().map(|i| i.url.as_str()).collect()

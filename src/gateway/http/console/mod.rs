@@ -29,8 +29,12 @@ use super::{
 };
 use crate::gateway::{oauth::ALL_SCOPES, session::CloseCause};
 
+mod oauth;
+
 /// The cookie that holds the credential.
 const COOKIE: &str = "aareguru_console";
+/// The longest cookie value kept (browsers keep about 4096 bytes per cookie, name included).
+const COOKIE_MAX: usize = 3900;
 /// The header a state-changing request carries its CSRF token in.
 const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a login lasts (the credential's own expiry ends it sooner).
@@ -122,6 +126,11 @@ impl Http {
                 Ok(Box::pin(again).await)
             }
             (&Method::POST, "/login") => Ok(self.login(headers, client, body).await),
+            (&Method::GET, "/oauth") => Ok(self.login_options()),
+            (&Method::GET, "/oauth/start") => Ok(self.oauth_start().await),
+            (&Method::GET, "/oauth/callback") => {
+                Ok(self.oauth_callback(query, headers, client).await)
+            }
             (&Method::POST, "/logout") => {
                 self.as_admin(headers, client, true).await?;
                 let mut r = json_reply(StatusCode::OK, json!({"ok": true}));
@@ -167,6 +176,9 @@ impl Http {
                 | "/api/calls",
             ) => Ok(reply::method_not_allowed("GET")),
             (_, "/login" | "/logout") => Ok(reply::method_not_allowed("POST")),
+            (_, "/oauth" | "/oauth/start" | "/oauth/callback") => {
+                Ok(reply::method_not_allowed("GET"))
+            }
             _ => Ok(error_reply(StatusCode::NOT_FOUND, "not found")),
         }
     }
@@ -251,6 +263,16 @@ impl Http {
         let Some(credential) = credential else {
             return error_reply(StatusCode::BAD_REQUEST, "send {\"credential\": \"…\"}");
         };
+        let value = URL_SAFE_NO_PAD.encode(credential.as_bytes());
+        if value.len() > COOKIE_MAX {
+            return error_reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "this credential is too long to keep in a cookie ({} bytes encoded, at most {COOKIE_MAX})",
+                    value.len()
+                ),
+            );
+        }
         match self.check(&credential, client).await {
             Ok(subject) => {
                 tracing::info!(%subject, %client, "console login");
@@ -258,7 +280,6 @@ impl Http {
                     StatusCode::OK,
                     json!({"subject": subject, "csrf": csrf_of(&credential)}),
                 );
-                let value = URL_SAFE_NO_PAD.encode(credential.as_bytes());
                 set_cookie(&mut r, &self.cookie(&value, LOGIN_SECONDS));
                 r
             }
