@@ -27,9 +27,10 @@ use super::{
     reply::{self, error_reply, json_reply},
     state::Http,
 };
-use crate::gateway::{oauth::ALL_SCOPES, session::CloseCause};
+use crate::gateway::oauth::ALL_SCOPES;
 
 mod oauth;
+mod sessions;
 
 /// The cookie that holds the credential.
 const COOKIE: &str = "aareguru_console";
@@ -352,36 +353,6 @@ impl Http {
         reply::sse_response(
             self.config.keepalive,
             futures::StreamExt::chain(first, next),
-        )
-    }
-
-    /// Every open session of this replica, with its server.
-    fn session_views(&self) -> Vec<Value> {
-        let mut all = vec![];
-        for served in self.registry.all() {
-            for mut view in served.sessions.views() {
-                view["server"] = json!(served.name());
-                all.push(view);
-            }
-        }
-        all
-    }
-
-    /// Ends session `id` (its client's next request gets 404).
-    fn end_session(&self, id: &str, admin: &Admin) -> Response {
-        let Ok(uuid) = id.parse::<uuid::Uuid>() else {
-            return error_reply(StatusCode::NOT_FOUND, "no such session");
-        };
-        for served in self.registry.all() {
-            if served.sessions.get(&uuid).is_some() {
-                served.sessions.close(&uuid, CloseCause::Ended);
-                tracing::info!(session = id, by = %admin.subject, "session ended from the console");
-                return json_reply(StatusCode::OK, json!({"ended": id}));
-            }
-        }
-        error_reply(
-            StatusCode::NOT_FOUND,
-            "no such session on this replica (it may have ended, or be held by another replica)",
         )
     }
 
