@@ -23,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 
 from playwright.sync_api import expect, sync_playwright
@@ -35,7 +37,8 @@ BIN, FAKE, OIDC, OUTDIR = sys.argv[1:5]
 def start_auth_server(work: str) -> tuple[subprocess.Popen, str]:
     d = tempfile.mkdtemp(dir=work)
     with open(os.path.join(d, "config.json"), "w") as f:
-        json.dump({"scopes": ["mcp:tools", "mcp:admin"], "ttl": 600}, f)
+        json.dump({"scopes": ["mcp:tools", "mcp:admin"], "ttl": 600,
+                   "clients": [{"client_id": "machine", "client_secret": "s3cret", "scope": "mcp:tools"}]}, f)
     proc = subprocess.Popen(["node", os.path.join(OIDC, "server.mjs"), d], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline().strip()
@@ -90,6 +93,35 @@ http {{
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port, "nginx")
     return proc
+
+
+def machine_token(issuer: str, resource: str) -> str:
+    body = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": "machine", "client_secret": "s3cret",
+                                   "scope": "mcp:tools", "resource": resource}).encode()
+    with urllib.request.urlopen(urllib.request.Request(f"{issuer}/token", data=body)) as r:
+        return json.loads(r.read())["access_token"]
+
+
+def mcp_post(url: str, token: str, body: dict, session: str | None = None) -> tuple[int, str | None]:
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+               "authorization": f"Bearer {token}"}
+    if session:
+        headers.update({"mcp-session-id": session, "mcp-protocol-version": "2025-06-18"})
+    req = urllib.request.Request(f"{url}/mcp", data=json.dumps(body).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            r.read()
+            return r.status, r.headers.get("mcp-session-id")
+    except urllib.error.HTTPError as e:
+        return e.code, None
+
+
+def open_session(url: str, token: str, name: str) -> str:
+    status, session = mcp_post(url, token, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": name, "version": "1"}}})
+    check(status == 200 and session, f"{name}: a session ({status})")
+    mcp_post(url, token, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+    return session
 
 
 def health(url: str) -> dict:
@@ -180,6 +212,25 @@ def main() -> None:
             hits = [health(u) for u in urls]
             moved = sum(h["cluster"]["forwarded"] + h["cluster"]["roamed"] for h in hits)
             check(moved > 0, f"the playground's session was served across both replicas (forwarded or roamed: {moved})")
+
+            # Sessions of both replicas on one page, whichever replica serves it; each ended
+            # from the page, wherever it is held: its client's next call gets 404.
+            token = machine_token(issuer, f"{public}/mcp")
+            held = {f"on-r{i}": (u, open_session(u, token, f"on-r{i}")) for i, u in enumerate(urls)}
+            for _ in range(3):  # round-robin: the page comes from one replica, then the other
+                page.goto(f"{public}/console/#sessions")
+                for i in range(2):
+                    expect(page.locator("tr", has_text=f"on-r{i} 1")).to_contain_text(f"r{i}")
+            check(page.locator("#unreachable").count() == 0, "sessions: every replica answered")
+            page.screenshot(path=os.path.join(OUTDIR, "sessions-cluster.png"), full_page=True)
+            check(True, "sessions: both replicas' sessions listed with their replica, on every load")
+            for name, (u, session) in held.items():
+                page.locator("tr", has_text=f"{name} 1").locator("button").click()
+                expect(page.locator("tr", has_text=f"{name} 1")).to_have_count(0)
+                for v in urls:  # on its replica and on the other (a roaming session is not restored)
+                    status, _ = mcp_post(v, token, {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                                                    "params": {"name": "list_cities", "arguments": {}}}, session)
+                    check(status == 404, f"{name}: ended from the console, its next call gets 404 ({status}, at {v})")
 
             # Logged out on one replica: the other refuses the same cookie too (it is gone).
             page.goto(f"{public}/console/")

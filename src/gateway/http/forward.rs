@@ -99,6 +99,25 @@ impl Forwarder {
         Forwarder { http, metrics }
     }
 
+    /// A short request to another replica (the console asking for its view), presenting
+    /// `secret`: its status and JSON answer, within `timeout`.
+    pub async fn ask(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<(StatusCode, serde_json::Value), String> {
+        let mut r = self.http.request(method, url).timeout(timeout);
+        for (name, value) in headers {
+            r = r.header(*name, *value);
+        }
+        let answer = r.send().await.map_err(|e| error_chain(&e))?;
+        let status = answer.status();
+        let body = answer.json().await.map_err(|e| error_chain(&e))?;
+        Ok((status, body))
+    }
+
     /// Sends the request to `peer`, presenting `secret`, and relays its answer.
     pub async fn forward(
         &self,

@@ -161,15 +161,13 @@ impl Http {
                 ))
             }
             (&Method::GET, "/api/sessions") => {
-                self.as_admin(headers, client, false).await?;
-                Ok(json_reply(
-                    StatusCode::OK,
-                    json!({"sessions": self.session_views()}),
-                ))
+                let admin = self.as_admin(headers, client, false).await?;
+                Ok(self.sessions_reply(headers, &admin).await)
             }
             (&Method::DELETE, p) if p.starts_with("/api/sessions/") => {
                 let admin = self.as_admin(headers, client, true).await?;
-                Ok(self.end_session(&p["/api/sessions/".len()..], &admin))
+                let id = &p["/api/sessions/".len()..];
+                Ok(self.end_session_reply(id, headers, &admin).await)
             }
             (
                 _,
@@ -264,7 +262,7 @@ impl Http {
         let Some(credential) = credential else {
             return error_reply(StatusCode::BAD_REQUEST, "send {\"credential\": \"…\"}");
         };
-        let value = URL_SAFE_NO_PAD.encode(credential.as_bytes());
+        let value = cookie_value(&credential);
         if value.len() > COOKIE_MAX {
             return error_reply(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -366,6 +364,11 @@ impl Http {
         view["draining"] = self.is_draining().into();
         view
     }
+}
+
+/// What the cookie holds for `credential`.
+fn cookie_value(credential: &str) -> String {
+    URL_SAFE_NO_PAD.encode(credential.as_bytes())
 }
 
 /// The credential the cookie holds, if it holds one.

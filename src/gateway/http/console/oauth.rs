@@ -152,7 +152,7 @@ impl Http {
                 return self.flow_ended(back_to_login("token"));
             }
         };
-        let value = URL_SAFE_NO_PAD.encode(token.as_bytes());
+        let value = super::cookie_value(&token);
         if value.len() > super::COOKIE_MAX {
             tracing::warn!(%client, bytes = value.len(), "console login: the access token is too large for a cookie");
             return self.flow_ended(back_to_login("large"));

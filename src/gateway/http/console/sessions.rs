@@ -1,20 +1,113 @@
-//! The console's sessions view: the open sessions of this replica, and ending one.
+//! The console's sessions view: the open sessions of every replica, and ending one wherever it
+//! is held. With `--redis`, the replica the page asks asks the others (with the same cookie and
+//! the cluster secret, so each checks the login itself); a replica that does not answer in time
+//! is named, not waited for.
 //!
 //! Owns: the sessions page's data. Must not touch: how sessions are served.
 
-use serde_json::{Value, json};
-use warp::{http::StatusCode, reply::Response};
+use std::time::Duration;
 
-use super::Admin;
+use futures::future::join_all;
+use serde_json::{Value, json};
+use warp::{
+    http::{HeaderMap, Method, StatusCode},
+    reply::Response,
+};
+
+use super::{Admin, COOKIE, CSRF_HEADER, csrf_of};
 use crate::gateway::{
     http::{
+        forward::{FORWARDED_BY, PEER_HEADER},
         reply::{error_reply, json_reply},
         state::Http,
     },
     session::CloseCause,
 };
 
+/// How long the console waits for another replica's view.
+const ASK_PEER: Duration = Duration::from_secs(3);
+
 impl Http {
+    /// `GET /console/api/sessions`: this replica's sessions, and with `--redis` (unless another
+    /// replica is asking) every other replica's.
+    pub(super) async fn sessions_reply(&self, headers: &HeaderMap, admin: &Admin) -> Response {
+        let here = self.cluster.as_ref().map(|c| c.replica().to_string());
+        let mut sessions = self.session_views();
+        for s in &mut sessions {
+            s["replica"] = json!(here);
+        }
+        let mut unreachable = vec![];
+        if !headers.contains_key(PEER_HEADER) {
+            for (replica, answer) in self
+                .ask_peers(Method::GET, "/console/api/sessions", admin)
+                .await
+            {
+                match answer {
+                    Ok((StatusCode::OK, body)) => {
+                        sessions.extend(body["sessions"].as_array().cloned().unwrap_or_default())
+                    }
+                    Ok((status, _)) => unreachable.push(format!("{replica} (HTTP {status})")),
+                    Err(e) => unreachable.push(format!("{replica} ({e})")),
+                }
+            }
+        }
+        json_reply(
+            StatusCode::OK,
+            json!({"replica": here, "sessions": sessions, "unreachable": unreachable}),
+        )
+    }
+
+    /// `DELETE /console/api/sessions/<id>`: ends it here, or on the replica that holds it.
+    pub(super) async fn end_session_reply(
+        &self,
+        id: &str,
+        headers: &HeaderMap,
+        admin: &Admin,
+    ) -> Response {
+        let here = self.end_session(id, admin);
+        if here.status() != StatusCode::NOT_FOUND || headers.contains_key(PEER_HEADER) {
+            return here;
+        }
+        let path = format!("/console/api/sessions/{id}");
+        for (replica, answer) in self.ask_peers(Method::DELETE, &path, admin).await {
+            if let Ok((StatusCode::OK, _)) = answer {
+                return json_reply(StatusCode::OK, json!({"ended": id, "replica": replica}));
+            }
+        }
+        here
+    }
+
+    /// Sends the same console request to every other replica at once: each one's answer.
+    async fn ask_peers(
+        &self,
+        method: Method,
+        path: &str,
+        admin: &Admin,
+    ) -> Vec<(String, Result<(StatusCode, Value), String>)> {
+        let (Some(cluster), Some(secret)) = (
+            self.cluster.as_ref(),
+            self.cluster.as_ref().and_then(|c| c.secret()),
+        ) else {
+            return vec![];
+        };
+        let cookie = format!("{COOKIE}={}", super::cookie_value(&admin.credential));
+        let csrf = csrf_of(&admin.credential);
+        let headers = [
+            ("cookie", cookie.as_str()),
+            (CSRF_HEADER, csrf.as_str()),
+            (PEER_HEADER, secret.as_str()),
+            (FORWARDED_BY, cluster.replica()),
+        ];
+        let peers = cluster.others();
+        let asked = peers.iter().map(|p| {
+            let url = format!("{}{path}", p.url);
+            let (method, headers) = (method.clone(), &headers);
+            async move { self.forwarder.ask(method, &url, headers, ASK_PEER).await }
+        });
+        let answers = join_all(asked).await;
+        peers.into_iter().map(|p| p.replica).zip(answers).collect()
+    }
+
     /// Every open session of this replica, with its server.
     pub(super) fn session_views(&self) -> Vec<Value> {
         let mut all = vec![];

@@ -359,7 +359,7 @@ const pages = {
     );
   },
   async sessions(main) {
-    const { sessions } = await api("sessions");
+    const { sessions, replica, unreachable } = await api("sessions");
     const end = (s) => {
       const b = el("button", { type: "button" }, "End");
       b.addEventListener("click", async () => {
@@ -369,8 +369,10 @@ const pages = {
       return b;
     };
     main.replaceChildren(
-      el("h2", {}, `Sessions on this replica (${sessions.length})`),
+      el("h2", {}, replica ? `Sessions on every replica (${sessions.length})` : `Sessions (${sessions.length})`),
+      unreachable?.length ? el("p", { class: "state-failed", id: "unreachable" }, `not heard from: ${unreachable.join(", ")}`) : "",
       table([
+        ...(replica ? [["replica", (s) => s.replica || ""]] : []),
         ["server", (s) => s.server],
         ["client", (s) => s.client || ""],
         ["transport", (s) => s.transport],
