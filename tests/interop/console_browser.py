@@ -55,14 +55,15 @@ def main() -> None:
             "everything": {"command": "node", "args": [EVERYTHING]},
             "fx": {"command": FIXTURE, "args": [], "gateway": {"backend": "shared"}},
             "fx2": {"command": FIXTURE, "args": []},
-        }}, f)
+        }, "groups": {"both": {"members": ["aare", "fx2"]}}}, f)
     gw, url = start_gateway(BIN, ["--config", conf, "--api-key", KEY, "--console",
                                   "--audit-log", os.path.join(work, "audit.log")])
     violations: list[str] = []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            context = browser.new_context(viewport={"width": 1280, "height": 860})
+            page = context.new_page()
             page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
 
             # The login page; a wrong key is refused on the page.
@@ -78,7 +79,7 @@ def main() -> None:
             page.click("button[type=submit]")
 
             # The overview: every server with its state, and the charts.
-            for name in ("aare", "everything", "fx", "fx2"):
+            for name in ("aare", "everything", "fx", "fx2", "both"):
                 expect(page.locator(f"[data-server={name}][data-field=state]")).to_have_text("serving")
             check(True, "the overview lists the servers, serving")
             expect(page.locator("#status")).to_contain_text("ok")
@@ -147,10 +148,12 @@ def main() -> None:
             # playground on that tool.
             page.goto(f"{url}/console/#servers")
             page.click("#count-tools")
-            for name in ("aare", "everything", "fx", "fx2"):
+            for name in ("aare", "everything", "fx", "fx2", "both"):
                 expect(page.locator(f"[data-server={name}][data-field=tools]")).to_have_text(re.compile(r"^[0-9]+$"), timeout=15000)
             counted = int(page.locator("[data-server=aare][data-field=tools]").inner_text())
             check(counted >= 7, f"servers: tools counted per server (this program's: {counted})")
+            counts = {n: int(page.locator(f"[data-server={n}][data-field=tools]").inner_text()) for n in ("aare", "fx2", "both")}
+            check(counts["both"] == counts["aare"] + counts["fx2"], f"servers: a group counts its members' tools ({counts})")
             page.click("a[href='#server/everything']")
             card = page.locator("[data-tool=trigger-sampling-request]")
             expect(card).to_have_count(1, timeout=10000)
@@ -178,6 +181,24 @@ def main() -> None:
             expect(page.locator("#calls")).to_contain_text("get_current_temperature")
             page.screenshot(path=os.path.join(OUTDIR, "calls.png"), full_page=True)
             check(True, "recent calls: the playground's call, from the audit log")
+
+            # A page with a playground session, closed: its session ends with it.
+            def console_sessions() -> int:
+                views = page.request.get(f"{url}/console/api/sessions").json()["sessions"]
+                return sum(1 for v in views if (v.get("client") or "").startswith("aareguru-mcp console"))
+            before = console_sessions()
+            other = page.context.new_page()
+            other.goto(f"{url}/console/#playground")
+            other.select_option("#pg-server", "fx2")
+            other.click("#pg-connect")
+            expect(other.locator("#pg-tool")).to_be_visible()
+            check(console_sessions() == before + 1, "a second page's playground session is listed")
+            other.close(run_before_unload=True)
+            for _ in range(50):
+                if console_sessions() == before:
+                    break
+                page.wait_for_timeout(100)
+            check(console_sessions() == before, "the playground's session ended with its page")
 
             # Logged out, nothing but the login page.
             page.click("#logout")

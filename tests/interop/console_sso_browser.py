@@ -141,6 +141,7 @@ def main() -> None:
     for i in range(2):
         proc, url = start_gateway(BIN, [
             "--base-url", base, "--redis", redis_url, "--replica-id", f"r{i}", "--public-url", public,
+            "--audit-log", os.path.join(work, f"audit-{i}.log"),
             "--oauth-issuer", issuer, "--console", "--console-scope", "mcp:admin", "--console-client-id", client_id])
         replicas.append(proc)
         urls.append(url)
@@ -217,6 +218,10 @@ def main() -> None:
             # from the page, wherever it is held: its client's next call gets 404.
             token = machine_token(issuer, f"{public}/mcp")
             held = {f"on-r{i}": (u, open_session(u, token, f"on-r{i}")) for i, u in enumerate(urls)}
+            for u, session in held.values():
+                status, _ = mcp_post(u, token, {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                                                "params": {"name": "list_cities", "arguments": {}}}, session)
+                check(status == 200, f"a call on {u} ({status})")
             for _ in range(3):  # round-robin: the page comes from one replica, then the other
                 page.goto(f"{public}/console/#sessions")
                 for i in range(2):
@@ -231,6 +236,14 @@ def main() -> None:
                     status, _ = mcp_post(v, token, {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
                                                     "params": {"name": "list_cities", "arguments": {}}}, session)
                     check(status == 404, f"{name}: ended from the console, its next call gets 404 ({status}, at {v})")
+
+            # Recent calls of both replicas, from their audit logs, on one page.
+            for _ in range(2):
+                page.goto(f"{public}/console/#calls")
+                for i in range(2):
+                    expect(page.locator("#calls tr", has_text="list_cities").filter(has_text=f"r{i}")).to_have_count(1)
+            check(True, "recent calls: both replicas' audit lines on one page")
+            page.screenshot(path=os.path.join(OUTDIR, "calls-cluster.png"), full_page=True)
 
             # Logged out on one replica: the other refuses the same cookie too (it is gone).
             page.goto(f"{public}/console/")

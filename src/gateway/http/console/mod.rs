@@ -152,13 +152,8 @@ impl Http {
                 Ok(self.live_stream())
             }
             (&Method::GET, "/api/calls") => {
-                self.as_admin(headers, client, false).await?;
-                let audit = self.registry.audit.as_ref();
-                let calls = audit.map(|a| a.recent()).unwrap_or_default();
-                Ok(json_reply(
-                    StatusCode::OK,
-                    json!({"audit": audit.is_some(), "calls": calls}),
-                ))
+                let admin = self.as_admin(headers, client, false).await?;
+                Ok(self.calls_reply(headers, &admin).await)
             }
             (&Method::GET, "/api/sessions") => {
                 let admin = self.as_admin(headers, client, false).await?;

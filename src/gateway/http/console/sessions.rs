@@ -1,5 +1,5 @@
-//! The console's sessions view: the open sessions of every replica, and ending one wherever it
-//! is held. With `--redis`, the replica the page asks asks the others (with the same cookie and
+//! The console's views of every replica: the open sessions (and ending one wherever it is
+//! held) and the recent calls. With `--redis`, the replica the page asks asks the others (with the same cookie and
 //! the cluster secret, so each checks the login itself); a replica that does not answer in time
 //! is named, not waited for.
 //!
@@ -54,6 +54,34 @@ impl Http {
         json_reply(
             StatusCode::OK,
             json!({"replica": here, "sessions": sessions, "unreachable": unreachable}),
+        )
+    }
+
+    /// `GET /console/api/calls`: the recent lines of this replica's audit log, and with
+    /// `--redis` (unless another replica is asking) the others', newest last.
+    pub(super) async fn calls_reply(&self, headers: &HeaderMap, admin: &Admin) -> Response {
+        let audit = self.registry.audit.as_ref();
+        let mut calls = audit.map(|a| a.recent()).unwrap_or_default();
+        let mut unreachable = vec![];
+        if !headers.contains_key(PEER_HEADER) {
+            for (replica, answer) in self
+                .ask_peers(Method::GET, "/console/api/calls", admin)
+                .await
+            {
+                match answer {
+                    Ok((StatusCode::OK, body)) => {
+                        calls.extend(body["calls"].as_array().cloned().unwrap_or_default())
+                    }
+                    Ok((status, _)) => unreachable.push(format!("{replica} (HTTP {status})")),
+                    Err(e) => unreachable.push(format!("{replica} ({e})")),
+                }
+            }
+            // RFC 3339 times in UTC sort as text.
+            calls.sort_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()));
+        }
+        json_reply(
+            StatusCode::OK,
+            json!({"audit": audit.is_some(), "calls": calls, "unreachable": unreachable}),
         )
     }
 

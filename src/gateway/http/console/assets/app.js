@@ -335,7 +335,7 @@ const pages = {
     main.replaceChildren(el("h2", {}, `Server ${name}`), el("div", { id: "server-state" }, serversTable([s])), ...parts);
   },
   async calls(main) {
-    const { audit, calls } = await api("calls");
+    const { audit, calls, unreachable } = await api("calls");
     if (!audit) {
       main.replaceChildren(el("h2", {}, "Recent calls"), el("p", { class: "muted" }, "The audit log is off (--audit-log): no calls are recorded."));
       return;
@@ -344,6 +344,7 @@ const pages = {
     const failed = newest.filter((c) => c.outcome !== "ok");
     const columns = [
       ["time", (c) => c.time],
+      ["replica", (c) => c.replica || ""],
       ["subject", (c) => c.subject || ""],
       ["server", (c) => (c.member ? `${c.server} → ${c.member}` : c.server)],
       ["name", (c) => c.name],
@@ -354,7 +355,8 @@ const pages = {
     main.replaceChildren(
       el("h2", {}, `Recent failures (${failed.length})`),
       table(columns, failed.slice(0, 20)),
-      el("h2", {}, `Recent calls (newest first, the last ${calls.length} of this replica)`),
+      unreachable?.length ? el("p", { class: "state-failed" }, `not heard from: ${unreachable.join(", ")}`) : "",
+      el("h2", {}, `Recent calls (newest first: ${calls.length}, the last 200 of each replica)`),
       el("div", { id: "calls" }, table(columns, newest)),
     );
   },
@@ -454,6 +456,8 @@ async function start() {
     location.reload();
   });
   window.addEventListener("hashchange", show);
+  // The playground's session ends with the page, not when it idles out.
+  window.addEventListener("pagehide", () => playground.client?.abandon());
   await show();
 }
 

@@ -99,6 +99,13 @@ class McpClient {
     }
   }
 
+  // Ends the session as the page goes away (the request outlives the page).
+  abandon() {
+    if (!this.session) return;
+    fetch(this.url, { method: "DELETE", headers: this.headers(), credentials: "same-origin", keepalive: true }).catch(() => {});
+    this.session = null;
+  }
+
   async close() {
     if (!this.session) return;
     await fetch(this.url, { method: "DELETE", headers: this.headers(), credentials: "same-origin" }).catch(() => {});
