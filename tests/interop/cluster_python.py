@@ -25,52 +25,9 @@ import urllib.request
 
 
 from battery import every_transport
-from common import check, free_port, start_fake, start_gateway, start_redis, summary, wait_port
+from common import check, free_port, start_fake, start_gateway, start_nginx, start_redis, summary, wait_port
 
 BIN, FAKE, NODE_DIR = sys.argv[1], sys.argv[2], sys.argv[3]
-
-
-def start_nginx(tmp: str, upstreams: list[str]) -> tuple[subprocess.Popen, str]:
-    """nginx round-robin, with the proxy settings the README recommends."""
-    port = free_port()
-    conf_dir = tempfile.mkdtemp(dir=tmp)
-    servers = "".join(f"    server {u} max_fails=1 fail_timeout=5s;\n" for u in upstreams)
-    conf = f"""worker_processes 1;
-daemon off;
-pid {conf_dir}/nginx.pid;
-error_log {conf_dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {conf_dir}/body; proxy_temp_path {conf_dir}/proxy;
-  fastcgi_temp_path {conf_dir}/fcgi; uwsgi_temp_path {conf_dir}/uwsgi; scgi_temp_path {conf_dir}/scgi;
-  upstream gateways {{
-{servers}    keepalive 64;
-  }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://gateways;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_buffering off;
-      proxy_request_buffering off;
-      proxy_read_timeout 1h;
-    }}
-  }}
-}}
-"""
-    path = os.path.join(conf_dir, "nginx.conf")
-    with open(path, "w") as f:
-        f.write(conf)
-    proc = subprocess.Popen(
-        ["/usr/sbin/nginx", "-p", conf_dir, "-e", f"{conf_dir}/error.log", "-c", path],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_port(port, "nginx")
-    return proc, f"http://127.0.0.1:{port}"
 
 
 def health(base: str) -> dict:

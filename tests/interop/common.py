@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -139,3 +140,47 @@ def start_redis(tmp: str) -> tuple[subprocess.Popen, str]:
     )
     wait_port(port, "redis-server")
     return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def start_nginx(tmp: str, upstreams: list[str], prefix: str = "/", port: int = 0) -> tuple[subprocess.Popen, str]:
+    """nginx round-robin, with the proxy settings the README recommends, passing the paths under
+    `prefix` through unchanged (the gateways take a --public-url prefix)."""
+    port = port or free_port()
+    conf_dir = tempfile.mkdtemp(dir=tmp)
+    servers = "".join(f"    server {u} max_fails=1 fail_timeout=5s;\n" for u in upstreams)
+    conf = f"""worker_processes 1;
+daemon off;
+pid {conf_dir}/nginx.pid;
+error_log {conf_dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {conf_dir}/body; proxy_temp_path {conf_dir}/proxy;
+  fastcgi_temp_path {conf_dir}/fcgi; uwsgi_temp_path {conf_dir}/uwsgi; scgi_temp_path {conf_dir}/scgi;
+  upstream gateways {{
+{servers}    keepalive 64;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location {prefix} {{
+      proxy_pass http://gateways;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_buffering off;
+      proxy_request_buffering off;
+      proxy_read_timeout 1h;
+    }}
+  }}
+}}
+"""
+    path = os.path.join(conf_dir, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    proc = subprocess.Popen(
+        ["/usr/sbin/nginx", "-p", conf_dir, "-e", f"{conf_dir}/error.log", "-c", path],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(port, "nginx")
+    return proc, f"http://127.0.0.1:{port}"

@@ -29,7 +29,7 @@ import urllib.request
 
 from playwright.sync_api import expect, sync_playwright
 
-from common import check, free_port, start_fake, start_gateway, start_redis, summary, wait_port
+from common import check, free_port, start_fake, start_gateway, start_nginx, start_redis, summary
 
 BIN, FAKE, OIDC, OUTDIR = sys.argv[1:5]
 
@@ -55,44 +55,6 @@ def register(issuer: str, redirect: str) -> str:
     req = urllib.request.Request(endpoint, data=json.dumps(body).encode(), headers={"content-type": "application/json"})
     with urllib.request.urlopen(req) as r:
         return json.loads(r.read())["client_id"]
-
-
-def start_nginx(work: str, port: int, upstreams: list[str]) -> subprocess.Popen:
-    """nginx round-robin under /gw/, passing the path through (the gateways take the prefix)."""
-    d = tempfile.mkdtemp(dir=work)
-    servers = "".join(f"    server {u};\n" for u in upstreams)
-    conf = f"""worker_processes 1;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  upstream gateways {{
-{servers}    keepalive 16;
-  }}
-  server {{
-    listen 127.0.0.1:{port};
-    location /gw/ {{
-      proxy_pass http://gateways;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_buffering off;
-      proxy_read_timeout 1h;
-    }}
-  }}
-}}
-"""
-    path = os.path.join(d, "nginx.conf")
-    with open(path, "w") as f:
-        f.write(conf)
-    proc = subprocess.Popen(["/usr/sbin/nginx", "-p", d, "-e", f"{d}/error.log", "-c", path],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port, "nginx")
-    return proc
 
 
 def machine_token(issuer: str, resource: str) -> str:
@@ -145,7 +107,7 @@ def main() -> None:
             "--oauth-issuer", issuer, "--console", "--console-scope", "mcp:admin", "--console-client-id", client_id])
         replicas.append(proc)
         urls.append(url)
-    nginx = start_nginx(work, port, [u.removeprefix("http://") for u in urls])
+    nginx, _ = start_nginx(work, [u.removeprefix("http://") for u in urls], prefix="/gw/", port=port)
     deadline = time.monotonic() + 20
     while any(len(health(u)["cluster"]["peers"]) != 2 for u in urls):
         check(time.monotonic() < deadline, "the replicas see each other")

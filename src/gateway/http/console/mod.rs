@@ -286,15 +286,20 @@ impl Http {
 
     /// The cookie's `Set-Cookie` value (`max_age` 0: forget it).
     fn cookie(&self, value: &str, max_age: u32) -> String {
-        let secure = if self.config.public_url.starts_with("https://") {
+        format!(
+            "{COOKIE}={value}; Path={}/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
+            self.base_path,
+            self.secure_attribute()
+        )
+    }
+
+    /// `; Secure` behind HTTPS (the browser would not send the cookie over plain HTTP).
+    fn secure_attribute(&self) -> &'static str {
+        if self.config.public_url.starts_with("https://") {
             "; Secure"
         } else {
             ""
-        };
-        format!(
-            "{COOKIE}={value}; Path={}/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
-            self.base_path
-        )
+        }
     }
 
     /// Starts keeping the live numbers: a sample each second until `stop`.

@@ -19,13 +19,21 @@ use super::{LOGIN_SECONDS, set_cookie};
 use crate::gateway::http::{
     headers::header,
     reply::{error_reply, json_reply},
-    state::Http,
+    state::{Http, ResourceServer},
 };
 
 /// The cookie that carries `state` and the verifier from `start` to `callback`.
 const FLOW_COOKIE: &str = "aareguru_console_flow";
 /// How long a login at the authorization server may take.
 const FLOW_SECONDS: u32 = 600;
+
+/// The client, the resource server, where the browser comes back, and the resource asked for.
+struct Flow<'a> {
+    client_id: &'a str,
+    rs: &'a ResourceServer,
+    redirect: String,
+    resource: String,
+}
 
 impl Http {
     /// `GET /console/oauth`: whether the login page offers the authorization server.
@@ -42,25 +50,23 @@ impl Http {
         self.config.console.as_ref()?.client_id.as_deref()
     }
 
-    fn redirect_uri(&self) -> Option<(String, String)> {
-        let base = &self.oauth.as_ref()?.base;
-        Some((
-            format!("{base}/console/oauth/callback"),
-            format!("{base}/mcp"),
-        ))
+    /// What the flow needs, when the login through the authorization server is on.
+    fn flow(&self) -> Option<Flow<'_>> {
+        let rs = self.oauth.as_ref()?;
+        Some(Flow {
+            client_id: self.oauth_login()?,
+            rs,
+            redirect: format!("{}/console/oauth/callback", rs.base),
+            resource: format!("{}/mcp", rs.base),
+        })
     }
 
     /// `GET /console/oauth/start`: to the authorization server.
     pub(super) async fn oauth_start(&self) -> Response {
-        let (Some(client_id), Some(rs), Some((redirect, resource))) =
-            (self.oauth_login(), self.oauth.as_ref(), self.redirect_uri())
-        else {
-            return error_reply(
-                StatusCode::NOT_FOUND,
-                "no login through an authorization server here",
-            );
+        let Some(flow) = self.flow() else {
+            return no_flow();
         };
-        let endpoint = match rs.verifier.login_endpoints().await {
+        let endpoint = match flow.rs.verifier.login_endpoints().await {
             Ok((authorize, _)) => authorize,
             Err(e) => {
                 tracing::warn!(error = %e, "console login: the authorization server's metadata");
@@ -75,13 +81,13 @@ impl Http {
         };
         url.query_pairs_mut()
             .append_pair("response_type", "code")
-            .append_pair("client_id", client_id)
-            .append_pair("redirect_uri", &redirect)
+            .append_pair("client_id", flow.client_id)
+            .append_pair("redirect_uri", &flow.redirect)
             .append_pair("scope", &self.login_scopes())
             .append_pair("state", &state)
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256")
-            .append_pair("resource", &resource);
+            .append_pair("resource", &flow.resource);
         let mut r = error_reply(StatusCode::FOUND, "to the authorization server");
         if let Ok(to) = HeaderValue::from_str(url.as_str()) {
             r.headers_mut().insert("location", to);
@@ -118,20 +124,15 @@ impl Http {
         headers: &HeaderMap,
         client: std::net::IpAddr,
     ) -> Response {
-        let (Some(client_id), Some(rs), Some((redirect, resource))) =
-            (self.oauth_login(), self.oauth.as_ref(), self.redirect_uri())
-        else {
-            return error_reply(
-                StatusCode::NOT_FOUND,
-                "no login through an authorization server here",
-            );
+        let Some(flow) = self.flow() else {
+            return no_flow();
         };
         let params: Vec<(String, String)> = reqwest::Url::parse(&format!("http://x/?{query}"))
             .map(|u| u.query_pairs().into_owned().collect())
             .unwrap_or_default();
         let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let flow = flow_cookie(headers);
-        let Some((state, verifier)) = flow.as_deref().and_then(|f| f.split_once('.')) else {
+        let started = flow_cookie(headers);
+        let Some((state, verifier)) = started.as_deref().and_then(|f| f.split_once('.')) else {
             return self.flow_ended(back_to_login("expired"));
         };
         if param("state") != Some(state) {
@@ -145,7 +146,7 @@ impl Http {
         let Some(code) = param("code") else {
             return self.flow_ended(back_to_login("refused"));
         };
-        let token = match exchange(rs, client_id, code, verifier, &redirect, &resource).await {
+        let token = match exchange(&flow, code, verifier).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(%client, error = %e, "console login: the code exchange failed");
@@ -178,14 +179,10 @@ impl Http {
 
     fn flow_cookie(&self, value: &str, max_age: u32) -> String {
         // Lax, not Strict: it must come back with the authorization server's redirect.
-        let secure = if self.config.public_url.starts_with("https://") {
-            "; Secure"
-        } else {
-            ""
-        };
         format!(
-            "{FLOW_COOKIE}={value}; Path={}/console/oauth; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
-            self.base_path
+            "{FLOW_COOKIE}={value}; Path={}/console/oauth; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
+            self.base_path,
+            self.secure_attribute()
         )
     }
 
@@ -196,16 +193,10 @@ impl Http {
 }
 
 /// The authorization code, for an access token (public client: the verifier proves it).
-async fn exchange(
-    rs: &crate::gateway::http::state::ResourceServer,
-    client_id: &str,
-    code: &str,
-    verifier: &str,
-    redirect: &str,
-    resource: &str,
-) -> Result<String, String> {
-    let (_, endpoint) = rs.verifier.login_endpoints().await?;
-    let r = rs
+async fn exchange(flow: &Flow<'_>, code: &str, verifier: &str) -> Result<String, String> {
+    let (_, endpoint) = flow.rs.verifier.login_endpoints().await?;
+    let r = flow
+        .rs
         .verifier
         .http()
         .post(&endpoint)
@@ -213,10 +204,10 @@ async fn exchange(
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", code),
-            ("redirect_uri", redirect),
-            ("client_id", client_id),
+            ("redirect_uri", &flow.redirect),
+            ("client_id", flow.client_id),
             ("code_verifier", verifier),
-            ("resource", resource),
+            ("resource", &flow.resource),
         ])
         .send()
         .await
@@ -234,6 +225,13 @@ async fn exchange(
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| format!("{endpoint}: no access_token in the answer"))
+}
+
+fn no_flow() -> Response {
+    error_reply(
+        StatusCode::NOT_FOUND,
+        "no login through an authorization server here",
+    )
 }
 
 /// 32 bytes from the system's random source (two v4 UUIDs: 244 random bits), base64url.

@@ -36,21 +36,15 @@ impl Http {
         for s in &mut sessions {
             s["replica"] = json!(here);
         }
-        let mut unreachable = vec![];
-        if !headers.contains_key(PEER_HEADER) {
-            for (replica, answer) in self
-                .ask_peers(Method::GET, "/console/api/sessions", admin)
-                .await
-            {
-                match answer {
-                    Ok((StatusCode::OK, body)) => {
-                        sessions.extend(body["sessions"].as_array().cloned().unwrap_or_default())
-                    }
-                    Ok((status, _)) => unreachable.push(format!("{replica} (HTTP {status})")),
-                    Err(e) => unreachable.push(format!("{replica} ({e})")),
-                }
-            }
-        }
+        let unreachable = self
+            .gather(
+                "/console/api/sessions",
+                "sessions",
+                headers,
+                admin,
+                &mut sessions,
+            )
+            .await;
         json_reply(
             StatusCode::OK,
             json!({"replica": here, "sessions": sessions, "unreachable": unreachable}),
@@ -62,23 +56,11 @@ impl Http {
     pub(super) async fn calls_reply(&self, headers: &HeaderMap, admin: &Admin) -> Response {
         let audit = self.registry.audit.as_ref();
         let mut calls = audit.map(|a| a.recent()).unwrap_or_default();
-        let mut unreachable = vec![];
-        if !headers.contains_key(PEER_HEADER) {
-            for (replica, answer) in self
-                .ask_peers(Method::GET, "/console/api/calls", admin)
-                .await
-            {
-                match answer {
-                    Ok((StatusCode::OK, body)) => {
-                        calls.extend(body["calls"].as_array().cloned().unwrap_or_default())
-                    }
-                    Ok((status, _)) => unreachable.push(format!("{replica} (HTTP {status})")),
-                    Err(e) => unreachable.push(format!("{replica} ({e})")),
-                }
-            }
-            // RFC 3339 times in UTC sort as text.
-            calls.sort_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()));
-        }
+        let unreachable = self
+            .gather("/console/api/calls", "calls", headers, admin, &mut calls)
+            .await;
+        // RFC 3339 times in UTC sort as text.
+        calls.sort_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()));
         json_reply(
             StatusCode::OK,
             json!({"audit": audit.is_some(), "calls": calls, "unreachable": unreachable}),
@@ -103,6 +85,34 @@ impl Http {
             }
         }
         here
+    }
+
+    /// Adds the other replicas' `key` lists (from `GET path`) to `into`, unless another replica
+    /// is asking; the replicas not heard from, with why.
+    async fn gather(
+        &self,
+        path: &str,
+        key: &str,
+        headers: &HeaderMap,
+        admin: &Admin,
+        into: &mut Vec<Value>,
+    ) -> Vec<String> {
+        let mut unreachable = vec![];
+        if headers.contains_key(PEER_HEADER) {
+            return unreachable;
+        }
+        for (replica, answer) in self.ask_peers(Method::GET, path, admin).await {
+            match answer {
+                Ok((StatusCode::OK, mut body)) => {
+                    if let Some(list) = body[key].as_array_mut() {
+                        into.append(list);
+                    }
+                }
+                Ok((status, _)) => unreachable.push(format!("{replica} (HTTP {status})")),
+                Err(e) => unreachable.push(format!("{replica} ({e})")),
+            }
+        }
+        unreachable
     }
 
     /// Sends the same console request to every other replica at once: each one's answer.
