@@ -277,3 +277,120 @@ async fn the_console_needs_a_way_to_log_in() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--console needs a way to log in"), "{err}");
 }
+
+/// With `--redis`, the replica serving the page shows every replica's sessions and ends one
+/// wherever it is held; a request another replica sends is answered with the local view only
+/// (no loops); a replica that does not answer is named, not waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replicas_sessions_on_one_page() {
+    let redis = crate::infra::Redis::start().await;
+    let url = redis.url();
+    let fixture = crate::gateway_util::example("fixture_server");
+    let replica = |id: &'static str| {
+        let (url, fixture) = (url.clone(), fixture.clone());
+        async move {
+            let args = [
+                "--redis",
+                &url,
+                "--replica-id",
+                id,
+                "--api-key",
+                "k-admin-0123456789",
+                "--console",
+                "--backend",
+                "per-session",
+                "--",
+                &fixture,
+            ];
+            Gateway::start(&args, &[]).await
+        }
+    };
+    let a = replica("a").await;
+    let b = replica("b").await;
+    for gw in [&a, &b] {
+        gw.wait_health("both replicas", |h| {
+            h["cluster"]["peers"]
+                .as_array()
+                .is_some_and(|p| p.len() == 2)
+        })
+        .await;
+    }
+    let r = login(&a, "k-admin-0123456789").await;
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = r.json::<Value>().await.unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A session on b, seen from a.
+    let mut mcp = McpClient::new(&b.base);
+    mcp.headers
+        .push(("x-api-key".into(), "k-admin-0123456789".into()));
+    mcp.initialize().await;
+    let id = mcp.session.clone().unwrap();
+    let (status, _, body) = get(&a, "/console/api/sessions", Some(&cookie)).await;
+    assert_eq!(status, 200, "{body}");
+    let view: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["replica"], "a");
+    assert_eq!(view["unreachable"], json!([]), "{view}");
+    let ours = view["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("b's session listed on a: {view}"));
+    assert_eq!(ours["replica"], "b", "{ours}");
+    // Asked as a replica (with the cluster secret), a answers for itself only.
+    let secret = redis.cli(&["GET", "aareguru-mcp:secret"]).await;
+    let local: Value = reqwest::Client::new()
+        .get(a.url("/console/api/sessions"))
+        .header("cookie", &cookie)
+        .header("x-aareguru-cluster", &secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        local["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["id"] != id.as_str()),
+        "{local}"
+    );
+    // Ended from a, held by b: gone for its client.
+    let ended: Value = reqwest::Client::new()
+        .delete(a.url(&format!("/console/api/sessions/{id}")))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ended, json!({"ended": id, "replica": "b"}));
+    assert_eq!(mcp.call(2, "echo", json!({})).await.0, 404);
+    // b killed: a still answers, and names b while it is still a peer.
+    drop(b);
+    let (status, _, body) = get(&a, "/console/api/sessions", Some(&cookie)).await;
+    assert_eq!(status, 200, "{body}");
+    let view: Value = serde_json::from_str(&body).unwrap();
+    let peers = a.health().await["cluster"]["peers"].clone();
+    if peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["replica"] == "b")
+    {
+        let unreachable = view["unreachable"].to_string();
+        assert!(unreachable.contains("b ("), "{view}");
+    }
+}
