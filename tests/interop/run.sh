@@ -166,7 +166,7 @@ timeout 600 "$dir/venv/bin/python" tests/interop/search_python.py "$bin" "$fake"
 echo "== OpenTelemetry: one trace from a Python SDK host through the gateway (--otel) to an instrumented Python SDK server — both transports, 2026-07-28, a federated group, the --connect bridge, two replicas; OTLP/HTTP and gRPC; sampling; duration metrics; _meta untouched with export off; the collector down, slow or failing"
 (cd tests/interop && timeout 300 "$root/$dir/venv-otel/bin/python" otel_python.py "$bin" "$fake")
 
-echo "== The console in a real browser: Debian's chromium driven by Playwright for Python (log in, servers and a killed child's restart seen live, the playground with an outputSchema check, an elicitation from server-everything answered, a session ended, no CSP violation)"
+echo "== The console in a real browser: Debian's chromium driven by Playwright for Python (log in, servers, a group and a killed child's restart seen live, tools counted and a server's page with its schemas, the playground with an outputSchema check, an elicitation and a sampling request from server-everything answered, a session ended, a closed page's session gone, no CSP violation)"
 # No browser download: Playwright drives the system's chromium.
 if [ ! -x /usr/bin/chromium ]; then
     sudo=""
