@@ -373,16 +373,22 @@ fn cookie_value(credential: &str) -> String {
 
 /// The credential the cookie holds, if it holds one.
 fn cookie_credential(headers: &HeaderMap) -> Option<String> {
+    cookie_named(headers, COOKIE)
+        .and_then(|value| URL_SAFE_NO_PAD.decode(value).ok())
+        .and_then(|v| String::from_utf8(v).ok())
+        .filter(|c| !c.is_empty())
+}
+
+/// The value of cookie `name` (in any `Cookie` header), if the request carries it.
+fn cookie_named<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all("cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .and_then(|(_, value)| URL_SAFE_NO_PAD.decode(value).ok())
-        .and_then(|v| String::from_utf8(v).ok())
-        .filter(|c| !c.is_empty())
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value)
 }
 
 /// The CSRF token of a login: derived from its credential, so every replica knows it and a

@@ -17,7 +17,6 @@ use warp::{
 
 use super::{LOGIN_SECONDS, set_cookie};
 use crate::gateway::http::{
-    headers::header,
     reply::{error_reply, json_reply},
     state::{Http, ResourceServer},
 };
@@ -241,11 +240,9 @@ fn random_token() -> String {
 }
 
 fn flow_cookie(headers: &HeaderMap) -> Option<String> {
-    header(headers, "cookie")?
-        .split(';')
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, v)| *k == FLOW_COOKIE && !v.is_empty())
-        .map(|(_, v)| v.to_string())
+    super::cookie_named(headers, FLOW_COOKIE)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
 }
 
 /// Back to the login page, which says what went wrong (a code, never text from the URL).
