@@ -93,7 +93,7 @@ async fn sum_health(replicas: &[&Gateway], field: &str) -> u64 {
 }
 
 /// Waits until every replica sees `n` live replicas.
-async fn wait_peers(replicas: &[&Gateway], n: usize) {
+pub(crate) async fn wait_peers(replicas: &[&Gateway], n: usize) {
     for r in replicas {
         r.wait_health("peers seen", |h| {
             h["cluster"]["peers"]

@@ -33,6 +33,12 @@ async fn get(gw: &Gateway, path: &str, cookie: Option<&str>) -> (StatusCode, Hea
     (status, headers, r.text().await.unwrap())
 }
 
+/// The JSON answer to `request` sent with the login's `cookie`.
+async fn json_of(request: reqwest::RequestBuilder, cookie: &str) -> Value {
+    let r = request.header("cookie", cookie).send().await.unwrap();
+    r.json().await.unwrap()
+}
+
 async fn login(gw: &Gateway, credential: &str) -> reqwest::Response {
     reqwest::Client::new()
         .post(gw.url("/console/login"))
@@ -307,14 +313,7 @@ async fn every_replicas_sessions_on_one_page() {
     };
     let a = replica("a").await;
     let b = replica("b").await;
-    for gw in [&a, &b] {
-        gw.wait_health("both replicas", |h| {
-            h["cluster"]["peers"]
-                .as_array()
-                .is_some_and(|p| p.len() == 2)
-        })
-        .await;
-    }
+    crate::cluster::wait_peers(&[&a, &b], 2).await;
     let r = login(&a, "k-admin-0123456789").await;
     let cookie = r.headers()["set-cookie"]
         .to_str()
@@ -347,16 +346,13 @@ async fn every_replicas_sessions_on_one_page() {
     assert_eq!(ours["replica"], "b", "{ours}");
     // Asked as a replica (with the cluster secret), a answers for itself only.
     let secret = redis.cli(&["GET", "aareguru-mcp:secret"]).await;
-    let local: Value = reqwest::Client::new()
-        .get(a.url("/console/api/sessions"))
-        .header("cookie", &cookie)
-        .header("x-aareguru-cluster", &secret)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let http = reqwest::Client::new();
+    let local = json_of(
+        http.get(a.url("/console/api/sessions"))
+            .header("x-aareguru-cluster", &secret),
+        &cookie,
+    )
+    .await;
     assert!(
         local["sessions"]
             .as_array()
@@ -366,16 +362,12 @@ async fn every_replicas_sessions_on_one_page() {
         "{local}"
     );
     // Ended from a, held by b: gone for its client.
-    let ended: Value = reqwest::Client::new()
-        .delete(a.url(&format!("/console/api/sessions/{id}")))
-        .header("cookie", &cookie)
-        .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ended = json_of(
+        http.delete(a.url(&format!("/console/api/sessions/{id}")))
+            .header("x-csrf-token", &csrf),
+        &cookie,
+    )
+    .await;
     assert_eq!(ended, json!({"ended": id, "replica": "b"}));
     assert_eq!(mcp.call(2, "echo", json!({})).await.0, 404);
     // b killed: a still answers, and names b while it is still a peer.
