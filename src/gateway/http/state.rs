@@ -46,9 +46,8 @@ pub struct Http {
     pub(super) oauth: Option<ResourceServer>,
     /// The console's newest live sample, for its open pages (`--console`).
     /// With the servers' states of the same second.
-    pub(super) live: tokio::sync::watch::Sender<
-        Option<(crate::gateway::metrics::live::Sample, serde_json::Value)>,
-    >,
+    /// As the text of its SSE event, made once for every open page.
+    pub(super) live: tokio::sync::watch::Sender<Option<Arc<str>>>,
     /// When this replica started (its uptime in `/health`).
     pub(super) started: std::time::Instant,
 }

@@ -316,8 +316,13 @@ impl Http {
                     _ = stop.cancelled() => return,
                 }
                 let sample = http.metrics.live.tick(http.metrics.sessions_active.get());
-                http.live
-                    .send_replace(Some((sample, http.registry.status().0)));
+                // The servers' states and the event's text only while a page watches.
+                if http.live.receiver_count() == 0 {
+                    continue;
+                }
+                let mut data = serde_json::to_value(&sample).unwrap_or_default();
+                data["servers"] = http.registry.status().0;
+                http.live.send_replace(Some(data.to_string().into()));
             }
         });
     }
@@ -341,11 +346,8 @@ impl Http {
             if !super::drain::Drain::waited(end.as_ref(), changed).await {
                 return None;
             }
-            let (sample, servers) = rx.borrow_and_update().clone()?;
-            let mut data = serde_json::to_value(&sample).unwrap_or_default();
-            data["servers"] = servers;
-            let data = data.to_string();
-            let event = warp::sse::Event::default().event("sample").data(data);
+            let data = rx.borrow_and_update().clone()?;
+            let event = warp::sse::Event::default().event("sample").data(&*data);
             Some((Ok(event), (rx, end)))
         });
         reply::sse_response(
