@@ -99,19 +99,19 @@ def main() -> None:
     port = free_port()
     public = f"http://127.0.0.1:{port}/gw"
     client_id = register(issuer, f"{public}/console/oauth/callback")
-    replicas, urls = [], []
+    replicas, urls, logs = [], [], [[], []]
     for i in range(2):
         proc, url = start_gateway(BIN, [
             "--base-url", base, "--redis", redis_url, "--replica-id", f"r{i}", "--public-url", public,
             "--audit-log", os.path.join(work, f"audit-{i}.log"),
-            "--oauth-issuer", issuer, "--console", "--console-scope", "mcp:admin", "--console-client-id", client_id])
+            "--oauth-issuer", issuer, "--console", "--console-scope", "mcp:admin", "--console-client-id", client_id], log=logs[i])
         replicas.append(proc)
         urls.append(url)
     nginx, _ = start_nginx(work, [u.removeprefix("http://") for u in urls], prefix="/gw/", port=port)
     deadline = time.monotonic() + 20
-    while any(len(health(u)["cluster"]["peers"]) != 2 for u in urls):
-        check(time.monotonic() < deadline, "the replicas see each other")
+    while any(len(health(u)["cluster"]["peers"]) != 2 for u in urls) and time.monotonic() < deadline:
         time.sleep(0.2)
+    check(all(len(health(u)["cluster"]["peers"]) == 2 for u in urls), "the replicas see each other")
     violations: list[str] = []
     seen: list[str] = []
     try:
@@ -143,8 +143,8 @@ def main() -> None:
             # oidc-provider's own pages: log in, then consent.
             page.fill("input[name=login]", "alice")
             page.fill("input[name=password]", "any")
-            page.click("button[type=submit]")
-            page.click("button[type=submit]")
+            page.click("button[type=submit]:has-text('Sign-in')")
+            page.click("button[type=submit]:has-text('Continue')")
             expect(page.locator("#who")).to_have_text("alice", timeout=15000)
             check(page.url == f"{public}/console/", f"logged in through the authorization server, on the console ({page.url})")
             check(any("code_challenge_method=S256" in u for u in seen), "the authorization request carries a PKCE challenge")
@@ -215,6 +215,12 @@ def main() -> None:
                 check(page.request.get(f"{public}/console/api/overview").status == 401, "logged out: closed on every replica")
             browser.close()
         check(not violations, f"no page needed anything the CSP forbids ({violations})")
+    except BaseException:
+        for i, log in enumerate(logs):  # what the replicas said about the logins
+            for entry in log:
+                if "console" in entry.get("message", "") or entry.get("level") in ("WARN", "ERROR"):
+                    print(f"r{i}: {json.dumps(entry)}", file=sys.stderr)
+        raise
     finally:
         for proc in replicas:
             proc.terminate()

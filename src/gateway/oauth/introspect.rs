@@ -50,13 +50,13 @@ impl Verifier {
             let Some(endpoint) = &metadata.introspection_endpoint else {
                 continue;
             };
-            let answer = self
-                .http
-                .post(endpoint)
-                .basic_auth(id, Some(secret))
-                .form(&[("token", token), ("token_type_hint", "access_token")])
-                .send()
-                .await;
+            let answer = super::send_retrying(
+                self.http
+                    .post(endpoint)
+                    .basic_auth(id, Some(secret))
+                    .form(&[("token", token), ("token_type_hint", "access_token")]),
+            )
+            .await;
             let answer: Value = match answer {
                 Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
                 Ok(r) => {

@@ -1,7 +1,7 @@
 //! One trusted authorization server: its metadata (RFC 8414, else OpenID discovery) and its
 //! signing keys (`jwks_uri`), fetched on first use, cached, and fetched again when a token names
-//! a key id not seen yet — at most once per [`REFRESH_EVERY`], so a flood of forged key ids
-//! cannot make the gateway hammer the issuer.
+//! a key id not seen yet — at most once per [`REFRESH_EVERY`] (once per [`RETRY_FAILED`] after a
+//! failed fetch), so a flood of forged key ids cannot make the gateway hammer the issuer.
 //!
 //! Owns: what the gateway knows of an issuer. Must not touch: HTTP requests to the gateway.
 
@@ -18,6 +18,9 @@ use super::error::TokenError;
 
 /// Least time between two fetches of an issuer's keys.
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
+/// Least time between a failed fetch of an issuer's keys and the next try (until then every
+/// token of that issuer is answered 503).
+const RETRY_FAILED: Duration = Duration::from_secs(1);
 /// Keys are fetched again after this long even when every key id is known.
 const KEYS_MAX_AGE: Duration = Duration::from_secs(3600);
 
@@ -123,7 +126,12 @@ impl Issuer {
         };
         {
             let keys = self.keys.lock();
-            if keys.fetched.is_some_and(|t| t.elapsed() < REFRESH_EVERY) {
+            let wait = if keys.failed.is_some() {
+                RETRY_FAILED
+            } else {
+                REFRESH_EVERY
+            };
+            if keys.fetched.is_some_and(|t| t.elapsed() < wait) {
                 return Err(unknown(keys.failed.clone()));
             }
         }
@@ -229,10 +237,7 @@ fn split_origin(url: &str) -> (&str, &str) {
 }
 
 async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
-    let r = http
-        .get(url)
-        .header("accept", "application/json")
-        .send()
+    let r = super::send_retrying(http.get(url).header("accept", "application/json"))
         .await
         .map_err(|e| format!("{url}: {e}"))?;
     if !r.status().is_success() {
@@ -289,6 +294,53 @@ async fn fetch_keys(http: &reqwest::Client, uri: &str) -> Result<Keys, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Reads one request head (these GETs have no body).
+    async fn read_head(s: &mut tokio::net::TcpStream) -> bool {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        true
+    }
+
+    #[tokio::test]
+    async fn a_request_on_a_connection_the_issuer_just_closed_is_sent_again() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"keys\":[]}";
+        let server = tokio::spawn(async move {
+            // The first connection: one answer, kept alive; the next request on it is read and
+            // the connection closed without an answer (an idle-timeout close racing the request).
+            let (mut first, _) = listener.accept().await.unwrap();
+            assert!(read_head(&mut first).await);
+            first.write_all(answer.as_bytes()).await.unwrap();
+            assert!(
+                read_head(&mut first).await,
+                "the second request reuses the connection"
+            );
+            drop(first);
+            let (mut second, _) = listener.accept().await.unwrap();
+            assert!(read_head(&mut second).await);
+            second.write_all(answer.as_bytes()).await.unwrap();
+            second.flush().await.unwrap();
+        });
+        let http = reqwest::Client::new();
+        assert_eq!(
+            get_json(&http, &url).await.unwrap()["keys"],
+            serde_json::json!([])
+        );
+        assert_eq!(
+            get_json(&http, &url).await.unwrap()["keys"],
+            serde_json::json!([])
+        );
+        server.await.unwrap();
+    }
 
     #[test]
     fn well_known_paths_go_before_the_issuers_path() {

@@ -194,7 +194,7 @@ impl Http {
 /// The authorization code, for an access token (public client: the verifier proves it).
 async fn exchange(flow: &Flow<'_>, code: &str, verifier: &str) -> Result<String, String> {
     let (_, endpoint) = flow.rs.verifier.login_endpoints().await?;
-    let r = flow
+    let request = flow
         .rs
         .verifier
         .http()
@@ -207,8 +207,8 @@ async fn exchange(flow: &Flow<'_>, code: &str, verifier: &str) -> Result<String,
             ("client_id", flow.client_id),
             ("code_verifier", verifier),
             ("resource", &flow.resource),
-        ])
-        .send()
+        ]);
+    let r = crate::gateway::oauth::send_retrying(request)
         .await
         .map_err(|e| format!("{endpoint}: {e}"))?;
     let status = r.status();
