@@ -13,6 +13,7 @@
 mod error;
 mod introspect;
 mod issuer;
+mod retry;
 
 use parking_lot::Mutex;
 
@@ -22,27 +23,11 @@ use serde_json::Value;
 
 pub use self::error::TokenError;
 use self::issuer::Issuer;
+pub use self::retry::send_retrying;
 use crate::config::OAuthConfig;
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY: u64 = 60;
-
-/// Sends `request`, and once more on a fresh connection when it failed before any answer for a
-/// reason other than a timeout. An issuer that closes idle keep-alive connections (Node's
-/// default: after 5 s) can close the one a request was just written to; hyper then fails the
-/// request, and without this the gateway would refuse good tokens until its next key fetch.
-/// Every request here is safe to repeat (discovery, keys, introspection), and an authorization
-/// code whose first exchange got no answer is lost either way.
-pub async fn send_retrying(request: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
-    let again = request.try_clone();
-    match request.send().await {
-        Err(e) if !e.is_timeout() && again.is_some() => {
-            tracing::debug!(error = %e, "an authorization server request failed; trying once more");
-            again.expect("checked").send().await
-        }
-        answer => answer,
-    }
-}
 
 /// The scope of a principal allowed everything (an API key's).
 pub const ALL_SCOPES: &str = "*";
