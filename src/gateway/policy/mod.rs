@@ -13,6 +13,7 @@
 //! a request, both plain data).
 
 pub mod book;
+mod fast;
 pub mod keys;
 pub mod rules;
 
@@ -47,6 +48,23 @@ pub struct Request<'a> {
     pub arguments: Option<&'a Value>,
     pub prompt: &'a str,
     pub uri: &'a str,
+}
+
+impl fast::Facts for Request<'_> {
+    fn part(&self, part: fast::Part) -> &str {
+        match part {
+            fast::Part::Server => self.server,
+            fast::Part::Member => self.member,
+            fast::Part::Method => self.method,
+            fast::Part::Tool => self.tool,
+            fast::Part::Prompt => self.prompt,
+            fast::Part::Uri => self.uri,
+        }
+    }
+
+    fn arguments(&self) -> Option<&Value> {
+        self.arguments
+    }
 }
 
 /// Judging a call, or an item of a list (see the module's notes).
@@ -235,6 +253,11 @@ impl<'r> Eval<'_, 'r> {
             },
             false => *request,
         };
+        // Decided natively when the rule's fast form can (the same outcome, without the
+        // interpreter's variables); the interpreter otherwise, errors and all.
+        if let Some(b) = rule.fast.as_ref().and_then(|f| f.holds(&r)) {
+            return Some(b);
+        }
         let slot = if bare { &mut self.bare } else { &mut self.full };
         let scope = slot.get_or_insert_with(|| Scope {
             ctx: caller.ctx.new_inner_scope(),

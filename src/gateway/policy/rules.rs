@@ -36,6 +36,8 @@ pub struct Rule {
     /// (CEL resolves `a.b.c` from the longest name a scope has).
     pub(super) flat: Option<u8>,
     pub(super) program: Program,
+    /// Its form judged without the interpreter, if it has one (see [`super::fast`]).
+    pub(super) fast: Option<super::fast::Fast>,
     /// Set once its first run-time failure has been logged.
     failed_once: AtomicBool,
 }
@@ -135,6 +137,7 @@ pub fn compile(source: &RuleSource) -> Result<Rule, String> {
         id: 0,
         reads_arguments,
         flat,
+        fast: super::fast::Fast::of(program.expression()),
         program,
         failed_once: AtomicBool::new(false),
     })
