@@ -284,6 +284,55 @@ async fn the_console_needs_a_way_to_log_in() {
     assert!(err.contains("--console needs a way to log in"), "{err}");
 }
 
+/// A cookie whose token cannot be checked now (its issuer unreachable) is not a wrong
+/// credential: the page says the authorization server cannot be reached, once.
+#[tokio::test]
+async fn an_unreachable_issuer_is_said_on_the_login_page() {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let gw = Gateway::start(&["--console", "--oauth-issuer", &issuer], &[]).await;
+    let part = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let claims = json!({"iss": issuer, "sub": "ann", "aud": gw.url("/mcp"), "exp": 4102444800u64});
+    let token = format!(
+        "{}.{}.c2ln",
+        part(json!({"alg": "RS256", "kid": "k"})),
+        part(claims)
+    );
+    let cookie = format!("aareguru_console={}", URL_SAFE_NO_PAD.encode(&token));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = |path: &str| client.get(gw.url(path)).header("cookie", &cookie).send();
+    let r = page("/console/").await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "./?login_error=unavailable");
+    // There: the login page (which shows the reason), not another redirect.
+    let r = page("/console/?login_error=unavailable").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("id=\"login\""));
+    // The app's requests say why too.
+    let r = page("/console/api/me").await.unwrap();
+    assert_eq!(r.status(), 503);
+    // A token of an issuer nobody trusts is wrong, not unanswered: the login page at once.
+    let other =
+        json!({"iss": "http://127.0.0.1:9", "sub": "ann", "aud": "x", "exp": 4102444800u64});
+    let forged = format!("{}.{}.c2ln", part(json!({"alg": "RS256"})), part(other));
+    let r = client
+        .get(gw.url("/console/"))
+        .header(
+            "cookie",
+            format!("aareguru_console={}", URL_SAFE_NO_PAD.encode(&forged)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("id=\"login\""));
+}
+
 /// With `--redis`, the replica serving the page shows every replica's sessions and ends one
 /// wherever it is held; a request another replica sends is answered with the local view only
 /// (no loops); a replica that does not answer is named, not waited for.

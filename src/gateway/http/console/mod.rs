@@ -87,15 +87,20 @@ impl Http {
     ) -> Result<Response, Response> {
         match (method, sub) {
             // The pages' relative links need the trailing slash.
-            (&Method::GET, "") => {
-                let mut r = error_reply(StatusCode::MOVED_PERMANENTLY, "see /console/");
-                if let Ok(to) = HeaderValue::from_str(&format!("{}/console/", self.base_path)) {
-                    r.headers_mut().insert("location", to);
-                }
-                Ok(r)
-            }
+            (&Method::GET, "") => Ok(redirect(
+                StatusCode::MOVED_PERMANENTLY,
+                &format!("{}/console/", self.base_path),
+            )),
             (&Method::GET, "/") => Ok(match self.admin(headers, client).await {
                 Ok(_) => asset("index.html"),
+                // The credential may be good: its issuer cannot be asked now. The login page
+                // says so (once: the page it moves to shows the login whatever happens).
+                Err(r)
+                    if r.status() == StatusCode::SERVICE_UNAVAILABLE
+                        && !query.contains("login_error=") =>
+                {
+                    redirect(StatusCode::SEE_OTHER, "./?login_error=unavailable")
+                }
                 Err(_) => asset("login.html"),
             }),
             (&Method::GET, p) if p.starts_with("/assets/") => {
@@ -222,6 +227,8 @@ impl Http {
                 StatusCode::FORBIDDEN,
                 &format!("this credential does not have the console's scope ({scope})"),
             )),
+            // Not checked now (its issuer unreachable): a good token stays good.
+            Err(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => Err(*r),
             // Without any credential configured (refused at start), or a refusal: the same
             // answer for every wrong credential.
             Ok(None) | Err(_) => Err(error_reply(
@@ -371,6 +378,15 @@ impl Http {
 /// What the cookie holds for `credential`.
 fn cookie_value(credential: &str) -> String {
     URL_SAFE_NO_PAD.encode(credential.as_bytes())
+}
+
+/// A redirect to `to`.
+fn redirect(status: StatusCode, to: &str) -> Response {
+    let mut r = error_reply(status, "redirected");
+    if let Ok(to) = HeaderValue::from_str(to) {
+        r.headers_mut().insert("location", to);
+    }
+    r
 }
 
 /// The credential the cookie holds, if it holds one.

@@ -87,10 +87,7 @@ impl Http {
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256")
             .append_pair("resource", &flow.resource);
-        let mut r = error_reply(StatusCode::FOUND, "to the authorization server");
-        if let Ok(to) = HeaderValue::from_str(url.as_str()) {
-            r.headers_mut().insert("location", to);
-        }
+        let mut r = super::redirect(StatusCode::FOUND, url.as_str());
         set_cookie(
             &mut r,
             &self.flow_cookie(&format!("{state}.{verifier}"), FLOW_SECONDS),
@@ -165,10 +162,10 @@ impl Http {
                 r
             }
             Err(refused) => {
-                let why = if refused.status() == StatusCode::FORBIDDEN {
-                    "scope"
-                } else {
-                    "token"
+                let why = match refused.status() {
+                    StatusCode::FORBIDDEN => "scope",
+                    StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+                    _ => "token",
                 };
                 tracing::info!(%client, status = refused.status().as_u16(), "console login refused");
                 self.flow_ended(back_to_login(why))
