@@ -122,7 +122,19 @@ impl Upstream {
             .and_then(|u| u.host_str().map(str::to_string))
             .unwrap_or_default();
         let span = crate::telemetry::spans::upstream_get(url, &host);
-        let sent = self.http()?.get(url).send();
+        let http = self.http()?;
+        let sent = async {
+            match http.get(url).send().await {
+                // A kept-alive connection the server closed as the request went out (its idle
+                // timeout crossing our reuse): the GET is sent again on a new connection. Not
+                // after a timeout, and not when the server cannot be reached at all.
+                Err(e) if !e.is_timeout() && !e.is_connect() => {
+                    tracing::debug!(%url, error = %e, "upstream request failed; trying once more");
+                    http.get(url).send().await
+                }
+                answer => answer,
+            }
+        };
         let response = tracing::Instrument::instrument(sent, span.clone())
             .await
             .map_err(|e| self.classify(e))?;
@@ -258,7 +270,52 @@ fn encode(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::encode;
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Reads one request head (these GETs have no body).
+    async fn read_head(s: &mut tokio::net::TcpStream) -> bool {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        true
+    }
+
+    #[tokio::test]
+    async fn a_get_on_a_connection_the_server_just_closed_is_sent_again() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n[]";
+        let server = tokio::spawn(async move {
+            // One answer on a kept-alive connection; the next request on it is read and the
+            // connection closed unanswered; a new connection is answered.
+            let (mut first, _) = listener.accept().await.unwrap();
+            assert!(read_head(&mut first).await);
+            first.write_all(answer.as_bytes()).await.unwrap();
+            assert!(read_head(&mut first).await, "the second GET reuses the connection");
+            drop(first);
+            let (mut second, _) = listener.accept().await.unwrap();
+            assert!(read_head(&mut second).await);
+            second.write_all(answer.as_bytes()).await.unwrap();
+            second.flush().await.unwrap();
+        });
+        let upstream = Upstream::new(UpstreamConfig {
+            base_url: base,
+            app: "test".into(),
+            version: "1".into(),
+            timeout: Duration::from_secs(5),
+            cache_ttl: Duration::ZERO,
+        })
+        .unwrap();
+        assert!(upstream.cities_raw().await.is_ok());
+        assert!(upstream.cities_raw().await.is_ok());
+        server.await.unwrap();
+    }
 
     #[test]
     fn query_values_are_encoded() {
