@@ -44,4 +44,6 @@ pub mod server;
 pub mod signals;
 pub mod stdio;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 pub mod upstream;

@@ -271,39 +271,10 @@ fn encode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    /// Reads one request head (these GETs have no body).
-    async fn read_head(s: &mut tokio::net::TcpStream) -> bool {
-        let mut got = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-        true
-    }
 
     #[tokio::test]
     async fn a_get_on_a_connection_the_server_just_closed_is_sent_again() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n[]";
-        let server = tokio::spawn(async move {
-            // One answer on a kept-alive connection; the next request on it is read and the
-            // connection closed unanswered; a new connection is answered.
-            let (mut first, _) = listener.accept().await.unwrap();
-            assert!(read_head(&mut first).await);
-            first.write_all(answer.as_bytes()).await.unwrap();
-            assert!(read_head(&mut first).await, "the second GET reuses the connection");
-            drop(first);
-            let (mut second, _) = listener.accept().await.unwrap();
-            assert!(read_head(&mut second).await);
-            second.write_all(answer.as_bytes()).await.unwrap();
-            second.flush().await.unwrap();
-        });
+        let (base, server) = crate::test_support::hangs_up_on_reuse("[]").await;
         let upstream = Upstream::new(UpstreamConfig {
             base_url: base,
             app: "test".into(),

@@ -294,42 +294,11 @@ async fn fetch_keys(http: &reqwest::Client, uri: &str) -> Result<Keys, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    /// Reads one request head (these GETs have no body).
-    async fn read_head(s: &mut tokio::net::TcpStream) -> bool {
-        let mut got = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-        true
-    }
 
     #[tokio::test]
     async fn a_request_on_a_connection_the_issuer_just_closed_is_sent_again() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
-        let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"keys\":[]}";
-        let server = tokio::spawn(async move {
-            // The first connection: one answer, kept alive; the next request on it is read and
-            // the connection closed without an answer (an idle-timeout close racing the request).
-            let (mut first, _) = listener.accept().await.unwrap();
-            assert!(read_head(&mut first).await);
-            first.write_all(answer.as_bytes()).await.unwrap();
-            assert!(
-                read_head(&mut first).await,
-                "the second request reuses the connection"
-            );
-            drop(first);
-            let (mut second, _) = listener.accept().await.unwrap();
-            assert!(read_head(&mut second).await);
-            second.write_all(answer.as_bytes()).await.unwrap();
-            second.flush().await.unwrap();
-        });
+        let (base, server) = crate::test_support::hangs_up_on_reuse(r#"{"keys":[]}"#).await;
+        let url = format!("{base}/jwks");
         let http = reqwest::Client::new();
         assert_eq!(
             get_json(&http, &url).await.unwrap()["keys"],
