@@ -52,3 +52,16 @@ debian_image() {
         "$work/rootfs.tar" "$name" >/dev/null
     rm -rf "$work"
 }
+
+# build_image TAG BUILD-ARGS...: podman build tagged TAG, then removes the image TAG named
+# before (each run would otherwise leave the one it replaces, up to ~1 GB, dangling). An image
+# a container still uses stays.
+build_image() {
+    local tag=$1 old
+    shift
+    old=$(podman image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
+    "${podman_[@]}" build --quiet --format docker "${limits[@]}" -t "$tag" "$@" >/dev/null
+    if [ -n "$old" ] && [ "$old" != "$(podman image inspect --format '{{.Id}}' "$tag")" ]; then
+        podman rmi "$old" >/dev/null 2>&1 || true
+    fi
+}

@@ -17,18 +17,18 @@ debian_image "$base"
 
 [ -x target/release/aareguru-mcp ] || { echo "build the release binary first" >&2; exit 1; }
 image=localhost/aareguru-mcp:test
-"${podman_[@]}" build --quiet --format docker "${limits[@]}" \
+build_image "$image" \
     --build-arg RUNTIME_IMAGE="$base" --build-arg BINARY_FROM=prebuilt \
     --build-arg REVISION="$(git rev-parse --short=12 HEAD 2>/dev/null || true)" \
-    -t "$image" -f Containerfile . >/dev/null
+    -f Containerfile .
 "${podman_[@]}" run --rm "${limits[@]}" "$image" --version
 # The variant with Node and Python; pip reaches PyPI here only with the machine's CA bundle.
 ca=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
 node_image=localhost/aareguru-mcp:test-node
-"${podman_[@]}" build --quiet --format docker "${limits[@]}" --target with-node-python \
+build_image "$node_image" --target with-node-python \
     -v "$ca:/run/host-ca.crt:ro" --build-arg PIP_CERT=/run/host-ca.crt \
     --build-arg RUNTIME_IMAGE="$base" --build-arg BINARY_FROM=prebuilt \
-    -t "$node_image" -f Containerfile . >/dev/null
+    -f Containerfile .
 
 # The Python SDK, as the interop suite installs it.
 venv=target/interop/venv
