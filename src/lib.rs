@@ -40,6 +40,7 @@ pub mod gateway;
 pub mod healthcheck;
 pub mod logging;
 pub mod mcp;
+pub mod resend;
 pub mod server;
 pub mod signals;
 pub mod stdio;

@@ -50,7 +50,7 @@ impl Verifier {
             let Some(endpoint) = &metadata.introspection_endpoint else {
                 continue;
             };
-            let answer = super::retry::send_retrying(
+            let answer = crate::resend::send_retrying(
                 self.http
                     .post(endpoint)
                     .basic_auth(id, Some(secret))

@@ -237,7 +237,7 @@ fn split_origin(url: &str) -> (&str, &str) {
 }
 
 async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
-    let r = super::retry::send_retrying(http.get(url).header("accept", "application/json"))
+    let r = crate::resend::send_retrying(http.get(url).header("accept", "application/json"))
         .await
         .map_err(|e| format!("{url}: {e}"))?;
     if !r.status().is_success() {

@@ -13,7 +13,6 @@
 mod error;
 mod introspect;
 mod issuer;
-mod retry;
 
 use parking_lot::Mutex;
 
@@ -23,7 +22,6 @@ use serde_json::Value;
 
 pub use self::error::TokenError;
 use self::issuer::Issuer;
-pub use self::retry::send_retrying;
 use crate::config::OAuthConfig;
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
