@@ -123,18 +123,8 @@ impl Upstream {
             .unwrap_or_default();
         let span = crate::telemetry::spans::upstream_get(url, &host);
         let http = self.http()?;
-        let sent = async {
-            match http.get(url).send().await {
-                // A kept-alive connection the server closed as the request went out (its idle
-                // timeout crossing our reuse): the GET is sent again on a new connection. Not
-                // after a timeout, and not when the server cannot be reached at all.
-                Err(e) if !e.is_timeout() && !e.is_connect() => {
-                    tracing::debug!(%url, error = %e, "upstream request failed; trying once more");
-                    http.get(url).send().await
-                }
-                answer => answer,
-            }
-        };
+        // A kept-alive connection the API closed as the GET went out is tried once more.
+        let sent = crate::resend::send(http.get(url), "an upstream request");
         let response = tracing::Instrument::instrument(sent, span.clone())
             .await
             .map_err(|e| self.classify(e))?;

@@ -50,11 +50,12 @@ impl Verifier {
             let Some(endpoint) = &metadata.introspection_endpoint else {
                 continue;
             };
-            let answer = crate::resend::send_retrying(
+            let answer = crate::resend::send(
                 self.http
                     .post(endpoint)
                     .basic_auth(id, Some(secret))
                     .form(&[("token", token), ("token_type_hint", "access_token")]),
+                "a token introspection",
             )
             .await;
             let answer: Value = match answer {

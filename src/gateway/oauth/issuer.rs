@@ -237,9 +237,12 @@ fn split_origin(url: &str) -> (&str, &str) {
 }
 
 async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
-    let r = crate::resend::send_retrying(http.get(url).header("accept", "application/json"))
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
+    let r = crate::resend::send(
+        http.get(url).header("accept", "application/json"),
+        "an authorization server request",
+    )
+    .await
+    .map_err(|e| format!("{url}: {e}"))?;
     if !r.status().is_success() {
         return Err(format!("{url}: HTTP {}", r.status().as_u16()));
     }

@@ -205,7 +205,7 @@ async fn exchange(flow: &Flow<'_>, code: &str, verifier: &str) -> Result<String,
             ("code_verifier", verifier),
             ("resource", &flow.resource),
         ]);
-    let r = crate::resend::send_retrying(request)
+    let r = crate::resend::send(request, "the console's code exchange")
         .await
         .map_err(|e| format!("{endpoint}: {e}"))?;
     let status = r.status();
