@@ -14,6 +14,7 @@ pub mod names;
 pub mod params;
 pub mod queue;
 pub mod splice;
+pub mod strict;
 pub mod version;
 
 #[cfg(test)]

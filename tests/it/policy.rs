@@ -275,6 +275,14 @@ async fn rules_on_arguments_hold_for_every_encoding_and_change_with_the_file() {
     // As the child received them: what was judged, whatever parser it uses.
     let raw = v["result"]["structuredContent"]["raw_calls"].to_string();
     assert!(!raw.contains("passwd") && !raw.contains("\\u002f"), "{raw}");
+    // A call every parser reads alike reaches it as sent: a number beyond 64 bits keeps its
+    // digits (reading it as a double and writing it again would not).
+    let big = r#"{"path": "/srv/public/b.txt", "n": 123456789012345678901234567890}"#;
+    let v = raw_call(&c, &call(big)).await;
+    assert!(v["result"].is_object(), "{v}");
+    let (_, v) = c.call(9, "stats", json!({})).await;
+    let raw = v["result"]["structuredContent"]["raw_calls"].to_string();
+    assert!(raw.contains("123456789012345678901234567890"), "{raw}");
 
     // Without a token there are no groups: `env` is denied to this caller too; a reload that
     // drops the rule lets this very session call it.

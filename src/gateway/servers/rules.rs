@@ -43,7 +43,7 @@ use crate::{
     },
     mcp::{
         jsonrpc::{self, Envelope, Kind},
-        splice,
+        splice, strict,
     },
 };
 
@@ -271,6 +271,16 @@ impl GuardedLink {
                 }
                 Decision::NeedsArguments => {}
             }
+        }
+        // A message every parser reads alike goes on as it came (one parse, no writing it
+        // again, numbers beyond 64 bits kept as sent); any other is judged as serde_json
+        // reads it and sent on written again from that reading.
+        if let Some(params) = strict::unambiguous_params(&line) {
+            if let Decision::Deny(rule) = decide(call_request(method, &params), Mode::Call) {
+                self.refuse(client, book, caller, id, method, &params, &rule);
+                return None;
+            }
+            return Some(line);
         }
         let envelope = Envelope::parse(&line);
         let params = envelope

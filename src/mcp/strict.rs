@@ -1,0 +1,223 @@
+//! Reading a message the way every JSON parser reads it: one with no duplicate key at any depth
+//! and no escape but those a JSON writer itself must use (a duplicate is first-wins to some
+//! parsers, last-wins to others; an escape such as `\u002f` for `/` is where lenient parsers
+//! differ) means the same to all of them, so a relay that judged it may send it on as it came,
+//! byte for byte, instead of writing it again.
+//!
+//! Owns: that test. Must not touch: what the message means.
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+/// The message's `params` (`Null` when it has none), when the message is a JSON object in
+/// which no object repeats a key and whose only escapes are those serde_json writes itself
+/// (`\"`, `\\`, `\n`, `\r`, `\t`, `\b`, `\f`, and `\u00XX` for other control characters),
+/// so writing it again would change nothing a parser reads; `None` otherwise, and for anything
+/// that is not a JSON object.
+pub fn unambiguous_params(bytes: &[u8]) -> Option<Value> {
+    if !plain_escapes(bytes) {
+        return None;
+    }
+    serde_json::from_slice::<Top>(bytes).ok().map(|t| t.0)
+}
+
+/// A message's `params`; its other members are checked, not kept.
+struct Top(Value);
+
+impl<'de> Deserialize<'de> for Top {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Top, D::Error> {
+        d.deserialize_map(TopVisitor).map(Top)
+    }
+}
+
+struct TopVisitor;
+
+impl<'de> Visitor<'de> for TopVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON-RPC message without duplicate keys")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        // Escapes were checked before: every key is borrowed.
+        let mut seen: Vec<&'de str> = Vec::with_capacity(4);
+        let mut params = Value::Null;
+        while let Some(key) = map.next_key::<&'de str>()? {
+            if seen.contains(&key) {
+                return Err(de::Error::custom("duplicate key"));
+            }
+            seen.push(key);
+            match key {
+                "params" => params = map.next_value::<Strict>()?.0,
+                _ => {
+                    map.next_value::<Strict>()?;
+                }
+            }
+        }
+        Ok(params)
+    }
+}
+
+/// Whether every backslash in `bytes` starts an escape exactly as serde_json writes it, so
+/// the message written again would carry the very same escapes.
+fn plain_escapes(bytes: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(i) = memchr::memchr(b'\\', &bytes[at..]) {
+        let escape = &bytes[at + i + 1..];
+        let len = match escape {
+            [b'"' | b'\\' | b'n' | b'r' | b't' | b'b' | b'f', ..] => 1,
+            // `\u00XX`, lowercase, for a control character without a short escape.
+            [
+                b'u',
+                b'0',
+                b'0',
+                hi @ (b'0' | b'1'),
+                lo @ (b'0'..=b'9' | b'a'..=b'f'),
+                ..,
+            ] if !(*hi == b'0' && matches!(lo, b'8' | b'9' | b'a' | b'c' | b'd')) => 5,
+            _ => return false,
+        };
+        at += i + 1 + len;
+    }
+    true
+}
+
+/// A JSON value whose objects were refused if they repeat a key.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON without duplicate keys")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(value) = map.next_value()?;
+            if object.insert(key, value).is_some() {
+                return Err(de::Error::custom("duplicate key"));
+            }
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_taken_only_without_escapes_or_repeated_keys() {
+        let plain = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"path":"/srv/a","n":[1,2.5,-3,null,true,{"k":{}}]}}}"#;
+        let v = unambiguous_params(plain).unwrap();
+        assert_eq!(v, serde_json::from_slice::<Value>(plain).unwrap()["params"]);
+        assert_eq!(unambiguous_params(br#"{"id":1}"#), Some(Value::Null));
+        // Numbers beyond i64/u64 read as serde_json reads them.
+        let big =
+            br#"{"params":{"n":123456789012345678901234567890,"m":18446744073709551615,"f":1e2}}"#;
+        assert_eq!(
+            unambiguous_params(big).unwrap(),
+            serde_json::from_slice::<Value>(big).unwrap()["params"]
+        );
+        for refused in [
+            // A key repeated at the top, in params, deep in the arguments.
+            &br#"{"id":1,"id":2}"#[..],
+            br#"{"params":{"name":"a","name":"b"}}"#,
+            br#"{"params":{"arguments":{"x":[{"p":1,"p":2}]}}}"#,
+            // An escape a writer need not use, even one every strict parser reads alike.
+            br#"{"params":{"arguments":{"path":"\u002fetc"}}}"#,
+            br#"{"params":{"arguments":{"path":"\/etc"}}}"#,
+            br#"{"params":{"arguments":{"path":"/e\u0074c"}}}"#,
+            br#"{"params":{"arguments":{"q":"\uD83D\uDE00"}}}"#,
+            br#"{"params":{"arguments":{"q":"\u007f"}}}"#,
+            // A control character in another form than serde_json's own.
+            br#"{"q":"\u001F"}"#,
+            br#"{"q":"\u000a"}"#,
+            // Not JSON.
+            br#"{"params":"#,
+            b"\xff",
+            br#"[{"params":{}}]"#,
+        ] {
+            assert!(
+                unambiguous_params(refused).is_none(),
+                "{}",
+                String::from_utf8_lossy(refused)
+            );
+        }
+        // The escapes a writer must use are taken, and read.
+        let text = br#"{"params":{"q":"say \"hi\"\n\tC:\\dir\\\u0001\u001f\b\f\r"}}"#;
+        assert_eq!(
+            unambiguous_params(text).unwrap()["q"],
+            "say \"hi\"\n\tC:\\dir\\\u{1}\u{1f}\u{8}\u{c}\r"
+        );
+        // A backslash escaped is no escape of what follows it.
+        assert!(unambiguous_params(br#"{"p":"\\u002f"}"#).is_some());
+        // The same key in sibling objects is no repeat.
+        assert!(
+            unambiguous_params(br#"{"a":{"k":1},"params":{"a":{"k":1},"b":{"k":2}}}"#).is_some()
+        );
+    }
+
+    #[test]
+    fn whatever_serde_json_writes_is_taken_as_it_reads() {
+        // Every ASCII character and some beyond, alone and in a key, as serde_json writes them.
+        let chars = (0u32..0x80).chain([0xe9, 0x2028, 0xfeff, 0x1f600]);
+        for c in chars.filter_map(char::from_u32) {
+            let text = format!("a{c}b");
+            let value = serde_json::json!({"params": {"arguments": {&text: [text.clone(), 1.5]}}});
+            let bytes = serde_json::to_vec(&value).unwrap();
+            assert_eq!(
+                unambiguous_params(&bytes),
+                Some(value["params"].clone()),
+                "{c:?}"
+            );
+        }
+    }
+}
