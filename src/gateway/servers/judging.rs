@@ -88,14 +88,21 @@ impl Judge {
             member: split.as_ref().map_or("", |(m, _)| m),
             ..request
         };
-        let mut levels: Vec<&RuleSet> = Vec::with_capacity(2);
-        if caller.via.is_none() {
-            levels.push(&book.gateway);
-        }
-        if let Some(own) = book.servers.get(&self.subject.name) {
-            levels.push(own);
-        }
-        let decision = self.verdict(&levels, prepared, &request, mode, &mut memo);
+        let gateway = caller.via.is_none().then_some(&book.gateway);
+        let own = book.servers.get(&self.subject.name);
+        let (both, single);
+        let levels: &[&RuleSet] = match (gateway, own) {
+            (Some(g), Some(o)) => {
+                both = [g, o];
+                &both
+            }
+            (Some(one), None) | (None, Some(one)) => {
+                single = [one];
+                &single
+            }
+            (None, None) => &[],
+        };
+        let decision = self.verdict(levels, prepared, &request, mode, &mut memo);
         let Some((member, rest)) = &split else {
             return decision;
         };
@@ -148,6 +155,7 @@ pub(super) struct Memo {
     book: Option<Arc<Compiled>>,
     caller: Option<Arc<Caller>>,
     by_request: HashMap<String, Outcomes>,
+    key: String,
 }
 
 /// Requests a session remembers outcomes for; past that it starts again.
@@ -165,13 +173,24 @@ impl Memo {
         }
     }
 
-    /// The outcomes remembered for `r`'s fixed parts.
+    /// The outcomes remembered for `r`'s fixed parts (its key written into a buffer the memo
+    /// keeps: no allocation for a request seen before).
     fn of(&mut self, r: &Request<'_>) -> &mut Outcomes {
-        let key = [r.server, r.member, r.method, r.tool, r.prompt, r.uri].join("\0");
-        if self.by_request.len() >= MEMO_REQUESTS && !self.by_request.contains_key(&key) {
-            self.by_request.clear();
+        let key = &mut self.key;
+        key.clear();
+        for part in [r.server, r.member, r.method, r.tool, r.prompt, r.uri] {
+            key.push_str(part);
+            key.push('\0');
         }
-        self.by_request.entry(key).or_default()
+        if !self.by_request.contains_key(key.as_str()) {
+            if self.by_request.len() >= MEMO_REQUESTS {
+                self.by_request.clear();
+            }
+            self.by_request.insert(key.clone(), Outcomes::default());
+        }
+        self.by_request
+            .get_mut(key.as_str())
+            .expect("inserted above")
     }
 }
 
