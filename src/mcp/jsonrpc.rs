@@ -76,40 +76,46 @@ pub fn cancelled_request_id(bytes: &[u8]) -> Option<String> {
 }
 
 /// What a `tools/call`, `prompts/get` or `resources/read` asks for, read with one borrowing
-/// parse: its name or URI, and its arguments unparsed. Empty where the message has none.
-#[derive(Default)]
-pub struct Called<'a> {
+/// parse: its name or URI, and its arguments as `A` (unparsed by default, or a `Value` in the
+/// same pass). Empty where the message has none.
+pub struct Called<'a, A = &'a RawValue> {
     pub name: Option<std::borrow::Cow<'a, str>>,
     pub uri: Option<std::borrow::Cow<'a, str>>,
-    pub arguments: Option<&'a RawValue>,
+    pub arguments: Option<A>,
 }
 
-impl<'a> Called<'a> {
-    pub fn parse(bytes: &'a [u8]) -> Called<'a> {
+impl<'a, A: Deserialize<'a>> Called<'a, A> {
+    pub fn parse(bytes: &'a [u8]) -> Called<'a, A> {
         #[derive(Deserialize)]
-        struct Params<'a> {
+        struct Params<'a, A> {
             #[serde(borrow, default)]
             name: Option<std::borrow::Cow<'a, str>>,
             #[serde(borrow, default)]
             uri: Option<std::borrow::Cow<'a, str>>,
-            #[serde(borrow, default)]
-            arguments: Option<&'a RawValue>,
+            #[serde(default = "none")]
+            arguments: Option<A>,
+        }
+        fn none<A>() -> Option<A> {
+            None
         }
         #[derive(Deserialize)]
-        struct Message<'a> {
+        struct Message<'a, A> {
             #[serde(borrow)]
-            params: Option<Params<'a>>,
+            params: Option<Params<'a, A>>,
         }
-        match serde_json::from_slice::<Message>(bytes) {
+        match serde_json::from_slice::<Message<A>>(bytes) {
             Ok(Message { params: Some(p) }) => Called {
                 name: p.name,
                 uri: p.uri,
                 arguments: p.arguments,
             },
-            _ => Called::default(),
+            _ => Called {
+                name: None,
+                uri: None,
+                arguments: None,
+            },
         }
     }
-
     /// The name, or for `resources/read` the URI.
     pub fn target(self, method: &str) -> std::borrow::Cow<'a, str> {
         match method {
@@ -269,6 +275,29 @@ pub fn limited_retry_after(message: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_calls_name_and_arguments_are_read_in_one_pass_as_asked() {
+        let m = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"b":[1,{"c":null}],"a":"x"},"name":"e\u0063ho"}}"#;
+        let called = Called::<serde_json::Value>::parse(m);
+        assert_eq!(called.name.as_deref(), Some("echo"));
+        assert_eq!(
+            called.arguments,
+            Some(serde_json::json!({"a": "x", "b": [1, {"c": null}]}))
+        );
+        let raw = Called::<&RawValue>::parse(m);
+        assert_eq!(
+            raw.arguments.unwrap().get(),
+            r#"{"b":[1,{"c":null}],"a":"x"}"#
+        );
+        use serde::de::IgnoredAny;
+        let read = Called::<IgnoredAny>::parse(br#"{"params":{"uri":"x://y"}}"#);
+        assert_eq!(read.target("resources/read"), "x://y");
+        // Arguments no `Value` holds: nothing as a value, the name when they are skipped.
+        let huge = br#"{"params":{"name":"n","arguments":{"x":1e400}}}"#;
+        assert!(Called::<serde_json::Value>::parse(huge).name.is_none());
+        assert_eq!(Called::<IgnoredAny>::parse(huge).target("tools/call"), "n");
+    }
 
     #[test]
     fn an_envelopes_kind_is_what_classify_says() {

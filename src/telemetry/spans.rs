@@ -110,7 +110,8 @@ fn begin(
     let parent = incoming(meta, header_parent, header_state);
     let target = match method {
         "tools/call" | "prompts/get" | "resources/read" => {
-            Some(Called::parse(&line).target(method)).filter(|t| !t.is_empty())
+            Some(Called::<serde::de::IgnoredAny>::parse(&line).target(method))
+                .filter(|t| !t.is_empty())
         }
         _ => None,
     };

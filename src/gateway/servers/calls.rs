@@ -26,6 +26,7 @@ use std::{
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use serde::de::IgnoredAny;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -138,16 +139,30 @@ impl CountedClient {
         line: &[u8],
         caller: Option<Arc<Caller>>,
     ) -> Result<(), Refusal> {
-        let called = Called::parse(line);
-        // Parsed only for the audit log's hash.
-        let arguments: Option<Value> = match &self.shared.audit {
-            Some(_) => called
-                .arguments
-                .and_then(|a| serde_json::from_str(a.get()).ok())
-                .filter(|a: &Value| !a.is_null()),
-            None => None,
+        // The arguments are read (in the same pass) only for the audit log's hash.
+        let (name, arguments) = match &self.shared.audit {
+            Some(_) => {
+                let mut called = Called::<Value>::parse(line);
+                let arguments = called.arguments.take().filter(|a| !a.is_null());
+                match called.name.is_none() && called.uri.is_none() {
+                    // Arguments serde_json cannot read as a value (a number beyond a double's
+                    // range): the name all the same.
+                    true => (
+                        Called::<IgnoredAny>::parse(line)
+                            .target(method)
+                            .into_owned(),
+                        None,
+                    ),
+                    false => (called.target(method).into_owned(), arguments),
+                }
+            }
+            None => (
+                Called::<IgnoredAny>::parse(line)
+                    .target(method)
+                    .into_owned(),
+                None,
+            ),
         };
-        let name = called.target(method).into_owned();
         let arguments = arguments.as_ref();
         let member = self
             .shared
