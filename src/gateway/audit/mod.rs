@@ -255,7 +255,13 @@ impl Audit {
                 recent.push_back(line.as_slice().into());
             }
             let mut pending = self.shared.pending.lock();
+            let first = pending.lines == 0;
             self.append(&mut pending, line);
+            drop(pending);
+            // The writer sleeps while nothing is pending; the first line of a batch wakes it.
+            if first {
+                self.shared.wake.notify_one();
+            }
         });
     }
 
@@ -386,15 +392,20 @@ impl serde::Serialize for Time {
     }
 }
 
-/// The writer thread: every `GATHER` it takes the pending lines and writes them in chunks of
-/// whole lines (so a rotation never splits one); at the close, what is left, then it stops.
+/// The writer thread: `GATHER` after a batch's first line it takes the pending lines and
+/// writes them in chunks of whole lines (so a rotation never splits one); idle, it sleeps; at
+/// the close, what is left, then it stops.
 fn write_lines(shared: &Shared, mut sink: Box<dyn Write + Send>, chunk: usize, written: &Counter) {
     let mut batch = Vec::with_capacity(1 << 20);
     loop {
         let (lines, closing) = {
             let mut pending = shared.pending.lock();
-            // Let lines gather: calls add theirs without waking this thread, and a batch is
-            // one write instead of many. The close wakes it.
+            // Idle, it sleeps until a line comes (or the close).
+            while pending.lines == 0 && !shared.closed.load(Ordering::Acquire) {
+                shared.wake.wait(&mut pending);
+            }
+            // Then it lets lines gather: calls add theirs without waking this thread, and a
+            // batch is one write instead of many. The close wakes it.
             if !shared.closed.load(Ordering::Acquire) {
                 shared.wake.wait_for(&mut pending, GATHER);
             }

@@ -251,3 +251,34 @@ fn chunks_end_at_line_ends() {
         "a piece ends at a line's end; a longer line is a piece of its own"
     );
 }
+
+#[test]
+fn an_idle_writer_wakes_for_the_next_line_without_the_close() {
+    let dir = scratch("idle");
+    let path = dir.join("audit.log");
+    let written = Counter::default();
+    let audit = Audit::start(
+        &config(Some(path.clone()), 1 << 20),
+        "r1".into(),
+        written.clone(),
+        Counter::default(),
+    )
+    .unwrap();
+    // Batches after idle spells: each line is written while the log stays open (a writer that
+    // slept through its wake-up would leave them pending until the close).
+    for n in 1..=3 {
+        std::thread::sleep(Duration::from_millis(50));
+        audit.record(&entry(n), &Outcome::Ok);
+        let waited = std::time::Instant::now();
+        while written.get() < n as u64 {
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "line {n} not written"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
