@@ -97,7 +97,7 @@ impl Http {
                 // says so (once: the page it moves to shows the login whatever happens).
                 Err(r)
                     if r.status() == StatusCode::SERVICE_UNAVAILABLE
-                        && !query.contains("login_error=") =>
+                        && !query.split('&').any(|p| p.starts_with("login_error=")) =>
                 {
                     redirect(StatusCode::SEE_OTHER, "./?login_error=unavailable")
                 }
