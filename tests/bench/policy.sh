@@ -7,6 +7,9 @@
 #   cargo build --release --bin aareguru-mcp --examples
 #   PAIRS=8 tests/bench/policy.sh     # READING=0: none of the 20 rules reads arguments
 #   AUDIT=1 PAIRS=8 tests/bench/policy.sh   # 20 rules and the audit log vs neither
+#   SECOND=1 PAIRS=8 …   # the 20 rules on a second gateway (as with AUDIT=1, without the log)
+#   SERVER=plain AUDIT=1 PAIRS=8 …   # the audit log alone
+#   SERVER=plain SECOND=1 PAIRS=8 …  # two equal gateways: the pair's own bias
 #
 # With AUDIT=1 the ruled server runs on a second gateway that also writes the audit log (to a
 # file in the temp dir), so the pair compares rules + audit against a gateway with neither.
@@ -49,16 +52,22 @@ wait_port "$port"
 ruled_port=$port
 ruled_gw=$gw
 label="20 rules"
-if [ "${AUDIT:-0}" = 1 ]; then
+# The second side's server: `ruled`, or `plain` (SERVER=plain) to measure the audit log alone
+# (AUDIT=1) or, with SECOND=1 and no audit, the pair's own bias (two equal gateways).
+server=${SERVER:-ruled}
+if [ "${AUDIT:-0}" = 1 ] || [ "${SECOND:-0}" = 1 ]; then
+    audit=()
+    [ "${AUDIT:-0}" = 1 ] && audit=(--audit-log "$tmp/audit.log")
     ruled_port=$(free_port)
     RUST_LOG=warn "$bin" --sse --port "$ruled_port" --config "$conf" --max-sessions 20000 \
-        --audit-log "$tmp/audit.log" 2>/dev/null &
+        "${audit[@]}" 2>/dev/null &
     gw2=$!
     ruled_gw=$gw2
     trap 'kill "$gw2" 2>/dev/null || true; cleanup' EXIT
     wait_port "$ruled_port"
-    label="20 rules + audit"
+    [ "${AUDIT:-0}" = 1 ] && label="20 rules + audit"
 fi
+[ "$server" = plain ] && label="${label/20 rules/no rules}"
 sleep 1
 
 pairs=${PAIRS:-1}
@@ -69,7 +78,7 @@ for p in $(seq "$pairs"); do
     "$loadgen" --target "http://127.0.0.1:$port/servers/plain" --mode mcp --child echo --sessions 100 --calls 100 >"$tmp/plain"
     c1=$(cpu_us)
     r0=$(cpu_us "$ruled_gw")
-    "$loadgen" --target "http://127.0.0.1:$ruled_port/servers/ruled" --mode mcp --child echo --sessions 100 --calls 100 >"$tmp/ruled"
+    "$loadgen" --target "http://127.0.0.1:$ruled_port/servers/$server" --mode mcp --child echo --sessions 100 --calls 100 >"$tmp/ruled"
     r1=$(cpu_us "$ruled_gw")
     echo "no rules:  $(row "$tmp/plain")"
     echo "$label:  $(row "$tmp/ruled")"
