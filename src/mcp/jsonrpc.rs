@@ -76,9 +76,9 @@ pub fn cancelled_request_id(bytes: &[u8]) -> Option<String> {
 }
 
 /// What a `tools/call`, `prompts/get` or `resources/read` asks for, read with one borrowing
-/// parse: its name or URI, and its arguments as `A` (unparsed by default, or a `Value` in the
-/// same pass). Empty where the message has none.
-pub struct Called<'a, A = &'a RawValue> {
+/// parse: its name or URI, and its arguments as `A` (`&RawValue` unparsed, `IgnoredAny`
+/// skipped, or a `Value` in the same pass). Empty where the message has none.
+pub struct Called<'a, A> {
     pub name: Option<std::borrow::Cow<'a, str>>,
     pub uri: Option<std::borrow::Cow<'a, str>>,
     pub arguments: Option<A>,

@@ -139,29 +139,21 @@ impl CountedClient {
         line: &[u8],
         caller: Option<Arc<Caller>>,
     ) -> Result<(), Refusal> {
-        // The arguments are read (in the same pass) only for the audit log's hash.
-        let (name, arguments) = match &self.shared.audit {
-            Some(_) => {
-                let mut called = Called::<Value>::parse(line);
+        // The arguments are read (in the same pass) only for the audit log's hash; without
+        // the log, or when they are no value serde_json can hold (a number beyond a double's
+        // range), the name alone.
+        let read = (self.shared.audit.as_ref())
+            .map(|_| Called::<Value>::parse(line))
+            .filter(|c| c.name.is_some() || c.uri.is_some());
+        let (name, arguments) = match read {
+            Some(mut called) => {
                 let arguments = called.arguments.take().filter(|a| !a.is_null());
-                match called.name.is_none() && called.uri.is_none() {
-                    // Arguments serde_json cannot read as a value (a number beyond a double's
-                    // range): the name all the same.
-                    true => (
-                        Called::<IgnoredAny>::parse(line)
-                            .target(method)
-                            .into_owned(),
-                        None,
-                    ),
-                    false => (called.target(method).into_owned(), arguments),
-                }
+                (called.target(method).into_owned(), arguments)
             }
-            None => (
-                Called::<IgnoredAny>::parse(line)
-                    .target(method)
-                    .into_owned(),
-                None,
-            ),
+            None => {
+                let called = Called::<IgnoredAny>::parse(line);
+                (called.target(method).into_owned(), None)
+            }
         };
         let arguments = arguments.as_ref();
         let member = self
