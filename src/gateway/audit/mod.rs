@@ -22,7 +22,7 @@ use serde_json::Value;
 
 #[cfg(test)]
 use self::digest::canonical;
-pub use self::digest::{Sha256Digest, canonical_sha256};
+pub use self::digest::{Sha256Digest, canonical_sha256, canonical_sha256_of};
 use crate::{config::AuditConfig, gateway::caller::Caller};
 
 mod digest;
@@ -276,89 +276,79 @@ impl Audit {
         pending.lines += 1;
     }
 
+    /// The line for `entry`, written by hand (the keys are fixed text; only the values are
+    /// escaped), in the order and form serde_json would write it.
     fn line(&self, e: &Entry, outcome: &Outcome, out: &mut Vec<u8>) {
-        #[derive(serde::Serialize)]
-        struct Client<'a> {
-            name: &'a str,
-            version: &'a str,
+        out.extend_from_slice(b"{\"time\":\"");
+        write_time(jiff::Timestamp::now(), out);
+        out.extend_from_slice(b"\",\"replica\":");
+        scalar(out, self.replica.as_str());
+        out.extend_from_slice(b",\"subject\":");
+        scalar(out, e.caller.as_ref().map_or("", |c| c.subject.as_str()));
+        out.extend_from_slice(b",\"key\":");
+        let key = e.caller.as_ref().and_then(|c| Some(&*c.key.as_ref()?.name));
+        scalar(out, &key);
+        out.extend_from_slice(b",\"client\":");
+        match &e.client {
+            Some(c) => {
+                out.extend_from_slice(b"{\"name\":");
+                scalar(out, c.name.as_str());
+                out.extend_from_slice(b",\"version\":");
+                scalar(out, c.version.as_str());
+                out.push(b'}');
+            }
+            None => out.extend_from_slice(b"null"),
         }
-        #[derive(serde::Serialize)]
-        struct Error<'a> {
-            #[serde(skip_serializing_if = "Option::is_none")]
-            code: Option<i64>,
-            message: &'a str,
-        }
-        #[derive(serde::Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Line<'a> {
-            time: Time,
-            replica: &'a str,
-            subject: &'a str,
-            key: Option<&'a str>,
-            client: Option<Client<'a>>,
-            session: &'a str,
-            server: &'a str,
-            member: Option<&'a str>,
-            method: &'a str,
-            name: &'a str,
-            outcome: &'static str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            rule: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            limit: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            error: Option<Error<'a>>,
-            duration_ms: f64,
-            bytes_in: usize,
-            bytes_out: usize,
-            arguments_sha256: Option<Sha256Digest>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            arguments: Option<&'a Value>,
+        out.extend_from_slice(b",\"session\":");
+        scalar(out, &*e.session);
+        out.extend_from_slice(b",\"server\":");
+        scalar(out, &*e.server);
+        out.extend_from_slice(b",\"member\":");
+        scalar(out, &e.member);
+        out.extend_from_slice(b",\"method\":");
+        scalar(out, e.method);
+        out.extend_from_slice(b",\"name\":");
+        scalar(out, e.name.as_str());
+        out.extend_from_slice(b",\"outcome\":\"");
+        out.extend_from_slice(outcome.name().as_bytes());
+        out.push(b'"');
+        match outcome {
+            Outcome::Denied { rule } => {
+                out.extend_from_slice(b",\"rule\":");
+                scalar(out, rule.as_str());
+            }
+            Outcome::Limited { limit } => {
+                out.extend_from_slice(b",\"limit\":");
+                scalar(out, limit.as_str());
+            }
+            Outcome::Error { code, message } => {
+                out.extend_from_slice(b",\"error\":{\"code\":");
+                scalar(out, code);
+                out.extend_from_slice(b",\"message\":");
+                scalar(out, message.as_str());
+                out.push(b'}');
+            }
+            Outcome::Unanswered { reason } => {
+                out.extend_from_slice(b",\"error\":{\"message\":");
+                scalar(out, reason.as_str());
+                out.push(b'}');
+            }
+            Outcome::Ok | Outcome::ToolError | Outcome::Cancelled | Outcome::TimedOut => {}
         }
         let ms = e.duration.as_secs_f64() * 1000.0;
-        let line = Line {
-            time: Time(jiff::Timestamp::now()),
-            replica: &self.replica,
-            subject: e.caller.as_ref().map_or("", |c| &c.subject),
-            key: e.caller.as_ref().and_then(|c| Some(&*c.key.as_ref()?.name)),
-            client: e.client.as_ref().map(|c| Client {
-                name: &c.name,
-                version: &c.version,
-            }),
-            session: &e.session,
-            server: &e.server,
-            member: e.member.as_deref(),
-            method: e.method,
-            name: &e.name,
-            outcome: outcome.name(),
-            rule: match outcome {
-                Outcome::Denied { rule } => Some(rule),
-                _ => None,
-            },
-            limit: match outcome {
-                Outcome::Limited { limit } => Some(limit),
-                _ => None,
-            },
-            error: match outcome {
-                Outcome::Error { code, message } => Some(Error {
-                    code: Some(*code),
-                    message,
-                }),
-                Outcome::Unanswered { reason } => Some(Error {
-                    code: None,
-                    message: reason,
-                }),
-                _ => None,
-            },
-            duration_ms: (ms * 1000.0).round() / 1000.0,
-            bytes_in: e.bytes_in,
-            bytes_out: e.bytes_out,
-            arguments_sha256: e.arguments_sha256,
-            arguments: e.arguments.as_ref(),
-        };
-        // Writing into a `Vec` cannot fail.
-        let _ = serde_json::to_writer(&mut *out, &line);
-        out.push(b'\n');
+        out.extend_from_slice(b",\"durationMs\":");
+        scalar(out, &((ms * 1000.0).round() / 1000.0));
+        out.extend_from_slice(b",\"bytesIn\":");
+        scalar(out, &e.bytes_in);
+        out.extend_from_slice(b",\"bytesOut\":");
+        scalar(out, &e.bytes_out);
+        out.extend_from_slice(b",\"argumentsSha256\":");
+        scalar(out, &e.arguments_sha256);
+        if let Some(arguments) = &e.arguments {
+            out.extend_from_slice(b",\"arguments\":");
+            scalar(out, arguments);
+        }
+        out.extend_from_slice(b"}\n");
     }
 
     /// Writes what is pending and stops the writer (at the gateway's stop); lines recorded
@@ -382,14 +372,42 @@ impl Audit {
     }
 }
 
-/// The time of a line, in RFC 3339 with milliseconds (written without a `String` of its own).
-struct Time(jiff::Timestamp);
+/// A value in serde_json's form (writing into a `Vec` cannot fail).
+fn scalar<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    let _ = serde_json::to_writer(out, v);
+}
 
-impl serde::Serialize for Time {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Whole: `collect_str` would escape it piece by piece.
-        s.serialize_str(&format!("{:.3}", self.0))
+thread_local! {
+    /// The second last written and its text up to the seconds (`2026-12-06T20:10:11`): a
+    /// line's time is that and its milliseconds.
+    static SECOND: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
+}
+
+/// `time` in RFC 3339 (UTC) with milliseconds, as `{:.3}` writes it.
+fn write_time(time: jiff::Timestamp, out: &mut Vec<u8>) {
+    let (second, nanos) = (time.as_second(), time.subsec_nanosecond());
+    // Before 1970 the fraction counts back: whole seconds are formatted the slow way.
+    if nanos < 0 {
+        out.extend_from_slice(format!("{time:.3}").as_bytes());
+        return;
     }
+    SECOND.with_borrow_mut(|(known, text)| {
+        if *known != second {
+            let whole = jiff::Timestamp::from_second(second).unwrap_or(time);
+            *text = whole.to_string();
+            text.pop(); // the `Z`
+            *known = second;
+        }
+        out.extend_from_slice(text.as_bytes());
+    });
+    let ms = (nanos / 1_000_000) as u32;
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (ms / 100) as u8,
+        b'0' + (ms / 10 % 10) as u8,
+        b'0' + (ms % 10) as u8,
+        b'Z',
+    ]);
 }
 
 /// The writer thread: `GATHER` after a batch's first line it takes the pending lines and

@@ -282,3 +282,184 @@ fn an_idle_writer_wakes_for_the_next_line_without_the_close() {
     assert_eq!(text.lines().count(), 3);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A line as serde_json writes it from its fields (the form the hand-written line keeps).
+fn serde_line(audit: &Audit, e: &Entry, outcome: &Outcome, time: &str) -> String {
+    #[derive(serde::Serialize)]
+    struct Client<'a> {
+        name: &'a str,
+        version: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct Error<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<i64>,
+        message: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Line<'a> {
+        time: &'a str,
+        replica: &'a str,
+        subject: &'a str,
+        key: Option<&'a str>,
+        client: Option<Client<'a>>,
+        session: &'a str,
+        server: &'a str,
+        member: Option<&'a str>,
+        method: &'a str,
+        name: &'a str,
+        outcome: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rule: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        limit: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<Error<'a>>,
+        duration_ms: f64,
+        bytes_in: usize,
+        bytes_out: usize,
+        arguments_sha256: Option<Sha256Digest>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        arguments: Option<&'a Value>,
+    }
+    let ms = e.duration.as_secs_f64() * 1000.0;
+    let line = Line {
+        time,
+        replica: &audit.replica,
+        subject: e.caller.as_ref().map_or("", |c| &c.subject),
+        key: e.caller.as_ref().and_then(|c| Some(&*c.key.as_ref()?.name)),
+        client: e.client.as_ref().map(|c| Client {
+            name: &c.name,
+            version: &c.version,
+        }),
+        session: &e.session,
+        server: &e.server,
+        member: e.member.as_deref(),
+        method: e.method,
+        name: &e.name,
+        outcome: outcome.name(),
+        rule: match outcome {
+            Outcome::Denied { rule } => Some(rule),
+            _ => None,
+        },
+        limit: match outcome {
+            Outcome::Limited { limit } => Some(limit),
+            _ => None,
+        },
+        error: match outcome {
+            Outcome::Error { code, message } => Some(Error {
+                code: Some(*code),
+                message,
+            }),
+            Outcome::Unanswered { reason } => Some(Error {
+                code: None,
+                message: reason,
+            }),
+            _ => None,
+        },
+        duration_ms: (ms * 1000.0).round() / 1000.0,
+        bytes_in: e.bytes_in,
+        bytes_out: e.bytes_out,
+        arguments_sha256: e.arguments_sha256,
+        arguments: e.arguments.as_ref(),
+    };
+    serde_json::to_string(&line).unwrap() + "\n"
+}
+
+/// The hand-written line is, byte for byte, what serde_json writes from the same fields —
+/// for every outcome, with and without each optional part, with values that need escapes.
+#[test]
+fn a_line_is_written_as_serde_json_writes_it() {
+    let audit = Audit::start(
+        &config(Some(scratch("form").join("audit.log")), 1 << 20),
+        "replica \"1\"\n".into(),
+        Counter::default(),
+        Counter::default(),
+    )
+    .unwrap();
+    let outcomes = [
+        Outcome::Ok,
+        Outcome::ToolError,
+        Outcome::Error {
+            code: -32602,
+            message: "Unknown tool: \"x\"\u{1}é".into(),
+        },
+        Outcome::Unanswered {
+            reason: "the session ended before the answer: child exited".into(),
+        },
+        Outcome::Denied {
+            rule: "servers.files.rules[2] \\ deny".into(),
+        },
+        Outcome::Limited {
+            limit: "per-subject".into(),
+        },
+        Outcome::Cancelled,
+        Outcome::TimedOut,
+    ];
+    let full = Entry {
+        caller: Some(Arc::new(Caller {
+            subject: "user\t7 😀".into(),
+            key: Some(Arc::new(crate::gateway::caller::KeyInfo {
+                name: "c\"i".into(),
+                ..Default::default()
+            })),
+            ..Caller::default()
+        })),
+        client: Some(Arc::new(ClientInfo {
+            name: "inspector</script>".into(),
+            version: "1.2\u{7f}".into(),
+        })),
+        member: Some("files".into()),
+        duration: Duration::from_nanos(1_234_567_891),
+        bytes_in: 120,
+        bytes_out: usize::MAX,
+        arguments: Some(json!({"path": "/srv/\"a\"", "n": [1.5, -2, null]})),
+        ..entry(7)
+    };
+    let bare = Entry {
+        caller: None,
+        arguments_sha256: None,
+        duration: Duration::ZERO,
+        ..entry(1)
+    };
+    for e in [&full, &bare] {
+        for outcome in &outcomes {
+            let mut line = vec![];
+            audit.line(e, outcome, &mut line);
+            let text = String::from_utf8(line).unwrap();
+            // The time as `{:.3}` writes it, whatever second it is.
+            let time = &text[9..33];
+            assert!(time.parse::<jiff::Timestamp>().is_ok(), "{text}");
+            assert_eq!(text, serde_line(&audit, e, outcome, time));
+        }
+    }
+}
+
+/// A line's time, from the second's text it keeps, is what `{:.3}` writes: across seconds,
+/// at the edges of the milliseconds, and before 1970.
+#[test]
+fn a_lines_time_is_rfc3339_with_milliseconds() {
+    let nanos = [0, 999_999, 1_000_000, 9_500_000, 123_456_789, 999_999_999];
+    for second in [
+        0,
+        1,
+        59,
+        1_700_000_000,
+        1_796_580_000,
+        4_102_444_799,
+        -1,
+        -86_401,
+    ] {
+        for n in nanos {
+            let t = jiff::Timestamp::new(second, n).unwrap();
+            let mut out = vec![];
+            write_time(t, &mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("{t:.3}"),
+                "{second} {n}"
+            );
+        }
+    }
+}

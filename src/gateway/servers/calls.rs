@@ -26,8 +26,7 @@ use std::{
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use serde::de::IgnoredAny;
-use serde_json::Value;
+use serde_json::{Value, value::RawValue};
 use uuid::Uuid;
 
 use super::{
@@ -139,23 +138,11 @@ impl CountedClient {
         line: &[u8],
         caller: Option<Arc<Caller>>,
     ) -> Result<(), Refusal> {
-        // The arguments are read (in the same pass) only for the audit log's hash; without
-        // the log, or when they are no value serde_json can hold (a number beyond a double's
-        // range), the name alone.
-        let read = (self.shared.audit.as_ref())
-            .map(|_| Called::<Value>::parse(line))
-            .filter(|c| c.name.is_some() || c.uri.is_some());
-        let (name, arguments) = match read {
-            Some(mut called) => {
-                let arguments = called.arguments.take().filter(|a| !a.is_null());
-                (called.target(method).into_owned(), arguments)
-            }
-            None => {
-                let called = Called::<IgnoredAny>::parse(line);
-                (called.target(method).into_owned(), None)
-            }
-        };
-        let arguments = arguments.as_ref();
+        // One borrowing pass: the name, and the arguments' text (read again only with the
+        // log: for its hash, and for the line where the operator shows them).
+        let called = Called::<&RawValue>::parse(line);
+        let arguments = called.arguments.filter(|a| a.get() != "null");
+        let name = called.target(method).into_owned();
         let member = self
             .shared
             .subject
@@ -179,10 +166,11 @@ impl CountedClient {
         };
         let entry = match &self.shared.audit {
             Some(audit) => Entry {
-                arguments_sha256: arguments.map(audit::canonical_sha256),
+                arguments_sha256: arguments.and_then(|a| audit::canonical_sha256_of(a.get())),
                 arguments: arguments
                     .filter(|_| audit.with_arguments())
-                    .map(|a| audit.redacted(a)),
+                    .and_then(|a| serde_json::from_str::<Value>(a.get()).ok())
+                    .map(|a| audit.redacted(&a)),
                 ..entry
             },
             None => entry,
