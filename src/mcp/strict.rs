@@ -51,7 +51,7 @@ impl<'de> Visitor<'de> for TopVisitor {
             match key {
                 "params" => params = map.next_value::<Strict>()?.0,
                 _ => {
-                    map.next_value::<Strict>()?;
+                    map.next_value::<Checked>()?;
                 }
             }
         }
@@ -81,6 +81,67 @@ fn plain_escapes(bytes: &[u8]) -> bool {
         at += i + 1 + len;
     }
     true
+}
+
+/// A JSON value refused like [`Strict`] if an object in it repeats a key, but not kept (a
+/// message's other members: nothing is built only to be dropped).
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Checked, D::Error> {
+        d.deserialize_any(CheckedVisitor).map(|()| Checked)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> Visitor<'de> for CheckedVisitor {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON without duplicate keys")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // A key with an escape is not borrowed: such a message is refused (and written again).
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(key) = map.next_key::<&'de str>()? {
+            map.next_value::<Checked>()?;
+            if !seen.insert(key) {
+                return Err(de::Error::custom("duplicate key"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A JSON value whose objects were refused if they repeat a key.
@@ -203,6 +264,9 @@ mod tests {
         assert!(
             unambiguous_params(br#"{"a":{"k":1},"params":{"a":{"k":1},"b":{"k":2}}}"#).is_some()
         );
+        // A key repeated in a member beside `params` (checked, not kept) is refused too.
+        assert!(unambiguous_params(br#"{"a":[{"k":1,"k":2}],"params":{}}"#).is_none());
+        assert!(unambiguous_params(br#"{"a":[{"k":1},{"k":2}],"params":{}}"#).is_some());
     }
 
     #[test]
