@@ -154,8 +154,13 @@ impl Judge {
 pub(super) struct Memo {
     book: Option<Arc<Compiled>>,
     caller: Option<Arc<Caller>>,
-    by_request: HashMap<String, Outcomes>,
+    /// Where each request's outcomes are in `outcomes`, by its key.
+    by_request: HashMap<String, usize>,
+    outcomes: Vec<Outcomes>,
+    /// The key being looked up, and the last one found with where (a session calling the
+    /// same tool again finds it without hashing).
     key: String,
+    last: Option<(String, usize)>,
 }
 
 /// Requests a session remembers outcomes for; past that it starts again.
@@ -169,8 +174,14 @@ impl Memo {
         if !same {
             self.book = Some(book.clone());
             self.caller = Some(caller.clone());
-            self.by_request.clear();
+            self.forget();
         }
+    }
+
+    fn forget(&mut self) {
+        self.by_request.clear();
+        self.outcomes.clear();
+        self.last = None;
     }
 
     /// The outcomes remembered for `r`'s fixed parts (its key written into a buffer the memo
@@ -182,15 +193,29 @@ impl Memo {
             key.push_str(part);
             key.push('\0');
         }
-        if !self.by_request.contains_key(key.as_str()) {
-            if self.by_request.len() >= MEMO_REQUESTS {
-                self.by_request.clear();
+        let at = match &mut self.last {
+            Some((last, at)) if last == key => *at,
+            _ => {
+                let at = match self.by_request.get(key.as_str()) {
+                    Some(at) => *at,
+                    None => {
+                        if self.outcomes.len() >= MEMO_REQUESTS {
+                            self.forget();
+                        }
+                        self.outcomes.push(Outcomes::default());
+                        let at = self.outcomes.len() - 1;
+                        self.by_request.insert(self.key.clone(), at);
+                        at
+                    }
+                };
+                // The key's buffer becomes the last one's, and the last one's the next key's.
+                let mut last = self.last.take().map(|(k, _)| k).unwrap_or_default();
+                std::mem::swap(&mut last, &mut self.key);
+                self.last = Some((last, at));
+                at
             }
-            self.by_request.insert(key.clone(), Outcomes::default());
-        }
-        self.by_request
-            .get_mut(key.as_str())
-            .expect("inserted above")
+        };
+        &mut self.outcomes[at]
     }
 }
 
@@ -282,3 +307,48 @@ pub(super) const LISTS: &[&str] = &[
     "resources/list",
     "resources/templates/list",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each request's fixed parts have outcomes of their own, found again whether the last
+    /// lookup was of the same request or another; past the bound the memo starts again.
+    #[test]
+    fn the_memo_keeps_one_outcome_set_per_request() {
+        let mut memo = Memo::default();
+        let tool = |tool| Request {
+            server: "s",
+            method: "tools/call",
+            tool,
+            ..Request::default()
+        };
+        // Parts that would run together without their separators are apart.
+        let (a, b) = (
+            tool("ab"),
+            Request {
+                member: "a",
+                ..tool("b")
+            },
+        );
+        memo.of(&a);
+        memo.of(&b);
+        let at = |memo: &mut Memo, r: &Request<'_>| memo.of(r) as *const Outcomes;
+        let a1 = at(&mut memo, &a);
+        let a2 = at(&mut memo, &a);
+        let b1 = at(&mut memo, &b);
+        let b2 = at(&mut memo, &b);
+        assert_eq!((a1, b1), (a2, b2));
+        assert_ne!(a1, b1);
+        assert_eq!(at(&mut memo, &a), a1);
+        assert_eq!(memo.outcomes.len(), 2);
+        let names: Vec<String> = (0..MEMO_REQUESTS).map(|i| format!("t{i}")).collect();
+        for name in &names {
+            memo.of(&tool(name));
+        }
+        // 510 more fill it; the 511th starts it again, the 512th joins that one.
+        assert_eq!(memo.outcomes.len(), 2);
+        assert!(memo.last.as_ref().is_some_and(|(_, at)| *at == 1));
+        assert_eq!(memo.by_request.len(), memo.outcomes.len());
+    }
+}
