@@ -2,7 +2,7 @@
 # Rules benchmark (not run in CI): 100 sessions × 100 `echo` calls to a server with 20 rules vs
 # the same server without rules, on one gateway, in alternating pairs (the VM's noise is wider
 # than the gap, so one pair proves little). Both are the fixture server on the shared backend;
-# every call is judged by all 20 rules. Needs a release build:
+# every call is judged by all 20 rules; which side runs first alternates. Needs a release build:
 #
 #   cargo build --release --bin aareguru-mcp --examples
 #   PAIRS=8 tests/bench/policy.sh     # READING=0: none of the 20 rules reads arguments
@@ -73,22 +73,33 @@ sleep 1
 pairs=${PAIRS:-1}
 echo "== 100 sessions × 100 echo calls (Streamable HTTP), $pairs pair(s)"
 ratios=()
-for p in $(seq "$pairs"); do
+cpus_plain=()
+cpus_ruled=()
+# Which side runs first alternates from pair to pair: two equal gateways showed the second
+# of a pair some points ahead (SERVER=plain SECOND=1), and alternating cancels that out.
+run_plain() {
     c0=$(cpu_us)
     "$loadgen" --target "http://127.0.0.1:$port/servers/plain" --mode mcp --child echo --sessions 100 --calls 100 >"$tmp/plain"
     c1=$(cpu_us)
+}
+run_ruled() {
     r0=$(cpu_us "$ruled_gw")
     "$loadgen" --target "http://127.0.0.1:$ruled_port/servers/$server" --mode mcp --child echo --sessions 100 --calls 100 >"$tmp/ruled"
     r1=$(cpu_us "$ruled_gw")
+}
+for p in $(seq "$pairs"); do
+    if [ $((p % 2)) = 1 ]; then run_plain; run_ruled; else run_ruled; run_plain; fi
     echo "no rules:  $(row "$tmp/plain")"
     echo "$label:  $(row "$tmp/ruled")"
     ratio=$(( 100 * $(rate "$tmp/ruled") / $(rate "$tmp/plain") ))
     ratios+=("$ratio")
+    cpus_plain+=($(( (c1 - c0) / 10000 ))); cpus_ruled+=($(( (r1 - r0) / 10000 )))
     echo "pair $p: none $(rate "$tmp/plain") calls/s, $label $(rate "$tmp/ruled") calls/s, ratio $ratio %;" \
         "gateway CPU per session+call: none $(( (c1 - c0) / 10000 )) µs, $label $(( (r1 - r0) / 10000 )) µs"
 done
 median=$(median "${ratios[@]}")
 echo "$label / none per pair: ${ratios[*]} (%); median $median %"
+echo "gateway CPU per session+call, medians: none $(median "${cpus_plain[@]}") µs, $label $(median "${cpus_ruled[@]}") µs"
 if [ "${AUDIT:-0}" = 1 ]; then
     kill -TERM "$gw2"; wait "$gw2" 2>/dev/null || true
     echo "audit lines written: $(cat "$tmp"/audit.log* | wc -l) (expected $((pairs * 10000)))"
