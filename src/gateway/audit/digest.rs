@@ -4,7 +4,7 @@
 
 use std::{borrow::Cow, fmt};
 
-use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -75,29 +75,11 @@ pub(super) fn canonical_of(json: &str, out: &mut Vec<u8>) -> Option<()> {
 struct Canon<'o>(&'o mut Vec<u8>);
 
 /// An object's key: borrowed from the text unless it had escapes.
-struct Key<'de>(Cow<'de, str>);
+#[derive(serde::Deserialize)]
+struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
 
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_str(KeyVisitor)
-    }
-}
-
-/// A scalar or key in serde_json's form (writing into a `Vec` cannot fail).
-fn scalar<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+/// A value or key in serde_json's form (writing into a `Vec` cannot fail).
+pub(super) fn scalar<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
     let _ = serde_json::to_writer(out, v);
 }
 

@@ -22,6 +22,7 @@ use serde_json::Value;
 
 #[cfg(test)]
 use self::digest::canonical;
+use self::digest::scalar;
 pub use self::digest::{Sha256Digest, canonical_sha256, canonical_sha256_of};
 use crate::{config::AuditConfig, gateway::caller::Caller};
 
@@ -370,11 +371,6 @@ impl Audit {
     pub fn counts(&self) -> (u64, u64) {
         (self.written.get(), self.dropped.get())
     }
-}
-
-/// A value in serde_json's form (writing into a `Vec` cannot fail).
-fn scalar<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
-    let _ = serde_json::to_writer(out, v);
 }
 
 thread_local! {
