@@ -6,8 +6,10 @@
 //!
 //! Owns: that test. Must not touch: what the message means.
 
+use std::{borrow::Cow, collections::BTreeSet, marker::PhantomData};
+
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Number, Value, value::RawValue};
 
 /// The message's `params` (`Null` when it has none), when the message is a JSON object in
 /// which no object repeats a key and whose only escapes are those serde_json writes itself
@@ -18,44 +20,134 @@ pub fn unambiguous_params(bytes: &[u8]) -> Option<Value> {
     if !plain_escapes(bytes) {
         return None;
     }
-    serde_json::from_slice::<Top>(bytes).ok().map(|t| t.0)
+    let top = serde_json::from_slice::<Top<Strict>>(bytes).ok()?;
+    Some(top.0.map_or(Value::Null, |p| p.0))
 }
 
-/// A message's `params`; its other members are checked, not kept.
-struct Top(Value);
+/// A call's name and its arguments' text, as read by every parser alike.
+#[derive(Debug)]
+pub struct Call<'a> {
+    /// `params.name`.
+    pub name: Cow<'a, str>,
+    /// `params.arguments`, as it stands in the message (`None` when there is none).
+    pub arguments: Option<&'a RawValue>,
+}
 
-impl<'de> Deserialize<'de> for Top {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Top, D::Error> {
-        d.deserialize_map(TopVisitor).map(Top)
+/// A `tools/call`'s (or `prompts/get`'s) name and arguments when the message is unambiguous as
+/// for [`unambiguous_params`], read without building the arguments: `None` when it is not, or
+/// when its params are no object with a string `name`.
+pub fn unambiguous_call(bytes: &[u8]) -> Option<Call<'_>> {
+    if !plain_escapes(bytes) {
+        return None;
+    }
+    serde_json::from_slice::<Top<Call<'_>>>(bytes).ok()?.0
+}
+
+/// A message's `params` read as `P` (`None` when it has none); its other members are checked,
+/// not kept.
+struct Top<P>(Option<P>);
+
+impl<'de, P: Deserialize<'de>> Deserialize<'de> for Top<P> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Top<P>, D::Error> {
+        d.deserialize_map(TopVisitor(PhantomData)).map(Top)
     }
 }
 
-struct TopVisitor;
+struct TopVisitor<P>(PhantomData<P>);
 
-impl<'de> Visitor<'de> for TopVisitor {
-    type Value = Value;
+impl<'de, P: Deserialize<'de>> Visitor<'de> for TopVisitor<P> {
+    type Value = Option<P>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON-RPC message without duplicate keys")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<P>, A::Error> {
         // Escapes were checked before: every key is borrowed.
-        let mut seen: Vec<&'de str> = Vec::with_capacity(4);
-        let mut params = Value::Null;
+        let mut seen = Seen::default();
+        let mut params = None;
         while let Some(key) = map.next_key::<&'de str>()? {
-            if seen.contains(&key) {
-                return Err(de::Error::custom("duplicate key"));
-            }
-            seen.push(key);
+            seen.first(key)?;
             match key {
-                "params" => params = map.next_value::<Strict>()?.0,
+                "params" => params = Some(map.next_value::<P>()?),
                 _ => {
                     map.next_value::<Checked>()?;
                 }
             }
         }
         Ok(params)
+    }
+}
+
+/// A JSON string (a key, a name) borrowed from the text unless it had escapes.
+#[derive(serde::Deserialize)]
+pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Call<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Call<'de>, D::Error> {
+        d.deserialize_map(CallVisitor)
+    }
+}
+
+struct CallVisitor;
+
+impl<'de> Visitor<'de> for CallVisitor {
+    type Value = Call<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a call's params without duplicate keys")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Call<'de>, A::Error> {
+        let mut seen = Seen::default();
+        let (mut name, mut arguments) = (None, None);
+        while let Some(key) = map.next_key::<&'de str>()? {
+            seen.first(key)?;
+            match key {
+                "name" => name = Some(map.next_value::<Text<'de>>()?.0),
+                "arguments" => {
+                    let raw = map.next_value::<&'de RawValue>()?;
+                    serde_json::from_str::<Checked>(raw.get()).map_err(de::Error::custom)?;
+                    arguments = Some(raw);
+                }
+                _ => {
+                    map.next_value::<Checked>()?;
+                }
+            }
+        }
+        let name = name.ok_or_else(|| de::Error::missing_field("name"))?;
+        Ok(Call { name, arguments })
+    }
+}
+
+/// An object's keys so far: a repeat is an error. The first few are kept without allocating.
+#[derive(Default)]
+struct Seen<'a> {
+    few: [&'a str; 8],
+    count: usize,
+    many: BTreeSet<&'a str>,
+}
+
+impl<'a> Seen<'a> {
+    fn first<E: de::Error>(&mut self, key: &'a str) -> Result<(), E> {
+        let repeated = match self.count {
+            n if n < self.few.len() => {
+                let repeated = self.few[..n].contains(&key);
+                self.few[n] = key;
+                repeated
+            }
+            n => {
+                if n == self.few.len() {
+                    self.many.extend(self.few);
+                }
+                !self.many.insert(key)
+            }
+        };
+        self.count += 1;
+        match repeated {
+            true => Err(E::custom("duplicate key")),
+            false => Ok(()),
+        }
     }
 }
 
@@ -133,12 +225,10 @@ impl<'de> Visitor<'de> for CheckedVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         // A key with an escape is not borrowed: such a message is refused (and written again).
-        let mut seen = std::collections::BTreeSet::new();
+        let mut seen = Seen::default();
         while let Some(key) = map.next_key::<&'de str>()? {
             map.next_value::<Checked>()?;
-            if !seen.insert(key) {
-                return Err(de::Error::custom("duplicate key"));
-            }
+            seen.first(key)?;
         }
         Ok(())
     }
@@ -267,6 +357,71 @@ mod tests {
         // A key repeated in a member beside `params` (checked, not kept) is refused too.
         assert!(unambiguous_params(br#"{"a":[{"k":1,"k":2}],"params":{}}"#).is_none());
         assert!(unambiguous_params(br#"{"a":[{"k":1},{"k":2}],"params":{}}"#).is_some());
+    }
+
+    #[test]
+    fn a_call_is_read_without_building_its_arguments() {
+        let plain = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"k":[1]},"arguments":{"path":"/srv/a","n":[1,{"k":{}}]},"name":"echo"}}"#;
+        let call = unambiguous_call(plain).unwrap();
+        assert!(matches!(call.name, Cow::Borrowed("echo")));
+        assert_eq!(
+            call.arguments.map(RawValue::get),
+            Some(r#"{"path":"/srv/a","n":[1,{"k":{}}]}"#)
+        );
+        // A name with the escapes a writer must use is read; arguments may be absent.
+        let escaped = br#"{"params":{"name":"say \"hi\"\n"}}"#;
+        let call = unambiguous_call(escaped).unwrap();
+        assert_eq!(call.name, "say \"hi\"\n");
+        assert!(call.arguments.is_none());
+        for refused in [
+            // A key repeated in the arguments, in params, at the top.
+            &br#"{"params":{"name":"a","arguments":{"x":[{"p":1,"p":2}]}}}"#[..],
+            br#"{"params":{"name":"a","name":"b"}}"#,
+            br#"{"params":{"name":"a","arguments":{},"arguments":{}}}"#,
+            br#"{"id":1,"id":1,"params":{"name":"a"}}"#,
+            br#"{"a":[{"k":1,"k":2}],"params":{"name":"a"}}"#,
+            // An escape a writer need not use.
+            br#"{"params":{"name":"a","arguments":{"path":"\/etc"}}}"#,
+            br#"{"params":{"name":"\u0061"}}"#,
+            // No name, a name that is no string, params that are no object.
+            br#"{"params":{"arguments":{}}}"#,
+            br#"{"params":{"name":1}}"#,
+            br#"{"params":["a"]}"#,
+            br#"{"params":null}"#,
+            br#"{"id":1}"#,
+            br#"{"params":{"name":"a","arguments":{"#,
+        ] {
+            assert!(
+                unambiguous_call(refused).is_none(),
+                "{}",
+                String::from_utf8_lossy(refused)
+            );
+        }
+    }
+
+    #[test]
+    fn a_repeat_is_found_among_many_keys() {
+        let keys = |n: usize| (0..n).map(|i| format!("\"k{i}\":{i}")).collect::<Vec<_>>();
+        for n in [1, 7, 8, 9, 20] {
+            let distinct = format!(
+                r#"{{"params":{{"name":"a","arguments":{{{}}}}}}}"#,
+                keys(n).join(",")
+            );
+            assert!(unambiguous_call(distinct.as_bytes()).is_some(), "{n}");
+            assert!(unambiguous_params(distinct.as_bytes()).is_some(), "{n}");
+            // The last key again, and the first again after all the others.
+            for again in [format!("\"k{}\":0", n - 1), "\"k0\":0".to_string()] {
+                let mut all = keys(n);
+                all.push(again);
+                let text = format!(
+                    r#"{{"params":{{"name":"a","arguments":{{{}}}}}}}"#,
+                    all.join(",")
+                );
+                assert!(unambiguous_call(text.as_bytes()).is_none(), "{text}");
+                let top = format!(r#"{{{},"params":{{}}}}"#, all.join(","));
+                assert!(unambiguous_params(top.as_bytes()).is_none(), "{top}");
+            }
+        }
     }
 
     #[test]

@@ -8,6 +8,8 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::mcp::strict::Text;
+
 /// A SHA-256 digest, written as hex.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Sha256Digest(pub [u8; 32]);
@@ -74,10 +76,6 @@ pub(super) fn canonical_of(json: &str, out: &mut Vec<u8>) -> Option<()> {
 /// Writes the value it reads in canonical form.
 struct Canon<'o>(&'o mut Vec<u8>);
 
-/// An object's key: borrowed from the text unless it had escapes.
-#[derive(serde::Deserialize)]
-struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
-
 /// A value or key in serde_json's form (writing into a `Vec` cannot fail).
 pub(super) fn scalar<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
     let _ = serde_json::to_writer(out, v);
@@ -142,7 +140,7 @@ impl<'de> Visitor<'de> for Canon<'_> {
         let open = out.len();
         // Each member's `"key":value`, where it stands in `out` (without its comma).
         let mut members: Vec<(Cow<'de, str>, std::ops::Range<usize>)> = Vec::new();
-        while let Some(Key(key)) = map.next_key()? {
+        while let Some(Text(key)) = map.next_key()? {
             if !members.is_empty() {
                 out.push(b',');
             }

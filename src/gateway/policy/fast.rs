@@ -11,7 +11,10 @@
 //! Owns: the fast form and its evaluation. Must not touch: the interpreter's variables.
 
 use cel::common::ast::{Expr, IdedExpr, LiteralValue, operators};
-use serde_json::Value;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::{Value, value::RawValue};
+
+use crate::mcp::strict::Text;
 
 /// The names of `mcp` a request has as text.
 #[derive(Debug, Clone, Copy)]
@@ -42,7 +45,103 @@ impl Part {
 pub trait Facts {
     fn part(&self, part: Part) -> &str;
     /// A call's arguments; `None` while listing or probing.
-    fn arguments(&self) -> Option<&Value>;
+    fn arguments(&self) -> Option<Arguments<'_>>;
+}
+
+/// A call's arguments (or a part of them) as the rules read them.
+#[derive(Debug, Clone, Copy)]
+pub enum Arguments<'a> {
+    /// Read into a value.
+    Value(&'a Value),
+    /// Their text as the call carried it, read alike by every parser (see
+    /// [`crate::mcp::strict`]): the fast form reads only what it needs of it.
+    Text(&'a RawValue),
+}
+
+impl<'a> Arguments<'a> {
+    /// The value under `key`; `None` when this is no object or has no such key.
+    fn get(self, key: &str) -> Option<Arguments<'a>> {
+        match self {
+            Arguments::Value(v) => v.as_object()?.get(key).map(Arguments::Value),
+            Arguments::Text(t) => member(t, key)?.map(Arguments::Text),
+        }
+    }
+
+    /// Whether this object has `key`; `None` when this is no object.
+    fn has(self, key: &str) -> Option<bool> {
+        match self {
+            Arguments::Value(v) => Some(v.as_object()?.contains_key(key)),
+            Arguments::Text(t) => Some(member(t, key)?.is_some()),
+        }
+    }
+
+    /// As the fast form computes with it; `None` for a string whose text has escapes (the
+    /// interpreter reads those).
+    fn fact(self) -> Option<V<'a>> {
+        Some(match self {
+            Arguments::Value(Value::String(s)) => V::Text(s),
+            Arguments::Value(Value::Bool(b)) => V::Bool(*b),
+            Arguments::Value(_) => V::Other,
+            Arguments::Text(t) => match t.get().as_bytes() {
+                [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => {
+                    V::Text(std::str::from_utf8(inner).ok()?)
+                }
+                [b'"', ..] => return None,
+                b"true" => V::Bool(true),
+                b"false" => V::Bool(false),
+                _ => V::Other,
+            },
+        })
+    }
+
+    /// As a value (what the interpreter is given).
+    pub fn to_value(self) -> Value {
+        match self {
+            Arguments::Value(v) => v.clone(),
+            Arguments::Text(t) => serde_json::from_str(t.get()).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// The text under `key` of the object `text` is; `None` when it is no object.
+fn member<'a>(text: &'a RawValue, key: &str) -> Option<Option<&'a RawValue>> {
+    if !text.get().starts_with('{') {
+        return None;
+    }
+    let mut de = serde_json::Deserializer::from_str(text.get());
+    Member(key).deserialize(&mut de).ok()
+}
+
+/// Looks one key up in an object, skipping the others unread.
+struct Member<'k>(&'k str);
+
+impl<'de> DeserializeSeed<'de> for Member<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Member<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(Text(key)) = map.next_key()? {
+            match key == self.0 {
+                true => found = Some(map.next_value()?),
+                false => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// A rule's expression in the subset judged natively.
@@ -143,15 +242,8 @@ impl Fast {
             Fast::Text(s) => V::Text(s),
             Fast::Bool(b) => V::Bool(*b),
             Fast::Name(part) => V::Text(r.part(*part)),
-            Fast::Argument(keys) => match walk(r, keys)? {
-                Value::String(s) => V::Text(s),
-                Value::Bool(b) => V::Bool(*b),
-                _ => V::Other,
-            },
-            Fast::Has(keys, key) => match walk(r, keys)? {
-                Value::Object(map) => V::Bool(map.contains_key(key)),
-                _ => return None,
-            },
+            Fast::Argument(keys) => walk(r, keys)?.fact()?,
+            Fast::Has(keys, key) => V::Bool(walk(r, keys)?.has(key)?),
             Fast::Not(a) => match a.eval(r)? {
                 V::Bool(b) => V::Bool(!b),
                 _ => return None,
@@ -197,10 +289,10 @@ fn decided(parts: &[Fast], r: &impl Facts, short: bool) -> Option<bool> {
 
 /// The arguments' value under `keys`; `None` (an error in CEL) when a key is missing or what
 /// it is looked up in is not a map, or the request has no arguments.
-fn walk<'a>(r: &'a impl Facts, keys: &[String]) -> Option<&'a Value> {
+fn walk<'a>(r: &'a impl Facts, keys: &[String]) -> Option<Arguments<'a>> {
     let mut v = r.arguments()?;
     for k in keys {
-        v = v.as_object()?.get(k)?;
+        v = v.get(k)?;
     }
     Some(v)
 }
@@ -243,14 +335,15 @@ fn select(e: &IdedExpr) -> Option<Fast> {
 #[cfg(test)]
 mod tests {
     use cel::{Context, Program, Value as Cel};
-    use serde_json::{Value, json};
+    use serde_json::{Value, json, value::RawValue};
 
-    use super::{Facts, Fast, Part};
+    use super::{Arguments, Facts, Fast, Part};
 
-    /// A call as the fast form and CEL see it.
+    /// A call as the fast form and CEL see it; its arguments read into a value, or as text.
     struct Call {
         tool: &'static str,
         arguments: Option<Value>,
+        text: Option<Box<RawValue>>,
     }
 
     impl Facts for Call {
@@ -263,8 +356,11 @@ mod tests {
             }
         }
 
-        fn arguments(&self) -> Option<&Value> {
-            self.arguments.as_ref()
+        fn arguments(&self) -> Option<Arguments<'_>> {
+            match &self.text {
+                Some(text) => Some(Arguments::Text(text)),
+                None => self.arguments.as_ref().map(Arguments::Value),
+            }
         }
     }
 
@@ -312,6 +408,8 @@ mod tests {
             Some(json!({"options": {"force": "no"}, "count": 3})),
             Some(json!({"options": [1], "path": ["/etc"]})),
             Some(json!("/etc/passwd")),
+            Some(json!({"path": "/etc/\"q\"", "options": {"force": true, "x\ny": 1}})),
+            Some(json!({"path": "/etc/p", "options": {"force": "a\tb"}, "recursive": false})),
         ];
         let (mut decided, mut total) = (0, 0);
         for rule in rules {
@@ -323,7 +421,30 @@ mod tests {
                     let c = Call {
                         tool,
                         arguments: args.clone(),
+                        text: None,
                     };
+                    // The same arguments as their text: decided alike, or (a string with
+                    // escapes on the way) left to the interpreter.
+                    let text = args.as_ref().map(|a| RawValue::from_string(a.to_string()));
+                    let as_text = Call {
+                        text: text.map(Result::unwrap),
+                        ..Call {
+                            tool,
+                            arguments: args.clone(),
+                            text: None,
+                        }
+                    };
+                    let escaped = as_text
+                        .text
+                        .as_ref()
+                        .is_some_and(|t| t.get().contains('\\'));
+                    match (fast.holds(&c), fast.holds(&as_text)) {
+                        (a, b) if a == b => {}
+                        (Some(_), None) if escaped => {}
+                        (a, b) => {
+                            panic!("{rule} on {args:?}: {a:?} from the value, {b:?} from the text")
+                        }
+                    }
                     total += 1;
                     let Some(b) = fast.holds(&c) else {
                         // Left to the interpreter: its errors (a missing key, a number), and
@@ -357,6 +478,7 @@ mod tests {
         let call = |tool, arguments| Call {
             tool,
             arguments: Some(arguments),
+            text: None,
         };
         assert_eq!(
             fast.holds(&call("echo", json!({"text": "hi"}))),

@@ -31,7 +31,10 @@ use cel::{
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
-pub use self::rules::{Rule, RuleSet};
+pub use self::{
+    fast::Arguments,
+    rules::{Rule, RuleSet},
+};
 use super::caller::Caller;
 
 /// CEL's standard functions, built once (a context of its own would build them per request).
@@ -45,7 +48,7 @@ pub struct Request<'a> {
     pub method: &'a str,
     pub tool: &'a str,
     /// A call's arguments; `None` while listing (not known yet).
-    pub arguments: Option<&'a Value>,
+    pub arguments: Option<Arguments<'a>>,
     pub prompt: &'a str,
     pub uri: &'a str,
 }
@@ -62,7 +65,7 @@ impl fast::Facts for Request<'_> {
         }
     }
 
-    fn arguments(&self) -> Option<&Value> {
+    fn arguments(&self) -> Option<Arguments<'_>> {
         self.arguments
     }
 }
@@ -308,7 +311,7 @@ fn flat(r: &Request<'_>, bit: usize) -> Box<dyn Val> {
         1 => text(r.member),
         2 => text(r.method),
         3 => text(r.tool),
-        4 => json_val(r.arguments.unwrap_or(&Value::Null)),
+        4 => arguments_val(r.arguments.unwrap_or(Arguments::Value(&Value::Null))),
         5 => text(r.prompt),
         _ => text(r.uri),
     }
@@ -359,7 +362,7 @@ fn mcp(r: &Request<'_>) -> Box<dyn Val> {
     };
     let mut tool = vec![("name", text(r.tool))];
     if let Some(args) = r.arguments {
-        tool.push(("arguments", json_val(args)));
+        tool.push(("arguments", arguments_val(args)));
     }
     map(vec![
         ("server", text(r.server)),
@@ -374,6 +377,14 @@ fn mcp(r: &Request<'_>) -> Box<dyn Val> {
 /// A string as CEL sees it.
 fn text(s: &str) -> Box<dyn Val> {
     Box::new(CelString::from(s.to_string()))
+}
+
+/// A call's arguments as CEL sees them.
+fn arguments_val(a: Arguments<'_>) -> Box<dyn Val> {
+    match a {
+        Arguments::Value(v) => json_val(v),
+        Arguments::Text(_) => json_val(&a.to_value()),
+    }
 }
 
 /// A JSON value as CEL sees it, built directly (as `cel::to_value` would make it, without its

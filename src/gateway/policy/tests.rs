@@ -49,7 +49,7 @@ fn call<'a>(tool: &'a str, args: &'a serde_json::Value) -> Request<'a> {
         server: "fs",
         method: "tools/call",
         tool,
-        arguments: Some(args),
+        arguments: Some(Arguments::Value(args)),
         ..Request::default()
     }
 }
@@ -369,6 +369,14 @@ fn arguments_have_the_types_cel_gives_json() {
     let mut via_value = Context::with_env(STDLIB.clone());
     let mut built = Context::with_env(STDLIB.clone());
     built.add_variable_as_val("mcp", mcp(&request));
+    // The arguments as their text (as a call carries them) are given to CEL alike.
+    let text = serde_json::value::RawValue::from_string(args.to_string()).unwrap();
+    let mut from_text = Context::with_env(STDLIB.clone());
+    let request = Request {
+        arguments: Some(Arguments::Text(&text)),
+        ..request
+    };
+    from_text.add_variable_as_val("mcp", mcp(&request));
     let m = json!({"server": "fs", "member": "", "method": "tools/call",
         "tool": {"name": "x", "arguments": args}, "prompt": {"name": ""}, "resource": {"uri": ""}});
     via_value.add_variable_from_value("mcp", cel::to_value(m).unwrap());
@@ -376,6 +384,7 @@ fn arguments_have_the_types_cel_gives_json() {
         let program = STDLIB.compile(expr).unwrap();
         let (a, b) = (program.execute(&via_value), program.execute(&built));
         assert_eq!(a, b, "{expr}");
+        assert_eq!(program.execute(&from_text), b, "{expr}");
         assert_eq!(b, Ok(Cel::Bool(true)), "{expr}");
     }
 }

@@ -16,7 +16,7 @@ use crate::{
         federation::catalog::Naming,
         metrics::ServerMetrics,
         policy::{
-            self, Decision, Mode, Outcomes, Prepared, Request, RuleSet,
+            self, Arguments, Decision, Mode, Outcomes, Prepared, Request, RuleSet,
             book::{Book, Compiled},
         },
     },
@@ -226,7 +226,9 @@ pub(super) fn call_request<'a>(method: &'a str, params: &'a Value) -> Request<'a
         "tools/call" => Request {
             method,
             tool: name,
-            arguments: Some(params.get("arguments").unwrap_or(&Value::Null)),
+            arguments: Some(Arguments::Value(
+                params.get("arguments").unwrap_or(&Value::Null),
+            )),
             ..Request::default()
         },
         "prompts/get" => Request {

@@ -37,7 +37,7 @@ use crate::{
         caller::Caller,
         metrics::ServerMetrics,
         policy::{
-            Decision, Mode, Prepared, Request,
+            Arguments, Decision, Mode, Prepared, Request,
             book::{Book, Compiled},
         },
     },
@@ -239,6 +239,31 @@ impl GuardedLink {
                 .judge
                 .decide(book, caller, prepared, request, mode, &client.memo)
         };
+        let reads = book.reads_arguments;
+        // A call whose arguments some rule reads, read once without building them: its name,
+        // and its arguments' text, which the rules read what they need of. If every parser
+        // reads it alike it goes on as it came.
+        if method == "tools/call"
+            && reads
+            && let Some(call) = strict::unambiguous_call(&line)
+        {
+            let arguments = match call.arguments {
+                Some(text) => Arguments::Text(text),
+                None => Arguments::Value(&Value::Null),
+            };
+            let request = Request {
+                method,
+                tool: &call.name,
+                arguments: Some(arguments),
+                ..Request::default()
+            };
+            if let Decision::Deny(rule) = decide(request, Mode::Call) {
+                let params = serde_json::json!({ "name": call.name });
+                self.refuse(client, book, caller, id, method, &params, &rule);
+                return None;
+            }
+            return Some(line);
+        }
         // By its name alone when the name stands once in the bytes and no rule in the way
         // must read the arguments (what the server reads is then what was judged, and the
         // message goes on untouched).
@@ -258,7 +283,7 @@ impl GuardedLink {
                     ..Request::default()
                 },
             };
-            let mode = match book.reads_arguments {
+            let mode = match reads {
                 true => Mode::Name,
                 false => Mode::Call,
             };
