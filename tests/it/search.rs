@@ -46,6 +46,40 @@ async fn raw_call_tool(c: &McpClient, tool: &str, inner: &str) -> Value {
     crate::policy::raw_call(c, &body).await
 }
 
+/// A gateway on `config` writing its audit log in `dir`, and the log's path.
+async fn with_log(dir: &TempDir, config: &Value) -> (Gateway, std::path::PathBuf) {
+    let path = write(dir, config);
+    let log = dir.0.join("audit.log");
+    let log_arg = log.display().to_string();
+    let gw = Gateway::start(&["--config", &path, "--audit-log", &log_arg], &[]).await;
+    (gw, log)
+}
+
+/// The audit log's lines as `name outcome` (but the fixture's `stats`), once there are `n`.
+async fn logged(log: &std::path::Path, n: usize) -> Vec<String> {
+    let mut seen = vec![];
+    for _ in 0..50 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        seen = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|l| {
+                format!(
+                    "{} {}",
+                    l["name"].as_str().unwrap(),
+                    l["outcome"].as_str().unwrap()
+                )
+            })
+            .filter(|l| !l.starts_with("stats "))
+            .collect();
+        if seen.len() >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    seen
+}
+
 #[tokio::test]
 async fn what_the_search_finds_and_calls_is_what_the_layers_inside_allow() {
     let dir = TempDir::new("search");
@@ -62,10 +96,7 @@ async fn what_the_search_finds_and_calls_is_what_the_layers_inside_allow() {
         },
         "groups": {"desk": {"members": ["fx", "fx2"], "toolSearch": {"mode": "activate", "maxActive": 2}}}
     });
-    let path = write(&dir, &config);
-    let log = dir.0.join("audit.log");
-    let log_arg = log.display().to_string();
-    let gw = Gateway::start(&["--config", &path, "--audit-log", &log_arg], &[]).await;
+    let (gw, log) = with_log(&dir, &config).await;
 
     let mut c = McpClient::new(&gw.url("/servers/fx"));
     c.initialize().await;
@@ -116,30 +147,27 @@ async fn what_the_search_finds_and_calls_is_what_the_layers_inside_allow() {
     let (_, v) = c.call(8, "call_tool", json!({"arguments": {}})).await;
     assert_eq!(v["result"]["isError"], true, "{v}");
 
-    // The audit log names the tool the call tool called, with the rule's refusals.
-    let mut echoes = vec![];
-    for _ in 0..50 {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        echoes = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|l| l["name"] == "echo")
-            .map(|l| l["outcome"].as_str().unwrap_or_default().to_string())
-            .collect();
-        if echoes.len() >= 4 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    // The audit log names the tool the call tool called, with the rule's refusals (the
+    // searches have their lines too).
+    let lines = logged(&log, 9).await;
+    let echoes: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("echo "))
+        .collect();
     assert_eq!(
         echoes.iter().filter(|o| o.starts_with("denied")).count(),
         3,
-        "{echoes:?}"
+        "{lines:?}"
     );
     assert_eq!(
-        echoes.iter().filter(|o| *o == "ok").count(),
+        echoes.iter().filter(|o| **o == "ok").count(),
         1,
-        "{echoes:?}"
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| *l == "search_tools ok").count(),
+        2,
+        "{lines:?}"
     );
 
     // Activate mode: found tools join the session's list, at most two, the newest kept.
@@ -199,6 +227,64 @@ async fn what_the_search_finds_and_calls_is_what_the_layers_inside_allow() {
     assert!(
         metrics.contains(r#"aareguru_gateway_tool_search_indexes_total{server="fx"} 1"#),
         "{metrics}"
+    );
+}
+
+/// The search's own calls meet the limits and the audit log like any tool's, and a call
+/// through the call tool is limited and recorded as the call of the tool it names.
+#[tokio::test]
+async fn the_search_and_the_call_tool_are_limited_and_recorded() {
+    let dir = TempDir::new("search-limits");
+    let config = json!({
+        "gateway": {"limits": [
+            {"name": "searches", "tools": ["search_tools"], "rate": "2/min"},
+            {"name": "echoes", "tools": ["echo"], "rate": "1/min"}
+        ]},
+        "mcpServers": {"fx": fixture("fx", json!({"toolSearch": "search"}))}
+    });
+    let (gw, log) = with_log(&dir, &config).await;
+    let mut c = McpClient::new(&gw.url("/servers/fx"));
+    c.initialize().await;
+    for id in 1..=2 {
+        let (status, v) = c.call(id, "search_tools", json!({"query": "echo"})).await;
+        assert_eq!(status, 200, "{v}");
+    }
+    let (status, v) = c.call(3, "search_tools", json!({"query": "echo"})).await;
+    assert_eq!(status, 429, "{v}");
+    assert_eq!(v["error"]["data"]["limit"], "searches", "{v}");
+    let (status, v) = c
+        .call(
+            4,
+            "call_tool",
+            json!({"name": "echo", "arguments": {"p": 1}}),
+        )
+        .await;
+    assert_eq!(
+        (status, &v["result"]["structuredContent"]),
+        (200, &json!({"p": 1})),
+        "{v}"
+    );
+    let (status, v) = c
+        .call(
+            5,
+            "call_tool",
+            json!({"name": "echo", "arguments": {"p": 2}}),
+        )
+        .await;
+    assert_eq!(status, 429, "{v}");
+    assert_eq!(v["error"]["data"]["limit"], "echoes", "{v}");
+    assert_eq!(calls_of(&c, "echo").await, 1);
+
+    // One line per call, the call tool's under the tool it called.
+    assert_eq!(
+        logged(&log, 5).await,
+        [
+            "search_tools ok",
+            "search_tools ok",
+            "search_tools limited",
+            "echo ok",
+            "echo limited"
+        ]
     );
 }
 

@@ -1,7 +1,7 @@
-//! The outermost layer around every server's backend (but tool search, whose call tool reaches
-//! it as the named tool's own `tools/call`): it sees each `tools/call`, `prompts/get` and
-//! `resources/read` on its way in and its answer on its way out — on every transport and
-//! revision, federated or not. A call first meets the limits (see
+//! The outermost layer around every server's backend: it sees each `tools/call`, `prompts/get`
+//! and `resources/read` on its way in and its answer on its way out — on every transport and
+//! revision, federated or not, tool search's own calls included (a call of its call tool is
+//! counted and recorded under the name of the tool it calls). A call first meets the limits (see
 //! [`super::limits`]; one over a limit is answered here, JSON-RPC error -32029 with the seconds
 //! to wait, which the HTTP front turns into 429 + `Retry-After`); it holds its slot in the
 //! limits that count calls at once until it ends. When it ends — answered, refused by a layer
@@ -16,6 +16,7 @@
 
 use parking_lot::Mutex;
 use std::{
+    borrow::Cow,
     collections::HashMap,
     sync::{
         Arc, Weak,
@@ -33,6 +34,7 @@ use super::{
     judging::Subject,
     layer::{Opens, layer},
     limits::{Limits, Refusal, Ticket},
+    search,
 };
 use crate::{
     gateway::{
@@ -58,6 +60,7 @@ pub fn counted(
     audit: Option<Arc<Audit>>,
     limits: Arc<Limits>,
     metrics: ServerMetrics,
+    searched: bool,
 ) -> Arc<dyn Backend> {
     let shared = Arc::new(Shared {
         server: Arc::from(subject.name.as_str()),
@@ -65,6 +68,7 @@ pub fn counted(
         audit,
         limits,
         metrics,
+        searched,
     });
     layer(backend, Counted { shared })
 }
@@ -76,6 +80,8 @@ struct Shared {
     audit: Option<Arc<Audit>>,
     limits: Arc<Limits>,
     metrics: ServerMetrics,
+    /// Tool search is on inside: a call of its call tool is the call of the tool it names.
+    searched: bool,
 }
 
 struct Counted {
@@ -140,9 +146,8 @@ impl CountedClient {
     ) -> Result<(), Refusal> {
         // One borrowing pass: the name, and the arguments' text (read again only with the
         // log: for its hash, and for the line where the operator shows them).
-        let called = Called::<&RawValue>::parse(line);
-        let arguments = called.arguments.filter(|a| a.get() != "null");
-        let name = called.target(method).into_owned();
+        let (name, arguments) = read_call(line, method, self.shared.searched);
+        let arguments = arguments.filter(|a| a != "null");
         let member = self
             .shared
             .subject
@@ -166,10 +171,10 @@ impl CountedClient {
         };
         let entry = match &self.shared.audit {
             Some(audit) => Entry {
-                arguments_sha256: arguments.and_then(|a| audit::canonical_sha256_of(a.get())),
+                arguments_sha256: arguments.as_deref().and_then(audit::canonical_sha256_of),
                 arguments: arguments
                     .filter(|_| audit.with_arguments())
-                    .and_then(|a| serde_json::from_str::<Value>(a.get()).ok())
+                    .and_then(|a| serde_json::from_str::<Value>(&a).ok())
                     .map(|a| audit.redacted(&a)),
                 ..entry
             },
@@ -262,6 +267,35 @@ impl CountedClient {
             self.end_call(&id, |_| outcome.clone(), 0);
         }
     }
+}
+
+/// The name a call is counted and recorded under, and its arguments' text. Read in one
+/// borrowing pass; what that pass does not take (a repeated key, a name that is no string) and
+/// a call of the search's call tool (`searched`) are read as the layers inside read them (of
+/// repeated keys the last), the call tool's call under the name of the tool it calls.
+fn read_call<'a>(line: &'a [u8], method: &str, searched: bool) -> (String, Option<Cow<'a, str>>) {
+    let called = Called::<&RawValue>::parse(line);
+    let read = called.name.is_some() || called.uri.is_some();
+    if read && !(searched && called.name.as_deref() == Some(search::CALL)) {
+        let arguments = called.arguments.map(|a| Cow::Borrowed(a.get()));
+        return (called.target(method).into_owned(), arguments);
+    }
+    let params = Envelope::parse(line)
+        .and_then(|e| e.params())
+        .unwrap_or_default();
+    let text = |v: &Value, key: &str| v[key].as_str().map(str::to_string);
+    if method == "resources/read" {
+        return (text(&params, "uri").unwrap_or_default(), None);
+    }
+    let (mut name, mut arguments) = (text(&params, "name"), params.get("arguments"));
+    if searched && method == "tools/call" && name.as_deref() == Some(search::CALL) {
+        let inner = arguments.unwrap_or(&Value::Null);
+        if let Some(called) = text(inner, "name") {
+            (name, arguments) = (Some(called), inner.get("arguments"));
+        }
+    }
+    let arguments = arguments.map(|a| Cow::Owned(a.to_string()));
+    (name.unwrap_or_default(), arguments)
 }
 
 /// The answer to a call a limit refused: when to retry, in the message and in `data`.
@@ -501,6 +535,61 @@ mod tests {
         fn end(&self, _: CloseCause) {}
     }
 
+    /// What a call is counted and recorded as: the name (or URI) and arguments the layers
+    /// inside act on, whatever the message repeats, and through the search's call tool the
+    /// tool it calls.
+    #[test]
+    fn a_call_is_read_as_the_layers_inside_read_it() {
+        let read = |line: &str, method, searched| {
+            let (name, arguments) = read_call(line.as_bytes(), method, searched);
+            (name, arguments.map(Cow::into_owned))
+        };
+        let call = |params: &str| {
+            format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{params}}}"#)
+        };
+        let some = |s: &str| Some(s.to_string());
+        let echo = call(r#"{"name":"echo","arguments":{"p":1}}"#);
+        assert_eq!(
+            read(&echo, "tools/call", true),
+            ("echo".into(), some(r#"{"p":1}"#))
+        );
+        // A repeated name: the last one, as the rules and the server read it.
+        let repeated = call(r#"{"name":"a","name":"echo","arguments":{"p":1}}"#);
+        assert_eq!(
+            read(&repeated, "tools/call", false),
+            ("echo".into(), some(r#"{"p":1}"#))
+        );
+        let escaped = call(r#"{"name":"\u0065cho"}"#);
+        assert_eq!(read(&escaped, "tools/call", false), ("echo".into(), None));
+        // The call tool: the tool it calls when tool search is on, itself otherwise.
+        let through =
+            call(r#"{"name":"call_tool","arguments":{"name":"echo","arguments":{"p":2}}}"#);
+        assert_eq!(
+            read(&through, "tools/call", true),
+            ("echo".into(), some(r#"{"p":2}"#))
+        );
+        assert_eq!(
+            read(&through, "tools/call", false),
+            (
+                "call_tool".into(),
+                some(r#"{"name":"echo","arguments":{"p":2}}"#)
+            )
+        );
+        let repeated = call(r#"{"name":"call_tool","arguments":{"name":"x","name":"echo"}}"#);
+        assert_eq!(read(&repeated, "tools/call", true), ("echo".into(), None));
+        let nameless = call(r#"{"name":"call_tool","arguments":{"arguments":{}}}"#);
+        assert_eq!(
+            read(&nameless, "tools/call", true),
+            ("call_tool".into(), some(r#"{"arguments":{}}"#))
+        );
+        let uri = r#"{"id":1,"method":"resources/read","params":{"uri":"a://b","uri":"a://c"}}"#;
+        assert_eq!(read(uri, "resources/read", false), ("a://c".into(), None));
+        assert_eq!(
+            read(r#"{"id":1}"#, "tools/call", true),
+            (String::new(), None)
+        );
+    }
+
     #[test]
     fn outcomes_are_told_from_answers() {
         let o = |m: &str| answer_outcome(&Reply::parse(m.as_bytes()).unwrap());
@@ -553,6 +642,7 @@ mod tests {
             None,
             limits,
             metrics,
+            false,
         );
         let session = Arc::new(Session {
             id: Uuid::new_v4(),

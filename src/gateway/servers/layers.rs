@@ -1,5 +1,6 @@
-//! A server's layers around its backend (its tool filter, then the rules, then the calls
-//! layer: limits and the audit log), and how it serves requests of the stateless revision.
+//! A server's layers around its backend (its tool filter, then the rules, then tool search, then
+//! the calls layer: limits and the audit log), and how it serves requests of the stateless
+//! revision.
 //!
 //! Owns: the order of the layers. Must not touch: HTTP, sessions.
 
@@ -70,9 +71,10 @@ pub(super) struct Guards {
 }
 
 /// A server's layers around its backend: its tool filter, then the rules (which so judge the
-/// names clients see), then the calls layer (limits, and the audit log, which so records
-/// what the rules and the filter refused), then tool search (whose call tool so becomes a call
-/// the layers inside judge, limit and record under the tool's own name).
+/// names clients see), then tool search (whose call tool so becomes a call the layers inside
+/// judge under the tool's own name), then the calls layer (limits, and the audit log, which so
+/// records what the rules and the filter refused, and the search's own calls; a call of the
+/// call tool it counts and records under the name of the tool called).
 pub(super) fn layers(
     backend: Arc<dyn backend::Backend>,
     config: &ServerConfig,
@@ -87,17 +89,18 @@ pub(super) fn layers(
         guards.book.clone(),
         metrics.clone(),
     );
-    let counted = calls::counted(
+    let searched = search::searched(
         guarded,
+        config.tool_search.clone(),
+        config.tool_scopes.clone(),
+        metrics.clone(),
+    );
+    calls::counted(
+        searched,
         subject,
         guards.audit.clone(),
         guards.limits.clone(),
         metrics.clone(),
-    );
-    search::searched(
-        counted,
-        config.tool_search.clone(),
-        config.tool_scopes.clone(),
-        metrics.clone(),
+        config.tool_search.is_some(),
     )
 }

@@ -1,4 +1,5 @@
-//! Tool search (`toolSearch`) as the outermost layer around a server's or group's backend:
+//! Tool search (`toolSearch`) as a layer around a server's or group's backend, inside the calls
+//! layer (which so limits and records its calls) and outside the rules:
 //! `tools/list` shows a small surface — a search tool, a call tool, the `alwaysList` tools and,
 //! in `activate` mode, the tools the session found — instead of every tool; the search answers
 //! from an index of the tools the layers inside list *for this caller* (its tool filter and
