@@ -283,19 +283,18 @@ fn read_call<'a>(line: &'a [u8], method: &str, searched: bool) -> (String, Optio
     let params = Envelope::parse(line)
         .and_then(|e| e.params())
         .unwrap_or_default();
-    let text = |v: &Value, key: &str| v[key].as_str().map(str::to_string);
+    let text = |v: &Value, key: &str| v[key].as_str().unwrap_or_default().to_string();
     if method == "resources/read" {
-        return (text(&params, "uri").unwrap_or_default(), None);
+        return (text(&params, "uri"), None);
     }
-    let (mut name, mut arguments) = (text(&params, "name"), params.get("arguments"));
-    if searched && method == "tools/call" && name.as_deref() == Some(search::CALL) {
-        let inner = arguments.unwrap_or(&Value::Null);
-        if let Some(called) = text(inner, "name") {
-            (name, arguments) = (Some(called), inner.get("arguments"));
-        }
-    }
-    let arguments = arguments.map(|a| Cow::Owned(a.to_string()));
-    (name.unwrap_or_default(), arguments)
+    // The call tool's call: the call the search makes of it, if it makes one.
+    let through = searched && method == "tools/call" && params["name"] == search::CALL;
+    let params = match through {
+        true => search::called(params.clone()).unwrap_or(params),
+        false => params,
+    };
+    let arguments = params.get("arguments").map(|a| Cow::Owned(a.to_string()));
+    (text(&params, "name"), arguments)
 }
 
 /// The answer to a call a limit refused: when to retry, in the message and in `data`.

@@ -33,8 +33,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+pub(super) use self::surface::called;
 pub use self::surface::{ACTIVATE, ACTIVE_META, CALL, SEARCH, active_of};
-use self::surface::{activate, call_tool, called, search_tool, summary, tool_error};
+use self::surface::{activate, call_tool, search_tool, summary, tool_error};
 use super::{
     layer::{Opens, layer},
     tools::glob,

@@ -136,7 +136,7 @@ pub(super) fn call_tool() -> Value {
 
 /// The params of the call the call tool's `params` ask for: the named tool with the given
 /// arguments (the call's other params, `_meta` among them, kept).
-pub(super) fn called(mut params: Value) -> Result<Value, &'static str> {
+pub(in crate::gateway::servers) fn called(mut params: Value) -> Result<Value, &'static str> {
     let mut arguments = params
         .get_mut("arguments")
         .map(Value::take)
